@@ -1,0 +1,137 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Checkpoints: the only module that talks to orbax.
+
+A checkpoint holds the train state (parameters, proxies, BatchNorm statistics,
+optimiser state, step) and a small JSON ``signature`` of what produced it
+(model, embedding size, number of proxies). Restoring into a run whose
+signature differs fails with a message instead of loading mismatched arrays.
+Saves are asynchronous; orbax writes into a temporary folder and renames it
+when complete, so a run killed mid-save resumes from the previous checkpoint.
+"""
+
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import (
+  preservation_policy,
+  save_decision_policy,
+)
+
+_STATE = "state"
+_SIGNATURE = "signature"
+
+
+class IncompatibleCheckpointError(ValueError):
+  """The workdir holds a checkpoint of a differently configured run."""
+
+
+class Checkpointer:
+  """Saves every ``every_steps`` steps and keeps the latest ``keep``."""
+
+  def __init__(self, directory: str, *, every_steps: int, keep: int):
+    """Opens (or creates) the checkpoint folder.
+
+    Args:
+      directory: absolute path or URL (e.g. gs://...) of the folder.
+      every_steps: save interval in steps (0: only forced saves).
+      keep: number of most recent checkpoints preserved.
+    """
+    if keep < 1:
+      raise ValueError(f"ckpt.keep must be at least 1, got {keep}.")
+    interval = (
+      save_decision_policy.FixedIntervalPolicy(every_steps)
+      if every_steps > 0
+      else None
+    )
+    options = ocp.CheckpointManagerOptions(
+      save_decision_policy=interval,
+      preservation_policy=preservation_policy.LatestN(keep),
+      create=True,
+      cleanup_tmp_directories=True,
+    )
+    self._manager = ocp.CheckpointManager(directory, options=options)
+
+  def latest_step(self) -> int | None:
+    """The step of the newest complete checkpoint, or None."""
+    return self._manager.latest_step()
+
+  def save(
+    self,
+    step: int,
+    state: Any,
+    signature: dict[str, Any],
+    *,
+    force: bool = False,
+  ) -> bool:
+    """Saves ``state`` at ``step`` if the interval says so (or ``force``).
+
+    Returns:
+      Whether a save was started.
+    """
+    return self._manager.save(
+      step,
+      args=ocp.args.Composite(
+        **{
+          _STATE: ocp.args.StandardSave(state),
+          _SIGNATURE: ocp.args.JsonSave(signature),
+        }
+      ),
+      force=force,
+    )
+
+  def restore(self, step: int, target: Any, signature: dict[str, Any]) -> Any:
+    """Restores the state saved at ``step`` onto ``target``'s shardings.
+
+    Args:
+      step: the checkpoint's step.
+      target: a state pytree of the same structure (arrays or
+        jax.ShapeDtypeStruct with shardings) giving shapes and placement.
+      signature: the current run's signature; must equal the saved one.
+
+    Returns:
+      The restored state.
+
+    Raises:
+      IncompatibleCheckpointError: if the saved signature differs.
+    """
+    directory = self._manager.directory
+    saved = self._manager.restore(
+      step, args=ocp.args.Composite(**{_SIGNATURE: ocp.args.JsonRestore()})
+    )[_SIGNATURE]
+    if saved != signature:
+      differences = {
+        key: (saved.get(key), signature.get(key))
+        for key in sorted(set(saved) | set(signature))
+        if saved.get(key) != signature.get(key)
+      }
+      raise IncompatibleCheckpointError(
+        f"The checkpoint at step {step} in {directory} was written by a "
+        f"differently configured run (saved vs now: {differences}). Use a "
+        "new --workdir, or restore the original settings."
+      )
+    abstract = jax.tree.map(ocp.tree.to_shape_dtype_struct, target)
+    return self._manager.restore(
+      step,
+      args=ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(abstract)}),
+    )[_STATE]
+
+  def wait_until_finished(self) -> None:
+    """Blocks until any asynchronous save has been committed."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the manager's resources."""
+    self._manager.close()

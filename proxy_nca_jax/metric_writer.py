@@ -1,0 +1,65 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Metrics written once: JSON lines and TensorBoard, from process 0 only.
+
+``metrics.jsonl`` in the workdir gets one JSON object per call,
+``{"step": ..., "<name>": value, ...}``; TensorBoard event files go to
+``workdir/tensorboard``. Other processes get a writer that does nothing, so
+callers need no ``if jax.process_index() == 0``.
+"""
+
+import json
+import os
+from collections.abc import Mapping
+
+import jax
+import tensorflow as tf
+
+
+class MetricWriter:
+  """Appends scalar metrics to metrics.jsonl and TensorBoard."""
+
+  def __init__(self, workdir: str):
+    self._enabled = jax.process_index() == 0
+    if not self._enabled:
+      return
+    tf.io.gfile.makedirs(workdir)
+    self._jsonl_path = os.path.join(workdir, "metrics.jsonl")
+    self._summary = tf.summary.create_file_writer(
+      os.path.join(workdir, "tensorboard")
+    )
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    """Records ``scalars`` (name -> number) at ``step``."""
+    if not self._enabled:
+      return
+    values = {name: float(value) for name, value in scalars.items()}
+    with tf.io.gfile.GFile(self._jsonl_path, "a") as f:
+      f.write(json.dumps({"step": int(step), **values}) + "\n")
+    with self._summary.as_default(step=int(step)):
+      for name, value in values.items():
+        tf.summary.scalar(name, value)
+
+  def close(self) -> None:
+    """Flushes the TensorBoard writer."""
+    if self._enabled:
+      self._summary.flush()
+      self._summary.close()
+
+
+def read_metrics(workdir: str) -> list[dict[str, float]]:
+  """Reads back every record of ``workdir/metrics.jsonl``, in order."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  with tf.io.gfile.GFile(path) as f:
+    return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,85 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Data parallelism as data: one device mesh and the shardings over it.
+
+The train step is one ``jax.jit`` function whose inputs carry shardings: the
+batch is split along the mesh's ``data`` axis, parameters and optimiser state
+are replicated. The same code runs on one CPU, on 8 fake CPU devices, on a
+GPU or on a TPU pod; XLA inserts the cross-device reductions (gradient
+all-reduce, global BatchNorm statistics).
+"""
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+
+def create_mesh() -> Mesh:
+  """A 1-D mesh over every device of every process, axis ``data``."""
+  return jax.make_mesh(
+    (jax.device_count(),),
+    (DATA_AXIS,),
+    axis_types=(jax.sharding.AxisType.Auto,),
+  )
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """Sharding of an array held whole on every device."""
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  """Sharding that splits the leading (batch) axis over the devices."""
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def check_global_batch(batch_size: int, mesh: Mesh, what: str) -> None:
+  """Raises a ValueError unless ``batch_size`` splits evenly over devices.
+
+  Args:
+    batch_size: the global batch size.
+    mesh: the device mesh.
+    what: the config field that holds the batch size, for the message.
+  """
+  devices = mesh.size
+  if batch_size < devices or batch_size % devices:
+    lower = max(devices, batch_size // devices * devices)
+    raise ValueError(
+      f"{what}={batch_size} does not divide over the {devices} devices "
+      f"({jax.process_count()} process(es)); use a multiple of {devices}, "
+      f"e.g. --config.{what}={lower} or {lower + devices}."
+    )
+
+
+def global_batch(
+  local_batch: dict[str, np.ndarray], mesh: Mesh
+) -> dict[str, jax.Array]:
+  """Assembles this process's share of a batch into global arrays.
+
+  Args:
+    local_batch: dict of NumPy arrays with the process-local leading axis
+      (global batch / process count).
+    mesh: the device mesh.
+
+  Returns:
+    dict of jax.Arrays whose leading axis is the global batch, sharded over
+    the ``data`` axis.
+  """
+  sharding = batch_sharded(mesh)
+  return {
+    key: jax.make_array_from_process_local_data(sharding, value)
+    for key, value in local_batch.items()
+  }

@@ -1,0 +1,108 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+r"""Trains and evaluates a Proxy-NCA model: the command-line entry point.
+
+  python -m proxy_nca_jax.train --config=configs/fashion_mnist.py \
+      --workdir=workdirs/fashion_mnist [--config.loss.scale=12 ...]
+
+Re-running the same command with the same workdir resumes from the latest
+checkpoint. For several processes (multi-host GPU, or local tests) pass
+--coordinator_address, --num_processes and --process_id; on Cloud TPU VMs JAX
+detects them. The final table of test-class metrics goes to stdout and to
+workdir/results.txt.
+"""
+
+import os
+import sys
+
+import jax
+import tensorflow as tf
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from proxy_nca_jax import evaluation, trainer
+
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Config file, e.g. configs/fashion_mnist.py[:variant]."
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Folder (or gs:// URL) for checkpoints and metrics."
+)
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address",
+  None,
+  "host:port of process 0, for multi-process runs outside Cloud TPU.",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  "num_processes", None, "Number of processes in a multi-process run."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+  "process_id", None, "This process's index in a multi-process run."
+)
+_NUM_CPU_DEVICES = flags.DEFINE_integer(
+  "num_cpu_devices",
+  None,
+  "Split the CPU into this many JAX devices (data parallelism on CPU).",
+)
+flags.mark_flags_as_required(["config", "workdir"])
+
+TABLE_KEYS = ("recall@1", "recall@2", "recall@4", "recall@8", "nmi", "map@r")
+
+
+def _initialize_distribution() -> None:
+  if _NUM_CPU_DEVICES.value:
+    jax.config.update("jax_num_cpu_devices", _NUM_CPU_DEVICES.value)
+  if _COORDINATOR.value or _NUM_PROCESSES.value:
+    jax.distributed.initialize(
+      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+    )
+  elif os.environ.get("TPU_WORKER_HOSTNAMES", "").count(","):
+    jax.distributed.initialize()  # Multi-host Cloud TPU: auto-detected.
+
+
+def results_table(results: dict[int, dict[str, float]]) -> str:
+  """The first (untrained, when evaluated) and last evaluations, as text."""
+  steps = sorted(results)
+  named = {}
+  for step in dict.fromkeys((steps[0], steps[-1])):
+    name = f"step {step}" + (" (untrained)" if step == 0 else "")
+    named[name] = results[step]
+  keys = [k for k in TABLE_KEYS if k in results[steps[-1]]]
+  return evaluation.format_results_table(named, keys)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  _initialize_distribution()
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  try:
+    results = trainer.train_and_evaluate(config, workdir)
+  except (ValueError, FloatingPointError, FileNotFoundError) as error:
+    # Configuration and data problems: one clear message, no traceback.
+    logging.error("%s", error)
+    sys.stderr.write(f"error: {error}\n")
+    sys.exit(1)
+  if jax.process_index() == 0 and results:
+    table = results_table(results)
+    with tf.io.gfile.GFile(os.path.join(workdir, "results.txt"), "w") as f:
+      f.write(table + "\n")
+    sys.stdout.write(
+      f"\n{config.input.dataset}: test classes {config.input.test_classes}"
+      f" (never seen in training)\n{table}\n"
+    )
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,501 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Training and evaluation: state, the sharded jitted step, and the loop.
+
+``train_and_evaluate(config, workdir)`` is the whole job: prepare the data,
+build (or restore) the state, train with periodic evaluation, checkpoints and
+metrics, and return the evaluation results. Everything runs through one
+device mesh (parallel.py): the same code on one CPU, fake CPU devices, GPUs
+or a TPU pod slice.
+"""
+
+import functools
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import chex
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from jax.experimental import multihost_utils
+
+from proxy_nca_jax import (
+  checkpointing,
+  evaluation,
+  input_pipeline,
+  losses,
+  metric_writer,
+  models,
+  optim,
+  parallel,
+)
+from proxy_nca_jax import proxies as proxies_lib
+
+LOSSES = ("proxy_nca", "triplet_semihard")
+LossFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+Batch = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs.
+
+  Attributes:
+    step: int32 scalar, number of steps taken.
+    params: {'model': network parameters, 'proxies': (C, D) float32}.
+    batch_stats: BatchNorm running statistics.
+    opt_state: optimiser state for ``params``.
+  """
+
+  step: jax.Array
+  params: dict[str, Any]
+  batch_stats: dict[str, Any]
+  opt_state: optax.OptState
+
+
+def create_loss_fn(loss_config: ml_collections.ConfigDict) -> LossFn:
+  """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
+
+  The triplet baseline ignores the proxies (they stay in the state, untouched
+  by its gradient, so checkpoints of both kinds have the same structure).
+  """
+  if loss_config.name == "proxy_nca":
+    return functools.partial(
+      losses.proxy_nca_loss, form=loss_config.form, scale=loss_config.scale
+    )
+  if loss_config.name == "triplet_semihard":
+
+    def triplet(embeddings, labels, proxies):
+      del proxies  # Data-point loss: mined in the batch.
+      return losses.triplet_semihard_loss(
+        embeddings, labels, margin=loss_config.margin
+      )
+
+    return triplet
+  raise ValueError(
+    f"loss.name must be one of {LOSSES}, got {loss_config.name!r}."
+  )
+
+
+def run_signature(
+  config: ml_collections.ConfigDict, num_proxies: int
+) -> dict[str, Any]:
+  """What a checkpoint must match to be restored into this run."""
+  return {
+    "model": config.model.name,
+    "embedding_dim": config.model.embedding_dim,
+    "widths": list(config.model.widths),
+    "num_proxies": num_proxies,
+    "optimizer": config.optimizer.name,
+  }
+
+
+def init_state(
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  key: jax.Array,
+  sample_images: jax.Array,
+  num_proxies: int,
+  proxy_init_scale: float,
+) -> TrainState:
+  """Initialises network, proxies and optimiser state (pure; jit-able)."""
+  model_key, proxy_key = jax.random.split(key)
+  variables = model.init(model_key, sample_images, train=False)
+  proxies = proxies_lib.init_proxies(
+    proxy_key,
+    num_proxies,
+    model.embedding_dim,
+    scale=proxy_init_scale,
+  )
+  params = {"model": variables["params"], "proxies": proxies}
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    batch_stats=variables["batch_stats"],
+    opt_state=tx.init(params),
+  )
+
+
+def train_step(
+  state: TrainState,
+  batch: Batch,
+  *,
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  loss_fn: LossFn,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimisation step on a (global, sharded) batch.
+
+  BatchNorm statistics and the loss are computed over the whole global batch
+  (XLA inserts the cross-device reductions), so the result does not depend on
+  how many devices share the batch.
+  """
+
+  def objective(params):
+    embeddings, updates = model.apply(
+      {"params": params["model"], "batch_stats": state.batch_stats},
+      batch["image"],
+      train=True,
+      mutable=["batch_stats"],
+    )
+    loss = loss_fn(embeddings, batch["label"], params["proxies"])
+    return loss, updates["batch_stats"]
+
+  (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(
+    state.params
+  )
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {
+    "loss": loss,
+    "grad_norm": optax.global_norm(grads),
+    **proxies_lib.proxy_norms(params["proxies"]),
+  }
+  new_state = TrainState(
+    step=state.step + 1,
+    params=params,
+    batch_stats=batch_stats,
+    opt_state=opt_state,
+  )
+  return new_state, metrics
+
+
+def make_train_step(
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  loss_fn: LossFn,
+  mesh: jax.sharding.Mesh,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+  """Jits ``train_step`` over ``mesh``: state replicated, batch sharded.
+
+  The state buffers are donated (updated in place). The step is traced once;
+  a second trace (a shape or dtype change in the batch) raises, since it
+  would silently recompile every step.
+  """
+  step = functools.partial(train_step, model=model, tx=tx, loss_fn=loss_fn)
+  return jax.jit(
+    chex.assert_max_traces(step, n=1),
+    in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
+    out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
+    donate_argnums=0,
+  )
+
+
+def make_embed_fn(
+  model: nn.Module, mesh: jax.sharding.Mesh
+) -> Callable[[dict[str, Any], jax.Array], jax.Array]:
+  """Jits inference: ``(variables, images) -> unit-norm embeddings``."""
+  return jax.jit(
+    functools.partial(model.apply, train=False),
+    in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
+    out_shardings=parallel.batch_sharded(mesh),
+  )
+
+
+def inference_variables(state: TrainState) -> dict[str, Any]:
+  """The network's variables in the form ``model.apply`` takes."""
+  return {"params": state.params["model"], "batch_stats": state.batch_stats}
+
+
+def embed_batches(
+  embed_fn: Callable[[dict[str, Any], jax.Array], jax.Array],
+  variables: dict[str, Any],
+  batches: Iterator[dict[str, np.ndarray]],
+  mesh: jax.sharding.Mesh,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Embeds padded evaluation batches; returns every process's real rows.
+
+  Args:
+    embed_fn: from ``make_embed_fn``.
+    variables: the network's variables.
+    batches: process-local dicts with 'image', 'label' and boolean 'mask'.
+    mesh: the device mesh.
+
+  Returns:
+    (embeddings float32 (N, D), labels int (N,)) of the whole split, the same
+    on every process, padding removed.
+  """
+  embeddings, labels, masks = [], [], []
+  for local in batches:
+    images = parallel.global_batch({"image": local["image"]}, mesh)["image"]
+    out = embed_fn(variables, images)
+    embeddings.append(multihost_utils.process_allgather(out, tiled=True))
+    rest = {"label": local["label"], "mask": local["mask"]}
+    gathered = multihost_utils.process_allgather(rest, tiled=True)
+    labels.append(gathered["label"])
+    masks.append(gathered["mask"])
+  if not embeddings:
+    raise ValueError("The evaluation split is empty.")
+  mask = np.concatenate(masks).astype(bool)
+  return np.concatenate(embeddings)[mask], np.concatenate(labels)[mask]
+
+
+def evaluate_split(
+  config: ml_collections.ConfigDict,
+  embed_fn: Callable[[dict[str, Any], jax.Array], jax.Array],
+  state: TrainState,
+  mesh: jax.sharding.Mesh,
+  split: str,
+) -> dict[str, float]:
+  """Embeds ``split`` and computes its retrieval and clustering metrics."""
+  batches = input_pipeline.create_eval_iterator(
+    config.input,
+    split,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
+  embeddings, labels = embed_batches(
+    embed_fn, inference_variables(state), batches, mesh
+  )
+  return evaluation.evaluate_embeddings(
+    embeddings,
+    labels,
+    ks=tuple(config.evals.recall_ks),
+    block_size=config.evals.block_size,
+    kmeans_restarts=config.evals.kmeans_restarts,
+    kmeans_iters=config.evals.kmeans_iters,
+    seed=config.seed,
+  )
+
+
+def class_mean_proxy_init(
+  config: ml_collections.ConfigDict,
+  model: nn.Module,
+  state: TrainState,
+  num_proxies: int,
+  num_batches: int = 16,
+) -> jax.Array:
+  """Proxies at the class means of the initial network's embeddings.
+
+  Uses a separately seeded stream of training batches, so the training
+  stream (and resuming it) is unaffected.
+  """
+  batches = input_pipeline.create_train_iterator(
+    config.input,
+    seed=config.seed + 1,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
+  embeddings, labels = [], []
+  for _, local in zip(range(num_batches), batches, strict=False):
+    out, _ = model.apply(
+      {"params": state.params["model"], "batch_stats": state.batch_stats},
+      local["image"],
+      train=True,
+      mutable=["batch_stats"],
+    )
+    embeddings.append(multihost_utils.process_allgather(out, tiled=True))
+    labels.append(multihost_utils.process_allgather(local["label"], tiled=True))
+  return proxies_lib.class_mean_proxies(
+    np.concatenate(embeddings), np.concatenate(labels), num_proxies
+  )
+
+
+def _check_finite(step: int, metrics: dict[str, float], last_ckpt) -> None:
+  bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+  if bad:
+    raise FloatingPointError(
+      f"Training diverged: {bad} at step {step}. Likely causes: a learning "
+      "rate too high for the loss scale (optimizer.learning_rate, "
+      "optimizer.proxy_lr_mult) or loss.scale too large. The last good "
+      f"checkpoint (step {last_ckpt}) is intact; rerun the same command "
+      "with, e.g., --config.optimizer.learning_rate=<smaller> to resume "
+      "from it."
+    )
+
+
+def _format_duration(seconds: float) -> str:
+  minutes, secs = divmod(int(round(seconds)), 60)
+  return f"{minutes}m{secs:02d}s"
+
+
+def _log_evaluation(
+  writer: metric_writer.MetricWriter,
+  step: int,
+  split: str,
+  results: dict[str, float],
+) -> None:
+  writer.write_scalars(step, {f"{split}/{k}": v for k, v in results.items()})
+  logging.info(
+    "eval %s at step %d: %s",
+    split,
+    step,
+    ", ".join(f"{k} {v:.4f}" for k, v in results.items()),
+  )
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str
+) -> dict[int, dict[str, float]]:
+  """Trains and evaluates; resumes from the latest checkpoint in workdir.
+
+  Args:
+    config: the full config (see configs/fashion_mnist.py).
+    workdir: where checkpoints, metrics.jsonl and TensorBoard files go.
+
+  Returns:
+    The test-split results of this workdir, by step (read back from
+    metrics.jsonl, so a resumed run still reports the untrained baseline).
+  """
+  mesh = parallel.create_mesh()
+  parallel.check_global_batch(config.input.batch_size, mesh, "input.batch_size")
+  parallel.check_global_batch(
+    config.input.eval_batch_size, mesh, "input.eval_batch_size"
+  )
+  if config.proxies.init not in proxies_lib.PROXY_INITS:
+    raise ValueError(
+      f"proxies.init must be one of {proxies_lib.PROXY_INITS}, got "
+      f"{config.proxies.init!r}."
+    )
+  loss_fn = create_loss_fn(config.loss)
+  model = models.create_model(config.model)
+  tx, schedules = optim.create_optimizer(config)
+  input_pipeline.prepare_dataset(config.input)
+  num_proxies = input_pipeline.num_classes(config.input, "train")
+  signature = run_signature(config, num_proxies)
+  num_steps = config.schedule.num_steps
+  logging.info(
+    "Mesh %s over %d devices, %d process(es); %d proxies.",
+    dict(mesh.shape),
+    mesh.size,
+    jax.process_count(),
+    num_proxies,
+  )
+
+  sample = jnp.zeros((1, 28, 28, 1), jnp.float32)
+  init = jax.jit(
+    functools.partial(
+      init_state,
+      model,
+      tx,
+      sample_images=sample,
+      num_proxies=num_proxies,
+      proxy_init_scale=config.proxies.init_scale,
+    ),
+    out_shardings=parallel.replicated(mesh),
+  )
+  state = init(jax.random.key(config.seed))
+
+  tf_workdir = os.path.abspath(workdir)
+  ckpt = checkpointing.Checkpointer(
+    os.path.join(tf_workdir, "checkpoints"),
+    every_steps=config.ckpt.every_steps,
+    keep=config.ckpt.keep,
+  )
+  latest = ckpt.latest_step()
+  if latest is not None:
+    logging.info("Resuming from the checkpoint at step %d.", latest)
+    state = ckpt.restore(latest, state, signature)
+  elif config.proxies.init == "class_means":
+    proxies = class_mean_proxy_init(config, model, state, num_proxies)
+    params = {**state.params, "proxies": proxies}
+    state = state.replace(
+      params=jax.device_put(params, parallel.replicated(mesh)),
+      opt_state=jax.jit(tx.init, out_shardings=parallel.replicated(mesh))(
+        params
+      ),
+    )
+  start_step = int(state.step)
+
+  writer = metric_writer.MetricWriter(tf_workdir)
+  train_step_fn = make_train_step(model, tx, loss_fn, mesh)
+  embed_fn = make_embed_fn(model, mesh)
+  eval_split = config.evals.split
+
+  def run_eval(step: int) -> None:
+    results = evaluate_split(config, embed_fn, state, mesh, eval_split)
+    _log_evaluation(writer, step, eval_split, results)
+
+  if start_step == 0 and config.evals.at_step_zero:
+    run_eval(0)
+
+  batches = input_pipeline.create_train_iterator(
+    config.input,
+    seed=config.seed,
+    start_step=start_step,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
+  last_ckpt = latest
+  timer_step, timer_start = start_step, time.perf_counter()
+  for step in range(start_step + 1, num_steps + 1):
+    batch = parallel.global_batch(next(batches), mesh)
+    state, metrics = train_step_fn(state, batch)
+
+    is_last = step == num_steps
+    log_now = step % config.log_every_steps == 0 or is_last
+    save_now = is_last or (
+      config.ckpt.every_steps and step % config.ckpt.every_steps == 0
+    )
+    eval_now = is_last or (
+      config.evals.every_steps and step % config.evals.every_steps == 0
+    )
+    if log_now or save_now or eval_now:
+      fetched = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      _check_finite(step, fetched, last_ckpt)
+    if log_now:
+      now = time.perf_counter()
+      steps_per_s = (step - timer_step) / max(now - timer_start, 1e-9)
+      timer_step, timer_start = step, now
+      lrs = {f"lr/{g}": float(s(step - 1)) for g, s in schedules.items()}
+      writer.write_scalars(
+        step, {**fetched, **lrs, "steps_per_sec": steps_per_s}
+      )
+      logging.info(
+        "step %d/%d loss %.4f | %.2f steps/s | ETA %s",
+        step,
+        num_steps,
+        fetched["loss"],
+        steps_per_s,
+        _format_duration((num_steps - step) / max(steps_per_s, 1e-9)),
+      )
+    if save_now and ckpt.save(step, state, signature, force=is_last):
+      last_ckpt = step
+    if eval_now:
+      run_eval(step)
+      # Evaluation time is not training time.
+      timer_start = time.perf_counter()
+  if start_step == num_steps:
+    logging.info("Training already finished at step %d.", num_steps)
+  if eval_split != "test":
+    _log_evaluation(
+      writer,
+      num_steps,
+      "test",
+      evaluate_split(config, embed_fn, state, mesh, "test"),
+    )
+  ckpt.close()
+  writer.close()
+  return read_test_results(tf_workdir)
+
+
+def read_test_results(workdir: str) -> dict[int, dict[str, float]]:
+  """Test-split metrics by step, read from workdir/metrics.jsonl."""
+  rows = {}
+  for record in metric_writer.read_metrics(workdir):
+    test = {
+      k.removeprefix("test/"): v
+      for k, v in record.items()
+      if k.startswith("test/")
+    }
+    if test:
+      rows[record["step"]] = test
+  return rows

@@ -1,0 +1,185 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Tests of models.py, proxies.py, optim.py and parallel.py."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl.testing import absltest
+
+from configs import fashion_mnist
+from proxy_nca_jax import models, optim, parallel
+from proxy_nca_jax import proxies as proxies_lib
+
+
+class ConvNetSTest(absltest.TestCase):
+  def test_output_is_unit_norm_embedding(self):
+    model = models.create_model(fashion_mnist.get_config().model)
+    images = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
+    variables = model.init(jax.random.key(1), images, train=False)
+    out, _ = model.apply(variables, images, train=True, mutable=["batch_stats"])
+    chex.assert_shape(out, (4, 64))
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+
+  def test_layers_match_the_design(self):
+    model = models.ConvNetS(embedding_dim=16, widths=(8, 16, 32))
+    variables = model.init(
+      jax.random.key(0), jnp.zeros((1, 28, 28, 1)), train=False
+    )
+    kernels = [
+      leaf.shape
+      for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"])
+      if path[-1].key == "kernel"
+    ]
+    # Five 3x3 convolutions (no bias, BN follows) and the embedding layer.
+    self.assertEqual(
+      kernels,
+      [
+        (3, 3, 1, 8),
+        (3, 3, 8, 8),
+        (3, 3, 8, 16),
+        (3, 3, 16, 16),
+        (3, 3, 16, 32),
+        (32, 16),
+      ],
+    )
+    self.assertIn(models.HEAD_MODULE, variables["params"])
+    self.assertLen(variables["batch_stats"], 5)
+
+  def test_unknown_model_is_a_clear_error(self):
+    config = ml_collections.ConfigDict(
+      {"name": "resnet", "embedding_dim": 8, "widths": (1, 2, 3)}
+    )
+    with self.assertRaisesRegex(ValueError, "Unknown model 'resnet'"):
+      models.create_model(config)
+
+
+class ProxiesTest(absltest.TestCase):
+  def test_class_means_against_numpy(self):
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(50, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, size=50)
+    labels[labels == 2] = 1  # Class 2 absent: its proxy is zero.
+    got = proxies_lib.class_mean_proxies(emb, labels, 3)
+    want = np.stack(
+      [emb[labels == 0].mean(0), emb[labels == 1].mean(0), np.zeros(3)]
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+  def test_static_assignment_is_one_hot_of_label(self):
+    mask = proxies_lib.static_assignment(jnp.array([2, 0, 2]), 3)
+    np.testing.assert_array_equal(
+      mask, [[False, False, True], [True, False, False], [False, False, True]]
+    )
+
+  def test_init_shape_dtype_and_errors(self):
+    p = proxies_lib.init_proxies(jax.random.key(0), 5, 7, scale=2.0)
+    chex.assert_shape(p, (5, 7))
+    chex.assert_type(p, jnp.float32)
+    with self.assertRaisesRegex(ValueError, "at least one proxy"):
+      proxies_lib.init_proxies(jax.random.key(0), 0, 7)
+
+
+class OptimTest(absltest.TestCase):
+  def _config(self, name="sgd"):
+    config = fashion_mnist.get_config()
+    with config.unlocked():
+      config.optimizer.name = name
+      config.optimizer.momentum = 0.0
+      config.optimizer.learning_rate = 0.1
+      config.optimizer.head_lr_mult = 2.0
+      config.optimizer.proxy_lr_mult = 30.0
+    return config
+
+  def _params(self):
+    return {
+      "model": {
+        "ConvBNReLU_0": {"Conv_0": {"kernel": jnp.ones((2,))}},
+        models.HEAD_MODULE: {"kernel": jnp.ones((2,))},
+      },
+      "proxies": jnp.ones((3, 2)),
+    }
+
+  def test_groups(self):
+    labels = optim.param_groups(self._params())
+    self.assertEqual(labels["proxies"], "proxies")
+    self.assertEqual(labels["model"][models.HEAD_MODULE]["kernel"], "head")
+    self.assertEqual(
+      labels["model"]["ConvBNReLU_0"]["Conv_0"]["kernel"], "backbone"
+    )
+
+  def test_each_group_gets_its_learning_rate(self):
+    tx, _ = optim.create_optimizer(self._config())
+    params = self._params()
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    # Plain SGD: update = -lr * mult * grad, by hand.
+    np.testing.assert_allclose(
+      updates["model"]["ConvBNReLU_0"]["Conv_0"]["kernel"], -0.1
+    )
+    np.testing.assert_allclose(
+      updates["model"][models.HEAD_MODULE]["kernel"], -0.2
+    )
+    np.testing.assert_allclose(updates["proxies"], -3.0, rtol=1e-6)
+
+  def test_cosine_schedule_with_warmup(self):
+    config = self._config()
+    with config.unlocked():
+      config.schedule.num_steps = 110
+      config.schedule.warmup_steps = 10
+      config.schedule.decay = "cosine"
+    schedules = optim.group_schedules(config)
+    np.testing.assert_allclose(schedules["backbone"](5), 0.05, rtol=1e-6)
+    np.testing.assert_allclose(schedules["backbone"](10), 0.1, rtol=1e-6)
+    np.testing.assert_allclose(schedules["backbone"](60), 0.05, rtol=1e-5)
+    np.testing.assert_allclose(schedules["proxies"](110), 0.0, atol=1e-7)
+
+  def test_all_optimizers_build_and_bad_name_errors(self):
+    for name in optim.OPTIMIZERS:
+      tx, _ = optim.create_optimizer(self._config(name))
+      self.assertIsInstance(tx, optax.GradientTransformation)
+    with self.assertRaisesRegex(ValueError, "optimizer.name must be one of"):
+      optim.create_optimizer(self._config("lamb"))
+
+
+class ParallelTest(absltest.TestCase):
+  def test_mesh_spans_all_devices(self):
+    mesh = parallel.create_mesh()
+    self.assertEqual(mesh.size, jax.device_count())
+    self.assertEqual(jax.device_count(), 8)  # tests/conftest.py
+
+  def test_indivisible_batch_is_a_clear_error(self):
+    mesh = parallel.create_mesh()
+    with self.assertRaisesRegex(
+      ValueError,
+      r"input.batch_size=12 does not divide over the 8 devices.*"
+      r"--config.input.batch_size=8 or 16",
+    ):
+      parallel.check_global_batch(12, mesh, "input.batch_size")
+    parallel.check_global_batch(64, mesh, "input.batch_size")
+
+  def test_global_batch_is_sharded_over_devices(self):
+    mesh = parallel.create_mesh()
+    local = {"x": np.arange(16, dtype=np.float32).reshape(16, 1)}
+    out = parallel.global_batch(local, mesh)["x"]
+    self.assertLen(out.addressable_shards, 8)
+    np.testing.assert_array_equal(out.addressable_shards[1].data, [[2], [3]])
+    np.testing.assert_array_equal(np.asarray(out), local["x"])
+
+
+if __name__ == "__main__":
+  absltest.main()

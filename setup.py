@@ -21,6 +21,7 @@ setuptools.setup(
     "optax>=0.2.5",
     "tensorflow-datasets>=4.9.8",
     "tensorflow-cpu>=2.18",
+    "tensorboard>=2.18",  # tf.summary writes through it.
     "orbax-checkpoint>=0.11.20",
     "numpy>=1.26",
     "chex>=0.1.90",

@@ -20,6 +20,8 @@ GPU or on a TPU pod; XLA inserts the cross-device reductions (gradient
 all-reduce, global BatchNorm statistics).
 """
 
+from collections.abc import Sequence
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -27,12 +29,18 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 DATA_AXIS = "data"
 
 
-def create_mesh() -> Mesh:
-  """A 1-D mesh over every device of every process, axis ``data``."""
+def create_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh, axis ``data``, over ``devices`` (default: all of them).
+
+  Args:
+    devices: the devices to use; default every device of every process.
+  """
+  devices = jax.devices() if devices is None else devices
   return jax.make_mesh(
-    (jax.device_count(),),
+    (len(devices),),
     (DATA_AXIS,),
     axis_types=(jax.sharding.AxisType.Auto,),
+    devices=devices,
   )
 
 

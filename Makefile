@@ -1,0 +1,60 @@
+# proxy_nca_jax: `make train` runs the default job, `make test` the test suite.
+# Both create the virtual environment and fetch the embedded dataset first.
+
+PYTHON ?= python3
+VENV ?= .venv
+WORKDIR ?= workdirs/fashion_mnist
+CONFIG ?= configs/fashion_mnist.py
+ARGS ?=
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+BIN := $(VENV)/bin
+# pip's own noise (e.g. mirrors without a package) is not ours to show.
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
+
+.PHONY: train test lint benchmark fashion-mnist clean
+
+train: $(VENV)/.installed fashion-mnist
+	$(BIN)/python -m proxy_nca_jax.train --config=$(CONFIG) \
+	  --workdir=$(WORKDIR) $$(test -d $(FMNIST_DIR) || \
+	  echo --config.input.download=True) $(ARGS)
+
+test: $(VENV)/.installed-test fashion-mnist lint
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff format --check --diff .
+	$(BIN)/ruff check .
+
+benchmark: $(VENV)/.installed-benchmark fashion-mnist
+	$(BIN)/python -m benchmarks.train_step_vs_pytorch
+
+$(VENV)/.installed: setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip 2>/dev/null
+	$(PIP) -e . 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import proxy_nca_jax.train"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e ".[test]" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import sklearn, pytest"
+	touch $@
+
+$(VENV)/.installed-benchmark: $(VENV)/.installed
+	$(PIP) -e ".[benchmark]" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import torch, pytorch_metric_learning"
+	touch $@
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist where apt is available;
+# elsewhere `make train` lets tfds download it.
+fashion-mnist:
+	@if [ -d $(FMNIST_DIR) ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else echo "apt-get not found: Fashion-MNIST will be downloaded by tfds."; \
+	fi
+
+clean:
+	rm -rf $(VENV) workdirs *.egg-info

@@ -1,0 +1,212 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Tests of trainer.py: sharding equivalence, compile-once, resume, results."""
+
+import functools
+import pathlib
+import tempfile
+from unittest import mock
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl.testing import absltest
+
+from configs import fashion_mnist
+from proxy_nca_jax import (
+  checkpointing,
+  input_pipeline,
+  metric_writer,
+  models,
+  optim,
+  parallel,
+  trainer,
+)
+from tests import fake_fashion_mnist
+
+PER_CLASS = {"train": 12, "test": 4}  # 160 images of 10 classes.
+
+
+def tiny_config(root: pathlib.Path) -> ml_collections.ConfigDict:
+  """A small, fast version of the FMNIST-ZS config over the fake data."""
+  config = fashion_mnist.get_config()
+  with config.unlocked():
+    config.input.data_dir = str(root / "tfds")
+    config.input.manual_dir = str(root / "idx")
+    config.input.batch_size = 16
+    config.input.eval_batch_size = 32
+    config.input.shuffle_buffer = 128
+    config.model.widths = (4, 8, 8)
+    config.model.embedding_dim = 8
+    config.schedule.num_steps = 6
+    config.evals.every_steps = 0
+    config.evals.at_step_zero = False
+    config.evals.kmeans_restarts = 1
+    config.evals.kmeans_iters = 5
+    config.ckpt.every_steps = 3
+    config.log_every_steps = 2
+  return config
+
+
+class TrainerTest(absltest.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls._tmp = tempfile.TemporaryDirectory()
+    cls.root = pathlib.Path(cls._tmp.name)
+    fake_fashion_mnist.write_fake_fashion_mnist(
+      cls.root / "idx", per_class=PER_CLASS
+    )
+    input_pipeline.prepare_dataset(tiny_config(cls.root).input)
+
+  @classmethod
+  def tearDownClass(cls):
+    cls._tmp.cleanup()
+    super().tearDownClass()
+
+  def _initial_state(self, config, mesh):
+    model = models.create_model(config.model)
+    tx, _ = optim.create_optimizer(config)
+    init = jax.jit(
+      functools.partial(
+        trainer.init_state,
+        model,
+        tx,
+        sample_images=jnp.zeros((1, 28, 28, 1)),
+        num_proxies=5,
+        proxy_init_scale=1.0,
+      ),
+      out_shardings=parallel.replicated(mesh),
+    )
+    return model, tx, init(jax.random.key(0))
+
+  def _train_steps(self, mesh, num_steps):
+    """Runs the jitted step on ``mesh``; returns losses and final state."""
+    config = tiny_config(self.root)
+    model, tx, state = self._initial_state(config, mesh)
+    step_fn = trainer.make_train_step(
+      model, tx, trainer.create_loss_fn(config.loss), mesh
+    )
+    batches = input_pipeline.create_train_iterator(config.input, seed=0)
+    losses = []
+    for _ in range(num_steps):
+      state, metrics = step_fn(
+        state, parallel.global_batch(next(batches), mesh)
+      )
+      losses.append(float(metrics["loss"]))
+    return losses, jax.device_get(state)
+
+  def test_eight_devices_match_one_device(self):
+    losses_1, state_1 = self._train_steps(
+      parallel.create_mesh(jax.devices()[:1]), 4
+    )
+    losses_8, state_8 = self._train_steps(parallel.create_mesh(), 4)
+    self.assertEqual(jax.device_count(), 8)
+    np.testing.assert_allclose(losses_8, losses_1, rtol=1e-5)
+    # Global BatchNorm statistics and gradient all-reduce make the sharded
+    # step the same function: parameters agree to float32 rounding.
+    chex.assert_trees_all_close(state_8.params, state_1.params, atol=2e-5)
+    chex.assert_trees_all_close(
+      state_8.batch_stats, state_1.batch_stats, atol=2e-5
+    )
+    self.assertEqual(int(state_8.step), 4)
+
+  def test_loss_decreases_on_learnable_data(self):
+    losses, _ = self._train_steps(parallel.create_mesh(), 12)
+    self.assertLess(np.mean(losses[-3:]), np.mean(losses[:3]))
+
+  def test_train_step_is_traced_once_per_run(self):
+    config = tiny_config(self.root)
+    with config.unlocked():
+      config.evals.every_steps = 2  # Evaluations and saves between steps.
+    chex.clear_trace_counter()
+    guarded = chex.assert_max_traces(trainer.train_step, n=1)
+    with mock.patch.object(trainer, "train_step", guarded):
+      trainer.train_and_evaluate(config, str(self.root / "traced"))
+      # The guard does fire on a second trace (a new step function).
+      with self.assertRaisesRegex(AssertionError, "traced > 1 times"):
+        trainer.train_and_evaluate(config, str(self.root / "traced_again"))
+
+  def _final_state(self, workdir: pathlib.Path, config):
+    ckpt = checkpointing.Checkpointer(
+      str(workdir / "checkpoints"), every_steps=0, keep=5
+    )
+    step = ckpt.latest_step()
+    self.assertEqual(step, config.schedule.num_steps)
+    _, _, target = self._initial_state(config, parallel.create_mesh())
+    state = ckpt.restore(step, target, trainer.run_signature(config, 5))
+    ckpt.close()
+    return jax.device_get(state)
+
+  def test_resumed_run_equals_uninterrupted_run(self):
+    config = tiny_config(self.root)
+    straight = self.root / "straight"
+    trainer.train_and_evaluate(config, str(straight))
+
+    resumed = self.root / "resumed"
+    with config.unlocked():
+      config.schedule.num_steps = 3  # Stops after the step-3 checkpoint...
+    trainer.train_and_evaluate(config, str(resumed))
+    with config.unlocked():
+      config.schedule.num_steps = 6  # ...and the rerun continues from it.
+    trainer.train_and_evaluate(config, str(resumed))
+
+    # Bit-identical: same batches (the input resumes at step 3), same code.
+    chex.assert_trees_all_equal(
+      self._final_state(resumed, config), self._final_state(straight, config)
+    )
+    steps = [r["step"] for r in metric_writer.read_metrics(str(resumed))]
+    self.assertIn(2, steps)  # Logged before the interruption...
+    self.assertIn(6, steps)  # ...and after it.
+
+  def test_incompatible_checkpoint_is_a_clear_error(self):
+    config = tiny_config(self.root)
+    workdir = str(self.root / "incompatible")
+    with config.unlocked():
+      config.schedule.num_steps = 3
+    trainer.train_and_evaluate(config, workdir)
+    with config.unlocked():
+      config.schedule.num_steps = 6
+      config.model.embedding_dim = 16
+    with self.assertRaisesRegex(
+      checkpointing.IncompatibleCheckpointError,
+      r"differently configured run.*'embedding_dim': \(8, 16\).*--workdir",
+    ):
+      trainer.train_and_evaluate(config, workdir)
+
+  def test_results_hold_untrained_and_final_test_metrics(self):
+    config = tiny_config(self.root)
+    with config.unlocked():
+      config.evals.at_step_zero = True
+      config.evals.every_steps = 3
+    workdir = self.root / "results"
+    results = trainer.train_and_evaluate(config, str(workdir))
+    self.assertEqual(sorted(results), [0, 3, 6])
+    for row in results.values():
+      for key in ("recall@1", "recall@8", "nmi", "map@r", "r_precision"):
+        self.assertBetween(row[key], 0.0, 1.0)
+    self.assertTrue((workdir / "tensorboard").is_dir())
+    records = metric_writer.read_metrics(str(workdir))
+    logged = [r for r in records if "loss" in r]
+    self.assertEqual([r["step"] for r in logged], [2, 4, 6])
+    for record in logged:
+      self.assertIn("lr/proxies", record)
+      self.assertIn("steps_per_sec", record)
+      np.testing.assert_allclose(record["lr/proxies"], 1e-2, rtol=1e-6)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -26,12 +26,17 @@ workdir/results.txt.
 import os
 import sys
 
-import jax
-import tensorflow as tf
-from absl import app, flags, logging
-from ml_collections import config_flags
+# TensorFlow only feeds data here (no TF math for oneDNN to speed up); keep
+# its start-up chatter out of the log.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from proxy_nca_jax import evaluation, trainer
+import jax  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from proxy_nca_jax import evaluation, trainer  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file, e.g. configs/fashion_mnist.py[:variant]."
@@ -82,6 +87,24 @@ def results_table(results: dict[int, dict[str, float]]) -> str:
   return evaluation.format_results_table(named, keys)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """Parses flags; an unknown ``--config.`` field is one clear error."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as error:
+    # ml_collections reports a mistyped override as a lookup error.
+    detail = str(error).strip("'\"").replace("\\n", " ").replace("\\'", "'")
+    sys.stderr.write(
+      f"error: unknown config field {detail}. Overrides name a field of the "
+      "--config file, e.g. --config.loss.scale=8.\n"
+    )
+    sys.exit(2)
+  except flags.Error as error:
+    # A value of the wrong type, a missing required flag, ...
+    sys.stderr.write(f"error: {error}\n")
+    sys.exit(2)
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -105,4 +128,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,143 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""End-to-end tests of the command line: results table and bad input.
+
+Each test runs ``python -m proxy_nca_jax.train`` in a subprocess, as a user
+would, and checks what the user sees: exit status and one clear message.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+
+from tests import fake_fashion_mnist
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_train(*args: str) -> subprocess.CompletedProcess:
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  return subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "proxy_nca_jax.train",
+      "--config=configs/fashion_mnist.py",
+      *args,
+    ],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+
+
+class TrainCommandTest(absltest.TestCase):
+  def setUp(self):
+    super().setUp()
+    tmp = tempfile.TemporaryDirectory()
+    self.addCleanup(tmp.cleanup)
+    self.root = pathlib.Path(tmp.name)
+    self.workdir = self.root / "workdir"
+
+  def assert_one_clear_error(self, result, returncode, *patterns):
+    self.assertEqual(result.returncode, returncode, result.stderr[-3000:])
+    self.assertNotIn("Traceback", result.stderr)
+    for pattern in patterns:
+      self.assertRegex(result.stderr, pattern)
+    self.assertFalse(self.workdir.exists(), "nothing may be written")
+
+  def test_unknown_config_key(self):
+    result = run_train(f"--workdir={self.workdir}", "--config.loss.scle=3")
+    self.assert_one_clear_error(
+      result, 2, r"unknown config field 'scle'", r'Did you mean "scale"'
+    )
+
+  def test_wrong_type_for_config_key(self):
+    result = run_train(f"--workdir={self.workdir}", "--config.loss.scale=big")
+    self.assert_one_clear_error(
+      result, 2, r"--config.loss.scale=big: could not convert"
+    )
+
+  def test_missing_dataset_directory(self):
+    missing = self.root / "no_such_folder"
+    result = run_train(
+      f"--workdir={self.workdir}",
+      f"--config.input.manual_dir={missing}",
+      f"--config.input.data_dir={self.root / 'tfds'}",
+    )
+    self.assert_one_clear_error(
+      result,
+      1,
+      str(missing),
+      r"apt-get install dataset-fashion-mnist",
+      r"--config.input.manual_dir",
+    )
+
+  def test_batch_not_divisible_by_devices(self):
+    result = run_train(
+      f"--workdir={self.workdir}",
+      "--num_cpu_devices=8",
+      "--config.input.batch_size=12",
+    )
+    self.assert_one_clear_error(
+      result,
+      1,
+      r"input.batch_size=12 does not divide over the 8 devices",
+      r"--config.input.batch_size=8 or 16",
+    )
+
+
+class TrainEndToEndTest(absltest.TestCase):
+  def test_trains_and_prints_the_results_table(self):
+    with tempfile.TemporaryDirectory() as tmp:
+      root = pathlib.Path(tmp)
+      fake_fashion_mnist.write_fake_fashion_mnist(
+        root / "idx", per_class={"train": 12, "test": 4}
+      )
+      workdir = root / "workdir"
+      result = run_train(
+        f"--workdir={workdir}",
+        "--num_cpu_devices=2",
+        f"--config.input.manual_dir={root / 'idx'}",
+        f"--config.input.data_dir={root / 'tfds'}",
+        "--config.input.batch_size=16",
+        "--config.input.eval_batch_size=32",
+        "--config.model.widths=(4,8,8)",
+        "--config.schedule.num_steps=4",
+        "--config.evals.every_steps=0",
+        "--config.ckpt.every_steps=2",
+        "--config.log_every_steps=2",
+      )
+      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+      lines = result.stdout.splitlines()
+      header = next(line for line in lines if "recall@1" in line)
+      for key in ("recall@2", "recall@4", "recall@8", "nmi", "map@r"):
+        self.assertIn(key, header)
+      self.assertTrue(any("step 0 (untrained)" in line for line in lines))
+      self.assertTrue(any(line.startswith("step 4") for line in lines))
+      self.assertIn("steps/s", result.stderr)
+      self.assertIn("ETA", result.stderr)
+      table = (workdir / "results.txt").read_text()
+      self.assertIn("step 0 (untrained)", table)
+      self.assertTrue((workdir / "metrics.jsonl").exists())
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -80,8 +80,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # "paper": positive proxy excluded (Eq. 4 of the paper).
   config.loss.form = "softmax"
   # Multiplies squared distances between unit vectors (pytorch-metric-learning's
-  # softmax_scale; 9 is the same as normalising both sides to norm 3).
-  config.loss.scale = 8.0
+  # softmax_scale; 9 is the same as normalising both sides to norm 3). On
+  # FMNIST-ZS, 600 steps, seed 0: scale 4 / 8 / 16 gave MAP@R 0.370 / 0.359 /
+  # 0.383 and NMI 0.389 / 0.437 / 0.499 (README, "Choosing the scale").
+  config.loss.scale = 16.0
   config.loss.margin = 0.2  # Triplet margin (triplet_semihard only).
 
   config.optimizer = ml_collections.ConfigDict()

@@ -1,0 +1,440 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Tests for evaluation: retrieval metrics, k-means, NMI and the table.
+
+The retrieval metrics are checked against a brute-force float64 NumPy
+transcription of their definitions (full similarity matrix, self removed,
+stable argsort), NMI against scikit-learn.
+"""
+
+from unittest import mock
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+from sklearn import cluster, metrics
+
+from proxy_nca_jax import clustering, evaluation
+
+_KS = (1, 2, 4, 8)
+
+
+def _reference_retrieval(
+  embeddings: np.ndarray, labels: np.ndarray, ks: tuple[int, ...]
+) -> dict[str, float]:
+  """Brute-force retrieval metrics, one query at a time, in float64."""
+  x = np.asarray(embeddings, np.float64)
+  labels = np.asarray(labels)
+  n = x.shape[0]
+  sim = x @ x.T
+  first_positive, map_r, r_precision = [], [], []
+  for i in range(n):
+    others = np.delete(np.arange(n), i)
+    # Stable sort of -similarity: equal similarities keep index order.
+    order = others[np.argsort(-sim[i, others], kind="stable")]
+    correct = labels[order] == labels[i]
+    r = int(correct.sum())
+    first_positive.append(np.argmax(correct) if r else np.inf)
+    if r:
+      top = correct[:r]
+      precision_at_i = np.cumsum(top) / np.arange(1, r + 1)
+      map_r.append(np.sum(precision_at_i * top) / r)
+      r_precision.append(top.mean())
+  first_positive = np.array(first_positive)
+  result = {f"recall@{k}": np.mean(first_positive < k) for k in ks}
+  result["precision@1"] = np.mean(first_positive < 1)
+  result["map@r"] = np.mean(map_r) if map_r else np.nan
+  result["r_precision"] = np.mean(r_precision) if r_precision else np.nan
+  return result
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+  return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _random_case(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  rng = np.random.default_rng(seed)
+  return _unit(rng.normal(size=(200, 16))), rng.integers(0, 10, size=200)
+
+
+def _blobs_case(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+  rng = np.random.default_rng(seed)
+  centres = rng.normal(size=(6, 16))
+  labels = rng.integers(0, 6, size=240)
+  # Overlapping blobs, so that the metrics are far from 0 and from 1.
+  return _unit(centres[labels] + 0.8 * rng.normal(size=(240, 16))), labels
+
+
+def _duplicates_case(seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+  rng = np.random.default_rng(seed)
+  base = _unit(rng.normal(size=(50, 8)))
+  rows = rng.integers(0, 50, size=180)
+  # Copies of one vector carry different labels: only the tie rule decides.
+  return base[rows], rng.integers(0, 4, size=180)
+
+
+def _grid_case(seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+  """Unit vectors with four entries of +-1/2: every dot product is exact."""
+  rng = np.random.default_rng(seed)
+  x = np.zeros((160, 8), np.float32)
+  for row in x:
+    row[rng.choice(8, size=4, replace=False)] = rng.choice([-0.5, 0.5], 4)
+  return x, rng.integers(0, 5, size=160)
+
+
+def _singleton_case(seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+  x, labels = _random_case(seed)
+  labels = labels.copy()
+  labels[17] = 99  # The only image of its class.
+  labels[150] = -3  # Another one; non-contiguous, negative label values.
+  return x, labels
+
+
+class RetrievalMetricsTest(parameterized.TestCase):
+  @parameterized.named_parameters(
+    ("random", _random_case, 2048),
+    ("blobs", _blobs_case, 2048),
+    ("duplicated_embeddings", _duplicates_case, 2048),
+    ("grid_ties", _grid_case, 2048),
+    ("singleton_class", _singleton_case, 2048),
+    ("block_not_dividing_n", _random_case, 37),
+    ("ties_in_blocks", _grid_case, 9),
+    ("block_of_one", _duplicates_case, 1),
+  )
+  def test_matches_brute_force_reference(self, make_case, block_size):
+    x, labels = make_case()
+    ks = (1, 2, 4, 8, 16, 500)  # 500 > N - 1: every positive counts.
+    result = evaluation.retrieval_metrics(
+      x, labels, ks=ks, block_size=block_size
+    )
+    expected = _reference_retrieval(x, labels, ks)
+    self.assertSameElements(result, expected)
+    for key, value in expected.items():
+      self.assertIsInstance(result[key], float)
+      self.assertAlmostEqual(result[key], value, delta=1e-6, msg=key)
+
+  def test_cases_contain_exact_ties(self):
+    # Guards the tie cases above: they must really tie, and in float32 too.
+    for make_case in (_duplicates_case, _grid_case):
+      x, _ = make_case()
+      sim = x @ x.T
+      rows = [np.delete(row, i) for i, row in enumerate(sim)]
+      ties = [len(row) - len(np.unique(row)) for row in rows]
+      self.assertGreater(np.mean(ties), 1.0)
+
+  def test_hand_computed_angles(self):
+    # Unit vectors at 0, 10, 25, 45 and 100 degrees; cosine similarity falls
+    # with the angle between them, so the neighbour orders are:
+    #   q0 (class 0, R=2): 1 2 3 4 -> correct 1 0 1 0: rank 0, R-P 1/2, AP 1/2
+    #   q1 (class 0, R=2): 0 2 3 4 -> correct 1 0 1 0: rank 0, R-P 1/2, AP 1/2
+    #   q2 (class 1, R=1): 1 3 0 4 -> correct 0 0 0 1: rank 3, R-P 0,   AP 0
+    #   q3 (class 0, R=2): 2 1 0 4 -> correct 0 1 1 0: rank 1, R-P 1/2, AP 1/4
+    #   q4 (class 1, R=1): 3 2 1 0 -> correct 0 1 0 0: rank 1, R-P 0,   AP 0
+    # Recall@1 = 2/5, Recall@2 = 4/5, Recall@4 = 1, MAP@R = 1.25/5 = 0.25,
+    # R-Precision = 1.5/5 = 0.3.
+    angles = np.deg2rad([0.0, 10.0, 25.0, 45.0, 100.0])
+    x = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    labels = np.array([0, 0, 1, 0, 1])
+    result = evaluation.retrieval_metrics(x, labels, ks=(1, 2, 4))
+    expected = {
+      "recall@1": 0.4,
+      "recall@2": 0.8,
+      "recall@4": 1.0,
+      "precision@1": 0.4,
+      "map@r": 0.25,
+      "r_precision": 0.3,
+    }
+    self.assertSameElements(result, expected)
+    for key, value in expected.items():
+      self.assertAlmostEqual(result[key], value, places=6, msg=key)
+
+  def test_hand_computed_ties_go_to_the_lower_index(self):
+    # x0 = x1 = x2 = e0 and x3 = e1, classes 0 1 0 1. Equal similarities are
+    # ranked by index:
+    #   q0 (class 0): 1 (sim 1) 2 (sim 1) 3 (sim 0) -> first positive rank 1
+    #   q1 (class 1): 0 (1) 2 (1) 3 (0)             -> rank 2
+    #   q2 (class 0): 0 (1) 1 (1) 3 (0)             -> rank 0
+    #   q3 (class 1): 0 (0) 1 (0) 2 (0)             -> rank 1
+    # Recall@1 = 1/4, Recall@2 = 3/4; R = 1 for all, MAP@R = R-P = 1/4.
+    x = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = np.array([0, 1, 0, 1])
+    result = evaluation.retrieval_metrics(x, labels, ks=(1, 2, 3))
+    self.assertEqual(result["recall@1"], 0.25)
+    self.assertEqual(result["recall@2"], 0.75)
+    self.assertEqual(result["recall@3"], 1.0)
+    self.assertEqual(result["map@r"], 0.25)
+    self.assertEqual(result["r_precision"], 0.25)
+
+  def test_signed_zero_similarities_tie(self):
+    # In one dimension the dot product is a plain product: 1 * -0.0 = -0.0,
+    # which must tie with +0.0 (index order), not rank below it.
+    x = np.array([[1.0], [-0.0], [0.0]])
+    labels = np.array([0, 0, 1])
+    result = evaluation.retrieval_metrics(x, labels, ks=(1,))
+    expected = _reference_retrieval(x, labels, (1,))
+    # q0: 1 (-0.0, hit) before 2 (+0.0); q1: 0 (hit) before 2; q2 has no
+    # positive. Ranking -0.0 below +0.0 would turn q0 into a miss.
+    self.assertEqual(expected["recall@1"], 2 / 3)
+    self.assertEqual(result, expected)
+
+  def test_only_singletons(self):
+    x, _ = _random_case()
+    result = evaluation.retrieval_metrics(x[:20], np.arange(20), ks=(1, 50))
+    self.assertEqual(result["recall@1"], 0.0)
+    self.assertEqual(result["recall@50"], 0.0)  # Even with K > N.
+    self.assertTrue(np.isnan(result["map@r"]))
+    self.assertTrue(np.isnan(result["r_precision"]))
+
+  def test_blocks_compile_once_and_agree(self):
+    x, labels = _blobs_case()
+    compiled = evaluation._ranking_keys._cache_size()
+    small_blocks = evaluation.retrieval_metrics(x, labels, block_size=23)
+    # 240 queries in blocks of 23: 11 calls, the last one padded, 1 compile.
+    self.assertEqual(evaluation._ranking_keys._cache_size(), compiled + 1)
+    one_block = evaluation.retrieval_metrics(x, labels, block_size=240)
+    self.assertEqual(small_blocks, one_block)
+
+  def test_block_size_is_capped_by_memory(self):
+    x, labels = _random_case()
+    with mock.patch.object(evaluation, "_KEYS_PER_CALL", 200 * 7):
+      capped = evaluation.retrieval_metrics(x, labels, block_size=2048)
+    self.assertEqual(capped, evaluation.retrieval_metrics(x, labels))
+
+  def test_accepts_jax_arrays_and_is_deterministic(self):
+    x, labels = _random_case()
+    from_numpy = evaluation.retrieval_metrics(x, labels, ks=_KS)
+    from_jax = evaluation.retrieval_metrics(
+      jnp.asarray(x), jnp.asarray(labels), ks=_KS
+    )
+    self.assertEqual(from_numpy, from_jax)
+
+  def test_accepts_embeddings_sharded_over_devices(self):
+    x, labels = _random_case()
+    self.assertLen(jax.devices(), 8)
+    mesh = jax.make_mesh((8,), ("data",))
+    sharded = jax.device_put(
+      x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    )
+    self.assertEqual(
+      evaluation.retrieval_metrics(sharded, labels),
+      evaluation.retrieval_metrics(x, labels),
+    )
+
+  @parameterized.named_parameters(
+    ("embeddings_not_2d", np.zeros((4,)), np.zeros(4, int), {}),
+    ("labels_wrong_length", np.zeros((4, 2)), np.zeros(3, int), {}),
+    ("float_labels", np.zeros((4, 2)), np.zeros(4), {}),
+    ("one_item", np.zeros((1, 2)), np.zeros(1, int), {}),
+    ("nan", np.full((4, 2), np.nan), np.zeros(4, int), {}),
+    ("k_zero", np.zeros((4, 2)), np.zeros(4, int), {"ks": (0, 1)}),
+    ("block_zero", np.zeros((4, 2)), np.zeros(4, int), {"block_size": 0}),
+  )
+  def test_rejects_bad_arguments(self, x, labels, kwargs):
+    with self.assertRaises(ValueError):
+      evaluation.retrieval_metrics(x, labels, **kwargs)
+
+
+def _separated_blobs(
+  num_clusters: int = 8, per_cluster: int = 50, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+  rng = np.random.default_rng(seed)
+  centres = 10.0 * rng.normal(size=(num_clusters, 16))
+  labels = np.repeat(np.arange(num_clusters), per_cluster)
+  x = centres[labels] + 0.3 * rng.normal(size=(len(labels), 16))
+  order = rng.permutation(len(labels))
+  return x[order].astype(np.float32), labels[order]
+
+
+def _inertia(x: np.ndarray, centroids, assignments) -> float:
+  centroids = np.asarray(centroids, np.float64)
+  return float(np.sum((x - centroids[np.asarray(assignments)]) ** 2))
+
+
+class KMeansTest(parameterized.TestCase):
+  def test_recovers_separated_blobs(self):
+    x, labels = _separated_blobs()
+    centroids, assignments = clustering.kmeans(x, 8, seed=0)
+    self.assertIsInstance(centroids, jax.Array)
+    self.assertEqual(centroids.shape, (8, 16))
+    self.assertEqual(assignments.shape, (400,))
+    self.assertEqual(assignments.dtype, jnp.int32)
+    self.assertEqual(
+      metrics.normalized_mutual_info_score(labels, np.asarray(assignments)),
+      1.0,
+    )
+    reference = cluster.KMeans(8, n_init=10, random_state=0).fit(x)
+    self.assertLessEqual(
+      _inertia(x, centroids, assignments), reference.inertia_ * 1.01
+    )
+
+  def test_assignments_are_nearest_centroids(self):
+    x, _ = _blobs_case()
+    centroids, assignments = clustering.kmeans(x, 6, num_iters=5)
+    distances = np.sum((x[:, None] - np.asarray(centroids)[None]) ** 2, -1)
+    np.testing.assert_array_equal(assignments, np.argmin(distances, axis=1))
+
+  def test_tiling_does_not_change_the_result(self):
+    x, _ = _separated_blobs(num_clusters=5, per_cluster=41)
+    whole = clustering.kmeans(x, 5, seed=3)
+    # Tiles of 7 points: 30 tiles, the last one padded.
+    with mock.patch.object(clustering, "_KMEANS_TILE_ELEMENTS", 7 * 5):
+      tiled = clustering.kmeans(x, 5, seed=3)
+    np.testing.assert_array_equal(whole[1], tiled[1])
+    np.testing.assert_allclose(whole[0], tiled[0], rtol=1e-5, atol=1e-5)
+
+  def test_no_nan_with_k_close_to_n(self):
+    rng = np.random.default_rng(0)
+    # 6 distinct points, each 4 times: k = 18 > 6 forces empty clusters.
+    # Integer coordinates make the distances exact, so once the 6 points are
+    # centres every seeding weight is exactly 0; none is the origin (padding).
+    points = np.arange(1, 25).reshape(6, 4) % 7 + 1
+    x = np.repeat(points, 4, axis=0).astype(np.float32)
+    # Tiles of 5 points: the last tile is padding but for 4 points.
+    with mock.patch.object(clustering, "_KMEANS_TILE_ELEMENTS", 5 * 18):
+      centroids, assignments = clustering.kmeans(x, 18, num_iters=10)
+    self.assertTrue(np.all(np.isfinite(centroids)))
+    self.assertEqual(_inertia(x, centroids, assignments), 0.0)
+    # Every centroid, empty cluster or not, is a data point, never padding.
+    for centroid in np.asarray(centroids):
+      self.assertIn(centroid.tolist(), x.tolist())
+    x = rng.normal(size=(20, 4)).astype(np.float32)
+    centroids, assignments = clustering.kmeans(x, 19)
+    self.assertTrue(np.all(np.isfinite(centroids)))
+    self.assertLen(np.unique(assignments), 19)
+
+  def test_seeding_draws_in_proportion_to_weight(self):
+    # Trailing zeros stand for padding.
+    weight = jnp.array([0.0, 1.0, 3.0, 0.0, 4.0, 0.0, 0.0])
+    draws = clustering._draw(jax.random.key(0), weight, 40_000)
+    frequency = np.bincount(np.asarray(draws), minlength=7) / 40_000
+    np.testing.assert_allclose(frequency, weight / 8.0, atol=0.01)
+    np.testing.assert_array_equal(frequency[weight == 0], 0.0)
+
+  def test_deterministic_for_a_seed(self):
+    x, _ = _blobs_case()
+    first = clustering.kmeans(x, 6, seed=7)
+    second = clustering.kmeans(x, 6, seed=7)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    self.assertEqual(
+      evaluation.clustering_metrics(x, np.arange(240) % 6, seed=7),
+      evaluation.clustering_metrics(x, np.arange(240) % 6, seed=7),
+    )
+
+  def test_keeps_the_restart_with_the_lowest_inertia(self):
+    x, _ = _blobs_case()
+    # Without Lloyd iterations the inertia is that of the seeding, which
+    # varies between restarts. Restart keys are split from one seed, so the
+    # first R restarts of R + 1 are those of R: inertia can only fall.
+    inertia = [
+      _inertia(x, *clustering.kmeans(x, 6, num_iters=0, num_restarts=r))
+      for r in range(1, 7)
+    ]
+    self.assertTrue(np.all(np.diff(inertia) <= 0.0), inertia)
+    self.assertLess(inertia[-1], inertia[0])
+
+  @parameterized.named_parameters(
+    ("k_zero", 0, {}),
+    ("k_above_n", 11, {}),
+    ("no_restart", 2, {"num_restarts": 0}),
+  )
+  def test_rejects_bad_arguments(self, k, kwargs):
+    with self.assertRaises(ValueError):
+      clustering.kmeans(np.zeros((10, 2)), k, **kwargs)
+
+
+class NormalizedMutualInfoTest(parameterized.TestCase):
+  @parameterized.named_parameters(
+    ("few_classes", 300, 3, 4, 0),
+    ("many_classes", 500, 40, 25, 1),
+    ("tiny", 7, 2, 5, 2),
+  )
+  def test_matches_sklearn(self, n, num_true, num_pred, seed):
+    rng = np.random.default_rng(seed)
+    labels_true = rng.integers(0, num_true, size=n)
+    labels_pred = rng.integers(0, num_pred, size=n) * 3 - 7
+    expected = metrics.normalized_mutual_info_score(
+      labels_true, labels_pred, average_method="arithmetic"
+    )
+    result = clustering.normalized_mutual_info(labels_true, labels_pred)
+    self.assertIsInstance(result, float)
+    self.assertAlmostEqual(result, expected, places=12)
+
+  @parameterized.named_parameters(
+    ("identical", [0, 0, 1, 1, 2], [5, 5, 3, 3, 9]),
+    ("both_constant", [1, 1, 1], [4, 4, 4]),
+    ("one_constant", [0, 1, 0, 1], [2, 2, 2, 2]),
+    ("independent", [0, 0, 1, 1], [0, 1, 0, 1]),
+  )
+  def test_edge_cases_match_sklearn(self, labels_true, labels_pred):
+    self.assertAlmostEqual(
+      clustering.normalized_mutual_info(labels_true, labels_pred),
+      metrics.normalized_mutual_info_score(labels_true, labels_pred),
+      places=12,
+    )
+
+  def test_rejects_mismatched_lengths(self):
+    with self.assertRaises(ValueError):
+      clustering.normalized_mutual_info([0, 1, 2], [0, 1])
+
+
+class EvaluateEmbeddingsTest(absltest.TestCase):
+  def test_clustering_metrics_on_separated_blobs(self):
+    x, labels = _separated_blobs(num_clusters=5)
+    self.assertEqual(evaluation.clustering_metrics(x, labels), {"nmi": 1.0})
+
+  def test_union_of_retrieval_and_clustering(self):
+    x, labels = _blobs_case()
+    result = evaluation.evaluate_embeddings(
+      x, labels, ks=(1, 4), block_size=64, kmeans_restarts=2, kmeans_iters=9
+    )
+    expected = evaluation.retrieval_metrics(x, labels, ks=(1, 4))
+    expected.update(
+      evaluation.clustering_metrics(x, labels, num_iters=9, num_restarts=2)
+    )
+    self.assertEqual(result, expected)
+    self.assertSameElements(
+      result,
+      ["recall@1", "recall@4", "precision@1", "r_precision", "map@r", "nmi"],
+    )
+
+
+class FormatResultsTableTest(absltest.TestCase):
+  def test_rows_columns_and_rounding(self):
+    rows = {
+      "step 0 (untrained)": {"recall@1": 0.891234, "map@r": 0.25, "nmi": 0.2},
+      "step 600": {"recall@1": 0.94004, "map@r": 0.333333, "nmi": 1.0},
+    }
+    table = evaluation.format_results_table(rows, ["recall@1", "map@r"])
+    lines = table.splitlines()
+    self.assertLen(lines, 4)
+    self.assertEqual(lines[0].split(), ["recall@1", "map@r"])
+    self.assertEqual(
+      lines[2].split(), ["step", "0", "(untrained)", "0.8912", "0.2500"]
+    )
+    self.assertEqual(lines[3].split(), ["step", "600", "0.9400", "0.3333"])
+    self.assertNotIn("nmi", table)
+    # Columns line up: every value ends where its header ends.
+    header_end = lines[0].index("map@r") + len("map@r")
+    self.assertEqual(lines[2].index("0.2500") + 6, header_end)
+    self.assertEqual(lines[3].index("0.3333") + 6, header_end)
+
+  def test_missing_metric(self):
+    table = evaluation.format_results_table({"a": {"nmi": 0.5}}, ["nmi", "x"])
+    self.assertEqual(table.splitlines()[-1].split(), ["a", "0.5000", "-"])
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -26,12 +26,19 @@ References:
       for Face Recognition and Clustering. CVPR 2015.
 """
 
+import functools
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from proxy_nca_jax import proxies as proxies_lib
 
 PROXY_NCA_FORMS = ("paper", "softmax")
+LOSSES = ("proxy_nca", "triplet_semihard")
+# (embeddings (B, D), labels (B,), proxies (C, D)) -> scalar loss.
+LossFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 _NORM_EPS = 1e-12
 
 
@@ -177,3 +184,27 @@ def triplet_semihard_loss(
   hinge = jnp.maximum(margin + dist - jnp.where(valid, d_neg, 0.0), 0.0)
   num_valid = jnp.sum(valid)
   return jnp.sum(jnp.where(valid, hinge, 0.0)) / jnp.maximum(num_valid, 1)
+
+
+def create_loss_fn(loss_config: ml_collections.ConfigDict) -> LossFn:
+  """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
+
+  The triplet baseline ignores the proxies (they stay in the state, untouched
+  by its gradient, so checkpoints of both kinds have the same structure).
+  """
+  if loss_config.name == "proxy_nca":
+    return functools.partial(
+      proxy_nca_loss, form=loss_config.form, scale=loss_config.scale
+    )
+  if loss_config.name == "triplet_semihard":
+
+    def triplet(embeddings, labels, proxies):
+      del proxies  # Data-point loss: mined in the batch.
+      return triplet_semihard_loss(
+        embeddings, labels, margin=loss_config.margin
+      )
+
+    return triplet
+  raise ValueError(
+    f"loss.name must be one of {LOSSES}, got {loss_config.name!r}."
+  )

@@ -48,8 +48,6 @@ from proxy_nca_jax import (
 )
 from proxy_nca_jax import proxies as proxies_lib
 
-LOSSES = ("proxy_nca", "triplet_semihard")
-LossFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 Batch = dict[str, jax.Array]
 
 
@@ -68,30 +66,6 @@ class TrainState:
   params: dict[str, Any]
   batch_stats: dict[str, Any]
   opt_state: optax.OptState
-
-
-def create_loss_fn(loss_config: ml_collections.ConfigDict) -> LossFn:
-  """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
-
-  The triplet baseline ignores the proxies (they stay in the state, untouched
-  by its gradient, so checkpoints of both kinds have the same structure).
-  """
-  if loss_config.name == "proxy_nca":
-    return functools.partial(
-      losses.proxy_nca_loss, form=loss_config.form, scale=loss_config.scale
-    )
-  if loss_config.name == "triplet_semihard":
-
-    def triplet(embeddings, labels, proxies):
-      del proxies  # Data-point loss: mined in the batch.
-      return losses.triplet_semihard_loss(
-        embeddings, labels, margin=loss_config.margin
-      )
-
-    return triplet
-  raise ValueError(
-    f"loss.name must be one of {LOSSES}, got {loss_config.name!r}."
-  )
 
 
 def run_signature(
@@ -139,7 +113,7 @@ def train_step(
   *,
   model: nn.Module,
   tx: optax.GradientTransformation,
-  loss_fn: LossFn,
+  loss_fn: losses.LossFn,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimisation step on a (global, sharded) batch.
 
@@ -180,7 +154,7 @@ def train_step(
 def make_train_step(
   model: nn.Module,
   tx: optax.GradientTransformation,
-  loss_fn: LossFn,
+  loss_fn: losses.LossFn,
   mesh: jax.sharding.Mesh,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """Jits ``train_step`` over ``mesh``: state replicated, batch sharded.
@@ -367,7 +341,7 @@ def train_and_evaluate(
       f"proxies.init must be one of {proxies_lib.PROXY_INITS}, got "
       f"{config.proxies.init!r}."
     )
-  loss_fn = create_loss_fn(config.loss)
+  loss_fn = losses.create_loss_fn(config.loss)
   model = models.create_model(config.model)
   tx, schedules = optim.create_optimizer(config)
   input_pipeline.prepare_dataset(config.input)

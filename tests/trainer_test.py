@@ -29,6 +29,7 @@ from configs import fashion_mnist
 from proxy_nca_jax import (
   checkpointing,
   input_pipeline,
+  losses,
   metric_writer,
   models,
   optim,
@@ -94,20 +95,20 @@ class TrainerTest(absltest.TestCase):
     return model, tx, init(jax.random.key(0))
 
   def _train_steps(self, mesh, num_steps):
-    """Runs the jitted step on ``mesh``; returns losses and final state."""
+    """Runs the jitted step on ``mesh``; returns the losses and final state."""
     config = tiny_config(self.root)
     model, tx, state = self._initial_state(config, mesh)
     step_fn = trainer.make_train_step(
-      model, tx, trainer.create_loss_fn(config.loss), mesh
+      model, tx, losses.create_loss_fn(config.loss), mesh
     )
     batches = input_pipeline.create_train_iterator(config.input, seed=0)
-    losses = []
+    loss_values = []
     for _ in range(num_steps):
       state, metrics = step_fn(
         state, parallel.global_batch(next(batches), mesh)
       )
-      losses.append(float(metrics["loss"]))
-    return losses, jax.device_get(state)
+      loss_values.append(float(metrics["loss"]))
+    return loss_values, jax.device_get(state)
 
   def test_eight_devices_match_one_device(self):
     losses_1, state_1 = self._train_steps(
@@ -125,8 +126,8 @@ class TrainerTest(absltest.TestCase):
     self.assertEqual(int(state_8.step), 4)
 
   def test_loss_decreases_on_learnable_data(self):
-    losses, _ = self._train_steps(parallel.create_mesh(), 12)
-    self.assertLess(np.mean(losses[-3:]), np.mean(losses[:3]))
+    loss_values, _ = self._train_steps(parallel.create_mesh(), 12)
+    self.assertLess(np.mean(loss_values[-3:]), np.mean(loss_values[:3]))
 
   def test_train_step_is_traced_once_per_run(self):
     config = tiny_config(self.root)

@@ -37,7 +37,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from proxy_nca_jax import evaluation, trainer  # noqa: E402
+from proxy_nca_jax import evaluation, preemption, trainer  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file, e.g. configs/fashion_mnist.py[:variant]."
@@ -125,6 +125,9 @@ def main(argv: list[str]) -> None:
   config, workdir = _CONFIG.value, _WORKDIR.value
   try:
     results = trainer.train_and_evaluate(config, workdir)
+  except preemption.Preempted as stopped:
+    logging.warning("%s", stopped)
+    sys.exit(0)
   except (ValueError, FloatingPointError, FileNotFoundError) as error:
     # Configuration and data problems: one clear message, no traceback.
     logging.error("%s", error)

@@ -45,6 +45,7 @@ from proxy_nca_jax import (
   models,
   optim,
   parallel,
+  preemption,
 )
 from proxy_nca_jax import proxies as proxies_lib
 
@@ -411,55 +412,66 @@ def train_and_evaluate(
     process_count=jax.process_count(),
   )
   last_ckpt = latest
+  watcher = preemption.StopWatcher()
   timer_step, timer_start = start_step, time.perf_counter()
-  for step in range(start_step + 1, num_steps + 1):
-    batch = parallel.global_batch(next(batches), mesh)
-    state, metrics = train_step_fn(state, batch)
+  try:
+    for step in range(start_step + 1, num_steps + 1):
+      batch = parallel.global_batch(next(batches), mesh)
+      state, metrics = train_step_fn(state, batch)
 
-    is_last = step == num_steps
-    log_now = step % config.log_every_steps == 0 or is_last
-    save_now = is_last or (
-      config.ckpt.every_steps and step % config.ckpt.every_steps == 0
-    )
-    eval_now = is_last or (
-      config.evals.every_steps and step % config.evals.every_steps == 0
-    )
-    if log_now or save_now or eval_now:
-      fetched = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      _check_finite(step, fetched, last_ckpt)
-    if log_now:
-      now = time.perf_counter()
-      steps_per_s = (step - timer_step) / max(now - timer_start, 1e-9)
-      timer_step, timer_start = step, now
-      lrs = {f"lr/{g}": float(s(step - 1)) for g, s in schedules.items()}
-      writer.write_scalars(
-        step, {**fetched, **lrs, "steps_per_sec": steps_per_s}
+      is_last = step == num_steps
+      stop_now = watcher.should_stop(step) and not is_last
+      log_now = step % config.log_every_steps == 0 or is_last
+      save_now = (
+        is_last
+        or stop_now
+        or (config.ckpt.every_steps and step % config.ckpt.every_steps == 0)
       )
-      logging.info(
-        "step %d/%d loss %.4f | %.2f steps/s | ETA %s",
-        step,
+      eval_now = is_last or (
+        config.evals.every_steps and step % config.evals.every_steps == 0
+      )
+      if log_now or save_now or eval_now:
+        fetched = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        # Never checkpoint a diverged state: the last good one stays.
+        _check_finite(step, fetched, last_ckpt)
+      if log_now:
+        now = time.perf_counter()
+        steps_per_s = (step - timer_step) / max(now - timer_start, 1e-9)
+        timer_step, timer_start = step, now
+        lrs = {f"lr/{g}": float(s(step - 1)) for g, s in schedules.items()}
+        writer.write_scalars(
+          step, {**fetched, **lrs, "steps_per_sec": steps_per_s}
+        )
+        logging.info(
+          "step %d/%d loss %.4f | %.2f steps/s | ETA %s",
+          step,
+          num_steps,
+          fetched["loss"],
+          steps_per_s,
+          _format_duration((num_steps - step) / max(steps_per_s, 1e-9)),
+        )
+      forced = is_last or stop_now
+      if save_now and ckpt.save(step, state, signature, force=forced):
+        last_ckpt = step
+      if stop_now:
+        raise preemption.Preempted(step)
+      if eval_now:
+        run_eval(step)
+        # Evaluation time is not training time.
+        timer_start = time.perf_counter()
+    if start_step == num_steps:
+      logging.info("Training already finished at step %d.", num_steps)
+    if eval_split != "test":
+      _log_evaluation(
+        writer,
         num_steps,
-        fetched["loss"],
-        steps_per_s,
-        _format_duration((num_steps - step) / max(steps_per_s, 1e-9)),
+        "test",
+        evaluate_split(config, embed_fn, state, mesh, "test"),
       )
-    if save_now and ckpt.save(step, state, signature, force=is_last):
-      last_ckpt = step
-    if eval_now:
-      run_eval(step)
-      # Evaluation time is not training time.
-      timer_start = time.perf_counter()
-  if start_step == num_steps:
-    logging.info("Training already finished at step %d.", num_steps)
-  if eval_split != "test":
-    _log_evaluation(
-      writer,
-      num_steps,
-      "test",
-      evaluate_split(config, embed_fn, state, mesh, "test"),
-    )
-  ckpt.close()
-  writer.close()
+  finally:
+    watcher.close()
+    ckpt.close()  # Waits for a save in flight, also on errors.
+    writer.close()
   return read_test_results(tf_workdir)
 
 

@@ -17,7 +17,6 @@ Each test runs ``python -m proxy_nca_jax.train`` in a subprocess, as a user
 would, and checks what the user sees: exit status and one clear message.
 """
 
-import os
 import pathlib
 import subprocess
 import sys
@@ -25,26 +24,19 @@ import tempfile
 
 from absl.testing import absltest
 
-from tests import fake_fashion_mnist
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from tests import tiny_run
 
 
 def run_train(*args: str) -> subprocess.CompletedProcess:
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  return subprocess.run(
+  """Runs the command line on the default config with extra ``args``."""
+  return tiny_run.run_command(
     [
       sys.executable,
       "-m",
       "proxy_nca_jax.train",
       "--config=configs/fashion_mnist.py",
       *args,
-    ],
-    cwd=REPO,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
+    ]
   )
 
 
@@ -108,23 +100,16 @@ class TrainEndToEndTest(absltest.TestCase):
   def test_trains_and_prints_the_results_table(self):
     with tempfile.TemporaryDirectory() as tmp:
       root = pathlib.Path(tmp)
-      fake_fashion_mnist.write_fake_fashion_mnist(
-        root / "idx", per_class={"train": 12, "test": 4}
-      )
+      tiny_run.write_data(root)
       workdir = root / "workdir"
-      result = run_train(
-        f"--workdir={workdir}",
-        "--num_cpu_devices=2",
-        f"--config.input.manual_dir={root / 'idx'}",
-        f"--config.input.data_dir={root / 'tfds'}",
-        "--config.input.batch_size=16",
-        "--config.input.eval_batch_size=32",
-        "--config.model.widths=(4,8,8)",
-        "--config.schedule.num_steps=4",
-        "--config.evals.every_steps=0",
-        "--config.ckpt.every_steps=2",
-        "--config.log_every_steps=2",
+      argv = tiny_run.train_command(
+        root,
+        workdir,
+        schedule__num_steps=4,
+        ckpt__every_steps=2,
+        evals__at_step_zero=True,
       )
+      result = tiny_run.run_command([*argv, "--num_cpu_devices=2"])
       self.assertEqual(result.returncode, 0, result.stderr[-3000:])
       lines = result.stdout.splitlines()
       header = next(line for line in lines if "recall@1" in line)

@@ -13,53 +13,26 @@
 # limitations under the License.
 """Tests of trainer.py: sharding equivalence, compile-once, resume, results."""
 
-import functools
 import pathlib
 import tempfile
 from unittest import mock
 
 import chex
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl.testing import absltest
 
-from configs import fashion_mnist
 from proxy_nca_jax import (
   checkpointing,
   input_pipeline,
   losses,
   metric_writer,
-  models,
-  optim,
   parallel,
   trainer,
 )
-from tests import fake_fashion_mnist
+from tests import tiny_run
 
-PER_CLASS = {"train": 12, "test": 4}  # 160 images of 10 classes.
-
-
-def tiny_config(root: pathlib.Path) -> ml_collections.ConfigDict:
-  """A small, fast version of the FMNIST-ZS config over the fake data."""
-  config = fashion_mnist.get_config()
-  with config.unlocked():
-    config.input.data_dir = str(root / "tfds")
-    config.input.manual_dir = str(root / "idx")
-    config.input.batch_size = 16
-    config.input.eval_batch_size = 32
-    config.input.shuffle_buffer = 128
-    config.model.widths = (4, 8, 8)
-    config.model.embedding_dim = 8
-    config.schedule.num_steps = 6
-    config.evals.every_steps = 0
-    config.evals.at_step_zero = False
-    config.evals.kmeans_restarts = 1
-    config.evals.kmeans_iters = 5
-    config.ckpt.every_steps = 3
-    config.log_every_steps = 2
-  return config
+tiny_config = tiny_run.tiny_config
 
 
 class TrainerTest(absltest.TestCase):
@@ -68,9 +41,7 @@ class TrainerTest(absltest.TestCase):
     super().setUpClass()
     cls._tmp = tempfile.TemporaryDirectory()
     cls.root = pathlib.Path(cls._tmp.name)
-    fake_fashion_mnist.write_fake_fashion_mnist(
-      cls.root / "idx", per_class=PER_CLASS
-    )
+    tiny_run.write_data(cls.root)
     input_pipeline.prepare_dataset(tiny_config(cls.root).input)
 
   @classmethod
@@ -78,26 +49,10 @@ class TrainerTest(absltest.TestCase):
     cls._tmp.cleanup()
     super().tearDownClass()
 
-  def _initial_state(self, config, mesh):
-    model = models.create_model(config.model)
-    tx, _ = optim.create_optimizer(config)
-    init = jax.jit(
-      functools.partial(
-        trainer.init_state,
-        model,
-        tx,
-        sample_images=jnp.zeros((1, 28, 28, 1)),
-        num_proxies=5,
-        proxy_init_scale=1.0,
-      ),
-      out_shardings=parallel.replicated(mesh),
-    )
-    return model, tx, init(jax.random.key(0))
-
   def _train_steps(self, mesh, num_steps):
     """Runs the jitted step on ``mesh``; returns the losses and final state."""
     config = tiny_config(self.root)
-    model, tx, state = self._initial_state(config, mesh)
+    model, tx, state = tiny_run.initial_state(config, mesh)
     step_fn = trainer.make_train_step(
       model, tx, losses.create_loss_fn(config.loss), mesh
     )
@@ -142,15 +97,9 @@ class TrainerTest(absltest.TestCase):
         trainer.train_and_evaluate(config, str(self.root / "traced_again"))
 
   def _final_state(self, workdir: pathlib.Path, config):
-    ckpt = checkpointing.Checkpointer(
-      str(workdir / "checkpoints"), every_steps=0, keep=5
-    )
-    step = ckpt.latest_step()
+    step, state = tiny_run.latest_state(workdir, config)
     self.assertEqual(step, config.schedule.num_steps)
-    _, _, target = self._initial_state(config, parallel.create_mesh())
-    state = ckpt.restore(step, target, trainer.run_signature(config, 5))
-    ckpt.close()
-    return jax.device_get(state)
+    return state
 
   def test_resumed_run_equals_uninterrupted_run(self):
     config = tiny_config(self.root)

@@ -1,0 +1,155 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Fault tests: SIGTERM, kill -9 and divergence lose nothing.
+
+The runs are real processes of ``python -m proxy_nca_jax.train`` on
+generated data; the reference is the same command run without interruption.
+"""
+
+import json
+import pathlib
+import signal
+import subprocess
+import tempfile
+import time
+
+import chex
+import numpy as np
+from absl.testing import absltest
+
+from proxy_nca_jax import trainer
+from tests import tiny_run
+
+NUM_STEPS = 150  # Long enough to be interrupted half-way (a few seconds).
+
+
+def last_logged_step(workdir: pathlib.Path) -> int:
+  path = workdir / "metrics.jsonl"
+  if not path.exists():
+    return 0
+  steps = [json.loads(line)["step"] for line in path.read_text().splitlines()]
+  return max(steps, default=0)
+
+
+class FaultsTest(absltest.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls._tmp = tempfile.TemporaryDirectory()
+    cls.root = pathlib.Path(cls._tmp.name)
+    tiny_run.write_data(cls.root)
+    cls.changes = {
+      "schedule__num_steps": NUM_STEPS,
+      "ckpt__every_steps": 10,
+      "log_every_steps": 5,
+    }
+    cls.config = tiny_run.tiny_config(cls.root, **cls.changes)
+    straight = cls.root / "straight"
+    result = tiny_run.run_command(
+      tiny_run.train_command(cls.root, straight, **cls.changes)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    cls.reference = tiny_run.latest_state(straight, cls.config)
+
+  @classmethod
+  def tearDownClass(cls):
+    cls._tmp.cleanup()
+    super().tearDownClass()
+
+  def _start(self, workdir: pathlib.Path) -> subprocess.Popen:
+    return subprocess.Popen(
+      tiny_run.train_command(self.root, workdir, **self.changes),
+      cwd=tiny_run.REPO,
+      env=tiny_run.subprocess_env(),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+
+  def _wait_for_step(self, process, workdir: pathlib.Path, step: int):
+    deadline = time.monotonic() + 300
+    while last_logged_step(workdir) < step:
+      self.assertIsNone(process.poll(), "the run ended before the signal")
+      self.assertLess(time.monotonic(), deadline)
+      time.sleep(0.02)
+
+  def _resume_and_compare(self, workdir: pathlib.Path):
+    result = tiny_run.run_command(
+      tiny_run.train_command(self.root, workdir, **self.changes)
+    )
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    step, state = tiny_run.latest_state(workdir, self.config)
+    self.assertEqual(step, NUM_STEPS)
+    # Bit-identical to the uninterrupted run (same seed, devices, batches).
+    chex.assert_trees_all_equal(state, self.reference[1])
+
+  def test_sigterm_saves_the_current_step_and_exits_zero(self):
+    workdir = self.root / "sigterm"
+    process = self._start(workdir)
+    self._wait_for_step(process, workdir, 20)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    self.assertEqual(process.returncode, 0, stderr[-3000:])
+    self.assertIn("Stopped on request (SIGTERM) at step", stderr)
+    self.assertNotIn("Traceback", stderr)
+    stopped_at, _ = tiny_run.latest_state(workdir, self.config)
+    self.assertBetween(stopped_at, 20, NUM_STEPS - 1)
+    self.assertIn(f"at step {stopped_at};", stderr)
+    self._resume_and_compare(workdir)
+
+  def test_kill_9_at_random_moments_resumes_from_a_complete_checkpoint(self):
+    rng = np.random.default_rng(7)
+    workdir = self.root / "kill9"
+    for _ in range(2):
+      process = self._start(workdir)
+      # Somewhere past the next checkpoint, often while one is being written.
+      self._wait_for_step(process, workdir, last_logged_step(workdir) + 10)
+      time.sleep(rng.uniform(0.0, 0.3))
+      process.kill()
+      process.communicate(timeout=60)
+      self.assertEqual(process.returncode, -signal.SIGKILL)
+    self._resume_and_compare(workdir)
+
+  def test_divergence_stops_with_a_message_and_keeps_the_last_checkpoint(self):
+    workdir = self.root / "diverge"
+    config = tiny_run.tiny_config(self.root, schedule__num_steps=4)
+    with config.unlocked():
+      config.ckpt.every_steps = 2
+    trainer.train_and_evaluate(config, str(workdir))
+    good_step, good_state = tiny_run.latest_state(workdir, config)
+    self.assertEqual(good_step, 4)
+
+    with config.unlocked():
+      config.schedule.num_steps = 8
+      config.optimizer.learning_rate = 1e30
+    with self.assertRaisesRegex(
+      FloatingPointError,
+      r"Training diverged: .*'loss': nan.* at step 6\..*learning rate.*"
+      r"checkpoint \(step 4\) is intact",
+    ):
+      trainer.train_and_evaluate(config, str(workdir))
+    step, state = tiny_run.latest_state(workdir, config)
+    self.assertEqual(step, 4)
+    chex.assert_trees_all_equal(state, good_state)
+
+    with config.unlocked():
+      config.optimizer.learning_rate = 1e-3  # Resume with sane settings.
+    trainer.train_and_evaluate(config, str(workdir))
+    step, state = tiny_run.latest_state(workdir, config)
+    self.assertEqual(step, 8)
+    chex.assert_tree_all_finite(state.params)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,0 +1,139 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""A tiny training run over generated data, for tests in and out of process.
+
+``TINY_OVERRIDES`` is applied both to a ConfigDict (in-process tests) and as
+``--config.key=value`` flags (tests that run the command line), so the two
+kinds of test train the same model on the same data.
+"""
+
+import functools
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from configs import fashion_mnist
+from proxy_nca_jax import checkpointing, models, optim, parallel, trainer
+from tests import fake_fashion_mnist
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PER_CLASS = {"train": 12, "test": 4}  # 160 images of 10 classes.
+NUM_PROXIES = 5
+TINY_OVERRIDES = {
+  "input.batch_size": 16,
+  "input.eval_batch_size": 32,
+  "input.shuffle_buffer": 128,
+  "model.widths": (4, 8, 8),
+  "model.embedding_dim": 8,
+  "schedule.num_steps": 6,
+  "evals.every_steps": 0,
+  "evals.at_step_zero": False,
+  "evals.kmeans_restarts": 1,
+  "evals.kmeans_iters": 5,
+  "ckpt.every_steps": 3,
+  "log_every_steps": 2,
+}
+
+
+def write_data(root: pathlib.Path) -> None:
+  """Writes the generated IDX files under ``root/idx``."""
+  fake_fashion_mnist.write_fake_fashion_mnist(root / "idx", per_class=PER_CLASS)
+
+
+def data_overrides(root: pathlib.Path) -> dict[str, str]:
+  return {
+    "input.data_dir": str(root / "tfds"),
+    "input.manual_dir": str(root / "idx"),
+  }
+
+
+def tiny_config(root: pathlib.Path, **changes) -> ml_collections.ConfigDict:
+  """The FMNIST-ZS config, made tiny; ``changes`` use '__' for '.'."""
+  config = fashion_mnist.get_config()
+  overrides = {**TINY_OVERRIDES, **data_overrides(root)}
+  overrides.update({k.replace("__", "."): v for k, v in changes.items()})
+  with config.unlocked():
+    for key, value in overrides.items():
+      section, _, field = key.rpartition(".")
+      setattr(config[section] if section else config, field, value)
+  return config
+
+
+def train_command(root: pathlib.Path, workdir: pathlib.Path, **changes):
+  """argv of ``python -m proxy_nca_jax.train`` for the tiny run."""
+  overrides = {**TINY_OVERRIDES, **data_overrides(root)}
+  overrides.update({k.replace("__", "."): v for k, v in changes.items()})
+  flags = [
+    f"--config.{k}={''.join(str(v).split())}" for k, v in overrides.items()
+  ]
+  return [
+    sys.executable,
+    "-m",
+    "proxy_nca_jax.train",
+    "--config=configs/fashion_mnist.py",
+    f"--workdir={workdir}",
+    *flags,
+  ]
+
+
+def subprocess_env() -> dict[str, str]:
+  return {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def run_command(argv: list[str]) -> subprocess.CompletedProcess:
+  return subprocess.run(
+    argv,
+    cwd=REPO,
+    env=subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+
+
+def initial_state(config, mesh):
+  """(model, optimiser, freshly initialised state replicated on ``mesh``)."""
+  model = models.create_model(config.model)
+  tx, _ = optim.create_optimizer(config)
+  init = jax.jit(
+    functools.partial(
+      trainer.init_state,
+      model,
+      tx,
+      sample_images=jnp.zeros((1, 28, 28, 1)),
+      num_proxies=NUM_PROXIES,
+      proxy_init_scale=config.proxies.init_scale,
+    ),
+    out_shardings=parallel.replicated(mesh),
+  )
+  return model, tx, init(jax.random.key(config.seed))
+
+
+def latest_state(workdir: pathlib.Path, config):
+  """(step, state on the host) of the newest checkpoint in ``workdir``."""
+  ckpt = checkpointing.Checkpointer(
+    str(workdir / "checkpoints"), every_steps=0, keep=100
+  )
+  try:
+    step = ckpt.latest_step()
+    _, _, target = initial_state(config, parallel.create_mesh())
+    signature = trainer.run_signature(config, NUM_PROXIES)
+    return step, jax.device_get(ckpt.restore(step, target, signature))
+  finally:
+    ckpt.close()

@@ -26,10 +26,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import flax
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -46,76 +44,22 @@ from proxy_nca_jax import (
   optim,
   parallel,
   preemption,
+  train_state,
+  workdirs,
 )
 from proxy_nca_jax import proxies as proxies_lib
 
 Batch = dict[str, jax.Array]
 
 
-@flax.struct.dataclass
-class TrainState:
-  """Everything a resumed run needs.
-
-  Attributes:
-    step: int32 scalar, number of steps taken.
-    params: {'model': network parameters, 'proxies': (C, D) float32}.
-    batch_stats: BatchNorm running statistics.
-    opt_state: optimiser state for ``params``.
-  """
-
-  step: jax.Array
-  params: dict[str, Any]
-  batch_stats: dict[str, Any]
-  opt_state: optax.OptState
-
-
-def run_signature(
-  config: ml_collections.ConfigDict, num_proxies: int
-) -> dict[str, Any]:
-  """What a checkpoint must match to be restored into this run."""
-  return {
-    "model": config.model.name,
-    "embedding_dim": config.model.embedding_dim,
-    "widths": list(config.model.widths),
-    "num_proxies": num_proxies,
-    "optimizer": config.optimizer.name,
-  }
-
-
-def init_state(
-  model: nn.Module,
-  tx: optax.GradientTransformation,
-  key: jax.Array,
-  sample_images: jax.Array,
-  num_proxies: int,
-  proxy_init_scale: float,
-) -> TrainState:
-  """Initialises network, proxies and optimiser state (pure; jit-able)."""
-  model_key, proxy_key = jax.random.split(key)
-  variables = model.init(model_key, sample_images, train=False)
-  proxies = proxies_lib.init_proxies(
-    proxy_key,
-    num_proxies,
-    model.embedding_dim,
-    scale=proxy_init_scale,
-  )
-  params = {"model": variables["params"], "proxies": proxies}
-  return TrainState(
-    step=jnp.zeros((), jnp.int32),
-    params=params,
-    batch_stats=variables["batch_stats"],
-    opt_state=tx.init(params),
-  )
-
-
 def train_step(
-  state: TrainState,
+  state: train_state.TrainState,
   batch: Batch,
   *,
   model: nn.Module,
   tx: optax.GradientTransformation,
   loss_fn: losses.LossFn,
-) -> tuple[TrainState, dict[str, jax.Array]]:
+) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
   """One optimisation step on a (global, sharded) batch.
 
   BatchNorm statistics and the loss are computed over the whole global batch
@@ -143,7 +87,7 @@ def train_step(
     "grad_norm": optax.global_norm(grads),
     **proxies_lib.proxy_norms(params["proxies"]),
   }
-  new_state = TrainState(
+  new_state = train_state.TrainState(
     step=state.step + 1,
     params=params,
     batch_stats=batch_stats,
@@ -157,7 +101,10 @@ def make_train_step(
   tx: optax.GradientTransformation,
   loss_fn: losses.LossFn,
   mesh: jax.sharding.Mesh,
-) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+) -> Callable[
+  [train_state.TrainState, Batch],
+  tuple[train_state.TrainState, dict[str, jax.Array]],
+]:
   """Jits ``train_step`` over ``mesh``: state replicated, batch sharded.
 
   The state buffers are donated (updated in place). Batches of one shape and
@@ -165,7 +112,7 @@ def make_train_step(
   ``chex.assert_max_traces`` over a whole run).
   """
 
-  def step(state: TrainState, batch: Batch):
+  def step(state: train_state.TrainState, batch: Batch):
     return train_step(state, batch, model=model, tx=tx, loss_fn=loss_fn)
 
   return jax.jit(
@@ -185,11 +132,6 @@ def make_embed_fn(
     in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
     out_shardings=parallel.batch_sharded(mesh),
   )
-
-
-def inference_variables(state: TrainState) -> dict[str, Any]:
-  """The network's variables in the form ``model.apply`` takes."""
-  return {"params": state.params["model"], "batch_stats": state.batch_stats}
 
 
 def embed_batches(
@@ -228,7 +170,7 @@ def embed_batches(
 def evaluate_split(
   config: ml_collections.ConfigDict,
   embed_fn: Callable[[dict[str, Any], jax.Array], jax.Array],
-  state: TrainState,
+  state: train_state.TrainState,
   mesh: jax.sharding.Mesh,
   split: str,
 ) -> dict[str, float]:
@@ -240,7 +182,7 @@ def evaluate_split(
     process_count=jax.process_count(),
   )
   embeddings, labels = embed_batches(
-    embed_fn, inference_variables(state), batches, mesh
+    embed_fn, train_state.inference_variables(state), batches, mesh
   )
   return evaluation.evaluate_embeddings(
     embeddings,
@@ -256,7 +198,7 @@ def evaluate_split(
 def class_mean_proxy_init(
   config: ml_collections.ConfigDict,
   model: nn.Module,
-  state: TrainState,
+  state: train_state.TrainState,
   num_proxies: int,
   num_batches: int = 16,
 ) -> jax.Array:
@@ -347,7 +289,7 @@ def train_and_evaluate(
   tx, schedules = optim.create_optimizer(config)
   input_pipeline.prepare_dataset(config.input)
   num_proxies = input_pipeline.num_classes(config.input, "train")
-  signature = run_signature(config, num_proxies)
+  signature = train_state.run_signature(config, num_proxies)
   num_steps = config.schedule.num_steps
   logging.info(
     "Mesh %s over %d devices, %d process(es); %d proxies.",
@@ -357,21 +299,11 @@ def train_and_evaluate(
     num_proxies,
   )
 
-  sample = jnp.zeros((1, 28, 28, 1), jnp.float32)
-  init = jax.jit(
-    functools.partial(
-      init_state,
-      model,
-      tx,
-      sample_images=sample,
-      num_proxies=num_proxies,
-      proxy_init_scale=config.proxies.init_scale,
-    ),
-    out_shardings=parallel.replicated(mesh),
-  )
-  state = init(jax.random.key(config.seed))
+  state = train_state.create_state(config, model, tx, mesh, num_proxies)
 
-  tf_workdir = os.path.abspath(workdir)
+  tf_workdir = workdirs.absolute(workdir)
+  if jax.process_index() == 0:
+    workdirs.save_config(config, tf_workdir)
   ckpt = checkpointing.Checkpointer(
     os.path.join(tf_workdir, "checkpoints"),
     every_steps=config.ckpt.every_steps,

@@ -18,18 +18,22 @@
 kinds of test train the same model on the same data.
 """
 
-import functools
 import os
 import pathlib
 import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from configs import fashion_mnist
-from proxy_nca_jax import checkpointing, models, optim, parallel, trainer
+from proxy_nca_jax import (
+  checkpointing,
+  models,
+  optim,
+  parallel,
+  train_state,
+)
 from tests import fake_fashion_mnist
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -111,18 +115,11 @@ def initial_state(config, mesh):
   """(model, optimiser, freshly initialised state replicated on ``mesh``)."""
   model = models.create_model(config.model)
   tx, _ = optim.create_optimizer(config)
-  init = jax.jit(
-    functools.partial(
-      trainer.init_state,
-      model,
-      tx,
-      sample_images=jnp.zeros((1, 28, 28, 1)),
-      num_proxies=NUM_PROXIES,
-      proxy_init_scale=config.proxies.init_scale,
-    ),
-    out_shardings=parallel.replicated(mesh),
+  return (
+    model,
+    tx,
+    train_state.create_state(config, model, tx, mesh, NUM_PROXIES),
   )
-  return model, tx, init(jax.random.key(config.seed))
 
 
 def latest_state(workdir: pathlib.Path, config):
@@ -133,7 +130,7 @@ def latest_state(workdir: pathlib.Path, config):
   try:
     step = ckpt.latest_step()
     _, _, target = initial_state(config, parallel.create_mesh())
-    signature = trainer.run_signature(config, NUM_PROXIES)
+    signature = train_state.run_signature(config, NUM_PROXIES)
     return step, jax.device_get(ckpt.restore(step, target, signature))
   finally:
     ckpt.close()

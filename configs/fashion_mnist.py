@@ -75,16 +75,46 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.proxies.init_scale = 1.0
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.name = "proxy_nca"  # "proxy_nca" or "triplet_semihard".
-  # "softmax": positive proxy in the denominator (most reimplementations);
-  # "paper": positive proxy excluded (Eq. 4 of the paper).
+  # One of proxy_nca_jax.losses.LOSSES. Proxy losses: "proxy_nca",
+  # "proxy_ranking", "proxy_anchor". Data-point baselines (they need
+  # several images per class in a batch: set input.samples_per_class):
+  # "triplet_all", "triplet_semihard", "triplet_batch_hard",
+  # "lifted_structure", "npairs", "contrastive", "nca".
+  config.loss.name = "proxy_nca"
+  # proxy_nca and nca. "softmax": positive proxy in the denominator (most
+  # reimplementations; for nca, Goldberger et al.'s softmax over the batch);
+  # "paper": positive excluded (Eq. 4 of the paper).
   config.loss.form = "softmax"
   # Multiplies squared distances between unit vectors (pytorch-metric-learning's
   # softmax_scale; 9 is the same as normalising both sides to norm 3). On
   # FMNIST-ZS, 600 steps, seed 0: scale 4 / 8 / 16 gave MAP@R 0.370 / 0.359 /
   # 0.383 and NMI 0.389 / 0.437 / 0.499 (README, "Choosing the scale").
+  # Also read, untuned, by npairs and nca.
   config.loss.scale = 16.0
-  config.loss.margin = 0.2  # Triplet margin (triplet_semihard only).
+  # Margin of triplet_all / triplet_semihard / triplet_batch_hard and of
+  # proxy_ranking, in squared distance between unit vectors (0 to 4).
+  config.loss.margin = 0.2
+  # proxy_nca and proxy_ranking: "static" (one proxy per class, the label is
+  # the proxy's row) or "dynamic" (a sample's proxy is its nearest proxy; a
+  # pair's positive is the proxy of the other sample of the class, so use
+  # input.samples_per_class >= 2).
+  config.loss.assignment = "static"
+  # proxy_nca, static softmax form: target 1 - eps on the class proxy and
+  # eps / (C - 1) on the others (0: one-hot; the PyTorch Proxy-NCA uses 0.1).
+  config.loss.label_smoothing = 0.0
+  # proxy_nca: distances |a x - b p|^2 between embeddings scaled to norm a
+  # and proxies to norm b (as in ProxyNCA++'s code). The loss depends on
+  # scale * a * b only: a = b = 3 with scale 1 is scale 9.
+  config.loss.embedding_norm = 1.0
+  config.loss.proxy_norm = 1.0
+  # proxy_anchor: scaling factor alpha and margin delta (Kim et al. 2020).
+  config.loss.proxy_anchor_alpha = 32.0
+  config.loss.proxy_anchor_delta = 0.1
+  # lifted_structure: margin alpha on Euclidean distances (Song et al. 2016).
+  config.loss.lifted_margin = 1.0
+  # contrastive: margin m on Euclidean distances between unit vectors
+  # (Hadsell et al. 2006; 1.0 as pytorch-metric-learning's neg_margin).
+  config.loss.contrastive_margin = 1.0
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"  # "adam", "adamw", "rmsprop" or "sgd".

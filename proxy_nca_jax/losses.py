@@ -11,19 +11,39 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Metric-learning losses: Proxy-NCA and the triplet baseline.
+"""Proxy losses (Proxy-NCA, proxy ranking, Proxy-Anchor) and loss selection.
 
 Every loss is a pure function of ``(embeddings, labels, proxies?, *,
 options)`` returning a float32 scalar, jit-able with static shapes.
 Embeddings and proxies are L2-normalised inside the losses, as in the paper
 (Sec. 4: "we normalise the embeddings and the proxies"); a zero vector stays
-zero instead of producing NaN.
+zero instead of producing NaN. The data-point baselines (triplet, lifted
+structure, N-pairs, contrastive, NCA) are in ``pair_losses``;
+``create_loss_fn`` selects any of them by ``config.loss.name``.
+
+Distances. With x = embedding / |embedding| and p = proxy / |proxy|, the
+proxy losses use d(x, p) = |a x - b p|^2 (a = ``embedding_norm``, b =
+``proxy_norm``, both 1 by default), times ``scale`` in the NCA losses.
+Because |a x - b p|^2 = a^2 + b^2 - 2 a b x.p and the NCA and ranking losses
+only compare distances of one sample to several proxies, the constant
+a^2 + b^2 cancels: these losses depend on ``scale * a * b`` alone
+(ProxyNCA++'s a = b = 3 is ``scale`` 9). The separate norms are offered to
+match implementations that set them.
+
+Proxy assignment (``proxies``): static, one proxy per class (a sample's label
+is its proxy's row), or dynamic, a sample's nearest proxy, any number of
+proxies (see ``dynamic_proxy_nca_loss``).
 
 References:
   [1] Y. Movshovitz-Attias, A. Toshev, T. Leung, S. Ioffe, S. Singh. No Fuss
       Distance Metric Learning using Proxies. ICCV 2017.
-  [2] F. Schroff, D. Kalenichenko, J. Philbin. FaceNet: A Unified Embedding
-      for Face Recognition and Clustering. CVPR 2015.
+  [2] E. W. Teh, T. DeVries, G. W. Taylor. ProxyNCA++: Revisiting and
+      Revitalizing Proxy Neighborhood Component Analysis. ECCV 2020.
+  [3] C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens, Z. Wojna. Rethinking the
+      Inception Architecture for Computer Vision. CVPR 2016 (label smoothing,
+      Sec. 7).
+  [4] S. Kim, D. Kim, M. Cho, S. Kwak. Proxy Anchor Loss for Deep Metric
+      Learning. CVPR 2020.
 """
 
 import functools
@@ -33,41 +53,84 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from proxy_nca_jax import pair_losses
 from proxy_nca_jax import proxies as proxies_lib
 
 PROXY_NCA_FORMS = ("paper", "softmax")
-LOSSES = ("proxy_nca", "triplet_semihard")
+ASSIGNMENTS = ("static", "dynamic")
+PROXY_LOSSES = ("proxy_nca", "proxy_ranking", "proxy_anchor")
+PAIR_LOSSES = (
+  "triplet_all",
+  "triplet_semihard",
+  "triplet_batch_hard",
+  "lifted_structure",
+  "npairs",
+  "contrastive",
+  "nca",
+)
+LOSSES = PROXY_LOSSES + PAIR_LOSSES
 # (embeddings (B, D), labels (B,), proxies (C, D)) -> scalar loss.
 LossFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-_NORM_EPS = 1e-12
+
+# Geometry and the first baseline moved to pair_losses; kept importable here.
+l2_normalize = pair_losses.l2_normalize
+squared_distances = pair_losses.squared_distances
+triplet_semihard_loss = pair_losses.triplet_semihard_loss
 
 
-def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
-  """Scales vectors to unit norm; a zero vector stays zero (no NaN)."""
-  sq_norm = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
-  return x * jax.lax.rsqrt(jnp.maximum(sq_norm, _NORM_EPS**2))
-
-
-def squared_distances(a: jax.Array, b: jax.Array) -> jax.Array:
-  """Pairwise squared Euclidean distances ||a_i - b_j||^2, shape (N, M).
-
-  Uses the expansion |a|^2 + |b|^2 - 2 a.b (a matrix product), clamped at
-  zero against rounding.
-  """
-  sq_a = jnp.sum(jnp.square(a), axis=-1)[:, None]
-  sq_b = jnp.sum(jnp.square(b), axis=-1)[None, :]
-  return jnp.maximum(sq_a + sq_b - 2.0 * a @ b.T, 0.0)
-
-
-def _check_batch(embeddings: jax.Array, labels: jax.Array) -> None:
+def _check_proxies(embeddings: jax.Array, proxies: jax.Array) -> None:
   if embeddings.ndim != 2:
     raise ValueError(
       f"embeddings must have shape (batch, dim), got {embeddings.shape}."
     )
-  if labels.shape != embeddings.shape[:1]:
+  if proxies.ndim != 2 or proxies.shape[1] != embeddings.shape[1]:
     raise ValueError(
-      f"labels must have shape ({embeddings.shape[0]},) to match the "
-      f"embeddings, got {labels.shape}."
+      f"proxies must have shape (num_proxies, {embeddings.shape[1]}), "
+      f"got {proxies.shape}."
+    )
+
+
+def _check_relations(
+  embeddings: jax.Array, similar: jax.Array, dissimilar: jax.Array
+) -> None:
+  size = embeddings.shape[0]
+  for name, mask in (("similar", similar), ("dissimilar", dissimilar)):
+    if mask.shape != (size, size) or mask.dtype != jnp.bool_:
+      raise ValueError(
+        f"{name} must be a bool array of shape ({size}, {size}), got "
+        f"{mask.dtype} {mask.shape}."
+      )
+
+
+def _check_proxy_nca_options(
+  form: str,
+  scale: float,
+  label_smoothing: float,
+  embedding_norm: float,
+  proxy_norm: float,
+  assignment: str,
+) -> None:
+  if form not in PROXY_NCA_FORMS:
+    raise ValueError(f"form must be one of {PROXY_NCA_FORMS}, got {form!r}.")
+  if assignment not in ASSIGNMENTS:
+    raise ValueError(
+      f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}."
+    )
+  for name, value in (
+    ("scale", scale),
+    ("embedding_norm", embedding_norm),
+    ("proxy_norm", proxy_norm),
+  ):
+    if not value > 0:
+      raise ValueError(f"{name} must be positive, got {value}.")
+  if not 0 <= label_smoothing < 1:
+    raise ValueError(
+      f"label_smoothing must be in [0, 1), got {label_smoothing}."
+    )
+  if label_smoothing and (form != "softmax" or assignment != "static"):
+    raise ValueError(
+      "label_smoothing needs form='softmax' and assignment='static' (the "
+      "smoothed target is a distribution over all the class proxies)."
     )
 
 
@@ -78,13 +141,17 @@ def proxy_nca_loss(
   *,
   form: str = "softmax",
   scale: float = 1.0,
+  label_smoothing: float = 0.0,
+  embedding_norm: float = 1.0,
+  proxy_norm: float = 1.0,
+  assignment: str = "static",
 ) -> jax.Array:
-  """Proxy-NCA loss with static proxy assignment ([1], Eq. 4).
+  """Proxy-NCA loss ([1], Eq. 4), static or dynamic proxy assignment.
 
-  With x = embedding / |embedding|, p_z = proxy_z / |proxy_z| and the scaled
-  squared distance d(x, p) = scale * |x - p|^2, the loss of a sample of class
-  y is, in the paper's form (the positive proxy is *excluded* from the
-  denominator, so the loss can be negative)::
+  With static assignment (one proxy per class) and the scaled distance
+  d(x, p) = scale * |a x - b p|^2, the loss of a sample of class y is, in
+  the paper's form (the positive proxy is *excluded* from the denominator,
+  so the loss can be negative)::
 
       L_paper = -log( exp(-d(x, p_y)) / sum_{z != y} exp(-d(x, p_z)) )
               = d(x, p_y) + logsumexp_{z != y} (-d(x, p_z))
@@ -94,117 +161,375 @@ def proxy_nca_loss(
 
       L_softmax = d(x, p_y) + logsumexp_z (-d(x, p_z))
 
+  Label smoothing ([3]; as in the PyTorch Proxy-NCA of dichotomies and in
+  [2]'s code) replaces the one-hot target of the softmax form by 1 - eps on
+  the sample's proxy and eps / (C - 1) on each other proxy::
+
+      L_smooth = -sum_z t_z log softmax_z(-d(x, p_z))
+
   ``scale`` is the temperature's inverse: scale = s^2 is the same as
-  normalising embeddings and proxies to norm s (ProxyNCA++ uses s = 3, i.e.
-  scale = 9). The loss is averaged over the batch.
+  normalising embeddings and proxies to norm s (ProxyNCA++ [2] uses s = 3,
+  i.e. scale = 9). The loss is averaged over the samples whose label is a
+  proxy row, [0, C); 0 if there are none.
+
+  ``assignment='dynamic'`` computes ``dynamic_proxy_nca_loss`` with the
+  relations given by the labels (``proxies.relations_from_labels``); labels
+  may then be any integers and the number of proxies any number.
 
   Args:
     embeddings: float array (B, D). Normalised here; need not be unit norm.
-    labels: int array (B,), values in [0, C): the index of each sample's
-      proxy (static assignment, one proxy per training class).
+    labels: int array (B,); static: values in [0, C), the index of each
+      sample's proxy (one proxy per training class).
     proxies: float array (C, D). Normalised here.
     form: "paper" or "softmax" (see above).
     scale: positive multiplier of the squared distances.
+    label_smoothing: eps in [0, 1); static softmax form only.
+    embedding_norm: a, the norm embeddings are scaled to.
+    proxy_norm: b, the norm proxies are scaled to.
+    assignment: "static" or "dynamic".
 
   Returns:
     float32 scalar, the mean loss over the batch.
 
   Raises:
-    ValueError: for wrong shapes, an unknown form, a non-positive scale, or
-      the paper form with a single proxy (its denominator would be empty).
+    ValueError: for wrong shapes, an unknown form or assignment, a
+      non-positive scale or norm, label smoothing outside [0, 1) or with
+      the paper form or dynamic assignment, or the static paper form (or
+      label smoothing) with a single proxy.
 
   Example:
     >>> loss = proxy_nca_loss(emb, labels, params['proxies'], scale=8.0)
   """
-  _check_batch(embeddings, labels)
-  if proxies.ndim != 2 or proxies.shape[1] != embeddings.shape[1]:
-    raise ValueError(
-      f"proxies must have shape (num_proxies, {embeddings.shape[1]}), "
-      f"got {proxies.shape}."
+  pair_losses.check_batch(embeddings, labels)
+  _check_proxies(embeddings, proxies)
+  _check_proxy_nca_options(
+    form, scale, label_smoothing, embedding_norm, proxy_norm, assignment
+  )
+  norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
+  if assignment == "dynamic":
+    similar, dissimilar = proxies_lib.relations_from_labels(labels)
+    return dynamic_proxy_nca_loss(
+      embeddings, proxies, similar, dissimilar, form=form, scale=scale, **norms
     )
-  if form not in PROXY_NCA_FORMS:
-    raise ValueError(f"form must be one of {PROXY_NCA_FORMS}, got {form!r}.")
-  if not scale > 0:
-    raise ValueError(f"scale must be positive, got {scale}.")
-  if form == "paper" and proxies.shape[0] < 2:
-    raise ValueError("The paper form needs at least two proxies.")
+  num_proxies = proxies.shape[0]
+  if (form == "paper" or label_smoothing) and num_proxies < 2:
+    raise ValueError(
+      "The paper form and label smoothing need at least two proxies."
+    )
 
-  x = l2_normalize(embeddings.astype(jnp.float32))
-  p = l2_normalize(proxies.astype(jnp.float32))
-  logits = -scale * squared_distances(x, p)  # (B, C): -d(x, p_z).
-  positive = proxies_lib.static_assignment(labels, proxies.shape[0])
+  logits = -scale * proxies_lib.proxy_distances(
+    embeddings, proxies, **norms
+  )  # (B, C)
+  positive = proxies_lib.static_assignment(labels, num_proxies)
   positive_logit = jnp.sum(jnp.where(positive, logits, 0.0), axis=-1)
   if form == "paper":
-    # -inf drops the positive from the denominator (and from its gradient).
-    logits = jnp.where(positive, -jnp.inf, logits)
-  per_sample = jax.nn.logsumexp(logits, axis=-1) - positive_logit
-  return jnp.mean(per_sample)
+    per_sample = (
+      pair_losses.masked_logsumexp(logits, ~positive) - positive_logit
+    )
+  elif label_smoothing:
+    targets = jnp.where(
+      positive, 1.0 - label_smoothing, label_smoothing / (num_proxies - 1)
+    )
+    per_sample = -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
+  else:
+    per_sample = jax.nn.logsumexp(logits, axis=-1) - positive_logit
+  return pair_losses.masked_mean(per_sample, jnp.any(positive, axis=-1))
 
 
-def triplet_semihard_loss(
-  embeddings: jax.Array, labels: jax.Array, *, margin: float = 0.2
+def dynamic_proxy_nca_loss(
+  embeddings: jax.Array,
+  proxies: jax.Array,
+  similar: jax.Array,
+  dissimilar: jax.Array,
+  *,
+  form: str = "softmax",
+  scale: float = 1.0,
+  embedding_norm: float = 1.0,
+  proxy_norm: float = 1.0,
 ) -> jax.Array:
-  """Triplet loss with semi-hard negatives mined in the batch ([2], Eq. 1).
+  """Proxy-NCA with dynamic proxy assignment ([1], Sec. 3.1).
 
-  For every anchor a and positive p (same label, p != a) the loss is
-  max(0, margin + d(a, p) - d(a, n)) with d the squared Euclidean distance
-  between L2-normalised embeddings. The negative n is semi-hard ([2],
-  Sec. 3.2): the closest negative that is still farther than the positive,
-  d(a, n) > d(a, p). When no negative is farther than the positive, the
-  farthest negative is used (as in TF-Addons' triplet_semihard_loss). Pairs
-  whose anchor has no negative in the batch are left out. The loss is the mean
-  over the remaining (anchor, positive) pairs, 0 if there are none.
+  The proxy of a sample is its nearest proxy, p(x) = argmin_z d(x, p_z)
+  (no gradient through the arg-min), among any number of proxies. The
+  supervision is relational: ``similar[i, j]`` (j is a positive of anchor
+  i) and ``dissimilar[i, k]`` (k is a negative of i), built from labels by
+  ``proxies.relations_from_labels`` or from (anchor, positive, negative)
+  triplets by ``proxies.relations_from_triplets``. Following the paper's
+  proxy loss L(x, p(y), p(Z)), each positive pair (i, j) contributes, with
+  d scaled as in ``proxy_nca_loss`` and p(Z_i) the *set* of proxies nearest
+  to the negatives of i (each proxy once)::
+
+      paper:   L_ij = d(x_i, p(x_j)) + logsumexp_{p in p(Z_i)} (-d(x_i, p))
+      softmax: L_ij = d(x_i, p(x_j))
+                      + log(exp(-d(x_i, p(x_j))) + sum_{p in p(Z_i)}
+                            exp(-d(x_i, p)))
+
+  averaged over the positive pairs whose anchor has a negative (0 if none).
+
+  Why these choices. The positive is the proxy of the *positive sample*,
+  p(y), as in the paper's L(x, p(y), p(Z)), not the anchor's own nearest
+  proxy p(x): with p(x) the positive would ignore the labels, and a sample
+  that drifted to another class's proxy would be pulled further into it;
+  with p(y) it is pulled towards the proxies of its classmates. The
+  negatives are the proxies of the batch's negatives (the in-batch estimate
+  of p(Z)); proxies nearest to no negative get no push this step. A proxy
+  that is both p(x_j) and in p(Z_i) stays on both sides, as the formula
+  says (pulled and pushed at once; if it is the only negative proxy, the
+  paper form of that pair is exactly 0). With labels, the positives of i
+  are the *other* samples of its class, so a class needs two or more images
+  in the batch (``input.samples_per_class``).
 
   Args:
     embeddings: float array (B, D). Normalised here.
-    labels: int array (B,) of class labels (any integer values).
-    margin: the margin alpha of [2].
+    proxies: float array (P, D), any P >= 1. Normalised here.
+    similar: bool array (B, B), similar[i, j]: j is a positive of i.
+    dissimilar: bool array (B, B), dissimilar[i, k]: k is a negative of i.
+    form: "paper" or "softmax" (see above).
+    scale: positive multiplier of the squared distances.
+    embedding_norm: a, the norm embeddings are scaled to.
+    proxy_norm: b, the norm proxies are scaled to.
+
+  Returns:
+    float32 scalar.
+
+  Raises:
+    ValueError: for wrong shapes or dtypes, an unknown form, or a
+      non-positive scale or norm.
+  """
+  _check_proxies(embeddings, proxies)
+  _check_relations(embeddings, similar, dissimilar)
+  _check_proxy_nca_options(
+    form, scale, 0.0, embedding_norm, proxy_norm, "dynamic"
+  )
+  dist = proxies_lib.proxy_distances(
+    embeddings, proxies, embedding_norm=embedding_norm, proxy_norm=proxy_norm
+  )
+  positive_dist, negative_proxies = proxies_lib.dynamic_targets(
+    dist, dissimilar
+  )
+  negatives_lse = pair_losses.masked_logsumexp(
+    -scale * dist, negative_proxies, axis=1
+  )
+  has_negative = jnp.isfinite(negatives_lse)
+  negatives_lse = jnp.where(has_negative, negatives_lse, 0.0)[:, None]
+  positive = scale * positive_dist  # (B, B)
+  if form == "paper":
+    per_pair = positive + negatives_lse
+  else:
+    per_pair = positive + jnp.logaddexp(-positive, negatives_lse)
+  return pair_losses.masked_mean(per_pair, similar & has_negative[:, None])
+
+
+def proxy_ranking_loss(
+  embeddings: jax.Array,
+  labels: jax.Array,
+  proxies: jax.Array,
+  *,
+  margin: float = 0.2,
+  assignment: str = "static",
+) -> jax.Array:
+  """Proxy ranking (triplet) loss ([1], Sec. 3), static or dynamic.
+
+  With d the squared distance between the normalised embedding and proxies,
+  each (sample x, positive proxy p(y), negative proxy p(z)) costs
+  max(0, margin + d(x, p(y)) - d(x, p(z))). Reduction: the mean over the
+  negative proxies of a sample (static: the C - 1 other proxies), then the
+  mean over the samples whose label is in [0, C) (static), so the loss is
+  the mean over all B (C - 1) triplets; 0 if there are none.
+  ``assignment='dynamic'`` is ``dynamic_proxy_ranking_loss`` with the
+  relations given by the labels.
+
+  Args:
+    embeddings: float array (B, D). Normalised here.
+    labels: int array (B,); static: values in [0, C).
+    proxies: float array (C, D). Normalised here.
+    margin: M, in squared-distance units (unit vectors: d in [0, 4]).
+    assignment: "static" or "dynamic".
+
+  Returns:
+    float32 scalar.
+
+  Raises:
+    ValueError: for wrong shapes, an unknown assignment or, static, a single
+      proxy.
+  """
+  pair_losses.check_batch(embeddings, labels)
+  _check_proxies(embeddings, proxies)
+  if assignment not in ASSIGNMENTS:
+    raise ValueError(
+      f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}."
+    )
+  if assignment == "dynamic":
+    similar, dissimilar = proxies_lib.relations_from_labels(labels)
+    return dynamic_proxy_ranking_loss(
+      embeddings, proxies, similar, dissimilar, margin=margin
+    )
+  num_proxies = proxies.shape[0]
+  if num_proxies < 2:
+    raise ValueError("The static ranking loss needs at least two proxies.")
+  dist = proxies_lib.proxy_distances(embeddings, proxies)  # (B, C)
+  positive = proxies_lib.static_assignment(labels, num_proxies)
+  positive_dist = jnp.sum(jnp.where(positive, dist, 0.0), axis=-1)
+  hinge = jax.nn.relu(margin + positive_dist[:, None] - dist)
+  per_sample = jnp.sum(jnp.where(positive, 0.0, hinge), axis=-1)
+  per_sample /= num_proxies - 1
+  return pair_losses.masked_mean(per_sample, jnp.any(positive, axis=-1))
+
+
+def dynamic_proxy_ranking_loss(
+  embeddings: jax.Array,
+  proxies: jax.Array,
+  similar: jax.Array,
+  dissimilar: jax.Array,
+  *,
+  margin: float = 0.2,
+) -> jax.Array:
+  """Proxy ranking loss with dynamic assignment ([1], Sec. 3 and 3.1).
+
+  Proxies and relations as in ``dynamic_proxy_nca_loss``: each positive pair
+  (i, j) costs the mean over p in p(Z_i) of
+  max(0, margin + d(x_i, p(x_j)) - d(x_i, p)), and the loss is the mean over
+  the positive pairs whose anchor has a negative (0 if none). A proxy on
+  both sides costs the constant margin. Memory is O(B^2 P).
+
+  Args:
+    embeddings: float array (B, D). Normalised here.
+    proxies: float array (P, D), any P >= 1. Normalised here.
+    similar: bool array (B, B), similar[i, j]: j is a positive of i.
+    dissimilar: bool array (B, B), dissimilar[i, k]: k is a negative of i.
+    margin: M, in squared-distance units.
 
   Returns:
     float32 scalar.
   """
-  _check_batch(embeddings, labels)
-  x = l2_normalize(embeddings.astype(jnp.float32))
-  dist = squared_distances(x, x)  # (B, B)
-  same = labels[:, None] == labels[None, :]
-  not_self = ~jnp.eye(labels.shape[0], dtype=bool)
-  positive_pair = same & not_self  # [a, p]
-  negative = ~same  # [a, n]
-
-  # For each (a, p): candidates n with d(a, n) > d(a, p), shape (B, B, B).
-  d_ap = dist[:, :, None]
-  d_an = dist[:, None, :]
-  semihard = negative[:, None, :] & (d_an > d_ap)
-  closest_semihard = jnp.min(jnp.where(semihard, d_an, jnp.inf), axis=-1)
-  farthest_negative = jnp.max(jnp.where(negative, dist, -jnp.inf), axis=-1)
-  d_neg = jnp.where(
-    jnp.any(semihard, axis=-1), closest_semihard, farthest_negative[:, None]
+  _check_proxies(embeddings, proxies)
+  _check_relations(embeddings, similar, dissimilar)
+  dist = proxies_lib.proxy_distances(embeddings, proxies)
+  positive_dist, negative_proxies = proxies_lib.dynamic_targets(
+    dist, dissimilar
   )
-  valid = positive_pair & jnp.any(negative, axis=-1)[:, None]
-  hinge = jnp.maximum(margin + dist - jnp.where(valid, d_neg, 0.0), 0.0)
-  num_valid = jnp.sum(valid)
-  return jnp.sum(jnp.where(valid, hinge, 0.0)) / jnp.maximum(num_valid, 1)
+  # [i, j, z]: anchor i, positive j, negative proxy z.
+  hinge = jax.nn.relu(margin + positive_dist[:, :, None] - dist[:, None, :])
+  count = jnp.sum(negative_proxies, axis=-1)  # (B,)
+  total = jnp.sum(jnp.where(negative_proxies[:, None, :], hinge, 0.0), -1)
+  per_pair = total / jnp.maximum(count, 1)[:, None]
+  return pair_losses.masked_mean(per_pair, similar & (count > 0)[:, None])
+
+
+def _log1p_sum_exp(lse: jax.Array) -> jax.Array:
+  """log(1 + sum exp(.)) from the log-sum-exp; 0 for an empty sum."""
+  finite = jnp.isfinite(lse)
+  return jnp.where(finite, jax.nn.softplus(jnp.where(finite, lse, 0.0)), 0.0)
+
+
+def proxy_anchor_loss(
+  embeddings: jax.Array,
+  labels: jax.Array,
+  proxies: jax.Array,
+  *,
+  alpha: float = 32.0,
+  delta: float = 0.1,
+) -> jax.Array:
+  """Proxy-Anchor loss ([4], Eq. 4), static assignment.
+
+  Each proxy is an anchor for the batch. With s(x, p) the cosine similarity,
+  X_p^+ the samples of proxy p's class, X_p^- the others, P^+ the proxies
+  with at least one sample in the batch and P all C proxies::
+
+      L = 1/|P^+| sum_{p in P^+} log(1 + sum_{x in X_p^+}
+                                          exp(-alpha (s(x, p) - delta)))
+        + 1/|P|   sum_{p in P}   log(1 + sum_{x in X_p^-}
+                                          exp(alpha (s(x, p) + delta)))
+
+  computed with log-sum-exp (stable for alpha = 32). The first term is 0
+  when no label of the batch is in [0, C).
+
+  Args:
+    embeddings: float array (B, D). Normalised here.
+    labels: int array (B,), values in [0, C).
+    proxies: float array (C, D). Normalised here.
+    alpha: scaling factor (32 in [4]).
+    delta: margin (0.1 in [4]).
+
+  Returns:
+    float32 scalar.
+  """
+  pair_losses.check_batch(embeddings, labels)
+  _check_proxies(embeddings, proxies)
+  x = l2_normalize(embeddings.astype(jnp.float32))
+  p = l2_normalize(proxies.astype(jnp.float32))
+  cos = x @ p.T  # (B, C)
+  positive = proxies_lib.static_assignment(labels, proxies.shape[0])
+  pull = _log1p_sum_exp(
+    pair_losses.masked_logsumexp(-alpha * (cos - delta), positive, axis=0)
+  )
+  push = _log1p_sum_exp(
+    pair_losses.masked_logsumexp(alpha * (cos + delta), ~positive, axis=0)
+  )
+  with_positive = jnp.any(positive, axis=0)
+  return pair_losses.masked_mean(pull, with_positive) + jnp.mean(push)
+
+
+def _options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
+  """The config fields each loss reads, as its keyword arguments."""
+  triplet = {"margin": c.margin}
+  return {
+    "proxy_nca": {
+      "form": c.form,
+      "scale": c.scale,
+      "label_smoothing": c.label_smoothing,
+      "embedding_norm": c.embedding_norm,
+      "proxy_norm": c.proxy_norm,
+      "assignment": c.assignment,
+    },
+    "proxy_ranking": {"margin": c.margin, "assignment": c.assignment},
+    "proxy_anchor": {
+      "alpha": c.proxy_anchor_alpha,
+      "delta": c.proxy_anchor_delta,
+    },
+    "triplet_all": triplet,
+    "triplet_semihard": triplet,
+    "triplet_batch_hard": triplet,
+    "lifted_structure": {"margin": c.lifted_margin},
+    "npairs": {"scale": c.scale},
+    "contrastive": {"margin": c.contrastive_margin},
+    "nca": {"form": c.form, "scale": c.scale},
+  }
 
 
 def create_loss_fn(loss_config: ml_collections.ConfigDict) -> LossFn:
   """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
 
-  The triplet baseline ignores the proxies (they stay in the state, untouched
-  by its gradient, so checkpoints of both kinds have the same structure).
+  ``loss_config.name`` is one of ``LOSSES``; the fields each loss reads are
+  documented in ``configs/fashion_mnist.py``. The data-point baselines
+  ignore the proxies (they stay in the state, untouched by the gradient, so
+  checkpoints of all kinds have the same structure). The options are
+  checked here, by tracing the loss once on an abstract batch of two.
+
+  Raises:
+    ValueError: an unknown name or a bad option.
   """
-  if loss_config.name == "proxy_nca":
-    return functools.partial(
-      proxy_nca_loss, form=loss_config.form, scale=loss_config.scale
+  name = loss_config.name
+  if name not in LOSSES:
+    raise ValueError(f"loss.name must be one of {LOSSES}, got {name!r}.")
+  options = _options(loss_config)[name]
+  if name in PROXY_LOSSES:
+    loss_fn = functools.partial(globals()[f"{name}_loss"], **options)
+  else:
+    pair_loss = functools.partial(
+      getattr(pair_losses, f"{name}_loss"), **options
     )
-  if loss_config.name == "triplet_semihard":
 
-    def triplet(embeddings, labels, proxies):
-      del proxies  # Data-point loss: mined in the batch.
-      return triplet_semihard_loss(
-        embeddings, labels, margin=loss_config.margin
-      )
+    def loss_fn(
+      embeddings: jax.Array, labels: jax.Array, proxies: jax.Array
+    ) -> jax.Array:
+      del proxies  # Mined in the batch.
+      return pair_loss(embeddings, labels)
 
-    return triplet
-  raise ValueError(
-    f"loss.name must be one of {LOSSES}, got {loss_config.name!r}."
+  jax.eval_shape(
+    loss_fn,
+    jax.ShapeDtypeStruct((2, 1), jnp.float32),
+    jax.ShapeDtypeStruct((2,), jnp.int32),
+    jax.ShapeDtypeStruct((2, 1), jnp.float32),
   )
+  return loss_fn

@@ -22,10 +22,20 @@ Static assignment (paper, Sec. 3.1): every training class has exactly one
 proxy, and the proxy of a sample is the proxy of its class,
 p(x) = p_{y(x)}. The input pipeline maps training classes to 0..C-1, so a
 sample's label is the row index of its proxy.
+
+Dynamic assignment (paper, Sec. 3.1): the proxy of a sample
+is its nearest proxy, p(x) = argmin_{p in P} d(x, p), with no gradient
+through the arg-min; any number of proxies. The supervision is then a set of
+relations between the samples of the batch, "i is similar to j" and "i is
+dissimilar to k", which ``relations_from_labels`` and
+``relations_from_triplets`` build from class labels or from (anchor,
+positive, negative) triplets.
 """
 
 import jax
 import jax.numpy as jnp
+
+from proxy_nca_jax import pair_losses
 
 PROXY_INITS = ("normal", "class_means")
 
@@ -95,6 +105,134 @@ def static_assignment(labels: jax.Array, num_proxies: int) -> jax.Array:
     positive proxy.
   """
   return labels[:, None] == jnp.arange(num_proxies)[None, :]
+
+
+def dynamic_assignment(distances: jax.Array) -> jax.Array:
+  """Marks each sample's nearest proxy: the dynamic assignment of Sec. 3.1.
+
+  Args:
+    distances: float array (B, P), any distance that increases with the
+      distance between sample i and proxy p (the loss's own). No gradient
+      flows through the arg-min.
+
+  Returns:
+    bool array (B, P), True exactly at (i, argmin_p distances[i, p]); ties
+    go to the lowest proxy index.
+  """
+  nearest = jnp.argmin(jax.lax.stop_gradient(distances), axis=-1)
+  return nearest[:, None] == jnp.arange(distances.shape[-1])[None, :]
+
+
+def proxy_distances(
+  embeddings: jax.Array,
+  proxies: jax.Array,
+  *,
+  embedding_norm: float = 1.0,
+  proxy_norm: float = 1.0,
+) -> jax.Array:
+  """Squared distances |a x_i - b p_z|^2 between normalised vectors.
+
+  Args:
+    embeddings: float array (B, D).
+    proxies: float array (P, D).
+    embedding_norm: a, the norm the embeddings are scaled to.
+    proxy_norm: b, the norm the proxies are scaled to.
+
+  Returns:
+    float32 array (B, P).
+  """
+  x = embedding_norm * pair_losses.l2_normalize(embeddings.astype(jnp.float32))
+  p = proxy_norm * pair_losses.l2_normalize(proxies.astype(jnp.float32))
+  return pair_losses.squared_distances(x, p)
+
+
+def dynamic_targets(
+  distances: jax.Array, dissimilar: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """Positive distances and negative proxies of the dynamic assignment.
+
+  The paper's proxy loss L(x, p(y), p(Z)) for anchor x_i, positive x_j and
+  the negatives Z_i of the batch needs d(x_i, p(x_j)) and the set p(Z_i),
+  with p(x) the nearest proxy of x (``dynamic_assignment``).
+
+  Args:
+    distances: float array (B, P), d(x_i, p_z).
+    dissimilar: bool array (B, B), dissimilar[i, k]: k is a negative of i.
+
+  Returns:
+    positive_distances: float array (B, B), d(x_i, p(x_j)); the gradient
+      flows through the distance, not through the choice of proxy.
+    negative_proxies: bool array (B, P), True where p_z is the nearest proxy
+      of at least one negative of i (the set p(Z_i), each proxy once).
+  """
+  assigned = dynamic_assignment(distances)
+  positive_distances = distances[:, jnp.argmax(assigned, axis=-1)]
+  counts = jnp.matmul(
+    dissimilar.astype(jnp.float32),
+    assigned.astype(jnp.float32),
+    precision=jax.lax.Precision.HIGHEST,
+  )
+  return positive_distances, counts > 0
+
+
+def relations_from_labels(labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Similar and dissimilar pairs of a labelled batch.
+
+  Args:
+    labels: int array (B,), any integer class ids.
+
+  Returns:
+    (similar, dissimilar), bool arrays (B, B): similar[i, j] when j != i has
+    the label of i; dissimilar[i, k] when k has another label.
+  """
+  same = labels[:, None] == labels[None, :]
+  return same & ~jnp.eye(labels.shape[0], dtype=bool), ~same
+
+
+def relations_from_triplets(
+  anchors: jax.Array,
+  positives: jax.Array,
+  negatives: jax.Array,
+  batch_size: int,
+) -> tuple[jax.Array, jax.Array]:
+  """Similar and dissimilar pairs of the batch named by triplets.
+
+  The paper's relaxed supervision (Sec. 3): only that anchor a is more
+  similar to p than to n is known. Triplet t says similar[a_t, p_t] and
+  dissimilar[a_t, n_t]; the losses then use, for every anchor, all of its
+  positives against all of its negatives.
+
+  Args:
+    anchors: int array (T,), indices into the batch.
+    positives: int array (T,), same shape.
+    negatives: int array (T,), same shape.
+    batch_size: B.
+
+  Returns:
+    (similar, dissimilar), bool arrays (B, B). A triplet with an index
+    outside [0, B) (e.g. -1, to pad to a static number of triplets) is
+    ignored.
+
+  Raises:
+    ValueError: the three index arrays do not have one common (T,) shape.
+  """
+  if not anchors.ndim == 1 or not (
+    anchors.shape == positives.shape == negatives.shape
+  ):
+    raise ValueError(
+      "anchors, positives and negatives must have one shape (T,), got "
+      f"{anchors.shape}, {positives.shape} and {negatives.shape}."
+    )
+  inside = [
+    (i >= 0) & (i < batch_size) for i in (anchors, positives, negatives)
+  ]
+  keep = inside[0] & inside[1] & inside[2]
+  # Out-of-range rows are dropped by the scatter.
+  rows = jnp.where(keep, anchors, batch_size)
+  empty = jnp.zeros((batch_size, batch_size), bool)
+  similar = empty.at[rows, positives].set(True, mode="drop")
+  dissimilar = empty.at[rows, negatives].set(True, mode="drop")
+  return similar, dissimilar
 
 
 def proxy_norms(proxies: jax.Array) -> dict[str, jax.Array]:

@@ -13,28 +13,124 @@
 # limitations under the License.
 """Tests of losses.py against float64 NumPy transcriptions of the equations."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax import losses
+from configs import fashion_mnist
+from proxy_nca_jax import losses, pair_losses
+from proxy_nca_jax import proxies as proxies_lib
+
+
+def _jit(fn, **options):
+  """``fn`` with ``options`` bound, jitted (eager evaluation is slower)."""
+  return jax.jit(functools.partial(fn, **options))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
   return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def reference_proxy_nca(x, labels, proxies, form, scale):
-  """Paper Eq. 4 (form='paper') or its softmax form, one sample at a time."""
-  x, p = _unit(np.float64(x)), _unit(np.float64(proxies))
+def reference_proxy_nca(
+  x, labels, proxies, form, scale, smoothing=0.0, a=1.0, b=1.0
+):
+  """Paper Eq. 4 (form='paper') or its softmax form, one sample at a time.
+
+  With smoothing > 0 (softmax form): cross-entropy against the target
+  1 - smoothing on the class proxy and smoothing / (C - 1) elsewhere.
+  Distances are |a x - b p|^2 between normalised vectors.
+  """
+  x, p = a * _unit(np.float64(x)), b * _unit(np.float64(proxies))
   total = 0.0
   for xi, yi in zip(x, labels, strict=True):
     d = scale * np.sum((xi[None, :] - p) ** 2, axis=1)
+    if smoothing:
+      log_q = -d - np.log(np.sum(np.exp(-d)))
+      target = np.full(len(p), smoothing / (len(p) - 1))
+      target[yi] = 1.0 - smoothing
+      total += -np.sum(target * log_q)
+      continue
     others = [z for z in range(len(p)) if form == "softmax" or z != yi]
     total += -np.log(np.exp(-d[yi]) / np.sum(np.exp(-d[others])))
   return total / len(x)
+
+
+def _proxy_distances(x, proxies, a=1.0, b=1.0):
+  x, p = a * _unit(np.float64(x)), b * _unit(np.float64(proxies))
+  return np.array([[np.sum((xi - pz) ** 2) for pz in p] for xi in x])
+
+
+def _dynamic_triplets(x, proxies, similar, dissimilar):
+  """Yields (i, d_i, positive proxy, negative proxy set) per positive pair.
+
+  The paper's L(x, p(y), p(Z)) with p(.) the nearest proxy.
+  """
+  d = _proxy_distances(x, proxies)
+  nearest = [int(np.argmin(row)) for row in d]
+  n = len(x)
+  for i in range(n):
+    negatives = sorted({nearest[k] for k in range(n) if dissimilar[i][k]})
+    for j in range(n):
+      if similar[i][j] and negatives:
+        yield i, nearest[j], negatives
+
+
+def reference_dynamic_proxy_nca(
+  x, proxies, similar, dissimilar, form, scale, a=1.0, b=1.0
+):
+  d = scale * _proxy_distances(x, proxies, a, b)
+  losses_ = []
+  for i, pos, negatives in _dynamic_triplets(x, proxies, similar, dissimilar):
+    denominator = sum(np.exp(-d[i, z]) for z in negatives)
+    if form == "softmax":
+      denominator += np.exp(-d[i, pos])
+    losses_.append(-np.log(np.exp(-d[i, pos]) / denominator))
+  return float(np.mean(losses_)) if losses_ else 0.0
+
+
+def reference_proxy_ranking(x, labels, proxies, margin):
+  d = _proxy_distances(x, proxies)
+  terms = [
+    max(margin + d[i, y] - d[i, z], 0.0)
+    for i, y in enumerate(labels)
+    for z in range(len(proxies))
+    if z != y
+  ]
+  return float(np.mean(terms))
+
+
+def reference_dynamic_proxy_ranking(x, proxies, similar, dissimilar, margin):
+  d = _proxy_distances(x, proxies)
+  losses_ = []
+  for i, pos, negatives in _dynamic_triplets(x, proxies, similar, dissimilar):
+    losses_.append(
+      np.mean([max(margin + d[i, pos] - d[i, z], 0.0) for z in negatives])
+    )
+  return float(np.mean(losses_)) if losses_ else 0.0
+
+
+def reference_proxy_anchor(x, labels, proxies, alpha, delta):
+  """Kim et al. 2020, Eq. 4, one proxy at a time."""
+  x, p = _unit(np.float64(x)), _unit(np.float64(proxies))
+  pulls, pushes = [], []
+  for c in range(len(p)):
+    s = x @ p[c]
+    members = [i for i, y in enumerate(labels) if y == c]
+    others = [i for i, y in enumerate(labels) if y != c]
+    if members:
+      pulls.append(np.log1p(np.sum(np.exp(-alpha * (s[members] - delta)))))
+    pushes.append(np.log1p(np.sum(np.exp(alpha * (s[others] + delta)))))
+  return np.mean(pulls) + np.mean(pushes)
+
+
+def label_relations(labels):
+  labels = np.asarray(labels)
+  same = labels[:, None] == labels[None, :]
+  return same & ~np.eye(len(labels), dtype=bool), ~same
 
 
 def reference_triplet_semihard(x, labels, margin):
@@ -92,7 +188,10 @@ class ProxyNcaLossTest(parameterized.TestCase):
   @parameterized.parameters("paper", "softmax")
   def test_gradients_match_reference(self, form):
     scale = 3.0
-    grad_x, grad_p = jax.grad(losses.proxy_nca_loss, argnums=(0, 2))(
+    grad_x, grad_p = jax.jit(
+      jax.grad(losses.proxy_nca_loss, argnums=(0, 2)),
+      static_argnames=("form", "scale"),
+    )(
       jnp.asarray(self.x),
       jnp.asarray(self.labels),
       jnp.asarray(self.proxies),
@@ -137,9 +236,10 @@ class ProxyNcaLossTest(parameterized.TestCase):
     proxies = np.zeros((2, 4), np.float32)
     labels = np.array([0, 1, 0], np.int32)
     for form in losses.PROXY_NCA_FORMS:
-      value, grads = jax.value_and_grad(losses.proxy_nca_loss, argnums=(0, 2))(
-        x, labels, proxies, form=form
-      )
+      value, grads = jax.jit(
+        jax.value_and_grad(losses.proxy_nca_loss, argnums=(0, 2)),
+        static_argnames="form",
+      )(x, labels, proxies, form=form)
       chex.assert_tree_all_finite((value, grads))
 
   def test_jit_matches_eager(self):
@@ -185,7 +285,9 @@ class TripletSemihardLossTest(parameterized.TestCase):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(8, 3)).astype(np.float32)
     labels = np.array([0, 0, 1, 1, 2, 2, 0, 1], np.int32)
-    got = jax.grad(losses.triplet_semihard_loss)(x, labels, margin=1.0)
+    got = jax.jit(
+      jax.grad(losses.triplet_semihard_loss), static_argnames="margin"
+    )(x, labels, margin=1.0)
     want = numerical_grad(
       lambda v: reference_triplet_semihard(v, labels, 1.0), x
     )
@@ -205,9 +307,422 @@ class TripletSemihardLossTest(parameterized.TestCase):
   def test_single_class_batch_is_zero_and_finite(self):
     x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
     labels = np.zeros(6, np.int32)
-    value, grad = jax.value_and_grad(losses.triplet_semihard_loss)(x, labels)
+    value, grad = jax.jit(jax.value_and_grad(losses.triplet_semihard_loss))(
+      x, labels
+    )
     self.assertEqual(float(value), 0.0)
     chex.assert_tree_all_finite(grad)
+
+
+def _data(seed, batch=12, dim=5, classes=4, num_proxies=None):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(batch, dim)).astype(np.float32)
+  labels = rng.integers(0, classes, size=batch).astype(np.int32)
+  proxies = rng.normal(size=(num_proxies or classes, dim)).astype(np.float32)
+  return x, labels, proxies
+
+
+class ProxyNcaExtensionsTest(parameterized.TestCase):
+  @parameterized.product(smoothing=[0.1, 0.4], norms=[(1.0, 1.0), (2.0, 0.5)])
+  def test_label_smoothing_and_norms_match_reference(self, smoothing, norms):
+    x, labels, proxies = _data(0)
+    a, b = norms
+    loss = jax.jit(
+      jax.value_and_grad(
+        lambda x, p: losses.proxy_nca_loss(
+          x,
+          labels,
+          p,
+          scale=3.0,
+          label_smoothing=smoothing,
+          embedding_norm=a,
+          proxy_norm=b,
+        ),
+        argnums=(0, 1),
+      )
+    )
+    value, (grad_x, grad_p) = loss(x, proxies)
+
+    def ref(x, p):
+      return reference_proxy_nca(
+        x, labels, p, "softmax", 3.0, smoothing=smoothing, a=a, b=b
+      )
+
+    np.testing.assert_allclose(value, ref(x, proxies), rtol=1e-5)
+    np.testing.assert_allclose(
+      grad_x, numerical_grad(lambda v: ref(v, proxies), x), atol=2e-5
+    )
+    np.testing.assert_allclose(
+      grad_p, numerical_grad(lambda v: ref(x, v), proxies), atol=2e-5
+    )
+
+  @parameterized.parameters("paper", "softmax")
+  def test_norms_only_enter_through_their_product_with_scale(self, form):
+    x, labels, proxies = _data(1)
+    fn = jax.jit(
+      jax.value_and_grad(losses.proxy_nca_loss, argnums=(0, 2)),
+      static_argnames=("form", "scale", "embedding_norm", "proxy_norm"),
+    )
+    split = fn(
+      x, labels, proxies, form=form, embedding_norm=2.0, proxy_norm=4.5
+    )
+    single = fn(x, labels, proxies, form=form, scale=9.0)
+    chex.assert_trees_all_close(split, single, rtol=1e-5, atol=1e-6)
+
+  def test_zero_smoothing_is_the_softmax_form(self):
+    x, labels, proxies = _data(2)
+    np.testing.assert_allclose(
+      losses.proxy_nca_loss(x, labels, proxies, label_smoothing=0.0),
+      reference_proxy_nca(x, labels, proxies, "softmax", 1.0),
+      rtol=1e-5,
+    )
+
+  def test_labels_outside_the_proxies_are_left_out(self):
+    x, labels, proxies = _data(3)
+    outside = labels.copy()
+    outside[:4] = [-1, 4, 99, 7]
+    for form in losses.PROXY_NCA_FORMS:
+      np.testing.assert_allclose(
+        losses.proxy_nca_loss(x, outside, proxies, form=form, scale=2.0),
+        reference_proxy_nca(x[4:], labels[4:], proxies, form, 2.0),
+        rtol=1e-5,
+      )
+
+  @parameterized.named_parameters(
+    ("smoothing_paper", dict(label_smoothing=0.1, form="paper"), "softmax"),
+    (
+      "smoothing_dynamic",
+      dict(label_smoothing=0.1, assignment="dynamic"),
+      "assignment='static'",
+    ),
+    ("smoothing_one", dict(label_smoothing=1.0), r"in \[0, 1\)"),
+    ("assignment", dict(assignment="nearest"), "assignment must be one of"),
+    ("norm", dict(proxy_norm=0.0), "proxy_norm must be positive"),
+  )
+  def test_bad_options_raise(self, kwargs, message):
+    x, labels, proxies = _data(0)
+    with self.assertRaisesRegex(ValueError, message):
+      losses.proxy_nca_loss(x, labels, proxies, **kwargs)
+
+
+class DynamicAssignmentTest(parameterized.TestCase):
+  @parameterized.product(form=["paper", "softmax"], num_proxies=[2, 4, 7])
+  def test_labels_match_reference(self, form, num_proxies):
+    # Fewer, as many and more proxies than the 4 classes.
+    x, labels, proxies = _data(4, num_proxies=num_proxies)
+    similar, dissimilar = label_relations(labels)
+    fn = jax.jit(
+      jax.value_and_grad(
+        lambda x, p: losses.proxy_nca_loss(
+          x, labels, p, form=form, scale=2.0, assignment="dynamic"
+        ),
+        argnums=(0, 1),
+      )
+    )
+    value, (grad_x, grad_p) = fn(x, proxies)
+
+    def ref(x, p):
+      return reference_dynamic_proxy_nca(x, p, similar, dissimilar, form, 2.0)
+
+    np.testing.assert_allclose(value, ref(x, proxies), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+      grad_x, numerical_grad(lambda v: ref(v, proxies), x), atol=2e-5
+    )
+    np.testing.assert_allclose(
+      grad_p, numerical_grad(lambda v: ref(x, v), proxies), atol=2e-5
+    )
+
+  def test_triplets_match_reference_and_labels(self):
+    x, labels, proxies = _data(5, num_proxies=3)
+    n = len(labels)
+    triplets = np.array(
+      [
+        (a, p, k)
+        for a in range(n)
+        for p in range(n)
+        for k in range(n)
+        if a != p and labels[a] == labels[p] and labels[k] != labels[a]
+      ]
+    ).T
+    similar, dissimilar = proxies_lib.relations_from_triplets(
+      *jnp.asarray(triplets), n
+    )
+    want_similar, want_dissimilar = label_relations(labels)
+    # Anchors with no negative make no triplet, so they have no positive.
+    want_similar &= want_dissimilar.any(axis=1)[:, None]
+    np.testing.assert_array_equal(similar, want_similar)
+    np.testing.assert_array_equal(dissimilar, want_dissimilar)
+    for form in losses.PROXY_NCA_FORMS:
+      from_triplets = _jit(losses.dynamic_proxy_nca_loss, form=form, scale=3.0)(
+        x, proxies, similar, dissimilar
+      )
+      from_labels = _jit(
+        losses.proxy_nca_loss, form=form, scale=3.0, assignment="dynamic"
+      )(x, labels, proxies)
+      np.testing.assert_allclose(from_triplets, from_labels, rtol=1e-6)
+
+  def test_relaxed_triplets_use_only_the_given_relations(self):
+    x, _, proxies = _data(6, batch=5, num_proxies=3)
+    # Anchor 0 is like 1 and unlike 2; anchor 3 is like 4 and unlike 0.
+    # The -1 row and the out-of-range index 5 pad the triplets and are
+    # ignored.
+    anchors = jnp.array([0, 3, -1, 0])
+    positives = jnp.array([1, 4, 2, 1])
+    negatives = jnp.array([2, 0, 3, 5])
+    similar, dissimilar = proxies_lib.relations_from_triplets(
+      anchors, positives, negatives, 5
+    )
+    want_similar = np.zeros((5, 5), bool)
+    want_similar[0, 1] = want_similar[3, 4] = True
+    want_dissimilar = np.zeros((5, 5), bool)
+    want_dissimilar[0, 2] = want_dissimilar[3, 0] = True
+    np.testing.assert_array_equal(similar, want_similar)
+    np.testing.assert_array_equal(dissimilar, want_dissimilar)
+    got = losses.dynamic_proxy_nca_loss(
+      x, proxies, similar, dissimilar, form="paper"
+    )
+    want = reference_dynamic_proxy_nca(
+      x, proxies, want_similar, want_dissimilar, "paper", 1.0
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+  def test_arg_min_carries_no_gradient(self):
+    # One sample, one positive: the loss only moves the chosen proxies.
+    x, _, proxies = _data(7, batch=3, num_proxies=5)
+    similar = jnp.array([[0, 1, 0], [0, 0, 0], [0, 0, 0]], bool)
+    dissimilar = jnp.array([[0, 0, 1], [0, 0, 0], [0, 0, 0]], bool)
+    grad_p = jax.jit(
+      jax.grad(
+        functools.partial(losses.dynamic_proxy_nca_loss, form="paper"),
+        argnums=1,
+      )
+    )(x, proxies, similar, dissimilar)
+    nearest = np.argmin(_proxy_distances(x, proxies), axis=1)
+    touched = np.flatnonzero(np.abs(grad_p).sum(axis=1) > 0)
+    self.assertContainsSubset(touched, {nearest[1], nearest[2]})
+    self.assertNotEmpty(touched)
+
+  def test_equals_static_when_every_sample_is_nearest_its_class_proxy(self):
+    # All classes present, every sample closest to its own class proxy:
+    # p(y) is the class proxy and p(Z) all the others. Classes of equal size
+    # (3), since the dynamic loss averages over positive pairs.
+    rng = np.random.default_rng(8)
+    proxies = rng.normal(size=(4, 6)).astype(np.float32)
+    labels = np.tile(np.arange(4, dtype=np.int32), 3)
+    x = proxies[labels] + 0.05 * rng.normal(size=(12, 6)).astype(np.float32)
+    np.testing.assert_array_equal(
+      np.argmin(_proxy_distances(x, proxies), axis=1), labels
+    )
+    for form in losses.PROXY_NCA_FORMS:
+      static = _jit(losses.proxy_nca_loss, form=form, scale=4.0)(
+        x, labels, proxies
+      )
+      dynamic = _jit(
+        losses.proxy_nca_loss, form=form, scale=4.0, assignment="dynamic"
+      )(x, labels, proxies)
+      np.testing.assert_allclose(dynamic, static, rtol=1e-5)
+    np.testing.assert_allclose(
+      _jit(losses.proxy_ranking_loss, margin=1.0)(x, labels, proxies),
+      _jit(losses.proxy_ranking_loss, margin=1.0, assignment="dynamic")(
+        x, labels, proxies
+      ),
+      rtol=1e-5,
+    )
+
+  def test_relation_shape_errors(self):
+    x, _, proxies = _data(0, batch=4)
+    good = jnp.zeros((4, 4), bool)
+    with self.assertRaisesRegex(ValueError, "similar must be a bool array"):
+      losses.dynamic_proxy_nca_loss(x, proxies, good[:3], good)
+    with self.assertRaisesRegex(ValueError, "dissimilar must be a bool"):
+      losses.dynamic_proxy_nca_loss(x, proxies, good, good.astype(int))
+    with self.assertRaisesRegex(ValueError, "one shape"):
+      proxies_lib.relations_from_triplets(
+        jnp.zeros(3, int), jnp.zeros(2, int), jnp.zeros(3, int), 4
+      )
+
+
+class ProxyRankingLossTest(parameterized.TestCase):
+  def test_static_matches_reference(self):
+    x, labels, proxies = _data(9)
+    fn = jax.jit(
+      jax.value_and_grad(
+        lambda x, p: losses.proxy_ranking_loss(x, labels, p, margin=0.7),
+        argnums=(0, 1),
+      )
+    )
+    value, (grad_x, grad_p) = fn(x, proxies)
+
+    def ref(x, p):
+      return reference_proxy_ranking(x, labels, p, 0.7)
+
+    np.testing.assert_allclose(value, ref(x, proxies), rtol=1e-5)
+    np.testing.assert_allclose(
+      grad_x, numerical_grad(lambda v: ref(v, proxies), x), atol=2e-5
+    )
+    np.testing.assert_allclose(
+      grad_p, numerical_grad(lambda v: ref(x, v), proxies), atol=2e-5
+    )
+
+  @parameterized.parameters(2, 4, 6)
+  def test_dynamic_matches_reference(self, num_proxies):
+    x, labels, proxies = _data(10, num_proxies=num_proxies)
+    similar, dissimilar = label_relations(labels)
+    fn = jax.jit(
+      jax.value_and_grad(
+        lambda x, p: losses.proxy_ranking_loss(
+          x, labels, p, margin=0.7, assignment="dynamic"
+        ),
+        argnums=(0, 1),
+      )
+    )
+    value, (grad_x, grad_p) = fn(x, proxies)
+
+    def ref(x, p):
+      return reference_dynamic_proxy_ranking(x, p, similar, dissimilar, 0.7)
+
+    np.testing.assert_allclose(value, ref(x, proxies), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+      grad_x, numerical_grad(lambda v: ref(v, proxies), x), atol=2e-5
+    )
+    np.testing.assert_allclose(
+      grad_p, numerical_grad(lambda v: ref(x, v), proxies), atol=2e-5
+    )
+
+  def test_hand_computed_case(self):
+    # Sample on proxy 0; proxies 1 (orthogonal, d = 2) and 2 (opposite,
+    # d = 4): hinges max(0, 2.5 + 0 - 2) = 0.5 and max(0, 2.5 - 4) = 0.
+    proxies = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], np.float32)
+    got = losses.proxy_ranking_loss(
+      proxies[:1], np.array([0], np.int32), proxies, margin=2.5
+    )
+    np.testing.assert_allclose(got, 0.25, rtol=1e-6)
+
+  def test_bad_options_raise(self):
+    x, labels, proxies = _data(0)
+    with self.assertRaisesRegex(ValueError, "assignment must be one of"):
+      losses.proxy_ranking_loss(x, labels, proxies, assignment="x")
+    with self.assertRaisesRegex(ValueError, "at least two proxies"):
+      losses.proxy_ranking_loss(x, 0 * labels, proxies[:1])
+
+
+class ProxyAnchorLossTest(parameterized.TestCase):
+  @parameterized.parameters((32.0, 0.1), (4.0, 0.3))
+  def test_matches_reference(self, alpha, delta):
+    # Class 5 has no sample: it only enters the negative term.
+    x, labels, proxies = _data(11, classes=5, num_proxies=6)
+    fn = jax.jit(
+      jax.value_and_grad(
+        lambda x, p: losses.proxy_anchor_loss(
+          x, labels, p, alpha=alpha, delta=delta
+        ),
+        argnums=(0, 1),
+      )
+    )
+    value, (grad_x, grad_p) = fn(x, proxies)
+
+    def ref(x, p):
+      return reference_proxy_anchor(x, labels, p, alpha, delta)
+
+    np.testing.assert_allclose(value, ref(x, proxies), rtol=1e-5)
+    np.testing.assert_allclose(
+      grad_x,
+      numerical_grad(lambda v: ref(v, proxies), x),
+      rtol=1e-4,
+      atol=1e-4,
+    )
+    np.testing.assert_allclose(
+      grad_p,
+      numerical_grad(lambda v: ref(x, v), proxies),
+      rtol=1e-4,
+      atol=1e-4,
+    )
+
+
+def loss_config(name, **overrides):
+  config = fashion_mnist.get_config().loss
+  config.name = name
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+class CreateLossFnTest(parameterized.TestCase):
+  def test_config_defaults(self):
+    config = fashion_mnist.get_config().loss
+    self.assertEqual(config.name, "proxy_nca")
+    self.assertEqual(config.form, "softmax")
+    self.assertEqual(config.scale, 16.0)
+    self.assertEqual(config.margin, 0.2)
+    self.assertEqual(config.assignment, "static")
+    self.assertEqual(config.label_smoothing, 0.0)
+    self.assertEqual((config.embedding_norm, config.proxy_norm), (1.0, 1.0))
+    self.assertEqual(config.proxy_anchor_alpha, 32.0)
+    self.assertEqual(config.proxy_anchor_delta, 0.1)
+    self.assertEqual(config.lifted_margin, 1.0)
+    self.assertEqual(config.contrastive_margin, 1.0)
+
+  @parameterized.parameters(*losses.LOSSES)
+  def test_every_loss_dispatches_with_its_options(self, name):
+    x, labels, proxies = _data(12)
+    config = loss_config(name)
+    direct = {
+      "proxy_nca": lambda: losses.proxy_nca_loss(
+        x, labels, proxies, scale=16.0
+      ),
+      "proxy_ranking": lambda: losses.proxy_ranking_loss(
+        x, labels, proxies, margin=0.2
+      ),
+      "proxy_anchor": lambda: losses.proxy_anchor_loss(
+        x, labels, proxies, alpha=32.0, delta=0.1
+      ),
+      "triplet_all": lambda: pair_losses.triplet_all_loss(x, labels),
+      "triplet_semihard": lambda: pair_losses.triplet_semihard_loss(x, labels),
+      "triplet_batch_hard": lambda: pair_losses.triplet_batch_hard_loss(
+        x, labels
+      ),
+      "lifted_structure": lambda: pair_losses.lifted_structure_loss(
+        x, labels, margin=1.0
+      ),
+      "npairs": lambda: pair_losses.npairs_loss(x, labels, scale=16.0),
+      "contrastive": lambda: pair_losses.contrastive_loss(
+        x, labels, margin=1.0
+      ),
+      "nca": lambda: pair_losses.nca_loss(x, labels, scale=16.0),
+    }[name]
+    got = losses.create_loss_fn(config)(x, labels, proxies)
+    np.testing.assert_allclose(got, direct(), rtol=1e-6)
+
+  def test_options_reach_the_loss(self):
+    x, labels, proxies = _data(13)
+    config = loss_config(
+      "proxy_nca", form="paper", scale=2.0, assignment="dynamic"
+    )
+    np.testing.assert_allclose(
+      losses.create_loss_fn(config)(x, labels, proxies),
+      losses.proxy_nca_loss(
+        x, labels, proxies, form="paper", scale=2.0, assignment="dynamic"
+      ),
+      rtol=1e-6,
+    )
+    config = loss_config("nca", form="paper", scale=2.0)
+    np.testing.assert_allclose(
+      losses.create_loss_fn(config)(x, labels, proxies),
+      pair_losses.nca_loss(x, labels, form="paper", scale=2.0),
+      rtol=1e-6,
+    )
+
+  @parameterized.named_parameters(
+    ("name", dict(name="arcface"), "loss.name must be one of"),
+    ("form", dict(form="nca"), "form must be one of"),
+    ("smoothing", dict(form="paper", label_smoothing=0.1), "softmax"),
+    ("assignment", dict(name="proxy_ranking", assignment="x"), "assignment"),
+    ("nca_scale", dict(name="nca", scale=0.0), "scale must be positive"),
+  )
+  def test_bad_config_raises_when_created(self, overrides, message):
+    config = loss_config(overrides.pop("name", "proxy_nca"), **overrides)
+    with self.assertRaisesRegex(ValueError, message):
+      losses.create_loss_fn(config)
 
 
 if __name__ == "__main__":

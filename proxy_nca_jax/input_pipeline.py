@@ -28,6 +28,13 @@ Training: shuffle (seeded, reshuffled each epoch) -> repeat -> skip (resume)
 `drop_remainder`) -> prefetch. Images stay PNG-encoded until after the skip,
 so resuming at step s costs a pass over s batches of strings, not decodes.
 
+Class-balanced training (`samples_per_class` m > 0, for the losses mined in
+the batch): every global batch holds batch_size / m distinct classes with m
+images each, drawn without replacement within the batch, from classes that
+have at least m images in every process's share. Batch s is a pure function
+of (seed, s) (stateless random numbers), so resuming at step s starts there
+directly. Each process holds its share's encoded images in memory.
+
 Evaluation: one pass, no shuffle, fixed per-process batches; the last batch
 is padded (`mask` False, `label` -1) so every process runs the same number of
 batches.
@@ -290,6 +297,120 @@ def _lookup(table: np.ndarray, labels: tf.Tensor) -> tf.Tensor:
   return tf.gather(tf.constant(table), labels)
 
 
+def _samples_per_class(
+  input_config: ml_collections.ConfigDict, batch: int
+) -> int:
+  """Validates `input.samples_per_class` against the per-process batch."""
+  m = input_config.samples_per_class
+  if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 0:
+    raise ValueError(
+      f"input.samples_per_class={m!r} must be an integer >= 0 (0: plain "
+      "random batches)."
+    )
+  if m and batch % m:
+    raise ValueError(
+      f"input.samples_per_class={m} does not divide the batch of each "
+      f"process ({batch}); use a divisor of {batch}."
+    )
+  return int(m)
+
+
+@functools.cache
+def _share_labels(
+  data_path: str, process_index: int, process_count: int
+) -> np.ndarray:
+  """Labels of one process's share of `_SOURCE_SPLIT`, in `_read` order."""
+  builder = tfds.builder_from_directory(data_path)
+  split = tfds.split_for_jax_process(
+    _SOURCE_SPLIT, process_index=process_index, process_count=process_count
+  )
+  ds = _read(builder, split).map(lambda x: x["label"])
+  batches = list(ds.batch(8192).as_numpy_iterator())
+  return np.concatenate(batches) if batches else np.zeros(0, np.int64)
+
+
+def _balanced_examples(
+  builder: tfds.core.DatasetBuilder,
+  table: np.ndarray,
+  *,
+  batch: int,
+  samples_per_class: int,
+  seed: int,
+  start_step: int,
+  process_index: int,
+  process_count: int,
+) -> tf.data.Dataset:
+  """Encoded examples of class-balanced batches s = start_step, ...
+
+  At step s every process draws the same order of the eligible classes from
+  (seed, s) and takes its slice of batch / m of them, so a global batch has
+  distinct classes; it then draws m of its own images of each class,
+  without replacement, from (seed, s, process_index).
+  """
+  m = samples_per_class
+  per_process = batch // m
+  num_classes = table.max() + 1
+  split = tfds.split_for_jax_process(
+    _SOURCE_SPLIT, process_index=process_index, process_count=process_count
+  )
+  parts = list(_read(builder, split).batch(8192).as_numpy_iterator())
+  images = np.concatenate([p["image"] for p in parts])
+  labels = table[np.concatenate([p["label"] for p in parts])]
+  counts = []
+  for q in range(process_count):
+    share = labels
+    if q != process_index:
+      share = table[_share_labels(str(builder.data_path), q, process_count)]
+    counts.append(np.bincount(share[share >= 0], minlength=num_classes))
+  eligible = np.flatnonzero(np.min(counts, axis=0) >= m)
+  if len(eligible) < per_process * process_count:
+    raise ValueError(
+      f"input.samples_per_class={m} asks for {per_process * process_count} "
+      f"classes per global batch (input.batch_size / {m}), but only "
+      f"{len(eligible)} train classes have {m} or more images in each of the "
+      f"{process_count} processes' shares; lower batch_size or raise "
+      "samples_per_class."
+    )
+  members = [np.flatnonzero(labels == c) for c in eligible]
+  sizes = np.array([len(rows) for rows in members])
+  rows = np.zeros((len(eligible), sizes.max()), np.int64)
+  for i, class_rows in enumerate(members):
+    rows[i, : len(class_rows)] = class_rows
+  images, labels = tf.constant(images), tf.constant(labels, tf.int32)
+  rows, sizes = tf.constant(rows), tf.constant(sizes, tf.int64)
+  first = process_index * per_process
+
+  def examples_of_step(step: tf.Tensor) -> dict[str, tf.Tensor]:
+    step_seed = tf.stack([tf.constant(seed, tf.int64), step])
+    fold = tf.random.experimental.stateless_fold_in
+    class_scores = tf.random.stateless_uniform(
+      [len(eligible)], seed=fold(step_seed, 0, alg="philox"), alg="philox"
+    )
+    chosen = tf.argsort(class_scores, stable=True)[first : first + per_process]
+    # m distinct images per class: the m lowest random scores of its rows.
+    image_scores = tf.random.stateless_uniform(
+      [per_process, rows.shape[1]],
+      seed=fold(step_seed, process_index + 1, alg="philox"),
+      alg="philox",
+    )
+    in_class = (
+      tf.range(rows.shape[1], dtype=tf.int64)[None, :]
+      < tf.gather(sizes, chosen)[:, None]
+    )
+    image_scores = tf.where(in_class, image_scores, 2.0)
+    picks = tf.argsort(image_scores, axis=1, stable=True)[:, :m]
+    index = tf.reshape(
+      tf.gather(tf.gather(rows, chosen), picks, batch_dims=1), [-1]
+    )
+    return {
+      "image": tf.gather(images, index),
+      "label": tf.gather(labels, index),
+    }
+
+  ds = tf.data.Dataset.counter(start_step).map(examples_of_step)
+  return ds.unbatch()
+
+
 def create_train_iterator(
   input_config: ml_collections.ConfigDict,
   *,
@@ -303,7 +424,9 @@ def create_train_iterator(
   Each process reads a disjoint share (`tfds.split_for_jax_process`) of the
   pooled images and keeps those of the training classes. The same seed gives
   the same batches, and `start_step=s` yields exactly batches s, s+1, ... of
-  the run started at 0.
+  the run started at 0. With `samples_per_class` m > 0 the batches are
+  class-balanced: batch_size / m classes of the global batch, m images each,
+  in blocks of m consecutive images.
 
   Args:
     input_config: the `config.input` section.
@@ -320,13 +443,15 @@ def create_train_iterator(
         position of the class in `train_classes` minus `val_classes`.
 
   Raises:
-    ValueError: a bad class configuration, or `batch_size` not divisible by
-      `process_count`.
+    ValueError: a bad class configuration, `batch_size` not divisible by
+      `process_count`, `samples_per_class` not dividing the per-process batch
+      or asking for more classes than have m images in every share.
     DatasetError: the dataset is not prepared.
   """
   batch = _per_process_batch(
     input_config.batch_size, "batch_size", process_index, process_count
   )
+  samples_per_class = _samples_per_class(input_config, batch)
   if start_step < 0:
     raise ValueError(f"start_step={start_step} must be >= 0.")
   builder = _prepared_builder(input_config)
@@ -337,7 +462,7 @@ def create_train_iterator(
   table[list(classes)] = np.arange(len(classes), dtype=np.int32)
   logging.info(
     "Train input: classes %s as labels 0..%d, batch %d on process %d/%d, "
-    "seed %d, from step %d",
+    "seed %d, from step %d, %s",
     classes,
     len(classes) - 1,
     batch,
@@ -345,22 +470,37 @@ def create_train_iterator(
     process_count,
     seed,
     start_step,
+    f"{samples_per_class} images per class"
+    if samples_per_class
+    else "random batches",
   )
 
-  split = tfds.split_for_jax_process(
-    _SOURCE_SPLIT, process_index=process_index, process_count=process_count
-  )
-  ds = _read(builder, split)
-  ds = ds.filter(lambda x: _lookup(table, x["label"]) >= 0)
-  ds = ds.map(
-    lambda x: {"image": x["image"], "label": _lookup(table, x["label"])}
-  )
-  ds = ds.cache()  # PNG strings: ~10 MB for 35,000 Fashion-MNIST images.
-  ds = ds.shuffle(
-    input_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True
-  )
-  ds = ds.repeat()
-  ds = ds.skip(start_step * batch)
+  if samples_per_class:
+    ds = _balanced_examples(
+      builder,
+      table,
+      batch=batch,
+      samples_per_class=samples_per_class,
+      seed=seed,
+      start_step=start_step,
+      process_index=process_index,
+      process_count=process_count,
+    )
+  else:
+    split = tfds.split_for_jax_process(
+      _SOURCE_SPLIT, process_index=process_index, process_count=process_count
+    )
+    ds = _read(builder, split)
+    ds = ds.filter(lambda x: _lookup(table, x["label"]) >= 0)
+    ds = ds.map(
+      lambda x: {"image": x["image"], "label": _lookup(table, x["label"])}
+    )
+    ds = ds.cache()  # PNG strings: ~10 MB for 35,000 Fashion-MNIST images.
+    ds = ds.shuffle(
+      input_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True
+    )
+    ds = ds.repeat()
+    ds = ds.skip(start_step * batch)
   ds = ds.map(
     _decode_and_normalize(builder, input_config.dataset),
     num_parallel_calls=tf.data.AUTOTUNE,

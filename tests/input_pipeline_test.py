@@ -335,6 +335,129 @@ class InputPipelineTest(parameterized.TestCase):
     ):
       input_pipeline.create_train_iterator(config, seed=0)
 
+  def check_balanced(self, batch, classes_per_batch, m, train_classes):
+    """Asserts the batch holds m images of each of classes_per_batch classes.
+
+    Returns the batch's example ids.
+    """
+    ids = ids_of(batch["image"])
+    labels = batch["label"]
+    self.assertLen(ids, classes_per_batch * m)
+    self.assertLen(set(ids), len(ids))  # No image twice in a batch.
+    np.testing.assert_array_equal(
+      labels, [train_classes.index(c) for c in self.labels[ids]]
+    )
+    # Blocks of m consecutive images of one class, classes all distinct.
+    blocks = labels.reshape(classes_per_batch, m)
+    np.testing.assert_array_equal(blocks, blocks[:, :1].repeat(m, axis=1))
+    self.assertLen(set(blocks[:, 0]), classes_per_batch)
+    return ids
+
+  @parameterized.parameters((8, 2), (8, 4), (6, 3), (4, 1))
+  def test_balanced_batches_hold_m_images_of_batch_over_m_classes(
+    self, batch_size, m
+  ):
+    train_classes = (4, 0, 2, 1, 3)
+    config = self.config(
+      train_classes=train_classes,
+      val_classes=(2,),
+      batch_size=batch_size,
+      samples_per_class=m,
+    )
+    trained = [c for c in train_classes if c != 2]
+    batches = take(input_pipeline.create_train_iterator(config, seed=0), 60)
+    for batch in batches:
+      self.assertEqual(batch["image"].dtype, np.float32)
+      self.assertEqual(batch["label"].dtype, np.int32)
+      self.check_balanced(batch, batch_size // m, m, trained)
+    # Pixel values are those of the source images.
+    ids = ids_of(flat(batches, "image"))
+    expected = (
+      self.images[ids][..., None].astype(np.float64) / 255 - MEAN
+    ) / STD
+    np.testing.assert_allclose(flat(batches, "image"), expected, atol=1e-6)
+    # Every class and most images of the training classes get drawn.
+    self.assertCountEqual(np.unique(flat(batches, "label")), range(4))
+    train_ids = self.ids_with_labels(trained)
+    self.assertContainsSubset(ids, train_ids)
+    self.assertGreater(len(np.unique(ids)), 0.7 * len(train_ids))
+
+  def test_balanced_batches_depend_on_the_seed_only(self):
+    config = self.config(batch_size=8, samples_per_class=2)
+
+    def ids(seed):
+      batches = take(
+        input_pipeline.create_train_iterator(config, seed=seed), 20
+      )
+      return ids_of(flat(batches, "image"))
+
+    np.testing.assert_array_equal(ids(5), ids(5))
+    self.assertFalse(np.array_equal(ids(5), ids(6)))
+
+  @parameterized.parameters(1, 7, 30)
+  def test_balanced_resume_yields_the_continuation(self, start_step):
+    config = self.config(batch_size=8, samples_per_class=4)
+    full = take(
+      input_pipeline.create_train_iterator(config, seed=3), start_step + 4
+    )
+    resumed = take(
+      input_pipeline.create_train_iterator(
+        config, seed=3, start_step=start_step
+      ),
+      4,
+    )
+    for want, got in zip(full[start_step:], resumed, strict=True):
+      np.testing.assert_array_equal(got["image"], want["image"])
+      np.testing.assert_array_equal(got["label"], want["label"])
+
+  @parameterized.parameters((2, 2), (4, 1))
+  def test_balanced_global_batch_spans_the_processes(
+    self, process_count, classes_per_process
+  ):
+    m = 2
+    classes = classes_per_process * process_count
+    config = self.config(batch_size=classes * m, samples_per_class=m)
+    per_process = [
+      take(
+        input_pipeline.create_train_iterator(
+          config, seed=1, process_index=index, process_count=process_count
+        ),
+        25,
+      )
+      for index in range(process_count)
+    ]
+    shards = [set(ids_of(flat(b, "image"))) for b in per_process]
+    for a, b in itertools.combinations(shards, 2):
+      self.assertEmpty(a & b)  # Each process draws from its own share.
+    for step in range(25):
+      global_batch = {
+        key: np.concatenate([b[step][key] for b in per_process])
+        for key in ("image", "label")
+      }
+      self.check_balanced(global_batch, classes, m, list(range(5)))
+
+  @parameterized.named_parameters(
+    ("not_a_divisor", dict(batch_size=8, samples_per_class=3), "divide"),
+    ("negative", dict(samples_per_class=-1), "integer >= 0"),
+    (
+      "too_many_classes",
+      dict(batch_size=12, samples_per_class=2),
+      r"asks for 6 classes.*only 5 train classes",
+    ),
+    (
+      "class_smaller_than_m",
+      dict(batch_size=21, samples_per_class=21),
+      r"asks for 1 classes.*only 0 train classes have 21",
+    ),
+  )
+  def test_bad_samples_per_class_raises(self, overrides, pattern):
+    config = self.config(**overrides)
+    with self.assertRaisesRegex(ValueError, pattern):
+      take(input_pipeline.create_train_iterator(config, seed=0), 1)
+
+  def test_samples_per_class_defaults_to_plain_batches(self):
+    self.assertEqual(fashion_mnist.get_config().input.samples_per_class, 0)
+
 
 if __name__ == "__main__":
   absltest.main()

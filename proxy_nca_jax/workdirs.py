@@ -60,7 +60,12 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       "(python -m proxy_nca_jax.train --workdir=...)."
     )
   with tf.io.gfile.GFile(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.load(f, object_hook=_with_tuples))
+
+
+def _with_tuples(record: dict) -> dict:
+  # JSON has only lists; configs hold sequences as tuples (class ids, ks).
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in record.items()}
 
 
 def restore_trained(

@@ -28,7 +28,9 @@ from proxy_nca_jax import (
   losses,
   metric_writer,
   parallel,
+  train_state,
   trainer,
+  workdirs,
 )
 from tests import tiny_run
 
@@ -121,6 +123,23 @@ class TrainerTest(absltest.TestCase):
     steps = [r["step"] for r in metric_writer.read_metrics(str(resumed))]
     self.assertIn(2, steps)  # Logged before the interruption...
     self.assertIn(6, steps)  # ...and after it.
+
+  def test_restore_trained_needs_only_the_workdir(self):
+    config = tiny_config(self.root)
+    workdir = self.root / "restorable"
+    trainer.train_and_evaluate(config, str(workdir))
+    saved, model, state = workdirs.restore_trained(str(workdir))
+    self.assertEqual(saved.to_dict(), config.to_dict())
+    chex.assert_trees_all_equal(
+      jax.device_get(state), self._final_state(workdir, config)
+    )
+    images = np.zeros((8, 28, 28, 1), np.float32)
+    out = model.apply(
+      train_state.inference_variables(state), images, train=False
+    )
+    chex.assert_shape(out, (8, config.model.embedding_dim))
+    with self.assertRaisesRegex(FileNotFoundError, "not the workdir"):
+      workdirs.restore_trained(str(self.root / "nothing_here"))
 
   def test_incompatible_checkpoint_is_a_clear_error(self):
     config = tiny_config(self.root)

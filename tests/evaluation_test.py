@@ -32,19 +32,27 @@ _KS = (1, 2, 4, 8)
 
 
 def _reference_retrieval(
-  embeddings: np.ndarray, labels: np.ndarray, ks: tuple[int, ...]
+  embeddings: np.ndarray,
+  labels: np.ndarray,
+  ks: tuple[int, ...],
+  gallery: np.ndarray | None = None,
+  gallery_labels: np.ndarray | None = None,
 ) -> dict[str, float]:
   """Brute-force retrieval metrics, one query at a time, in float64."""
   x = np.asarray(embeddings, np.float64)
   labels = np.asarray(labels)
-  n = x.shape[0]
-  sim = x @ x.T
+  symmetric = gallery is None
+  g = x if symmetric else np.asarray(gallery, np.float64)
+  g_labels = labels if symmetric else np.asarray(gallery_labels)
+  sim = x @ g.T
   first_positive, map_r, r_precision = [], [], []
-  for i in range(n):
-    others = np.delete(np.arange(n), i)
+  for i in range(x.shape[0]):
+    others = np.arange(g.shape[0])
+    if symmetric:
+      others = np.delete(others, i)
     # Stable sort of -similarity: equal similarities keep index order.
     order = others[np.argsort(-sim[i, others], kind="stable")]
-    correct = labels[order] == labels[i]
+    correct = g_labels[order] == labels[i]
     r = int(correct.sum())
     first_positive.append(np.argmax(correct) if r else np.inf)
     if r:
@@ -102,28 +110,164 @@ def _singleton_case(seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
   return x, labels
 
 
+def _sop_like_case(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+  """Classes of 1 to 12 items, like Stanford Online Products (and one of 1)."""
+  rng = np.random.default_rng(seed)
+  sizes = rng.integers(2, 13, size=40)
+  sizes[7] = 1
+  labels = rng.permutation(np.repeat(np.arange(40) * 7 - 50, sizes))
+  centres = rng.normal(size=(40, 16))
+  x = centres[(labels + 50) // 7] + 1.2 * rng.normal(size=(len(labels), 16))
+  return _unit(x), labels
+
+
+# Both exact algorithms: every R counted, or every R through sorted prefixes.
+_ALGORITHMS = (("counting", 10**9), ("sorted_prefix", 0))
+
+
+def _with_algorithm(cases):
+  return [
+    (f"{name}_{algorithm}", *rest, max_counted)
+    for name, *rest in cases
+    for algorithm, max_counted in _ALGORITHMS
+  ]
+
+
 class RetrievalMetricsTest(parameterized.TestCase):
   @parameterized.named_parameters(
-    ("random", _random_case, 2048),
-    ("blobs", _blobs_case, 2048),
-    ("duplicated_embeddings", _duplicates_case, 2048),
-    ("grid_ties", _grid_case, 2048),
-    ("singleton_class", _singleton_case, 2048),
-    ("block_not_dividing_n", _random_case, 37),
-    ("ties_in_blocks", _grid_case, 9),
-    ("block_of_one", _duplicates_case, 1),
+    _with_algorithm(
+      [
+        ("random", _random_case, 2048),
+        ("blobs", _blobs_case, 2048),
+        ("duplicated_embeddings", _duplicates_case, 2048),
+        ("grid_ties", _grid_case, 2048),
+        ("singleton_class", _singleton_case, 2048),
+        ("sop_like", _sop_like_case, 2048),
+        ("block_not_dividing_n", _random_case, 37),
+        ("ties_in_blocks", _grid_case, 9),
+        ("duplicates_in_blocks", _duplicates_case, 7),
+        ("sop_like_in_blocks", _sop_like_case, 10),
+        ("block_of_three", _duplicates_case, 3),
+      ]
+    )
   )
-  def test_matches_brute_force_reference(self, make_case, block_size):
+  def test_matches_brute_force_reference(
+    self, make_case, block_size, max_counted
+  ):
     x, labels = make_case()
     ks = (1, 2, 4, 8, 16, 500)  # 500 > N - 1: every positive counts.
-    result = evaluation.retrieval_metrics(
-      x, labels, ks=ks, block_size=block_size
-    )
+    with mock.patch.object(evaluation, "MAX_COUNTED_R", max_counted):
+      result = evaluation.retrieval_metrics(
+        x, labels, ks=ks, block_size=block_size
+      )
     expected = _reference_retrieval(x, labels, ks)
     self.assertSameElements(result, expected)
     for key, value in expected.items():
       self.assertIsInstance(result[key], float)
       self.assertAlmostEqual(result[key], value, delta=1e-6, msg=key)
+
+  @parameterized.named_parameters(
+    _with_algorithm(
+      [
+        ("random", _random_case, 2048),
+        ("ties", _grid_case, 2048),
+        ("duplicates_in_blocks", _duplicates_case, 13),
+        ("sop_like_in_blocks", _sop_like_case, 16),
+      ]
+    )
+  )
+  def test_separate_gallery_matches_brute_force(
+    self, make_case, block_size, max_counted
+  ):
+    x, labels = make_case()
+    labels = labels.copy()
+    # Queries of a class the gallery lacks (R = 0), gallery classes without
+    # queries, and a query duplicated in the gallery (never excluded).
+    queries, gallery = np.arange(0, len(x), 3), np.arange(1, len(x), 2)
+    labels[queries[:2]] = 1000
+    query_x = x[queries].copy()
+    query_x[5] = x[gallery[4]]
+    ks = (1, 3, 10, len(gallery), len(gallery) + 5)
+    with mock.patch.object(evaluation, "MAX_COUNTED_R", max_counted):
+      result = evaluation.retrieval_metrics(
+        query_x,
+        labels[queries],
+        gallery=x[gallery],
+        gallery_labels=labels[gallery],
+        ks=ks,
+        block_size=block_size,
+      )
+    expected = _reference_retrieval(
+      query_x, labels[queries], ks, x[gallery], labels[gallery]
+    )
+    self.assertSameElements(result, expected)
+    for key, value in expected.items():
+      self.assertAlmostEqual(result[key], value, delta=1e-6, msg=key)
+
+  @parameterized.named_parameters(
+    ("sop_like", _sop_like_case, 10), ("duplicates", _duplicates_case, 13)
+  )
+  def test_algorithms_agree_query_by_query(self, make_case, block_size):
+    x, labels = make_case()
+    scores = []
+    for _, max_counted in _ALGORITHMS:
+      with mock.patch.object(evaluation, "MAX_COUNTED_R", max_counted):
+        scores.append(
+          evaluation.per_query_scores(
+            x, labels, max_k=len(x), block_size=block_size
+          )
+        )
+    for key in ("first_positive_rank", "hits", "r"):
+      np.testing.assert_array_equal(scores[0][key], scores[1][key], key)
+    np.testing.assert_allclose(
+      scores[0]["precision_sum"], scores[1]["precision_sum"], atol=1e-12
+    )
+
+  def test_one_and_eight_devices_agree(self):
+    x, labels = _sop_like_case()
+    self.assertLen(jax.devices(), 8)
+    one = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+    eight = jax.make_mesh((8,), ("data",))
+    scores = [
+      evaluation.per_query_scores(x, labels, block_size=12, mesh=mesh)
+      for mesh in (one, eight)
+    ]
+    for key in scores[0]:
+      np.testing.assert_array_equal(scores[0][key], scores[1][key], key)
+
+  def test_both_counting_passes_share_one_compiled_sweep(self):
+    # Pass 1 reads positives' similarities and pass 2 compares every tile
+    # with them: bit-identical tiles need the same compiled program.
+    x, labels = _sop_like_case()
+    evaluation._tile_sweep.cache_clear()
+    evaluation.retrieval_metrics(x, labels, block_size=20)
+    (sweep,) = [
+      evaluation._tile_sweep(mesh, 20, 20, 12, True)
+      for mesh in [evaluation._tile_mesh(None)]
+    ]
+    self.assertEqual(evaluation._tile_sweep.cache_info().currsize, 1)
+    self.assertEqual(sweep._cache_size(), 1)
+
+  def test_counting_handles_every_k_up_to_the_gallery(self):
+    x, labels = _sop_like_case()
+    n = len(x)
+    ks = tuple(range(1, n + 2))
+    result = evaluation.retrieval_metrics(x, labels, ks=ks, block_size=32)
+    expected = _reference_retrieval(x, labels, ks)
+    for k in ks:
+      key = f"recall@{k}"
+      self.assertAlmostEqual(result[key], expected[key], delta=1e-12, msg=key)
+
+  def test_rejects_bad_gallery(self):
+    x, labels = _random_case()
+    with self.assertRaisesRegex(ValueError, "gallery_labels"):
+      evaluation.retrieval_metrics(x, labels, gallery=x)
+    with self.assertRaisesRegex(ValueError, "without a gallery"):
+      evaluation.retrieval_metrics(x, labels, gallery_labels=labels)
+    with self.assertRaisesRegex(ValueError, "dimension"):
+      evaluation.retrieval_metrics(
+        x, labels, gallery=x[:, :3], gallery_labels=labels
+      )
 
   def test_cases_contain_exact_ties(self):
     # Guards the tie cases above: they must really tie, and in float32 too.
@@ -208,9 +352,10 @@ class RetrievalMetricsTest(parameterized.TestCase):
 
   def test_block_size_is_capped_by_memory(self):
     x, labels = _random_case()
-    with mock.patch.object(evaluation, "_KEYS_PER_CALL", 200 * 7):
-      capped = evaluation.retrieval_metrics(x, labels, block_size=2048)
-    self.assertEqual(capped, evaluation.retrieval_metrics(x, labels))
+    with mock.patch.object(evaluation, "MAX_COUNTED_R", 0):
+      with mock.patch.object(evaluation, "_KEYS_PER_CALL", 200 * 7):
+        capped = evaluation.retrieval_metrics(x, labels, block_size=2048)
+      self.assertEqual(capped, evaluation.retrieval_metrics(x, labels))
 
   def test_accepts_jax_arrays_and_is_deterministic(self):
     x, labels = _random_case()
@@ -393,7 +538,9 @@ class NormalizedMutualInfoTest(parameterized.TestCase):
 class EvaluateEmbeddingsTest(absltest.TestCase):
   def test_clustering_metrics_on_separated_blobs(self):
     x, labels = _separated_blobs(num_clusters=5)
-    self.assertEqual(evaluation.clustering_metrics(x, labels), {"nmi": 1.0})
+    self.assertEqual(
+      evaluation.clustering_metrics(x, labels), {"nmi": 1.0, "ami": 1.0}
+    )
 
   def test_union_of_retrieval_and_clustering(self):
     x, labels = _blobs_case()
@@ -407,7 +554,15 @@ class EvaluateEmbeddingsTest(absltest.TestCase):
     self.assertEqual(result, expected)
     self.assertSameElements(
       result,
-      ["recall@1", "recall@4", "precision@1", "r_precision", "map@r", "nmi"],
+      [
+        "recall@1",
+        "recall@4",
+        "precision@1",
+        "r_precision",
+        "map@r",
+        "nmi",
+        "ami",
+      ],
     )
 
 

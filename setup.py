@@ -28,9 +28,14 @@ setuptools.setup(
     "absl-py>=2.1",
     "ml-collections>=1.0",
     "importlib_resources>=6.0",
+    "matplotlib>=3.8",  # Figures of proxy_nca_jax.evaluate.
   ],
   extras_require={
     "test": ["pytest>=8", "scikit-learn>=1.5", "ruff>=0.6"],
-    "benchmark": ["torch==2.13.0", "pytorch-metric-learning>=2.8"],
+    "benchmark": [
+      "torch==2.13.0",
+      "pytorch-metric-learning>=2.8",
+      "faiss-cpu",
+    ],
   },
 )

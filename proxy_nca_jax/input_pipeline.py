@@ -421,12 +421,14 @@ def create_train_iterator(
 ) -> Iterator[dict[str, np.ndarray]]:
   """Returns an endless iterator over this process's training batches.
 
-  Each process reads a disjoint share (`tfds.split_for_jax_process`) of the
-  pooled images and keeps those of the training classes. The same seed gives
-  the same batches, and `start_step=s` yields exactly batches s, s+1, ... of
-  the run started at 0. With `samples_per_class` m > 0 the batches are
-  class-balanced: batch_size / m classes of the global batch, m images each,
-  in blocks of m consecutive images.
+  Random batches: every process runs the same shuffled stream of the pooled
+  images of the training classes and keeps its rows of each global batch, so
+  the global batches are the same for any number of processes (class-balanced
+  batches: each process reads its own share of the images). The same seed
+  gives the same batches, and `start_step=s` yields exactly batches s,
+  s+1, ... of the run started at 0. With `samples_per_class` m > 0 the
+  batches are class-balanced: batch_size / m classes of the global batch, m
+  images each, in blocks of m consecutive images.
 
   Args:
     input_config: the `config.input` section.
@@ -487,10 +489,11 @@ def create_train_iterator(
       process_count=process_count,
     )
   else:
-    split = tfds.split_for_jax_process(
-      _SOURCE_SPLIT, process_index=process_index, process_count=process_count
-    )
-    ds = _read(builder, split)
+    # Every process runs the same shuffled stream of encoded examples and
+    # keeps its rows of each global batch: the global batches do not depend
+    # on the number of processes (1 x 8 devices == 2 x 4, bit for bit). Each
+    # process reads every encoded example but decodes only its own.
+    ds = _read(builder, _SOURCE_SPLIT)
     ds = ds.filter(lambda x: _lookup(table, x["label"]) >= 0)
     ds = ds.map(
       lambda x: {"image": x["image"], "label": _lookup(table, x["label"])}
@@ -500,7 +503,12 @@ def create_train_iterator(
       input_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True
     )
     ds = ds.repeat()
-    ds = ds.skip(start_step * batch)
+    global_batch = batch * process_count
+    ds = ds.skip(start_step * global_batch)
+    ds = ds.batch(global_batch, drop_remainder=True)
+    first = process_index * batch
+    ds = ds.map(lambda x: {k: v[first : first + batch] for k, v in x.items()})
+    ds = ds.unbatch()
   ds = ds.map(
     _decode_and_normalize(builder, input_config.dataset),
     num_parallel_calls=tf.data.AUTOTUNE,

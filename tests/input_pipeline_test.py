@@ -194,24 +194,30 @@ class InputPipelineTest(parameterized.TestCase):
     self.assertBetween(int(decoded.numpy()), 4, 100)
 
   @parameterized.parameters(2, 4)
-  def test_process_shards_are_disjoint_and_cover_the_data(self, process_count):
+  def test_process_shares_make_the_single_process_global_batches(
+    self, process_count
+  ):
     config = self.config(batch_size=4 * process_count)
-    shards = []
-    for index in range(process_count):
-      iterator = input_pipeline.create_train_iterator(
-        config, seed=0, process_index=index, process_count=process_count
+    single = take(input_pipeline.create_train_iterator(config, seed=0), 30)
+    shares = [
+      take(
+        input_pipeline.create_train_iterator(
+          config, seed=0, process_index=index, process_count=process_count
+        ),
+        30,
       )
-      batches = take(iterator, 40)
-      self.assertEqual(batches[0]["image"].shape[0], 4)
-      ids = ids_of(flat(batches, "image"))
-      shard = np.unique(ids)
-      # The stream is made of whole epochs of this shard.
-      self.assertCountEqual(ids[: len(shard)], shard)
-      self.assertCountEqual(ids[len(shard) : 2 * len(shard)], shard)
-      shards.append(shard)
-    union = np.concatenate(shards)
-    self.assertLen(np.unique(union), len(union))  # Disjoint.
-    self.assertCountEqual(union, self.ids_with_labels(range(5)))
+      for index in range(process_count)
+    ]
+    for step, whole in enumerate(single):
+      parts = [share[step] for share in shares]
+      self.assertEqual(parts[0]["image"].shape[0], 4)
+      for key in ("image", "label"):
+        np.testing.assert_array_equal(
+          np.concatenate([part[key] for part in parts]), whole[key]
+        )
+    # Across 30 global batches of 4 * P images, every training image is read.
+    ids = ids_of(flat(single, "image"))
+    self.assertCountEqual(np.unique(ids), self.ids_with_labels(range(5)))
 
   @parameterized.product(
     split=("test", "val", "train"),

@@ -287,7 +287,10 @@ def train_and_evaluate(
   loss_fn = losses.create_loss_fn(config.loss)
   model = models.create_model(config.model)
   tx, schedules = optim.create_optimizer(config)
-  input_pipeline.prepare_dataset(config.input)
+  if jax.process_index() == 0:
+    # One builder per data_dir; the other processes wait for it.
+    input_pipeline.prepare_dataset(config.input)
+  multihost_utils.sync_global_devices("dataset prepared")
   num_proxies = input_pipeline.num_classes(config.input, "train")
   signature = train_state.run_signature(config, num_proxies)
   num_steps = config.schedule.num_steps

@@ -1,0 +1,114 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Multi-process training: 2 local processes x 4 CPU devices == 1 x 8.
+
+Real processes of ``python -m proxy_nca_jax.train`` joined by
+``jax.distributed.initialize`` over a loopback coordinator (CPU collectives).
+"""
+
+import pathlib
+import socket
+import subprocess
+import tempfile
+
+import chex
+from absl.testing import absltest
+
+from proxy_nca_jax import input_pipeline, metric_writer
+from tests import tiny_run
+
+CHANGES = {"schedule__num_steps": 8, "ckpt__every_steps": 4}
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def losses_by_step(workdir: pathlib.Path) -> dict[int, float]:
+  return {
+    r["step"]: r["loss"]
+    for r in metric_writer.read_metrics(str(workdir))
+    if "loss" in r
+  }
+
+
+class MultiProcessTest(absltest.TestCase):
+  def test_two_processes_match_one_and_their_checkpoint_restores_in_one(self):
+    with tempfile.TemporaryDirectory() as tmp:
+      root = pathlib.Path(tmp)
+      tiny_run.write_data(root)
+      config = tiny_run.tiny_config(root, **CHANGES)
+      input_pipeline.prepare_dataset(config.input)
+
+      single = root / "single"
+      result = tiny_run.run_command(
+        [
+          *tiny_run.train_command(root, single, **CHANGES),
+          "--num_cpu_devices=8",
+        ]
+      )
+      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+
+      double = root / "double"
+      port = free_port()
+      processes = [
+        subprocess.Popen(
+          [
+            *tiny_run.train_command(root, double, **CHANGES),
+            "--num_cpu_devices=4",
+            f"--coordinator_address=127.0.0.1:{port}",
+            "--num_processes=2",
+            f"--process_id={i}",
+          ],
+          cwd=tiny_run.REPO,
+          env=tiny_run.subprocess_env(),
+          stdout=subprocess.DEVNULL,
+          stderr=subprocess.PIPE,
+          text=True,
+        )
+        for i in range(2)
+      ]
+      for process in processes:
+        _, stderr = process.communicate(timeout=600)
+        self.assertEqual(process.returncode, 0, stderr[-3000:])
+
+      # Same global batches, same 8-device program: the same training.
+      single_losses, double_losses = (
+        losses_by_step(single),
+        losses_by_step(double),
+      )
+      self.assertEqual(sorted(single_losses), [2, 4, 6, 8])
+      self.assertEqual(sorted(double_losses), sorted(single_losses))
+      for step, loss in single_losses.items():
+        self.assertAlmostEqual(double_losses[step], loss, places=5)
+      step_1, state_1 = tiny_run.latest_state(single, config)
+      step_2, state_2 = tiny_run.latest_state(double, config)
+      self.assertEqual(step_1, step_2)
+      chex.assert_trees_all_close(state_2, state_1, atol=1e-5)
+
+      # The 2-process checkpoint resumes in a 1-process run.
+      more = {**CHANGES, "schedule__num_steps": 10}
+      result = tiny_run.run_command(
+        [*tiny_run.train_command(root, double, **more), "--num_cpu_devices=8"]
+      )
+      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+      self.assertIn("Resuming from the checkpoint at step 8", result.stderr)
+      step, _ = tiny_run.latest_state(double, config)
+      self.assertEqual(step, 10)
+
+
+if __name__ == "__main__":
+  absltest.main()

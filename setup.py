@@ -31,7 +31,12 @@ setuptools.setup(
     "matplotlib>=3.8",  # Figures of proxy_nca_jax.evaluate.
   ],
   extras_require={
-    "test": ["pytest>=8", "scikit-learn>=1.5", "ruff>=0.6"],
+    "test": [
+      "pytest>=8",
+      "scikit-learn>=1.5",
+      "ruff>=0.6",
+      "hypothesis>=6.100",  # Property tests of the losses.
+    ],
     "benchmark": [
       "torch==2.13.0",
       "pytorch-metric-learning>=2.8",

@@ -16,10 +16,12 @@
 import functools
 
 import chex
+import hypothesis
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
+from hypothesis import strategies as st
 
 from configs import fashion_mnist
 from proxy_nca_jax import losses, pair_losses
@@ -242,6 +244,19 @@ class ProxyNcaLossTest(parameterized.TestCase):
       )(x, labels, proxies, form=form)
       chex.assert_tree_all_finite((value, grads))
 
+  def test_pair_losses_are_zero_without_positives_or_negatives(self):
+    x, _, proxies = _data(15, batch=BATCH, dim=DIM, classes=CLASSES)
+    single_class = np.zeros(BATCH, np.int32)
+    all_distinct = np.arange(BATCH, dtype=np.int32)
+    for case, (name, _) in PROPERTY_CASES.items():
+      if name not in losses.PAIR_LOSSES:
+        continue
+      for labels in (single_class, all_distinct):
+        value, grads = _jitted_case_fn(case)(x, labels, proxies)
+        chex.assert_tree_all_finite(grads)
+        if name != "contrastive":  # Pairs of one kind still cost there.
+          self.assertEqual(float(value), 0.0, msg=case)
+
   def test_jit_matches_eager(self):
     fn = jax.jit(losses.proxy_nca_loss, static_argnames=("form", "scale"))
     eager = losses.proxy_nca_loss(
@@ -323,7 +338,7 @@ def _data(seed, batch=12, dim=5, classes=4, num_proxies=None):
 
 
 class ProxyNcaExtensionsTest(parameterized.TestCase):
-  @parameterized.product(smoothing=[0.1, 0.4], norms=[(1.0, 1.0), (2.0, 0.5)])
+  @parameterized.parameters((0.1, (1.0, 1.0)), (0.4, (2.0, 0.5)))
   def test_label_smoothing_and_norms_match_reference(self, smoothing, norms):
     x, labels, proxies = _data(0)
     a, b = norms
@@ -406,7 +421,7 @@ class ProxyNcaExtensionsTest(parameterized.TestCase):
 
 
 class DynamicAssignmentTest(parameterized.TestCase):
-  @parameterized.product(form=["paper", "softmax"], num_proxies=[2, 4, 7])
+  @parameterized.parameters(("paper", 2), ("softmax", 4), ("paper", 7))
   def test_labels_match_reference(self, form, num_proxies):
     # Fewer, as many and more proxies than the 4 classes.
     x, labels, proxies = _data(4, num_proxies=num_proxies)
@@ -723,6 +738,170 @@ class CreateLossFnTest(parameterized.TestCase):
     config = loss_config(overrides.pop("name", "proxy_nca"), **overrides)
     with self.assertRaisesRegex(ValueError, message):
       losses.create_loss_fn(config)
+
+
+# Property tests of every loss, through create_loss_fn: config.loss overrides
+# for each loss and each option that changes the computation.
+PROPERTY_CASES = {
+  "proxy_nca": ("proxy_nca", {}),
+  "proxy_nca_paper": ("proxy_nca", {"form": "paper"}),
+  "proxy_nca_smoothed": ("proxy_nca", {"label_smoothing": 0.1}),
+  "proxy_nca_norms": ("proxy_nca", {"embedding_norm": 3.0, "proxy_norm": 0.5}),
+  "proxy_nca_dynamic": ("proxy_nca", {"assignment": "dynamic"}),
+  "proxy_nca_dynamic_paper": (
+    "proxy_nca",
+    {"assignment": "dynamic", "form": "paper"},
+  ),
+  "proxy_ranking": ("proxy_ranking", {}),
+  "proxy_ranking_dynamic": ("proxy_ranking", {"assignment": "dynamic"}),
+  "proxy_anchor": ("proxy_anchor", {}),
+  **{name: (name, {}) for name in losses.PAIR_LOSSES},
+  "nca_paper": ("nca", {"form": "paper"}),
+}
+BATCH, DIM, CLASSES = 8, 3, 4
+
+
+def _case_fn(case, jit=True):
+  """value_and_grad of the case's loss w.r.t. embeddings and proxies."""
+  name, overrides = PROPERTY_CASES[case]
+  fn = jax.value_and_grad(
+    losses.create_loss_fn(loss_config(name, **overrides)), argnums=(0, 2)
+  )
+  return jax.jit(fn) if jit else fn
+
+
+_jitted_case_fn = functools.cache(_case_fn)
+
+
+def _assert_finite_everywhere(test, x, labels, proxies):
+  for case in PROPERTY_CASES:
+    value, grads = _jitted_case_fn(case)(x, labels, proxies)
+    with test.subTest(case):
+      chex.assert_tree_all_finite((value, grads))
+
+
+# Coordinates: exact zeros, or magnitudes from 1e-3 to 1e3 of either sign.
+# (Below ~1e-30 the true gradient of the normalisation, ~1/|x|, overflows
+# float32 whatever the implementation.)
+_coordinates = st.one_of(
+  st.just(0.0),
+  st.builds(
+    lambda magnitude, negative: -magnitude if negative else magnitude,
+    st.floats(float(np.float32(1e-3)), 1e3, width=32),
+    st.booleans(),
+  ),
+)
+
+
+@st.composite
+def _batches(draw):
+  """Embeddings with repeated rows and zero rows, labels, proxies, a shuffle."""
+
+  def rows(count):
+    pool = draw(
+      st.lists(
+        st.lists(_coordinates, min_size=DIM, max_size=DIM),
+        min_size=1,
+        max_size=count,
+      )
+    )
+    picks = draw(
+      st.lists(st.integers(0, len(pool) - 1), min_size=count, max_size=count)
+    )
+    return np.array([pool[i] for i in picks], np.float32)
+
+  x = rows(BATCH)
+  labels = np.array(
+    draw(st.lists(st.integers(0, CLASSES - 1), min_size=BATCH, max_size=BATCH)),
+    np.int32,
+  )
+  proxies = rows(CLASSES)
+  order = np.array(draw(st.permutations(range(BATCH))))
+  return x, labels, proxies, order
+
+
+class LossPropertiesTest(parameterized.TestCase):
+  @hypothesis.settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+  )
+  @hypothesis.given(_batches())
+  def test_finite_and_invariant_to_the_order_of_the_batch(self, batch):
+    x, labels, proxies, order = batch
+    for case in PROPERTY_CASES:
+      fn = _jitted_case_fn(case)
+      value, (grad_x, grad_p) = fn(x, labels, proxies)
+      chex.assert_tree_all_finite((value, grad_x, grad_p))
+      shuffled, (shuffled_x, shuffled_p) = fn(x[order], labels[order], proxies)
+      tolerance = 1e-4 * (1.0 + np.max(np.abs(grad_x)) + np.max(np.abs(grad_p)))
+      np.testing.assert_allclose(
+        shuffled, value, rtol=1e-4, atol=1e-4, err_msg=case
+      )
+      np.testing.assert_allclose(
+        shuffled_x, grad_x[order], atol=tolerance, err_msg=case
+      )
+      np.testing.assert_allclose(
+        shuffled_p, grad_p, atol=tolerance, err_msg=case
+      )
+
+  @parameterized.named_parameters(
+    ("zeros", 0.0, False),
+    ("duplicates", 1.0, True),
+    ("huge", 1e30, False),
+    ("tiny", 1e-30, False),
+    ("largest", 3e38, True),
+  )
+  def test_finite_on_extreme_inputs(self, magnitude, duplicated):
+    rng = np.random.default_rng(0)
+    x = magnitude * np.sign(rng.normal(size=(BATCH, DIM))).astype(np.float32)
+    if duplicated:
+      x[:] = x[0]
+    proxies = magnitude * np.ones((CLASSES, DIM), np.float32)
+    for labels in (
+      np.arange(BATCH, dtype=np.int32) % CLASSES,
+      np.zeros(BATCH, np.int32),
+    ):
+      _assert_finite_everywhere(self, x, labels, proxies)
+
+  def test_pair_losses_are_zero_without_positives_or_negatives(self):
+    x, _, proxies = _data(15, batch=BATCH, dim=DIM, classes=CLASSES)
+    single_class = np.zeros(BATCH, np.int32)
+    all_distinct = np.arange(BATCH, dtype=np.int32)
+    for case, (name, _) in PROPERTY_CASES.items():
+      if name not in losses.PAIR_LOSSES:
+        continue
+      for labels in (single_class, all_distinct):
+        value, grads = _jitted_case_fn(case)(x, labels, proxies)
+        chex.assert_tree_all_finite(grads)
+        if name != "contrastive":  # Pairs of one kind still cost there.
+          self.assertEqual(float(value), 0.0, msg=case)
+
+  def test_jit_matches_eager(self):
+    x, labels, proxies = _data(14, batch=BATCH, dim=DIM, classes=CLASSES)
+    x[1] = x[0]  # A duplicated embedding.
+    x[2] = 0.0  # And a zero one.
+    labels[:2] = labels[0]
+    for case in PROPERTY_CASES:
+      name, overrides = PROPERTY_CASES[case]
+      loss_fn = losses.create_loss_fn(loss_config(name, **overrides))
+      with self.subTest(case):
+        np.testing.assert_allclose(
+          jax.jit(loss_fn)(x, labels, proxies),
+          loss_fn(x, labels, proxies),
+          rtol=1e-5,
+          atol=1e-5,
+        )
+    # Gradients too where the arg-min and gathers of dynamic assignment are.
+    case = "proxy_nca_dynamic_paper"
+    chex.assert_trees_all_close(
+      _jitted_case_fn(case)(x, labels, proxies),
+      _case_fn(case, jit=False)(x, labels, proxies),
+      rtol=1e-5,
+      atol=1e-5,
+    )
 
 
 if __name__ == "__main__":

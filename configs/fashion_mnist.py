@@ -59,10 +59,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.input.val_classes = ()
   config.input.batch_size = 64  # Global batch, split over processes/devices.
   # Class-balanced batches: m images of each of batch_size / m classes, for
-  # the losses mined in the batch and dynamic assignment. m must divide the
-  # per-process batch, and batch_size / m be at most the number of train
-  # classes (FMNIST-ZS: 5, so m = 16 or 32 with batch 64). 0: plain random
-  # batches (all that Proxy-NCA needs).
+  # the losses mined in the batch and dynamic assignment. m must divide
+  # batch_size, and batch_size / m be at most the number of train classes
+  # (FMNIST-ZS: 5, so m = 16 or 32 with batch 64). 0: plain random batches
+  # (all that Proxy-NCA needs).
   config.input.samples_per_class = 0
   config.input.eval_batch_size = 1024
   config.input.shuffle_buffer = 16_384

@@ -30,10 +30,11 @@ so resuming at step s costs a pass over s batches of strings, not decodes.
 
 Class-balanced training (`samples_per_class` m > 0, for the losses mined in
 the batch): every global batch holds batch_size / m distinct classes with m
-images each, drawn without replacement within the batch, from classes that
-have at least m images in every process's share. Batch s is a pure function
-of (seed, s) (stateless random numbers), so resuming at step s starts there
-directly. Each process holds its share's encoded images in memory.
+images each, drawn without replacement within the batch, from the classes
+with at least m images. Global batch s is a pure function of (seed, s)
+(stateless random numbers): resuming at step s starts there directly, and
+every process computes it and keeps its rows, as for random batches. Each
+process holds the encoded training images in memory.
 
 Evaluation: one pass, no shuffle, fixed per-process batches; the last batch
 is padded (`mask` False, `label` -1) so every process runs the same number of
@@ -298,78 +299,53 @@ def _lookup(table: np.ndarray, labels: tf.Tensor) -> tf.Tensor:
 
 
 def _samples_per_class(
-  input_config: ml_collections.ConfigDict, batch: int
+  input_config: ml_collections.ConfigDict, global_batch: int
 ) -> int:
-  """Validates `input.samples_per_class` against the per-process batch."""
+  """Validates `input.samples_per_class` against the global batch."""
   m = input_config.samples_per_class
   if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 0:
     raise ValueError(
       f"input.samples_per_class={m!r} must be an integer >= 0 (0: plain "
       "random batches)."
     )
-  if m and batch % m:
+  if m and global_batch % m:
     raise ValueError(
-      f"input.samples_per_class={m} does not divide the batch of each "
-      f"process ({batch}); use a divisor of {batch}."
+      f"input.samples_per_class={m} does not divide input.batch_size="
+      f"{global_batch}; use a divisor of it."
     )
   return int(m)
-
-
-@functools.cache
-def _share_labels(
-  data_path: str, process_index: int, process_count: int
-) -> np.ndarray:
-  """Labels of one process's share of `_SOURCE_SPLIT`, in `_read` order."""
-  builder = tfds.builder_from_directory(data_path)
-  split = tfds.split_for_jax_process(
-    _SOURCE_SPLIT, process_index=process_index, process_count=process_count
-  )
-  ds = _read(builder, split).map(lambda x: x["label"])
-  batches = list(ds.batch(8192).as_numpy_iterator())
-  return np.concatenate(batches) if batches else np.zeros(0, np.int64)
 
 
 def _balanced_examples(
   builder: tfds.core.DatasetBuilder,
   table: np.ndarray,
   *,
-  batch: int,
+  global_batch: int,
   samples_per_class: int,
   seed: int,
   start_step: int,
-  process_index: int,
-  process_count: int,
+  first: int,
+  batch: int,
 ) -> tf.data.Dataset:
-  """Encoded examples of class-balanced batches s = start_step, ...
+  """Encoded examples of rows [first, first + batch) of balanced batches.
 
-  At step s every process draws the same order of the eligible classes from
-  (seed, s) and takes its slice of batch / m of them, so a global batch has
-  distinct classes; it then draws m of its own images of each class,
-  without replacement, from (seed, s, process_index).
+  Global batch s, for s = start_step, ...: global_batch / m distinct classes
+  (among those with m or more images) in an order drawn from (seed, s), and
+  m distinct images of each, drawn from (seed, s) as well. Every process
+  computes the same global batch and keeps its rows.
   """
   m = samples_per_class
-  per_process = batch // m
-  num_classes = table.max() + 1
-  split = tfds.split_for_jax_process(
-    _SOURCE_SPLIT, process_index=process_index, process_count=process_count
-  )
-  parts = list(_read(builder, split).batch(8192).as_numpy_iterator())
+  num_slots = global_batch // m
+  parts = list(_read(builder, _SOURCE_SPLIT).batch(8192).as_numpy_iterator())
   images = np.concatenate([p["image"] for p in parts])
   labels = table[np.concatenate([p["label"] for p in parts])]
-  counts = []
-  for q in range(process_count):
-    share = labels
-    if q != process_index:
-      share = table[_share_labels(str(builder.data_path), q, process_count)]
-    counts.append(np.bincount(share[share >= 0], minlength=num_classes))
-  eligible = np.flatnonzero(np.min(counts, axis=0) >= m)
-  if len(eligible) < per_process * process_count:
+  counts = np.bincount(labels[labels >= 0], minlength=table.max() + 1)
+  eligible = np.flatnonzero(counts >= m)
+  if len(eligible) < num_slots:
     raise ValueError(
-      f"input.samples_per_class={m} asks for {per_process * process_count} "
-      f"classes per global batch (input.batch_size / {m}), but only "
-      f"{len(eligible)} train classes have {m} or more images in each of the "
-      f"{process_count} processes' shares; lower batch_size or raise "
-      "samples_per_class."
+      f"input.samples_per_class={m} asks for {num_slots} classes per batch "
+      f"(input.batch_size / {m}), but only {len(eligible)} train classes "
+      f"have {m} or more images; lower batch_size or raise samples_per_class."
     )
   members = [np.flatnonzero(labels == c) for c in eligible]
   sizes = np.array([len(rows) for rows in members])
@@ -378,7 +354,6 @@ def _balanced_examples(
     rows[i, : len(class_rows)] = class_rows
   images, labels = tf.constant(images), tf.constant(labels, tf.int32)
   rows, sizes = tf.constant(rows), tf.constant(sizes, tf.int64)
-  first = process_index * per_process
 
   def examples_of_step(step: tf.Tensor) -> dict[str, tf.Tensor]:
     step_seed = tf.stack([tf.constant(seed, tf.int64), step])
@@ -386,11 +361,11 @@ def _balanced_examples(
     class_scores = tf.random.stateless_uniform(
       [len(eligible)], seed=fold(step_seed, 0, alg="philox"), alg="philox"
     )
-    chosen = tf.argsort(class_scores, stable=True)[first : first + per_process]
+    chosen = tf.argsort(class_scores, stable=True)[:num_slots]
     # m distinct images per class: the m lowest random scores of its rows.
     image_scores = tf.random.stateless_uniform(
-      [per_process, rows.shape[1]],
-      seed=fold(step_seed, process_index + 1, alg="philox"),
+      [num_slots, rows.shape[1]],
+      seed=fold(step_seed, 1, alg="philox"),
       alg="philox",
     )
     in_class = (
@@ -399,9 +374,8 @@ def _balanced_examples(
     )
     image_scores = tf.where(in_class, image_scores, 2.0)
     picks = tf.argsort(image_scores, axis=1, stable=True)[:, :m]
-    index = tf.reshape(
-      tf.gather(tf.gather(rows, chosen), picks, batch_dims=1), [-1]
-    )
+    index = tf.gather(tf.gather(rows, chosen), picks, batch_dims=1)
+    index = tf.reshape(index, [-1])[first : first + batch]
     return {
       "image": tf.gather(images, index),
       "label": tf.gather(labels, index),
@@ -423,12 +397,12 @@ def create_train_iterator(
 
   Random batches: every process runs the same shuffled stream of the pooled
   images of the training classes and keeps its rows of each global batch, so
-  the global batches are the same for any number of processes (class-balanced
-  batches: each process reads its own share of the images). The same seed
-  gives the same batches, and `start_step=s` yields exactly batches s,
+  the global batches are the same for any number of processes. The same
+  seed gives the same batches, and `start_step=s` yields exactly batches s,
   s+1, ... of the run started at 0. With `samples_per_class` m > 0 the
-  batches are class-balanced: batch_size / m classes of the global batch, m
-  images each, in blocks of m consecutive images.
+  global batches are class-balanced: batch_size / m distinct classes, m
+  images each, in blocks of m consecutive images (a process's rows may cut
+  a block when m does not divide its share of the batch).
 
   Args:
     input_config: the `config.input` section.
@@ -446,14 +420,16 @@ def create_train_iterator(
 
   Raises:
     ValueError: a bad class configuration, `batch_size` not divisible by
-      `process_count`, `samples_per_class` not dividing the per-process batch
-      or asking for more classes than have m images in every share.
+      `process_count`, `samples_per_class` not dividing `batch_size` or
+      asking for more classes than have m images.
     DatasetError: the dataset is not prepared.
   """
   batch = _per_process_batch(
     input_config.batch_size, "batch_size", process_index, process_count
   )
-  samples_per_class = _samples_per_class(input_config, batch)
+  global_batch = batch * process_count
+  first = process_index * batch  # This process's rows of a global batch.
+  samples_per_class = _samples_per_class(input_config, global_batch)
   if start_step < 0:
     raise ValueError(f"start_step={start_step} must be >= 0.")
   builder = _prepared_builder(input_config)
@@ -481,12 +457,12 @@ def create_train_iterator(
     ds = _balanced_examples(
       builder,
       table,
-      batch=batch,
+      global_batch=global_batch,
       samples_per_class=samples_per_class,
       seed=seed,
       start_step=start_step,
-      process_index=process_index,
-      process_count=process_count,
+      first=first,
+      batch=batch,
     )
   else:
     # Every process runs the same shuffled stream of encoded examples and
@@ -503,10 +479,8 @@ def create_train_iterator(
       input_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True
     )
     ds = ds.repeat()
-    global_batch = batch * process_count
     ds = ds.skip(start_step * global_batch)
     ds = ds.batch(global_batch, drop_remainder=True)
-    first = process_index * batch
     ds = ds.map(lambda x: {k: v[first : first + batch] for k, v in x.items()})
     ds = ds.unbatch()
   ds = ds.map(

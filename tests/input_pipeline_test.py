@@ -416,34 +416,35 @@ class InputPipelineTest(parameterized.TestCase):
       np.testing.assert_array_equal(got["image"], want["image"])
       np.testing.assert_array_equal(got["label"], want["label"])
 
-  @parameterized.parameters((2, 2), (4, 1))
-  def test_balanced_global_batch_spans_the_processes(
-    self, process_count, classes_per_process
+  @parameterized.parameters((4, 3), (2, 4), (3, 6))
+  def test_balanced_process_rows_make_the_single_process_batches(
+    self, process_count, m
   ):
-    m = 2
-    classes = classes_per_process * process_count
-    config = self.config(batch_size=classes * m, samples_per_class=m)
-    per_process = [
+    # (2, 4) and (3, 6): a process's rows cut a class's block of m.
+    config = self.config(batch_size=12, samples_per_class=m)
+    single = take(input_pipeline.create_train_iterator(config, seed=1), 20)
+    shares = [
       take(
         input_pipeline.create_train_iterator(
           config, seed=1, process_index=index, process_count=process_count
         ),
-        25,
+        20,
       )
       for index in range(process_count)
     ]
-    shards = [set(ids_of(flat(b, "image"))) for b in per_process]
-    for a, b in itertools.combinations(shards, 2):
-      self.assertEmpty(a & b)  # Each process draws from its own share.
-    for step in range(25):
-      global_batch = {
-        key: np.concatenate([b[step][key] for b in per_process])
-        for key in ("image", "label")
-      }
-      self.check_balanced(global_batch, classes, m, list(range(5)))
+    for step, whole in enumerate(single):
+      self.check_balanced(whole, 12 // m, m, list(range(5)))
+      for key in ("image", "label"):
+        np.testing.assert_array_equal(
+          np.concatenate([share[step][key] for share in shares]), whole[key]
+        )
 
   @parameterized.named_parameters(
-    ("not_a_divisor", dict(batch_size=8, samples_per_class=3), "divide"),
+    (
+      "not_a_divisor",
+      dict(batch_size=8, samples_per_class=3),
+      "does not divide input.batch_size=8",
+    ),
     ("negative", dict(samples_per_class=-1), "integer >= 0"),
     (
       "too_many_classes",

@@ -1,0 +1,389 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Evaluation at scale: exact retrieval metrics and NMI vs faiss and PML.
+
+SOP-sized synthetic embeddings (60,502 x 512, 11,316 classes of 2 to 12
+images, like Stanford Online Products' test split; class centres plus
+Gaussian noise, L2-normalised). Measured side by side in one process:
+
+- Retrieval: Recall@{1,10,100,1000}, MAP@R and R-Precision, each query
+  against the other 60,501 images.
+  * ours: ``evaluation.per_query_scores`` (exact, blocked, symmetric).
+  * faiss: ``IndexFlatIP`` exact search for k = max(1000, max R) + 1
+    neighbours (self removed), then the same per-query metric code on the
+    neighbour lists (``scores_from_neighbours`` below).
+  * pytorch-metric-learning: ``AccuracyCalculator`` (precision_at_1,
+    r_precision, mean_average_precision_at_r; k = max_bin_count).
+  Per-query disagreements with faiss are listed with the float32 gap
+  between the similarities whose order differs (near-ties).
+- Clustering, k = 11,316: our ``clustering.kmeans`` vs ``faiss.Kmeans``,
+  the same number of Lloyd iterations and one run each; NMI and AMI of both.
+
+Time: wall clock of the call, best of ``--repeats`` (our first call also
+compiles; its time is reported separately). Peak extra memory: the largest
+resident set size (/proc/self/statm, sampled every millisecond by a
+thread) during
+the call, minus the resident set size just before it; tracemalloc's peak of
+Python-visible allocations (NumPy, PyTorch CPU tensors) is given beside it.
+The load average of the machine is printed with every measurement.
+
+Run (2 CPU cores: about 10 minutes; ``--quick``: 6,000 points, a minute):
+
+  python -m benchmarks.evaluation_at_scale
+  python -m benchmarks.evaluation_at_scale --quick
+
+Needs ``pip install torch==2.13.0 pytorch-metric-learning faiss-cpu``
+(``pip install -e .[benchmark]``).
+"""
+
+import json
+import os
+import platform
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import faiss
+import jax
+import numpy as np
+from absl import app, flags
+
+from proxy_nca_jax import clustering, evaluation
+
+_QUICK = flags.DEFINE_bool("quick", False, "6,000 points, 1,121 classes.")
+_NUM = flags.DEFINE_integer("num", 60_502, "Number of embeddings.")
+_CLASSES = flags.DEFINE_integer("classes", 11_316, "Number of classes.")
+_DIM = flags.DEFINE_integer("dim", 512, "Embedding dimension.")
+_NOISE = flags.DEFINE_float(
+  "noise", 0.11, "Per-dimension noise around a class centre."
+)
+_BLOCK = flags.DEFINE_integer(
+  "block_size", evaluation.DEFAULT_BLOCK_SIZE, "Our tile side."
+)
+_REPEATS = flags.DEFINE_integer("repeats", 2, "Timed runs of each method.")
+_KMEANS_ITERS = flags.DEFINE_integer(
+  "kmeans_iters", 10, "Lloyd iterations of both k-means."
+)
+_PML = flags.DEFINE_bool("pml", True, "Also run pytorch-metric-learning.")
+_JSON_OUT = flags.DEFINE_string("json_out", None, "Also write results here.")
+
+_KS = (1, 10, 100, 1000)
+_SOP_SIZES = np.arange(2, 13)
+
+
+def sop_like_embeddings(
+  num: int, classes: int, dim: int, noise: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+  """Unit-norm clustered embeddings with SOP-like class sizes (2 to 12).
+
+  Sizes are drawn with probability falling geometrically from 2 to 12
+  (mean about 5.3, as SOP's 60,502 / 11,316), then nudged to sum to `num`.
+
+  Returns:
+    (embeddings float32 (num, dim), labels int64 (num,)), shuffled.
+  """
+  rng = np.random.default_rng(seed)
+  p = np.exp(-(_SOP_SIZES - 2) / 2.6)
+  sizes = rng.choice(_SOP_SIZES, size=classes, p=p / p.sum())
+  while (gap := num - sizes.sum()) != 0:
+    room = sizes < 12 if gap > 0 else sizes > 2
+    chosen = rng.choice(np.flatnonzero(room), min(abs(gap), room.sum()), False)
+    sizes[chosen] += np.sign(gap)
+  labels = rng.permutation(np.repeat(np.arange(classes), sizes))
+  centres = rng.normal(size=(classes, dim)).astype(np.float32)
+  centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+  x = centres[labels]
+  x += noise * rng.standard_normal((num, dim), dtype=np.float32)
+  x /= np.linalg.norm(x, axis=1, keepdims=True)
+  return x, labels
+
+
+def _rss() -> int:
+  """This process's resident set size in bytes (Linux /proc)."""
+  with open("/proc/self/statm") as f:
+    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _PeakRss:
+  """Samples the resident set size in a thread; peak minus start, in MB."""
+
+  def __enter__(self):
+    self.start = _rss()
+    self.peak = self.start
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._sample, daemon=True)
+    self._thread.start()
+    return self
+
+  def _sample(self):
+    while not self._stop.is_set():
+      self.peak = max(self.peak, _rss())
+      time.sleep(0.001)
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    self._thread.join()
+    self.peak = max(self.peak, _rss())
+    self.extra_mb = (self.peak - self.start) / 2**20
+
+
+def measure(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
+  """Runs `fn` `repeats` times: result, times, memory, load averages."""
+  times, rss, traced, loads = [], [], [], []
+  result = None
+  for _ in range(repeats):
+    tracemalloc.start()
+    with _PeakRss() as memory:
+      start = time.perf_counter()
+      result = fn()
+      times.append(time.perf_counter() - start)
+    traced.append(tracemalloc.get_traced_memory()[1] / 2**20)
+    tracemalloc.stop()
+    rss.append(memory.extra_mb)
+    loads.append(os.getloadavg()[0])
+  return {
+    "result": result,
+    "seconds": times,
+    "best_s": min(times),
+    "rss_extra_mb": max(rss),
+    "tracemalloc_peak_mb": max(traced),
+    "load_1min": loads,
+  }
+
+
+def scores_from_neighbours(
+  neighbours: np.ndarray, labels: np.ndarray, r: np.ndarray
+) -> dict[str, np.ndarray]:
+  """`evaluation.per_query_scores` from ranked neighbour lists.
+
+  Args:
+    neighbours: (N, k) gallery indices, best first, the query removed.
+    labels: (N,) labels of queries and gallery (the same set).
+    r: (N,) positives of each query, all <= k.
+
+  Returns:
+    The dict of `evaluation.per_query_scores` (first positive ranks beyond
+    k are inf).
+  """
+  same = labels[neighbours] == labels[:, None]
+  rank = np.where(same.any(axis=1), same.argmax(axis=1), np.inf)
+  max_r = int(r.max())
+  correct = same[:, :max_r] & (np.arange(max_r) < r[:, None])
+  hits = np.cumsum(correct, axis=1)
+  precision_sum = (hits * correct) @ (1.0 / np.arange(1, max_r + 1))
+  return {
+    "first_positive_rank": rank,
+    "precision_sum": precision_sum,
+    "hits": correct.sum(axis=1),
+    "r": r,
+  }
+
+
+def faiss_neighbours(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  """Exact inner-product search, k neighbours besides each query itself."""
+  index = faiss.IndexFlatIP(x.shape[1])
+  index.add(x)
+  sims, found = index.search(x, k + 1)
+  # Drop the query itself (or, if ties pushed it out, the last neighbour).
+  is_self = found == np.arange(len(x))[:, None]
+  drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
+  keep = np.ones_like(found, bool)
+  keep[np.arange(len(x)), drop] = False
+  return found[keep].reshape(len(x), k), sims[keep].reshape(len(x), k)
+
+
+def pml_metrics(x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+  """pytorch-metric-learning's AccuracyCalculator on the same set."""
+  import torch  # noqa: PLC0415 (optional, heavy)
+  from pytorch_metric_learning.utils import (  # noqa: PLC0415
+    accuracy_calculator,
+  )
+
+  calculator = accuracy_calculator.AccuracyCalculator(
+    include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
+    k="max_bin_count",
+    device=torch.device("cpu"),
+  )
+  result = calculator.get_accuracy(
+    torch.from_numpy(x), torch.from_numpy(labels)
+  )
+  return {
+    "precision@1": result["precision_at_1"],
+    "r_precision": result["r_precision"],
+    "map@r": result["mean_average_precision_at_r"],
+  }
+
+
+def explain_differences(
+  ours: dict[str, np.ndarray],
+  theirs: dict[str, np.ndarray],
+  neighbour_sims: np.ndarray,
+) -> dict[str, Any]:
+  """Queries whose scores differ, and whether a float32 near-tie explains it.
+
+  A query's ranking can differ between two exact float32 searches only
+  where two similarities are (nearly) equal; the gap reported is the
+  smallest difference between consecutive similarities of faiss's list up
+  to the deciding position (the first positive, or R).
+  """
+  differ = np.flatnonzero(
+    (ours["first_positive_rank"] != theirs["first_positive_rank"])
+    | (ours["hits"] != theirs["hits"])
+    | ~np.isclose(ours["precision_sum"], theirs["precision_sum"], 0, 1e-9)
+  )
+  gaps = []
+  for q in differ:
+    rank = theirs["first_positive_rank"][q]
+    depth = int(max(ours["r"][q], min(rank, neighbour_sims.shape[1] - 1))) + 1
+    gaps.append(float(np.min(-np.diff(neighbour_sims[q, : depth + 1]))))
+  return {
+    "queries": differ.tolist()[:50],
+    "count": int(len(differ)),
+    "max_gap": max(gaps, default=0.0),
+  }
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  num, classes = (6000, 1121) if _QUICK.value else (_NUM.value, _CLASSES.value)
+  x, labels = sop_like_embeddings(num, classes, _DIM.value, _NOISE.value)
+  r = np.bincount(labels)[labels] - 1
+  k = max(1000, int(r.max())) + 1
+  report: dict[str, Any] = {
+    "data": {"num": num, "classes": classes, "dim": _DIM.value},
+    "machine": {
+      "platform": platform.platform(),
+      "cpus": os.cpu_count(),
+      "jax_devices": [str(d) for d in jax.devices()],
+      "jax": jax.__version__,
+      "faiss": faiss.__version__,
+      "numpy": np.__version__,
+    },
+  }
+  print(f"{num} x {_DIM.value}, {classes} classes; load {os.getloadavg()}")
+
+  def ours():
+    return evaluation.per_query_scores(
+      x, labels, max_k=max(_KS), block_size=_BLOCK.value
+    )
+
+  compile_run = measure(ours, 1)
+  runs = {"ours": measure(ours, _REPEATS.value)}
+  runs["ours"]["first_call_s"] = compile_run["best_s"]
+  runs["faiss"] = measure(lambda: faiss_neighbours(x, k - 1), _REPEATS.value)
+  found, sims = runs["faiss"]["result"]
+  faiss_scores = scores_from_neighbours(found, labels, r)
+  if _PML.value:
+    runs["pml"] = measure(lambda: pml_metrics(x, labels), _REPEATS.value)
+
+  values = {
+    "ours": evaluation.summarize_retrieval(runs["ours"]["result"], _KS),
+    "faiss": evaluation.summarize_retrieval(faiss_scores, _KS),
+  }
+  if _PML.value:
+    values["pml"] = runs["pml"]["result"]
+  report["retrieval"] = {
+    name: {key: value for key, value in run.items() if key != "result"}
+    for name, run in runs.items()
+  }
+  report["values"] = values
+  report["differences_vs_faiss"] = explain_differences(
+    runs["ours"]["result"], faiss_scores, sims
+  )
+  del found, sims, faiss_scores
+
+  def our_kmeans(num_iters: int = _KMEANS_ITERS.value):
+    _, assignments = clustering.kmeans(
+      x, classes, num_iters=num_iters, num_restarts=1
+    )
+    return np.asarray(assignments)
+
+  # Compiles (the iteration count is not part of the compiled program).
+  warmup = measure(lambda: our_kmeans(0), 1)
+
+  def faiss_kmeans():
+    kmeans = faiss.Kmeans(
+      x.shape[1],
+      classes,
+      niter=_KMEANS_ITERS.value,
+      nredo=1,
+      seed=0,
+      max_points_per_centroid=num,  # No subsampling: all points, as ours.
+      min_points_per_centroid=1,
+    )
+    kmeans.train(x)
+    return kmeans.index.search(x, 1)[1][:, 0]
+
+  clusters = {"ours": measure(our_kmeans, 1), "faiss": measure(faiss_kmeans, 1)}
+  report["kmeans"] = {
+    name: {
+      "nmi": clustering.normalized_mutual_info(labels, run["result"]),
+      "ami": clustering.adjusted_mutual_info(labels, run["result"]),
+      **{key: value for key, value in run.items() if key != "result"},
+    }
+    for name, run in clusters.items()
+  }
+  report["kmeans"]["iterations"] = _KMEANS_ITERS.value
+  report["kmeans"]["ours_compile_and_seeding_s"] = warmup["best_s"]
+  print(format_report(report))
+  if _JSON_OUT.value:
+    with open(_JSON_OUT.value, "w") as f:
+      json.dump(report, f, indent=2)
+
+
+def format_report(report: dict[str, Any]) -> str:
+  """The report as Markdown tables."""
+  lines = [
+    "| retrieval | time (s) | / faiss | extra RSS (MB) | tracemalloc (MB) "
+    "| load (1 min) |",
+    "|---|---|---|---|---|---|",
+  ]
+  base = report["retrieval"]["faiss"]["best_s"]
+  for name, run in report["retrieval"].items():
+    load = ", ".join(f"{v:.1f}" for v in run["load_1min"])
+    lines.append(
+      f"| {name} | {run['best_s']:.2f} | {run['best_s'] / base:.2f} | "
+      f"{run['rss_extra_mb']:.0f} | {run['tracemalloc_peak_mb']:.0f} | "
+      f"{load} |"
+    )
+  keys = [f"recall@{k}" for k in _KS] + ["precision@1", "r_precision", "map@r"]
+  lines += ["", "| metric | " + " | ".join(report["values"]) + " |"]
+  lines.append("|---" * (len(report["values"]) + 1) + "|")
+  for key in keys:
+    cells = [
+      f"{v[key]:.6f}" if key in v else "-" for v in report["values"].values()
+    ]
+    lines.append(f"| {key} | " + " | ".join(cells) + " |")
+  diff = report["differences_vs_faiss"]
+  lines.append(
+    f"\nqueries scored differently from faiss: {diff['count']} "
+    f"(largest float32 similarity gap among them {diff['max_gap']:.2e})"
+  )
+  kmeans = report["kmeans"]
+  lines += ["", f"| k-means, {kmeans['iterations']} iterations | time (s) |"]
+  lines[-1] += " extra RSS (MB) | NMI | AMI |"
+  lines.append("|---|---|---|---|---|")
+  for name in ("ours", "faiss"):
+    run = kmeans[name]
+    lines.append(
+      f"| {name} | {run['best_s']:.1f} | {run['rss_extra_mb']:.0f} | "
+      f"{run['nmi']:.4f} | {run['ami']:.4f} |"
+    )
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -360,17 +360,20 @@ def _counting(
   bq, bg = min(block_size, nq), min(block_size, ng)
   tq, tg = math.ceil(nq / bq), math.ceil(ng / bg)
 
-  def padded(values, rows, fill):
+  def padded(values, rows, fill, order=None):
     out = np.full((rows, *values.shape[1:]), fill, values.dtype)
-    out[: len(values)] = values
+    if order is None:
+      out[: len(values)] = values
+    else:  # No temporary copy of the (N, D) embeddings.
+      np.take(values, order, axis=0, out=out[: len(order)])
     return out
 
   mesh = _tile_mesh(mesh)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("tiles"))
   arrays = {
-    "q": padded(q[q_order], tq * bq, 0.0),
-    "g": padded(g[g_order], tg * bg, 0.0),
+    "q": padded(q, tq * bq, 0.0, q_order),
+    "g": None if symmetric else padded(g, tg * bg, 0.0, g_order),
     "member_start": padded(start, tq * bq, 0),
     "index": padded(g_order.astype(np.int32), tg * bg, _PAD_INDEX),
     "thresholds": np.full((tq * bq, num_thresholds), np.inf, np.float32),

@@ -66,12 +66,18 @@ def _assign(
   """
   k, d = centroids.shape
 
+  c_sq = jnp.sum(centroids * centroids, axis=1)
+
   def tile(inertia, inputs):
     x, valid = inputs
-    dist = _squared_distances(x, jnp.sum(x * x, axis=1), centroids)
-    assignment = jnp.argmin(dist, axis=1).astype(jnp.int32)
-    inertia += jnp.sum(jnp.where(valid, jnp.min(dist, axis=1), 0.0))
-    return inertia, assignment
+    # argmin |x - c|^2 = argmax 2 x.c - |c|^2. top_k (lowest index first
+    # among equals, like argmin) is several times faster on CPU than
+    # argmin's two-operand reduction over k in the tens of thousands.
+    cross = jnp.dot(x, centroids.T, precision=jax.lax.Precision.HIGHEST)
+    best, assignment = jax.lax.top_k(2.0 * cross - c_sq, 1)
+    dist = jnp.maximum(jnp.sum(x * x, axis=1) - best[:, 0], 0.0)
+    inertia += jnp.sum(jnp.where(valid, dist, 0.0))
+    return inertia, assignment[:, 0].astype(jnp.int32)
 
   inertia, assignments = jax.lax.scan(
     tile, jnp.zeros(()), (x_tiles, valid_tiles)

@@ -1,0 +1,541 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Side by side on FMNIST-ZS: our train step and PyTorch's, speed and accuracy.
+
+Trains convnet-S twice in one process, on the same NumPy batches: once with
+proxy_nca_jax (``trainer.make_train_step``, configs/fashion_mnist.py) and
+once with PyTorch + pytorch-metric-learning's ``ProxyNCALoss`` (the same
+network, channels_last). Same hyper-parameters: batch 64, Adam 1e-3 for the
+network and 1e-2 for the proxies, softmax form with the same scale. By
+default the PyTorch network and proxies start from our initial values, so
+both runs start from the same function (checked: the untrained embeddings
+of both must agree to float32 precision).
+
+Reported: the median wall time of a train step (warm, data loading
+excluded: the batch is already a framework array when the clock starts),
+and Recall@1 / MAP@R / NMI on the never-seen test classes 5-9 before and
+after training, both computed by ``evaluation.evaluate_embeddings``.
+
+The two trainings alternate in chunks of ``--chunk_steps`` steps so both
+see the same machine load. On a shared machine the script also reports the
+median over the chunks during which other processes used less than
+``--quiet_threshold`` of a core ("quiet" chunks).
+
+Run (2 CPU cores; about 3 minutes, ``--quick`` about 1):
+
+  python -m benchmarks.train_step_vs_pytorch
+  python -m benchmarks.train_step_vs_pytorch --quick
+  python -m benchmarks.train_step_vs_pytorch --steps=1000 --seed=1
+
+Needs ``pip install torch==2.13.0 pytorch-metric-learning`` (``make
+benchmark`` installs them) and the Fashion-MNIST IDX files (Debian package
+dataset-fashion-mnist, or ``--data_dir``).
+"""
+
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import flax
+import jax
+import ml_collections
+import numpy as np
+import optax
+import pytorch_metric_learning
+import torch
+import torch.nn.functional as F
+from absl import app, flags
+from pytorch_metric_learning import losses as pml_losses
+from torch import nn
+
+from configs import fashion_mnist
+from proxy_nca_jax import (
+  evaluation,
+  losses,
+  models,
+  optim,
+  parallel,
+  train_state,
+  trainer,
+)
+from proxy_nca_jax.datasets import fashion_mnist_idx
+
+_STEPS = flags.DEFINE_integer("steps", 600, "Train steps of each framework.")
+_QUICK = flags.DEFINE_bool(
+  "quick",
+  False,
+  "Smoke run: 60 steps and 5,000 test images (numbers not comparable).",
+)
+_SEED = flags.DEFINE_integer("seed", 0, "Initialisation seed (both models).")
+_DATA_SEED = flags.DEFINE_integer("data_seed", 0, "Seed of the batch order.")
+_SAME_INIT = flags.DEFINE_bool(
+  "same_init",
+  True,
+  "Start PyTorch from our initial network and proxies (else each "
+  "framework's own initialisation).",
+)
+_SCALE = flags.DEFINE_float(
+  "softmax_scale",
+  8.0,
+  "Proxy-NCA scale for both (PML softmax_scale, our loss.scale).",
+)
+_CPU_DEVICES = flags.DEFINE_integer(
+  "cpu_devices",
+  0,
+  "JAX CPU devices the batch is sharded over (0: one per core).",
+)
+_TORCH_THREADS = flags.DEFINE_integer(
+  "torch_threads", 0, "torch.set_num_threads (0: one per core)."
+)
+_WARMUP = flags.DEFINE_integer(
+  "warmup_steps", 10, "First steps of each framework left out of timing."
+)
+_CHUNK = flags.DEFINE_integer(
+  "chunk_steps", 20, "Steps per turn when the two trainings alternate."
+)
+_QUIET = flags.DEFINE_float(
+  "quiet_threshold",
+  0.1,
+  "Cores other processes may use during a chunk for it to count as quiet.",
+)
+_EVAL_EXAMPLES = flags.DEFINE_integer(
+  "eval_examples", None, "Test images evaluated (default: all 35,000)."
+)
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir",
+  fashion_mnist.DEBIAN_FASHION_MNIST_DIR,
+  "Folder with the four Fashion-MNIST IDX files.",
+)
+_JSON_OUT = flags.DEFINE_string(
+  "json_out", None, "Also write the results as JSON to this file."
+)
+
+_MEAN, _STD = 0.2860, 0.3530  # Fashion-MNIST pixel statistics (DESIGN.md).
+_EVAL_BATCH = 1000
+
+
+def load_fmnist_zs(
+  data_dir: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """All 70,000 images; train classes 0-4 and test classes 5-9.
+
+  Returns:
+    (train_images, train_labels, test_images, test_labels): float32 images
+    (N, 28, 28, 1) normalised as (x / 255 - 0.2860) / 0.3530, int32 labels
+    (train 0..4, test 5..9).
+  """
+  parts = []
+  for prefix in ("train", "t10k"):
+    parts.append(
+      fashion_mnist_idx.read_split(
+        os.path.join(data_dir, f"{prefix}-images-idx3-ubyte.gz"),
+        os.path.join(data_dir, f"{prefix}-labels-idx1-ubyte.gz"),
+      )
+    )
+  images = np.concatenate([p[0] for p in parts])
+  labels = np.concatenate([p[1] for p in parts]).astype(np.int32)
+  images = ((images.astype(np.float32) / 255.0 - _MEAN) / _STD)[..., None]
+  train = np.isin(labels, fashion_mnist.TRAIN_CLASSES)
+  test = np.isin(labels, fashion_mnist.TEST_CLASSES)
+  return images[train], labels[train], images[test], labels[test]
+
+
+def train_batches(
+  images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Endless shuffled batches (a new permutation each epoch, no remainder)."""
+  rng = np.random.default_rng(seed)
+  while True:
+    order = rng.permutation(len(images))
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+      idx = np.sort(order[start : start + batch_size])
+      yield images[idx], labels[idx]
+
+
+class TorchConvNetS(nn.Module):
+  """convnet-S in PyTorch, layer for layer the same as models.ConvNetS."""
+
+  def __init__(self, embedding_dim: int = 64, widths=(32, 64, 128)):
+    super().__init__()
+    first, second, third = widths
+    layers = []
+    channels = 1
+    for stage in ((first, first), (second, second), (third,)):
+      for features in stage:
+        layers += [
+          nn.Conv2d(channels, features, 3, padding=1, bias=False),
+          nn.BatchNorm2d(features, eps=1e-5, momentum=0.1),
+          nn.ReLU(inplace=True),
+        ]
+        channels = features
+      if len(stage) == 2:
+        layers.append(nn.MaxPool2d(2))
+    self.features = nn.Sequential(*layers)
+    self.embedding = nn.Linear(channels, embedding_dim)
+
+  def forward(self, images: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 28, 28) images -> (B, embedding_dim) unit-norm embeddings."""
+    x = self.features(images).mean(dim=(2, 3))
+    return F.normalize(self.embedding(x), dim=1)
+
+
+def copy_flax_init(
+  net: TorchConvNetS,
+  proxy_loss: nn.Module,
+  params: dict[str, Any],
+  batch_stats: dict[str, Any],
+) -> None:
+  """Loads our initial parameters into the PyTorch network and proxies."""
+  model_params = params["model"]
+  convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
+  norms = [m for m in net.features if isinstance(m, nn.BatchNorm2d)]
+  with torch.no_grad():
+    for i, (conv, norm) in enumerate(zip(convs, norms, strict=True)):
+      block = model_params[f"ConvBNReLU_{i}"]
+      stats = batch_stats[f"ConvBNReLU_{i}"]["BatchNorm_0"]
+      kernel = np.asarray(block["Conv_0"]["kernel"])  # (3, 3, Cin, Cout)
+      conv.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
+      norm.weight.copy_(
+        torch.from_numpy(np.asarray(block["BatchNorm_0"]["scale"]))
+      )
+      norm.bias.copy_(
+        torch.from_numpy(np.asarray(block["BatchNorm_0"]["bias"]))
+      )
+      norm.running_mean.copy_(torch.from_numpy(np.asarray(stats["mean"])))
+      norm.running_var.copy_(torch.from_numpy(np.asarray(stats["var"])))
+    head = model_params[models.HEAD_MODULE]
+    net.embedding.weight.copy_(
+      torch.from_numpy(np.asarray(head["kernel"]).T.copy())
+    )
+    net.embedding.bias.copy_(torch.from_numpy(np.asarray(head["bias"])))
+    proxy_loss.proxies.copy_(torch.from_numpy(np.asarray(params["proxies"])))
+
+
+def to_torch_images(images: np.ndarray) -> torch.Tensor:
+  """NHWC float32 NumPy -> NCHW tensor in channels_last memory, no copy."""
+  return torch.from_numpy(images).permute(0, 3, 1, 2)
+
+
+def embed_torch(net: TorchConvNetS, images: np.ndarray) -> np.ndarray:
+  """Inference embeddings (running BatchNorm statistics)."""
+  net.eval()
+  out = []
+  with torch.no_grad():
+    for start in range(0, len(images), _EVAL_BATCH):
+      chunk = to_torch_images(images[start : start + _EVAL_BATCH])
+      out.append(net(chunk).numpy())
+  net.train()
+  return np.concatenate(out)
+
+
+def embed_jax(
+  embed_fn, variables: dict[str, Any], images: np.ndarray, mesh
+) -> np.ndarray:
+  """Inference embeddings through ``trainer.embed_batches`` (padded)."""
+
+  def batches():
+    for start in range(0, len(images), _EVAL_BATCH):
+      chunk = images[start : start + _EVAL_BATCH]
+      pad = _EVAL_BATCH - len(chunk)
+      yield {
+        "image": np.pad(chunk, ((0, pad), (0, 0), (0, 0), (0, 0))),
+        "label": np.zeros(_EVAL_BATCH, np.int32),
+        "mask": np.arange(_EVAL_BATCH) < len(chunk),
+      }
+
+  embeddings, _ = trainer.embed_batches(embed_fn, variables, batches(), mesh)
+  return embeddings
+
+
+class LoadMeter:
+  """Cores used by *other* processes between ``start`` and ``stop``."""
+
+  def __init__(self):
+    self._ticks = os.sysconf("SC_CLK_TCK")
+
+  def _read(self) -> tuple[float, float, float]:
+    with open("/proc/stat") as f:
+      fields = [int(v) for v in f.readline().split()[1:9]]
+    busy = sum(fields) - fields[3] - fields[4]  # All but idle and iowait.
+    with open("/proc/self/stat") as f:
+      own = f.read().rsplit(")", 1)[1].split()
+    mine = int(own[11]) + int(own[12])  # utime + stime, all threads.
+    return busy, mine, time.perf_counter()
+
+  def start(self) -> None:
+    self._begin = self._read()
+
+  def stop(self) -> float:
+    busy, mine, now = self._read()
+    other = (busy - self._begin[0]) - (mine - self._begin[1])
+    return max(other, 0) / self._ticks / max(now - self._begin[2], 1e-9)
+
+
+def evaluate(
+  embeddings: np.ndarray,
+  labels: np.ndarray,
+  config: ml_collections.ConfigDict,
+) -> dict[str, float]:
+  """The library's metrics, with the config's evaluation settings."""
+  return evaluation.evaluate_embeddings(
+    embeddings,
+    labels,
+    ks=tuple(config.evals.recall_ks),
+    block_size=config.evals.block_size,
+    kmeans_restarts=config.evals.kmeans_restarts,
+    kmeans_iters=config.evals.kmeans_iters,
+    seed=config.seed,
+  )
+
+
+def machine_description() -> dict[str, str]:
+  """CPU, core count and library versions, for the record."""
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          cpu = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  return {
+    "cpu": f"{cpu}, {os.cpu_count()} cores",
+    "python": platform.python_version(),
+    "jax": jax.__version__,
+    "flax": flax.__version__,
+    "optax": optax.__version__,
+    "torch": torch.__version__,
+    "pytorch_metric_learning": pytorch_metric_learning.__version__,
+    "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+  }
+
+
+def _summary(times: list[float], quiet: list[bool]) -> dict[str, float]:
+  times_ms = np.asarray(times) * 1e3
+  quiet_ms = times_ms[np.asarray(quiet, bool)]
+  return {
+    "median_ms": float(np.median(times_ms)),
+    "p10_ms": float(np.percentile(times_ms, 10)),
+    "p90_ms": float(np.percentile(times_ms, 90)),
+    "timed_steps": len(times_ms),
+    "quiet_median_ms": (
+      float(np.median(quiet_ms)) if len(quiet_ms) else float("nan")
+    ),
+    "quiet_steps": len(quiet_ms),
+  }
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  steps = 60 if _QUICK.value else _STEPS.value
+  eval_examples = 5000 if _QUICK.value else _EVAL_EXAMPLES.value
+  if steps <= _WARMUP.value:
+    raise app.UsageError(
+      f"--steps={steps} leaves nothing to time after --warmup_steps="
+      f"{_WARMUP.value}."
+    )
+  cores = os.cpu_count() or 1
+  jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value or cores)
+  torch.set_num_threads(_TORCH_THREADS.value or cores)
+  torch.manual_seed(_SEED.value)
+
+  config = fashion_mnist.get_config()
+  config.unlock()
+  config.seed = _SEED.value
+  config.loss.scale = _SCALE.value
+  config.lock()
+  if (config.loss.name, config.loss.form) != ("proxy_nca", "softmax"):
+    raise ValueError("The PyTorch side implements softmax Proxy-NCA only.")
+  batch_size = config.input.batch_size
+  lr = config.optimizer.learning_rate
+  proxy_lr = lr * config.optimizer.proxy_lr_mult
+
+  train_x, train_y, test_x, test_y = load_fmnist_zs(_DATA_DIR.value)
+  if eval_examples is not None:
+    keep = np.random.default_rng(0).permutation(len(test_x))[:eval_examples]
+    keep.sort()
+    test_x, test_y = test_x[keep], test_y[keep]
+  num_classes = len(fashion_mnist.TRAIN_CLASSES)
+
+  # Ours.
+  mesh = parallel.create_mesh()
+  model = models.create_model(config.model)
+  tx, _ = optim.create_optimizer(config)
+  loss_fn = losses.create_loss_fn(config.loss)
+  state = train_state.create_state(config, model, tx, mesh, num_classes)
+  step_fn = trainer.make_train_step(model, tx, loss_fn, mesh)
+  embed_fn = trainer.make_embed_fn(model, mesh)
+  init_params = jax.device_get(state.params)
+  init_stats = jax.device_get(state.batch_stats)
+
+  # PyTorch.
+  net = TorchConvNetS(config.model.embedding_dim, config.model.widths)
+  proxy_loss = pml_losses.ProxyNCALoss(
+    num_classes=num_classes,
+    embedding_size=config.model.embedding_dim,
+    softmax_scale=_SCALE.value,
+  )
+  if _SAME_INIT.value:
+    copy_flax_init(net, proxy_loss, init_params, init_stats)
+  net = net.to(memory_format=torch.channels_last)
+  net_opt = torch.optim.Adam(net.parameters(), lr=lr)
+  proxy_opt = torch.optim.Adam(proxy_loss.parameters(), lr=proxy_lr)
+
+  results: dict[str, Any] = {
+    "steps": steps,
+    "machine": machine_description(),
+    "jax_devices": len(jax.devices()),
+    "torch_threads": torch.get_num_threads(),
+    "same_init": _SAME_INIT.value,
+    "softmax_scale": _SCALE.value,
+    "test_images": len(test_x),
+  }
+  metrics = {}
+  emb_jax = embed_jax(
+    embed_fn, train_state.inference_variables(state), test_x, mesh
+  )
+  emb_torch = embed_torch(net, test_x)
+  results["untrained_max_abs_embedding_diff"] = float(
+    np.abs(emb_jax - emb_torch).max()
+  )
+  metrics["PyTorch, untrained"] = evaluate(emb_torch, test_y, config)
+  metrics["ours, untrained"] = evaluate(emb_jax, test_y, config)
+
+  def torch_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    net_opt.zero_grad(set_to_none=True)
+    proxy_opt.zero_grad(set_to_none=True)
+    loss = proxy_loss(net(x), y)
+    loss.backward()
+    net_opt.step()
+    proxy_opt.step()
+    return loss
+
+  meter = LoadMeter()
+  runs = {
+    name: {"times": [], "quiet": [], "losses": []}
+    for name in ("PyTorch", "ours")
+  }
+  feeds = {
+    name: train_batches(train_x, train_y, batch_size, _DATA_SEED.value)
+    for name in runs
+  }
+  done = 0
+  while done < steps:
+    chunk = min(_CHUNK.value, steps - done)
+    for name, run in runs.items():
+      chunk_times = []
+      meter.start()
+      for _ in range(chunk):
+        images, labels = next(feeds[name])
+        if name == "PyTorch":
+          x, y = to_torch_images(images), torch.from_numpy(labels).long()
+          start = time.perf_counter()
+          loss = torch_step(x, y)
+          elapsed = time.perf_counter() - start
+        else:
+          batch = parallel.global_batch(
+            {"image": images, "label": labels}, mesh
+          )
+          start = time.perf_counter()
+          state, step_metrics = step_fn(state, batch)
+          jax.block_until_ready((state, step_metrics))
+          elapsed = time.perf_counter() - start
+          loss = step_metrics["loss"]
+        chunk_times.append(elapsed)
+        run["losses"].append(float(loss))
+      is_quiet = meter.stop() < _QUIET.value
+      first = len(run["losses"]) - chunk
+      for i, elapsed in enumerate(chunk_times):
+        if first + i >= _WARMUP.value:
+          run["times"].append(elapsed)
+          run["quiet"].append(is_quiet)
+    done += chunk
+
+  metrics[f"PyTorch, {steps} steps"] = evaluate(
+    embed_torch(net, test_x), test_y, config
+  )
+  metrics[f"ours, {steps} steps"] = evaluate(
+    embed_jax(embed_fn, train_state.inference_variables(state), test_x, mesh),
+    test_y,
+    config,
+  )
+  for name, run in runs.items():
+    results[name] = _summary(run["times"], run["quiet"])
+    results[name]["final_loss_mean_last_50"] = float(
+      np.mean(run["losses"][-50:])
+    )
+  results["speedup_median"] = (
+    results["PyTorch"]["median_ms"] / results["ours"]["median_ms"]
+  )
+  results["speedup_quiet_median"] = (
+    results["PyTorch"]["quiet_median_ms"] / results["ours"]["quiet_median_ms"]
+  )
+  results["metrics"] = metrics
+  print_report(results)
+  if _JSON_OUT.value:
+    with open(_JSON_OUT.value, "w") as f:
+      json.dump(results, f, indent=2)
+
+
+def print_report(results: dict[str, Any]) -> None:
+  """Prints the speed table and the metrics table."""
+  machine = results["machine"]
+  print(
+    f"\nFMNIST-ZS, convnet-S, batch 64, {results['steps']} steps, Adam 1e-3 "
+    f"(proxies 1e-2), Proxy-NCA softmax scale {results['softmax_scale']:g}, "
+    f"same init: {results['same_init']}"
+  )
+  print(
+    f"{machine['cpu']}; jax {machine['jax']} ({results['jax_devices']} CPU "
+    f"devices), torch {machine['torch']} ({results['torch_threads']} "
+    f"threads), pytorch-metric-learning "
+    f"{machine['pytorch_metric_learning']}; XLA_FLAGS="
+    f"{machine['XLA_FLAGS']!r}"
+  )
+  header = (
+    f"{'train step':<10} {'median':>9} {'p10':>9} {'p90':>9} {'steps':>6}"
+    f" {'quiet median':>13} {'quiet steps':>12} {'loss (last 50)':>15}"
+  )
+  print("\n" + header)
+  print("-" * len(header))
+  for name in ("PyTorch", "ours"):
+    r = results[name]
+    print(
+      f"{name:<10} {r['median_ms']:>6.1f} ms {r['p10_ms']:>6.1f} ms "
+      f"{r['p90_ms']:>6.1f} ms {r['timed_steps']:>6d} "
+      f"{r['quiet_median_ms']:>10.1f} ms {r['quiet_steps']:>12d} "
+      f"{r['final_loss_mean_last_50']:>15.4f}"
+    )
+  print(
+    f"PyTorch / ours: {results['speedup_median']:.2f}x (median), "
+    f"{results['speedup_quiet_median']:.2f}x (quiet median)"
+  )
+  print(
+    f"\nTest classes 5-9, {results['test_images']} images (max |embedding "
+    "difference| of the untrained models: "
+    f"{results['untrained_max_abs_embedding_diff']:.1e})"
+  )
+  print(
+    evaluation.format_results_table(
+      results["metrics"], ["recall@1", "map@r", "r_precision", "nmi"]
+    )
+  )
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,162 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The fast formulations in models.py against the stock Flax layers.
+
+Each reformulated piece of convnet-S must compute the same function, with
+the same gradient, as the plain Flax formulation it replaces (the
+independent reference here), to float32 tolerance.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+
+from proxy_nca_jax import models
+
+
+def _flax_max_pool(x: jax.Array) -> jax.Array:
+  return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+class PlainConvNetS(nn.Module):
+  """convnet-S written with stock Flax layers only (the reference)."""
+
+  embedding_dim: int = 64
+  widths: tuple[int, int, int] = (32, 64, 128)
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+    def block(x, features, name):
+      x = nn.Conv(
+        features,
+        (3, 3),
+        padding="SAME",
+        use_bias=False,
+        name=f"{name}_Conv_0",
+      )(x)
+      x = nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        name=f"{name}_BatchNorm_0",
+      )(x)
+      return nn.relu(x)
+
+    first, second, third = self.widths
+    x = block(images, first, "ConvBNReLU_0")
+    x = block(x, first, "ConvBNReLU_1")
+    x = _flax_max_pool(x)
+    x = block(x, second, "ConvBNReLU_2")
+    x = block(x, second, "ConvBNReLU_3")
+    x = _flax_max_pool(x)
+    x = block(x, third, "ConvBNReLU_4")
+    x = jnp.mean(x, axis=(1, 2))
+    x = nn.Dense(self.embedding_dim, name=models.HEAD_MODULE)(x)
+    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _to_plain(tree: dict) -> dict:
+  """models.ConvNetS variables -> PlainConvNetS names (flattened blocks)."""
+  out = {}
+  for name, sub in tree.items():
+    if name.startswith("ConvBNReLU_"):
+      for layer, leaves in sub.items():
+        out[f"{name}_{layer}"] = leaves
+    else:
+      out[name] = sub
+  return out
+
+
+class MaxPoolTest(parameterized.TestCase):
+  @parameterized.named_parameters(
+    ("random", "random", (3, 8, 6, 5)),
+    ("relu_ties", "relu", (2, 28, 28, 4)),
+    ("integer_ties", "integers", (2, 6, 8, 3)),
+    ("odd_size", "random", (2, 7, 9, 3)),
+  )
+  def test_values_and_gradient_match_flax(self, kind, shape):
+    key_x, key_g = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(key_x, shape)
+    if kind == "relu":
+      x = jax.nn.relu(x)  # Many windows of four tied zeros.
+    elif kind == "integers":
+      x = jnp.round(2 * x)  # Ties between non-zero values too.
+    out_shape = (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
+    g = jax.random.normal(key_g, out_shape)
+
+    got, got_vjp = jax.vjp(models.max_pool_2x2, x)
+    want, want_vjp = jax.vjp(_flax_max_pool, x)
+    np.testing.assert_array_equal(got, want)
+    # Both send a window's gradient to exactly one element (its first
+    # maximum), so the gradients are equal, not just close.
+    np.testing.assert_array_equal(got_vjp(g)[0], want_vjp(g)[0])
+
+  def test_jit_and_second_call_are_consistent(self):
+    x = jax.random.normal(jax.random.key(1), (2, 4, 4, 2))
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(models.max_pool_2x2(x) ** 2)))
+    want = jax.grad(lambda x: jnp.sum(_flax_max_pool(x) ** 2))(x)
+    np.testing.assert_array_equal(grad(x), want)
+
+
+class ConvNetSMatchesPlainFlaxTest(absltest.TestCase):
+  def test_outputs_gradients_and_batch_stats_match(self):
+    model = models.ConvNetS(embedding_dim=16, widths=(8, 16, 32))
+    plain = PlainConvNetS(embedding_dim=16, widths=(8, 16, 32))
+    images = jax.random.normal(jax.random.key(0), (6, 28, 28, 1))
+    variables = model.init(jax.random.key(1), images, train=False)
+    plain_variables = {k: _to_plain(v) for k, v in variables.items()}
+    # Same parameter values, only the (flattened) names differ.
+    self.assertEqual(
+      jax.tree.structure(plain_variables),
+      jax.tree.structure(plain.init(jax.random.key(1), images, train=False)),
+    )
+    target = jax.random.normal(jax.random.key(2), (6, 16))
+
+    def loss(params, net, stats, to_names):
+      out, updates = net.apply(
+        {"params": to_names(params), "batch_stats": stats},
+        images,
+        train=True,
+        mutable=["batch_stats"],
+      )
+      return jnp.sum(out * target), (out, updates["batch_stats"])
+
+    def same(tree):
+      return tree
+
+    (got_loss, (got_out, got_stats)), got_grads = jax.value_and_grad(
+      loss, has_aux=True
+    )(variables["params"], model, variables["batch_stats"], same)
+    (want_loss, (want_out, want_stats)), want_grads = jax.value_and_grad(
+      loss, has_aux=True
+    )(variables["params"], plain, plain_variables["batch_stats"], _to_plain)
+
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_out, want_out, rtol=1e-5, atol=1e-6)
+    jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+      _to_plain(got_stats),
+      want_stats,
+    )
+    jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+      got_grads,
+      want_grads,
+    )
+
+
+if __name__ == "__main__":
+  absltest.main()

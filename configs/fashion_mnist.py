@@ -101,9 +101,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # proxy_ranking, in squared distance between unit vectors (0 to 4).
   config.loss.margin = 0.2
   # proxy_nca and proxy_ranking: "static" (one proxy per class, the label is
-  # the proxy's row) or "dynamic" (a sample's proxy is its nearest proxy; a
-  # pair's positive is the proxy of the other sample of the class, so use
-  # input.samples_per_class >= 2).
+  # the proxy's row) or "dynamic" (proxies are claimed by the classes of the
+  # batch whose samples they are nearest to; a sample's positive is its
+  # nearest proxy no other class claims; see losses.dynamic_proxy_nca_loss).
+  # Dynamic assignment wants proxies near the data (proxies.init =
+  # "class_means") and several images per class (input.samples_per_class).
   config.loss.assignment = "static"
   # proxy_nca, static softmax form: target 1 - eps on the class proxy and
   # eps / (C - 1) on the others (0: one-hot; the PyTorch Proxy-NCA uses 0.1).

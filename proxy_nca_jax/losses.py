@@ -249,35 +249,41 @@ def dynamic_proxy_nca_loss(
 ) -> jax.Array:
   """Proxy-NCA with dynamic proxy assignment ([1], Sec. 3.1).
 
-  The proxy of a sample is its nearest proxy, p(x) = argmin_z d(x, p_z)
-  (no gradient through the arg-min), among any number of proxies. The
-  supervision is relational: ``similar[i, j]`` (j is a positive of anchor
-  i) and ``dissimilar[i, k]`` (k is a negative of i), built from labels by
-  ``proxies.relations_from_labels`` or from (anchor, positive, negative)
-  triplets by ``proxies.relations_from_triplets``. Following the paper's
-  proxy loss L(x, p(y), p(Z)), each positive pair (i, j) contributes, with
-  d scaled as in ``proxy_nca_loss`` and p(Z_i) the *set* of proxies nearest
-  to the negatives of i (each proxy once)::
+  A sample's proxy is its nearest proxy, chosen without gradient, among any
+  number of proxies. The supervision is relational: ``similar[i, j]`` (j is
+  a positive of anchor i) and ``dissimilar[i, k]`` (k is a negative of i),
+  built from labels by ``proxies.relations_from_labels`` or from (anchor,
+  positive, negative) triplets by ``proxies.relations_from_triplets``.
+  ``proxies.dynamic_targets`` gives each anchor x_i a positive proxy p+_i and
+  a set N_i of negative proxies (the paper's L(x, p(y), p(Z)), see below),
+  and, with d scaled as in ``proxy_nca_loss``::
 
-      paper:   L_ij = d(x_i, p(x_j)) + logsumexp_{p in p(Z_i)} (-d(x_i, p))
-      softmax: L_ij = d(x_i, p(x_j))
-                      + log(exp(-d(x_i, p(x_j))) + sum_{p in p(Z_i)}
-                            exp(-d(x_i, p)))
+      paper:   L_i = d(x_i, p+_i) + logsumexp_{p in N_i} (-d(x_i, p))
+      softmax: L_i = d(x_i, p+_i)
+                     + log(exp(-d(x_i, p+_i)) + sum_{p in N_i} exp(-d(x_i, p)))
 
-  averaged over the positive pairs whose anchor has a negative (0 if none).
+  averaged over the anchors with a negative proxy and a proxy left for the
+  positive (0 if none).
 
-  Why these choices. The positive is the proxy of the *positive sample*,
-  p(y), as in the paper's L(x, p(y), p(Z)), not the anchor's own nearest
-  proxy p(x): with p(x) the positive would ignore the labels, and a sample
-  that drifted to another class's proxy would be pulled further into it;
-  with p(y) it is pulled towards the proxies of its classmates. The
-  negatives are the proxies of the batch's negatives (the in-batch estimate
-  of p(Z)); proxies nearest to no negative get no push this step. A proxy
-  that is both p(x_j) and in p(Z_i) stays on both sides, as the formula
-  says (pulled and pushed at once; if it is the only negative proxy, the
-  paper form of that pair is exactly 0). With labels, the positives of i
-  are the *other* samples of its class, so a class needs two or more images
-  in the batch (``input.samples_per_class``).
+  Why this assignment. Read literally, the paper's proxies of a positive
+  pair and of its negatives are p(y) and the set p(Z) of the negatives'
+  nearest proxies. Early in training the classes' nearest proxies mix, so
+  almost every p(y) is also in p(Z). Measured on FMNIST-ZS (softmax form,
+  scale 16, proxies at the class means, batches of 4 classes x 16 images,
+  300 steps, 3,000 test images, seed 0): keeping such proxies on both sides
+  drew every sample to one proxy within 10 steps (loss stuck at log 2, no
+  gradient), and leaving out the pairs whose p(y) is in p(Z) left no pair
+  at all; MAP@R fell from 0.356 untrained to 0.314 and 0.258. Instead
+  ``proxies.dynamic_targets`` counts a proxy as a negative of i only when
+  the group of one of i's negatives *claims* it (has more of its nearest
+  samples than any group it competes with), and takes as positive the
+  anchor's nearest proxy that no negative claims: a sample stranded at
+  another class's proxy is pulled to its own class's proxy or to a free
+  one, and unused proxies get recruited. MAP@R 0.387 and 0.367 for seeds 0
+  and 1 (static assignment: 0.358 and 0.390), NMI 0.475 and 0.409 (0.386
+  and 0.461); from random proxies (seed 0) 0.334, NMI 0.384 (static 0.364,
+  0.406), so start from proxies near the data. Where no two groups compete
+  for a proxy the targets are exactly the paper's p(x) = p(y) and p(Z).
 
   Args:
     embeddings: float array (B, D). Normalised here.
@@ -304,20 +310,25 @@ def dynamic_proxy_nca_loss(
   dist = proxies_lib.proxy_distances(
     embeddings, proxies, embedding_norm=embedding_norm, proxy_norm=proxy_norm
   )
-  positive_dist, negative_proxies = proxies_lib.dynamic_targets(
-    dist, dissimilar
-  )
-  negatives_lse = pair_losses.masked_logsumexp(
-    -scale * dist, negative_proxies, axis=1
-  )
-  has_negative = jnp.isfinite(negatives_lse)
-  negatives_lse = jnp.where(has_negative, negatives_lse, 0.0)[:, None]
-  positive = scale * positive_dist  # (B, B)
+  positive, negatives, valid = _dynamic_terms(dist, similar, dissimilar)
+  negatives_lse = pair_losses.masked_logsumexp(-scale * dist, negatives, axis=1)
+  negatives_lse = jnp.where(valid, negatives_lse, 0.0)
+  positive = scale * positive
   if form == "paper":
-    per_pair = positive + negatives_lse
+    per_anchor = positive + negatives_lse
   else:
-    per_pair = positive + jnp.logaddexp(-positive, negatives_lse)
-  return pair_losses.masked_mean(per_pair, similar & has_negative[:, None])
+    per_anchor = positive + jnp.logaddexp(-positive, negatives_lse)
+  return pair_losses.masked_mean(per_anchor, valid)
+
+
+def _dynamic_terms(
+  dist: jax.Array, similar: jax.Array, dissimilar: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """d(x_i, p+_i) (B,), negative proxies (B, P), valid anchors (B,)."""
+  positive, negatives = proxies_lib.dynamic_targets(dist, similar, dissimilar)
+  positive_dist = jnp.take_along_axis(dist, positive[:, None], axis=1)[:, 0]
+  valid = jnp.any(negatives, axis=1) & ~jnp.all(negatives, axis=1)
+  return positive_dist, negatives, valid
 
 
 def proxy_ranking_loss(
@@ -386,11 +397,11 @@ def dynamic_proxy_ranking_loss(
 ) -> jax.Array:
   """Proxy ranking loss with dynamic assignment ([1], Sec. 3 and 3.1).
 
-  Proxies and relations as in ``dynamic_proxy_nca_loss``: each positive pair
-  (i, j) costs the mean over p in p(Z_i) of
-  max(0, margin + d(x_i, p(x_j)) - d(x_i, p)), and the loss is the mean over
-  the positive pairs whose anchor has a negative (0 if none). A proxy on
-  both sides costs the constant margin. Memory is O(B^2 P).
+  Positive proxy p+_i and negative proxies N_i as in
+  ``dynamic_proxy_nca_loss``: anchor i costs the mean over p in N_i of
+  max(0, margin + d(x_i, p+_i) - d(x_i, p)), and the loss is the mean over
+  the anchors with a negative proxy and a proxy left for the positive (0 if
+  none). Memory is O(B^2 P), for the claims of ``proxies.dynamic_targets``.
 
   Args:
     embeddings: float array (B, D). Normalised here.
@@ -405,15 +416,11 @@ def dynamic_proxy_ranking_loss(
   _check_proxies(embeddings, proxies)
   _check_relations(embeddings, similar, dissimilar)
   dist = proxies_lib.proxy_distances(embeddings, proxies)
-  positive_dist, negative_proxies = proxies_lib.dynamic_targets(
-    dist, dissimilar
-  )
-  # [i, j, z]: anchor i, positive j, negative proxy z.
-  hinge = jax.nn.relu(margin + positive_dist[:, :, None] - dist[:, None, :])
-  count = jnp.sum(negative_proxies, axis=-1)  # (B,)
-  total = jnp.sum(jnp.where(negative_proxies[:, None, :], hinge, 0.0), -1)
-  per_pair = total / jnp.maximum(count, 1)[:, None]
-  return pair_losses.masked_mean(per_pair, similar & (count > 0)[:, None])
+  positive, negatives, valid = _dynamic_terms(dist, similar, dissimilar)
+  hinge = jax.nn.relu(margin + positive[:, None] - dist)
+  count = jnp.maximum(jnp.sum(negatives, axis=1), 1)
+  per_anchor = jnp.sum(jnp.where(negatives, hinge, 0.0), axis=1) / count
+  return pair_losses.masked_mean(per_anchor, valid)
 
 
 def _log1p_sum_exp(lse: jax.Array) -> jax.Array:

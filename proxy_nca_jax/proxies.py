@@ -29,7 +29,8 @@ through the arg-min; any number of proxies. The supervision is then a set of
 relations between the samples of the batch, "i is similar to j" and "i is
 dissimilar to k", which ``relations_from_labels`` and
 ``relations_from_triplets`` build from class labels or from (anchor,
-positive, negative) triplets.
+positive, negative) triplets; ``dynamic_targets`` turns them into each
+anchor's positive and negative proxies.
 """
 
 import jax
@@ -147,32 +148,51 @@ def proxy_distances(
 
 
 def dynamic_targets(
-  distances: jax.Array, dissimilar: jax.Array
+  distances: jax.Array, similar: jax.Array, dissimilar: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-  """Positive distances and negative proxies of the dynamic assignment.
+  """Positive and negative proxies of each anchor under dynamic assignment.
 
-  The paper's proxy loss L(x, p(y), p(Z)) for anchor x_i, positive x_j and
-  the negatives Z_i of the batch needs d(x_i, p(x_j)) and the set p(Z_i),
-  with p(x) the nearest proxy of x (``dynamic_assignment``).
+  With p(x) the nearest proxy of x (``dynamic_assignment``), the group of
+  sample i is i and the samples similar to it. Proxy q is *claimed* by the
+  group of i when more of that group's samples have q as nearest proxy than
+  of the group of any sample dissimilar to i (a majority vote in the batch).
+  Then, for anchor i:
+
+  * negative proxies: those claimed by the group of some negative of i (the
+    in-batch estimate of the paper's p(Z));
+  * positive proxy: its nearest proxy among the others (the paper's p(x) =
+    p(y) for similar x and y, where no negative claims it).
+
+  Where no two groups compete for a proxy this is exactly p(x) and p(Z).
 
   Args:
-    distances: float array (B, P), d(x_i, p_z).
+    distances: float array (B, P), d(x_i, p_q).
+    similar: bool array (B, B), similar[i, j]: j is a positive of i.
     dissimilar: bool array (B, B), dissimilar[i, k]: k is a negative of i.
 
   Returns:
-    positive_distances: float array (B, B), d(x_i, p(x_j)); the gradient
-      flows through the distance, not through the choice of proxy.
-    negative_proxies: bool array (B, P), True where p_z is the nearest proxy
-      of at least one negative of i (the set p(Z_i), each proxy once).
+    positive: int array (B,), the positive proxy of each anchor; chosen
+      without gradient. Meaningless where every proxy is a negative.
+    negatives: bool array (B, P), the negative proxies of each anchor.
   """
-  assigned = dynamic_assignment(distances)
-  positive_distances = distances[:, jnp.argmax(assigned, axis=-1)]
-  counts = jnp.matmul(
-    dissimilar.astype(jnp.float32),
-    assigned.astype(jnp.float32),
-    precision=jax.lax.Precision.HIGHEST,
+  assigned = dynamic_assignment(distances).astype(jnp.float32)
+  group = similar | jnp.eye(similar.shape[0], dtype=bool)
+  highest = jax.lax.Precision.HIGHEST  # Exact small-integer counts.
+  votes = jnp.matmul(group.astype(jnp.float32), assigned, precision=highest)
+  rival_votes = jnp.max(
+    jnp.where(dissimilar[:, :, None], votes[None, :, :], 0.0), axis=1
   )
-  return positive_distances, counts > 0
+  claimed = votes > rival_votes  # (B, P): claimed by the group of i.
+  negatives = (
+    jnp.matmul(
+      dissimilar.astype(jnp.float32),
+      claimed.astype(jnp.float32),
+      precision=highest,
+    )
+    > 0
+  )
+  free = jnp.where(negatives, jnp.inf, jax.lax.stop_gradient(distances))
+  return jnp.argmin(free, axis=-1), negatives
 
 
 def relations_from_labels(labels: jax.Array) -> tuple[jax.Array, jax.Array]:

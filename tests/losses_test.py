@@ -66,19 +66,35 @@ def _proxy_distances(x, proxies, a=1.0, b=1.0):
   return np.array([[np.sum((xi - pz) ** 2) for pz in p] for xi in x])
 
 
-def _dynamic_triplets(x, proxies, similar, dissimilar):
-  """Yields (i, d_i, positive proxy, negative proxy set) per positive pair.
+def _dynamic_targets(x, proxies, similar, dissimilar):
+  """Yields (anchor, positive proxy, negative proxies) per valid anchor.
 
-  The paper's L(x, p(y), p(Z)) with p(.) the nearest proxy.
+  Groups: i and the samples similar to it. A group claims proxy q when more
+  of its samples have q as nearest proxy than of any group of a negative of
+  i. Negatives of i: proxies claimed by its negatives' groups; positive:
+  i's nearest proxy among the rest.
   """
   d = _proxy_distances(x, proxies)
   nearest = [int(np.argmin(row)) for row in d]
-  n = len(x)
+  n, num_proxies = len(x), len(proxies)
+
+  def votes(i, q):
+    group = [i] + [j for j in range(n) if similar[i][j]]
+    return sum(nearest[j] == q for j in group)
+
+  def claims(i, q):
+    rivals = [votes(k, q) for k in range(n) if dissimilar[i][k]]
+    return votes(i, q) > max(rivals, default=0)
+
   for i in range(n):
-    negatives = sorted({nearest[k] for k in range(n) if dissimilar[i][k]})
-    for j in range(n):
-      if similar[i][j] and negatives:
-        yield i, nearest[j], negatives
+    negatives = [
+      q
+      for q in range(num_proxies)
+      if any(claims(k, q) for k in range(n) if dissimilar[i][k])
+    ]
+    free = [q for q in range(num_proxies) if q not in negatives]
+    if negatives and free:
+      yield i, min(free, key=lambda q: d[i, q]), negatives
 
 
 def reference_dynamic_proxy_nca(
@@ -86,7 +102,7 @@ def reference_dynamic_proxy_nca(
 ):
   d = scale * _proxy_distances(x, proxies, a, b)
   losses_ = []
-  for i, pos, negatives in _dynamic_triplets(x, proxies, similar, dissimilar):
+  for i, pos, negatives in _dynamic_targets(x, proxies, similar, dissimilar):
     denominator = sum(np.exp(-d[i, z]) for z in negatives)
     if form == "softmax":
       denominator += np.exp(-d[i, pos])
@@ -108,7 +124,7 @@ def reference_proxy_ranking(x, labels, proxies, margin):
 def reference_dynamic_proxy_ranking(x, proxies, similar, dissimilar, margin):
   d = _proxy_distances(x, proxies)
   losses_ = []
-  for i, pos, negatives in _dynamic_triplets(x, proxies, similar, dissimilar):
+  for i, pos, negatives in _dynamic_targets(x, proxies, similar, dissimilar):
     losses_.append(
       np.mean([max(margin + d[i, pos] - d[i, z], 0.0) for z in negatives])
     )
@@ -502,7 +518,8 @@ class DynamicAssignmentTest(parameterized.TestCase):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
   def test_arg_min_carries_no_gradient(self):
-    # One sample, one positive: the loss only moves the chosen proxies.
+    # Anchor 0, its positive 1 and its negative 2: the loss only moves the
+    # anchor's positive and negative proxies.
     x, _, proxies = _data(7, batch=3, num_proxies=5)
     similar = jnp.array([[0, 1, 0], [0, 0, 0], [0, 0, 0]], bool)
     dissimilar = jnp.array([[0, 0, 1], [0, 0, 0], [0, 0, 0]], bool)
@@ -512,15 +529,38 @@ class DynamicAssignmentTest(parameterized.TestCase):
         argnums=1,
       )
     )(x, proxies, similar, dissimilar)
-    nearest = np.argmin(_proxy_distances(x, proxies), axis=1)
+    ((anchor, positive, negatives),) = _dynamic_targets(
+      x, proxies, np.asarray(similar), np.asarray(dissimilar)
+    )
+    self.assertEqual(anchor, 0)
     touched = np.flatnonzero(np.abs(grad_p).sum(axis=1) > 0)
-    self.assertContainsSubset(touched, {nearest[1], nearest[2]})
-    self.assertNotEmpty(touched)
+    self.assertCountEqual(touched, {positive, *negatives})
+
+  def test_claims_decide_positive_and_negative_proxies(self):
+    # Proxies at 0, 120 and 240 degrees. Class A: two samples near proxy 0
+    # and one (sample 2) at 100 degrees, nearest proxy 1. Class B: two
+    # samples near proxy 1. B claims proxy 1 (2 votes to 1), A proxy 0.
+    def unit(degrees):
+      radians = np.deg2rad(degrees)
+      return np.stack([np.cos(radians), np.sin(radians)], -1)
+
+    proxies = unit(np.array([0.0, 120.0, 240.0]))
+    x = unit(np.array([5.0, -5.0, 100.0, 115.0, 125.0]))
+    labels = np.array([0, 0, 0, 1, 1])
+    similar, dissimilar = proxies_lib.relations_from_labels(jnp.asarray(labels))
+    positive, negatives = proxies_lib.dynamic_targets(
+      proxies_lib.proxy_distances(x, proxies), similar, dissimilar
+    )
+    # Sample 2 sits at B's proxy: it is pushed from it and pulled to its
+    # nearest unclaimed-by-B proxy, A's proxy 0 (100 degrees away, proxy 2 is
+    # 140 degrees away); B's samples keep proxy 1 and are pushed from 0.
+    np.testing.assert_array_equal(positive, [0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(negatives, [[0, 1, 0]] * 3 + [[1, 0, 0]] * 2)
 
   def test_equals_static_when_every_sample_is_nearest_its_class_proxy(self):
-    # All classes present, every sample closest to its own class proxy:
-    # p(y) is the class proxy and p(Z) all the others. Classes of equal size
-    # (3), since the dynamic loss averages over positive pairs.
+    # All classes present, every sample closest to its own class proxy: each
+    # class claims its proxy, so the positive is the class proxy and the
+    # negatives are all the others, as with static assignment.
     rng = np.random.default_rng(8)
     proxies = rng.normal(size=(4, 6)).astype(np.float32)
     labels = np.tile(np.arange(4, dtype=np.int32), 3)

@@ -282,7 +282,7 @@ def explain_differences(
   )
   agree = np.setdiff1d(np.arange(len(labels)), differ)
   rng = np.random.default_rng(0)
-  sample = rng.choice(agree, min(len(differ), len(agree)), replace=False)
+  sample = rng.choice(agree, min(max(len(differ), 200), len(agree)), False)
   gaps = [_closest_to_a_positive(x, labels, q, depth) for q in differ]
   typical = [_closest_to_a_positive(x, labels, q, depth) for q in sample]
   return {

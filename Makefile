@@ -27,6 +27,7 @@ lint: $(VENV)/.installed-test
 
 benchmark: $(VENV)/.installed-benchmark fashion-mnist
 	$(BIN)/python -m benchmarks.train_step_vs_pytorch
+	$(BIN)/python -m benchmarks.evaluation_at_scale
 
 $(VENV)/.installed: setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,7 +43,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 $(VENV)/.installed-benchmark: $(VENV)/.installed
 	$(PIP) -e ".[benchmark]" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import torch, pytorch_metric_learning"
+	$(BIN)/python -c "import torch, pytorch_metric_learning, faiss"
 	touch $@
 
 # Fashion-MNIST from Debian's dataset-fashion-mnist where apt is available;

@@ -32,7 +32,7 @@ see the same machine load. On a shared machine the script also reports the
 median over the chunks during which other processes used less than
 ``--quiet_threshold`` of a core ("quiet" chunks).
 
-Run (2 CPU cores; about 3 minutes, ``--quick`` about 1):
+Run (2 CPU cores; about 4 minutes, ``--quick`` under 1):
 
   python -m benchmarks.train_step_vs_pytorch
   python -m benchmarks.train_step_vs_pytorch --quick
@@ -45,7 +45,6 @@ dataset-fashion-mnist, or ``--data_dir``).
 
 import json
 import os
-import platform
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -62,6 +61,7 @@ from absl import app, flags
 from pytorch_metric_learning import losses as pml_losses
 from torch import nn
 
+from benchmarks import cpu_timing
 from configs import fashion_mnist
 from proxy_nca_jax import (
   evaluation,
@@ -119,6 +119,12 @@ _DATA_DIR = flags.DEFINE_string(
   "data_dir",
   fashion_mnist.DEBIAN_FASHION_MNIST_DIR,
   "Folder with the four Fashion-MNIST IDX files.",
+)
+_TUNE_MALLOC = flags.DEFINE_bool(
+  "tune_malloc",
+  False,
+  "Keep freed memory mapped (cpu_timing.tune_malloc; process-wide, so it "
+  "applies to both frameworks).",
 )
 _JSON_OUT = flags.DEFINE_string(
   "json_out", None, "Also write the results as JSON to this file."
@@ -193,6 +199,10 @@ class TorchConvNetS(nn.Module):
     return F.normalize(self.embedding(x), dim=1)
 
 
+def _tensor(array: Any) -> torch.Tensor:
+  return torch.from_numpy(np.array(array, np.float32))  # A writable copy.
+
+
 def copy_flax_init(
   net: TorchConvNetS,
   proxy_loss: nn.Module,
@@ -207,22 +217,16 @@ def copy_flax_init(
     for i, (conv, norm) in enumerate(zip(convs, norms, strict=True)):
       block = model_params[f"ConvBNReLU_{i}"]
       stats = batch_stats[f"ConvBNReLU_{i}"]["BatchNorm_0"]
-      kernel = np.asarray(block["Conv_0"]["kernel"])  # (3, 3, Cin, Cout)
-      conv.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
-      norm.weight.copy_(
-        torch.from_numpy(np.asarray(block["BatchNorm_0"]["scale"]))
-      )
-      norm.bias.copy_(
-        torch.from_numpy(np.asarray(block["BatchNorm_0"]["bias"]))
-      )
-      norm.running_mean.copy_(torch.from_numpy(np.asarray(stats["mean"])))
-      norm.running_var.copy_(torch.from_numpy(np.asarray(stats["var"])))
+      # (3, 3, Cin, Cout) -> (Cout, Cin, 3, 3).
+      conv.weight.copy_(_tensor(block["Conv_0"]["kernel"]).permute(3, 2, 0, 1))
+      norm.weight.copy_(_tensor(block["BatchNorm_0"]["scale"]))
+      norm.bias.copy_(_tensor(block["BatchNorm_0"]["bias"]))
+      norm.running_mean.copy_(_tensor(stats["mean"]))
+      norm.running_var.copy_(_tensor(stats["var"]))
     head = model_params[models.HEAD_MODULE]
-    net.embedding.weight.copy_(
-      torch.from_numpy(np.asarray(head["kernel"]).T.copy())
-    )
-    net.embedding.bias.copy_(torch.from_numpy(np.asarray(head["bias"])))
-    proxy_loss.proxies.copy_(torch.from_numpy(np.asarray(params["proxies"])))
+    net.embedding.weight.copy_(_tensor(head["kernel"]).T)
+    net.embedding.bias.copy_(_tensor(head["bias"]))
+    proxy_loss.proxies.copy_(_tensor(params["proxies"]))
 
 
 def to_torch_images(images: np.ndarray) -> torch.Tensor:
@@ -261,30 +265,6 @@ def embed_jax(
   return embeddings
 
 
-class LoadMeter:
-  """Cores used by *other* processes between ``start`` and ``stop``."""
-
-  def __init__(self):
-    self._ticks = os.sysconf("SC_CLK_TCK")
-
-  def _read(self) -> tuple[float, float, float]:
-    with open("/proc/stat") as f:
-      fields = [int(v) for v in f.readline().split()[1:9]]
-    busy = sum(fields) - fields[3] - fields[4]  # All but idle and iowait.
-    with open("/proc/self/stat") as f:
-      own = f.read().rsplit(")", 1)[1].split()
-    mine = int(own[11]) + int(own[12])  # utime + stime, all threads.
-    return busy, mine, time.perf_counter()
-
-  def start(self) -> None:
-    self._begin = self._read()
-
-  def stop(self) -> float:
-    busy, mine, now = self._read()
-    other = (busy - self._begin[0]) - (mine - self._begin[1])
-    return max(other, 0) / self._ticks / max(now - self._begin[2], 1e-9)
-
-
 def evaluate(
   embeddings: np.ndarray,
   labels: np.ndarray,
@@ -300,29 +280,6 @@ def evaluate(
     kmeans_iters=config.evals.kmeans_iters,
     seed=config.seed,
   )
-
-
-def machine_description() -> dict[str, str]:
-  """CPU, core count and library versions, for the record."""
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          cpu = line.split(":", 1)[1].strip()
-          break
-  except OSError:
-    pass
-  return {
-    "cpu": f"{cpu}, {os.cpu_count()} cores",
-    "python": platform.python_version(),
-    "jax": jax.__version__,
-    "flax": flax.__version__,
-    "optax": optax.__version__,
-    "torch": torch.__version__,
-    "pytorch_metric_learning": pytorch_metric_learning.__version__,
-    "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
-  }
 
 
 def _summary(times: list[float], quiet: list[bool]) -> dict[str, float]:
@@ -349,6 +306,9 @@ def main(argv: list[str]) -> None:
       f"--steps={steps} leaves nothing to time after --warmup_steps="
       f"{_WARMUP.value}."
     )
+  malloc_tuned = _TUNE_MALLOC.value and cpu_timing.tune_malloc()
+  if _TUNE_MALLOC.value and not malloc_tuned:
+    raise app.UsageError("--tune_malloc needs glibc (mallopt).")
   cores = os.cpu_count() or 1
   jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value or cores)
   torch.set_num_threads(_TORCH_THREADS.value or cores)
@@ -398,7 +358,15 @@ def main(argv: list[str]) -> None:
 
   results: dict[str, Any] = {
     "steps": steps,
-    "machine": machine_description(),
+    "machine": {
+      **cpu_timing.machine_description(),
+      "jax": jax.__version__,
+      "flax": flax.__version__,
+      "optax": optax.__version__,
+      "torch": torch.__version__,
+      "pytorch_metric_learning": pytorch_metric_learning.__version__,
+    },
+    "malloc_tuned": malloc_tuned,
     "jax_devices": len(jax.devices()),
     "torch_threads": torch.get_num_threads(),
     "same_init": _SAME_INIT.value,
@@ -425,7 +393,7 @@ def main(argv: list[str]) -> None:
     proxy_opt.step()
     return loss
 
-  meter = LoadMeter()
+  meter = cpu_timing.LoadMeter()
   runs = {
     name: {"times": [], "quiet": [], "losses": []}
     for name in ("PyTorch", "ours")
@@ -457,7 +425,9 @@ def main(argv: list[str]) -> None:
           elapsed = time.perf_counter() - start
           loss = step_metrics["loss"]
         chunk_times.append(elapsed)
-        run["losses"].append(float(loss))
+        run["losses"].append(
+          float(loss.detach() if name == "PyTorch" else loss)
+        )
       is_quiet = meter.stop() < _QUIET.value
       first = len(run["losses"]) - chunk
       for i, elapsed in enumerate(chunk_times):
@@ -498,7 +468,8 @@ def print_report(results: dict[str, Any]) -> None:
   print(
     f"\nFMNIST-ZS, convnet-S, batch 64, {results['steps']} steps, Adam 1e-3 "
     f"(proxies 1e-2), Proxy-NCA softmax scale {results['softmax_scale']:g}, "
-    f"same init: {results['same_init']}"
+    f"same init: {results['same_init']}, malloc tuned: "
+    f"{results['malloc_tuned']}"
   )
   print(
     f"{machine['cpu']}; jax {machine['jax']} ({results['jax_devices']} CPU "

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax import models
+from proxy_nca_jax import models, parallel
 
 
 def _flax_max_pool(x: jax.Array) -> jax.Array:
@@ -109,6 +109,125 @@ class MaxPoolTest(parameterized.TestCase):
     grad = jax.jit(jax.grad(lambda x: jnp.sum(models.max_pool_2x2(x) ** 2)))
     want = jax.grad(lambda x: jnp.sum(_flax_max_pool(x) ** 2))(x)
     np.testing.assert_array_equal(grad(x), want)
+
+
+class _FlaxBatchNormReLU(nn.Module):
+  """The reference: stock nn.BatchNorm then relu, same variable names."""
+
+  use_running_average: bool
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    z = nn.BatchNorm(
+      use_running_average=self.use_running_average,
+      momentum=0.9,
+      epsilon=1e-5,
+      name="BatchNorm_0",
+    )(z)
+    return nn.relu(z)
+
+
+class _FastBatchNormReLU(nn.Module):
+  use_running_average: bool
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    return models.BatchNormReLU(
+      use_running_average=self.use_running_average, name="BatchNorm_0"
+    )(z)
+
+
+class BatchNormReLUTest(parameterized.TestCase):
+  def _variables(self, features):
+    keys = jax.random.split(jax.random.key(3), 4)
+    params = {
+      "BatchNorm_0": {
+        "scale": 1 + 0.3 * jax.random.normal(keys[0], (features,)),
+        "bias": 0.3 * jax.random.normal(keys[1], (features,)),
+      }
+    }
+    stats = {
+      "BatchNorm_0": {
+        "mean": 0.1 * jax.random.normal(keys[2], (features,)),
+        "var": jnp.exp(0.2 * jax.random.normal(keys[3], (features,))),
+      }
+    }
+    return params, stats
+
+  def test_same_variables_as_flax(self):
+    z = jnp.ones((2, 4, 4, 3))
+    got = _FastBatchNormReLU(False).init(jax.random.key(0), z)
+    want = _FlaxBatchNormReLU(False).init(jax.random.key(0), z)
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+
+  @parameterized.named_parameters(
+    ("conv_activations", (8, 6, 6, 5), 0.0),
+    ("shifted_mean", (4, 7, 7, 3), 3.0),
+    ("dense", (32, 4), 0.0),
+  )
+  def test_training_values_gradients_and_stats_match_flax(self, shape, shift):
+    z = shift + jax.random.normal(jax.random.key(0), shape)
+    g = jax.random.normal(jax.random.key(1), shape)
+    params, stats = self._variables(shape[-1])
+
+    def run(module):
+      def f(params, z):
+        out, updates = module.apply(
+          {"params": params, "batch_stats": stats},
+          z,
+          mutable=["batch_stats"],
+        )
+        return jnp.sum(out * g), (out, updates["batch_stats"])
+
+      return jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(params, z)
+
+    (got_loss, (got_out, got_stats)), got_grads = run(_FastBatchNormReLU(False))
+    (want_loss, (want_out, want_stats)), want_grads = run(
+      _FlaxBatchNormReLU(False)
+    )
+    np.testing.assert_allclose(got_out, want_out, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5, atol=1e-5)
+    jax.tree.map(np.testing.assert_array_equal, got_stats, want_stats)
+    jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+      got_grads,
+      want_grads,
+    )
+
+  def test_inference_is_identical_to_flax(self):
+    z = jax.random.normal(jax.random.key(0), (4, 5, 5, 6))
+    params, stats = self._variables(6)
+    variables = {"params": params, "batch_stats": stats}
+    np.testing.assert_array_equal(
+      _FastBatchNormReLU(True).apply(variables, z),
+      _FlaxBatchNormReLU(True).apply(variables, z),
+    )
+
+  def test_statistics_are_global_under_sharded_jit(self):
+    mesh = parallel.create_mesh()
+    z = jax.random.normal(jax.random.key(0), (2 * mesh.size, 3, 3, 4))
+    g = jax.random.normal(jax.random.key(1), z.shape)
+    params, stats = self._variables(4)
+
+    def f(params, z):
+      out, updates = _FastBatchNormReLU(False).apply(
+        {"params": params, "batch_stats": stats}, z, mutable=["batch_stats"]
+      )
+      return jnp.sum(out * g), updates["batch_stats"]
+
+    grad_fn = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)
+    sharded = jax.jit(
+      grad_fn,
+      in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
+    )
+    (got_loss, got_stats), got_grads = sharded(params, z)
+    (want_loss, want_stats), want_grads = grad_fn(params, z)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5, atol=1e-5)
+    jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+      (got_stats, got_grads),
+      (want_stats, want_grads),
+    )
 
 
 class ConvNetSMatchesPlainFlaxTest(absltest.TestCase):

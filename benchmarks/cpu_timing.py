@@ -1,0 +1,146 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Timing on a shared CPU machine: load meter, malloc tuning, machine record.
+
+The benchmarks here ran on 2 cores shared with other people's jobs, so each
+timing records how much CPU *other* processes used meanwhile (``LoadMeter``)
+and can keep only the quiet stretches (``time_quietly``).
+"""
+
+import ctypes
+import os
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+class LoadMeter:
+  """Cores used by *other* processes between ``start`` and ``stop``.
+
+  Reads /proc/stat (all CPU time but idle and iowait, steal included) and
+  subtracts this process's own user + system time (all its threads).
+  """
+
+  def __init__(self):
+    self._ticks = os.sysconf("SC_CLK_TCK")
+    self._begin = self._read()
+
+  def _read(self) -> tuple[int, int, float]:
+    with open("/proc/stat") as f:
+      fields = [int(v) for v in f.readline().split()[1:9]]
+    busy = sum(fields) - fields[3] - fields[4]
+    with open("/proc/self/stat") as f:
+      own = f.read().rsplit(")", 1)[1].split()
+    return busy, int(own[11]) + int(own[12]), time.perf_counter()
+
+  def start(self) -> None:
+    self._begin = self._read()
+
+  def stop(self) -> float:
+    """Average number of cores other processes used since ``start``."""
+    busy, mine, now = self._read()
+    other = (busy - self._begin[0]) - (mine - self._begin[1])
+    return max(other, 0) / self._ticks / max(now - self._begin[2], 1e-9)
+
+
+def time_quietly(
+  fn: Callable[[], Any],
+  *,
+  wanted: int = 30,
+  block: int = 5,
+  quiet_threshold: float = 0.1,
+  budget_s: float = 300.0,
+) -> dict[str, float]:
+  """Times ``fn()`` (which must block until done) in blocks of calls.
+
+  A block counts as quiet when other processes used less than
+  ``quiet_threshold`` cores during it. Stops after ``wanted`` quiet calls
+  or ``budget_s`` seconds, whichever comes first.
+
+  Returns:
+    dict with quiet_median_ms, quiet_calls, all_median_ms, all_calls.
+  """
+  meter = LoadMeter()
+  quiet, every = [], []
+  deadline = time.perf_counter() + budget_s
+  while len(quiet) < wanted and time.perf_counter() < deadline:
+    times = []
+    meter.start()
+    for _ in range(block):
+      start = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - start)
+    every += times
+    if meter.stop() < quiet_threshold:
+      quiet += times
+    else:
+      time.sleep(0.2)  # Let the other job's burst pass.
+  return {
+    "quiet_median_ms": float(np.median(quiet) * 1e3) if quiet else np.nan,
+    "quiet_calls": len(quiet),
+    "all_median_ms": float(np.median(every) * 1e3),
+    "all_calls": len(every),
+  }
+
+
+def tune_malloc() -> bool:
+  """Stops glibc malloc from returning freed memory to the kernel.
+
+  With glibc's defaults, a framework that frees and re-allocates its large
+  activation buffers every step can have them unmapped (or trimmed) and
+  page-faulted back in each time, which costs both JAX and PyTorch several
+  milliseconds of kernel time per convnet-S step (README.md here). 1 GiB
+  trim and mmap thresholds keep the buffers mapped (the resident set stays
+  at its peak instead; XLA's per-execution temporary buffer alone can
+  exceed glibc's 32 MiB maximum default threshold). Process-wide; must run
+  before the large allocations; equivalent to starting the process with
+  ``GLIBC_TUNABLES=glibc.malloc.trim_threshold=1073741824:``
+  ``glibc.malloc.mmap_threshold=1073741824``.
+
+  Returns:
+    True if glibc accepted both settings (False elsewhere, e.g. musl/macOS).
+  """
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+  except OSError:
+    return False
+  return bool(
+    libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    and libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+  )
+
+
+def machine_description() -> dict[str, str]:
+  """The CPU, its core count, Python and XLA_FLAGS, for the record."""
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          cpu = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  return {
+    "cpu": f"{cpu}, {os.cpu_count()} cores",
+    "python": platform.python_version(),
+    "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+  }

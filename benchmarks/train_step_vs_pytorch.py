@@ -271,15 +271,7 @@ def evaluate(
   config: ml_collections.ConfigDict,
 ) -> dict[str, float]:
   """The library's metrics, with the config's evaluation settings."""
-  return evaluation.evaluate_embeddings(
-    embeddings,
-    labels,
-    ks=tuple(config.evals.recall_ks),
-    block_size=config.evals.block_size,
-    kmeans_restarts=config.evals.kmeans_restarts,
-    kmeans_iters=config.evals.kmeans_iters,
-    seed=config.seed,
-  )
+  return evaluation.evaluate_with_config(embeddings, labels, config)
 
 
 def _summary(times: list[float], quiet: list[bool]) -> dict[str, float]:

@@ -125,15 +125,8 @@ def evaluate_workdir(
     _stash_images(batches, images),
     mesh,
   )
-  metrics = evaluation.evaluate_embeddings(
-    embeddings,
-    labels,
-    ks=tuple(config.evals.recall_ks),
-    block_size=block_size or config.evals.block_size,
-    kmeans_restarts=config.evals.kmeans_restarts,
-    kmeans_iters=config.evals.kmeans_iters,
-    seed=config.seed,
-    mesh=mesh,
+  metrics = evaluation.evaluate_with_config(
+    embeddings, labels, config, block_size=block_size, mesh=mesh
   )
   result = {
     "step": int(jax.device_get(state.step)),

@@ -63,6 +63,7 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from proxy_nca_jax import clustering
@@ -741,3 +742,35 @@ def format_results_table(
     cells = [f"{metrics[key]:.4f}" if key in metrics else "-" for key in keys]
     lines.append(line(name, cells))
   return "\n".join(lines)
+
+
+def evaluate_with_config(
+  embeddings: Array,
+  labels: Array,
+  config: ml_collections.ConfigDict,
+  *,
+  block_size: int | None = None,
+  mesh: jax.sharding.Mesh | None = None,
+) -> dict[str, float]:
+  """`evaluate_embeddings` with the run's ``config.evals`` and ``config.seed``.
+
+  Args:
+    embeddings: (N, D) float array, assumed L2-normalised.
+    labels: (N,) integer class labels.
+    config: a full run config.
+    block_size: overrides ``config.evals.block_size`` when given.
+    mesh: devices to spread the work over (default: as evaluate_embeddings).
+
+  Returns:
+    The metrics of `evaluate_embeddings`.
+  """
+  return evaluate_embeddings(
+    embeddings,
+    labels,
+    ks=tuple(config.evals.recall_ks),
+    block_size=block_size or config.evals.block_size,
+    kmeans_restarts=config.evals.kmeans_restarts,
+    kmeans_iters=config.evals.kmeans_iters,
+    seed=config.seed,
+    mesh=mesh,
+  )

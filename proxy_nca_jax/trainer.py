@@ -184,15 +184,7 @@ def evaluate_split(
   embeddings, labels = embed_batches(
     embed_fn, train_state.inference_variables(state), batches, mesh
   )
-  return evaluation.evaluate_embeddings(
-    embeddings,
-    labels,
-    ks=tuple(config.evals.recall_ks),
-    block_size=config.evals.block_size,
-    kmeans_restarts=config.evals.kmeans_restarts,
-    kmeans_iters=config.evals.kmeans_iters,
-    seed=config.seed,
-  )
+  return evaluation.evaluate_with_config(embeddings, labels, config)
 
 
 def class_mean_proxy_init(

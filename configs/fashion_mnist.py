@@ -74,6 +74,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.name = "convnet_s"
   config.model.embedding_dim = 64
   config.model.widths = (32, 64, 128)
+  # Embedding head: global "avg" or "max" pooling, and a LayerNorm (no
+  # affine parameters) on the pooled features; max + LayerNorm is
+  # ProxyNCA++'s head.
+  config.model.pooling = "avg"
+  config.model.layer_norm = False
 
   config.proxies = ml_collections.ConfigDict()
   # One proxy per training class (static assignment).

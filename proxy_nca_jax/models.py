@@ -17,6 +17,12 @@ convnet-S (../shared/DESIGN.md, the FMNIST-ZS model): conv3x3(32)-BN-ReLU x2,
 maxpool; conv3x3(64)-BN-ReLU x2, maxpool; conv3x3(128)-BN-ReLU; global average
 pool; linear -> embedding_dim; L2-normalise. Images are NHWC.
 
+The embedding head (``embedding_head``, shared by every backbone) takes the
+last feature map to unit-norm embeddings: global average or global max
+pooling, optionally a LayerNorm without learned affine parameters, then the
+linear embedding layer and L2 normalisation. Max pooling and the LayerNorm
+are ProxyNCA++'s head (Teh et al., ECCV 2020, Sec. 3.3-3.4).
+
 Parameter layout: the embedding layer is the submodule named ``embedding``
 (``HEAD_MODULE``); everything else is the backbone. The optimiser gives each
 group its own learning rate (see optim.py).
@@ -54,6 +60,43 @@ from proxy_nca_jax import losses
 
 HEAD_MODULE = "embedding"
 MODELS = ("convnet_s",)
+POOLINGS = ("avg", "max")
+
+
+def embedding_head(
+  features: jax.Array,
+  *,
+  embedding_dim: int,
+  pooling: str = "avg",
+  layer_norm: bool = False,
+) -> jax.Array:
+  """Pools a feature map and projects it to unit-norm embeddings.
+
+  Call it inside a compact ``__call__``: the embedding layer becomes the
+  calling module's submodule ``HEAD_MODULE``, so every backbone keeps the
+  same parameter path for the head.
+
+  Args:
+    features: float array (B, H, W, C), the backbone's last feature map.
+    embedding_dim: size D of the embedding.
+    pooling: "avg" (global average pooling) or "max" (global max pooling,
+      ProxyNCA++).
+    layer_norm: normalise the pooled features to zero mean and unit
+      variance over C, without learned scale or bias (ProxyNCA++).
+
+  Returns:
+    float32 array (B, D) of unit-norm embeddings.
+  """
+  if pooling == "avg":
+    x = jnp.mean(features, axis=(1, 2))
+  elif pooling == "max":
+    x = jnp.max(features, axis=(1, 2))
+  else:
+    raise ValueError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
+  if layer_norm:
+    x = nn.LayerNorm(use_scale=False, use_bias=False, name="head_norm")(x)
+  x = nn.Dense(embedding_dim, name=HEAD_MODULE)(x)
+  return losses.l2_normalize(x)
 
 
 def _window_members(x: jax.Array) -> list[jax.Array]:
@@ -248,10 +291,14 @@ class ConvNetS(nn.Module):
   Attributes:
     embedding_dim: size of the output embedding.
     widths: channels of the three stages (two, two and one convolutions).
+    pooling: global pooling of the head, "avg" or "max".
+    layer_norm: LayerNorm on the pooled features (see ``embedding_head``).
   """
 
   embedding_dim: int = 64
   widths: Sequence[int] = (32, 64, 128)
+  pooling: str = "avg"
+  layer_norm: bool = False
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
@@ -273,9 +320,12 @@ class ConvNetS(nn.Module):
       x = ConvBNReLU(features)(x, train=train)
     x = max_pool_2x2(x)
     x = ConvBNReLU(third)(x, train=train)
-    x = jnp.mean(x, axis=(1, 2))
-    x = nn.Dense(self.embedding_dim, name=HEAD_MODULE)(x)
-    return losses.l2_normalize(x)
+    return embedding_head(
+      x,
+      embedding_dim=self.embedding_dim,
+      pooling=self.pooling,
+      layer_norm=self.layer_norm,
+    )
 
 
 def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
@@ -288,7 +338,14 @@ def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
     raise ValueError(
       f"convnet_s needs three stage widths, got {model_config.widths}."
     )
+  if model_config.pooling not in POOLINGS:
+    raise ValueError(
+      f"Unknown model.pooling {model_config.pooling!r}; choose one of "
+      f"{POOLINGS}."
+    )
   return ConvNetS(
     embedding_dim=model_config.embedding_dim,
     widths=tuple(model_config.widths),
+    pooling=model_config.pooling,
+    layer_norm=model_config.layer_norm,
   )

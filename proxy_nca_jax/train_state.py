@@ -60,6 +60,8 @@ def run_signature(
     "model": config.model.name,
     "embedding_dim": config.model.embedding_dim,
     "widths": list(config.model.widths),
+    "pooling": config.model.pooling,
+    "layer_norm": config.model.layer_norm,
     "num_proxies": num_proxies,
     "optimizer": config.optimizer.name,
   }

@@ -14,12 +14,13 @@
 """Tests of models.py, proxies.py, optim.py and parallel.py."""
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl.testing import absltest
+from absl.testing import absltest, parameterized
 
 from configs import fashion_mnist
 from proxy_nca_jax import models, optim, parallel
@@ -65,6 +66,46 @@ class ConvNetSTest(absltest.TestCase):
       {"name": "resnet", "embedding_dim": 8, "widths": (1, 2, 3)}
     )
     with self.assertRaisesRegex(ValueError, "Unknown model 'resnet'"):
+      models.create_model(config)
+
+
+class _Head(nn.Module):
+  pooling: str
+  layer_norm: bool
+
+  @nn.compact
+  def __call__(self, features):
+    return models.embedding_head(
+      features,
+      embedding_dim=3,
+      pooling=self.pooling,
+      layer_norm=self.layer_norm,
+    )
+
+
+class EmbeddingHeadTest(parameterized.TestCase):
+  @parameterized.product(pooling=("avg", "max"), layer_norm=(False, True))
+  def test_against_numpy(self, pooling, layer_norm):
+    features = np.random.default_rng(0).normal(size=(5, 4, 3, 6))
+    head = _Head(pooling, layer_norm)
+    variables = head.init(jax.random.key(0), jnp.float32(features))
+    # The head's only parameters are the embedding layer's, at the same
+    # path for every pooling and normalisation.
+    self.assertEqual(list(variables["params"]), [models.HEAD_MODULE])
+    out = head.apply(variables, jnp.float32(features))
+    dense = variables["params"][models.HEAD_MODULE]
+    pooled = (features.max if pooling == "max" else features.mean)((1, 2))
+    if layer_norm:
+      centred = pooled - pooled.mean(1, keepdims=True)
+      pooled = centred / np.sqrt(np.mean(centred**2, 1, keepdims=True) + 1e-6)
+    y = pooled @ np.float64(dense["kernel"]) + np.float64(dense["bias"])
+    expected = y / np.linalg.norm(y, axis=1, keepdims=True)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+  def test_unknown_pooling_is_a_clear_error(self):
+    config = fashion_mnist.get_config().model.copy_and_resolve_references()
+    config.pooling = "sum"
+    with self.assertRaisesRegex(ValueError, "Unknown model.pooling 'sum'"):
       models.create_model(config)
 
 

@@ -33,11 +33,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import jax  # noqa: E402
+import ml_collections  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from proxy_nca_jax import evaluation, preemption, trainer  # noqa: E402
+from proxy_nca_jax import evaluation, parallel, preemption, trainer  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file, e.g. configs/fashion_mnist.py[:variant]."
@@ -59,17 +60,27 @@ _PROCESS_ID = flags.DEFINE_integer(
 _NUM_CPU_DEVICES = flags.DEFINE_integer(
   "num_cpu_devices",
   None,
-  "Split the CPU into this many JAX devices (data parallelism on CPU).",
+  "Split the CPU into this many JAX devices (data parallelism on CPU). "
+  "Default for a single process: one per core, as many as divide the train "
+  "and eval batch sizes; 1 keeps one CPU device.",
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
 TABLE_KEYS = ("recall@1", "recall@2", "recall@4", "recall@8", "nmi", "map@r")
 
 
-def _initialize_distribution() -> None:
-  if _NUM_CPU_DEVICES.value:
-    jax.config.update("jax_num_cpu_devices", _NUM_CPU_DEVICES.value)
-  if _COORDINATOR.value or _NUM_PROCESSES.value:
+def _initialize_distribution(config: ml_collections.ConfigDict) -> None:
+  multi_process = bool(_COORDINATOR.value or _NUM_PROCESSES.value)
+  cpu_devices = _NUM_CPU_DEVICES.value
+  if cpu_devices is None and not multi_process:
+    # Only the CPU backend reads this; GPUs and TPUs are unaffected.
+    cpu_devices = parallel.cpu_device_count(
+      (config.input.batch_size, config.input.eval_batch_size),
+      len(os.sched_getaffinity(0)),
+    )
+  if cpu_devices:
+    jax.config.update("jax_num_cpu_devices", cpu_devices)
+  if multi_process:
     jax.distributed.initialize(
       _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
     )
@@ -121,8 +132,8 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  _initialize_distribution()
   config, workdir = _CONFIG.value, _WORKDIR.value
+  _initialize_distribution(config)
   try:
     results = trainer.train_and_evaluate(config, workdir)
   except preemption.Preempted as stopped:

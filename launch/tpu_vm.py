@@ -46,6 +46,8 @@ import tempfile
 
 from absl import app, flags
 
+from launch import shell
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 COMMANDS = ("create", "install", "copy", "run", "logs", "delete")
 GCLOUD_TPU_VM = ("gcloud", "compute", "tpus", "tpu-vm")
@@ -195,7 +197,9 @@ def install_step() -> Step:
       "sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive "
       f"apt-get install -y -q {packages}"
     )
-  reqs = shlex.join(requirements(pathlib.Path(_SOURCE_DIR.value)))
+  reqs = " ".join(
+    f'"{r}"' for r in requirements(pathlib.Path(_SOURCE_DIR.value))
+  )
   steps += [
     f"{shlex.quote(_PYTHON.value)} -m venv {venv}",
     f"{venv}/bin/pip install -q --upgrade pip",
@@ -263,7 +267,7 @@ def run_step(train_flags: list[str]) -> Step:
   train += train_flags
   remote = (
     f"cd ~/{_REMOTE_DIR.value} && nohup ~/{_VENV.value}/bin/python "
-    f"{shlex.join(train)} > ~/{_LOG_FILE.value} 2>&1 < /dev/null &"
+    f"{shell.shell_line(train)} > ~/{_LOG_FILE.value} 2>&1 < /dev/null &"
   )
   return Step("run", [_ssh("all", remote)])
 
@@ -344,7 +348,7 @@ def execute(steps: list[Step], dry_run: bool) -> int:
   for step in steps:
     sys.stdout.write(f"# {step.name}\n")
     for argv in step.commands:
-      sys.stdout.write(f"{shlex.join(argv)}\n")
+      sys.stdout.write(f"{shell.shell_line(argv)}\n")
       sys.stdout.flush()
       if dry_run:
         continue

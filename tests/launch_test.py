@@ -31,6 +31,8 @@ from unittest import mock
 import setuptools
 from absl.testing import absltest, parameterized
 
+from launch import shell
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TPU = ["gcloud", "compute", "tpus", "tpu-vm"]
 WHERE = ["--name=my-tpu", "--zone=us-central2-b"]
@@ -290,6 +292,22 @@ class DryRunTest(parameterized.TestCase):
     self.assertEqual(
       verbs, ["create", "ssh", "tar", "scp", "ssh", "ssh", "ssh", "delete"]
     )
+
+
+class ShellLineTest(parameterized.TestCase):
+  @parameterized.parameters(
+    (["a", "b c", "--x=(5, 6)", "--c=cd ~/x && ls > y &"],),
+    (["--k=it's $HOME", 'say "hi"', "back`tick`", "a\\b", "bang!", ""],),
+  )
+  def test_shell_gives_the_arguments_back(self, argv):
+    line = shell.shell_line(argv)
+    self.assertEqual(shlex.split(line), argv)
+    result = subprocess.run(
+      ["bash", "-c", f"printf '%s\\0' {line}"],
+      capture_output=True,
+      check=True,
+    )
+    self.assertEqual(result.stdout.decode().split("\0")[:-1], argv)
 
 
 class BadFlagsTest(parameterized.TestCase):

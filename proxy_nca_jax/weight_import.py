@@ -141,14 +141,14 @@ def convert_state_dict(
       missing.append(key)
       continue
     value = np.asarray(state.pop(key), np.float32)
+    file_shape = value.shape
     if flat_key[-1] == "kernel" and value.ndim == 4:
       value = value.transpose(2, 3, 1, 0)
     elif value.shape == (1, *shape):
       value = value.reshape(shape)
     if value.shape != shape:
       wrong.append(
-        f"{key}: {tuple(np.asarray(state_dict[key]).shape)}, expected "
-        f"{_torch_shape(flat_key, shape)}"
+        f"{key}: {file_shape}, expected {_torch_shape(flat_key, shape)}"
       )
     converted[flat_key] = value
   dropped = [key for key in state if key in CLASSIFIER_KEYS[arch]]
@@ -204,20 +204,16 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     loaded = torch.load(path, map_location="cpu", weights_only=True)
   except pickle.UnpicklingError as error:
     if "weights only" not in str(error).lower():
-      raise WeightImportError(
-        f"{path} is not a PyTorch file torch.load can read ({error})."
-      ) from error
-    reason = str(error).split("\n\n")[-1].strip().splitlines()[0]
+      raise _unreadable(path, error) from error
     raise WeightImportError(
       f"{path} was refused by torch.load(weights_only=True): it holds "
       "objects other than tensors, and unpickling them could run code "
-      f"({reason}). Only plain state dicts are read; re-save one from a "
-      "copy you trust with torch.save(model.state_dict(), PATH)."
+      f"({_unpickler_reason(error)}). Only plain state dicts are read; "
+      "re-save one from a copy you trust with torch.save(model.state_dict(), "
+      "PATH)."
     ) from error
-  except (RuntimeError, EOFError, OSError) as error:
-    raise WeightImportError(
-      f"{path} is not a PyTorch file torch.load can read ({error})."
-    ) from error
+  except Exception as error:  # Whatever a malformed file makes torch raise.
+    raise _unreadable(path, error) from error
   if isinstance(loaded, Mapping) and isinstance(
     loaded.get("state_dict"), Mapping
   ):
@@ -237,6 +233,21 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     )
     for name, value in loaded.items()
   }
+
+
+def _unreadable(path: str, error: Exception) -> WeightImportError:
+  return WeightImportError(
+    f"{path} is not a PyTorch file torch.load can read "
+    f"({type(error).__name__}: {error})."
+  )
+
+
+def _unpickler_reason(error: Exception) -> str:
+  """The line of torch's weights_only message that names the culprit."""
+  for line in str(error).splitlines():
+    if "WeightsUnpickler error:" in line:
+      return line.split("WeightsUnpickler error:")[1].split(". ")[0].strip()
+  return "unsupported content"
 
 
 def _sha256(path: str) -> str:

@@ -53,8 +53,11 @@ all-gather of B x D embeddings and three all-reduces of B numbers.
 
 Proxy-Anchor ([2], Eq. 4):
 
-    L = 1/|P+| sum_{p in P+} log(1 + sum_{x in X_p^+} exp(-alpha (s(x,p) - delta)))
-      + 1/|P|  sum_{p in P}  log(1 + sum_{x in X_p^-} exp(alpha (s(x,p) + delta)))
+    L = 1/|P+| sum_{p in P+} log(1 + sum_{x in X_p^+} exp(-a (s(x,p) - d)))
+      + 1/|P|  sum_{p in P}  log(1 + sum_{x in X_p^-} exp(a (s(x,p) + d)))
+
+(a = alpha, d = delta, s the cosine similarity, X_p^+ / X_p^- the samples of
+proxy p's class / of the others, P+ the proxies with a sample in the batch).
 
 Its log-sum-exps run over the batch for each proxy, so they are local to the
 shard that owns the proxy; only the two means over proxies need a ``psum``
@@ -220,9 +223,7 @@ def sharded_proxy_nca_loss(
     logits = -scale * proxies_lib.proxy_distances(
       embeddings, local_proxies, **norms
     )  # (B, c)
-    positive, real = _local_columns(
-      labels, local_proxies.shape[0], num_proxies
-    )
+    positive, real = _local_columns(labels, local_proxies.shape[0], num_proxies)
     positive_logit = jax.lax.psum(
       jnp.sum(jnp.where(positive, logits, 0.0), axis=-1), _AXIS
     )
@@ -282,9 +283,7 @@ def sharded_proxy_anchor_loss(
     x = pair_losses.l2_normalize(embeddings.astype(jnp.float32))
     p = pair_losses.l2_normalize(local_proxies.astype(jnp.float32))
     cos = x @ p.T  # (B, c)
-    positive, real = _local_columns(
-      labels, local_proxies.shape[0], num_proxies
-    )
+    positive, real = _local_columns(labels, local_proxies.shape[0], num_proxies)
     negative = ~positive & real
     pull = losses.log1p_sum_exp(
       pair_losses.masked_logsumexp(-alpha * (cos - delta), positive, axis=0)

@@ -49,7 +49,9 @@ smoothing (softmax form, target 1 - eps on y and eps / (C - 1) elsewhere):
     L = logsumexp_{z < C} l_z - (1 - eps) l_y - eps / (C - 1) sum_{z != y} l_z
 
 with sum_{z != y} l_z = psum(local sums) - l_y. Communication per step: the
-all-gather of B x D embeddings and three all-reduces of B numbers.
+all-gather of the B x D embeddings and labels, and three or four
+all-reduces of B numbers (the max, the sums of exponentials, the positive
+logits, the logit sums); the gradient adds a psum of the embeddings'.
 
 Proxy-Anchor ([2], Eq. 4):
 
@@ -158,7 +160,8 @@ def distributed_logsumexp(logits: jax.Array, mask: jax.Array) -> jax.Array:
     jnp.where(mask, jnp.exp(logits - peak[:, None]), 0.0), axis=-1
   )
   total = jax.lax.psum(local_sum, _AXIS)
-  nonempty = jax.lax.psum(jnp.sum(mask, axis=-1), _AXIS) > 0
+  # The largest selected logit adds exp(0) = 1: total is 0 only if empty.
+  nonempty = total > 0
   lse = jnp.log(jnp.where(nonempty, total, 1.0)) + peak
   return jnp.where(nonempty, lse, -jnp.inf)
 

@@ -94,6 +94,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # One proxy per training class (static assignment).
   config.proxies.init = "normal"  # "normal" or "class_means".
   config.proxies.init_scale = 1.0
+  # "replicated": every device holds all proxies. "sharded": the proxies and
+  # their optimiser state are split by rows (classes) over the devices, for
+  # hundreds of thousands to millions of classes; losses proxy_nca (static)
+  # and proxy_anchor only (proxy_nca_jax/sharded_losses.py). Same results up
+  # to float32 rounding; params['proxies'] then has zero padding rows up to a
+  # multiple of the device count (checkpoints too).
+  config.proxies.sharding = "replicated"
 
   config.loss = ml_collections.ConfigDict()
   # One of proxy_nca_jax.losses.LOSSES. Proxy losses: "proxy_nca",

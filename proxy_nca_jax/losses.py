@@ -78,7 +78,8 @@ squared_distances = pair_losses.squared_distances
 triplet_semihard_loss = pair_losses.triplet_semihard_loss
 
 
-def _check_proxies(embeddings: jax.Array, proxies: jax.Array) -> None:
+def check_proxies(embeddings: jax.Array, proxies: jax.Array) -> None:
+  """Raises ValueError unless embeddings are (B, D) and proxies (P, D)."""
   if embeddings.ndim != 2:
     raise ValueError(
       f"embeddings must have shape (batch, dim), got {embeddings.shape}."
@@ -102,7 +103,7 @@ def _check_relations(
       )
 
 
-def _check_proxy_nca_options(
+def check_proxy_nca_options(
   form: str,
   scale: float,
   label_smoothing: float,
@@ -110,6 +111,7 @@ def _check_proxy_nca_options(
   proxy_norm: float,
   assignment: str,
 ) -> None:
+  """Raises ValueError for an option ``proxy_nca_loss`` does not accept."""
   if form not in PROXY_NCA_FORMS:
     raise ValueError(f"form must be one of {PROXY_NCA_FORMS}, got {form!r}.")
   if assignment not in ASSIGNMENTS:
@@ -201,8 +203,8 @@ def proxy_nca_loss(
     >>> loss = proxy_nca_loss(emb, labels, params['proxies'], scale=8.0)
   """
   pair_losses.check_batch(embeddings, labels)
-  _check_proxies(embeddings, proxies)
-  _check_proxy_nca_options(
+  check_proxies(embeddings, proxies)
+  check_proxy_nca_options(
     form, scale, label_smoothing, embedding_norm, proxy_norm, assignment
   )
   norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
@@ -302,9 +304,9 @@ def dynamic_proxy_nca_loss(
     ValueError: for wrong shapes or dtypes, an unknown form, or a
       non-positive scale or norm.
   """
-  _check_proxies(embeddings, proxies)
+  check_proxies(embeddings, proxies)
   _check_relations(embeddings, similar, dissimilar)
-  _check_proxy_nca_options(
+  check_proxy_nca_options(
     form, scale, 0.0, embedding_norm, proxy_norm, "dynamic"
   )
   dist = proxies_lib.proxy_distances(
@@ -365,7 +367,7 @@ def proxy_ranking_loss(
       proxy.
   """
   pair_losses.check_batch(embeddings, labels)
-  _check_proxies(embeddings, proxies)
+  check_proxies(embeddings, proxies)
   if assignment not in ASSIGNMENTS:
     raise ValueError(
       f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}."
@@ -413,7 +415,7 @@ def dynamic_proxy_ranking_loss(
   Returns:
     float32 scalar.
   """
-  _check_proxies(embeddings, proxies)
+  check_proxies(embeddings, proxies)
   _check_relations(embeddings, similar, dissimilar)
   dist = proxies_lib.proxy_distances(embeddings, proxies)
   positive, negatives, valid = _dynamic_terms(dist, similar, dissimilar)
@@ -423,7 +425,7 @@ def dynamic_proxy_ranking_loss(
   return pair_losses.masked_mean(per_anchor, valid)
 
 
-def _log1p_sum_exp(lse: jax.Array) -> jax.Array:
+def log1p_sum_exp(lse: jax.Array) -> jax.Array:
   """log(1 + sum exp(.)) from the log-sum-exp; 0 for an empty sum."""
   finite = jnp.isfinite(lse)
   return jnp.where(finite, jax.nn.softplus(jnp.where(finite, lse, 0.0)), 0.0)
@@ -462,22 +464,22 @@ def proxy_anchor_loss(
     float32 scalar.
   """
   pair_losses.check_batch(embeddings, labels)
-  _check_proxies(embeddings, proxies)
+  check_proxies(embeddings, proxies)
   x = l2_normalize(embeddings.astype(jnp.float32))
   p = l2_normalize(proxies.astype(jnp.float32))
   cos = x @ p.T  # (B, C)
   positive = proxies_lib.static_assignment(labels, proxies.shape[0])
-  pull = _log1p_sum_exp(
+  pull = log1p_sum_exp(
     pair_losses.masked_logsumexp(-alpha * (cos - delta), positive, axis=0)
   )
-  push = _log1p_sum_exp(
+  push = log1p_sum_exp(
     pair_losses.masked_logsumexp(alpha * (cos + delta), ~positive, axis=0)
   )
   with_positive = jnp.any(positive, axis=0)
   return pair_losses.masked_mean(pull, with_positive) + jnp.mean(push)
 
 
-def _options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
+def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
   """The config fields each loss reads, as its keyword arguments."""
   triplet = {"margin": c.margin}
   return {
@@ -519,7 +521,7 @@ def create_loss_fn(loss_config: ml_collections.ConfigDict) -> LossFn:
   name = loss_config.name
   if name not in LOSSES:
     raise ValueError(f"loss.name must be one of {LOSSES}, got {name!r}.")
-  options = _options(loss_config)[name]
+  options = loss_options(loss_config)[name]
   if name in PROXY_LOSSES:
     loss_fn = functools.partial(globals()[f"{name}_loss"], **options)
   else:

@@ -15,9 +15,10 @@
 
 The train step is one ``jax.jit`` function whose inputs carry shardings: the
 batch is split along the mesh's ``data`` axis, parameters and optimiser state
-are replicated. The same code runs on one CPU, on 8 fake CPU devices, on a
-GPU or on a TPU pod; XLA inserts the cross-device reductions (gradient
-all-reduce, global BatchNorm statistics).
+are replicated (proxies for millions of classes may instead be split by
+rows, ``row_sharded``; see train_state.py). The same code runs on one CPU,
+on 8 fake CPU devices, on a GPU or on a TPU pod; XLA inserts the
+cross-device reductions (gradient all-reduce, global BatchNorm statistics).
 """
 
 from collections.abc import Sequence
@@ -73,6 +74,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharded(mesh: Mesh) -> NamedSharding:
   """Sharding that splits the leading (batch) axis over the devices."""
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def row_sharded(mesh: Mesh) -> NamedSharding:
+  """Sharding that splits the rows of a matrix (sharded proxies)."""
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS, None))
 
 
 def check_global_batch(batch_size: int, mesh: Mesh, what: str) -> None:

@@ -255,9 +255,40 @@ def relations_from_triplets(
   return similar, dissimilar
 
 
-def proxy_norms(proxies: jax.Array) -> dict[str, jax.Array]:
-  """Summary statistics of the proxies' norms, for logging."""
-  norms = jnp.linalg.norm(proxies, axis=-1)
+def padded_num_proxies(num_proxies: int, num_shards: int) -> int:
+  """C rounded up to a multiple of ``num_shards`` (rows of sharded proxies)."""
+  return -(-num_proxies // num_shards) * num_shards
+
+
+def pad_proxies(proxies: jax.Array, num_shards: int) -> jax.Array:
+  """Appends zero rows up to ``padded_num_proxies``.
+
+  Sharded proxies (``sharded_losses``) split their rows evenly over the
+  devices; the padding rows are masked out of the losses, get zero gradient
+  and so stay zero.
+
+  Args:
+    proxies: float array (C, D).
+    num_shards: n, the number of devices the rows are split over.
+
+  Returns:
+    float array (R, D), R = ``padded_num_proxies(C, n)``; rows C..R-1 zero.
+  """
+  extra = padded_num_proxies(proxies.shape[0], num_shards) - proxies.shape[0]
+  return jnp.pad(proxies, ((0, extra), (0, 0)))
+
+
+def proxy_norms(
+  proxies: jax.Array, num_proxies: int | None = None
+) -> dict[str, jax.Array]:
+  """Summary statistics of the proxies' norms, for logging.
+
+  Args:
+    proxies: float array (R, D).
+    num_proxies: the real proxies, rows [0, num_proxies) (default: all R);
+      the rest is the padding of sharded proxies.
+  """
+  norms = jnp.linalg.norm(proxies, axis=-1)[:num_proxies]
   return {
     "proxy_norm_mean": norms.mean(),
     "proxy_norm_min": norms.min(),

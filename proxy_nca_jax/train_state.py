@@ -15,7 +15,16 @@
 
 ``params`` holds the network's parameters and the proxies (a (C, D) float32
 array, one row per training class for static assignment) side by side, so
-one optimiser, one sharding rule and one checkpoint cover both.
+one optimiser and one checkpoint cover both.
+
+Sharding (``config.proxies.sharding``): "replicated" holds the whole state on
+every device. "sharded" splits the proxies, and the optimiser's state for
+them (e.g. Adam's mu and nu), by rows over the mesh's ``data`` axis, for
+millions of classes (``sharded_losses``); the rest stays replicated. Sharded
+proxies are padded with zero rows to a multiple of the device count
+(``num_proxy_rows``): ``params['proxies']`` is then (R, D), R >= C, in the
+state and in checkpoints, and its first C rows are the proxies
+(``real_proxies``).
 
 With ``config.model.pretrained`` the backbone's variables (parameters and
 BatchNorm statistics) start from converted ImageNet weights
@@ -38,6 +47,7 @@ from proxy_nca_jax import proxies as proxies_lib
 
 # Fashion-MNIST images; datasets of other shapes come with their builders.
 IMAGE_SHAPE = (28, 28, 1)
+PROXY_SHARDINGS = ("replicated", "sharded")
 
 
 @flax.struct.dataclass
@@ -46,7 +56,8 @@ class TrainState:
 
   Attributes:
     step: int32 scalar, number of steps taken.
-    params: {'model': network parameters, 'proxies': (C, D) float32}.
+    params: {'model': network parameters, 'proxies': (R, D) float32}; R = C
+      but for sharded proxies (padding rows, see the module docstring).
     batch_stats: BatchNorm running statistics.
     opt_state: optimiser state for ``params``.
   """
@@ -57,10 +68,74 @@ class TrainState:
   opt_state: optax.OptState
 
 
+def proxy_sharding(config: ml_collections.ConfigDict) -> str:
+  """``config.proxies.sharding``, checked ("replicated" in older configs)."""
+  sharding = config.proxies.get("sharding", "replicated")
+  if sharding not in PROXY_SHARDINGS:
+    raise ValueError(
+      f"proxies.sharding must be one of {PROXY_SHARDINGS}, got {sharding!r}."
+    )
+  return sharding
+
+
+def proxy_shards(
+  config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh
+) -> int:
+  """How many devices the proxies' rows are split over (1: replicated)."""
+  if proxy_sharding(config) == "sharded":
+    return mesh.shape[parallel.DATA_AXIS]
+  return 1
+
+
+def num_proxy_rows(
+  config: ml_collections.ConfigDict, num_proxies: int, mesh: jax.sharding.Mesh
+) -> int:
+  """R: C, or C padded to a multiple of the device count when sharded."""
+  return proxies_lib.padded_num_proxies(num_proxies, proxy_shards(config, mesh))
+
+
+def real_proxies(state: TrainState, num_proxies: int) -> jax.Array:
+  """The (C, D) proxies of ``state``, without the padding rows."""
+  return state.params["proxies"][:num_proxies]
+
+
+def state_shardings(state: Any, mesh: jax.sharding.Mesh, sharding: str) -> Any:
+  """The sharding of every leaf of a (possibly abstract) state.
+
+  Args:
+    state: a TrainState of arrays or jax.ShapeDtypeStruct.
+    mesh: the device mesh.
+    sharding: "replicated", or "sharded": the proxies and their optimiser
+      state (the leaves at a ``'proxies'`` key, in ``params`` and in the
+      optimiser's moments) split by rows, the rest replicated.
+
+  Returns:
+    A pytree of NamedSharding with the structure of ``state``.
+  """
+
+  def leaf_sharding(path: tuple, _) -> jax.sharding.NamedSharding:
+    key = getattr(path[-1], "key", None) if path else None
+    if sharding == "sharded" and key == "proxies":
+      return parallel.row_sharded(mesh)
+    return parallel.replicated(mesh)
+
+  return jax.tree_util.tree_map_with_path(leaf_sharding, state)
+
+
 def run_signature(
-  config: ml_collections.ConfigDict, num_proxies: int
+  config: ml_collections.ConfigDict,
+  num_proxies: int,
+  mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, Any]:
-  """What a checkpoint must match to be restored into this run."""
+  """What a checkpoint must match to be restored into this run.
+
+  Args:
+    config: the run's config.
+    num_proxies: C, the number of training classes.
+    mesh: the run's mesh (default: every device); it sets the proxies'
+      padding when they are sharded.
+  """
+  mesh = parallel.create_mesh() if mesh is None else mesh
   return {
     "model": config.model.name,
     "embedding_dim": config.model.embedding_dim,
@@ -69,6 +144,7 @@ def run_signature(
     "layer_norm": config.model.layer_norm,
     "frozen_bn": config.model.frozen_bn,
     "num_proxies": num_proxies,
+    "proxy_rows": num_proxy_rows(config, num_proxies, mesh),
     "optimizer": config.optimizer.name,
   }
 
@@ -80,8 +156,13 @@ def init_state(
   sample_images: jax.Array,
   num_proxies: int,
   proxy_init_scale: float,
+  num_shards: int = 1,
 ) -> TrainState:
-  """Initialises network, proxies and optimiser state (pure; jit-able)."""
+  """Initialises network, proxies and optimiser state (pure; jit-able).
+
+  The proxies get zero padding rows up to a multiple of ``num_shards``; the
+  first C rows do not depend on it.
+  """
   model_key, proxy_key = jax.random.split(key)
   variables = model.init(model_key, sample_images, train=False)
   proxies = proxies_lib.init_proxies(
@@ -90,6 +171,7 @@ def init_state(
     model.embedding_dim,
     scale=proxy_init_scale,
   )
+  proxies = proxies_lib.pad_proxies(proxies, num_shards)
   params = {"model": variables["params"], "proxies": proxies}
   return TrainState(
     step=jnp.zeros((), jnp.int32),
@@ -106,21 +188,23 @@ def create_state(
   mesh: jax.sharding.Mesh,
   num_proxies: int,
 ) -> TrainState:
-  """A freshly initialised state, replicated over ``mesh``."""
-  init = jax.jit(
-    functools.partial(
-      init_state,
-      model,
-      tx,
-      sample_images=jnp.zeros((1, *IMAGE_SHAPE), jnp.float32),
-      num_proxies=num_proxies,
-      proxy_init_scale=config.proxies.init_scale,
-    ),
-    out_shardings=parallel.replicated(mesh),
+  """A freshly initialised state on ``mesh``, sharded as configured."""
+  init = functools.partial(
+    init_state,
+    model,
+    tx,
+    sample_images=jnp.zeros((1, *IMAGE_SHAPE), jnp.float32),
+    num_proxies=num_proxies,
+    proxy_init_scale=config.proxies.init_scale,
+    num_shards=proxy_shards(config, mesh),
   )
-  state = init(jax.random.key(config.seed))
+  key = jax.random.key(config.seed)
+  shardings = state_shardings(
+    jax.eval_shape(init, key), mesh, proxy_sharding(config)
+  )
+  state = jax.jit(init, out_shardings=shardings)(key)
   if config.model.pretrained:
-    state = with_pretrained_backbone(state, config, tx, mesh)
+    state = with_pretrained_backbone(state, config, tx)
   return state
 
 
@@ -128,11 +212,11 @@ def with_pretrained_backbone(
   state: TrainState,
   config: ml_collections.ConfigDict,
   tx: optax.GradientTransformation,
-  mesh: jax.sharding.Mesh,
 ) -> TrainState:
   """``state`` with the backbone read from ``config.model.pretrained``.
 
-  The optimiser state is initialised again for the new parameters.
+  The optimiser state is initialised again for the new parameters, with
+  the shardings of the one it replaces.
   """
   name = models.BACKBONE_MODULE
   if name not in state.params["model"]:
@@ -155,7 +239,10 @@ def with_pretrained_backbone(
   return state.replace(
     params=params,
     batch_stats={**state.batch_stats, name: loaded["batch_stats"]},
-    opt_state=jax.jit(tx.init, out_shardings=parallel.replicated(mesh))(params),
+    opt_state=jax.jit(
+      tx.init,
+      out_shardings=jax.tree.map(lambda x: x.sharding, state.opt_state),
+    )(params),
   )
 
 

@@ -44,6 +44,7 @@ from proxy_nca_jax import (
   optim,
   parallel,
   preemption,
+  sharded_losses,
   train_state,
   workdirs,
 )
@@ -59,12 +60,14 @@ def train_step(
   model: nn.Module,
   tx: optax.GradientTransformation,
   loss_fn: losses.LossFn,
+  num_proxies: int | None = None,
 ) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
   """One optimisation step on a (global, sharded) batch.
 
   BatchNorm statistics and the loss are computed over the whole global batch
   (XLA inserts the cross-device reductions), so the result does not depend on
-  how many devices share the batch.
+  how many devices share the batch. ``num_proxies``: the real proxies, rows
+  [0, C) of ``params['proxies']`` (default: all rows), for the logged norms.
   """
 
   def objective(params):
@@ -85,7 +88,7 @@ def train_step(
   metrics = {
     "loss": loss,
     "grad_norm": optax.global_norm(grads),
-    **proxies_lib.proxy_norms(params["proxies"]),
+    **proxies_lib.proxy_norms(params["proxies"], num_proxies),
   }
   new_state = train_state.TrainState(
     step=state.step + 1,
@@ -101,24 +104,40 @@ def make_train_step(
   tx: optax.GradientTransformation,
   loss_fn: losses.LossFn,
   mesh: jax.sharding.Mesh,
+  state_sharding: Any = None,
+  num_proxies: int | None = None,
 ) -> Callable[
   [train_state.TrainState, Batch],
   tuple[train_state.TrainState, dict[str, jax.Array]],
 ]:
-  """Jits ``train_step`` over ``mesh``: state replicated, batch sharded.
+  """Jits ``train_step`` over ``mesh``: batch sharded, state as given.
 
   The state buffers are donated (updated in place). Batches of one shape and
   dtype compile once (tests/trainer_test.py checks it with
   ``chex.assert_max_traces`` over a whole run).
+
+  Args:
+    model: the network.
+    tx: the optimiser.
+    loss_fn: ``(embeddings, labels, proxies) -> loss``.
+    mesh: the device mesh.
+    state_sharding: the state's shardings (``train_state.state_shardings``),
+      default all replicated.
+    num_proxies: the real proxies (rows of ``params['proxies']`` before the
+      padding of sharded proxies); default all rows.
   """
+  if state_sharding is None:
+    state_sharding = parallel.replicated(mesh)
 
   def step(state: train_state.TrainState, batch: Batch):
-    return train_step(state, batch, model=model, tx=tx, loss_fn=loss_fn)
+    return train_step(
+      state, batch, model=model, tx=tx, loss_fn=loss_fn, num_proxies=num_proxies
+    )
 
   return jax.jit(
     step,
-    in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
-    out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
+    in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
+    out_shardings=(state_sharding, parallel.replicated(mesh)),
     donate_argnums=0,
   )
 
@@ -276,6 +295,9 @@ def train_and_evaluate(
       f"proxies.init must be one of {proxies_lib.PROXY_INITS}, got "
       f"{config.proxies.init!r}."
     )
+  sharding = train_state.proxy_sharding(config)
+  if sharding == "sharded":
+    sharded_losses.check_supported(config.loss)
   loss_fn = losses.create_loss_fn(config.loss)
   model = models.create_model(config.model)
   tx, schedules = optim.create_optimizer(config)
@@ -284,17 +306,23 @@ def train_and_evaluate(
     input_pipeline.prepare_dataset(config.input)
   multihost_utils.sync_global_devices("dataset prepared")
   num_proxies = input_pipeline.num_classes(config.input, "train")
-  signature = train_state.run_signature(config, num_proxies)
+  if sharding == "sharded":
+    loss_fn = sharded_losses.create_sharded_loss_fn(
+      config.loss, mesh, num_proxies
+    )
+  signature = train_state.run_signature(config, num_proxies, mesh)
   num_steps = config.schedule.num_steps
   logging.info(
-    "Mesh %s over %d devices, %d process(es); %d proxies.",
+    "Mesh %s over %d devices, %d process(es); %d proxies, %s.",
     dict(mesh.shape),
     mesh.size,
     jax.process_count(),
     num_proxies,
+    sharding,
   )
 
   state = train_state.create_state(config, model, tx, mesh, num_proxies)
+  shardings = train_state.state_shardings(state, mesh, sharding)
 
   tf_workdir = workdirs.absolute(workdir)
   if jax.process_index() == 0:
@@ -309,18 +337,23 @@ def train_and_evaluate(
     logging.info("Resuming from the checkpoint at step %d.", latest)
     state = ckpt.restore(latest, state, signature)
   elif config.proxies.init == "class_means":
-    proxies = class_mean_proxy_init(config, model, state, num_proxies)
-    params = {**state.params, "proxies": proxies}
+    proxies = proxies_lib.pad_proxies(
+      class_mean_proxy_init(config, model, state, num_proxies),
+      train_state.proxy_shards(config, mesh),
+    )
+    params = jax.device_put(
+      {**state.params, "proxies": proxies}, shardings.params
+    )
     state = state.replace(
-      params=jax.device_put(params, parallel.replicated(mesh)),
-      opt_state=jax.jit(tx.init, out_shardings=parallel.replicated(mesh))(
-        params
-      ),
+      params=params,
+      opt_state=jax.jit(tx.init, out_shardings=shardings.opt_state)(params),
     )
   start_step = int(state.step)
 
   writer = metric_writer.MetricWriter(tf_workdir)
-  train_step_fn = make_train_step(model, tx, loss_fn, mesh)
+  train_step_fn = make_train_step(
+    model, tx, loss_fn, mesh, shardings, num_proxies
+  )
   embed_fn = make_embed_fn(model, mesh)
   eval_split = config.evals.split
 

@@ -99,7 +99,7 @@ def restore_trained(
     state = ckpt.restore(
       step,
       train_state.create_state(config, model, tx, mesh, num_proxies),
-      train_state.run_signature(config, num_proxies),
+      train_state.run_signature(config, num_proxies, mesh),
     )
   finally:
     ckpt.close()

@@ -170,7 +170,7 @@ class BNInceptionTest(absltest.TestCase):
       ),
       parallel.replicated(mesh),
     )
-    loaded = train_state.with_pretrained_backbone(state, config, tx, mesh)
+    loaded = train_state.with_pretrained_backbone(state, config, tx)
 
     flat = traverse_util.flatten_dict(
       {

@@ -18,7 +18,8 @@ A config names the classes of each split in one of two ways:
 * explicitly: `input.train_classes`, `input.test_classes` and
   `input.val_classes` are tuples of class ids (FMNIST-ZS: 0-4 / 5-9);
 * by count, when `train_classes` and `test_classes` are both empty: the
-  first `input.num_train_classes` class ids train and all the others test
+  first `input.num_train_classes` class ids (None: half, rounded down)
+  train and all the others test
   (the paper's protocol: CUB 100 / 100, Cars196 98 / 98, SOP 11,318 /
   11,316), and the last `input.num_val_classes` train classes are held out
   for validation (ProxyNCA++ holds out half of them).
@@ -70,13 +71,15 @@ def _by_count(
   input_config: ml_collections.ConfigDict, num_labels: int
 ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
   """(train, test, val) from num_train_classes and num_val_classes."""
-  num_train = _count(input_config, "num_train_classes", None)
-  if num_train is None:
+  if "num_train_classes" not in input_config:
     raise ValueError(
       "input.train_classes and input.test_classes must not be empty "
       f"(got {tuple(input_config.train_classes)} and "
       f"{tuple(input_config.test_classes)})."
     )
+  num_train = _count(input_config, "num_train_classes", None)
+  if num_train is None:
+    num_train = num_labels // 2
   if not 0 < num_train < num_labels:
     raise ValueError(
       f"input.num_train_classes={num_train}, but {input_config.dataset} has "

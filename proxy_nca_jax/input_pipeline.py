@@ -78,9 +78,10 @@ def image_shape(input_config: ml_collections.ConfigDict) -> tuple[int, ...]:
   return (input_config.image_size, input_config.image_size, 3)
 
 
-def _classes_of(
+def classes_of(
   input_config: ml_collections.ConfigDict, split: str
 ) -> tuple[int, ...]:
+  """The class ids of `split` ('train', 'val' or 'test'), config order."""
   if split not in class_splits.SPLITS:
     raise ValueError(f"split={split!r}; use one of {class_splits.SPLITS}.")
   num_labels = data_sources.num_labels(input_config)
@@ -92,7 +93,7 @@ def num_classes(input_config: ml_collections.ConfigDict, split: str) -> int:
 
   'train' counts `train_classes` minus `val_classes`: the number of proxies.
   """
-  return len(_classes_of(input_config, split))
+  return len(classes_of(input_config, split))
 
 
 def _per_process_batch(
@@ -331,7 +332,7 @@ def create_train_iterator(
   dataset_builder = data_sources.prepared_builder(input_config)
   _check_preprocessing(input_config)
   num_labels = data_sources.num_labels(input_config)
-  classes = _classes_of(input_config, "train")
+  classes = classes_of(input_config, "train")
   # Original class id -> proxy index, -1 for classes not trained on.
   table = np.full(num_labels, -1, np.int32)
   table[list(classes)] = np.arange(len(classes), dtype=np.int32)
@@ -398,7 +399,7 @@ def create_train_iterator(
 def _eval_classes(
   input_config: ml_collections.ConfigDict, split: str
 ) -> tuple[int, ...]:
-  classes = _classes_of(input_config, split)
+  classes = classes_of(input_config, split)
   if not classes:
     raise ValueError(
       f"input.val_classes is empty: there is no {split!r} split."

@@ -37,7 +37,13 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from proxy_nca_jax import evaluation, preemption, trainer  # noqa: E402
+from proxy_nca_jax import (  # noqa: E402
+  class_splits,
+  evaluation,
+  input_pipeline,
+  preemption,
+  trainer,
+)
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file, e.g. configs/fashion_mnist.py[:variant]."
@@ -137,9 +143,11 @@ def main(argv: list[str]) -> None:
     table = results_table(results)
     with tf.io.gfile.GFile(os.path.join(workdir, "results.txt"), "w") as f:
       f.write(table + "\n")
+    test_classes = input_pipeline.classes_of(config.input, "test")
     sys.stdout.write(
-      f"\n{config.input.dataset}: test classes {config.input.test_classes}"
-      f" (never seen in training)\n{table}\n"
+      f"\n{config.input.dataset}: test classes "
+      f"{class_splits.describe(test_classes)} (never seen in training)\n"
+      f"{table}\n"
     )
 
 

@@ -28,11 +28,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from proxy_nca_jax import parallel
+from proxy_nca_jax import input_pipeline, parallel
 from proxy_nca_jax import proxies as proxies_lib
-
-# Fashion-MNIST images; datasets of other shapes come with their builders.
-IMAGE_SHAPE = (28, 28, 1)
 
 
 @flax.struct.dataclass
@@ -106,7 +103,9 @@ def create_state(
       init_state,
       model,
       tx,
-      sample_images=jnp.zeros((1, *IMAGE_SHAPE), jnp.float32),
+      sample_images=jnp.zeros(
+        (1, *input_pipeline.image_shape(config.input)), jnp.float32
+      ),
       num_proxies=num_proxies,
       proxy_init_scale=config.proxies.init_scale,
     ),

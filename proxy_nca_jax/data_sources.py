@@ -308,6 +308,7 @@ def read(
   dataset_builder: tfds.core.DatasetBuilder,
   *,
   with_names: bool = False,
+  batch_size: int | None = None,
 ) -> tf.data.Dataset:
   """Every example of the dataset in a fixed order, image still encoded.
 
@@ -316,10 +317,12 @@ def read(
     dataset_builder: from `prepared_builder(input_config)`.
     with_names: add 'name', the image's file name where the dataset records
       it (else empty).
+    batch_size: yield batches of this many examples (the last one smaller);
+      much faster for passes over every example.
 
   Returns:
     A dataset of {'image': string (encoded JPEG/PNG), 'label': int64, and
-    with `with_names` 'name': string}.
+    with `with_names` 'name': string}, or of batches of them.
   """
   label_key = _label_key(input_config.dataset)
   spec = catalog.SPECS.get(input_config.dataset)
@@ -351,6 +354,8 @@ def read(
       out["name"] = example[name_key] if name_key else tf.constant("")
     return out
 
+  if batch_size:
+    ds = ds.batch(batch_size)
   return ds.map(select)
 
 
@@ -366,8 +371,8 @@ def source_labels(input_config: ml_collections.ConfigDict) -> np.ndarray:
   dataset_builder = prepared_builder(input_config)
   key = str(dataset_builder.data_path)
   if key not in _LABELS:
-    ds = read(input_config, dataset_builder).map(lambda x: x["label"])
-    batches = list(ds.batch(8192).as_numpy_iterator())
+    ds = read(input_config, dataset_builder, batch_size=8192)
+    batches = list(ds.map(lambda x: x["label"]).as_numpy_iterator())
     _LABELS[key] = np.concatenate(batches) if batches else np.zeros(0, np.int64)
   return _LABELS[key]
 

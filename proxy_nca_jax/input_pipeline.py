@@ -227,8 +227,8 @@ def _balanced_examples(
   """
   m = samples_per_class
   num_slots = global_batch // m
-  source = data_sources.read(input_config, dataset_builder)
-  parts = list(source.batch(8192).as_numpy_iterator())
+  source = data_sources.read(input_config, dataset_builder, batch_size=8192)
+  parts = list(source.as_numpy_iterator())
   images = np.concatenate([p["image"] for p in parts])
   labels = table[np.concatenate([p["label"] for p in parts])]
   counts = np.bincount(labels[labels >= 0], minlength=table.max() + 1)

@@ -37,6 +37,12 @@ setuptools.setup(
       "ruff>=0.6",
       "hypothesis>=6.100",  # Property tests of the losses.
     ],
+    # Preparing the paper's datasets with tfds: caltech_birds2011 reads its
+    # segmentation masks with OpenCV, cars196 its annotations with scipy.
+    "datasets": [
+      "opencv-python-headless>=4.8",
+      "scipy>=1.10",
+    ],
     "benchmark": [
       "torch==2.13.0",
       "pytorch-metric-learning>=2.8",

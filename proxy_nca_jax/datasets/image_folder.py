@@ -48,12 +48,10 @@ class FolderContents:
   Attributes:
     class_names: sorted class folder names (class id = position).
     num_images: number of images per class, in class id order.
-    splits: the split folder names.
   """
 
   class_names: tuple[str, ...]
   num_images: tuple[int, ...]
-  splits: tuple[str, ...]
 
 
 def _listing(paths: list[str]) -> str:
@@ -163,7 +161,6 @@ def check_folder(root: str | None) -> FolderContents:
   return FolderContents(
     class_names=names,
     num_images=tuple(counts[n] for n in names),
-    splits=tuple(p.name for p in split_dirs),
   )
 
 

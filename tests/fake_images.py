@@ -26,11 +26,13 @@ import contextlib
 import io
 import pathlib
 from collections.abc import Iterator
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
+from tensorflow_datasets.testing import test_utils
 
 BLUE = 7
 
@@ -99,9 +101,30 @@ def mocked_dataset(
     }
     return tf.data.Dataset.from_tensor_slices(columns)
 
-  with tfds.testing.mock_data(
-    policy=tfds.testing.MockPolicy.USE_FILES,
-    data_dir=str(data_dir),
-    as_dataset_fn=as_dataset,
+  # mock_data also swaps in a mock filesystem (every absolute path moved
+  # under /tmp/mocked_file_system) while `as_dataset` builds a dataset; that
+  # is process-wide, so files written meanwhile by another thread (orbax's
+  # asynchronous checkpoint save) would land there. The metadata is really
+  # on disk here, so the real filesystem is kept.
+  with (
+    tfds.testing.mock_data(
+      policy=tfds.testing.MockPolicy.USE_FILES,
+      data_dir=str(data_dir),
+      as_dataset_fn=as_dataset,
+    ),
+    mock.patch.object(test_utils, "MockFs", _RealFs),
   ):
     yield
+
+
+class _RealFs:
+  """Stands in for tfds's MockFs: the real filesystem, no-op `add_file`."""
+
+  def __enter__(self) -> "_RealFs":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    del exc_info
+
+  def add_file(self, path: str) -> None:
+    del path

@@ -41,6 +41,12 @@ setuptools.setup(
     ],
     # python -m proxy_nca_jax.import_weights (reading PyTorch files).
     "weights": ["torch==2.13.0"],
+    # Preparing the paper's datasets with tfds: caltech_birds2011 reads its
+    # segmentation masks with OpenCV, cars196 its annotations with scipy.
+    "datasets": [
+      "opencv-python-headless>=4.8",
+      "scipy>=1.10",
+    ],
     "benchmark": [
       "torch==2.13.0",
       "pytorch-metric-learning>=2.8",

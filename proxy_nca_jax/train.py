@@ -41,8 +41,10 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from proxy_nca_jax import (  # noqa: E402
+  class_splits,
   distributed,
   evaluation,
+  input_pipeline,
   parallel,
   preemption,
   trainer,
@@ -164,9 +166,11 @@ def main(argv: list[str]) -> None:
     table = results_table(results)
     with tf.io.gfile.GFile(os.path.join(workdir, "results.txt"), "w") as f:
       f.write(table + "\n")
+    test_classes = input_pipeline.classes_of(config.input, "test")
     sys.stdout.write(
-      f"\n{config.input.dataset}: test classes {config.input.test_classes}"
-      f" (never seen in training)\n{table}\n"
+      f"\n{config.input.dataset}: test classes "
+      f"{class_splits.describe(test_classes)} (never seen in training)\n"
+      f"{table}\n"
     )
 
 

@@ -42,11 +42,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from proxy_nca_jax import models, parallel, weight_import
+from proxy_nca_jax import input_pipeline, models, parallel, weight_import
 from proxy_nca_jax import proxies as proxies_lib
 
-# Fashion-MNIST images; datasets of other shapes come with their builders.
-IMAGE_SHAPE = (28, 28, 1)
 PROXY_SHARDINGS = ("replicated", "sharded")
 
 
@@ -193,7 +191,9 @@ def create_state(
     init_state,
     model,
     tx,
-    sample_images=jnp.zeros((1, *IMAGE_SHAPE), jnp.float32),
+    sample_images=jnp.zeros(
+      (1, *input_pipeline.image_shape(config.input)), jnp.float32
+    ),
     num_proxies=num_proxies,
     proxy_init_scale=config.proxies.init_scale,
     num_shards=proxy_shards(config, mesh),

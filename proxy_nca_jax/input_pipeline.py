@@ -48,6 +48,7 @@ import functools
 import math
 import numbers
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -284,13 +285,30 @@ def _decode_and_normalize(
 ) -> Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]:
   """Returns a map function: PNG bytes -> float32 (28, 28, 1) normalised."""
   image_feature = builder.info.features["image"]
-  mean, std = _PIXEL_STATS[dataset]
 
   def fn(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     image = tf.cast(image_feature.decode_example(example["image"]), tf.float32)
-    return {**example, "image": (image / 255.0 - mean) / std}
+    return {**example, "image": normalize_pixels(image, dataset)}
 
   return fn
+
+
+def normalize_pixels(images: Any, dataset: str) -> Any:
+  """The network's input from float pixel values in [0, 255].
+
+  The one normalisation of training, evaluation and ``proxy_nca_jax.embed``:
+  ``(x / 255 - mean) / std`` with the dataset's pixel statistics.
+
+  Args:
+    images: float array (NumPy or TensorFlow) of any shape, values 0-255.
+    dataset: the ``input.dataset`` the network was trained on (a supported
+      one).
+
+  Returns:
+    The normalised images, same shape and type as ``images``.
+  """
+  mean, std = _PIXEL_STATS[dataset]
+  return (images / 255.0 - mean) / std
 
 
 def _lookup(table: np.ndarray, labels: tf.Tensor) -> tf.Tensor:

@@ -37,7 +37,12 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from proxy_nca_jax import evaluation, preemption, trainer  # noqa: E402
+from proxy_nca_jax import (  # noqa: E402
+  evaluation,
+  preemption,
+  run_report,
+  trainer,
+)
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file, e.g. configs/fashion_mnist.py[:variant]."
@@ -141,6 +146,24 @@ def main(argv: list[str]) -> None:
       f"\n{config.input.dataset}: test classes {config.input.test_classes}"
       f" (never seen in training)\n{table}\n"
     )
+  if config.report.at_end:
+    _write_report(workdir)
+
+
+def _write_report(workdir: str) -> None:
+  """The run's figures (run_report.py); training succeeded either way."""
+  if jax.process_count() > 1:
+    logging.info(
+      "Report skipped (it needs one process): run python -m "
+      "proxy_nca_jax.report --workdir=%s",
+      workdir,
+    )
+    return
+  try:
+    for path in run_report.write_report(workdir):
+      logging.info("Wrote %s", path)
+  except (FileNotFoundError, ValueError) as error:
+    logging.warning("Report not written: %s", error)
 
 
 if __name__ == "__main__":

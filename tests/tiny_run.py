@@ -52,6 +52,7 @@ TINY_OVERRIDES = {
   "evals.kmeans_iters": 5,
   "ckpt.every_steps": 3,
   "log_every_steps": 2,
+  "report.at_end": False,  # tests/report_test.py turns it on.
 }
 
 

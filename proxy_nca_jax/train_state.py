@@ -19,6 +19,7 @@ one optimiser, one sharding rule and one checkpoint cover both.
 """
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -101,7 +102,20 @@ def create_state(
   num_proxies: int,
 ) -> TrainState:
   """A freshly initialised state, replicated over ``mesh``."""
-  init = jax.jit(
+  return _initializer(config, model, tx, mesh, num_proxies)(
+    jax.random.key(config.seed)
+  )
+
+
+def _initializer(
+  config: ml_collections.ConfigDict,
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  mesh: jax.sharding.Mesh,
+  num_proxies: int,
+) -> Callable[[jax.Array], TrainState]:
+  """The jitted ``key -> state`` of `create_state`, placed on ``mesh``."""
+  return jax.jit(
     functools.partial(
       init_state,
       model,
@@ -112,7 +126,24 @@ def create_state(
     ),
     out_shardings=parallel.replicated(mesh),
   )
-  return init(jax.random.key(config.seed))
+
+
+def abstract_state(
+  config: ml_collections.ConfigDict,
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  mesh: jax.sharding.Mesh,
+  num_proxies: int,
+) -> TrainState:
+  """``create_state``'s shapes, dtypes and shardings, computing nothing.
+
+  A restore target: restoring onto it skips compiling the initialisation,
+  most of the time of loading a trained run.
+  """
+  return jax.eval_shape(
+    _initializer(config, model, tx, mesh, num_proxies),
+    jax.random.key(config.seed),
+  )
 
 
 def inference_variables(state: TrainState) -> dict[str, Any]:

@@ -13,9 +13,9 @@
 # limitations under the License.
 """Tests of the run report and of the scalars a run logs for TensorBoard.
 
-One tiny run (tests/tiny_run.py) is trained in-process with evaluations at
-steps 0, 3 and 6; ``python -m proxy_nca_jax.report`` then draws its figures
-in a subprocess, and the PNGs are opened with PIL. The retrieval grid's
+The tiny run of tests/tiny_run.py (``shared_run``: evaluations at steps 0, 3
+and 6) is trained in-process; ``python -m proxy_nca_jax.report`` draws its
+figures in a subprocess, and the PNGs are opened with PIL. The grid's
 colours are checked on constructed embeddings whose neighbours are known;
 the TensorBoard event files are read back with TensorFlow's reader and
 compared with metrics.jsonl, the config and the checkpoint's proxies.
@@ -31,7 +31,7 @@ import tensorflow as tf
 from absl.testing import absltest
 from PIL import Image
 
-from proxy_nca_jax import figures, metric_writer, run_report, trainer
+from proxy_nca_jax import figures, metric_writer, run_report
 from tests import figures_test, tiny_run
 
 EVAL_METRICS = (
@@ -70,17 +70,7 @@ class RunReportTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls._tmp = tempfile.TemporaryDirectory()
-    cls.root = pathlib.Path(cls._tmp.name)
-    tiny_run.write_data(cls.root)
-    cls.workdir = cls.root / "run"
-    cls.config = tiny_run.tiny_config(
-      cls.root,
-      evals__at_step_zero=True,
-      evals__every_steps=3,
-      optimizer__head_lr_mult=0.5,
-    )
-    trainer.train_and_evaluate(cls.config, str(cls.workdir))
+    cls.workdir, cls.config, cls.checkpoint = tiny_run.shared_run()
     cls.scalars = _tensorboard_scalars(cls.workdir / "tensorboard")
     cls.records = metric_writer.read_metrics(str(cls.workdir))
     cls.result = tiny_run.run_command(
@@ -92,11 +82,6 @@ class RunReportTest(absltest.TestCase):
         "--max_examples=60",
       ]
     )
-
-  @classmethod
-  def tearDownClass(cls):
-    cls._tmp.cleanup()
-    super().tearDownClass()
 
   def test_command_writes_the_three_figures(self):
     self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])
@@ -155,9 +140,10 @@ class RunReportTest(absltest.TestCase):
     np.testing.assert_allclose(green / (green + red), correct.mean(), atol=0.03)
 
   def test_missing_workdir_or_metrics_is_a_clear_error(self):
+    root = pathlib.Path(self.enterContext(tempfile.TemporaryDirectory()))
     with self.assertRaisesRegex(FileNotFoundError, "not the workdir"):
-      run_report.write_report(str(self.root / "nothing_here"))
-    bare = self.root / "bare"
+      run_report.write_report(str(root / "nothing_here"))
+    bare = root / "bare"
     bare.mkdir()
     (bare / "config.json").write_text(
       (self.workdir / "config.json").read_text()
@@ -191,7 +177,7 @@ class RunReportTest(absltest.TestCase):
       np.testing.assert_allclose(self.scalars["lr/proxies"][step], 1e-2)
 
   def test_proxy_norms_are_those_of_the_checkpointed_proxies(self):
-    step, state = tiny_run.latest_state(self.workdir, self.config)
+    step, state = self.checkpoint
     self.assertEqual(step, 6)
     norms = np.linalg.norm(
       np.asarray(state.params["proxies"], np.float64), axis=1

@@ -297,8 +297,6 @@ def train_and_evaluate(
   state = train_state.create_state(config, model, tx, mesh, num_proxies)
 
   tf_workdir = workdirs.absolute(workdir)
-  if jax.process_index() == 0:
-    workdirs.save_config(config, tf_workdir)
   ckpt = checkpointing.Checkpointer(
     os.path.join(tf_workdir, "checkpoints"),
     every_steps=config.ckpt.every_steps,
@@ -318,6 +316,9 @@ def train_and_evaluate(
       ),
     )
   start_step = int(state.step)
+  if jax.process_index() == 0:
+    # Only once the checkpoint is known to fit: a refused run changes nothing.
+    workdirs.save_config(config, tf_workdir)
 
   writer = metric_writer.MetricWriter(tf_workdir)
   train_step_fn = make_train_step(model, tx, loss_fn, mesh)

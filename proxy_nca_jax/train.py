@@ -134,8 +134,8 @@ def main(argv: list[str]) -> None:
     logging.warning("%s", stopped)
     sys.exit(0)
   except (ValueError, FloatingPointError, FileNotFoundError) as error:
-    # Configuration and data problems: one clear message, no traceback.
-    logging.error("%s", error)
+    # Configuration and data problems: one clear message, no traceback
+    # (and not a second copy through the log, which also goes to stderr).
     sys.stderr.write(f"error: {error}\n")
     sys.exit(1)
   if jax.process_index() == 0 and results:

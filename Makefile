@@ -38,7 +38,7 @@ $(VENV)/.installed: setup.py
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) -e ".[test]" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import sklearn, pytest"
+	$(BIN)/python -c "import sklearn, pytest, torch"
 	touch $@
 
 $(VENV)/.installed-benchmark: $(VENV)/.installed

@@ -37,7 +37,11 @@ setuptools.setup(
       "scikit-learn>=1.5",
       "ruff>=0.6",
       "hypothesis>=6.100",  # Property tests of the losses.
+      # PyTorch references of ResNet-50 / BN-Inception and weight import.
+      "torch==2.13.0",
     ],
+    # python -m proxy_nca_jax.import_weights (reading PyTorch files).
+    "weights": ["torch==2.13.0"],
     "benchmark": [
       "torch==2.13.0",
       "pytorch-metric-learning>=2.8",

@@ -79,6 +79,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # ProxyNCA++'s head.
   config.model.pooling = "avg"
   config.model.layer_norm = False
+  # resnet50 and bn_inception only. frozen_bn: BatchNorm uses its running
+  # statistics in training too and its scale/bias are not optimised (for
+  # fine-tuning pretrained backbones with small batches). dtype: compute
+  # dtype of the backbone ("float32" or "bfloat16"; parameters, head, proxies
+  # and loss stay float32). pretrained: folder written by
+  # `python -m proxy_nca_jax.import_weights` (None: random initialisation);
+  # the embedding layer is always freshly initialised.
+  config.model.frozen_bn = False
+  config.model.dtype = "float32"
+  config.model.pretrained = config_dict.placeholder(str)
 
   config.proxies = ml_collections.ConfigDict()
   # One proxy per training class (static assignment).

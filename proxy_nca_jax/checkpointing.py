@@ -19,6 +19,10 @@ optimiser state, step) and a small JSON ``signature`` of what produced it
 signature differs fails with a message instead of loading mismatched arrays.
 Saves are asynchronous; orbax writes into a temporary folder and renames it
 when complete, so a run killed mid-save resumes from the previous checkpoint.
+
+Pretrained backbones converted from PyTorch (weight_import.py) are saved here
+too, as a folder of variables and a JSON ``metadata`` (architecture, source
+file and its SHA-256), read at initialisation by ``model.pretrained``.
 """
 
 from typing import Any
@@ -135,3 +139,54 @@ class Checkpointer:
   def close(self) -> None:
     """Waits for pending saves and releases the manager's resources."""
     self._manager.close()
+
+
+_VARIABLES = "variables"
+_METADATA = "metadata"
+
+
+def save_pretrained(
+  directory: str, variables: Any, metadata: dict[str, Any]
+) -> None:
+  """Writes converted pretrained weights (weight_import.py) to ``directory``.
+
+  Args:
+    directory: absolute path of a folder that does not exist yet.
+    variables: ``{'params': ..., 'batch_stats': ...}`` arrays.
+    metadata: JSON-serialisable facts about them (architecture, source).
+  """
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+    checkpointer.save(
+      directory,
+      args=ocp.args.Composite(
+        **{
+          _VARIABLES: ocp.args.StandardSave(variables),
+          _METADATA: ocp.args.JsonSave(metadata),
+        }
+      ),
+    )
+
+
+def restore_pretrained_metadata(directory: str) -> dict[str, Any]:
+  """The metadata ``save_pretrained`` wrote to ``directory``."""
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+    return checkpointer.restore(
+      directory, args=ocp.args.Composite(**{_METADATA: ocp.args.JsonRestore()})
+    )[_METADATA]
+
+
+def restore_pretrained(directory: str, target: Any) -> Any:
+  """The variables ``save_pretrained`` wrote, shaped and placed as ``target``.
+
+  Args:
+    directory: absolute path written by ``save_pretrained``.
+    target: pytree of arrays or jax.ShapeDtypeStruct (with shardings).
+  """
+  abstract = jax.tree.map(ocp.tree.to_shape_dtype_struct, target)
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+    return checkpointer.restore(
+      directory,
+      args=ocp.args.Composite(
+        **{_VARIABLES: ocp.args.StandardRestore(abstract)}
+      ),
+    )[_VARIABLES]

@@ -47,6 +47,9 @@ the largest R (other items of a query's class in the gallery):
   queries are ranked against the whole gallery on the device; the host
   selects and sorts each query's first max(R, K) neighbours.
 
+Each algorithm has its module (retrieval_counting.py,
+retrieval_sorted_prefix.py); this one validates, chooses and summarises.
+
 Typical use:
 
   metrics = evaluation.evaluate_embeddings(
@@ -55,18 +58,17 @@ Typical use:
   print(evaluation.format_results_table({'step 600': metrics}, ['map@r']))
 """
 
-import concurrent.futures
-import functools
-import math
-import os
 from collections.abc import Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from proxy_nca_jax import clustering
+from proxy_nca_jax import (
+  clustering,
+  retrieval_counting,
+  retrieval_sorted_prefix,
+)
 
 # Default side of a similarity tile (queries per block). At 60,502 x 512 the
 # extra memory is the embeddings on the device (124 MB) plus a few tiles of
@@ -75,15 +77,6 @@ DEFAULT_BLOCK_SIZE = 2048
 # Largest R handled by counting (one pass over a tile per positive); above
 # it the sorted-prefix algorithm is faster.
 MAX_COUNTED_R = 32
-# Most ranking keys one device call of the sorted-prefix algorithm returns
-# (8 MiB of uint32). On CPU, calls this small keep their buffers in cache;
-# measured at N = 35,000, blocks of 2048 queries were several times slower
-# per query than blocks of 64.
-_KEYS_PER_CALL = 1 << 21
-# Tiles one device computes per call of the counting algorithm.
-_TILES_PER_DEVICE = 4
-# Gallery index of padding: never ranked before a tying item.
-_PAD_INDEX = np.iinfo(np.int32).max
 
 Array = np.ndarray | jax.Array
 
@@ -107,384 +100,6 @@ def _validate_embeddings(
   if not np.all(np.isfinite(x)):
     raise ValueError(f"{what} contain NaN or infinite values.")
   return x, y
-
-
-@jax.jit
-def _ranking_keys(
-  queries: jax.Array, first_query: jax.Array, gallery: jax.Array
-) -> jax.Array:
-  """Keys that sort the gallery into each query's neighbour order.
-
-  Args:
-    queries: (B, D) float32; padding rows at the end.
-    first_query: int32 scalar, gallery index of queries[0] when the queries
-      are gallery rows (their own keys are then excluded), else the gallery
-      size.
-    gallery: (N, D) float32.
-
-  Returns:
-    (B, N) uint32 keys, ascending as similarity descends; equal keys mean
-    equal similarities. A query's own key is 2^32 - 1, the largest.
-  """
-  sim = jnp.dot(queries, gallery.T, precision=jax.lax.Precision.HIGHEST)
-  # -0.0 == +0.0 as floats but not as bits: canonicalise before bit tricks.
-  sim = jnp.where(sim == 0.0, 0.0, sim)
-  bits = jax.lax.bitcast_convert_type(sim, jnp.int32)
-  # IEEE-754 bits order non-negative floats like integers and negative ones
-  # in reverse; flipping the magnitude bits of the non-negative ones makes
-  # the unsigned key decrease as the similarity increases.
-  keys = bits ^ (~(bits >> 31) & 0x7FFFFFFF)
-  rows = jnp.arange(queries.shape[0])
-  keys = keys.at[rows, first_query + rows].set(-1, mode="drop")
-  return jax.lax.bitcast_convert_type(keys, jnp.uint32)
-
-
-def _prefix_scores(
-  keys: np.ndarray,
-  query_labels: np.ndarray,
-  r: np.ndarray,
-  gallery_labels: np.ndarray,
-  depth: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Per-query scores from the sorted first `depth` neighbours.
-
-  Each key is packed with its gallery index into one uint64, so a plain sort
-  yields exactly the (similarity desc, index asc) order; an O(N) selection
-  (`np.partition`) then a sort of only the first `depth` keeps it cheap.
-
-  Args:
-    keys: (C, N) uint32 from `_ranking_keys`.
-    query_labels: (C,) int.
-    r: (C,) int, positives of each query in the gallery.
-    gallery_labels: (N,) int.
-    depth: neighbours to rank, >= max(r), <= N.
-
-  Returns:
-    (first positive rank (C,) float64, inf if none among the first `depth`;
-    precision sum (C,) float64; hits (C,) int64), see `per_query_scores`.
-  """
-  max_r = max(int(r.max()), 1)
-  packed = keys.astype(np.uint64)
-  packed <<= np.uint64(32)
-  packed |= np.arange(gallery_labels.shape[0], dtype=np.uint64)
-  if depth < packed.shape[1]:
-    packed = np.partition(packed, depth - 1, axis=1)[:, :depth]
-  first = np.sort(packed, axis=1)
-  # The gallery index is the low word of each packed key.
-  same = gallery_labels[first.astype(np.uint32)] == query_labels[:, None]
-  rank = np.where(same.any(axis=1), same.argmax(axis=1), np.inf)
-  correct = same[:, :max_r] & (np.arange(max_r) < r[:, None])
-  hits = np.cumsum(correct, axis=1, dtype=np.int32)
-  precision_sum = (hits * correct) @ (1.0 / np.arange(1, max_r + 1))
-  return rank, precision_sum, correct.sum(axis=1)
-
-
-def _sorted_prefix(
-  q: np.ndarray,
-  yq: np.ndarray,
-  g: np.ndarray,
-  yg: np.ndarray,
-  r: np.ndarray,
-  depth: int,
-  block_size: int,
-  symmetric: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """The sorted-prefix algorithm: per-query scores, see `per_query_scores`."""
-  nq, ng = q.shape[0], g.shape[0]
-  block = max(1, min(block_size, nq, _KEYS_PER_CALL // ng))
-  # Pad the last block so that every call has the same shapes (one compile).
-  queries = np.zeros((math.ceil(nq / block) * block, q.shape[1]), np.float32)
-  queries[:nq] = q
-  gallery = jnp.asarray(g)
-
-  def rank_block(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    stop = min(start + block, nq)
-    first = jnp.int32(start if symmetric else ng)
-    keys = _ranking_keys(
-      jnp.asarray(queries[start : start + block]), first, gallery
-    )
-    rows = slice(start, stop)
-    return _prefix_scores(
-      np.asarray(keys)[: stop - start], yq[rows], r[rows], yg, depth
-    )
-
-  # NumPy's sorts and the XLA kernel release the GIL: threads overlap them.
-  with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-    results = list(pool.map(rank_block, range(0, nq, block)))
-  return tuple(np.concatenate(a) for a in zip(*results, strict=True))
-
-
-def _count_before(
-  sims: jax.Array,
-  thresholds: jax.Array,
-  threshold_index: jax.Array,
-  item_index: jax.Array,
-  num: jax.Array,
-) -> jax.Array:
-  """Items ranked before each threshold, one pass over `sims` per threshold.
-
-  Args:
-    sims: (B, G) float32, queries along axis 0, items along axis 1.
-    thresholds: (B, M) float32, similarity of each query's positives.
-    threshold_index: (B, M) int32, their gallery indices.
-    item_index: (G,) int32, gallery index of each item.
-    num: int32 scalar, thresholds to count (the rest stay 0).
-
-  Returns:
-    (B, M) int32: items with (similarity, index) before each threshold.
-  """
-
-  def count(m, counts):
-    t = thresholds[:, m, None]
-    before = (sims > t) | (
-      (sims == t) & (item_index[None, :] < threshold_index[:, m, None])
-    )
-    return counts.at[:, m].set(jnp.sum(before, axis=1, dtype=jnp.int32))
-
-  init = jnp.zeros(thresholds.shape, jnp.int32)
-  return jax.lax.fori_loop(0, num, count, init)
-
-
-def _members(sims: jax.Array, start: jax.Array, offset: jax.Array, num: int):
-  """(B, num) sims[a, start[a] + s - offset], NaN outside the tile."""
-  pos = start[:, None] + jnp.arange(num) - offset
-  inside = (pos >= 0) & (pos < sims.shape[1])
-  pos = jnp.clip(pos, 0, sims.shape[1] - 1)
-  return jnp.where(inside, jnp.take_along_axis(sims, pos, axis=1), jnp.nan)
-
-
-def _tile(tile, arrays, *, bq: int, bg: int, num_members: int, symmetric):
-  """Similarities of one (query block, gallery block) tile and their use.
-
-  Args:
-    tile: (4,) int32: query block, gallery block, thresholds to count for
-      the rows, thresholds to count for the columns (symmetric only).
-    arrays: dict of the replicated inputs (see `_counting`).
-    bq: queries per block.
-    bg: gallery items per block.
-    num_members: most gallery items of one query's class.
-    symmetric: queries are the gallery; the tile also counts for the
-      queries of its columns, against its rows.
-
-  Returns:
-    dict of 'rows' and, if symmetric, 'cols': members (b, num_members)
-    float32 similarities of class members inside the tile (NaN elsewhere)
-    and counts (b, M) int32.
-  """
-  i, j = tile[0] * bq, tile[1] * bg
-  a = arrays
-  sims = jnp.dot(
-    jax.lax.dynamic_slice_in_dim(a["q"], i, bq),
-    jax.lax.dynamic_slice_in_dim(a["g"], j, bg).T,
-    precision=jax.lax.Precision.HIGHEST,
-  )
-
-  def side(s, first, items, num):
-    rows = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=first)
-    return {
-      "members": _members(
-        s, rows(a["member_start"], slice_size=s.shape[0]), items, num_members
-      ),
-      "counts": _count_before(
-        s,
-        rows(a["thresholds"], slice_size=s.shape[0]),
-        rows(a["threshold_index"], slice_size=s.shape[0]),
-        jax.lax.dynamic_slice_in_dim(a["index"], items, s.shape[1]),
-        num,
-      ),
-    }
-
-  out = {"rows": side(sims, i, j, tile[2])}
-  if symmetric:
-    out["cols"] = side(sims.T, j, i, tile[3])
-  return out
-
-
-@functools.cache
-def _tile_sweep(mesh, bq: int, bg: int, num_members: int, symmetric: bool):
-  """Jitted: tiles (T, 4) sharded over `mesh` -> stacked `_tile` outputs."""
-  tile_fn = functools.partial(
-    _tile, bq=bq, bg=bg, num_members=num_members, symmetric=symmetric
-  )
-
-  def local(tiles, arrays):
-    return jax.lax.map(lambda t: tile_fn(t, arrays), tiles)
-
-  spec = jax.sharding.PartitionSpec(mesh.axis_names[0])
-  return jax.jit(
-    jax.shard_map(
-      local,
-      mesh=mesh,
-      in_specs=(spec, jax.sharding.PartitionSpec()),
-      out_specs=spec,
-      check_vma=False,
-    )
-  )
-
-
-def _tile_mesh(mesh: jax.sharding.Mesh | None) -> jax.sharding.Mesh:
-  """A 1-D mesh over this process's devices of `mesh` (default: all)."""
-  devices = jax.local_devices() if mesh is None else mesh.local_devices
-  return jax.make_mesh(
-    (len(devices),),
-    ("tiles",),
-    axis_types=(jax.sharding.AxisType.Auto,),
-    devices=devices,
-  )
-
-
-def _counting(
-  q: np.ndarray,
-  yq: np.ndarray,
-  g: np.ndarray,
-  yg: np.ndarray,
-  block_size: int,
-  symmetric: bool,
-  mesh: jax.sharding.Mesh | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """The counting algorithm: per-query scores, see `per_query_scores`."""
-  nq, ng = q.shape[0], g.shape[0]
-  # Classes ordered by (gallery size, label), items by class: a block holds
-  # whole classes of similar R and its positives lie in one or two blocks.
-  size = np.bincount(yg, minlength=max(yq.max(), yg.max()) + 1)
-  class_rank = np.empty_like(size)
-  class_rank[np.lexsort((np.arange(len(size)), size))] = np.arange(len(size))
-  q_order = np.argsort(class_rank[yq], kind="stable")
-  g_order = q_order if symmetric else np.argsort(class_rank[yg], kind="stable")
-  g_rank = class_rank[yg[g_order]]
-  q_rank = class_rank[yq[q_order]]
-  start = np.searchsorted(g_rank, q_rank).astype(np.int32)
-  count = size[yq[q_order]]  # Class members in the gallery, self included.
-  r = count - symmetric
-  num_members, num_thresholds = int(count.max()), max(int(r.max()), 1)
-
-  bq, bg = min(block_size, nq), min(block_size, ng)
-  tq, tg = math.ceil(nq / bq), math.ceil(ng / bg)
-
-  def padded(values, rows, fill, order=None):
-    out = np.full((rows, *values.shape[1:]), fill, values.dtype)
-    if order is None:
-      out[: len(values)] = values
-    else:  # No temporary copy of the (N, D) embeddings.
-      np.take(values, order, axis=0, out=out[: len(order)])
-    return out
-
-  mesh = _tile_mesh(mesh)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("tiles"))
-  arrays = {
-    "q": padded(q, tq * bq, 0.0, q_order),
-    "g": None if symmetric else padded(g, tg * bg, 0.0, g_order),
-    "member_start": padded(start, tq * bq, 0),
-    "index": padded(g_order.astype(np.int32), tg * bg, _PAD_INDEX),
-    "thresholds": np.full((tq * bq, num_thresholds), np.inf, np.float32),
-    "threshold_index": np.full((tq * bq, num_thresholds), _PAD_INDEX, np.int32),
-  }
-  if symmetric:
-    arrays["g"] = arrays["q"]  # One copy on the device.
-  arrays = jax.device_put(arrays, replicated)
-  sweep = _tile_sweep(mesh, bq, bg, num_members, symmetric)
-  chunk = _TILES_PER_DEVICE * mesh.size
-
-  def run(tiles: np.ndarray):
-    """Yields (tiles, outputs on the host), one device call per chunk."""
-    pending = []
-    for begin in range(0, len(tiles), chunk):
-      part = padded(tiles[begin : begin + chunk], chunk, 0)
-      part[len(tiles) - begin :, 2:] = 0  # Padding tiles count nothing.
-      pending.append(
-        (
-          tiles[begin : begin + chunk],
-          sweep(jax.device_put(part, split), arrays),
-        )
-      )
-      if len(pending) > 1:  # Keep the device busy while the host works.
-        done, out = pending.pop(0)
-        yield done, jax.device_get(out)
-    for done, out in pending:
-      yield done, jax.device_get(out)
-
-  def sides(tiles, out):
-    for k, (i, j, _, _) in enumerate(tiles):
-      yield slice(i * bq, (i + 1) * bq), out["rows"], k
-      if symmetric and i != j:
-        yield slice(j * bg, (j + 1) * bg), out["cols"], k
-
-  # Pass 1: the tiles holding positive pairs give every class member's
-  # similarity (each pair is in exactly one tile, as row or as column).
-  rows = np.arange(nq)
-  has = count > 0
-  first_block = np.zeros(tq, np.int64) + tg
-  last_block = np.full(tq, -1)
-  np.minimum.at(first_block, rows[has] // bq, start[has] // bg)
-  np.maximum.at(last_block, rows[has] // bq, (start + count - 1)[has] // bg)
-  near = {
-    (min(i, j), max(i, j)) if symmetric else (i, j)
-    for i in range(tq)
-    for j in range(first_block[i], last_block[i] + 1)
-  }
-  near = np.array(sorted(near), np.int32).reshape(-1, 2)
-  members = np.full((tq * bq, num_members), np.nan, np.float32)
-  zeros = np.zeros((len(near), 2), np.int32)
-  for tiles, out in run(np.concatenate([near, zeros], axis=1)):
-    for block, side_out, k in sides(tiles, out):
-      members[block] = np.fmax(members[block], side_out["members"][k])
-  members = members[:nq]
-  if np.isnan(members[np.arange(num_members) < count[:, None]]).any():
-    raise AssertionError("A class member was in no tile of pass 1.")
-
-  # Positives in rank order: (similarity desc, gallery index asc).
-  slot = np.arange(num_members)
-  position = np.minimum(start[:, None] + slot, ng - 1)
-  member_index = g_order[position].astype(np.int32)
-  positive = slot < count[:, None]
-  if symmetric:
-    own = position == rows[:, None]
-    own_sim = members[rows, np.argmax(own, axis=1)]
-    positive &= ~own
-  key = np.where(positive, -members, np.inf)
-  order = np.lexsort((member_index, key), axis=1)[:, :num_thresholds]
-  thresholds = np.take_along_axis(-key, order, axis=1)
-  threshold_index = np.take_along_axis(member_index, order, axis=1)
-  valid = np.arange(num_thresholds) < r[:, None]
-  thresholds = np.where(valid, thresholds, np.inf).astype(np.float32)
-  threshold_index = np.where(valid, threshold_index, _PAD_INDEX)
-  arrays["thresholds"] = jax.device_put(
-    padded(thresholds, tq * bq, np.inf), replicated
-  )
-  arrays["threshold_index"] = jax.device_put(
-    padded(threshold_index, tq * bq, _PAD_INDEX), replicated
-  )
-
-  # Pass 2: every tile counts the items ranked before each positive.
-  block_r = padded(r, tq * bq, 0).reshape(tq, bq).max(axis=1)
-  i, j = np.triu_indices(tq) if symmetric else np.indices((tq, tg))
-  i, j = i.reshape(-1), j.reshape(-1)
-  cols = np.where(i != j, block_r[j], 0) if symmetric else 0 * i
-  counts = np.zeros((tq * bq, num_thresholds), np.int64)
-  tiles = np.stack([i, j, block_r[i], cols], axis=1).astype(np.int32)
-  for done, out in run(tiles):
-    for block, side_out, k in sides(done, out):
-      counts[block] += side_out["counts"][k]
-  counts = counts[:nq]
-  # Padding items (zero vectors, similarity exactly 0) and the query itself
-  # were counted like any item; take them back out.
-  counts -= (tg * bg - ng) * (thresholds < 0.0)
-  if symmetric:
-    s = own_sim[:, None]
-    counts -= (s > thresholds) | (
-      (s == thresholds) & (g_order[rows, None] < threshold_index)
-    )
-
-  ranked = np.where(valid, counts, np.iinfo(np.int64).max)
-  hit = ranked < r[:, None]
-  rank = np.where(r > 0, ranked[:, 0], np.inf)
-  precision_sum = np.sum(
-    np.where(hit, (np.arange(num_thresholds) + 1) / (ranked + 1.0), 0.0),
-    axis=1,
-  )
-  unsort = np.argsort(q_order)
-  return rank[unsort], precision_sum[unsort], hit.sum(axis=1)[unsort]
 
 
 def per_query_scores(
@@ -539,10 +154,14 @@ def per_query_scores(
   if max_r == 0:
     scores = np.full(len(yq), np.inf), np.zeros(len(yq)), np.zeros(len(yq))
   elif max_r <= MAX_COUNTED_R:
-    scores = _counting(q, yq, g, yg, block_size, symmetric, mesh)
+    scores = retrieval_counting.per_query_scores(
+      q, yq, g, yg, block_size, symmetric, mesh
+    )
   else:
     depth = min(max(max_r, max_k), g.shape[0] - symmetric)
-    scores = _sorted_prefix(q, yq, g, yg, r, depth, block_size, symmetric)
+    scores = retrieval_sorted_prefix.per_query_scores(
+      q, yq, g, yg, r, depth, block_size, symmetric
+    )
   names = ("first_positive_rank", "precision_sum", "hits")
   result = dict(zip(names, scores, strict=True))
   result["hits"] = result["hits"].astype(np.int64)

@@ -14,7 +14,7 @@
 """Figures of an evaluation: retrieval grid, 2-D projection, convergence.
 
 All figures are drawn with matplotlib's Agg backend (no display needed) and
-saved as PNG:
+saved as PNG through tf.io.gfile, so a path may be a gs:// URL:
 
 - `retrieval_grid`: a few queries with their top-8 neighbours, each
   neighbour framed green if it is of the query's class, red if not.
@@ -33,6 +33,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 # Frame colours of the retrieval grid (RGB): same class / other class.
 CORRECT_RGB = (0.0, 0.7, 0.0)
@@ -119,7 +120,13 @@ def retrieval_grid(
       spine.set_visible(False)
   fig.suptitle("queries and their nearest neighbours (green: same class)")
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  _save(fig, path)
+
+
+def _save(fig: matplotlib.figure.Figure, path: str) -> None:
+  """Writes ``fig`` as a PNG to ``path`` (local or gs://) and closes it."""
+  with tf.io.gfile.GFile(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=100)
   plt.close(fig)
 
 
@@ -174,8 +181,7 @@ def embedding_projection(
   ax.set_ylabel("PC 2")
   ax.set_title(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def evaluation_keys(records: Sequence[Mapping[str, float]]) -> list[str]:
@@ -232,6 +238,5 @@ def convergence_plot(
     ax.set_visible(False)
   fig.suptitle(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
   return list(series)

@@ -13,6 +13,10 @@
 # limitations under the License.
 """Embedding networks.
 
+Three backbones, each followed by the same embedding head: convnet-S (below),
+ResNet-50 (resnet.py) and BN-Inception (bn_inception.py), chosen by
+``config.model.name`` (``create_model``).
+
 convnet-S (../shared/DESIGN.md, the FMNIST-ZS model): conv3x3(32)-BN-ReLU x2,
 maxpool; conv3x3(64)-BN-ReLU x2, maxpool; conv3x3(128)-BN-ReLU; global average
 pool; linear -> embedding_dim; L2-normalise. Images are NHWC.
@@ -25,7 +29,8 @@ are ProxyNCA++'s head (Teh et al., ECCV 2020, Sec. 3.3-3.4).
 
 Parameter layout: the embedding layer is the submodule named ``embedding``
 (``HEAD_MODULE``); everything else is the backbone. The optimiser gives each
-group its own learning rate (see optim.py).
+group its own learning rate (see optim.py). ResNet-50 and BN-Inception sit
+under ``BACKBONE_MODULE``, the subtree that pretrained weights replace.
 
 Speed (CPU; measurements in benchmarks/README.md). Two pieces are written by
 hand, each the same function and gradient as the stock Flax layers to
@@ -56,11 +61,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from proxy_nca_jax import losses
+from proxy_nca_jax import bn_inception, losses, resnet
 
 HEAD_MODULE = "embedding"
-MODELS = ("convnet_s",)
+BACKBONE_MODULE = "backbone"
+MODELS = ("convnet_s", "resnet50", "bn_inception")
 POOLINGS = ("avg", "max")
+DTYPES = ("float32", "bfloat16")
 
 
 def embedding_head(
@@ -328,20 +335,91 @@ class ConvNetS(nn.Module):
     )
 
 
+class BackboneEmbedder(nn.Module):
+  """A feature extractor (``BACKBONE_MODULE``) and the embedding head.
+
+  Attributes:
+    backbone: module mapping (images, train=...) to a (B, H, W, C) feature
+      map, e.g. ``resnet.ResNet()`` or ``bn_inception.BNInception()``; its
+      variables are the subtree ``BACKBONE_MODULE``.
+    embedding_dim: size of the output embedding.
+    pooling: global pooling of the head, "avg" or "max".
+    layer_norm: LayerNorm on the pooled features (see ``embedding_head``).
+  """
+
+  backbone: nn.Module
+  embedding_dim: int = 64
+  pooling: str = "avg"
+  layer_norm: bool = False
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+    """Embeds a batch of images.
+
+    Args:
+      images: float array (B, H, W, 3), normalised as the backbone expects.
+      train: use batch statistics (and update the running ones) if True;
+        a backbone with frozen BatchNorm uses its running statistics.
+
+    Returns:
+      float32 array (B, embedding_dim) of unit-norm embeddings.
+    """
+    # A module attribute is a submodule named after the attribute.
+    features = self.backbone(images, train=train)
+    # The head runs in float32 whatever the backbone's compute dtype.
+    return embedding_head(
+      features.astype(jnp.float32),
+      embedding_dim=self.embedding_dim,
+      pooling=self.pooling,
+      layer_norm=self.layer_norm,
+    )
+
+
+def create_backbone(model_config: ml_collections.ConfigDict) -> nn.Module:
+  """The feature extractor of ``resnet50`` or ``bn_inception``."""
+  if model_config.dtype not in DTYPES:
+    raise ValueError(
+      f"Unknown model.dtype {model_config.dtype!r}; choose one of {DTYPES}."
+    )
+  dtype = jnp.dtype(model_config.dtype)
+  if model_config.name == "resnet50":
+    return resnet.ResNet(frozen_bn=model_config.frozen_bn, dtype=dtype)
+  if model_config.name == "bn_inception":
+    return bn_inception.BNInception(
+      frozen_bn=model_config.frozen_bn, dtype=dtype
+    )
+  raise ValueError(
+    f"{model_config.name!r} has no separate backbone; choose one of "
+    f"{MODELS[1:]}."
+  )
+
+
 def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
   """Builds the model named by ``model_config.name``."""
   if model_config.name not in MODELS:
     raise ValueError(
       f"Unknown model {model_config.name!r}; choose one of {MODELS}."
     )
-  if len(model_config.widths) != 3:
-    raise ValueError(
-      f"convnet_s needs three stage widths, got {model_config.widths}."
-    )
   if model_config.pooling not in POOLINGS:
     raise ValueError(
       f"Unknown model.pooling {model_config.pooling!r}; choose one of "
       f"{POOLINGS}."
+    )
+  if model_config.name != "convnet_s":
+    return BackboneEmbedder(
+      backbone=create_backbone(model_config),
+      embedding_dim=model_config.embedding_dim,
+      pooling=model_config.pooling,
+      layer_norm=model_config.layer_norm,
+    )
+  if len(model_config.widths) != 3:
+    raise ValueError(
+      f"convnet_s needs three stage widths, got {model_config.widths}."
+    )
+  if model_config.frozen_bn or model_config.dtype != "float32":
+    raise ValueError(
+      "model.frozen_bn and model.dtype apply to resnet50 and bn_inception; "
+      "convnet_s trains its BatchNorm in float32."
     )
   return ConvNetS(
     embedding_dim=model_config.embedding_dim,

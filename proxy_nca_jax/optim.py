@@ -18,8 +18,14 @@ Three groups: ``backbone`` (all network parameters but the embedding layer),
 larger learning rate than the network ([1], Sec. 4; ProxyNCA++ uses a
 multiplier above 100), and a peer's baseline famously forgot to optimise them
 at all: here they are a group of their own, always optimised.
+
+With ``model.frozen_bn`` a fourth group, ``frozen``, holds the BatchNorm
+scales and biases: their updates are zero (no learning rate, no weight decay,
+no optimiser state), so with the running statistics, which a frozen
+BatchNorm does not update either, the layer stays exactly as loaded.
 """
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -28,18 +34,44 @@ import optax
 
 from proxy_nca_jax import models
 
-GROUPS = ("backbone", "head", "proxies")
+GROUPS = ("backbone", "head", "proxies", "frozen")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 DECAYS = ("constant", "cosine")
+_BN_LEAVES = {"scale", "bias"}
 
 
-def param_groups(params: dict) -> dict:
-  """Labels every leaf of ``{'model': ..., 'proxies': ...}`` with its group."""
+def batch_norm_modules(params: dict) -> set[tuple[str, ...]]:
+  """Paths of the modules whose parameters are exactly ``scale`` and ``bias``.
+
+  These are the BatchNorm layers of every model here (the head's LayerNorm
+  has no parameters; tests/backbones_test.py checks that the set equals the
+  modules holding batch statistics).
+  """
+  modules = {}
+  for path, _ in jax.tree_util.tree_leaves_with_path(params):
+    keys = tuple(getattr(k, "key", None) for k in path)
+    modules.setdefault(keys[:-1], set()).add(keys[-1])
+  return {path for path, leaves in modules.items() if leaves == _BN_LEAVES}
+
+
+def param_groups(params: dict, *, frozen_bn: bool = False) -> dict:
+  """Labels every leaf of ``{'model': ..., 'proxies': ...}`` with its group.
+
+  Args:
+    params: the parameter tree.
+    frozen_bn: label BatchNorm scales and biases ``frozen``.
+
+  Returns:
+    A tree like ``params`` of group names (see ``GROUPS``).
+  """
+  frozen = batch_norm_modules(params) if frozen_bn else set()
 
   def label(path: tuple, _) -> str:
     keys = [getattr(k, "key", None) for k in path]
     if keys[0] == "proxies":
       return "proxies"
+    if tuple(keys[:-1]) in frozen:
+      return "frozen"
     return "head" if models.HEAD_MODULE in keys else "backbone"
 
   return jax.tree_util.tree_map_with_path(label, params)
@@ -102,7 +134,8 @@ def create_optimizer(
   """Builds the per-group optimiser.
 
   Args:
-    config: the full config (sections ``optimizer`` and ``schedule``).
+    config: the full config (sections ``optimizer`` and ``schedule``, and
+      ``model.frozen_bn``).
 
   Returns:
     The optax transformation for ``{'model': ..., 'proxies': ...}`` params,
@@ -121,6 +154,8 @@ def create_optimizer(
   }
   transforms = {
     group: _base_optimizer(opt, schedules[group], decay[group])
-    for group in GROUPS
+    for group in schedules
   }
-  return optax.partition(transforms, param_groups), schedules
+  transforms["frozen"] = optax.set_to_zero()
+  labels = functools.partial(param_groups, frozen_bn=config.model.frozen_bn)
+  return optax.partition(transforms, labels), schedules

@@ -18,9 +18,11 @@ r"""Trains and evaluates a Proxy-NCA model: the command-line entry point.
 
 Re-running the same command with the same workdir resumes from the latest
 checkpoint. For several processes (multi-host GPU, or local tests) pass
---coordinator_address, --num_processes and --process_id; on Cloud TPU VMs JAX
-detects them. The final table of test-class metrics goes to stdout and to
-workdir/results.txt.
+--coordinator_address, --num_processes and --process_id; on Cloud TPU VMs and
+in multi-task Slurm or Open MPI jobs JAX detects them (distributed.py states
+the rule). Only process 0 logs progress (the others log warnings and errors)
+and writes metrics. The final table of test-class metrics goes to stdout and
+to workdir/results.txt.
 """
 
 import logging as std_logging
@@ -33,12 +35,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import jax  # noqa: E402
+import ml_collections  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from proxy_nca_jax import (  # noqa: E402
+  distributed,
   evaluation,
+  parallel,
   preemption,
   run_report,
   trainer,
@@ -53,7 +58,8 @@ _WORKDIR = flags.DEFINE_string(
 _COORDINATOR = flags.DEFINE_string(
   "coordinator_address",
   None,
-  "host:port of process 0, for multi-process runs outside Cloud TPU.",
+  "HOST:PORT of process 0 in a multi-process run (with --num_processes and "
+  "--process_id); not needed on Cloud TPU VMs, Slurm or Open MPI.",
 )
 _NUM_PROCESSES = flags.DEFINE_integer(
   "num_processes", None, "Number of processes in a multi-process run."
@@ -64,22 +70,34 @@ _PROCESS_ID = flags.DEFINE_integer(
 _NUM_CPU_DEVICES = flags.DEFINE_integer(
   "num_cpu_devices",
   None,
-  "Split the CPU into this many JAX devices (data parallelism on CPU).",
+  "Split the CPU into this many JAX devices (data parallelism on CPU). "
+  "Default for a single process: one per core, as many as divide the train "
+  "and eval batch sizes; 1 keeps one CPU device.",
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
 TABLE_KEYS = ("recall@1", "recall@2", "recall@4", "recall@8", "nmi", "map@r")
 
 
-def _initialize_distribution() -> None:
-  if _NUM_CPU_DEVICES.value:
-    jax.config.update("jax_num_cpu_devices", _NUM_CPU_DEVICES.value)
-  if _COORDINATOR.value or _NUM_PROCESSES.value:
-    jax.distributed.initialize(
-      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+def _initialize_distribution(config: ml_collections.ConfigDict) -> None:
+  """Joins the multi-process job, if any (rule in distributed.py)."""
+  plan = distributed.plan(
+    _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+  )
+  cpu_devices = _NUM_CPU_DEVICES.value
+  if cpu_devices is None and not plan.initialize:
+    # Only the CPU backend reads this; GPUs and TPUs are unaffected.
+    cpu_devices = parallel.cpu_device_count(
+      (config.input.batch_size, config.input.eval_batch_size),
+      len(os.sched_getaffinity(0)),
     )
-  elif os.environ.get("TPU_WORKER_HOSTNAMES", "").count(","):
-    jax.distributed.initialize()  # Multi-host Cloud TPU: auto-detected.
+  if cpu_devices:
+    jax.config.update("jax_num_cpu_devices", cpu_devices)
+  distributed.initialize(plan)
+  if jax.process_index() != 0:
+    # Process 0 logs the progress of all; the others only what goes wrong.
+    logging.set_verbosity(logging.WARNING)
+  logging.info("%s", plan.reason)
 
 
 def results_table(results: dict[int, dict[str, float]]) -> str:
@@ -126,8 +144,13 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  _initialize_distribution()
   config, workdir = _CONFIG.value, _WORKDIR.value
+  try:
+    _initialize_distribution(config)
+  except ValueError as error:
+    # Incomplete distributed flags: one line, nothing written.
+    sys.stderr.write(f"error: {error}\n")
+    sys.exit(2)
   try:
     results = trainer.train_and_evaluate(config, workdir)
   except preemption.Preempted as stopped:

@@ -16,6 +16,11 @@
 ``params`` holds the network's parameters and the proxies (a (C, D) float32
 array, one row per training class for static assignment) side by side, so
 one optimiser, one sharding rule and one checkpoint cover both.
+
+With ``config.model.pretrained`` the backbone's variables (parameters and
+BatchNorm statistics) start from converted ImageNet weights
+(weight_import.py); the embedding layer and the proxies are initialised as
+usual.
 """
 
 import functools
@@ -29,7 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from proxy_nca_jax import parallel
+from proxy_nca_jax import models, parallel, weight_import
 from proxy_nca_jax import proxies as proxies_lib
 
 # Fashion-MNIST images; datasets of other shapes come with their builders.
@@ -63,6 +68,7 @@ def run_signature(
     "widths": list(config.model.widths),
     "pooling": config.model.pooling,
     "layer_norm": config.model.layer_norm,
+    "frozen_bn": config.model.frozen_bn,
     "num_proxies": num_proxies,
     "optimizer": config.optimizer.name,
   }
@@ -102,9 +108,11 @@ def create_state(
   num_proxies: int,
 ) -> TrainState:
   """A freshly initialised state, replicated over ``mesh``."""
-  return _initializer(config, model, tx, mesh, num_proxies)(
-    jax.random.key(config.seed)
-  )
+  init = _initializer(config, model, tx, mesh, num_proxies)
+  state = init(jax.random.key(config.seed))
+  if config.model.pretrained:
+    state = with_pretrained_backbone(state, config, tx, mesh)
+  return state
 
 
 def _initializer(
@@ -138,11 +146,47 @@ def abstract_state(
   """``create_state``'s shapes, dtypes and shardings, computing nothing.
 
   A restore target: restoring onto it skips compiling the initialisation,
-  most of the time of loading a trained run.
+  most of the time of loading a trained run (and reads no pretrained
+  backbone: the checkpoint replaces every array).
   """
   return jax.eval_shape(
     _initializer(config, model, tx, mesh, num_proxies),
     jax.random.key(config.seed),
+  )
+
+
+def with_pretrained_backbone(
+  state: TrainState,
+  config: ml_collections.ConfigDict,
+  tx: optax.GradientTransformation,
+  mesh: jax.sharding.Mesh,
+) -> TrainState:
+  """``state`` with the backbone read from ``config.model.pretrained``.
+
+  The optimiser state is initialised again for the new parameters.
+  """
+  name = models.BACKBONE_MODULE
+  if name not in state.params["model"]:
+    raise ValueError(
+      f"model.pretrained applies to {weight_import.ARCHS}, not to "
+      f"{config.model.name}."
+    )
+  loaded = weight_import.load_pretrained(
+    config.model.pretrained,
+    config.model.name,
+    {
+      "params": state.params["model"][name],
+      "batch_stats": state.batch_stats[name],
+    },
+  )
+  params = {
+    **state.params,
+    "model": {**state.params["model"], name: loaded["params"]},
+  }
+  return state.replace(
+    params=params,
+    batch_stats={**state.batch_stats, name: loaded["batch_stats"]},
+    opt_state=jax.jit(tx.init, out_shardings=parallel.replicated(mesh))(params),
   )
 
 

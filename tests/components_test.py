@@ -203,6 +203,15 @@ class ParallelTest(absltest.TestCase):
     self.assertEqual(mesh.size, jax.device_count())
     self.assertEqual(jax.device_count(), 8)  # tests/conftest.py
 
+  def test_cpu_device_count_divides_every_batch(self):
+    # Hand-worked: 64 and 1024 split over 2 of 2 cores; over 4 of 6 (6 and
+    # 5 divide neither 64 nor 1024); 30 and 1024 only over 2; 7 over 1.
+    self.assertEqual(parallel.cpu_device_count((64, 1024), 2), 2)
+    self.assertEqual(parallel.cpu_device_count((64, 1024), 6), 4)
+    self.assertEqual(parallel.cpu_device_count((30, 1024), 16), 2)
+    self.assertEqual(parallel.cpu_device_count((7,), 8), 7)
+    self.assertEqual(parallel.cpu_device_count((64,), 0), 1)
+
   def test_indivisible_batch_is_a_clear_error(self):
     mesh = parallel.create_mesh()
     with self.assertRaisesRegex(

@@ -26,7 +26,12 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from sklearn import cluster, metrics
 
-from proxy_nca_jax import clustering, evaluation
+from proxy_nca_jax import (
+  clustering,
+  evaluation,
+  retrieval_counting,
+  retrieval_sorted_prefix,
+)
 
 _KS = (1, 2, 4, 8)
 
@@ -239,13 +244,13 @@ class RetrievalMetricsTest(parameterized.TestCase):
     # Pass 1 reads positives' similarities and pass 2 compares every tile
     # with them: bit-identical tiles need the same compiled program.
     x, labels = _sop_like_case()
-    evaluation._tile_sweep.cache_clear()
+    retrieval_counting._tile_sweep.cache_clear()
     evaluation.retrieval_metrics(x, labels, block_size=20)
     (sweep,) = [
-      evaluation._tile_sweep(mesh, 20, 20, 12, True)
-      for mesh in [evaluation._tile_mesh(None)]
+      retrieval_counting._tile_sweep(mesh, 20, 20, 12, True)
+      for mesh in [retrieval_counting._tile_mesh(None)]
     ]
-    self.assertEqual(evaluation._tile_sweep.cache_info().currsize, 1)
+    self.assertEqual(retrieval_counting._tile_sweep.cache_info().currsize, 1)
     self.assertEqual(sweep._cache_size(), 1)
 
   def test_counting_handles_every_k_up_to_the_gallery(self):
@@ -343,17 +348,21 @@ class RetrievalMetricsTest(parameterized.TestCase):
 
   def test_blocks_compile_once_and_agree(self):
     x, labels = _blobs_case()
-    compiled = evaluation._ranking_keys._cache_size()
+    compiled = retrieval_sorted_prefix._ranking_keys._cache_size()
     small_blocks = evaluation.retrieval_metrics(x, labels, block_size=23)
     # 240 queries in blocks of 23: 11 calls, the last one padded, 1 compile.
-    self.assertEqual(evaluation._ranking_keys._cache_size(), compiled + 1)
+    self.assertEqual(
+      retrieval_sorted_prefix._ranking_keys._cache_size(), compiled + 1
+    )
     one_block = evaluation.retrieval_metrics(x, labels, block_size=240)
     self.assertEqual(small_blocks, one_block)
 
   def test_block_size_is_capped_by_memory(self):
     x, labels = _random_case()
     with mock.patch.object(evaluation, "MAX_COUNTED_R", 0):
-      with mock.patch.object(evaluation, "_KEYS_PER_CALL", 200 * 7):
+      with mock.patch.object(
+        retrieval_sorted_prefix, "_KEYS_PER_CALL", 200 * 7
+      ):
         capped = evaluation.retrieval_metrics(x, labels, block_size=2048)
       self.assertEqual(capped, evaluation.retrieval_metrics(x, labels))
 

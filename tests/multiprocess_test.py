@@ -15,6 +15,8 @@
 
 Real processes of ``python -m proxy_nca_jax.train`` joined by
 ``jax.distributed.initialize`` over a loopback coordinator (CPU collectives).
+Also checked: only process 0 logs progress and writes metrics, and the
+checkpoint the two processes wrote together resumes in one process.
 """
 
 import pathlib
@@ -81,9 +83,17 @@ class MultiProcessTest(absltest.TestCase):
         )
         for i in range(2)
       ]
+      logs = []
       for process in processes:
         _, stderr = process.communicate(timeout=600)
         self.assertEqual(process.returncode, 0, stderr[-3000:])
+        logs.append(stderr)
+      # Process 0 logs the progress and writes each metric record once.
+      self.assertIn("step 8/8 loss", logs[0])
+      self.assertNotIn("step 8/8 loss", logs[1])
+      records = metric_writer.read_metrics(str(double))
+      logged = [r["step"] for r in records if "loss" in r]
+      self.assertEqual(logged, [2, 4, 6, 8])
 
       # Same global batches, same 8-device program: the same training.
       single_losses, double_losses = (

@@ -145,7 +145,8 @@ def write_report(
 ) -> list[str]:
   """Writes the three figures of a run's latest checkpoint into its workdir.
 
-  Nothing is written unless all three can be drawn.
+  The metrics, checkpoint and split are all read before the first file is
+  written, so bad input leaves the workdir as it was.
 
   Args:
     workdir: the workdir of a training run.

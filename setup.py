@@ -28,7 +28,8 @@ setuptools.setup(
     "absl-py>=2.1",
     "ml-collections>=1.0",
     "importlib_resources>=6.0",
-    "matplotlib>=3.8",  # Figures of proxy_nca_jax.evaluate.
+    "matplotlib>=3.8",  # Figures: evaluate and report.
+    "pillow>=10.0",  # Decoding image files: proxy_nca_jax.embed.
   ],
   extras_require={
     "test": [

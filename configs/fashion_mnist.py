@@ -176,6 +176,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.log_every_steps = 50
 
+  config.report = ml_collections.ConfigDict()
+  # At the end of training, write convergence.png, retrieval_grid.png and
+  # embedding_projection.png into the workdir (python -m
+  # proxy_nca_jax.report draws them on demand). Figures only: no result
+  # changes.
+  config.report.at_end = True
+  # Test images embedded for the grid and projection (the first of the
+  # split's fixed order; neighbours are searched among them).
+  config.report.max_examples = 5000
+
   if arg == "paper":
     config.loss.form = "paper"
     config.loss.scale = 3.0

@@ -38,17 +38,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from proxy_nca_jax import (  # noqa: E402
   evaluation,
   figures,
-  input_pipeline,
   parallel,
-  train_state,
-  trainer,
+  run_report,
   workdirs,
 )
 
@@ -73,13 +70,6 @@ _MAX_PROJECTED = flags.DEFINE_integer(
   "Largest split that gets a 2-D projection figure (0: never).",
 )
 flags.mark_flag_as_required("workdir")
-
-
-def _stash_images(batches, images: list[np.ndarray]):
-  """Passes `batches` through, keeping the real images of each."""
-  for batch in batches:
-    images.append(batch["image"][batch["mask"].astype(bool)])
-    yield batch
 
 
 def evaluate_workdir(
@@ -112,18 +102,8 @@ def evaluate_workdir(
   workdir = workdirs.absolute(workdir)
   mesh = parallel.create_mesh()
   config, model, state = workdirs.restore_trained(workdir, mesh)
-  images: list[np.ndarray] = []
-  batches = input_pipeline.create_eval_iterator(
-    config.input,
-    split,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-  )
-  embeddings, labels = trainer.embed_batches(
-    trainer.make_embed_fn(model, mesh),
-    train_state.inference_variables(state),
-    _stash_images(batches, images),
-    mesh,
+  embeddings, labels, images = run_report.embed_split(
+    config.input, model, state, mesh, split
   )
   metrics = evaluation.evaluate_with_config(
     embeddings, labels, config, block_size=block_size, mesh=mesh
@@ -144,15 +124,16 @@ def evaluate_workdir(
   if jax.process_count() > 1:
     logging.info("Figures need every image on one process: skipped.")
     return result
-  images = np.concatenate(images)
-  rng = np.random.default_rng(config.seed)
-  queries = np.sort(
-    rng.choice(len(labels), min(num_queries, len(labels)), replace=False)
-  )
-  num = min(num_neighbours, len(labels) - 1)
-  neighbours = figures.nearest_neighbours(embeddings, queries, num)
   path = os.path.join(workdir, f"retrieval_{split}.png")
-  figures.retrieval_grid(images, labels, queries, neighbours, path)
+  run_report.write_retrieval_grid(
+    path,
+    embeddings,
+    labels,
+    images,
+    num_queries=num_queries,
+    num_neighbours=num_neighbours,
+    seed=config.seed,
+  )
   result["figures"].append(path)
   if len(labels) <= max_projected:
     path = os.path.join(workdir, f"projection_{split}.png")

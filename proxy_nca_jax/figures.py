@@ -184,6 +184,14 @@ def embedding_projection(
   _save(fig, path)
 
 
+def evaluation_keys(records: Sequence[Mapping[str, float]]) -> list[str]:
+  """The evaluation metrics in metric records ('test/map@r', ...), sorted."""
+  splits = ("train", "val", "test")
+  return sorted(
+    {k for r in records for k in r if k.partition("/")[0] in splits}
+  )
+
+
 def convergence_plot(
   records: Sequence[Mapping[str, float]],
   path: str,
@@ -198,7 +206,7 @@ def convergence_plot(
       (`metric_writer.read_metrics`), each {'step': ..., name: value}.
     path: the PNG file to write.
     keys: the metrics to plot; default every evaluation metric found (names
-      with a split prefix, e.g. 'test/map@r').
+      with a split prefix, e.g. 'test/map@r'; not 'lr/proxies').
     title: the figure title.
 
   Returns:
@@ -208,7 +216,7 @@ def convergence_plot(
     ValueError: if none of the records has one of the metrics.
   """
   if keys is None:
-    keys = sorted({k for r in records for k in r if "/" in k})
+    keys = evaluation_keys(records)
   series = {
     key: [(r["step"], r[key]) for r in records if key in r] for key in keys
   }

@@ -51,6 +51,7 @@ Call `prepare_dataset(config.input)` once (on process 0 when processes share
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -71,7 +72,9 @@ prepare_dataset = data_sources.prepare_dataset
 # Fashion-MNIST: mean and standard deviation of the pixels (scaled to
 # [0, 1]) of the training images; `(x / 255 - mean) / std`. The other
 # datasets follow their backbone's colour convention (augmentation.py).
-_FASHION_MNIST_STATS = (0.2860, 0.3530)
+# Pixel mean and std (of x / 255) of the datasets normalised by
+# `normalize_pixels`; the others follow `input.color` (augmentation.py).
+_PIXEL_STATS = {catalog.FASHION_MNIST: (0.2860, 0.3530)}
 _FASHION_MNIST_SHAPE = (28, 28, 1)
 
 
@@ -134,13 +137,12 @@ def _decode_and_normalize(
   """
   if input_config.dataset == catalog.FASHION_MNIST:
     image_feature = dataset_builder.info.features["image"]
-    mean, std = _FASHION_MNIST_STATS
 
     def preprocess(example):
       image = tf.cast(
         image_feature.decode_example(example["image"]), tf.float32
       )
-      return (image / 255.0 - mean) / std
+      return normalize_pixels(image, input_config.dataset)
 
   elif seed is None:
 
@@ -184,6 +186,30 @@ def _naming_bad_images(
     raise DatasetError(
       data_sources.undecodable_message(input_config, e)
     ) from None
+
+
+def normalize_pixels(images: Any, dataset: str) -> Any:
+  """The network's input from float pixel values in [0, 255].
+
+  The one normalisation of training, evaluation and ``proxy_nca_jax.embed``:
+  ``(x / 255 - mean) / std`` with the dataset's pixel statistics.
+
+  Args:
+    images: float array (NumPy or TensorFlow) of any shape, values 0-255.
+    dataset: the ``input.dataset`` the network was trained on (a supported
+      one).
+
+  Returns:
+    The normalised images, same shape and type as ``images``.
+  """
+  if dataset not in _PIXEL_STATS:
+    raise ValueError(
+      f"Images of {dataset!r} are prepared by the colour convention of "
+      f"input.color (augmentation.py), not by pixel statistics; only "
+      f"{sorted(_PIXEL_STATS)} are normalised this way."
+    )
+  mean, std = _PIXEL_STATS[dataset]
+  return (images / 255.0 - mean) / std
 
 
 def _lookup(table: np.ndarray, labels: tf.Tensor) -> tf.Tensor:

@@ -47,6 +47,7 @@ from proxy_nca_jax import (  # noqa: E402
   input_pipeline,
   parallel,
   preemption,
+  run_report,
   trainer,
 )
 
@@ -158,8 +159,8 @@ def main(argv: list[str]) -> None:
     logging.warning("%s", stopped)
     sys.exit(0)
   except (ValueError, FloatingPointError, FileNotFoundError) as error:
-    # Configuration and data problems: one clear message, no traceback.
-    logging.error("%s", error)
+    # Configuration and data problems: one clear message, no traceback
+    # (and not a second copy through the log, which also goes to stderr).
     sys.stderr.write(f"error: {error}\n")
     sys.exit(1)
   if jax.process_index() == 0 and results:
@@ -172,6 +173,24 @@ def main(argv: list[str]) -> None:
       f"{class_splits.describe(test_classes)} (never seen in training)\n"
       f"{table}\n"
     )
+  if config.report.at_end:
+    _write_report(workdir)
+
+
+def _write_report(workdir: str) -> None:
+  """The run's figures (run_report.py); training succeeded either way."""
+  if jax.process_count() > 1:
+    logging.info(
+      "Report skipped (it needs one process): run python -m "
+      "proxy_nca_jax.report --workdir=%s",
+      workdir,
+    )
+    return
+  try:
+    for path in run_report.write_report(workdir):
+      logging.info("Wrote %s", path)
+  except (FileNotFoundError, ValueError) as error:
+    logging.warning("Report not written: %s", error)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ usual.
 """
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -187,6 +188,21 @@ def create_state(
   num_proxies: int,
 ) -> TrainState:
   """A freshly initialised state on ``mesh``, sharded as configured."""
+  init = _initializer(config, model, tx, mesh, num_proxies)
+  state = init(jax.random.key(config.seed))
+  if config.model.pretrained:
+    state = with_pretrained_backbone(state, config, tx)
+  return state
+
+
+def _initializer(
+  config: ml_collections.ConfigDict,
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  mesh: jax.sharding.Mesh,
+  num_proxies: int,
+) -> Callable[[jax.Array], TrainState]:
+  """The jitted ``key -> state`` of `create_state`, placed on ``mesh``."""
   init = functools.partial(
     init_state,
     model,
@@ -202,10 +218,26 @@ def create_state(
   shardings = state_shardings(
     jax.eval_shape(init, key), mesh, proxy_sharding(config)
   )
-  state = jax.jit(init, out_shardings=shardings)(key)
-  if config.model.pretrained:
-    state = with_pretrained_backbone(state, config, tx)
-  return state
+  return jax.jit(init, out_shardings=shardings)
+
+
+def abstract_state(
+  config: ml_collections.ConfigDict,
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  mesh: jax.sharding.Mesh,
+  num_proxies: int,
+) -> TrainState:
+  """``create_state``'s shapes, dtypes and shardings, computing nothing.
+
+  A restore target: restoring onto it skips compiling the initialisation,
+  most of the time of loading a trained run (and reads no pretrained
+  backbone: the checkpoint replaces every array).
+  """
+  return jax.eval_shape(
+    _initializer(config, model, tx, mesh, num_proxies),
+    jax.random.key(config.seed),
+  )
 
 
 def with_pretrained_backbone(

@@ -325,8 +325,6 @@ def train_and_evaluate(
   shardings = train_state.state_shardings(state, mesh, sharding)
 
   tf_workdir = workdirs.absolute(workdir)
-  if jax.process_index() == 0:
-    workdirs.save_config(config, tf_workdir)
   ckpt = checkpointing.Checkpointer(
     os.path.join(tf_workdir, "checkpoints"),
     every_steps=config.ckpt.every_steps,
@@ -349,6 +347,9 @@ def train_and_evaluate(
       opt_state=jax.jit(tx.init, out_shardings=shardings.opt_state)(params),
     )
   start_step = int(state.step)
+  if jax.process_index() == 0:
+    # Only once the checkpoint is known to fit: a refused run changes nothing.
+    workdirs.save_config(config, tf_workdir)
 
   writer = metric_writer.MetricWriter(tf_workdir)
   train_step_fn = make_train_step(

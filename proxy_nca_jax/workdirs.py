@@ -98,7 +98,7 @@ def restore_trained(
       raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
     state = ckpt.restore(
       step,
-      train_state.create_state(config, model, tx, mesh, num_proxies),
+      train_state.abstract_state(config, model, tx, mesh, num_proxies),
       train_state.run_signature(config, num_proxies, mesh),
     )
   finally:

@@ -18,10 +18,14 @@
 kinds of test train the same model on the same data.
 """
 
+import atexit
+import functools
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import jax
 import ml_collections
@@ -33,6 +37,7 @@ from proxy_nca_jax import (
   optim,
   parallel,
   train_state,
+  trainer,
 )
 from tests import fake_fashion_mnist
 
@@ -52,6 +57,7 @@ TINY_OVERRIDES = {
   "evals.kmeans_iters": 5,
   "ckpt.every_steps": 3,
   "log_every_steps": 2,
+  "report.at_end": False,  # tests/report_test.py turns it on.
 }
 
 
@@ -129,8 +135,36 @@ def latest_state(workdir: pathlib.Path, config):
   )
   try:
     step = ckpt.latest_step()
-    _, _, target = initial_state(config, parallel.create_mesh())
+    model = models.create_model(config.model)
+    tx, _ = optim.create_optimizer(config)
+    target = train_state.abstract_state(
+      config, model, tx, parallel.create_mesh(), NUM_PROXIES
+    )
     signature = train_state.run_signature(config, NUM_PROXIES)
     return step, jax.device_get(ckpt.restore(step, target, signature))
   finally:
     ckpt.close()
+
+
+@functools.cache
+def shared_run() -> tuple[pathlib.Path, ml_collections.ConfigDict, object]:
+  """A tiny run trained once per test process, for tests that only read it.
+
+  Evaluated at steps 0, 3 and 6, with the embedding layer's learning rate
+  at half the backbone's (so the learning-rate groups differ).
+
+  Returns:
+    (its workdir, its config, (step, state on the host) of its checkpoint).
+  """
+  root = pathlib.Path(tempfile.mkdtemp(prefix="shared_run_"))
+  atexit.register(shutil.rmtree, root, ignore_errors=True)
+  write_data(root)
+  config = tiny_config(
+    root,
+    evals__at_step_zero=True,
+    evals__every_steps=3,
+    optimizer__head_lr_mult=0.5,
+  )
+  workdir = root / "run"
+  trainer.train_and_evaluate(config, str(workdir))
+  return workdir, config, latest_state(workdir, config)

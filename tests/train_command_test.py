@@ -23,6 +23,7 @@ import sys
 import tempfile
 
 from absl.testing import absltest
+from PIL import Image
 
 from tests import tiny_run
 
@@ -108,6 +109,7 @@ class TrainEndToEndTest(absltest.TestCase):
         schedule__num_steps=4,
         ckpt__every_steps=2,
         evals__at_step_zero=True,
+        report__at_end=True,
       )
       result = tiny_run.run_command([*argv, "--num_cpu_devices=2"])
       self.assertEqual(result.returncode, 0, result.stderr[-3000:])
@@ -122,6 +124,11 @@ class TrainEndToEndTest(absltest.TestCase):
       table = (workdir / "results.txt").read_text()
       self.assertIn("step 0 (untrained)", table)
       self.assertTrue((workdir / "metrics.jsonl").exists())
+      # The end-of-training report (tests/report_test.py checks content).
+      for name in ("convergence", "retrieval_grid", "embedding_projection"):
+        with Image.open(workdir / f"{name}.png") as png:
+          self.assertEqual((png.format, png.mode), ("PNG", "RGBA"))
+          self.assertGreater(png.size[0], 500)
 
 
 if __name__ == "__main__":

@@ -147,6 +147,7 @@ class TrainerTest(absltest.TestCase):
     with config.unlocked():
       config.schedule.num_steps = 3
     trainer.train_and_evaluate(config, workdir)
+    saved_config = (self.root / "incompatible" / "config.json").read_text()
     with config.unlocked():
       config.schedule.num_steps = 6
       config.model.embedding_dim = 16
@@ -155,6 +156,10 @@ class TrainerTest(absltest.TestCase):
       r"differently configured run.*'embedding_dim': \(8, 16\).*--workdir",
     ):
       trainer.train_and_evaluate(config, workdir)
+    # The refused run wrote nothing: tools still read the run's own config.
+    self.assertEqual(
+      (self.root / "incompatible" / "config.json").read_text(), saved_config
+    )
 
   def test_results_hold_untrained_and_final_test_metrics(self):
     config = tiny_config(self.root)

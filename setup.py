@@ -29,6 +29,8 @@ setuptools.setup(
     "ml-collections>=1.0",
     "importlib_resources>=6.0",
     "matplotlib>=3.8",  # Figures of proxy_nca_jax.evaluate.
+    "fonttools>=4.40",  # GLYPHS-ZS: cmaps of the fonts.
+    "pillow>=10.0",  # GLYPHS-ZS: glyph rendering.
   ],
   extras_require={
     "test": [

@@ -54,6 +54,7 @@ from absl import app, flags
 from benchmarks import cpu_timing
 from configs import fashion_mnist
 from proxy_nca_jax import losses, models, optim, parallel, train_state, trainer
+from proxy_nca_jax.datasets import fashion_mnist_idx
 
 _OPTIONS = flags.DEFINE_list(
   "options", None, "Keys of OPTIONS to run (default: all), in this order."
@@ -151,7 +152,14 @@ def run_child(name: str) -> dict[str, Any]:
   tx, _ = optim.create_optimizer(config)
   loss_fn = losses.create_loss_fn(config.loss)
   num_classes = len(fashion_mnist.TRAIN_CLASSES)
-  state = train_state.create_state(config, model, tx, mesh, num_classes)
+  state = train_state.create_state(
+    config,
+    model,
+    tx,
+    mesh,
+    num_classes,
+    image_shape=fashion_mnist_idx.IMAGE_SHAPE,
+  )
   step_fn = trainer.make_train_step(model, tx, loss_fn, mesh)
   rng = np.random.default_rng(0)
   batch_size = config.input.batch_size

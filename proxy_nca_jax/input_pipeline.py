@@ -56,13 +56,20 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
-from proxy_nca_jax.datasets import fashion_mnist_idx  # Registers it.
+from proxy_nca_jax import augmentations
+from proxy_nca_jax.datasets import (
+  fashion_mnist_idx,  # Registers it.
+  glyphs,  # Registers it.
+)
 
 # The builder splits pooled before splitting by class.
 _SOURCE_SPLIT = "train+test"
 # Per dataset: mean and standard deviation of the pixels (scaled to [0, 1])
 # of the training images; `(x / 255 - mean) / std`.
-_PIXEL_STATS = {"fashion_mnist_idx": (0.2860, 0.3530)}
+_PIXEL_STATS = {
+  "fashion_mnist_idx": (0.2860, 0.3530),
+  "glyphs": (glyphs.PIXEL_MEAN, glyphs.PIXEL_STD),
+}
 _SPLITS = ("train", "val", "test")
 
 
@@ -79,10 +86,12 @@ def _builder(
       f"input.dataset={input_config.dataset!r} is not supported; use one "
       f"of: {', '.join(sorted(_PIXEL_STATS))}."
     )
+  if input_config.dataset == "glyphs":
+    kwargs = {"config": glyphs.builder_config(input_config.glyphs)}
+  else:
+    kwargs = {"download": input_config.download}
   return tfds.builder(
-    input_config.dataset,
-    data_dir=input_config.data_dir,
-    download=input_config.download,
+    input_config.dataset, data_dir=input_config.data_dir, **kwargs
   )
 
 
@@ -148,7 +157,9 @@ def prepare_dataset(input_config: ml_collections.ConfigDict) -> None:
       "dataset_info.json), maybe from an interrupted run; delete it and retry."
     )
   manual_dir = input_config.manual_dir or None
-  missing = fashion_mnist_idx.missing_files(manual_dir)
+  missing = ()
+  if input_config.dataset == "fashion_mnist_idx":
+    missing = fashion_mnist_idx.missing_files(manual_dir)
   if missing and not input_config.download:
     raise DatasetError(_missing_files_message(input_config, missing))
   root = epath.Path(builder.data_dir_root)
@@ -293,6 +304,11 @@ def _decode_and_normalize(
   return fn
 
 
+def image_shape(input_config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """(height, width, channels) of the images of `input_config.dataset`."""
+  return tuple(_builder(input_config).info.features["image"].shape)
+
+
 def _lookup(table: np.ndarray, labels: tf.Tensor) -> tf.Tensor:
   """Returns `table[labels]`: maps class ids through a per-class table."""
   return tf.gather(tf.constant(table), labels)
@@ -414,7 +430,8 @@ def create_train_iterator(
   Returns:
     An endless iterator of dicts of NumPy arrays, b = batch_size //
     process_count:
-      'image': float32 (b, 28, 28, 1), (x / 255 - 0.2860) / 0.3530.
+      'image': float32 (b, H, W, 1), (x / 255 - mean) / std (0.2860 and
+        0.3530 for Fashion-MNIST), augmented by `input.augmentation`.
       'label': int32 (b,), in [0, num_classes(input_config, 'train')), the
         position of the class in `train_classes` minus `val_classes`.
 
@@ -486,6 +503,15 @@ def create_train_iterator(
   ds = ds.map(
     _decode_and_normalize(builder, input_config.dataset),
     num_parallel_calls=tf.data.AUTOTUNE,
+  )
+  mean, std = _PIXEL_STATS[input_config.dataset]
+  ds = augmentations.augment_training_images(
+    ds,
+    input_config,
+    background=-mean / std,
+    seed=seed,
+    first_example=start_step * global_batch + first,
+    rows=(batch, global_batch),
   )
   ds = ds.batch(batch, drop_remainder=True)
   if input_config.prefetch:

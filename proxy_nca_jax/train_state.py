@@ -31,9 +31,6 @@ import optax
 from proxy_nca_jax import parallel
 from proxy_nca_jax import proxies as proxies_lib
 
-# Fashion-MNIST images; datasets of other shapes come with their builders.
-IMAGE_SHAPE = (28, 28, 1)
-
 
 @flax.struct.dataclass
 class TrainState:
@@ -99,14 +96,20 @@ def create_state(
   tx: optax.GradientTransformation,
   mesh: jax.sharding.Mesh,
   num_proxies: int,
+  *,
+  image_shape: tuple[int, ...],
 ) -> TrainState:
-  """A freshly initialised state, replicated over ``mesh``."""
+  """A freshly initialised state, replicated over ``mesh``.
+
+  ``image_shape`` is (H, W, C) of the dataset's images
+  (``input_pipeline.image_shape``).
+  """
   init = jax.jit(
     functools.partial(
       init_state,
       model,
       tx,
-      sample_images=jnp.zeros((1, *IMAGE_SHAPE), jnp.float32),
+      sample_images=jnp.zeros((1, *image_shape), jnp.float32),
       num_proxies=num_proxies,
       proxy_init_scale=config.proxies.init_scale,
     ),

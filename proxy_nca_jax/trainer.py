@@ -294,7 +294,14 @@ def train_and_evaluate(
     num_proxies,
   )
 
-  state = train_state.create_state(config, model, tx, mesh, num_proxies)
+  state = train_state.create_state(
+    config,
+    model,
+    tx,
+    mesh,
+    num_proxies,
+    image_shape=input_pipeline.image_shape(config.input),
+  )
 
   tf_workdir = workdirs.absolute(workdir)
   if jax.process_index() == 0:

@@ -98,7 +98,14 @@ def restore_trained(
       raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
     state = ckpt.restore(
       step,
-      train_state.create_state(config, model, tx, mesh, num_proxies),
+      train_state.create_state(
+        config,
+        model,
+        tx,
+        mesh,
+        num_proxies,
+        image_shape=input_pipeline.image_shape(config.input),
+      ),
       train_state.run_signature(config, num_proxies),
     )
   finally:

@@ -118,7 +118,9 @@ def initial_state(config, mesh):
   return (
     model,
     tx,
-    train_state.create_state(config, model, tx, mesh, NUM_PROXIES),
+    train_state.create_state(
+      config, model, tx, mesh, NUM_PROXIES, image_shape=(28, 28, 1)
+    ),
   )
 
 

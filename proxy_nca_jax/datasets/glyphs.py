@@ -53,15 +53,15 @@ from proxy_nca_jax.datasets import glyph_faces
 STRIDE = 7919
 # Mean and standard deviation of the pixels (scaled to [0, 1]) of the default
 # build's 'train' split (README, "GLYPHS-ZS"); `(x / 255 - mean) / std`.
-PIXEL_MEAN = 0.2
-PIXEL_STD = 0.4
+PIXEL_MEAN = 0.2438
+PIXEL_STD = 0.3837
 
 
 class NoFontsError(FileNotFoundError):
   """No usable font file: none configured, found or readable."""
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, repr=False)
 class GlyphsConfig(tfds.core.BuilderConfig):
   """Everything the rendered dataset depends on.
 
@@ -181,15 +181,18 @@ def builder_config(glyphs_config: ml_collections.ConfigDict) -> GlyphsConfig:
 
 def select_classes(
   config: GlyphsConfig,
-) -> list[tuple[int, list[tuple[str, np.ndarray]]]]:
+) -> tuple[
+  list[tuple[int, list[tuple[str, np.ndarray]]]], list[glyph_faces.FaceGroup]
+]:
   """Renders and selects the classes of `config`.
 
   Args:
     config: the builder config.
 
   Returns:
-    (code point, [(face group name, uint8 image (size, size))]) for the
-    `num_classes` classes, sorted by code point.
+    (classes, face groups): (code point, [(face group name, uint8 image
+    (size, size))]) for the `num_classes` classes, sorted by code point, and
+    the face groups they were drawn from.
 
   Raises:
     NoFontsError: no face covers the code range.
@@ -233,7 +236,7 @@ def select_classes(
       f"{config.num_classes}: lower input.glyphs.num_classes to at most "
       f"{len(classes)} or input.glyphs.min_faces, or add fonts."
     )
-  return sorted(classes)
+  return sorted(classes), groups
 
 
 class Glyphs(tfds.core.GeneratorBasedBuilder):
@@ -267,13 +270,21 @@ class Glyphs(tfds.core.GeneratorBasedBuilder):
         }
       ),
       supervised_keys=("image", "label"),
+      # Filled while building: 'font_files', 'faces' and 'face_groups'
+      # (group name -> names of its faces).
+      metadata=tfds.core.MetadataDict(),
     )
 
   def _split_generators(
     self, dl_manager: tfds.download.DownloadManager
   ) -> dict[str, Iterator[tuple[int, dict[str, object]]]]:
     del dl_manager  # Everything comes from the font files.
-    classes = select_classes(self.builder_config)
+    classes, groups = select_classes(self.builder_config)
+    self.info.metadata["font_files"] = len(self.builder_config.font_files)
+    self.info.metadata["faces"] = sum(len(g.members) for g in groups)
+    self.info.metadata["face_groups"] = {
+      g.name: [r.face.name for r, _ in g.members] for g in groups
+    }
     train, test = classes[0::2], classes[1::2]
     return {
       "train": self._generate_examples(train, first_label=0),

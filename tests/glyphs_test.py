@@ -32,7 +32,7 @@ from absl.testing import absltest
 from fontTools import ttLib
 
 from configs import glyphs as glyphs_config
-from proxy_nca_jax import augmentations, input_pipeline
+from proxy_nca_jax import augmentations, glyph_report, input_pipeline
 from proxy_nca_jax.datasets import glyph_faces, glyphs
 from tests import fake_fonts
 
@@ -216,6 +216,30 @@ class GlyphsBuilderTest(absltest.TestCase):
       inner = SIZE - 2 * MARGIN
       self.assertLessEqual(abs((right - left + 1) - inner * width / height), 2)
       self.assertLessEqual(abs((left + right) / 2 - (SIZE - 1) / 2), 1)
+
+  def test_report_counts_and_sheet(self):
+    builder = input_pipeline._prepared_builder(self.config.input)
+    splits = {s: glyph_report.read_split(builder, s) for s in ("train", "test")}
+    stats = glyph_report.statistics(builder, splits)
+    self.assertEqual((stats["font_files"], stats["faces"]), (4, 4))
+    self.assertEqual((stats["face_groups"], stats["face_groups_used"]), (3, 3))
+    for split in ("train", "test"):
+      self.assertEqual(stats[split]["classes"], 10)
+      self.assertEqual(stats[split]["images"], 30)
+      self.assertEqual(stats[split]["images_per_class_min"], 3)
+      self.assertEqual(stats[split]["images_per_class_max"], 3)
+    pixels = self.records["train"]["image"] / 255.0
+    self.assertAlmostEqual(stats["train_pixel_mean"], pixels.mean(), places=4)
+    sheet = glyph_report.sample_sheet(splits["train"], 4, 10)
+    self.assertEqual(sheet.shape, (3 * SIZE, 4 * SIZE))
+    # Row 0 is face A, column 0 the first train class.
+    r = self.records["train"]
+    first = (r["label"] == 0) & np.char.startswith(
+      r["face"].astype(str), "FakeA"
+    )
+    np.testing.assert_array_equal(
+      sheet[:SIZE, :SIZE], r["image"][first][0, ..., 0]
+    )
 
   def test_rebuild_gives_identical_records(self):
     config = make_config(str(self.root / "data2"), self.fonts)

@@ -11,7 +11,25 @@ BIN := $(VENV)/bin
 # pip's own noise (e.g. mirrors without a package) is not ours to show.
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 
-.PHONY: train test lint benchmark fashion-mnist clean
+# GLYPHS-ZS (configs/glyphs.py): Debian's CJK font packages; their folders
+# are configs/glyphs.py's FONT_DIRS.
+GLYPH_FONT_PACKAGES := fonts-arphic-bkai00mp fonts-arphic-bsmi00lp \
+  fonts-arphic-gbsn00lp fonts-arphic-gkai00mp fonts-arphic-ukai \
+  fonts-arphic-uming fonts-cns11643-kai fonts-cns11643-sung fonts-cwtex-fs \
+  fonts-cwtex-heib fonts-cwtex-kai fonts-cwtex-ming fonts-cwtex-yen \
+  fonts-ipafont-gothic fonts-ipafont-mincho fonts-ipaexfont-gothic \
+  fonts-ipaexfont-mincho fonts-ipamj-mincho fonts-hanazono \
+  fonts-horai-umefont fonts-lxgw-wenkai fonts-wqy-microhei fonts-wqy-zenhei \
+  fonts-noto-cjk fonts-noto-cjk-extra fonts-kouzan-mouhitsu \
+  fonts-aoyagi-kouzan-t fonts-aoyagi-soseki fonts-kiloji fonts-vlgothic \
+  fonts-takao-gothic fonts-takao-mincho fonts-babelstone-han \
+  fonts-droid-fallback fonts-smiley-sans fonts-seto fonts-yozvox-yozfont \
+  fonts-klee fonts-yusei-magic fonts-motoya-l-cedar fonts-motoya-l-maruberi \
+  fonts-sawarabi-gothic fonts-sawarabi-mincho fonts-dejima-mincho \
+  fonts-oradano-mincho-gsrr fonts-konatu fonts-migmix fonts-umeplus \
+  fonts-unfonts-core fonts-nanum fonts-baekmuk
+
+.PHONY: train test lint benchmark fashion-mnist glyphs-fonts clean
 
 train: $(VENV)/.installed fashion-mnist
 	$(BIN)/python -m proxy_nca_jax.train --config=$(CONFIG) \
@@ -55,6 +73,17 @@ fashion-mnist:
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	else echo "apt-get not found: Fashion-MNIST will be downloaded by tfds."; \
+	fi
+
+# The GLYPHS-ZS fonts (about 1 GB) where apt is available.
+glyphs-fonts:
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq --no-install-recommends \
+	    $(GLYPH_FONT_PACKAGES) >/dev/null; \
+	else echo "apt-get not found: install CJK fonts and name their folders" \
+	  "with --config.input.glyphs.font_dirs (see configs/glyphs.py)."; \
 	fi
 
 clean:

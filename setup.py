@@ -29,7 +29,8 @@ setuptools.setup(
     "ml-collections>=1.0",
     "importlib_resources>=6.0",
     "matplotlib>=3.8",  # Figures: evaluate and report.
-    "pillow>=10.0",  # Decoding image files: proxy_nca_jax.embed.
+    "pillow>=10.0",  # Image files (embed) and glyph rendering (GLYPHS-ZS).
+    "fonttools>=4.40",  # GLYPHS-ZS: cmaps of the fonts.
   ],
   extras_require={
     "test": [

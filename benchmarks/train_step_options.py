@@ -151,7 +151,13 @@ def run_child(name: str) -> dict[str, Any]:
   tx, _ = optim.create_optimizer(config)
   loss_fn = losses.create_loss_fn(config.loss)
   num_classes = len(fashion_mnist.TRAIN_CLASSES)
-  state = train_state.create_state(config, model, tx, mesh, num_classes)
+  state = train_state.create_state(
+    config,
+    model,
+    tx,
+    mesh,
+    num_classes,
+  )
   step_fn = trainer.make_train_step(model, tx, loss_fn, mesh)
   rng = np.random.default_rng(0)
   batch_size = config.input.batch_size

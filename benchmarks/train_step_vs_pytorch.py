@@ -329,7 +329,13 @@ def main(argv: list[str]) -> None:
   model = models.create_model(config.model)
   tx, _ = optim.create_optimizer(config)
   loss_fn = losses.create_loss_fn(config.loss)
-  state = train_state.create_state(config, model, tx, mesh, num_classes)
+  state = train_state.create_state(
+    config,
+    model,
+    tx,
+    mesh,
+    num_classes,
+  )
   step_fn = trainer.make_train_step(model, tx, loss_fn, mesh)
   embed_fn = trainer.make_embed_fn(model, mesh)
   init_params = jax.device_get(state.params)

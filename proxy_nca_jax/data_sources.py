@@ -36,7 +36,12 @@ from absl import logging
 from etils import epath
 
 from proxy_nca_jax import class_splits
-from proxy_nca_jax.datasets import catalog, fashion_mnist_idx, image_folder
+from proxy_nca_jax.datasets import (
+  catalog,
+  fashion_mnist_idx,
+  glyphs,
+  image_folder,
+)
 
 DatasetError = catalog.DatasetError
 # The builder splits pooled before splitting by class.
@@ -69,12 +74,12 @@ def builder(
     if not root or not epath.Path(root).is_dir():
       image_folder.check_folder(root)  # Raises the message.
     return image_folder.builder(root)
-  kwargs = {"download": input_config.download}
-  return tfds.builder(
-    dataset,
-    data_dir=input_config.data_dir,
-    **(kwargs if dataset == catalog.FASHION_MNIST else {}),
-  )
+  kwargs = {}
+  if dataset == catalog.FASHION_MNIST:
+    kwargs = {"download": input_config.download}
+  elif dataset == catalog.GLYPHS:
+    kwargs = {"config": glyphs.builder_config(input_config.glyphs)}
+  return tfds.builder(dataset, data_dir=input_config.data_dir, **kwargs)
 
 
 def num_labels(input_config: ml_collections.ConfigDict) -> int:
@@ -129,6 +134,8 @@ def _missing_source_files(
     return tuple(
       catalog.SourceFile(n, fashion_mnist_idx.URL, "") for n in names
     )
+  if input_config.dataset == catalog.GLYPHS:
+    return ()  # Rendered from font files; the builder names missing ones.
   files = catalog.SPECS[input_config.dataset].files
   if not input_config.manual_dir:
     return files

@@ -64,8 +64,9 @@ from proxy_nca_jax import (
   balanced_batches,
   class_splits,
   data_sources,
+  glyph_augmentation,
 )
-from proxy_nca_jax.datasets import catalog
+from proxy_nca_jax.datasets import catalog, glyphs
 
 DatasetError = data_sources.DatasetError
 prepare_dataset = data_sources.prepare_dataset
@@ -74,7 +75,10 @@ prepare_dataset = data_sources.prepare_dataset
 # datasets follow their backbone's colour convention (augmentation.py).
 # Pixel mean and std (of x / 255) of the datasets normalised by
 # `normalize_pixels`; the others follow `input.color` (augmentation.py).
-_PIXEL_STATS = {catalog.FASHION_MNIST: (0.2860, 0.3530)}
+_PIXEL_STATS = {
+  catalog.FASHION_MNIST: (0.2860, 0.3530),
+  catalog.GLYPHS: (glyphs.PIXEL_MEAN, glyphs.PIXEL_STD),
+}
 _FASHION_MNIST_SHAPE = (28, 28, 1)
 
 
@@ -82,6 +86,9 @@ def image_shape(input_config: ml_collections.ConfigDict) -> tuple[int, ...]:
   """(H, W, C) of the images the iterators yield."""
   if input_config.dataset == catalog.FASHION_MNIST:
     return _FASHION_MNIST_SHAPE
+  if input_config.dataset == catalog.GLYPHS:
+    size = input_config.glyphs.image_size
+    return (size, size, 1)
   return (input_config.image_size, input_config.image_size, 3)
 
 
@@ -130,12 +137,13 @@ def _decode_and_normalize(
 ) -> Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]:
   """Returns a map function: encoded image -> float32 model input.
 
-  Fashion-MNIST: (28, 28, 1), (x / 255 - 0.2860) / 0.3530. Other datasets:
+  Fashion-MNIST and GLYPHS-ZS: grayscale, (x / 255 - mean) / std with the
+  dataset's pixel statistics (`normalize_pixels`). Other datasets:
   (S, S, 3) in the colour convention `input.color`; with a `seed`, the
   training augmentation, drawn from (seed, example['index']), else the
   evaluation resize and centre crop (augmentation.py). 'index' is dropped.
   """
-  if input_config.dataset == catalog.FASHION_MNIST:
+  if input_config.dataset in _PIXEL_STATS:
     image_feature = dataset_builder.info.features["image"]
 
     def preprocess(example):
@@ -167,7 +175,7 @@ def _decode_and_normalize(
 
 
 def _check_preprocessing(input_config: ml_collections.ConfigDict) -> None:
-  if input_config.dataset != catalog.FASHION_MNIST:
+  if input_config.dataset not in _PIXEL_STATS:
     augmentation.check_config(input_config)
 
 
@@ -330,6 +338,16 @@ def create_train_iterator(
     _decode_and_normalize(input_config, dataset_builder, seed),
     num_parallel_calls=tf.data.AUTOTUNE,
   )
+  if input_config.dataset in _PIXEL_STATS:
+    mean, std = _PIXEL_STATS[input_config.dataset]
+    ds = glyph_augmentation.augment_training_images(
+      ds,
+      input_config,
+      background=-mean / std,
+      seed=seed,
+      first_example=start_step * global_batch + first,
+      rows=(batch, global_batch),
+    )
   ds = ds.batch(batch, drop_remainder=True)
   if input_config.prefetch:
     ds = ds.prefetch(input_config.prefetch)

@@ -13,4 +13,7 @@
 # limitations under the License.
 """tfds builders of proxy_nca_jax; importing this package registers them."""
 
-from proxy_nca_jax.datasets import fashion_mnist_idx  # noqa: F401  (registers)
+from proxy_nca_jax.datasets import (
+  fashion_mnist_idx,  # noqa: F401  (registers)
+  glyphs,  # noqa: F401  (registers)
+)

@@ -30,6 +30,7 @@ import dataclasses
 
 FASHION_MNIST = "fashion_mnist_idx"
 IMAGE_FOLDER = "image_folder"
+GLYPHS = "glyphs"  # GLYPHS-ZS, rendered from local fonts (glyphs.py).
 
 
 class DatasetError(ValueError):
@@ -157,4 +158,4 @@ SPECS: dict[str, DatasetSpec] = {
   ),
 }
 
-SUPPORTED = (FASHION_MNIST, *SPECS, IMAGE_FOLDER)
+SUPPORTED = (FASHION_MNIST, GLYPHS, *SPECS, IMAGE_FOLDER)

@@ -283,7 +283,7 @@ def train_and_evaluate(
     # One builder per data_dir; the other processes wait for it.
     input_pipeline.prepare_dataset(config.input)
   multihost_utils.sync_global_devices("dataset prepared")
-  num_proxies = input_pipeline.num_classes(config.input, "train")
+  num_proxies = train_state.num_proxies(config)
   signature = train_state.run_signature(config, num_proxies)
   num_steps = config.schedule.num_steps
   logging.info(

@@ -44,7 +44,7 @@ VAL_CLASSES = flags.DEFINE_list(
 )
 
 QUESTION = "rq4"
-DEFAULT_STEPS = 200
+DEFAULT_STEPS = 150
 DEFAULT_SEEDS = (0, 1, 2)
 COLUMNS = {
   "recall@1": "R@1",

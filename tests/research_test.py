@@ -212,6 +212,8 @@ class ConvergenceTest(absltest.TestCase):
     self.assertEqual(rq2_convergence.first_step_reaching(curve, 0.4), 200)
     self.assertEqual(rq2_convergence.first_step_reaching(curve, 0.3), 50)
     self.assertIsNone(rq2_convergence.first_step_reaching(curve, 0.43))
+    self.assertEqual(rq2_convergence.first_step_crossing(curve, 0.43), 100)
+    self.assertIsNone(rq2_convergence.first_step_crossing(curve, 0.6))
 
   def test_training_seconds_sum_the_logged_intervals(self):
     records = [

@@ -34,6 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
+from matplotlib import patches  # noqa: E402
 
 from proxy_nca_jax.research import common  # noqa: E402
 
@@ -156,11 +157,15 @@ def main(argv: list[str]) -> None:
   ax.set_xticks(
     [0.5, 3.5, 6.5], ["preserved", "data correct", "proxies correct"]
   )
-  ax.bar([], [], color="C0", label="before training")
-  ax.bar([], [], color="C1", label=f"after {steps} steps")
+  ax.legend(
+    handles=[
+      patches.Patch(color="C0", alpha=0.7, label="before training"),
+      patches.Patch(color="C1", alpha=0.7, label=f"after {steps} steps"),
+    ],
+    fontsize=8,
+  )
   ax.set_ylim(0, 1)
   ax.set_ylabel("fraction of (anchor, positive, negative) triplets")
-  ax.legend(fontsize=8)
   ax.grid(alpha=0.3, axis="y")
   fig.tight_layout()
   fig.savefig(os.path.join(common.OUT.value, "ordinal.png"), dpi=100)

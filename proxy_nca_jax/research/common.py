@@ -153,11 +153,29 @@ def workdir_of(question: str, run: str) -> str:
   return os.path.join(WORKDIR_ROOT.value, question, run)
 
 
+def _finished(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """Whether ``workdir`` holds a finished run of exactly ``config``."""
+  path = os.path.join(workdir, workdirs.CONFIG_FILE)
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    same = f.read() == config.to_json(indent=2)
+  return same and config.schedule.num_steps in checkpoint_steps(workdir)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  """Trains (or resumes, or reuses) a run; returns its metrics.jsonl rows."""
-  logging.info("Run %s", workdir)
-  trainer.train_and_evaluate(config, workdir)
-  return metric_writer.read_metrics(workdirs.absolute(workdir))
+  """Trains (or resumes) a run; returns its metrics.jsonl rows.
+
+  A finished run of the same config is reused as it is (not even its last
+  evaluation is repeated).
+  """
+  workdir = workdirs.absolute(workdir)
+  if _finished(config, workdir):
+    logging.info("Reusing the finished run in %s", workdir)
+  else:
+    logging.info("Run %s", workdir)
+    trainer.train_and_evaluate(config, workdir)
+  return metric_writer.read_metrics(workdir)
 
 
 def eval_curve(

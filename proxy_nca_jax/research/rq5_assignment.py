@@ -39,7 +39,7 @@ from absl import app, flags  # noqa: E402
 from proxy_nca_jax.research import common  # noqa: E402
 
 QUESTION = "rq5"
-DEFAULT_STEPS = 150
+DEFAULT_STEPS = 300
 DEFAULT_SEEDS = (0, 1)
 # name: (assignment, num_proxies or None, proxy init).
 SETTINGS = {

@@ -91,7 +91,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.pretrained = config_dict.placeholder(str)
 
   config.proxies = ml_collections.ConfigDict()
-  # One proxy per training class (static assignment).
+  # Number of proxies. None: one per training class (what static assignment
+  # needs). With loss.assignment = "dynamic" any number, fewer or more than
+  # the classes.
+  config.proxies.num_proxies = config_dict.placeholder(int)
   config.proxies.init = "normal"  # "normal" or "class_means".
   config.proxies.init_scale = 1.0
   # "replicated": every device holds all proxies. "sharded": the proxies and

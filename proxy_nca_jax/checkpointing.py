@@ -72,6 +72,10 @@ class Checkpointer:
     """The step of the newest complete checkpoint, or None."""
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    """The steps of every complete checkpoint kept, ascending."""
+    return sorted(self._manager.all_steps())
+
   def save(
     self,
     step: int,

@@ -506,6 +506,21 @@ def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
   }
 
 
+def uses_static_assignment(loss_config: ml_collections.ConfigDict) -> bool:
+  """Whether the configured loss needs one proxy per class.
+
+  True for Proxy-Anchor and for Proxy-NCA and proxy ranking with static
+  assignment; False for dynamic assignment and the data-point baselines
+  (which ignore the proxies).
+  """
+  if loss_config.name == "proxy_anchor":
+    return True
+  return (
+    loss_config.name in ("proxy_nca", "proxy_ranking")
+    and loss_config.assignment == "static"
+  )
+
+
 def create_loss_fn(loss_config: ml_collections.ConfigDict) -> LossFn:
   """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
 

@@ -43,7 +43,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from proxy_nca_jax import input_pipeline, models, parallel, weight_import
+from proxy_nca_jax import (
+  input_pipeline,
+  losses,
+  models,
+  parallel,
+  weight_import,
+)
 from proxy_nca_jax import proxies as proxies_lib
 
 PROXY_SHARDINGS = ("replicated", "sharded")
@@ -119,6 +125,41 @@ def state_shardings(state: Any, mesh: jax.sharding.Mesh, sharding: str) -> Any:
     return parallel.replicated(mesh)
 
   return jax.tree_util.tree_map_with_path(leaf_sharding, state)
+
+
+def num_proxies(config: ml_collections.ConfigDict) -> int:
+  """The number of proxies of a run: ``proxies.num_proxies`` or one a class.
+
+  Raises:
+    ValueError: ``proxies.num_proxies`` is not positive, or differs from the
+      number of training classes where the loss assigns proxies statically
+      or the proxies start at the class means.
+  """
+  classes = input_pipeline.num_classes(config.input, "train")
+  requested = config.proxies.num_proxies
+  if requested is None:
+    return classes
+  if requested < 1:
+    raise ValueError(
+      f"proxies.num_proxies={requested} must be positive (None: one per "
+      "training class)."
+    )
+  if requested != classes:
+    if losses.uses_static_assignment(config.loss):
+      raise ValueError(
+        f"proxies.num_proxies={requested} but there are {classes} training "
+        f"classes, and loss.name={config.loss.name!r} with static "
+        "assignment needs one proxy per class: set "
+        "--config.loss.assignment=dynamic (proxy_nca, proxy_ranking) or "
+        "leave proxies.num_proxies unset."
+      )
+    if config.proxies.init == "class_means":
+      raise ValueError(
+        f"proxies.init='class_means' places one proxy at each of the "
+        f"{classes} class means, but proxies.num_proxies={requested}: use "
+        "--config.proxies.init=normal or leave proxies.num_proxies unset."
+      )
+  return requested
 
 
 def run_signature(

@@ -305,7 +305,7 @@ def train_and_evaluate(
     # One builder per data_dir; the other processes wait for it.
     input_pipeline.prepare_dataset(config.input)
   multihost_utils.sync_global_devices("dataset prepared")
-  num_proxies = input_pipeline.num_classes(config.input, "train")
+  num_proxies = train_state.num_proxies(config)
   if sharding == "sharded":
     loss_fn = sharded_losses.create_sharded_loss_fn(
       config.loss, mesh, num_proxies

@@ -29,7 +29,6 @@ import tensorflow as tf
 
 from proxy_nca_jax import (
   checkpointing,
-  input_pipeline,
   models,
   optim,
   parallel,
@@ -69,33 +68,39 @@ def _with_tuples(record: dict) -> dict:
 
 
 def restore_trained(
-  workdir: str, mesh: jax.sharding.Mesh | None = None
+  workdir: str,
+  mesh: jax.sharding.Mesh | None = None,
+  step: int | None = None,
 ) -> tuple[ml_collections.ConfigDict, nn.Module, train_state.TrainState]:
-  """Loads a trained run for inference: its config, model and latest state.
+  """Loads a trained run for inference: its config, model and a state.
 
   Args:
     workdir: the workdir of a training run.
     mesh: where to place the state (default: every device).
+    step: the checkpoint to load (default: the newest).
 
   Returns:
-    (config, model, state) of the newest checkpoint.
+    (config, model, state) of that checkpoint.
 
   Raises:
-    FileNotFoundError: no config or no checkpoint in ``workdir``.
+    FileNotFoundError: no config or no (such) checkpoint in ``workdir``.
   """
   workdir = absolute(workdir)
   config = load_config(workdir)
   mesh = parallel.create_mesh() if mesh is None else mesh
   model = models.create_model(config.model)
   tx, _ = optim.create_optimizer(config)
-  num_proxies = input_pipeline.num_classes(config.input, "train")
+  num_proxies = train_state.num_proxies(config)
   ckpt = checkpointing.Checkpointer(
     os.path.join(workdir, "checkpoints"), every_steps=0, keep=config.ckpt.keep
   )
   try:
-    step = ckpt.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
+    step = ckpt.latest_step() if step is None else step
+    if step is None or step not in ckpt.all_steps():
+      raise FileNotFoundError(
+        f"No checkpoint{'' if step is None else f' at step {step}'} in "
+        f"{workdir}/checkpoints."
+      )
     state = ckpt.restore(
       step,
       train_state.abstract_state(config, model, tx, mesh, num_proxies),

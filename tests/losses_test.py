@@ -943,6 +943,28 @@ class LossPropertiesTest(parameterized.TestCase):
       atol=1e-5,
     )
 
+  # Fewer and more proxies than the 4 classes.
+  @parameterized.parameters(("proxy_nca", 2), ("proxy_ranking", 7))
+  def test_dynamic_with_any_number_of_proxies(self, name, num_proxies):
+    x, labels, proxies = _data(
+      16, batch=BATCH, dim=DIM, classes=CLASSES, num_proxies=num_proxies
+    )
+    x[1] = x[0]  # A duplicated embedding.
+    x[2] = 0.0  # And a zero one.
+    labels[:2] = labels[0]
+    loss_fn = losses.create_loss_fn(loss_config(name, assignment="dynamic"))
+    fn = jax.value_and_grad(loss_fn, argnums=(0, 2))
+    value, grads = jax.jit(fn)(x, labels, proxies)
+    chex.assert_tree_all_finite((value, grads))
+    chex.assert_trees_all_close(
+      (value, grads), fn(x, labels, proxies), rtol=1e-5, atol=1e-5
+    )
+    order = np.random.default_rng(num_proxies).permutation(BATCH)
+    shuffled, (grad_x, grad_p) = jax.jit(fn)(x[order], labels[order], proxies)
+    np.testing.assert_allclose(shuffled, value, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad_x, grads[0][order], atol=1e-5)
+    np.testing.assert_allclose(grad_p, grads[1], atol=1e-5)
+
 
 if __name__ == "__main__":
   absltest.main()

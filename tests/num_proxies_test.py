@@ -1,0 +1,102 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""config.proxies.num_proxies: defaults, dynamic assignment, clear refusals."""
+
+import pathlib
+import tempfile
+
+from absl.testing import absltest, parameterized
+
+from proxy_nca_jax import input_pipeline, train_state, trainer, workdirs
+from tests import tiny_run
+
+
+class NumProxiesTest(parameterized.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls._tmp = tempfile.TemporaryDirectory()
+    cls.root = pathlib.Path(cls._tmp.name)
+    tiny_run.write_data(cls.root)
+    input_pipeline.prepare_dataset(tiny_run.tiny_config(cls.root).input)
+
+  @classmethod
+  def tearDownClass(cls):
+    cls._tmp.cleanup()
+    super().tearDownClass()
+
+  def test_default_is_one_per_training_class(self):
+    config = tiny_run.tiny_config(self.root)
+    self.assertEqual(train_state.num_proxies(config), 5)
+    config = tiny_run.tiny_config(self.root, input__val_classes=(0, 1))
+    self.assertEqual(train_state.num_proxies(config), 3)
+
+  @parameterized.parameters(
+    ("proxy_nca", "dynamic", 3),
+    ("proxy_nca", "dynamic", 12),
+    ("proxy_ranking", "dynamic", 2),
+    ("triplet_semihard", "static", 7),  # Ignores the proxies.
+    ("proxy_nca", "static", 5),  # Equal to the classes.
+  )
+  def test_accepted(self, loss, assignment, requested):
+    config = tiny_run.tiny_config(
+      self.root,
+      loss__name=loss,
+      loss__assignment=assignment,
+      proxies__num_proxies=requested,
+    )
+    self.assertEqual(train_state.num_proxies(config), requested)
+
+  @parameterized.parameters(
+    ("proxy_nca", "static", 3, "normal", "assignment=dynamic"),
+    ("proxy_ranking", "static", 8, "normal", "assignment=dynamic"),
+    ("proxy_anchor", "static", 4, "normal", "one proxy per class"),
+    ("proxy_nca", "dynamic", 3, "class_means", "init=normal"),
+    ("proxy_nca", "dynamic", 0, "normal", "must be positive"),
+  )
+  def test_refused_with_a_fix(self, loss, assignment, requested, init, fix):
+    config = tiny_run.tiny_config(
+      self.root,
+      loss__name=loss,
+      loss__assignment=assignment,
+      proxies__num_proxies=requested,
+      proxies__init=init,
+    )
+    with self.assertRaisesRegex(ValueError, fix):
+      train_state.num_proxies(config)
+
+  def test_static_mismatch_writes_nothing(self):
+    workdir = self.root / "refused"
+    config = tiny_run.tiny_config(self.root, proxies__num_proxies=3)
+    with self.assertRaisesRegex(ValueError, "5 training classes"):
+      trainer.train_and_evaluate(config, str(workdir))
+    self.assertFalse(workdir.exists())
+
+  def test_dynamic_run_trains_more_proxies_than_classes(self):
+    workdir = self.root / "dynamic7"
+    config = tiny_run.tiny_config(
+      self.root,
+      loss__assignment="dynamic",
+      proxies__num_proxies=7,
+      input__samples_per_class=4,
+      schedule__num_steps=3,
+    )
+    trainer.train_and_evaluate(config, str(workdir))
+    _, _, state = workdirs.restore_trained(str(workdir))
+    self.assertEqual(state.params["proxies"].shape, (7, 8))
+    self.assertEqual(int(state.step), 3)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,0 +1,246 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The research questions' measurements against independent references.
+
+RQ1: the bound's terms against a float64 NumPy transcription, the
+inequalities on generated inputs (hypothesis), and on a tiny real run the
+measured proxy loss equals the loss the trainer logged on that batch. RQ3:
+the ordinal counts against a brute-force loop. RQ2: steps to a target and
+training time from hand-made metric records.
+"""
+
+import functools
+import itertools
+import pathlib
+import tempfile
+
+import hypothesis
+import jax
+import numpy as np
+from absl import flags
+from absl.testing import absltest, parameterized
+from hypothesis import strategies as st
+
+from proxy_nca_jax import input_pipeline, losses, metric_writer, trainer
+from proxy_nca_jax.research import (
+  common,
+  rq1_bound,
+  rq2_convergence,
+  rq3_ordinal,
+)
+from tests import tiny_run
+
+
+def _unit(x):
+  x = np.asarray(x, np.float64)
+  return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _bound_reference(emb, labels, proxies, scale, margin):
+  """Loops over pairs and triplets, float64 (rq1_bound's module doc)."""
+  x, p = _unit(emb), _unit(proxies)
+  n, c = len(x), len(p)
+  sq = lambda a, b: float(np.sum((a - b) ** 2))  # noqa: E731
+  eps = [np.sqrt(sq(x[i], p[labels[i]])) for i in range(n)]
+  nca = {}
+  for i, j in itertools.product(range(n), range(n)):
+    negatives = [k for k in range(n) if labels[k] != labels[i]]
+    if i == j or labels[j] != labels[i] or not negatives:
+      continue
+    data = sq(x[i], x[j]) + np.log(
+      sum(np.exp(-sq(x[i], x[k])) for k in negatives)
+    )
+    proxy = scale * sq(x[i], p[labels[i]]) + np.log(
+      sum(np.exp(-scale * sq(x[i], p[q])) for q in range(c) if q != labels[i])
+    )
+    n_max = max(np.sum(labels[negatives] == q) for q in range(c))
+    side = proxy / scale + (1 - 1 / scale) * np.log(c - 1) + np.log(n_max)
+    slack = 2 * eps[j] + 2 * max(eps[k] for k in negatives)
+    nca[i, j] = (data, side, side + slack)
+  triplets = {}
+  for i, j, k in itertools.product(range(n), repeat=3):
+    if i == j or labels[j] != labels[i] or labels[k] == labels[i]:
+      continue
+    data = max(0.0, sq(x[i], x[j]) - sq(x[i], x[k]) + margin)
+    proxy = max(0.0, sq(x[i], p[labels[i]]) - sq(x[i], p[labels[k]]) + margin)
+    triplets[i, j, k] = (data, proxy, proxy + 2 * eps[j] + 2 * eps[k])
+  return nca, triplets, eps
+
+
+_jitted_bound_terms = jax.jit(
+  functools.partial(rq1_bound.bound_terms, margin=0.3),
+  static_argnames="scale",
+)
+
+
+class BoundTest(parameterized.TestCase):
+  @parameterized.parameters((1.0, 0.2, 0), (3.0, 0.1, 1), (16.0, 0.5, 2))
+  def test_terms_match_float64_loops(self, scale, margin, seed):
+    rng = np.random.default_rng(seed)
+    labels = np.array([0, 0, 1, 2, 2, 2, 1, 3])
+    emb = rng.normal(size=(8, 5)).astype(np.float32)
+    proxies = rng.normal(size=(4, 5)).astype(np.float32)
+    terms = jax.jit(
+      functools.partial(rq1_bound.bound_terms, scale=scale, margin=margin)
+    )(emb, labels, proxies)
+    nca, triplets, eps = _bound_reference(emb, labels, proxies, scale, margin)
+    np.testing.assert_allclose(terms["eps"], eps, rtol=1e-5, atol=1e-5)
+    mask = np.asarray(terms["pair_mask"])
+    self.assertEqual(set(zip(*np.nonzero(mask), strict=True)), set(nca))
+    for (i, j), expected in nca.items():
+      got = [
+        terms[k][i, j] for k in ("nca_data", "nca_proxy_side", "nca_bound")
+      ]
+      np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    mask = np.asarray(terms["triplet_mask"])
+    self.assertEqual(set(zip(*np.nonzero(mask), strict=True)), set(triplets))
+    for (i, j, k), expected in triplets.items():
+      got = [
+        terms[n][i, j, k]
+        for n in ("triplet_data", "triplet_proxy", "triplet_bound")
+      ]
+      np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+  def test_proxy_term_is_the_paper_form_loss(self):
+    rng = np.random.default_rng(3)
+    labels = np.array([0, 1, 2, 1, 0, 2])
+    emb, proxies = rng.normal(size=(6, 4)), rng.normal(size=(3, 4))
+    terms = jax.jit(
+      functools.partial(rq1_bound.bound_terms, scale=3.0, margin=0.1)
+    )(emb, labels, proxies)
+    expected = jax.jit(
+      functools.partial(losses.proxy_nca_loss, form="paper", scale=3.0)
+    )(emb, labels, proxies)
+    np.testing.assert_allclose(np.mean(terms["proxy_nca"]), expected, rtol=1e-5)
+
+  @hypothesis.settings(
+    max_examples=25, deadline=None, derandomize=True, database=None
+  )
+  @hypothesis.given(
+    seed=st.integers(0, 2**31 - 1),
+    eps=st.floats(0.0, 2.0),
+    scale=st.sampled_from([1.0, 3.0, 16.0]),
+    classes=st.sampled_from([2, 4]),
+  )
+  def test_inequalities_hold_within_eps(self, seed, eps, scale, classes):
+    # The theorem's assumptions: unit proxies, unit points within eps of
+    # their class's proxy, scale >= 1. Few shapes and scales: one compiled
+    # function each.
+    rng = np.random.default_rng(seed)
+    proxies = _unit(rng.normal(size=(classes, 6)))
+    labels = np.repeat(np.arange(classes), 3)
+    # Each point at chord distance delta <= eps from its proxy on the unit
+    # sphere: cos(theta) p + sin(theta) u, u a unit vector orthogonal to p,
+    # |x - p| = 2 sin(theta / 2).
+    anchors = proxies[labels]
+    u = rng.normal(size=anchors.shape)
+    u = _unit(u - np.sum(u * anchors, axis=1, keepdims=True) * anchors)
+    delta = rng.uniform(0, eps, size=(len(labels), 1))
+    theta = 2 * np.arcsin(delta / 2)
+    points = np.cos(theta) * anchors + np.sin(theta) * u
+    terms = _jitted_bound_terms(points, labels, proxies, scale=scale)
+    # float32: a distance of 0 comes back as up to sqrt(rounding) ~ 1e-3.
+    self.assertLessEqual(float(np.max(terms["eps"])), eps + 2e-3)
+    pairs = np.asarray(terms["pair_mask"])
+    triplets = np.asarray(terms["triplet_mask"])
+    gap = np.asarray(terms["nca_bound"] - terms["nca_data"])[pairs]
+    self.assertTrue(np.all(gap >= -1e-4), gap.min(initial=0))
+    gap = np.asarray(terms["triplet_bound"] - terms["triplet_data"])[triplets]
+    self.assertTrue(np.all(gap >= -1e-4), gap.min(initial=0))
+
+  def test_refuses_scale_below_one(self):
+    with self.assertRaisesRegex(ValueError, "scale >= 1"):
+      rq1_bound.bound_terms(
+        np.ones((2, 2)), np.array([0, 1]), np.eye(2), scale=0.5, margin=0.1
+      )
+
+
+class BoundOnRealRunTest(absltest.TestCase):
+  def test_measured_proxy_loss_is_the_logged_training_loss(self):
+    with tempfile.TemporaryDirectory() as tmp:
+      root = pathlib.Path(tmp)
+      tiny_run.write_data(root)
+      config = tiny_run.tiny_config(root, loss__form="paper", loss__scale=3.0)
+      input_pipeline.prepare_dataset(config.input)
+      workdir = str(root / "run")
+      trainer.train_and_evaluate(config, workdir)
+      results = rq1_bound.measure_run(workdir)
+      logged = {
+        r["step"]: r["loss"]
+        for r in metric_writer.read_metrics(workdir)
+        if "loss" in r
+      }
+    self.assertEqual(sorted(results), [0, 3, 6])
+    # The checkpoint at step 3 and the batch of step 4: what step 4 logged.
+    np.testing.assert_allclose(results[3]["proxy_nca"], logged[4], rtol=1e-4)
+    for r in results.values():
+      self.assertEqual(r["nca_bounded_with_eps"], 1.0)
+      self.assertEqual(r["triplet_bounded_with_eps"], 1.0)
+
+
+class OrdinalTest(parameterized.TestCase):
+  @parameterized.parameters(0, 1, 2)
+  def test_counts_match_brute_force(self, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, size=14)
+    emb = rng.normal(size=(14, 3))
+    # Ties in the data: a duplicated point.
+    emb[5] = emb[2]
+    proxies = rng.normal(size=(3, 3))
+    got = rq3_ordinal.ordinal_counts(emb, labels, proxies)
+    x, p = _unit(emb), _unit(proxies)
+    d = lambda a, b: float(np.sum((a - b) ** 2))  # noqa: E731
+    expected = dict.fromkeys(got, 0)
+    for a, y, z in itertools.product(range(14), repeat=3):
+      if y == a or labels[y] != labels[a] or labels[z] == labels[a]:
+        continue
+      data = d(x[a], x[y]) < d(x[a], x[z])
+      proxy = d(x[a], p[labels[y]]) < d(x[a], p[labels[z]])
+      expected["triplets"] += 1
+      expected["data_ordered"] += data
+      expected["proxy_ordered"] += proxy
+      expected["preserved"] += data == proxy
+    self.assertEqual(got, expected)
+
+
+class ConvergenceTest(absltest.TestCase):
+  def test_first_step_reaching_and_holding(self):
+    curve = {0: 0.5, 50: 0.3, 100: 0.45, 150: 0.38, 200: 0.41, 250: 0.42}
+    self.assertEqual(rq2_convergence.first_step_reaching(curve, 0.4), 200)
+    self.assertEqual(rq2_convergence.first_step_reaching(curve, 0.3), 50)
+    self.assertIsNone(rq2_convergence.first_step_reaching(curve, 0.43))
+    self.assertEqual(rq2_convergence.first_step_crossing(curve, 0.43), 100)
+    self.assertIsNone(rq2_convergence.first_step_crossing(curve, 0.6))
+
+  def test_training_seconds_sum_the_logged_intervals(self):
+    records = [
+      {"step": 0, "test/map@r": 0.3},
+      {"step": 50, "loss": 1.0, "steps_per_sec": 5.0},
+      {"step": 100, "loss": 1.0, "steps_per_sec": 2.0},
+      {"step": 100, "test/map@r": 0.4},
+    ]
+    self.assertEqual(
+      common.training_seconds(records), {0: 0.0, 50: 10.0, 100: 35.0}
+    )
+
+  def test_mean_std_uses_the_sample_deviation(self):
+    self.assertEqual(common.mean_std([1.0, 2.0, 3.0]), "2.000 ± 1.000")
+
+
+def setUpModule():
+  flags.FLAGS.mark_as_parsed()
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -25,16 +25,10 @@ test classes never choose anything.
 
 import os
 
-import matplotlib
+from absl import app, flags
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from proxy_nca_jax import losses  # noqa: E402
-from proxy_nca_jax.research import common  # noqa: E402
+from proxy_nca_jax import losses
+from proxy_nca_jax.research import common, plots
 
 SELECT_EVERY = flags.DEFINE_integer(
   "select_every", 50, "Evaluate the validation classes every this many steps."
@@ -90,40 +84,6 @@ def selected_test_metrics(workdir: str, records: list[dict]) -> dict:
   return {"step": step, **common.cached_json(path, compute)}
 
 
-def plot(results: dict[str, list[dict]], untrained: list[dict], path: str):
-  names = list(results)
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-  for ax, key in zip(axes, ("map@r", "nmi"), strict=True):
-    values = np.array([[r[key] for r in results[n]] for n in names])
-    ax.bar(
-      range(len(names)),
-      values.mean(1),
-      yerr=values.std(1, ddof=1) if values.shape[1] > 1 else None,
-      capsize=3,
-    )
-    ax.scatter(
-      np.repeat(np.arange(len(names)), values.shape[1]),
-      values.ravel(),
-      color="k",
-      s=8,
-      zorder=3,
-    )
-    ax.axhline(
-      np.mean([u[key] for u in untrained]),
-      color="gray",
-      ls="--",
-      label="untrained",
-    )
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_ylabel(f"{COLUMNS[key]} (test classes)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-  fig.suptitle("FMNIST-ZS, checkpoint chosen on validation classes")
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-
-
 def main(argv: list[str]) -> None:
   del argv
   session = common.Session()
@@ -157,7 +117,13 @@ def main(argv: list[str]) -> None:
   table = common.markdown_table(
     ["loss", *COLUMNS.values(), "selected step per seed"], rows
   )
-  plot(results, untrained, os.path.join(common.OUT.value, "losses.png"))
+  plots.seed_bars(
+    results,
+    untrained,
+    os.path.join(common.OUT.value, "losses.png"),
+    columns=COLUMNS,
+    title="FMNIST-ZS, checkpoint chosen on validation classes",
+  )
   what = (
     f"Each loss trained {steps} steps (batch 64, Adam 1e-3, proxies x10) on "
     f"training classes 0-2, seeds {', '.join(map(str, seeds))}; validation "

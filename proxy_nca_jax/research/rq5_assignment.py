@@ -28,15 +28,9 @@ selected).
 
 import os
 
-import matplotlib
+from absl import app, flags
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from proxy_nca_jax.research import common  # noqa: E402
+from proxy_nca_jax.research import common, plots
 
 QUESTION = "rq5"
 DEFAULT_STEPS = 300
@@ -73,36 +67,6 @@ def run_name(setting: str, seed: int) -> str:
   return f"{assignment}_p{num_proxies or 'classes'}_{init}_seed{seed}"
 
 
-def plot(results: dict[str, list[dict]], untrained: list[dict], path: str):
-  names = list(results)
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-  for ax, key in zip(axes, ("map@r", "nmi"), strict=True):
-    values = np.array([[r[key] for r in results[n]] for n in names])
-    ax.bar(range(len(names)), values.mean(1), color="tab:blue", alpha=0.6)
-    ax.scatter(
-      np.repeat(np.arange(len(names)), values.shape[1]),
-      values.ravel(),
-      color="k",
-      s=10,
-      zorder=3,
-      label="seeds",
-    )
-    ax.axhline(
-      np.mean([u[key] for u in untrained]),
-      color="gray",
-      ls="--",
-      label="untrained",
-    )
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_ylabel(f"{COLUMNS[key]} (test classes)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-  fig.suptitle("FMNIST-ZS: proxy assignment and number of proxies")
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-
-
 def main(argv: list[str]) -> None:
   del argv
   session = common.Session()
@@ -134,7 +98,13 @@ def main(argv: list[str]) -> None:
     for setting in SETTINGS
   ]
   table = common.markdown_table(["setting", *COLUMNS.values()], rows)
-  plot(results, untrained, os.path.join(common.OUT.value, "assignment.png"))
+  plots.seed_bars(
+    results,
+    untrained,
+    os.path.join(common.OUT.value, "assignment.png"),
+    columns=COLUMNS,
+    title="FMNIST-ZS: proxy assignment and number of proxies",
+  )
   what = (
     f"Each setting trained {steps} steps (batch 64 = 16 images of 4 of the "
     f"5 training classes, Adam 1e-3, proxies x10, Proxy-NCA softmax form, "

@@ -141,6 +141,8 @@ def get_config(
 
   config.proxies = ml_collections.ConfigDict()
   config.proxies.init = "normal"  # One proxy per train class.
+  # None: one per train class (static assignment needs exactly that).
+  config.proxies.num_proxies = config_dict.placeholder(int)
   config.proxies.init_scale = 1.0
   # "sharded": proxies split by class over the devices (sharded_losses.py).
   config.proxies.sharding = "replicated"

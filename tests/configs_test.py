@@ -1,0 +1,58 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Every config file sets every field the library reads.
+
+Configs are locked, so a field the code reads but a config lacks is an
+error only when that config runs. configs/fashion_mnist.py is the reference:
+the others must hold each of its fields (they may add their own).
+"""
+
+import importlib
+
+import ml_collections
+from absl.testing import absltest, parameterized
+
+from configs import fashion_mnist
+
+OTHER_CONFIGS = (
+  ("glyphs", None),
+  ("glyphs", "triplet"),
+  ("cub200", None),
+  ("cub200", "recipe=proxynca_pp"),
+  ("cars196", None),
+  ("sop", None),
+  ("image_folder", None),
+)
+
+
+def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> set[str]:
+  fields = set()
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      fields |= _fields(value, f"{prefix}{key}.")
+    else:
+      fields.add(prefix + key)
+  return fields
+
+
+class ConfigFieldsTest(parameterized.TestCase):
+  @parameterized.parameters(*OTHER_CONFIGS)
+  def test_holds_every_reference_field(self, name, arg):
+    config = importlib.import_module(f"configs.{name}").get_config(arg)
+    missing = _fields(fashion_mnist.get_config()) - _fields(config)
+    self.assertEmpty(sorted(missing), f"configs/{name}.py lacks these fields")
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -13,29 +13,13 @@
 # limitations under the License.
 """config.proxies.num_proxies: defaults, dynamic assignment, clear refusals."""
 
-import pathlib
-import tempfile
-
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax import input_pipeline, train_state, trainer, workdirs
+from proxy_nca_jax import train_state, trainer, workdirs
 from tests import tiny_run
 
 
-class NumProxiesTest(parameterized.TestCase):
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls._tmp = tempfile.TemporaryDirectory()
-    cls.root = pathlib.Path(cls._tmp.name)
-    tiny_run.write_data(cls.root)
-    input_pipeline.prepare_dataset(tiny_run.tiny_config(cls.root).input)
-
-  @classmethod
-  def tearDownClass(cls):
-    cls._tmp.cleanup()
-    super().tearDownClass()
-
+class NumProxiesTest(tiny_run.PreparedDataTest):
   def test_default_is_one_per_training_class(self):
     config = tiny_run.tiny_config(self.root)
     self.assertEqual(train_state.num_proxies(config), 5)

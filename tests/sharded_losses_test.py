@@ -34,7 +34,6 @@ from jax.sharding import PartitionSpec
 
 from proxy_nca_jax import (
   checkpointing,
-  input_pipeline,
   losses,
   metric_writer,
   parallel,
@@ -215,36 +214,7 @@ class ShardedLossesTest(parameterized.TestCase):
       self.assertFalse(os.path.exists(workdir))
 
 
-class ShardedTrainingTest(absltest.TestCase):
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls._tmp = tempfile.TemporaryDirectory()
-    cls.root = pathlib.Path(cls._tmp.name)
-    tiny_run.write_data(cls.root)
-    input_pipeline.prepare_dataset(tiny_run.tiny_config(cls.root).input)
-
-  @classmethod
-  def tearDownClass(cls):
-    cls._tmp.cleanup()
-    super().tearDownClass()
-
-  def _replicated_run(self, config, num_steps):
-    """Losses and final state of the replicated step (trainer_test's way)."""
-    mesh = parallel.create_mesh()
-    model, tx, state = tiny_run.initial_state(config, mesh)
-    step_fn = trainer.make_train_step(
-      model, tx, losses.create_loss_fn(config.loss), mesh
-    )
-    batches = input_pipeline.create_train_iterator(config.input, seed=0)
-    loss_values = []
-    for _ in range(num_steps):
-      state, metrics = step_fn(
-        state, parallel.global_batch(next(batches), mesh)
-      )
-      loss_values.append(float(metrics["loss"]))
-    return loss_values, jax.device_get(state)
-
+class ShardedTrainingTest(tiny_run.PreparedDataTest):
   def test_sharded_run_equals_replicated_run(self):
     # 5 proxies on 8 devices: 3 padding rows.
     config = tiny_run.tiny_config(self.root, proxies__sharding="sharded")
@@ -256,7 +226,9 @@ class ShardedTrainingTest(absltest.TestCase):
 
     replicated = tiny_run.tiny_config(self.root)
     num_steps = replicated.schedule.num_steps
-    expected_losses, expected = self._replicated_run(replicated, num_steps)
+    expected_losses, expected = tiny_run.train_steps(
+      replicated, parallel.create_mesh(), num_steps
+    )
     logged = {
       r["step"]: r["loss"]
       for r in metric_writer.read_metrics(str(workdir))

@@ -29,10 +29,13 @@ import tempfile
 
 import jax
 import ml_collections
+from absl.testing import parameterized
 
 from configs import fashion_mnist
 from proxy_nca_jax import (
   checkpointing,
+  input_pipeline,
+  losses,
   models,
   optim,
   parallel,
@@ -115,6 +118,37 @@ def run_command(argv: list[str]) -> subprocess.CompletedProcess:
     text=True,
     timeout=600,
   )
+
+
+class PreparedDataTest(parameterized.TestCase):
+  """A test class whose ``cls.root`` holds the tiny dataset, prepared once."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls._tmp = tempfile.TemporaryDirectory()
+    cls.root = pathlib.Path(cls._tmp.name)
+    write_data(cls.root)
+    input_pipeline.prepare_dataset(tiny_config(cls.root).input)
+
+  @classmethod
+  def tearDownClass(cls):
+    cls._tmp.cleanup()
+    super().tearDownClass()
+
+
+def train_steps(config, mesh, num_steps: int):
+  """(losses, final state on the host) of ``num_steps`` jitted steps."""
+  model, tx, state = initial_state(config, mesh)
+  step_fn = trainer.make_train_step(
+    model, tx, losses.create_loss_fn(config.loss), mesh
+  )
+  batches = input_pipeline.create_train_iterator(config.input, seed=0)
+  loss_values = []
+  for _ in range(num_steps):
+    state, metrics = step_fn(state, parallel.global_batch(next(batches), mesh))
+    loss_values.append(float(metrics["loss"]))
+  return loss_values, jax.device_get(state)
 
 
 def initial_state(config, mesh):

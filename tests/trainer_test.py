@@ -14,7 +14,6 @@
 """Tests of trainer.py: sharding equivalence, compile-once, resume, results."""
 
 import pathlib
-import tempfile
 from unittest import mock
 
 import chex
@@ -24,8 +23,6 @@ from absl.testing import absltest
 
 from proxy_nca_jax import (
   checkpointing,
-  input_pipeline,
-  losses,
   metric_writer,
   parallel,
   train_state,
@@ -37,41 +34,14 @@ from tests import tiny_run
 tiny_config = tiny_run.tiny_config
 
 
-class TrainerTest(absltest.TestCase):
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls._tmp = tempfile.TemporaryDirectory()
-    cls.root = pathlib.Path(cls._tmp.name)
-    tiny_run.write_data(cls.root)
-    input_pipeline.prepare_dataset(tiny_config(cls.root).input)
-
-  @classmethod
-  def tearDownClass(cls):
-    cls._tmp.cleanup()
-    super().tearDownClass()
-
-  def _train_steps(self, mesh, num_steps):
-    """Runs the jitted step on ``mesh``; returns the losses and final state."""
-    config = tiny_config(self.root)
-    model, tx, state = tiny_run.initial_state(config, mesh)
-    step_fn = trainer.make_train_step(
-      model, tx, losses.create_loss_fn(config.loss), mesh
-    )
-    batches = input_pipeline.create_train_iterator(config.input, seed=0)
-    loss_values = []
-    for _ in range(num_steps):
-      state, metrics = step_fn(
-        state, parallel.global_batch(next(batches), mesh)
-      )
-      loss_values.append(float(metrics["loss"]))
-    return loss_values, jax.device_get(state)
-
+class TrainerTest(tiny_run.PreparedDataTest):
   def test_eight_devices_match_one_device(self):
-    losses_1, state_1 = self._train_steps(
-      parallel.create_mesh(jax.devices()[:1]), 4
+    losses_1, state_1 = tiny_run.train_steps(
+      tiny_config(self.root), parallel.create_mesh(jax.devices()[:1]), 4
     )
-    losses_8, state_8 = self._train_steps(parallel.create_mesh(), 4)
+    losses_8, state_8 = tiny_run.train_steps(
+      tiny_config(self.root), parallel.create_mesh(), 4
+    )
     self.assertEqual(jax.device_count(), 8)
     np.testing.assert_allclose(losses_8, losses_1, rtol=1e-5)
     # Global BatchNorm statistics and gradient all-reduce make the sharded
@@ -83,7 +53,9 @@ class TrainerTest(absltest.TestCase):
     self.assertEqual(int(state_8.step), 4)
 
   def test_loss_decreases_on_learnable_data(self):
-    loss_values, _ = self._train_steps(parallel.create_mesh(), 12)
+    loss_values, _ = tiny_run.train_steps(
+      tiny_config(self.root), parallel.create_mesh(), 12
+    )
     self.assertLess(np.mean(loss_values[-3:]), np.mean(loss_values[:3]))
 
   def test_train_step_is_traced_once_per_run(self):

@@ -51,7 +51,6 @@ from typing import Any
 
 import flax
 import jax
-import ml_collections
 import numpy as np
 import optax
 import pytorch_metric_learning
@@ -265,15 +264,6 @@ def embed_jax(
   return embeddings
 
 
-def evaluate(
-  embeddings: np.ndarray,
-  labels: np.ndarray,
-  config: ml_collections.ConfigDict,
-) -> dict[str, float]:
-  """The library's metrics, with the config's evaluation settings."""
-  return evaluation.evaluate_with_config(embeddings, labels, config)
-
-
 def _summary(times: list[float], quiet: list[bool]) -> dict[str, float]:
   times_ms = np.asarray(times) * 1e3
   quiet_ms = times_ms[np.asarray(quiet, bool)]
@@ -379,8 +369,12 @@ def main(argv: list[str]) -> None:
   results["untrained_max_abs_embedding_diff"] = float(
     np.abs(emb_jax - emb_torch).max()
   )
-  metrics["PyTorch, untrained"] = evaluate(emb_torch, test_y, config)
-  metrics["ours, untrained"] = evaluate(emb_jax, test_y, config)
+  metrics["PyTorch, untrained"] = evaluation.evaluate_with_config(
+    emb_torch, test_y, config
+  )
+  metrics["ours, untrained"] = evaluation.evaluate_with_config(
+    emb_jax, test_y, config
+  )
 
   def torch_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     net_opt.zero_grad(set_to_none=True)
@@ -434,10 +428,10 @@ def main(argv: list[str]) -> None:
           run["quiet"].append(is_quiet)
     done += chunk
 
-  metrics[f"PyTorch, {steps} steps"] = evaluate(
+  metrics[f"PyTorch, {steps} steps"] = evaluation.evaluate_with_config(
     embed_torch(net, test_x), test_y, config
   )
-  metrics[f"ours, {steps} steps"] = evaluate(
+  metrics[f"ours, {steps} steps"] = evaluation.evaluate_with_config(
     embed_jax(embed_fn, train_state.inference_variables(state), test_x, mesh),
     test_y,
     config,

@@ -11,20 +11,24 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Side by side on FMNIST-ZS: our train step and PyTorch's, speed and accuracy.
+"""Side by side: our train step and PyTorch's, speed and accuracy.
 
 Trains convnet-S twice in one process, on the same NumPy batches: once with
-proxy_nca_jax (``trainer.make_train_step``, configs/fashion_mnist.py) and
-once with PyTorch + pytorch-metric-learning's ``ProxyNCALoss`` (the same
-network, channels_last). Same hyper-parameters: batch 64, Adam 1e-3 for the
-network and 1e-2 for the proxies, softmax form with the same scale. By
-default the PyTorch network and proxies start from our initial values, so
+proxy_nca_jax (``trainer.make_train_step``) and once with PyTorch +
+pytorch-metric-learning's ``ProxyNCALoss`` (the same network,
+channels_last). The data is exported from our tfds builder as arrays
+(``--config``: FMNIST-ZS by default, or ``configs/glyphs.py`` for
+GLYPHS-ZS): the train classes (minus the validation classes) and the test
+classes, normalised as our evaluation does, without augmentation for either
+framework. Same hyper-parameters, from the config: batch size, Adam learning
+rates of the network and of the proxies, softmax form with the same scale.
+By default the PyTorch network and proxies start from our initial values, so
 both runs start from the same function (checked: the untrained embeddings
 of both must agree to float32 precision).
 
 Reported: the median wall time of a train step (warm, data loading
 excluded: the batch is already a framework array when the clock starts),
-and Recall@1 / MAP@R / NMI on the never-seen test classes 5-9 before and
+and Recall@1 / MAP@R / NMI on the never-seen test classes before and
 after training, both computed by ``evaluation.evaluate_embeddings``.
 
 The two trainings alternate in chunks of ``--chunk_steps`` steps so both
@@ -34,15 +38,19 @@ median over the chunks during which other processes used less than
 
 Run (2 CPU cores; about 4 minutes, ``--quick`` under 1):
 
-  python -m benchmarks.train_step_vs_pytorch
-  python -m benchmarks.train_step_vs_pytorch --quick
+  python -m benchmarks.train_step_vs_pytorch --softmax_scale=8
+  python -m benchmarks.train_step_vs_pytorch --softmax_scale=8 --quick
   python -m benchmarks.train_step_vs_pytorch --steps=1000 --seed=1
+  python -m benchmarks.train_step_vs_pytorch --config=configs/glyphs.py \
+      --steps=1000 --eval_examples=10000
 
 Needs ``pip install torch==2.13.0 pytorch-metric-learning`` (``make
-benchmark`` installs them) and the Fashion-MNIST IDX files (Debian package
-dataset-fashion-mnist, or ``--data_dir``).
+benchmark`` installs them) and the config's dataset (prepared on first use:
+the Fashion-MNIST IDX files of Debian's dataset-fashion-mnist, or the fonts
+of ``make glyphs-fonts``).
 """
 
+import copy
 import json
 import os
 import time
@@ -51,19 +59,23 @@ from typing import Any
 
 import flax
 import jax
+import ml_collections
 import numpy as np
 import optax
 import pytorch_metric_learning
 import torch
 import torch.nn.functional as F
 from absl import app, flags
+from ml_collections import config_flags
 from pytorch_metric_learning import losses as pml_losses
 from torch import nn
 
 from benchmarks import cpu_timing
-from configs import fashion_mnist
 from proxy_nca_jax import (
+  class_splits,
+  data_sources,
   evaluation,
+  input_pipeline,
   losses,
   models,
   optim,
@@ -71,8 +83,13 @@ from proxy_nca_jax import (
   train_state,
   trainer,
 )
-from proxy_nca_jax.datasets import fashion_mnist_idx
 
+_CONFIG = config_flags.DEFINE_config_file(
+  "config",
+  "configs/fashion_mnist.py",
+  "Dataset, model and hyper-parameters (convnet-S, Proxy-NCA softmax form).",
+  lock_config=False,
+)
 _STEPS = flags.DEFINE_integer("steps", 600, "Train steps of each framework.")
 _QUICK = flags.DEFINE_bool(
   "quick",
@@ -89,8 +106,9 @@ _SAME_INIT = flags.DEFINE_bool(
 )
 _SCALE = flags.DEFINE_float(
   "softmax_scale",
-  8.0,
-  "Proxy-NCA scale for both (PML softmax_scale, our loss.scale).",
+  None,
+  "Proxy-NCA scale for both (PML softmax_scale, our loss.scale; default: "
+  "the config's).",
 )
 _CPU_DEVICES = flags.DEFINE_integer(
   "cpu_devices",
@@ -112,12 +130,9 @@ _QUIET = flags.DEFINE_float(
   "Cores other processes may use during a chunk for it to count as quiet.",
 )
 _EVAL_EXAMPLES = flags.DEFINE_integer(
-  "eval_examples", None, "Test images evaluated (default: all 35,000)."
-)
-_DATA_DIR = flags.DEFINE_string(
-  "data_dir",
-  fashion_mnist.DEBIAN_FASHION_MNIST_DIR,
-  "Folder with the four Fashion-MNIST IDX files.",
+  "eval_examples",
+  None,
+  "Test images evaluated, a fixed random subset (default: all).",
 )
 _TUNE_MALLOC = flags.DEFINE_bool(
   "tune_malloc",
@@ -129,34 +144,37 @@ _JSON_OUT = flags.DEFINE_string(
   "json_out", None, "Also write the results as JSON to this file."
 )
 
-_MEAN, _STD = 0.2860, 0.3530  # Fashion-MNIST pixel statistics (DESIGN.md).
 _EVAL_BATCH = 1000
 
 
-def load_fmnist_zs(
-  data_dir: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """All 70,000 images; train classes 0-4 and test classes 5-9.
+def export_arrays(
+  config: ml_collections.ConfigDict, split: str
+) -> tuple[np.ndarray, np.ndarray]:
+  """Every image of ``split`` from our builder, as our evaluation sees it.
+
+  Args:
+    config: the run's config (``config.input`` names the dataset).
+    split: 'train' (train classes minus validation classes) or 'test'.
 
   Returns:
-    (train_images, train_labels, test_images, test_labels): float32 images
-    (N, 28, 28, 1) normalised as (x / 255 - 0.2860) / 0.3530, int32 labels
-    (train 0..4, test 5..9).
+    (images float32 (N, H, W, C) normalised, labels int32 (N,)): for
+    'train' the proxy row of each label (0..C-1), for 'test' the original
+    class ids.
   """
-  parts = []
-  for prefix in ("train", "t10k"):
-    parts.append(
-      fashion_mnist_idx.read_split(
-        os.path.join(data_dir, f"{prefix}-images-idx3-ubyte.gz"),
-        os.path.join(data_dir, f"{prefix}-labels-idx1-ubyte.gz"),
-      )
-    )
-  images = np.concatenate([p[0] for p in parts])
-  labels = np.concatenate([p[1] for p in parts]).astype(np.int32)
-  images = ((images.astype(np.float32) / 255.0 - _MEAN) / _STD)[..., None]
-  train = np.isin(labels, fashion_mnist.TRAIN_CLASSES)
-  test = np.isin(labels, fashion_mnist.TEST_CLASSES)
-  return images[train], labels[train], images[test], labels[test]
+  input_config = copy.deepcopy(config.input)
+  with input_config.unlocked():
+    input_config.max_eval_examples = None
+  images, labels = [], []
+  for batch in input_pipeline.create_eval_iterator(input_config, split):
+    images.append(batch["image"][batch["mask"]])
+    labels.append(batch["label"][batch["mask"]])
+  labels = np.concatenate(labels).astype(np.int32)
+  if split == "train":
+    rows = input_pipeline.classes_of(input_config, "train")
+    table = np.full(max(rows) + 1, -1, np.int32)
+    table[list(rows)] = np.arange(len(rows))
+    labels = table[labels]
+  return np.concatenate(images), labels
 
 
 def train_batches(
@@ -174,11 +192,13 @@ def train_batches(
 class TorchConvNetS(nn.Module):
   """convnet-S in PyTorch, layer for layer the same as models.ConvNetS."""
 
-  def __init__(self, embedding_dim: int = 64, widths=(32, 64, 128)):
+  def __init__(
+    self, in_channels: int, embedding_dim: int, widths: tuple[int, ...]
+  ):
     super().__init__()
     first, second, third = widths
     layers = []
-    channels = 1
+    channels = in_channels
     for stage in ((first, first), (second, second), (third,)):
       for features in stage:
         layers += [
@@ -193,7 +213,7 @@ class TorchConvNetS(nn.Module):
     self.embedding = nn.Linear(channels, embedding_dim)
 
   def forward(self, images: torch.Tensor) -> torch.Tensor:
-    """(B, 1, 28, 28) images -> (B, embedding_dim) unit-norm embeddings."""
+    """(B, C, H, W) images -> (B, embedding_dim) unit-norm embeddings."""
     x = self.features(images).mean(dim=(2, 3))
     return F.normalize(self.embedding(x), dim=1)
 
@@ -296,10 +316,10 @@ def main(argv: list[str]) -> None:
   torch.set_num_threads(_TORCH_THREADS.value or cores)
   torch.manual_seed(_SEED.value)
 
-  config = fashion_mnist.get_config()
-  config.unlock()
+  config = _CONFIG.value
   config.seed = _SEED.value
-  config.loss.scale = _SCALE.value
+  if _SCALE.value is not None:
+    config.loss.scale = _SCALE.value
   config.lock()
   if (config.loss.name, config.loss.form) != ("proxy_nca", "softmax"):
     raise ValueError("The PyTorch side implements softmax Proxy-NCA only.")
@@ -307,12 +327,14 @@ def main(argv: list[str]) -> None:
   lr = config.optimizer.learning_rate
   proxy_lr = lr * config.optimizer.proxy_lr_mult
 
-  train_x, train_y, test_x, test_y = load_fmnist_zs(_DATA_DIR.value)
+  data_sources.prepare_dataset(config.input)
+  train_x, train_y = export_arrays(config, "train")
+  test_x, test_y = export_arrays(config, "test")
   if eval_examples is not None:
     keep = np.random.default_rng(0).permutation(len(test_x))[:eval_examples]
     keep.sort()
     test_x, test_y = test_x[keep], test_y[keep]
-  num_classes = len(fashion_mnist.TRAIN_CLASSES)
+  num_classes = input_pipeline.num_classes(config.input, "train")
 
   # Ours.
   mesh = parallel.create_mesh()
@@ -332,11 +354,13 @@ def main(argv: list[str]) -> None:
   init_stats = jax.device_get(state.batch_stats)
 
   # PyTorch.
-  net = TorchConvNetS(config.model.embedding_dim, config.model.widths)
+  net = TorchConvNetS(
+    train_x.shape[-1], config.model.embedding_dim, config.model.widths
+  )
   proxy_loss = pml_losses.ProxyNCALoss(
     num_classes=num_classes,
     embedding_size=config.model.embedding_dim,
-    softmax_scale=_SCALE.value,
+    softmax_scale=config.loss.scale,
   )
   if _SAME_INIT.value:
     copy_flax_init(net, proxy_loss, init_params, init_stats)
@@ -358,7 +382,16 @@ def main(argv: list[str]) -> None:
     "jax_devices": len(jax.devices()),
     "torch_threads": torch.get_num_threads(),
     "same_init": _SAME_INIT.value,
-    "softmax_scale": _SCALE.value,
+    "softmax_scale": config.loss.scale,
+    "dataset": config.input.dataset,
+    "batch_size": batch_size,
+    "learning_rate": lr,
+    "proxy_learning_rate": proxy_lr,
+    "train_classes": num_classes,
+    "train_images": len(train_x),
+    "test_classes": class_splits.describe(
+      input_pipeline.classes_of(config.input, "test")
+    ),
     "test_images": len(test_x),
   }
   metrics = {}
@@ -458,8 +491,11 @@ def print_report(results: dict[str, Any]) -> None:
   """Prints the speed table and the metrics table."""
   machine = results["machine"]
   print(
-    f"\nFMNIST-ZS, convnet-S, batch 64, {results['steps']} steps, Adam 1e-3 "
-    f"(proxies 1e-2), Proxy-NCA softmax scale {results['softmax_scale']:g}, "
+    f"\n{results['dataset']}, convnet-S, batch {results['batch_size']}, "
+    f"{results['steps']} steps, Adam {results['learning_rate']:g} (proxies "
+    f"{results['proxy_learning_rate']:g}), {results['train_classes']} "
+    f"proxies, {results['train_images']} train images, Proxy-NCA softmax "
+    f"scale {results['softmax_scale']:g}, "
     f"same init: {results['same_init']}, malloc tuned: "
     f"{results['malloc_tuned']}"
   )
@@ -489,7 +525,8 @@ def print_report(results: dict[str, Any]) -> None:
     f"{results['speedup_quiet_median']:.2f}x (quiet median)"
   )
   print(
-    f"\nTest classes 5-9, {results['test_images']} images (max |embedding "
+    f"\nTest classes {results['test_classes']}, {results['test_images']} "
+    "images (max |embedding "
     "difference| of the untrained models: "
     f"{results['untrained_max_abs_embedding_diff']:.1e})"
   )

@@ -166,8 +166,8 @@ def get_config(
 
   config.optimizer = ml_collections.ConfigDict()
   # paper: RMSprop with decay 0.94 (Sec. 5); the learning rates are ours
-  # (untuned starting point). proxynca_pp: Adam 4e-3, proxies 4e2 (their
-  # Adam also has eps 1.0, which optim.py does not expose: optax's 1e-8).
+  # (untuned starting point). proxynca_pp: Adam 4e-3, proxies 4e2, eps 1.0
+  # (their released configs).
   config.optimizer.name = "adam" if pp else "rmsprop"
   config.optimizer.learning_rate = 4e-3 if pp else 1e-4
   config.optimizer.head_lr_mult = 1.0
@@ -175,6 +175,8 @@ def get_config(
   config.optimizer.weight_decay = 0.0
   config.optimizer.proxy_weight_decay = 0.0
   config.optimizer.rmsprop_decay = 0.94
+  # adam / adamw / rmsprop epsilon (optax's default for the paper recipe).
+  config.optimizer.eps = 1.0 if pp else 1e-8
   config.optimizer.momentum = 0.9
 
   epochs = 40 if pp else 20

@@ -157,6 +157,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.weight_decay = 0.0
   config.optimizer.proxy_weight_decay = 0.0
   config.optimizer.rmsprop_decay = 0.94
+  # Epsilon of adam / adamw (m / (sqrt(v) + eps)) and rmsprop
+  # (g / sqrt(v + eps), TensorFlow's form); optax's default. ProxyNCA++
+  # trains with Adam eps 1.0.
+  config.optimizer.eps = 1e-8
   config.optimizer.momentum = 0.9  # sgd and rmsprop.
 
   config.schedule = ml_collections.ConfigDict()

@@ -114,12 +114,14 @@ def _base_optimizer(
   opt: ml_collections.ConfigDict, lr: optax.Schedule, weight_decay: float
 ) -> optax.GradientTransformation:
   if opt.name == "adamw":
-    return optax.adamw(lr, weight_decay=weight_decay)
+    return optax.adamw(lr, eps=opt.eps, weight_decay=weight_decay)
   if opt.name == "adam":
-    base = optax.adam(lr)
+    base = optax.adam(lr, eps=opt.eps)
   elif opt.name == "rmsprop":
     # The paper trains with RMSprop, decay 0.94 ([1], Sec. 5).
-    base = optax.rmsprop(lr, decay=opt.rmsprop_decay, momentum=opt.momentum)
+    base = optax.rmsprop(
+      lr, decay=opt.rmsprop_decay, eps=opt.eps, momentum=opt.momentum
+    )
   else:
     base = optax.sgd(lr, momentum=opt.momentum)
   if weight_decay:

@@ -189,6 +189,32 @@ class OptimTest(absltest.TestCase):
     np.testing.assert_allclose(schedules["backbone"](60), 0.05, rtol=1e-5)
     np.testing.assert_allclose(schedules["proxies"](110), 0.0, atol=1e-7)
 
+  def test_adam_epsilon_against_float64_formula(self):
+    # ProxyNCA++'s eps 1.0 damps small gradients: check the update rule by
+    # hand, m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps), two steps.
+    config = self._config("adam")
+    with config.unlocked():
+      config.optimizer.eps = 1.0
+    tx, _ = optim.create_optimizer(config)
+    params = self._params()
+    state = tx.init(params)
+    grad_values = np.array([[0.5, -2.0], [1e-3, 3.0]])
+    m = v = np.zeros(2)
+    for t, g in enumerate(grad_values, start=1):
+      grads = jax.tree.map(lambda x, g=g: jnp.broadcast_to(g, x.shape), params)
+      updates, state = tx.update(grads, state, params)
+      m = 0.9 * m + 0.1 * g
+      v = 0.999 * v + 0.001 * g**2
+      expected = -0.1 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1)
+      np.testing.assert_allclose(
+        updates["model"]["ConvBNReLU_0"]["Conv_0"]["kernel"],
+        expected,
+        rtol=1e-5,
+      )
+      np.testing.assert_allclose(
+        updates["proxies"], np.broadcast_to(30 * expected, (3, 2)), rtol=1e-5
+      )
+
   def test_all_optimizers_build_and_bad_name_errors(self):
     for name in optim.OPTIMIZERS:
       tx, _ = optim.create_optimizer(self._config(name))

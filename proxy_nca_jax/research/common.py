@@ -13,14 +13,17 @@
 # limitations under the License.
 """Run-and-collect machinery shared by the research questions.
 
-Every research question trains FMNIST-ZS runs with ``configs/fashion_mnist.py``
-plus named overrides, through ``trainer.train_and_evaluate`` (the same loop,
-checkpoints and ``metrics.jsonl`` as ``python -m proxy_nca_jax.train``), and
-reads its numbers back from the workdirs. Evaluation is reduced for the CPU
+Every research question trains runs of one config file (``--config``,
+default ``configs/fashion_mnist.py``, FMNIST-ZS; RQ2 also runs on
+``configs/glyphs.py``) plus named overrides, through
+``trainer.train_and_evaluate`` (the same loop, checkpoints and
+``metrics.jsonl`` as ``python -m proxy_nca_jax.train``), and reads its
+numbers back from the workdirs. Evaluation is reduced for the CPU
 budget (``--max_eval_examples``, ``--kmeans_restarts``); ``describe_runs``
 records exactly what ran in each ``results.md``.
 """
 
+import copy
 import datetime
 import json
 import os
@@ -34,8 +37,8 @@ import jax
 import ml_collections
 import numpy as np
 from absl import flags, logging
+from ml_collections import config_flags
 
-from configs import fashion_mnist
 from proxy_nca_jax import (
   checkpointing,
   input_pipeline,
@@ -73,13 +76,18 @@ MAX_EVAL_EXAMPLES = flags.DEFINE_integer(
 KMEANS_RESTARTS = flags.DEFINE_integer(
   "kmeans_restarts", 1, "k-means restarts of the NMI evaluation."
 )
-DATA_DIR = flags.DEFINE_string(
-  "data_dir", None, "tfds data_dir (default: tfds's)."
+CONFIG = config_flags.DEFINE_config_file(
+  "config",
+  "configs/fashion_mnist.py",
+  "Config file every run starts from (any field can be overridden, e.g. "
+  "--config.input.data_dir=DIR).",
+  lock_config=False,
 )
-MANUAL_DIR = flags.DEFINE_string(
-  "manual_dir",
-  None,
-  "Folder of the Fashion-MNIST IDX files (default: the config's).",
+TRIPLET_SAMPLES_PER_CLASS = flags.DEFINE_integer(
+  "triplet_samples_per_class",
+  16,
+  "Images of each class in a batch of the data-point baselines (batch 64: "
+  "16 gives 4 classes per batch).",
 )
 
 Overrides = Mapping[str, Any]
@@ -103,10 +111,11 @@ def losses_of(default: Sequence[str]) -> list[str]:
 def convergence_overrides(
   loss: str, seed: int, steps: int, eval_every: int
 ) -> dict[str, Any]:
-  """An FMNIST-ZS run evaluated on the test classes every ``eval_every``.
+  """A run evaluated on the test classes every ``eval_every`` steps.
 
   Proxy losses get plain random batches (all they need); the data-point
-  baselines 16 images of each of 4 classes (what in-batch mining needs).
+  baselines class-balanced ones (what in-batch mining needs):
+  ``--triplet_samples_per_class`` images of each class.
   """
   overrides = {
     "seed": seed,
@@ -117,12 +126,12 @@ def convergence_overrides(
     "ckpt.every_steps": steps,
   }
   if loss not in losses_lib.PROXY_LOSSES:
-    overrides["input.samples_per_class"] = 16
+    overrides["input.samples_per_class"] = TRIPLET_SAMPLES_PER_CLASS.value
   return overrides
 
 
 def make_config(overrides: Overrides) -> ml_collections.ConfigDict:
-  """FMNIST-ZS config with the reduced evaluation and ``overrides``.
+  """``--config`` with the reduced evaluation and ``overrides``.
 
   Args:
     overrides: {'section.field': value}, e.g. {'loss.name': 'nca'}.
@@ -130,15 +139,13 @@ def make_config(overrides: Overrides) -> ml_collections.ConfigDict:
   Returns:
     A locked config.
   """
-  config = fashion_mnist.get_config()
+  config = copy.deepcopy(CONFIG.value)
   base = {
     "input.max_eval_examples": MAX_EVAL_EXAMPLES.value,
     "evals.kmeans_restarts": KMEANS_RESTARTS.value,
+    # Figures are not results; the questions draw their own.
+    "report.at_end": False,
   }
-  if DATA_DIR.value:
-    base["input.data_dir"] = DATA_DIR.value
-  if MANUAL_DIR.value:
-    base["input.manual_dir"] = MANUAL_DIR.value
   with config.unlocked():
     for key, value in {**base, **overrides}.items():
       section, _, field = key.rpartition(".")
@@ -146,6 +153,7 @@ def make_config(overrides: Overrides) -> ml_collections.ConfigDict:
       if field not in node:
         raise ValueError(f"Unknown config field {key!r}.")
       node[field] = value
+  config.lock()
   return config
 
 
@@ -263,7 +271,8 @@ def untrained_test_metrics(config: ml_collections.ConfigDict) -> dict:
   only on the seed and the model).
   """
   name = (
-    f"seed{config.seed}_eval{config.input.max_eval_examples}"
+    f"{config.input.dataset}_seed{config.seed}"
+    f"_eval{config.input.max_eval_examples}"
     f"_kmeans{config.evals.kmeans_restarts}_test.json"
   )
   path = os.path.join(WORKDIR_ROOT.value, "untrained", name)
@@ -326,6 +335,14 @@ def command_line() -> str:
   """'Command: `python -m <module> <flags>`' as this process was started."""
   module = sys.modules["__main__"].__spec__.name
   return f"Command: `python -m {module} {' '.join(sys.argv[1:])}`"
+
+
+def dataset_title() -> str:
+  """The benchmark ``--config`` trains on, e.g. 'FMNIST-ZS'."""
+  dataset = CONFIG.value.input.dataset
+  return {"fashion_mnist_idx": "FMNIST-ZS", "glyphs": "GLYPHS-ZS"}.get(
+    dataset, dataset
+  )
 
 
 def describe_eval() -> str:

@@ -1,0 +1,123 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""End to end per benchmark config: real backbone, mocked dataset, on CPU.
+
+Each of configs/cub200.py, cars196.py and sop.py (paper recipe:
+BN-Inception) and the ProxyNCA++ recipe (ResNet-50) trains two steps on
+`tfds.testing.mock_data`-style generated images served under the real tfds
+name, evaluates the test classes and writes a checkpoint; the checkpoint is
+read back and checked against published numbers (parameter counts of the
+networks, the paper's class splits and embedding sizes, each dataset's
+Recall@K columns). Images are 32 px (BN-Inception's smallest input, 1x1
+before pooling) to keep the CPU cost to the compiles.
+"""
+
+import json
+import math
+import pathlib
+import shutil
+import tempfile
+
+import flax
+import numpy as np
+from absl.testing import absltest, parameterized
+
+from proxy_nca_jax import models, trainer, workdirs
+from tests import fake_images, paper_datasets_test
+
+# Published parameter counts without the 1000-way classifier:
+# torchvision ResNet-50 25,557,032 - 2,049,000; BN-Inception (Ioffe &
+# Szegedy 2015, the Caffe/PyTorch port) 11,295,240 - 1,025,000.
+BACKBONE_PARAMS = {"resnet50": 23_508_032, "bn_inception": 10_270_240}
+# Recall@K columns of each dataset's table in the paper.
+RECALL_KS = {
+  "caltech_birds2011": (1, 2, 4, 8),
+  "cars196": (1, 2, 4, 8),
+  "stanford_online_products": (1, 10, 100, 1000),
+}
+STEPS = 2
+
+
+def _mock_labels(num_train: int) -> np.ndarray:
+  """4 images of each of 3 train and 3 test classes (ids at the edges)."""
+  classes = [0, 1, num_train - 1, num_train, num_train + 1, num_train + 7]
+  return np.repeat(np.array(classes), 4)
+
+
+class PaperConfigEndToEndTest(parameterized.TestCase):
+  @parameterized.parameters(
+    ("caltech_birds2011", None, "bn_inception", 64),
+    ("cars196", None, "bn_inception", 64),
+    ("stanford_online_products", None, "bn_inception", 64),
+    ("caltech_birds2011", "recipe=proxynca_pp", "resnet50", 512),
+  )
+  def test_trains_evaluates_and_checkpoints(
+    self, name, arg, backbone, embedding_dim
+  ):
+    module, _, _, num_train, _ = paper_datasets_test.PAPER[name]
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    self.addCleanup(shutil.rmtree, tmp)
+    config = module.get_config(",".join(filter(None, [arg, "smoke"])))
+    with config.unlocked():
+      config.input.data_dir = str(tmp / "data")
+      config.input.check_num_examples = False
+      config.input.image_size = 32
+      config.input.eval_resize = 36
+      config.input.batch_size = 8
+      config.input.eval_batch_size = 16
+      config.schedule.num_steps = STEPS
+      config.log_every_steps = 1
+      config.evals.every_steps = 0
+      config.evals.at_step_zero = False
+      config.evals.kmeans_iters = 5
+      config.ckpt.every_steps = 0  # Saved once, at the end.
+    labels = _mock_labels(num_train)
+    rng = np.random.default_rng(0)
+    images = [
+      fake_images.encode(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+      for _ in labels
+    ]
+    splits = paper_datasets_test.tfds_splits(name, labels, images)
+    workdir = tmp / "workdir"
+    with fake_images.mocked_dataset(name, tmp / "data", splits):
+      results = trainer.train_and_evaluate(config, str(workdir))
+
+    self.assertEqual(list(results), [STEPS])
+    self.assertEqual(
+      {k for k in results[STEPS] if k.startswith("recall@")},
+      {f"recall@{k}" for k in RECALL_KS[name]},
+    )
+    # 12 test images: Recall@1 is a multiple of 1/12 in [0, 1].
+    recall = results[STEPS]["recall@1"] * 12
+    self.assertAlmostEqual(recall, round(recall), places=4)
+    self.assertBetween(recall, 0, 12)
+    with open(workdir / "metrics.jsonl") as f:
+      losses = [r["loss"] for r in map(json.loads, f) if "loss" in r]
+    self.assertLen(losses, STEPS)
+    self.assertTrue(all(math.isfinite(x) for x in losses), losses)
+
+    restored, _, state = workdirs.restore_trained(str(workdir))
+    self.assertEqual(restored.model.name, backbone)
+    self.assertEqual(int(state.step), STEPS)
+    self.assertEqual(state.params["proxies"].shape, (num_train, embedding_dim))
+    backbone_params = flax.traverse_util.flatten_dict(
+      state.params["model"][models.BACKBONE_MODULE]
+    )
+    self.assertEqual(
+      sum(v.size for v in backbone_params.values()), BACKBONE_PARAMS[backbone]
+    )
+
+
+if __name__ == "__main__":
+  absltest.main()

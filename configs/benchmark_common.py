@@ -202,10 +202,8 @@ def get_config(
   config.log_every_steps = 50
 
   config.report = ml_collections.ConfigDict()
-  # Figures at the end of training (python -m proxy_nca_jax.report). Off:
-  # the figures show pixels normalised by pixel statistics, which these
-  # colour-converted images are not (issue 5 follow-up).
-  config.report.at_end = False
+  # Figures at the end of training (python -m proxy_nca_jax.report).
+  config.report.at_end = True
   config.report.max_examples = 5000
 
   if options.get("val"):

@@ -36,6 +36,7 @@ import dataclasses
 import numbers
 
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 
@@ -197,10 +198,30 @@ def train_image(
   return normalize_colors(image, input_config.color)
 
 
+def eval_rgb(
+  image: tf.Tensor, input_config: ml_collections.ConfigDict
+) -> tf.Tensor:
+  """RGB values 0-255 (H, W, 3) -> float32 (S, S, 3) evaluation input."""
+  image = resize_shorter_side(image, input_config.eval_resize)
+  image = center_crop(image, input_config.image_size)
+  return normalize_colors(image, input_config.color)
+
+
 def eval_image(
   encoded: tf.Tensor, input_config: ml_collections.ConfigDict
 ) -> tf.Tensor:
   """Encoded image -> float32 (S, S, 3) evaluation input."""
-  image = resize_shorter_side(decode_rgb(encoded), input_config.eval_resize)
-  image = center_crop(image, input_config.image_size)
-  return normalize_colors(image, input_config.color)
+  return eval_rgb(decode_rgb(encoded), input_config)
+
+
+def displayable_rgb(images: np.ndarray, color: str) -> np.ndarray:
+  """Network inputs in `color`'s convention -> RGB in [0, 1], for figures.
+
+  The inverse of `normalize_colors` (channel order back to RGB), clipped.
+  """
+  convention = COLOR_CONVENTIONS[color]
+  rgb = np.asarray(images, np.float32) * np.asarray(convention.std)
+  rgb = (rgb + np.asarray(convention.mean)) / convention.scale
+  if convention.bgr:
+    rgb = rgb[..., ::-1]
+  return np.clip(rgb / 255.0, 0.0, 1.0)

@@ -130,6 +130,7 @@ def evaluate_workdir(
     embeddings,
     labels,
     images,
+    config.input,
     num_queries=num_queries,
     num_neighbours=num_neighbours,
     seed=config.seed,

@@ -16,11 +16,14 @@
 Files are found recursively and taken in sorted order of their path relative
 to the folder (POSIX separators); files whose extension is not one of
 `IMAGE_EXTENSIONS` (case-insensitive) and hidden files and folders are left
-out. Each image is decoded with Pillow (first frame), converted to the
-network's channels ('L' for the grayscale Fashion-MNIST model, 'RGB' for
-three channels), resized to the network's input with bilinear
-interpolation when its size differs, and normalised exactly as in training
-(`input_pipeline.normalize_pixels`). Decoding is streamed batch by batch, so
+out. Each image is decoded with Pillow (first frame). For the grayscale
+datasets (Fashion-MNIST, GLYPHS-ZS) it is converted to 'L', resized to the
+network's input with bilinear interpolation when its size differs, and
+normalised as in training (`input_pipeline.normalize_pixels`); for the
+colour datasets (CUB, Cars, SOP, image folders) it is converted to 'RGB'
+and prepared exactly as the evaluation prepares its images (shorter side to
+``input.eval_resize``, centre crop, the backbone's colour convention:
+`augmentation.eval_rgb`). Decoding is streamed batch by batch, so
 memory holds one batch of images.
 
 A file with an image extension that Pillow cannot decode (corrupt,
@@ -37,10 +40,12 @@ from collections.abc import Iterator, Sequence
 import jax
 import ml_collections
 import numpy as np
+import tensorflow as tf
 from absl import logging
 from PIL import Image
 
 from proxy_nca_jax import (
+  augmentation,
   input_pipeline,
   parallel,
   train_state,
@@ -100,18 +105,24 @@ def list_images(folder: str) -> list[str]:
   return sorted(path.as_posix() for path in found)
 
 
-def load_image(path: str, shape: Sequence[int]) -> np.ndarray:
-  """Decodes an image file to float32 pixels 0-255 of ``shape`` (H, W, C).
+def load_image(
+  path: str, input_config: ml_collections.ConfigDict
+) -> np.ndarray:
+  """Decodes an image file to the network's input, float32 (H, W, C).
 
   Raises:
     OSError, SyntaxError, ValueError: Pillow cannot decode the file.
   """
-  height, width, channels = shape
+  height, width, channels = input_pipeline.image_shape(input_config)
   with Image.open(path) as image:
+    if not input_pipeline.uses_pixel_stats(input_config.dataset):
+      rgb = tf.constant(np.asarray(image.convert("RGB")))
+      return augmentation.eval_rgb(rgb, input_config).numpy()
     image = image.convert("L" if channels == 1 else "RGB")
     if image.size != (width, height):
       image = image.resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(image, np.float32).reshape(shape)
+    pixels = np.asarray(image, np.float32).reshape(height, width, channels)
+    return input_pipeline.normalize_pixels(pixels, input_config.dataset)
 
 
 def _bad_files_message(
@@ -142,13 +153,13 @@ def _batches(
     mask = np.zeros(batch_size, bool)
     for row, name in enumerate(files[start : start + batch_size]):
       try:
-        images[row] = load_image(os.path.join(folder, name), shape)
+        images[row] = load_image(os.path.join(folder, name), input_config)
       except _DECODE_ERRORS as error:
         bad.append((name, str(error) or type(error).__name__))
         continue
       mask[row] = True
     yield {
-      "image": input_pipeline.normalize_pixels(images, input_config.dataset),
+      "image": images,
       "label": np.full(batch_size, -1, np.int32),
       "mask": mask,
     }

@@ -70,9 +70,6 @@ from proxy_nca_jax.datasets import catalog, glyphs
 
 DatasetError = data_sources.DatasetError
 prepare_dataset = data_sources.prepare_dataset
-# Fashion-MNIST: mean and standard deviation of the pixels (scaled to
-# [0, 1]) of the training images; `(x / 255 - mean) / std`. The other
-# datasets follow their backbone's colour convention (augmentation.py).
 # Pixel mean and std (of x / 255) of the datasets normalised by
 # `normalize_pixels`; the others follow `input.color` (augmentation.py).
 _PIXEL_STATS = {
@@ -143,7 +140,7 @@ def _decode_and_normalize(
   training augmentation, drawn from (seed, example['index']), else the
   evaluation resize and centre crop (augmentation.py). 'index' is dropped.
   """
-  if input_config.dataset in _PIXEL_STATS:
+  if uses_pixel_stats(input_config.dataset):
     image_feature = dataset_builder.info.features["image"]
 
     def preprocess(example):
@@ -175,7 +172,7 @@ def _decode_and_normalize(
 
 
 def _check_preprocessing(input_config: ml_collections.ConfigDict) -> None:
-  if input_config.dataset not in _PIXEL_STATS:
+  if not uses_pixel_stats(input_config.dataset):
     augmentation.check_config(input_config)
 
 
@@ -210,7 +207,7 @@ def normalize_pixels(images: Any, dataset: str) -> Any:
   Returns:
     The normalised images, same shape and type as ``images``.
   """
-  if dataset not in _PIXEL_STATS:
+  if not uses_pixel_stats(dataset):
     raise ValueError(
       f"Images of {dataset!r} are prepared by the colour convention of "
       f"input.color (augmentation.py), not by pixel statistics; only "
@@ -218,6 +215,29 @@ def normalize_pixels(images: Any, dataset: str) -> Any:
     )
   mean, std = _PIXEL_STATS[dataset]
   return (images / 255.0 - mean) / std
+
+
+def uses_pixel_stats(dataset: str) -> bool:
+  """Whether ``dataset``'s images are normalised by `normalize_pixels`.
+
+  The others (the colour datasets) follow ``input.color``
+  (augmentation.py).
+  """
+  return dataset in _PIXEL_STATS
+
+
+def display_images(
+  images: np.ndarray, input_config: ml_collections.ConfigDict
+) -> np.ndarray:
+  """Network inputs (N, H, W, C) -> pixel values in [0, 1], for figures.
+
+  The inverse of the normalisation: grey levels for the pixel-statistics
+  datasets, RGB (even for BN-Inception's BGR inputs) for the others.
+  """
+  if uses_pixel_stats(input_config.dataset):
+    mean, std = _PIXEL_STATS[input_config.dataset]
+    return np.clip(np.asarray(images) * std + mean, 0.0, 1.0)
+  return augmentation.displayable_rgb(images, input_config.color)
 
 
 def _lookup(table: np.ndarray, labels: tf.Tensor) -> tf.Tensor:

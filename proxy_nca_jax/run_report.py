@@ -106,6 +106,7 @@ def write_retrieval_grid(
   embeddings: np.ndarray,
   labels: np.ndarray,
   images: np.ndarray,
+  input_config: ml_collections.ConfigDict,
   *,
   num_queries: int = 6,
   num_neighbours: int = 8,
@@ -117,7 +118,9 @@ def write_retrieval_grid(
     path: the PNG file to write.
     embeddings: (N, D) unit embeddings of the set.
     labels: (N,) integer labels.
-    images: (N, H, W, C) the set's images.
+    images: (N, H, W, C) the set's images as the network saw them.
+    input_config: the run's ``config.input`` (how to show the images:
+      ``input_pipeline.display_images``).
     num_queries: rows, drawn at random (``seed``) without replacement.
     num_neighbours: neighbours per row (at most N - 1).
     seed: picks the queries.
@@ -128,7 +131,13 @@ def write_retrieval_grid(
   )
   num = min(num_neighbours, len(labels) - 1)
   neighbours = figures.nearest_neighbours(embeddings, queries, num)
-  figures.retrieval_grid(images, labels, queries, neighbours, path)
+  figures.retrieval_grid(
+    input_pipeline.display_images(images, input_config),
+    labels,
+    queries,
+    neighbours,
+    path,
+  )
 
 
 def convergence_keys(records: Sequence[dict[str, float]]) -> list[str]:
@@ -202,7 +211,9 @@ def write_report(
     keys=keys,
     title="training loss and evaluation metrics",
   )
-  write_retrieval_grid(paths[1], embeddings, labels, images, seed=config.seed)
+  write_retrieval_grid(
+    paths[1], embeddings, labels, images, config.input, seed=config.seed
+  )
   figures.embedding_projection(
     embeddings,
     labels,

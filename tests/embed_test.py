@@ -26,11 +26,13 @@ import pathlib
 import sys
 import tempfile
 
+import ml_collections
 import numpy as np
+import tensorflow as tf
 from absl.testing import absltest
 from PIL import Image
 
-from proxy_nca_jax import folder_embedding, models
+from proxy_nca_jax import augmentation, folder_embedding, models
 from tests import fake_fashion_mnist, tiny_run
 
 FMNIST_MEAN, FMNIST_STD = 0.2860, 0.3530
@@ -174,6 +176,56 @@ class EmbedTest(absltest.TestCase):
   def test_listing_is_recursive_sorted_and_skips_other_files(self):
     self.assertEqual(
       folder_embedding.list_images(str(self.images)), self.expected_files
+    )
+
+
+class ColourImageTest(absltest.TestCase):
+  """A colour run's files are prepared as its evaluation prepares images."""
+
+  def _input_config(self, color: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+      {
+        "dataset": "caltech_birds2011",
+        "image_size": 8,
+        "eval_resize": 10,
+        "color": color,
+      }
+    )
+
+  def _write(self, pixels: np.ndarray, mode: str = "RGB") -> str:
+    path = pathlib.Path(self.enterContext(tempfile.TemporaryDirectory()))
+    path /= "image.png"
+    Image.fromarray(pixels, mode).save(path)
+    return str(path)
+
+  def test_centre_crop_and_bgr_by_hand(self):
+    # Shorter side already eval_resize (10 x 14): no resize; crop 8 x 8 at
+    # row (10 - 8) // 2 = 1, column (14 - 8) // 2 = 3; BGR minus the means.
+    rgb = np.random.default_rng(0).integers(0, 256, (10, 14, 3), np.uint8)
+    got = folder_embedding.load_image(
+      self._write(rgb), self._input_config("bn_inception")
+    )
+    crop = rgb[1:9, 3:11].astype(np.float64)
+    expected = crop[..., ::-1] - np.array([104.0, 117.0, 128.0])
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+  def test_imagenet_convention_of_a_grey_file(self):
+    grey = np.random.default_rng(1).integers(0, 256, (14, 10), np.uint8)
+    got = folder_embedding.load_image(
+      self._write(grey, "L"), self._input_config("imagenet")
+    )
+    crop = np.repeat(grey[3:11, 1:9, None], 3, axis=-1) / 255.0
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(got, (crop - mean) / std, atol=1e-5)
+
+  def test_resized_file_matches_the_evaluation_pipeline(self):
+    rgb = np.random.default_rng(2).integers(0, 256, (23, 37, 3), np.uint8)
+    path = self._write(rgb)
+    config = self._input_config("bn_inception")
+    with open(path, "rb") as f:
+      evaluated = augmentation.eval_image(tf.constant(f.read()), config)
+    np.testing.assert_allclose(
+      folder_embedding.load_image(path, config), evaluated.numpy(), atol=1e-4
     )
 
 

@@ -16,11 +16,13 @@
 Each of configs/cub200.py, cars196.py and sop.py (paper recipe:
 BN-Inception) and the ProxyNCA++ recipe (ResNet-50) trains two steps on
 `tfds.testing.mock_data`-style generated images served under the real tfds
-name, evaluates the test classes and writes a checkpoint; the checkpoint is
-read back and checked against published numbers (parameter counts of the
-networks, the paper's class splits and embedding sizes, each dataset's
-Recall@K columns). Images are 32 px (BN-Inception's smallest input, 1x1
-before pooling) to keep the CPU cost to the compiles.
+name, evaluates the test classes, writes a checkpoint and draws the report;
+the checkpoint is read back and checked against published numbers
+(parameter counts of the networks, the paper's class splits and embedding
+sizes, each dataset's Recall@K columns), and the report's retrieval grid
+must show the test images in their true colours (BN-Inception sees BGR).
+Images are 32 px (BN-Inception's smallest input, 1x1 before pooling) to
+keep the CPU cost to the compiles.
 """
 
 import json
@@ -32,8 +34,9 @@ import tempfile
 import flax
 import numpy as np
 from absl.testing import absltest, parameterized
+from PIL import Image
 
-from proxy_nca_jax import models, trainer, workdirs
+from proxy_nca_jax import models, run_report, trainer, workdirs
 from tests import fake_images, paper_datasets_test
 
 # Published parameter counts without the 1000-way classifier:
@@ -47,6 +50,7 @@ RECALL_KS = {
   "stanford_online_products": (1, 10, 100, 1000),
 }
 STEPS = 2
+ORANGE = (255, 160, 0)
 
 
 def _mock_labels(num_train: int) -> np.ndarray:
@@ -84,14 +88,21 @@ class PaperConfigEndToEndTest(parameterized.TestCase):
       config.ckpt.every_steps = 0  # Saved once, at the end.
     labels = _mock_labels(num_train)
     rng = np.random.default_rng(0)
+    # Train images are noise; every test image is orange, so the report's
+    # grid must show orange, not the blue of swapped R and B channels.
     images = [
-      fake_images.encode(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
-      for _ in labels
+      fake_images.encode(
+        np.broadcast_to(np.array(ORANGE, np.uint8), (40, 48, 3)).copy()
+        if label >= num_train
+        else rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+      )
+      for label in labels
     ]
     splits = paper_datasets_test.tfds_splits(name, labels, images)
     workdir = tmp / "workdir"
     with fake_images.mocked_dataset(name, tmp / "data", splits):
       results = trainer.train_and_evaluate(config, str(workdir))
+      run_report.write_report(str(workdir))
 
     self.assertEqual(list(results), [STEPS])
     self.assertEqual(
@@ -117,6 +128,13 @@ class PaperConfigEndToEndTest(parameterized.TestCase):
     self.assertEqual(
       sum(v.size for v in backbone_params.values()), BACKBONE_PARAMS[backbone]
     )
+
+    with Image.open(workdir / run_report.RETRIEVAL_GRID) as png:
+      pixels = np.asarray(png.convert("RGB"), np.int32)
+    near = lambda rgb: np.all(np.abs(pixels - rgb) <= 8, axis=-1).sum()  # noqa: E731
+    # 6 queries and 8 neighbours among 12 images: 54 cells of 32 x 32.
+    self.assertGreater(near(ORANGE), 54 * 16 * 16)
+    self.assertEqual(near(ORANGE[::-1]), 0)
 
 
 if __name__ == "__main__":

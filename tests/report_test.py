@@ -26,6 +26,7 @@ import pathlib
 import sys
 import tempfile
 
+import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
@@ -123,7 +124,13 @@ class RunReportTest(absltest.TestCase):
       self.enterContext(tempfile.TemporaryDirectory()), "grid.png"
     )
     run_report.write_retrieval_grid(
-      str(path), x, labels, images, num_queries=6, seed=3
+      str(path),
+      x,
+      labels,
+      images,
+      ml_collections.ConfigDict({"dataset": "fashion_mnist_idx"}),
+      num_queries=6,
+      seed=3,
     )
     # The same queries and neighbours, found here by brute force.
     queries = np.sort(np.random.default_rng(3).choice(48, 6, replace=False))

@@ -23,11 +23,12 @@ import importlib
 import ml_collections
 from absl.testing import absltest, parameterized
 
-from configs import fashion_mnist
+from configs import fashion_mnist, glyphs
 
 OTHER_CONFIGS = (
   ("glyphs", None),
   ("glyphs", "triplet"),
+  ("glyphs", "triplet,no_noto"),
   ("cub200", None),
   ("cub200", "recipe=proxynca_pp"),
   ("cars196", None),
@@ -52,6 +53,22 @@ class ConfigFieldsTest(parameterized.TestCase):
     config = importlib.import_module(f"configs.{name}").get_config(arg)
     missing = _fields(fashion_mnist.get_config()) - _fields(config)
     self.assertEmpty(sorted(missing), f"configs/{name}.py lacks these fields")
+
+
+class GlyphsVariantsTest(absltest.TestCase):
+  def test_no_noto_drops_only_the_noto_folder(self):
+    base = glyphs.get_config().input.glyphs.font_dirs
+    without = glyphs.get_config("no_noto,triplet")
+    self.assertEqual(
+      set(base) - set(without.input.glyphs.font_dirs),
+      {"/usr/share/fonts/opentype/noto"},
+    )
+    self.assertLen(without.input.glyphs.font_dirs, len(base) - 1)
+    self.assertEqual(without.loss.name, "triplet_semihard")
+
+  def test_unknown_variant_is_named(self):
+    with self.assertRaisesRegex(ValueError, r"\['tripplet'\].*no_noto"):
+      glyphs.get_config("tripplet")
 
 
 if __name__ == "__main__":

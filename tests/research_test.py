@@ -234,6 +234,39 @@ class ConvergenceTest(absltest.TestCase):
       common.training_seconds(records), {0: 0.0, 50: 10.0, 100: 35.0}
     )
 
+  def test_endpoint_table_by_hand(self):
+    def run(final_map, rate):
+      return [
+        {"step": 0, "test/map@r": 0.1, "test/recall@1": 0.5, "test/nmi": 0.2},
+        {"step": 10, "loss": 1.0, "steps_per_sec": rate},
+        {
+          "step": 10,
+          "test/map@r": final_map,
+          "test/recall@1": 0.9,
+          "test/nmi": 0.4,
+          "test/r_precision": 0.3,
+        },
+      ]
+
+    table = rq2_convergence.endpoint_table(
+      {"proxy_nca": [run(0.5, 2.0), run(0.7, 1.0)]}
+    ).splitlines()
+    self.assertEqual(
+      table[0],
+      "| loss | network | recall@1 | nmi | map@r | training seconds |",
+    )
+    self.assertEqual(
+      table[2],
+      "| proxy_nca | untrained | 0.500 ± 0.000 | 0.200 ± 0.000 "
+      "| 0.100 ± 0.000 | 0 ± 0 |",
+    )
+    # MAP@R 0.5 and 0.7: mean 0.6, sample std 0.1414; 5 s and 10 s.
+    self.assertEqual(
+      table[3],
+      "| proxy_nca | step 10 | 0.900 ± 0.000 | 0.400 ± 0.000 "
+      "| 0.600 ± 0.141 | 8 ± 4 |",
+    )
+
   def test_mean_std_uses_the_sample_deviation(self):
     self.assertEqual(common.mean_std([1.0, 2.0, 3.0]), "2.000 ± 1.000")
 

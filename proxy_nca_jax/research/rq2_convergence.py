@@ -135,7 +135,39 @@ def summarize(runs: dict[str, list[list[dict]]]) -> tuple[list[str], float]:
     ],
     rows,
   )
-  return [table], target
+  return [table, endpoint_table(runs)], target
+
+
+def endpoint_table(runs: dict[str, list[list[dict]]]) -> str:
+  """Every test metric untrained and at the last step, mean ± std over seeds.
+
+  With the training seconds (evaluation excluded) of the whole run.
+  """
+  records = next(iter(runs.values()))[0]
+  keys = [
+    k.removeprefix("test/")
+    for k in sorted(
+      {k for r in records for k in r if k.startswith("test/")},
+      key=lambda k: (not k.startswith("test/recall@"), len(k), k),
+    )
+    if k.startswith(("test/recall@", "test/map@r", "test/nmi"))
+  ]
+  rows = []
+  for loss, seeds in runs.items():
+    curves = {
+      k: [common.eval_curve(r, f"test/{k}") for r in seeds] for k in keys
+    }
+    last = max(curves[keys[0]][0])
+    for step, name in ((0, "untrained"), (last, f"step {last}")):
+      seconds = [common.training_seconds(r).get(step, 0.0) for r in seeds]
+      rows.append(
+        [loss, name]
+        + [common.mean_std([c[step] for c in curves[k]]) for k in keys]
+        + [common.mean_std(seconds, 0)]
+      )
+  return common.markdown_table(
+    ["loss", "network", *keys, "training seconds"], rows
+  )
 
 
 def plot(runs: dict[str, list[list[dict]]], target: float, path: str) -> None:

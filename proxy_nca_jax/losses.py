@@ -32,7 +32,7 @@ match implementations that set them.
 
 Proxy assignment (``proxies``): static, one proxy per class (a sample's label
 is its proxy's row), or dynamic, a sample's nearest proxy, any number of
-proxies (see ``dynamic_proxy_nca_loss``).
+proxies (see ``dynamic_losses``).
 
 References:
   [1] Y. Movshovitz-Attias, A. Toshev, T. Leung, S. Ioffe, S. Singh. No Fuss
@@ -53,11 +53,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from proxy_nca_jax import pair_losses
+from proxy_nca_jax import dynamic_losses, loss_checks, pair_losses
 from proxy_nca_jax import proxies as proxies_lib
 
-PROXY_NCA_FORMS = ("paper", "softmax")
-ASSIGNMENTS = ("static", "dynamic")
 PROXY_LOSSES = ("proxy_nca", "proxy_ranking", "proxy_anchor")
 PAIR_LOSSES = (
   "triplet_all",
@@ -71,69 +69,6 @@ PAIR_LOSSES = (
 LOSSES = PROXY_LOSSES + PAIR_LOSSES
 # (embeddings (B, D), labels (B,), proxies (C, D)) -> scalar loss.
 LossFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-
-# Geometry and the first baseline moved to pair_losses; kept importable here.
-l2_normalize = pair_losses.l2_normalize
-squared_distances = pair_losses.squared_distances
-triplet_semihard_loss = pair_losses.triplet_semihard_loss
-
-
-def check_proxies(embeddings: jax.Array, proxies: jax.Array) -> None:
-  """Raises ValueError unless embeddings are (B, D) and proxies (P, D)."""
-  if embeddings.ndim != 2:
-    raise ValueError(
-      f"embeddings must have shape (batch, dim), got {embeddings.shape}."
-    )
-  if proxies.ndim != 2 or proxies.shape[1] != embeddings.shape[1]:
-    raise ValueError(
-      f"proxies must have shape (num_proxies, {embeddings.shape[1]}), "
-      f"got {proxies.shape}."
-    )
-
-
-def _check_relations(
-  embeddings: jax.Array, similar: jax.Array, dissimilar: jax.Array
-) -> None:
-  size = embeddings.shape[0]
-  for name, mask in (("similar", similar), ("dissimilar", dissimilar)):
-    if mask.shape != (size, size) or mask.dtype != jnp.bool_:
-      raise ValueError(
-        f"{name} must be a bool array of shape ({size}, {size}), got "
-        f"{mask.dtype} {mask.shape}."
-      )
-
-
-def check_proxy_nca_options(
-  form: str,
-  scale: float,
-  label_smoothing: float,
-  embedding_norm: float,
-  proxy_norm: float,
-  assignment: str,
-) -> None:
-  """Raises ValueError for an option ``proxy_nca_loss`` does not accept."""
-  if form not in PROXY_NCA_FORMS:
-    raise ValueError(f"form must be one of {PROXY_NCA_FORMS}, got {form!r}.")
-  if assignment not in ASSIGNMENTS:
-    raise ValueError(
-      f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}."
-    )
-  for name, value in (
-    ("scale", scale),
-    ("embedding_norm", embedding_norm),
-    ("proxy_norm", proxy_norm),
-  ):
-    if not value > 0:
-      raise ValueError(f"{name} must be positive, got {value}.")
-  if not 0 <= label_smoothing < 1:
-    raise ValueError(
-      f"label_smoothing must be in [0, 1), got {label_smoothing}."
-    )
-  if label_smoothing and (form != "softmax" or assignment != "static"):
-    raise ValueError(
-      "label_smoothing needs form='softmax' and assignment='static' (the "
-      "smoothed target is a distribution over all the class proxies)."
-    )
 
 
 def proxy_nca_loss(
@@ -174,7 +109,7 @@ def proxy_nca_loss(
   i.e. scale = 9). The loss is averaged over the samples whose label is a
   proxy row, [0, C); 0 if there are none.
 
-  ``assignment='dynamic'`` computes ``dynamic_proxy_nca_loss`` with the
+  ``assignment='dynamic'`` computes ``dynamic_losses`` with the
   relations given by the labels (``proxies.relations_from_labels``); labels
   may then be any integers and the number of proxies any number.
 
@@ -203,14 +138,14 @@ def proxy_nca_loss(
     >>> loss = proxy_nca_loss(emb, labels, params['proxies'], scale=8.0)
   """
   pair_losses.check_batch(embeddings, labels)
-  check_proxies(embeddings, proxies)
-  check_proxy_nca_options(
+  loss_checks.check_proxies(embeddings, proxies)
+  loss_checks.check_proxy_nca_options(
     form, scale, label_smoothing, embedding_norm, proxy_norm, assignment
   )
   norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
   if assignment == "dynamic":
     similar, dissimilar = proxies_lib.relations_from_labels(labels)
-    return dynamic_proxy_nca_loss(
+    return dynamic_losses.dynamic_proxy_nca_loss(
       embeddings, proxies, similar, dissimilar, form=form, scale=scale, **norms
     )
   num_proxies = proxies.shape[0]
@@ -236,101 +171,6 @@ def proxy_nca_loss(
   else:
     per_sample = jax.nn.logsumexp(logits, axis=-1) - positive_logit
   return pair_losses.masked_mean(per_sample, jnp.any(positive, axis=-1))
-
-
-def dynamic_proxy_nca_loss(
-  embeddings: jax.Array,
-  proxies: jax.Array,
-  similar: jax.Array,
-  dissimilar: jax.Array,
-  *,
-  form: str = "softmax",
-  scale: float = 1.0,
-  embedding_norm: float = 1.0,
-  proxy_norm: float = 1.0,
-) -> jax.Array:
-  """Proxy-NCA with dynamic proxy assignment ([1], Sec. 3.1).
-
-  A sample's proxy is its nearest proxy, chosen without gradient, among any
-  number of proxies. The supervision is relational: ``similar[i, j]`` (j is
-  a positive of anchor i) and ``dissimilar[i, k]`` (k is a negative of i),
-  built from labels by ``proxies.relations_from_labels`` or from (anchor,
-  positive, negative) triplets by ``proxies.relations_from_triplets``.
-  ``proxies.dynamic_targets`` gives each anchor x_i a positive proxy p+_i and
-  a set N_i of negative proxies (the paper's L(x, p(y), p(Z)), see below),
-  and, with d scaled as in ``proxy_nca_loss``::
-
-      paper:   L_i = d(x_i, p+_i) + logsumexp_{p in N_i} (-d(x_i, p))
-      softmax: L_i = d(x_i, p+_i)
-                     + log(exp(-d(x_i, p+_i)) + sum_{p in N_i} exp(-d(x_i, p)))
-
-  averaged over the anchors with a negative proxy and a proxy left for the
-  positive (0 if none).
-
-  Why this assignment. Read literally, the paper's proxies of a positive
-  pair and of its negatives are p(y) and the set p(Z) of the negatives'
-  nearest proxies. Early in training the classes' nearest proxies mix, so
-  almost every p(y) is also in p(Z). Measured on FMNIST-ZS (softmax form,
-  scale 16, proxies at the class means, batches of 4 classes x 16 images,
-  300 steps, 3,000 test images, seed 0): keeping such proxies on both sides
-  drew every sample to one proxy within 10 steps (loss stuck at log 2, no
-  gradient), and leaving out the pairs whose p(y) is in p(Z) left no pair
-  at all; MAP@R fell from 0.356 untrained to 0.314 and 0.258. Instead
-  ``proxies.dynamic_targets`` counts a proxy as a negative of i only when
-  the group of one of i's negatives *claims* it (has more of its nearest
-  samples than any group it competes with), and takes as positive the
-  anchor's nearest proxy that no negative claims: a sample stranded at
-  another class's proxy is pulled to its own class's proxy or to a free
-  one, and unused proxies get recruited. MAP@R 0.387 and 0.367 for seeds 0
-  and 1 (static assignment: 0.358 and 0.390), NMI 0.475 and 0.409 (0.386
-  and 0.461); from random proxies (seed 0) 0.334, NMI 0.384 (static 0.364,
-  0.406), so start from proxies near the data. Where no two groups compete
-  for a proxy the targets are exactly the paper's p(x) = p(y) and p(Z).
-
-  Args:
-    embeddings: float array (B, D). Normalised here.
-    proxies: float array (P, D), any P >= 1. Normalised here.
-    similar: bool array (B, B), similar[i, j]: j is a positive of i.
-    dissimilar: bool array (B, B), dissimilar[i, k]: k is a negative of i.
-    form: "paper" or "softmax" (see above).
-    scale: positive multiplier of the squared distances.
-    embedding_norm: a, the norm embeddings are scaled to.
-    proxy_norm: b, the norm proxies are scaled to.
-
-  Returns:
-    float32 scalar.
-
-  Raises:
-    ValueError: for wrong shapes or dtypes, an unknown form, or a
-      non-positive scale or norm.
-  """
-  check_proxies(embeddings, proxies)
-  _check_relations(embeddings, similar, dissimilar)
-  check_proxy_nca_options(
-    form, scale, 0.0, embedding_norm, proxy_norm, "dynamic"
-  )
-  dist = proxies_lib.proxy_distances(
-    embeddings, proxies, embedding_norm=embedding_norm, proxy_norm=proxy_norm
-  )
-  positive, negatives, valid = _dynamic_terms(dist, similar, dissimilar)
-  negatives_lse = pair_losses.masked_logsumexp(-scale * dist, negatives, axis=1)
-  negatives_lse = jnp.where(valid, negatives_lse, 0.0)
-  positive = scale * positive
-  if form == "paper":
-    per_anchor = positive + negatives_lse
-  else:
-    per_anchor = positive + jnp.logaddexp(-positive, negatives_lse)
-  return pair_losses.masked_mean(per_anchor, valid)
-
-
-def _dynamic_terms(
-  dist: jax.Array, similar: jax.Array, dissimilar: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """d(x_i, p+_i) (B,), negative proxies (B, P), valid anchors (B,)."""
-  positive, negatives = proxies_lib.dynamic_targets(dist, similar, dissimilar)
-  positive_dist = jnp.take_along_axis(dist, positive[:, None], axis=1)[:, 0]
-  valid = jnp.any(negatives, axis=1) & ~jnp.all(negatives, axis=1)
-  return positive_dist, negatives, valid
 
 
 def proxy_ranking_loss(
@@ -367,14 +207,15 @@ def proxy_ranking_loss(
       proxy.
   """
   pair_losses.check_batch(embeddings, labels)
-  check_proxies(embeddings, proxies)
-  if assignment not in ASSIGNMENTS:
+  loss_checks.check_proxies(embeddings, proxies)
+  if assignment not in loss_checks.ASSIGNMENTS:
     raise ValueError(
-      f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}."
+      f"assignment must be one of {loss_checks.ASSIGNMENTS}, got "
+      f"{assignment!r}."
     )
   if assignment == "dynamic":
     similar, dissimilar = proxies_lib.relations_from_labels(labels)
-    return dynamic_proxy_ranking_loss(
+    return dynamic_losses.dynamic_proxy_ranking_loss(
       embeddings, proxies, similar, dissimilar, margin=margin
     )
   num_proxies = proxies.shape[0]
@@ -387,42 +228,6 @@ def proxy_ranking_loss(
   per_sample = jnp.sum(jnp.where(positive, 0.0, hinge), axis=-1)
   per_sample /= num_proxies - 1
   return pair_losses.masked_mean(per_sample, jnp.any(positive, axis=-1))
-
-
-def dynamic_proxy_ranking_loss(
-  embeddings: jax.Array,
-  proxies: jax.Array,
-  similar: jax.Array,
-  dissimilar: jax.Array,
-  *,
-  margin: float = 0.2,
-) -> jax.Array:
-  """Proxy ranking loss with dynamic assignment ([1], Sec. 3 and 3.1).
-
-  Positive proxy p+_i and negative proxies N_i as in
-  ``dynamic_proxy_nca_loss``: anchor i costs the mean over p in N_i of
-  max(0, margin + d(x_i, p+_i) - d(x_i, p)), and the loss is the mean over
-  the anchors with a negative proxy and a proxy left for the positive (0 if
-  none). Memory is O(B^2 P), for the claims of ``proxies.dynamic_targets``.
-
-  Args:
-    embeddings: float array (B, D). Normalised here.
-    proxies: float array (P, D), any P >= 1. Normalised here.
-    similar: bool array (B, B), similar[i, j]: j is a positive of i.
-    dissimilar: bool array (B, B), dissimilar[i, k]: k is a negative of i.
-    margin: M, in squared-distance units.
-
-  Returns:
-    float32 scalar.
-  """
-  check_proxies(embeddings, proxies)
-  _check_relations(embeddings, similar, dissimilar)
-  dist = proxies_lib.proxy_distances(embeddings, proxies)
-  positive, negatives, valid = _dynamic_terms(dist, similar, dissimilar)
-  hinge = jax.nn.relu(margin + positive[:, None] - dist)
-  count = jnp.maximum(jnp.sum(negatives, axis=1), 1)
-  per_anchor = jnp.sum(jnp.where(negatives, hinge, 0.0), axis=1) / count
-  return pair_losses.masked_mean(per_anchor, valid)
 
 
 def log1p_sum_exp(lse: jax.Array) -> jax.Array:
@@ -464,9 +269,9 @@ def proxy_anchor_loss(
     float32 scalar.
   """
   pair_losses.check_batch(embeddings, labels)
-  check_proxies(embeddings, proxies)
-  x = l2_normalize(embeddings.astype(jnp.float32))
-  p = l2_normalize(proxies.astype(jnp.float32))
+  loss_checks.check_proxies(embeddings, proxies)
+  x = pair_losses.l2_normalize(embeddings.astype(jnp.float32))
+  p = pair_losses.l2_normalize(proxies.astype(jnp.float32))
   cos = x @ p.T  # (B, C)
   positive = proxies_lib.static_assignment(labels, proxies.shape[0])
   pull = log1p_sum_exp(

@@ -61,7 +61,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from proxy_nca_jax import bn_inception, losses, resnet
+from proxy_nca_jax import bn_inception, pair_losses, resnet
 
 HEAD_MODULE = "embedding"
 BACKBONE_MODULE = "backbone"
@@ -103,7 +103,7 @@ def embedding_head(
   if layer_norm:
     x = nn.LayerNorm(use_scale=False, use_bias=False, name="head_norm")(x)
   x = nn.Dense(embedding_dim, name=HEAD_MODULE)(x)
-  return losses.l2_normalize(x)
+  return pair_losses.l2_normalize(x)
 
 
 def _window_members(x: jax.Array) -> list[jax.Array]:

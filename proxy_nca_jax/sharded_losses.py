@@ -84,7 +84,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import PartitionSpec
 
-from proxy_nca_jax import losses, pair_losses, parallel
+from proxy_nca_jax import loss_checks, losses, pair_losses, parallel
 from proxy_nca_jax import proxies as proxies_lib
 
 SHARDED_LOSSES = ("proxy_nca", "proxy_anchor")
@@ -120,7 +120,7 @@ def _check_sharded(
   num_proxies: int,
 ) -> None:
   pair_losses.check_batch(embeddings, labels)
-  losses.check_proxies(embeddings, proxies)
+  loss_checks.check_proxies(embeddings, proxies)
   shards = mesh.shape[_AXIS]
   rows = proxies.shape[0]
   if rows % shards or not 1 <= num_proxies <= rows:
@@ -213,7 +213,7 @@ def sharded_proxy_nca_loss(
       mesh does not divide or below ``num_proxies``.
   """
   _check_sharded(embeddings, labels, proxies, mesh, num_proxies)
-  losses.check_proxy_nca_options(
+  loss_checks.check_proxy_nca_options(
     form, scale, label_smoothing, embedding_norm, proxy_norm, "static"
   )
   if (form == "paper" or label_smoothing) and num_proxies < 2:

@@ -24,7 +24,7 @@ from absl.testing import absltest, parameterized
 from hypothesis import strategies as st
 
 from configs import fashion_mnist
-from proxy_nca_jax import losses, pair_losses
+from proxy_nca_jax import dynamic_losses, loss_checks, losses, pair_losses
 from proxy_nca_jax import proxies as proxies_lib
 
 
@@ -253,7 +253,7 @@ class ProxyNcaLossTest(parameterized.TestCase):
     x = np.zeros((3, 4), np.float32)
     proxies = np.zeros((2, 4), np.float32)
     labels = np.array([0, 1, 0], np.int32)
-    for form in losses.PROXY_NCA_FORMS:
+    for form in loss_checks.PROXY_NCA_FORMS:
       value, grads = jax.jit(
         jax.value_and_grad(losses.proxy_nca_loss, argnums=(0, 2)),
         static_argnames="form",
@@ -307,7 +307,7 @@ class TripletSemihardLossTest(parameterized.TestCase):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(16, 5)).astype(np.float32)
     labels = rng.integers(0, 4, size=16).astype(np.int32)
-    got = losses.triplet_semihard_loss(x, labels, margin=0.2)
+    got = pair_losses.triplet_semihard_loss(x, labels, margin=0.2)
     np.testing.assert_allclose(
       got, reference_triplet_semihard(x, labels, 0.2), rtol=1e-5, atol=1e-6
     )
@@ -317,7 +317,7 @@ class TripletSemihardLossTest(parameterized.TestCase):
     x = rng.normal(size=(8, 3)).astype(np.float32)
     labels = np.array([0, 0, 1, 1, 2, 2, 0, 1], np.int32)
     got = jax.jit(
-      jax.grad(losses.triplet_semihard_loss), static_argnames="margin"
+      jax.grad(pair_losses.triplet_semihard_loss), static_argnames="margin"
     )(x, labels, margin=1.0)
     want = numerical_grad(
       lambda v: reference_triplet_semihard(v, labels, 1.0), x
@@ -332,15 +332,15 @@ class TripletSemihardLossTest(parameterized.TestCase):
     # Pair (0, 1): semi-hard negative at 4 -> max(0.5 + 2 - 4, 0) = 0.
     # Pair (1, 0): d(1, 2) = 2 is not > 2, so the farthest negative (2) is
     # used -> max(0.5 + 2 - 2, 0) = 0.5. Mean over the two pairs: 0.25.
-    got = losses.triplet_semihard_loss(x, labels, margin=0.5)
+    got = pair_losses.triplet_semihard_loss(x, labels, margin=0.5)
     np.testing.assert_allclose(got, 0.25, rtol=1e-6)
 
   def test_single_class_batch_is_zero_and_finite(self):
     x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
     labels = np.zeros(6, np.int32)
-    value, grad = jax.jit(jax.value_and_grad(losses.triplet_semihard_loss))(
-      x, labels
-    )
+    value, grad = jax.jit(
+      jax.value_and_grad(pair_losses.triplet_semihard_loss)
+    )(x, labels)
     self.assertEqual(float(value), 0.0)
     chex.assert_tree_all_finite(grad)
 
@@ -412,7 +412,7 @@ class ProxyNcaExtensionsTest(parameterized.TestCase):
     x, labels, proxies = _data(3)
     outside = labels.copy()
     outside[:4] = [-1, 4, 99, 7]
-    for form in losses.PROXY_NCA_FORMS:
+    for form in loss_checks.PROXY_NCA_FORMS:
       np.testing.assert_allclose(
         losses.proxy_nca_loss(x, outside, proxies, form=form, scale=2.0),
         reference_proxy_nca(x[4:], labels[4:], proxies, form, 2.0),
@@ -483,10 +483,10 @@ class DynamicAssignmentTest(parameterized.TestCase):
     want_similar &= want_dissimilar.any(axis=1)[:, None]
     np.testing.assert_array_equal(similar, want_similar)
     np.testing.assert_array_equal(dissimilar, want_dissimilar)
-    for form in losses.PROXY_NCA_FORMS:
-      from_triplets = _jit(losses.dynamic_proxy_nca_loss, form=form, scale=3.0)(
-        x, proxies, similar, dissimilar
-      )
+    for form in loss_checks.PROXY_NCA_FORMS:
+      from_triplets = _jit(
+        dynamic_losses.dynamic_proxy_nca_loss, form=form, scale=3.0
+      )(x, proxies, similar, dissimilar)
       from_labels = _jit(
         losses.proxy_nca_loss, form=form, scale=3.0, assignment="dynamic"
       )(x, labels, proxies)
@@ -509,7 +509,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     want_dissimilar[0, 2] = want_dissimilar[3, 0] = True
     np.testing.assert_array_equal(similar, want_similar)
     np.testing.assert_array_equal(dissimilar, want_dissimilar)
-    got = losses.dynamic_proxy_nca_loss(
+    got = dynamic_losses.dynamic_proxy_nca_loss(
       x, proxies, similar, dissimilar, form="paper"
     )
     want = reference_dynamic_proxy_nca(
@@ -525,7 +525,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     dissimilar = jnp.array([[0, 0, 1], [0, 0, 0], [0, 0, 0]], bool)
     grad_p = jax.jit(
       jax.grad(
-        functools.partial(losses.dynamic_proxy_nca_loss, form="paper"),
+        functools.partial(dynamic_losses.dynamic_proxy_nca_loss, form="paper"),
         argnums=1,
       )
     )(x, proxies, similar, dissimilar)
@@ -568,7 +568,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     np.testing.assert_array_equal(
       np.argmin(_proxy_distances(x, proxies), axis=1), labels
     )
-    for form in losses.PROXY_NCA_FORMS:
+    for form in loss_checks.PROXY_NCA_FORMS:
       static = _jit(losses.proxy_nca_loss, form=form, scale=4.0)(
         x, labels, proxies
       )
@@ -588,9 +588,9 @@ class DynamicAssignmentTest(parameterized.TestCase):
     x, _, proxies = _data(0, batch=4)
     good = jnp.zeros((4, 4), bool)
     with self.assertRaisesRegex(ValueError, "similar must be a bool array"):
-      losses.dynamic_proxy_nca_loss(x, proxies, good[:3], good)
+      dynamic_losses.dynamic_proxy_nca_loss(x, proxies, good[:3], good)
     with self.assertRaisesRegex(ValueError, "dissimilar must be a bool"):
-      losses.dynamic_proxy_nca_loss(x, proxies, good, good.astype(int))
+      dynamic_losses.dynamic_proxy_nca_loss(x, proxies, good, good.astype(int))
     with self.assertRaisesRegex(ValueError, "one shape"):
       proxies_lib.relations_from_triplets(
         jnp.zeros(3, int), jnp.zeros(2, int), jnp.zeros(3, int), 4

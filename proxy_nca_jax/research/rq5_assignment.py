@@ -16,12 +16,12 @@
 Proxy-NCA (softmax form, scale 16) on FMNIST-ZS's 5 training classes with
 static assignment (one proxy per class) and with dynamic assignment (a
 sample's positive is its nearest proxy no other class of the batch claims;
-``losses.dynamic_proxy_nca_loss``) with fewer, as many and more proxies than
-classes (``proxies.num_proxies``). Every setting gets the same class-balanced
-batches (16 images of 4 classes) and randomly initialised proxies; one more
-row starts dynamic assignment from the class means, as its docstring
-recommends. The last step is evaluated on the test classes (nothing is
-selected).
+``dynamic_losses.dynamic_proxy_nca_loss``) with fewer, as many and more
+proxies than classes (``proxies.num_proxies``). Every setting gets the same
+class-balanced batches (16 images of 4 classes) and randomly initialised
+proxies; one more row starts dynamic assignment from the class means, as its
+docstring recommends. The last step is evaluated on the test classes
+(nothing is selected).
 
   python -m proxy_nca_jax.research.rq5_assignment --out=docs/rq5
 """

@@ -44,7 +44,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
 benchmark: $(VENV)/.installed-benchmark fashion-mnist
-	$(BIN)/python -m benchmarks.train_step_vs_pytorch
+	$(BIN)/python -m benchmarks.train_step_vs_pytorch --softmax_scale=8
 	$(BIN)/python -m benchmarks.evaluation_at_scale
 
 $(VENV)/.installed: setup.py

@@ -25,13 +25,11 @@ with one row per face group and one column per class for a few classes.
 import json
 import sys
 
-import numpy as np
-import tensorflow_datasets as tfds
 from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image
 
-from proxy_nca_jax import input_pipeline
+from proxy_nca_jax import data_sources, glyph_statistics
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "GLYPHS-ZS config.")
 _SHEET = flags.DEFINE_string("sheet", None, "Where to write the sample PNG.")
@@ -39,77 +37,18 @@ _SHEET_CLASSES = flags.DEFINE_integer("sheet_classes", 12, "Sheet columns.")
 _SHEET_FACES = flags.DEFINE_integer("sheet_faces", 40, "Most sheet rows.")
 
 
-def read_split(builder: tfds.core.DatasetBuilder, split: str) -> dict:
-  """All examples of `split` as NumPy arrays, in tfds order."""
-  ds = builder.as_dataset(split=split, shuffle_files=False).batch(8192)
-  parts = list(tfds.as_numpy(ds))
-  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def statistics(builder: tfds.core.DatasetBuilder, splits: dict) -> dict:
-  """Counts of the dataset: faces, classes, images per class, pixels."""
-  meta = builder.info.metadata
-  stats = {
-    "font_files": meta["font_files"],
-    "faces": meta["faces"],
-    "face_groups": len(meta["face_groups"]),
-    "face_groups_used": len(
-      set(np.concatenate([s["face"] for s in splits.values()]))
-    ),
-  }
-  for split, data in splits.items():
-    per_class = np.bincount(data["label"])
-    per_class = per_class[per_class > 0]
-    stats[split] = {
-      "classes": len(per_class),
-      "images": len(data["label"]),
-      "images_per_class_min": int(per_class.min()),
-      "images_per_class_median": float(np.median(per_class)),
-      "images_per_class_mean": round(float(per_class.mean()), 2),
-      "images_per_class_max": int(per_class.max()),
-    }
-  pixels = splits["train"]["image"].astype(np.float64) / 255.0
-  stats["train_pixel_mean"] = round(float(pixels.mean()), 4)
-  stats["train_pixel_std"] = round(float(pixels.std()), 4)
-  return stats
-
-
-def sample_sheet(data: dict, num_classes: int, max_faces: int) -> np.ndarray:
-  """uint8 (rows * S, cols * S): row = face group, column = class.
-
-  The columns are the first `num_classes` labels of `data`. The rows are
-  the face groups drawing at least half of them, sorted by name and evenly
-  thinned to at most `max_faces`; a grey cell means the group does not draw
-  that class (or drew it identically to an earlier group).
-  """
-  labels = sorted(set(data["label"]))[:num_classes]
-  chosen = np.isin(data["label"], labels)
-  faces, counts = np.unique(data["face"][chosen], return_counts=True)
-  frequent = faces[2 * counts >= len(labels)]
-  picks = np.linspace(0, len(frequent) - 1, min(max_faces, len(frequent)))
-  rows = [frequent[int(round(i))] for i in picks]
-  size = data["image"].shape[1]
-  sheet = np.full((len(rows) * size, len(labels) * size), 40, np.uint8)
-  for image, label, face in zip(
-    data["image"], data["label"], data["face"], strict=True
-  ):
-    if label in labels and face in rows:
-      r, c = rows.index(face), labels.index(label)
-      sheet[r * size : (r + 1) * size, c * size : (c + 1) * size] = image[
-        ..., 0
-      ]
-  return sheet
-
-
 def main(argv):
   del argv
   config = _CONFIG.value
-  input_pipeline.prepare_dataset(config.input)
-  builder = input_pipeline._prepared_builder(config.input)
-  splits = {s: read_split(builder, s) for s in ("train", "test")}
-  sys.stdout.write(json.dumps(statistics(builder, splits), indent=2) + "\n")
+  data_sources.prepare_dataset(config.input)
+  builder = data_sources.prepared_builder(config.input)
+  splits = {
+    s: glyph_statistics.read_split(builder, s) for s in ("train", "test")
+  }
+  stats = glyph_statistics.statistics(builder, splits)
+  sys.stdout.write(json.dumps(stats, indent=2) + "\n")
   if _SHEET.value:
-    sheet = sample_sheet(
+    sheet = glyph_statistics.sample_sheet(
       splits["train"], _SHEET_CLASSES.value, _SHEET_FACES.value
     )
     Image.fromarray(sheet).save(_SHEET.value)

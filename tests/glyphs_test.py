@@ -20,9 +20,11 @@ A under another name must merge with A. Expectations are derived from the
 font definitions and fontTools, not from the code under test.
 """
 
+import json
 import os
 import pathlib
 import shutil
+import sys
 import tempfile
 
 import numpy as np
@@ -30,16 +32,17 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl.testing import absltest
 from fontTools import ttLib
+from PIL import Image
 
 from configs import glyphs as glyphs_config
 from proxy_nca_jax import (
   data_sources,
   glyph_augmentation,
-  glyph_report,
+  glyph_statistics,
   input_pipeline,
 )
 from proxy_nca_jax.datasets import glyph_faces, glyphs
-from tests import fake_fonts
+from tests import fake_fonts, tiny_run
 
 FIRST = 0x4E00
 CODE_POINTS = tuple(range(FIRST, FIRST + 24))
@@ -224,8 +227,10 @@ class GlyphsBuilderTest(absltest.TestCase):
 
   def test_report_counts_and_sheet(self):
     builder = data_sources.prepared_builder(self.config.input)
-    splits = {s: glyph_report.read_split(builder, s) for s in ("train", "test")}
-    stats = glyph_report.statistics(builder, splits)
+    splits = {
+      s: glyph_statistics.read_split(builder, s) for s in ("train", "test")
+    }
+    stats = glyph_statistics.statistics(builder, splits)
     self.assertEqual((stats["font_files"], stats["faces"]), (4, 4))
     self.assertEqual((stats["face_groups"], stats["face_groups_used"]), (3, 3))
     for split in ("train", "test"):
@@ -235,7 +240,7 @@ class GlyphsBuilderTest(absltest.TestCase):
       self.assertEqual(stats[split]["images_per_class_max"], 3)
     pixels = self.records["train"]["image"] / 255.0
     self.assertAlmostEqual(stats["train_pixel_mean"], pixels.mean(), places=4)
-    sheet = glyph_report.sample_sheet(splits["train"], 4, 10)
+    sheet = glyph_statistics.sample_sheet(splits["train"], 4, 10)
     self.assertEqual(sheet.shape, (3 * SIZE, 4 * SIZE))
     # Row 0 is face A, column 0 the first train class.
     r = self.records["train"]
@@ -245,6 +250,37 @@ class GlyphsBuilderTest(absltest.TestCase):
     np.testing.assert_array_equal(
       sheet[:SIZE, :SIZE], r["image"][first][0, ..., 0]
     )
+
+  def test_report_command_prints_counts_and_writes_the_sheet(self):
+    g = self.config.input.glyphs
+    sheet = self.root / "sheet.png"
+    fonts = tuple(g.font_files)
+    result = tiny_run.run_command(
+      [
+        sys.executable,
+        "-m",
+        "proxy_nca_jax.glyph_report",
+        "--config=configs/glyphs.py",
+        f"--config.input.data_dir={self.config.input.data_dir}",
+        f"--config.input.glyphs.font_files={fonts!r}",
+        f"--config.input.glyphs.first_code_point={FIRST}",
+        f"--config.input.glyphs.last_code_point={LAST}",
+        "--config.input.glyphs.min_faces=3",
+        "--config.input.glyphs.num_classes=20",
+        "--config.input.glyphs.probe_stride=1",
+        "--config.input.glyphs.min_common_probes=3",
+        f"--sheet={sheet}",
+        "--sheet_classes=4",
+      ]
+    )
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    stats = json.loads(result.stdout)
+    # The same four fonts (one a byte copy): 4 files and faces, 3 groups.
+    self.assertEqual((stats["font_files"], stats["faces"]), (4, 4))
+    self.assertEqual(stats["face_groups"], 3)
+    self.assertEqual(stats["test"]["images"], 30)
+    with Image.open(sheet) as png:
+      self.assertEqual(png.size, (4 * SIZE, 3 * SIZE))
 
   def test_rebuild_gives_identical_records(self):
     config = make_config(str(self.root / "data2"), self.fonts)

@@ -22,6 +22,7 @@ with one row per face group and one column per class for a few classes.
       --sheet=docs/glyphs_sample.png
 """
 
+import contextlib
 import json
 import sys
 
@@ -40,7 +41,9 @@ _SHEET_FACES = flags.DEFINE_integer("sheet_faces", 40, "Most sheet rows.")
 def main(argv):
   del argv
   config = _CONFIG.value
-  data_sources.prepare_dataset(config.input)
+  # tfds announces a build on stdout; keep stdout for the JSON.
+  with contextlib.redirect_stdout(sys.stderr):
+    data_sources.prepare_dataset(config.input)
   builder = data_sources.prepared_builder(config.input)
   splits = {
     s: glyph_statistics.read_split(builder, s) for s in ("train", "test")

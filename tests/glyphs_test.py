@@ -261,7 +261,9 @@ class GlyphsBuilderTest(absltest.TestCase):
         "-m",
         "proxy_nca_jax.glyph_report",
         "--config=configs/glyphs.py",
-        f"--config.input.data_dir={self.config.input.data_dir}",
+        # A fresh folder: the command builds the dataset, and its JSON must
+        # still be all of stdout.
+        f"--config.input.data_dir={self.root / 'data_cli'}",
         f"--config.input.glyphs.font_files={fonts!r}",
         f"--config.input.glyphs.first_code_point={FIRST}",
         f"--config.input.glyphs.last_code_point={LAST}",

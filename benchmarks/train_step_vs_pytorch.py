@@ -170,10 +170,7 @@ def export_arrays(
     labels.append(batch["label"][batch["mask"]])
   labels = np.concatenate(labels).astype(np.int32)
   if split == "train":
-    rows = input_pipeline.classes_of(input_config, "train")
-    table = np.full(max(rows) + 1, -1, np.int32)
-    table[list(rows)] = np.arange(len(rows))
-    labels = table[labels]
+    labels = input_pipeline.proxy_rows(input_config)[labels]
   return np.concatenate(images), labels
 
 

@@ -240,6 +240,18 @@ def display_images(
   return augmentation.displayable_rgb(images, input_config.color)
 
 
+def proxy_rows(input_config: ml_collections.ConfigDict) -> np.ndarray:
+  """Original class id -> proxy row (the training label), int32 (num_labels,).
+
+  Rows follow `classes_of(input_config, 'train')`; -1 for the classes not
+  trained on (test and validation classes).
+  """
+  classes = classes_of(input_config, "train")
+  table = np.full(data_sources.num_labels(input_config), -1, np.int32)
+  table[list(classes)] = np.arange(len(classes), dtype=np.int32)
+  return table
+
+
 def _lookup(table: np.ndarray, labels: tf.Tensor) -> tf.Tensor:
   """Returns `table[labels]`: maps class ids through a per-class table."""
   return tf.gather(tf.constant(table), labels)
@@ -299,11 +311,8 @@ def create_train_iterator(
     raise ValueError(f"start_step={start_step} must be >= 0.")
   dataset_builder = data_sources.prepared_builder(input_config)
   _check_preprocessing(input_config)
-  num_labels = data_sources.num_labels(input_config)
   classes = classes_of(input_config, "train")
-  # Original class id -> proxy index, -1 for classes not trained on.
-  table = np.full(num_labels, -1, np.int32)
-  table[list(classes)] = np.arange(len(classes), dtype=np.int32)
+  table = proxy_rows(input_config)
   logging.info(
     "Train input: classes %s as labels 0..%d, batch %d on process %d/%d, "
     "seed %d, from step %d, %s",

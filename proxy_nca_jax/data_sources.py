@@ -26,7 +26,9 @@ image of the dataset, all tfds splits pooled, in a fixed order, still
 encoded: the pipeline splits by class itself.
 """
 
+import contextlib
 import importlib.util
+import sys
 
 import ml_collections
 import numpy as np
@@ -209,9 +211,12 @@ def _build(
     " (downloading missing files)" if missing else "",
   )
   try:
-    dataset_builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-    )
+    # tfds announces the build on stdout, which the commands keep for their
+    # results (JSON, tables).
+    with contextlib.redirect_stdout(sys.stderr):
+      dataset_builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+      )
   except BaseException as e:
     for path in created:
       if path.exists():

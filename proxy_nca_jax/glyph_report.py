@@ -22,7 +22,6 @@ with one row per face group and one column per class for a few classes.
       --sheet=docs/glyphs_sample.png
 """
 
-import contextlib
 import json
 import sys
 
@@ -41,9 +40,7 @@ _SHEET_FACES = flags.DEFINE_integer("sheet_faces", 40, "Most sheet rows.")
 def main(argv):
   del argv
   config = _CONFIG.value
-  # tfds announces a build on stdout; keep stdout for the JSON.
-  with contextlib.redirect_stdout(sys.stderr):
-    data_sources.prepare_dataset(config.input)
+  data_sources.prepare_dataset(config.input)
   builder = data_sources.prepared_builder(config.input)
   splits = {
     s: glyph_statistics.read_split(builder, s) for s in ("train", "test")

@@ -144,14 +144,14 @@ def endpoint_table(runs: dict[str, list[list[dict]]]) -> str:
   With the training seconds (evaluation excluded) of the whole run.
   """
   records = next(iter(runs.values()))[0]
-  keys = [
-    k.removeprefix("test/")
-    for k in sorted(
-      {k for r in records for k in r if k.startswith("test/")},
-      key=lambda k: (not k.startswith("test/recall@"), len(k), k),
-    )
-    if k.startswith(("test/recall@", "test/map@r", "test/nmi"))
-  ]
+  logged = {
+    k.removeprefix("test/") for r in records for k in r if k.startswith("test/")
+  }
+  recalls = sorted(
+    (k for k in logged if k.startswith("recall@")),
+    key=lambda k: int(k.removeprefix("recall@")),
+  )
+  keys = recalls + [k for k in ("nmi", "map@r") if k in logged]
   rows = []
   for loss, seeds in runs.items():
     curves = {

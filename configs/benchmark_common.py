@@ -35,6 +35,8 @@ Run from the repository root (the config imports ``configs``).
 import ml_collections
 from ml_collections import config_dict
 
+from configs import fashion_mnist
+
 RECIPES = ("paper", "proxynca_pp")
 
 
@@ -215,11 +217,7 @@ def get_config(
     config.input.num_val_classes = num_train_classes // 2
     config.evals.split = "val"
   if options.get("smoke"):
-    config.schedule.num_steps = 20
-    config.evals.every_steps = 10
-    config.ckpt.every_steps = 10
-    config.log_every_steps = 5
-    config.input.max_eval_examples = 512
+    fashion_mnist.shorten_for_smoke(config, max_eval_examples=512)
 
   config.lock()
   return config

@@ -38,6 +38,17 @@ TEST_CLASSES = (5, 6, 7, 8, 9)
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 
+def shorten_for_smoke(
+  config: ml_collections.ConfigDict, max_eval_examples: int
+) -> None:
+  """The ``smoke`` variant of every config: 20 steps, a small evaluation."""
+  config.schedule.num_steps = 20
+  config.evals.every_steps = 10
+  config.ckpt.every_steps = 10
+  config.log_every_steps = 5
+  config.input.max_eval_examples = max_eval_examples
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the FMNIST-ZS config; ``arg`` names a variant (see above)."""
   config = ml_collections.ConfigDict()
@@ -200,11 +211,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg == "triplet":
     config.loss.name = "triplet_semihard"
   elif arg == "smoke":
-    config.schedule.num_steps = 20
-    config.evals.every_steps = 10
-    config.ckpt.every_steps = 10
-    config.log_every_steps = 5
-    config.input.max_eval_examples = 2000
+    shorten_for_smoke(config, max_eval_examples=2000)
   elif arg:
     raise ValueError(
       f"Unknown variant {arg!r} of configs/fashion_mnist.py; "

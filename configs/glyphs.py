@@ -167,11 +167,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if "no_noto" in variants:
     config.input.glyphs.font_dirs = tuple(d for d in FONT_DIRS if d != NOTO_DIR)
   if "smoke" in variants:
-    config.schedule.num_steps = 20
-    config.evals.every_steps = 10
-    config.ckpt.every_steps = 10
-    config.log_every_steps = 5
-    config.input.max_eval_examples = 2000
+    fashion_mnist.shorten_for_smoke(config, max_eval_examples=2000)
 
   config.lock()
   return config

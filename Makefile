@@ -9,7 +9,9 @@ ARGS ?=
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 BIN := $(VENV)/bin
 # pip's own noise (e.g. mirrors without a package) is not ours to show.
-PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
+# setuptools' "Editable installation" banner is not a problem of ours.
+PIP := PYTHONWARNINGS="ignore:Editable installation" \
+  $(BIN)/python -m pip install -q --disable-pip-version-check
 
 # GLYPHS-ZS (configs/glyphs.py): Debian's CJK font packages; their folders
 # are configs/glyphs.py's FONT_DIRS.
@@ -29,7 +31,7 @@ GLYPH_FONT_PACKAGES := fonts-arphic-bkai00mp fonts-arphic-bsmi00lp \
   fonts-oradano-mincho-gsrr fonts-konatu fonts-migmix fonts-umeplus \
   fonts-unfonts-core fonts-nanum fonts-baekmuk
 
-.PHONY: train test lint benchmark fashion-mnist glyphs-fonts clean
+.PHONY: train test test-fast lint benchmark fashion-mnist glyphs-fonts clean
 
 train: $(VENV)/.installed fashion-mnist
 	$(BIN)/python -m proxy_nca_jax.train --config=$(CONFIG) \
@@ -38,6 +40,10 @@ train: $(VENV)/.installed fashion-mnist
 
 test: $(VENV)/.installed-test fashion-mnist lint
 	$(BIN)/python -m pytest -q
+
+# The inner loop: everything but the tests marked slow (README, Tests).
+test-fast: $(VENV)/.installed-test fashion-mnist lint
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check --diff .

@@ -212,7 +212,9 @@ def _build(
   )
   try:
     # tfds announces the build on stdout, which the commands keep for their
-    # results (JSON, tables).
+    # results (JSON, tables); its progress bars would garble the log (our
+    # own lines above and below say what is being built and where).
+    tfds.disable_progress_bar()
     with contextlib.redirect_stdout(sys.stderr):
       dataset_builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)

@@ -41,7 +41,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from proxy_nca_jax import folder_embedding, workdirs  # noqa: E402
+from proxy_nca_jax import (  # noqa: E402
+  folder_embedding,
+  quiet_logs,
+  workdirs,
+)
 
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Workdir of a training run (config.json, checkpoints/)."
@@ -87,6 +91,7 @@ def write_embeddings(
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  quiet_logs.quiet_libraries()
   out = _OUT.value
   try:
     if not out.endswith(".npy"):

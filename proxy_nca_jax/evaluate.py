@@ -45,6 +45,7 @@ from proxy_nca_jax import (  # noqa: E402
   evaluation,
   figures,
   parallel,
+  quiet_logs,
   run_report,
   workdirs,
 )
@@ -151,6 +152,7 @@ def evaluate_workdir(
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  quiet_logs.quiet_libraries()
   try:
     result = evaluate_workdir(
       _WORKDIR.value,

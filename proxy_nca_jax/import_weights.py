@@ -29,7 +29,7 @@ import sys
 
 from absl import app, flags
 
-from proxy_nca_jax import weight_import
+from proxy_nca_jax import quiet_logs, weight_import
 
 _ARCH = flags.DEFINE_enum(
   "arch", None, weight_import.ARCHS, "Architecture of the weights file."
@@ -46,6 +46,7 @@ flags.mark_flags_as_required(["arch", "torch_weights", "out"])
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  quiet_logs.quiet_libraries()
   try:
     metadata = weight_import.import_weights(
       _ARCH.value, _TORCH_WEIGHTS.value, _OUT.value

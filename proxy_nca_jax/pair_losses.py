@@ -48,7 +48,6 @@ import jax
 import jax.numpy as jnp
 
 NCA_FORMS = ("paper", "softmax")
-_NORM_EPS = 1e-12
 
 
 def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
@@ -60,12 +59,20 @@ def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
   depend on it. It is applied as two divisions by its square root because
   XLA divides by multiplying with the reciprocal, which flushes to zero
   above ~1e38.
+
+  A zero vector has no direction, so x / |x| has no derivative there. We
+  take the identity as its Jacobian: the gradient reaching a zero
+  embedding or proxy row is passed on unchanged (bounded by the upstream
+  gradient), where the common x / max(|x|, eps) sends 1 / eps (1e12 for
+  eps = 1e-12) and one SGD step throws the row to a norm of ~1e9. After
+  the division by the peak, every non-zero vector has squared norm >= ~1,
+  so its result is the plain x / |x|.
   """
   peak = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
   root = jax.lax.stop_gradient(jnp.sqrt(jnp.where(peak > 0, peak, 1.0)))
   x = x / root / root
   sq_norm = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
-  return x * jax.lax.rsqrt(jnp.maximum(sq_norm, _NORM_EPS**2))
+  return x * jax.lax.rsqrt(jnp.where(sq_norm > 0, sq_norm, 1.0))
 
 
 def squared_distances(a: jax.Array, b: jax.Array) -> jax.Array:

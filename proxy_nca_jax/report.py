@@ -32,7 +32,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from absl import app, flags  # noqa: E402
 
-from proxy_nca_jax import run_report  # noqa: E402
+from proxy_nca_jax import quiet_logs, run_report  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Workdir of a training run (config.json, checkpoints/)."
@@ -52,6 +52,7 @@ flags.mark_flag_as_required("workdir")
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  quiet_logs.quiet_libraries()
   try:
     paths = run_report.write_report(
       _WORKDIR.value, split=_SPLIT.value, max_examples=_MAX_EXAMPLES.value

@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from proxy_nca_jax import retrieval_similarity
+
 # Tiles one device computes per call of the counting algorithm.
 _TILES_PER_DEVICE = 4
 # Gallery index of padding: never ranked before a tying item.
@@ -92,10 +94,9 @@ def _tile(tile, arrays, *, bq: int, bg: int, num_members: int, symmetric):
   """
   i, j = tile[0] * bq, tile[1] * bg
   a = arrays
-  sims = jnp.dot(
+  sims = retrieval_similarity.similarities(
     jax.lax.dynamic_slice_in_dim(a["q"], i, bq),
-    jax.lax.dynamic_slice_in_dim(a["g"], j, bg).T,
-    precision=jax.lax.Precision.HIGHEST,
+    jax.lax.dynamic_slice_in_dim(a["g"], j, bg),
   )
 
   def side(s, first, items, num):

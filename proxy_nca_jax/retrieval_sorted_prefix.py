@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from proxy_nca_jax import retrieval_similarity
+
 # Most ranking keys one device call of the sorted-prefix algorithm returns
 # (8 MiB of uint32). On CPU, calls this small keep their buffers in cache;
 # measured at N = 35,000, blocks of 2048 queries were several times slower
@@ -51,7 +53,7 @@ def _ranking_keys(
     (B, N) uint32 keys, ascending as similarity descends; equal keys mean
     equal similarities. A query's own key is 2^32 - 1, the largest.
   """
-  sim = jnp.dot(queries, gallery.T, precision=jax.lax.Precision.HIGHEST)
+  sim = retrieval_similarity.similarities(queries, gallery)
   # -0.0 == +0.0 as floats but not as bits: canonicalise before bit tricks.
   sim = jnp.where(sim == 0.0, 0.0, sim)
   bits = jax.lax.bitcast_convert_type(sim, jnp.int32)

@@ -25,7 +25,6 @@ and writes metrics. The final table of test-class metrics goes to stdout and
 to workdir/results.txt.
 """
 
-import logging as std_logging
 import os
 import sys
 
@@ -47,6 +46,7 @@ from proxy_nca_jax import (  # noqa: E402
   input_pipeline,
   parallel,
   preemption,
+  quiet_logs,
   run_report,
   trainer,
 )
@@ -113,17 +113,6 @@ def results_table(results: dict[int, dict[str, float]]) -> str:
   return evaluation.format_results_table(named, keys)
 
 
-class _QuietLibraries(std_logging.Filter):
-  """Drops INFO records of orbax and tfds (dozens per checkpoint/dataset)."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    chatty = any(lib in record.pathname for lib in _CHATTY_LIBRARIES)
-    return record.levelno >= std_logging.WARNING or not chatty
-
-
-_CHATTY_LIBRARIES = ("/orbax/", "/tensorflow_datasets/")
-
-
 def parse_flags(argv: list[str]) -> list[str]:
   """Parses flags; an unknown ``--config.`` field is one clear error."""
   try:
@@ -145,7 +134,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  quiet_logs.quiet_libraries()
   config, workdir = _CONFIG.value, _WORKDIR.value
   try:
     _initialize_distribution(config)

@@ -23,6 +23,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 
 from configs import fashion_mnist
@@ -124,6 +125,7 @@ def _tiny_model(*, frozen_bn=False, dtype=jnp.float32):
   )
 
 
+@pytest.mark.slow
 class SmallResNetTest(parameterized.TestCase):
   """A small ResNet: frozen BatchNorm in a train step, and bfloat16."""
 

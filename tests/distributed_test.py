@@ -24,6 +24,7 @@ import sys
 import tempfile
 from unittest import mock
 
+import pytest
 from absl.testing import absltest, parameterized
 from jax._src import clusters
 
@@ -137,6 +138,7 @@ class TpuHostTest(parameterized.TestCase):
       )
 
 
+@pytest.mark.slow
 class TrainCommandTest(absltest.TestCase):
   def test_incomplete_flags_stop_before_writing_anything(self):
     with tempfile.TemporaryDirectory() as tmp:

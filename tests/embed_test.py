@@ -28,12 +28,16 @@ import tempfile
 
 import ml_collections
 import numpy as np
+import pytest
 import tensorflow as tf
 from absl.testing import absltest
 from PIL import Image
 
 from proxy_nca_jax import augmentation, folder_embedding, models
 from tests import fake_fashion_mnist, tiny_run
+
+# Real runs and subprocesses: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 FMNIST_MEAN, FMNIST_STD = 0.2860, 0.3530
 

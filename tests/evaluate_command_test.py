@@ -25,11 +25,15 @@ import sys
 import tempfile
 
 import numpy as np
+import pytest
 from absl.testing import absltest
 from matplotlib import image as mpimg
 
 from proxy_nca_jax import figures, metric_writer, trainer
 from tests import figures_test, tiny_run
+
+# Real runs and subprocesses: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 
 def _evaluate(*flags: str) -> subprocess.CompletedProcess:

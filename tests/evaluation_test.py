@@ -14,8 +14,9 @@
 """Tests for evaluation: retrieval metrics, k-means, NMI and the table.
 
 The retrieval metrics are checked against a brute-force float64 NumPy
-transcription of their definitions (full similarity matrix, self removed,
-stable argsort), NMI against scikit-learn.
+transcription of their definitions (tests/testing/references.py: full
+similarity matrix with exact copies tied on every CPU, self removed, stable
+argsort), NMI against scikit-learn.
 """
 
 from unittest import mock
@@ -30,47 +31,12 @@ from proxy_nca_jax import (
   clustering,
   evaluation,
   retrieval_counting,
+  retrieval_similarity,
   retrieval_sorted_prefix,
 )
+from tests.testing import references
 
 _KS = (1, 2, 4, 8)
-
-
-def _reference_retrieval(
-  embeddings: np.ndarray,
-  labels: np.ndarray,
-  ks: tuple[int, ...],
-  gallery: np.ndarray | None = None,
-  gallery_labels: np.ndarray | None = None,
-) -> dict[str, float]:
-  """Brute-force retrieval metrics, one query at a time, in float64."""
-  x = np.asarray(embeddings, np.float64)
-  labels = np.asarray(labels)
-  symmetric = gallery is None
-  g = x if symmetric else np.asarray(gallery, np.float64)
-  g_labels = labels if symmetric else np.asarray(gallery_labels)
-  sim = x @ g.T
-  first_positive, map_r, r_precision = [], [], []
-  for i in range(x.shape[0]):
-    others = np.arange(g.shape[0])
-    if symmetric:
-      others = np.delete(others, i)
-    # Stable sort of -similarity: equal similarities keep index order.
-    order = others[np.argsort(-sim[i, others], kind="stable")]
-    correct = g_labels[order] == labels[i]
-    r = int(correct.sum())
-    first_positive.append(np.argmax(correct) if r else np.inf)
-    if r:
-      top = correct[:r]
-      precision_at_i = np.cumsum(top) / np.arange(1, r + 1)
-      map_r.append(np.sum(precision_at_i * top) / r)
-      r_precision.append(top.mean())
-  first_positive = np.array(first_positive)
-  result = {f"recall@{k}": np.mean(first_positive < k) for k in ks}
-  result["precision@1"] = np.mean(first_positive < 1)
-  result["map@r"] = np.mean(map_r) if map_r else np.nan
-  result["r_precision"] = np.mean(r_precision) if r_precision else np.nan
-  return result
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -165,7 +131,7 @@ class RetrievalMetricsTest(parameterized.TestCase):
       result = evaluation.retrieval_metrics(
         x, labels, ks=ks, block_size=block_size
       )
-    expected = _reference_retrieval(x, labels, ks)
+    expected = references.retrieval_metrics(x, labels, ks)
     self.assertSameElements(result, expected)
     for key, value in expected.items():
       self.assertIsInstance(result[key], float)
@@ -202,7 +168,7 @@ class RetrievalMetricsTest(parameterized.TestCase):
         ks=ks,
         block_size=block_size,
       )
-    expected = _reference_retrieval(
+    expected = references.retrieval_metrics(
       query_x, labels[queries], ks, x[gallery], labels[gallery]
     )
     self.assertSameElements(result, expected)
@@ -258,7 +224,7 @@ class RetrievalMetricsTest(parameterized.TestCase):
     n = len(x)
     ks = tuple(range(1, n + 2))
     result = evaluation.retrieval_metrics(x, labels, ks=ks, block_size=32)
-    expected = _reference_retrieval(x, labels, ks)
+    expected = references.retrieval_metrics(x, labels, ks)
     for k in ks:
       key = f"recall@{k}"
       self.assertAlmostEqual(result[key], expected[key], delta=1e-12, msg=key)
@@ -278,10 +244,13 @@ class RetrievalMetricsTest(parameterized.TestCase):
     # Guards the tie cases above: they must really tie, and in float32 too.
     for make_case in (_duplicates_case, _grid_case):
       x, _ = make_case()
-      sim = x @ x.T
-      rows = [np.delete(row, i) for i, row in enumerate(sim)]
-      ties = [len(row) - len(np.unique(row)) for row in rows]
-      self.assertGreater(np.mean(ties), 1.0)
+      for sim in (
+        references.similarities(x, x),
+        np.asarray(retrieval_similarity.similarities(x, x)),
+      ):
+        rows = [np.delete(row, i) for i, row in enumerate(sim)]
+        ties = [len(row) - len(np.unique(row)) for row in rows]
+        self.assertGreater(np.mean(ties), 1.0)
 
   def test_hand_computed_angles(self):
     # Unit vectors at 0, 10, 25, 45 and 100 degrees; cosine similarity falls
@@ -332,7 +301,7 @@ class RetrievalMetricsTest(parameterized.TestCase):
     x = np.array([[1.0], [-0.0], [0.0]])
     labels = np.array([0, 0, 1])
     result = evaluation.retrieval_metrics(x, labels, ks=(1,))
-    expected = _reference_retrieval(x, labels, (1,))
+    expected = references.retrieval_metrics(x, labels, (1,))
     # q0: 1 (-0.0, hit) before 2 (+0.0); q1: 0 (hit) before 2; q2 has no
     # positive. Ranking -0.0 below +0.0 would turn q0 into a miss.
     self.assertEqual(expected["recall@1"], 2 / 3)
@@ -398,6 +367,172 @@ class RetrievalMetricsTest(parameterized.TestCase):
   def test_rejects_bad_arguments(self, x, labels, kwargs):
     with self.assertRaises(ValueError):
       evaluation.retrieval_metrics(x, labels, **kwargs)
+
+
+def _position_dependent_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """Dot products whose float64 rounding depends on the output position.
+
+  Odd columns sum their products front to back, even ones back to front,
+  as a BLAS with different kernels for different tiles might.
+  """
+  out = np.zeros((len(a), len(b)))
+  for i, row in enumerate(np.asarray(a, np.float64)):
+    for j, col in enumerate(np.asarray(b, np.float64)):
+      products = row * col if j % 2 else (row * col)[::-1]
+      for p in products:
+        out[i, j] += p
+  return out
+
+
+def _copies_case(
+  num_items: int, dim: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """Copies of a few vectors everywhere, and labels that differ among them.
+
+  Every row is one of ``num_items // 6`` distinct unit vectors; the first
+  vector also fills rows 0-2, 6-8 and the last two, so copies sit on the
+  edges of tiles of 1, 3 and 7 and in the padded last tile.
+  """
+  rng = np.random.default_rng(seed)
+  distinct = _unit(rng.normal(size=(max(num_items // 6, 2), dim)))
+  rows = rng.integers(0, len(distinct), size=num_items)
+  rows[[0, 1, 2, 6, 7, 8, num_items - 2, num_items - 1]] = 0
+  return distinct[rows], rng.integers(0, 4, size=num_items)
+
+
+class ReferenceTest(absltest.TestCase):
+  def test_copies_tie_whatever_the_matmul(self):
+    x, labels = _duplicates_case()
+    # The position-dependent matmul splits copies when used directly...
+    direct = _position_dependent_matmul(x, x)
+    group = np.unique(x, axis=0, return_inverse=True)[1].reshape(-1)
+    split = sum(
+      len(np.unique(row[group == g])) > 1
+      for row in direct
+      for g in np.unique(group)
+    )
+    self.assertGreater(split, 0)
+    # ... but the reference computes each distinct pair once.
+    ks = (1, 2, 4, 8)
+    self.assertEqual(
+      references.retrieval_metrics(
+        x, labels, ks, matmul=_position_dependent_matmul
+      ),
+      references.retrieval_metrics(x, labels, ks),
+    )
+
+  def test_fsum_matmul_is_correctly_rounded(self):
+    # 1e16 + 1 - 1e16 is 1 exactly; a left-to-right float64 sum gives 0.
+    a = np.array([[1e16, 1.0, -1e16]])
+    np.testing.assert_array_equal(
+      references.fsum_matmul(a, np.ones((1, 3))), [[1.0]]
+    )
+
+
+class SimilarityEngineTest(parameterized.TestCase):
+  """The engine's assumption: similarities do not depend on positions."""
+
+  @parameterized.product(
+    shape=((1, 1), (3, 3), (7, 5), (2048, 64)), dim=(8, 13, 64, 67)
+  )
+  def test_copies_get_identical_similarities(self, shape, dim):
+    rng = np.random.default_rng(dim)
+    bq, bg = shape
+    v = _unit(rng.normal(size=(1, dim)))
+    others = _unit(rng.normal(size=(max(bq, bg), dim)))
+    # Queries: copies of v at every row; gallery: copies at every column.
+    sims = np.asarray(
+      jax.jit(retrieval_similarity.similarities)(
+        np.repeat(v, bq, axis=0), others[:bg]
+      )
+    )
+    np.testing.assert_array_equal(sims, np.broadcast_to(sims[:1], sims.shape))
+    sims = np.asarray(
+      jax.jit(retrieval_similarity.similarities)(
+        others[:bq], np.repeat(v, bg, axis=0)
+      )
+    )
+    np.testing.assert_array_equal(
+      sims, np.broadcast_to(sims[:, :1], sims.shape)
+    )
+    # The transposed tile holds the same values (the counting algorithm
+    # uses a tile for its rows and, transposed, for its columns).
+    sims_t = np.asarray(
+      jax.jit(retrieval_similarity.similarities)(
+        np.repeat(v, bg, axis=0), others[:bq]
+      )
+    )
+    np.testing.assert_array_equal(sims_t.T, sims)
+
+  def test_copies_on_different_devices_get_identical_similarities(self):
+    rng = np.random.default_rng(0)
+    v = _unit(rng.normal(size=(1, 67)))
+    gallery = _unit(rng.normal(size=(24, 67)))
+    mesh = jax.make_mesh((8,), ("data",))
+    queries = jax.device_put(
+      np.repeat(v, 8, axis=0),
+      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")),
+    )
+    sims = np.asarray(
+      jax.jit(retrieval_similarity.similarities)(queries, gallery)
+    )
+    np.testing.assert_array_equal(sims, np.broadcast_to(sims[:1], sims.shape))
+
+  @parameterized.product(
+    block_size=(1, 3, 7, 2048), algorithm=("counting", "sorted_prefix")
+  )
+  def test_metrics_exact_for_copies_across_tiles_and_devices(
+    self, block_size, algorithm
+  ):
+    x, labels = _copies_case(48 if block_size == 1 else 150, 13, seed=13)
+    expected = references.retrieval_per_query(x, labels)
+    one = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+    eight = jax.make_mesh((8,), ("data",))
+    max_counted = dict(_ALGORITHMS)[algorithm]
+    results = []
+    # The set as it is, permuted, and with its features padded by zeros
+    # (another vector remainder; the same dot products).
+    perm = np.random.default_rng(1).permutation(len(x))
+    padded = np.pad(x, ((0, 0), (0, 5)))
+    for name, xs, ys, want in (
+      ("as is", x, labels, expected),
+      ("permuted", x[perm], labels[perm], None),
+      ("padded", padded, labels, expected),
+    ):
+      if want is None:
+        want = references.retrieval_per_query(xs, ys)
+      for mesh in (one, eight):
+        with mock.patch.object(evaluation, "MAX_COUNTED_R", max_counted):
+          got = evaluation.per_query_scores(
+            xs, ys, max_k=len(xs), block_size=block_size, mesh=mesh
+          )
+        for key in ("first_positive_rank", "hits", "r"):
+          np.testing.assert_array_equal(got[key], want[key], f"{name} {key}")
+        np.testing.assert_allclose(
+          got["precision_sum"], want["precision_sum"], rtol=1e-12
+        )
+        results.append((name, got))
+    # Identical, not close: every arrangement of the same set gives the same
+    # per-query scores, bit for bit, on 1 and on 8 devices.
+    for name, got in results:
+      twin = results[0][1] if name != "permuted" else results[2][1]
+      for key in got:
+        np.testing.assert_array_equal(got[key], twin[key], f"{name} {key}")
+
+  def test_copies_case_ties_and_has_no_near_ties(self):
+    # Guards the case: its ranks hinge on exact ties (copies with different
+    # labels) and on no gap that float32 rounding could close. A float32
+    # dot product of D unit-vector terms is within D * 2^-24 (< 8e-7 here)
+    # of the exact one, so gaps above 2e-6 keep their order and the float32
+    # engine must agree with the float64 reference exactly.
+    for num_items in (48, 150):
+      x, labels = _copies_case(num_items, 13, seed=13)
+      sim = references.similarities(x, x)
+      gaps = min(np.diff(np.unique(row)).min() for row in sim)
+      self.assertGreater(gaps, 2e-6)
+      copies = sim == sim.diagonal()[:, None]
+      copies &= ~np.eye(num_items, dtype=bool)
+      self.assertGreater(np.sum(copies & (labels[:, None] != labels)), 20)
 
 
 def _separated_blobs(

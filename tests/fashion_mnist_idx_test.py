@@ -21,6 +21,7 @@ import time
 from unittest import mock
 
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 from absl import logging
 from absl.testing import absltest, parameterized
@@ -252,6 +253,7 @@ class FashionMnistIdxTest(parameterized.TestCase):
         input_config(self.tmp / "data", self.manual)
       )
 
+  @pytest.mark.slow
   def test_real_debian_files(self):
     missing = [
       n

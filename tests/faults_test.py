@@ -26,10 +26,14 @@ import time
 
 import chex
 import numpy as np
+import pytest
 from absl.testing import absltest
 
 from proxy_nca_jax import trainer
 from tests import tiny_run
+
+# Real runs and subprocesses: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 NUM_STEPS = 150  # Long enough to be interrupted half-way (a few seconds).
 

@@ -28,6 +28,7 @@ import sys
 import tempfile
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl.testing import absltest
@@ -251,6 +252,7 @@ class GlyphsBuilderTest(absltest.TestCase):
       sheet[:SIZE, :SIZE], r["image"][first][0, ..., 0]
     )
 
+  @pytest.mark.slow
   def test_report_command_prints_counts_and_writes_the_sheet(self):
     g = self.config.input.glyphs
     sheet = self.root / "sheet.png"

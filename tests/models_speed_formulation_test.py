@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 
 from proxy_nca_jax import models, parallel
@@ -230,6 +231,7 @@ class BatchNormReLUTest(parameterized.TestCase):
     )
 
 
+@pytest.mark.slow
 class ConvNetSMatchesPlainFlaxTest(absltest.TestCase):
   def test_outputs_gradients_and_batch_stats_match(self):
     model = models.ConvNetS(embedding_dim=16, widths=(8, 16, 32))

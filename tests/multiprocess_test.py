@@ -25,10 +25,14 @@ import subprocess
 import tempfile
 
 import chex
+import pytest
 from absl.testing import absltest
 
 from proxy_nca_jax import input_pipeline, metric_writer
 from tests import tiny_run
+
+# Real runs and subprocesses: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 CHANGES = {"schedule__num_steps": 8, "ckpt__every_steps": 4}
 

@@ -13,12 +13,14 @@
 # limitations under the License.
 """config.proxies.num_proxies: defaults, dynamic assignment, clear refusals."""
 
+import pytest
 from absl.testing import absltest, parameterized
 
 from proxy_nca_jax import train_state, trainer, workdirs
 from tests import tiny_run
 
 
+@pytest.mark.slow
 class NumProxiesTest(tiny_run.PreparedDataTest):
   def test_default_is_one_per_training_class(self):
     config = tiny_run.tiny_config(self.root)

@@ -322,6 +322,20 @@ class GeometryTest(parameterized.TestCase):
       pair_losses.l2_normalize(x)[:, 0], want, rtol=1e-6
     )
 
+  def test_l2_normalize_jacobian(self):
+    # Hand-derived: d(x/|x|)/dx = (I - u u^T) / |x| with u = x / |x|; at a
+    # zero vector the documented choice is the identity (bounded).
+    x = np.array([3.0, 0.0, -4.0], np.float32)
+    u = np.float64(x) / 5.0
+    jacobian = jax.jacobian(pair_losses.l2_normalize)(x)
+    np.testing.assert_allclose(
+      jacobian, (np.eye(3) - np.outer(u, u)) / 5.0, atol=1e-7
+    )
+    np.testing.assert_array_equal(
+      jax.jacobian(pair_losses.l2_normalize)(np.zeros(3, np.float32)),
+      np.eye(3),
+    )
+
   def test_euclidean_from_squared_has_finite_gradient_at_zero(self):
     grad = jax.grad(lambda s: jnp.sum(pair_losses.euclidean_from_squared(s)))(
       jnp.array([0.0, 4.0])

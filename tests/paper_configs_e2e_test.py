@@ -33,11 +33,15 @@ import tempfile
 
 import flax
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 from PIL import Image
 
 from proxy_nca_jax import models, run_report, trainer, workdirs
 from tests import fake_images, paper_datasets_test
+
+# Real runs and subprocesses: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 # Published parameter counts without the 1000-way classifier:
 # torchvision ResNet-50 25,557,032 - 2,049,000; BN-Inception (Ioffe &

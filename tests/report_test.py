@@ -28,12 +28,14 @@ import tempfile
 
 import ml_collections
 import numpy as np
+import pytest
 import tensorflow as tf
 from absl.testing import absltest
 from PIL import Image
 
 from proxy_nca_jax import figures, metric_writer, run_report
 from tests import figures_test, tiny_run
+from tests.testing import references
 
 EVAL_METRICS = (
   "recall@1",
@@ -46,6 +48,9 @@ EVAL_METRICS = (
   "nmi",
   "ami",
 )
+
+# Real runs and subprocesses: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 
 def _rgb(path: pathlib.Path) -> np.ndarray:
@@ -134,7 +139,7 @@ class RunReportTest(absltest.TestCase):
     )
     # The same queries and neighbours, found here by brute force.
     queries = np.sort(np.random.default_rng(3).choice(48, 6, replace=False))
-    sims = x[queries] @ x.T
+    sims = references.similarities(x[queries], x)
     sims[np.arange(6), queries] = -np.inf
     neighbours = np.argsort(-sims, axis=1, kind="stable")[:, :8]
     correct = labels[neighbours] == labels[queries][:, None]

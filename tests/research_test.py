@@ -28,6 +28,7 @@ import tempfile
 import hypothesis
 import jax
 import numpy as np
+import pytest
 from absl import flags
 from absl.testing import absltest, parameterized
 from hypothesis import strategies as st
@@ -166,6 +167,7 @@ class BoundTest(parameterized.TestCase):
       )
 
 
+@pytest.mark.slow
 class BoundOnRealRunTest(absltest.TestCase):
   def test_measured_proxy_loss_is_the_logged_training_loss(self):
     with tempfile.TemporaryDirectory() as tmp:
@@ -214,6 +216,7 @@ class OrdinalTest(parameterized.TestCase):
     self.assertEqual(got, expected)
 
 
+@pytest.mark.slow
 class ConvergenceTest(absltest.TestCase):
   def test_first_step_reaching_and_holding(self):
     curve = {0: 0.5, 50: 0.3, 100: 0.45, 150: 0.38, 200: 0.41, 250: 0.42}

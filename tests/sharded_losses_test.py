@@ -29,6 +29,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 from jax.sharding import PartitionSpec
 
@@ -214,6 +215,7 @@ class ShardedLossesTest(parameterized.TestCase):
       self.assertFalse(os.path.exists(workdir))
 
 
+@pytest.mark.slow
 class ShardedTrainingTest(tiny_run.PreparedDataTest):
   def test_sharded_run_equals_replicated_run(self):
     # 5 proxies on 8 devices: 3 padding rows.

@@ -22,10 +22,14 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
 from absl.testing import absltest
 from PIL import Image
 
 from tests import tiny_run
+
+# Real runs and subprocesses: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 
 def run_train(*args: str) -> subprocess.CompletedProcess:

@@ -19,6 +19,7 @@ from unittest import mock
 import chex
 import jax
 import numpy as np
+import pytest
 from absl.testing import absltest
 
 from proxy_nca_jax import (
@@ -30,6 +31,9 @@ from proxy_nca_jax import (
   workdirs,
 )
 from tests import tiny_run
+
+# Real runs and subprocesses: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 tiny_config = tiny_run.tiny_config
 

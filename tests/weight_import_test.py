@@ -28,6 +28,7 @@ import tempfile
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import torch
 from absl.testing import absltest
 from flax import traverse_util
@@ -83,6 +84,7 @@ def _import_command(*flags: str):
   )
 
 
+@pytest.mark.slow
 class ResNet50Test(absltest.TestCase):
   def test_torchvision_file_matches_pytorch(self):
     # 65x48: odd and even sizes, so every padding and pooling edge counts.
@@ -104,6 +106,7 @@ class ResNet50Test(absltest.TestCase):
     np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.slow
 class BNInceptionTest(absltest.TestCase):
   """One BN-Inception file in the original's layout, imported once."""
 

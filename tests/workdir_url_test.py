@@ -28,10 +28,14 @@ import uuid
 
 import ml_collections
 import numpy as np
+import pytest
 import tensorflow as tf
 from absl.testing import absltest, parameterized
 
 from proxy_nca_jax import figures, metric_writer, workdirs
+
+# Real runs and subprocesses: left out of make test-fast.
+pytestmark = pytest.mark.slow
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

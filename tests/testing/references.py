@@ -1,0 +1,137 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Float64 references that give the same answer on every machine.
+
+A BLAS matmul is not an exact reference where a result hinges on a tie: on
+some CPUs (OpenBLAS's SkylakeX kernels, for one) ``x @ g.T`` gives exact
+copies of a vector different float64 similarities to the same query,
+depending on where the copies sit in the matrix. The similarities here are
+computed once per pair of *distinct* vectors, each as a correctly rounded
+sum of its exact float64 products (`math.fsum`), and then indexed: copies
+tie, on any CPU, whatever ``matmul`` is passed in.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+Matmul = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def fsum_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """(n, d) x (m, d) -> (n, m) dot products, each correctly rounded.
+
+  Products of float32 (or float64) entries are formed in float64 and summed
+  by `math.fsum`, which rounds the exact sum once: the result depends on
+  the two vectors alone, not on their positions or on the BLAS.
+  """
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return np.array([[math.fsum(row * col) for col in b] for row in a])
+
+
+def similarities(
+  queries: np.ndarray,
+  gallery: np.ndarray,
+  matmul: Matmul = fsum_matmul,
+) -> np.ndarray:
+  """(Nq, Ng) float64 dot products; exact copies always get equal values.
+
+  Args:
+    queries: (Nq, D) vectors.
+    gallery: (Ng, D) vectors.
+    matmul: computes the dot products of the distinct vectors; whatever it
+      does with positions, each distinct pair is computed once.
+
+  Returns:
+    (Nq, Ng) float64 similarities.
+  """
+  q, g = np.asarray(queries, np.float64), np.asarray(gallery, np.float64)
+  distinct, inverse = np.unique(
+    np.concatenate([q, g]), axis=0, return_inverse=True
+  )
+  inverse = inverse.reshape(-1)
+  table = np.asarray(matmul(distinct, distinct), np.float64)
+  return table[np.ix_(inverse[: len(q)], inverse[len(q) :])]
+
+
+def retrieval_per_query(
+  embeddings: np.ndarray,
+  labels: np.ndarray,
+  gallery: np.ndarray | None = None,
+  gallery_labels: np.ndarray | None = None,
+  matmul: Matmul = fsum_matmul,
+) -> dict[str, np.ndarray]:
+  """Brute-force ranks, one query at a time, from `similarities`.
+
+  Neighbours are ordered by a stable sort of -similarity (equal values keep
+  gallery-index order); with no gallery, the set is its own gallery and a
+  query is not its own neighbour.
+
+  Returns:
+    dict of (Nq,) arrays: 'first_positive_rank' (float, inf without a
+    positive), 'precision_sum' (MAP@R's numerator), 'hits' (positives in
+    the first R) and 'r'.
+  """
+  labels = np.asarray(labels)
+  symmetric = gallery is None
+  g = embeddings if symmetric else gallery
+  g_labels = labels if symmetric else np.asarray(gallery_labels)
+  sim = similarities(embeddings, g, matmul)
+  out = {"first_positive_rank": [], "precision_sum": [], "hits": [], "r": []}
+  for i in range(sim.shape[0]):
+    others = np.arange(sim.shape[1])
+    if symmetric:
+      others = np.delete(others, i)
+    order = others[np.argsort(-sim[i, others], kind="stable")]
+    correct = g_labels[order] == labels[i]
+    r = int(correct.sum())
+    top = correct[:r]
+    out["first_positive_rank"].append(np.argmax(correct) if r else np.inf)
+    out["precision_sum"].append(
+      float(np.sum(np.cumsum(top) / np.arange(1, r + 1) * top)) if r else 0.0
+    )
+    out["hits"].append(int(top.sum()))
+    out["r"].append(r)
+  return {key: np.array(value) for key, value in out.items()}
+
+
+def retrieval_metrics(
+  embeddings: np.ndarray,
+  labels: np.ndarray,
+  ks: Sequence[int],
+  gallery: np.ndarray | None = None,
+  gallery_labels: np.ndarray | None = None,
+  matmul: Matmul = fsum_matmul,
+) -> dict[str, float]:
+  """Recall@K, Precision@1, MAP@R and R-Precision from `retrieval_per_query`.
+
+  MAP@R and R-Precision average over the queries with R > 0 (NaN if none).
+  """
+  scores = retrieval_per_query(
+    embeddings, labels, gallery, gallery_labels, matmul
+  )
+  rank, r = scores["first_positive_rank"], scores["r"]
+  result = {f"recall@{k}": float(np.mean(rank < k)) for k in ks}
+  result["precision@1"] = float(np.mean(rank < 1))
+  has_r = r > 0
+  result["map@r"] = (
+    float(np.mean(scores["precision_sum"][has_r] / r[has_r]))
+    if has_r.any()
+    else np.nan
+  )
+  result["r_precision"] = (
+    float(np.mean(scores["hits"][has_r] / r[has_r])) if has_r.any() else np.nan
+  )
+  return result

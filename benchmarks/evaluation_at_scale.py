@@ -62,7 +62,8 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from proxy_nca_jax import clustering, evaluation
+from proxy_nca_jax import evaluation
+from proxy_nca_jax.evaluation import clustering
 
 _QUICK = flags.DEFINE_bool("quick", False, "6,000 points, 1,121 classes.")
 _NUM = flags.DEFINE_integer("num", 60_502, "Number of embeddings.")

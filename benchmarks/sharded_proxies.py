@@ -21,7 +21,7 @@ grows with C), jitted over a mesh of 8 fake CPU devices:
 * replicated: ``losses.proxy_nca_loss``, proxies and Adam's moments held
   whole on every device, the batch split over the devices (the train
   step's layout with ``proxies.sharding='replicated'``);
-* sharded: ``sharded_losses.sharded_proxy_nca_loss``, proxies and moments
+* sharded: ``sharded.sharded_proxy_nca_loss``, proxies and moments
   split by rows (``proxies.sharding='sharded'``).
 
 Per case, in a fresh process (so that the peak resident set is the case's
@@ -55,8 +55,9 @@ import optax
 from absl import app, flags
 
 from benchmarks import cpu_timing
-from proxy_nca_jax import losses, parallel, sharded_losses
+from proxy_nca_jax import losses, parallel
 from proxy_nca_jax import proxies as proxies_lib
+from proxy_nca_jax.losses import sharded
 
 _CLASSES = flags.DEFINE_list(
   "classes", ["10000", "100000", "1000000"], "Numbers of proxies C."
@@ -96,7 +97,7 @@ def run_child(mode: str, num_proxies: int) -> dict[str, Any]:
     rows = proxies_lib.padded_num_proxies(num_proxies, mesh.size)
     proxy_sharding = parallel.row_sharded(mesh)
     loss_fn = functools.partial(
-      sharded_losses.sharded_proxy_nca_loss,
+      sharded.sharded_proxy_nca_loss,
       mesh=mesh,
       num_proxies=num_proxies,
       **options,

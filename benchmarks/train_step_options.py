@@ -53,7 +53,8 @@ from absl import app, flags
 
 from benchmarks import cpu_timing
 from configs import fashion_mnist
-from proxy_nca_jax import losses, models, optim, parallel, train_state, trainer
+from proxy_nca_jax import losses, models, parallel
+from proxy_nca_jax.training import optim, train_state, trainer
 
 _OPTIONS = flags.DEFINE_list(
   "options", None, "Keys of OPTIONS to run (default: all), in this order."

@@ -71,18 +71,9 @@ from pytorch_metric_learning import losses as pml_losses
 from torch import nn
 
 from benchmarks import cpu_timing
-from proxy_nca_jax import (
-  class_splits,
-  data_sources,
-  evaluation,
-  input_pipeline,
-  losses,
-  models,
-  optim,
-  parallel,
-  train_state,
-  trainer,
-)
+from proxy_nca_jax import evaluation, losses, models, parallel
+from proxy_nca_jax.data import class_splits, pipeline, sources
+from proxy_nca_jax.training import optim, train_state, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config",
@@ -165,12 +156,12 @@ def export_arrays(
   with input_config.unlocked():
     input_config.max_eval_examples = None
   images, labels = [], []
-  for batch in input_pipeline.create_eval_iterator(input_config, split):
+  for batch in pipeline.create_eval_iterator(input_config, split):
     images.append(batch["image"][batch["mask"]])
     labels.append(batch["label"][batch["mask"]])
   labels = np.concatenate(labels).astype(np.int32)
   if split == "train":
-    labels = input_pipeline.proxy_rows(input_config)[labels]
+    labels = pipeline.proxy_rows(input_config)[labels]
   return np.concatenate(images), labels
 
 
@@ -324,14 +315,14 @@ def main(argv: list[str]) -> None:
   lr = config.optimizer.learning_rate
   proxy_lr = lr * config.optimizer.proxy_lr_mult
 
-  data_sources.prepare_dataset(config.input)
+  sources.prepare_dataset(config.input)
   train_x, train_y = export_arrays(config, "train")
   test_x, test_y = export_arrays(config, "test")
   if eval_examples is not None:
     keep = np.random.default_rng(0).permutation(len(test_x))[:eval_examples]
     keep.sort()
     test_x, test_y = test_x[keep], test_y[keep]
-  num_classes = input_pipeline.num_classes(config.input, "train")
+  num_classes = pipeline.num_classes(config.input, "train")
 
   # Ours.
   mesh = parallel.create_mesh()
@@ -387,7 +378,7 @@ def main(argv: list[str]) -> None:
     "train_classes": num_classes,
     "train_images": len(train_x),
     "test_classes": class_splits.describe(
-      input_pipeline.classes_of(config.input, "test")
+      pipeline.classes_of(config.input, "test")
     ),
     "test_images": len(test_x),
   }

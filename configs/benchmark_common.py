@@ -95,7 +95,7 @@ def get_config(
   config.input.download = False
   # input.dataset = "image_folder": ROOT of ROOT/SPLIT/CLASS/IMAGE.jpg.
   config.input.image_folder = config_dict.placeholder(str)
-  # Class split (proxy_nca_jax/class_splits.py): explicit class ids, or,
+  # Class split (proxy_nca_jax/data/class_splits.py): explicit class ids, or,
   # when train_classes and test_classes are both empty, the first
   # num_train_classes ids train and the others test; the last
   # num_val_classes train classes are held out for validation.
@@ -114,7 +114,7 @@ def get_config(
   config.input.shuffle_buffer = 16_384
   config.input.prefetch = 2
   config.input.max_eval_examples = config_dict.placeholder(int)
-  # Preprocessing (proxy_nca_jax/augmentation.py). Training: random resized
+  # Preprocessing (data/rgb_preprocessing.py). Training: random resized
   # crop of crop_scale of the area and crop_ratio aspect, to image_size, and
   # a horizontal flip; evaluation: shorter side to eval_resize, centre crop
   # image_size. color: "bn_inception" (BGR, 0-255, minus 104/117/128) or
@@ -146,7 +146,7 @@ def get_config(
   # None: one per train class (static assignment needs exactly that).
   config.proxies.num_proxies = config_dict.placeholder(int)
   config.proxies.init_scale = 1.0
-  # "sharded": proxies split by class over the devices (sharded_losses.py).
+  # "sharded": proxies split by class over the devices (losses/sharded.py).
   config.proxies.sharding = "replicated"
 
   config.loss = ml_collections.ConfigDict()

@@ -55,7 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.input = ml_collections.ConfigDict()
-  # tfds builder registered by proxy_nca_jax.datasets.
+  # tfds builder registered by proxy_nca_jax.data.builders.
   config.input.dataset = "fashion_mnist_idx"
   # Where tfds keeps prepared datasets (None: tfds's default,
   # ~/tensorflow_datasets or $TFDS_DATA_DIR).
@@ -111,7 +111,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # "replicated": every device holds all proxies. "sharded": the proxies and
   # their optimiser state are split by rows (classes) over the devices, for
   # hundreds of thousands to millions of classes; losses proxy_nca (static)
-  # and proxy_anchor only (proxy_nca_jax/sharded_losses.py). Same results up
+  # and proxy_anchor only (proxy_nca_jax/losses/sharded.py). Same results up
   # to float32 rounding; params['proxies'] then has zero padding rows up to a
   # multiple of the device count (checkpoints too).
   config.proxies.sharding = "replicated"

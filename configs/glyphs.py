@@ -15,7 +15,7 @@
 
 One class is one CJK character; its images are the character drawn by the
 distinct typefaces of Debian's CJK font packages (48x48, see
-proxy_nca_jax/datasets/glyphs.py). Half of the classes train (one proxy
+proxy_nca_jax/data/builders/glyphs.py). Half of the classes train (one proxy
 each), the other half are the never-seen test classes; the last
 `NUM_VAL_CLASSES` train classes are held out for model selection.
 
@@ -130,7 +130,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.input.val_classes = tuple(range(half - NUM_VAL_CLASSES, half))
   config.input.shuffle_buffer = 50_000
 
-  # Training augmentation (proxy_nca_jax/glyph_augmentation.py): "glyphs" or
+  # Training augmentation (proxy_nca_jax/data/grey_augmentation.py): "glyphs" or
   # "none". Largest rotation and shear (degrees), scale range 1 +- scale,
   # largest shift (fraction of the side), largest stroke-width jitter
   # (fraction of the way to the 3x3 dilation or erosion).

@@ -25,7 +25,7 @@ Commands, run in the order given:
   copy     this checkout (tar, without .git, .venv, workdirs) to every worker
   run      `python -m proxy_nca_jax.train --config=... --workdir=gs://...` on
            every worker, in the background (nohup, a log file per worker);
-           JAX detects the workers itself (proxy_nca_jax/distributed.py).
+           JAX detects the workers itself (training/distributed.py).
            TRAIN_FLAGS after `--` are added, e.g. --config.loss.scale=8
   logs     follow the log of --worker (default 0)
   delete   gcloud compute tpus tpu-vm delete

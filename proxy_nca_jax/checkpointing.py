@@ -20,7 +20,7 @@ signature differs fails with a message instead of loading mismatched arrays.
 Saves are asynchronous; orbax writes into a temporary folder and renames it
 when complete, so a run killed mid-save resumes from the previous checkpoint.
 
-Pretrained backbones converted from PyTorch (weight_import.py) are saved here
+Pretrained backbones converted from PyTorch (models/pretrained.py) are saved
 too, as a folder of variables and a JSON ``metadata`` (architecture, source
 file and its SHA-256), read at initialisation by ``model.pretrained``.
 """
@@ -152,7 +152,7 @@ _METADATA = "metadata"
 def save_pretrained(
   directory: str, variables: Any, metadata: dict[str, Any]
 ) -> None:
-  """Writes converted pretrained weights (weight_import.py) to ``directory``.
+  """Writes converted pretrained weights (models.pretrained) to ``directory``.
 
   Args:
     directory: absolute path of a folder that does not exist yet.

@@ -41,11 +41,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from proxy_nca_jax import (  # noqa: E402
-  folder_embedding,
-  quiet_logs,
-  workdirs,
-)
+from proxy_nca_jax import quiet_logs  # noqa: E402
+from proxy_nca_jax.evaluation import folder_embedding  # noqa: E402
+from proxy_nca_jax.training import workdirs  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Workdir of a training run (config.json, checkpoints/)."

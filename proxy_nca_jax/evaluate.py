@@ -41,14 +41,9 @@ import jax  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from proxy_nca_jax import (  # noqa: E402
-  evaluation,
-  figures,
-  parallel,
-  quiet_logs,
-  run_report,
-  workdirs,
-)
+from proxy_nca_jax import evaluation, parallel, quiet_logs  # noqa: E402
+from proxy_nca_jax.evaluation import figures, report  # noqa: E402
+from proxy_nca_jax.training import workdirs  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Workdir of a training run (config.json, checkpoints/)."
@@ -103,7 +98,7 @@ def evaluate_workdir(
   workdir = workdirs.absolute(workdir)
   mesh = parallel.create_mesh()
   config, model, state = workdirs.restore_trained(workdir, mesh)
-  embeddings, labels, images = run_report.embed_split(
+  embeddings, labels, images = report.embed_split(
     config.input, model, state, mesh, split
   )
   metrics = evaluation.evaluate_with_config(
@@ -126,7 +121,7 @@ def evaluate_workdir(
     logging.info("Figures need every image on one process: skipped.")
     return result
   path = os.path.join(workdir, f"retrieval_{split}.png")
-  run_report.write_retrieval_grid(
+  report.write_retrieval_grid(
     path,
     embeddings,
     labels,

@@ -29,10 +29,11 @@ import sys
 
 from absl import app, flags
 
-from proxy_nca_jax import quiet_logs, weight_import
+from proxy_nca_jax import quiet_logs
+from proxy_nca_jax.models import pretrained
 
 _ARCH = flags.DEFINE_enum(
-  "arch", None, weight_import.ARCHS, "Architecture of the weights file."
+  "arch", None, pretrained.ARCHS, "Architecture of the weights file."
 )
 _TORCH_WEIGHTS = flags.DEFINE_string(
   "torch_weights", None, "PyTorch state dict (.pth) to convert."
@@ -48,7 +49,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   quiet_logs.quiet_libraries()
   try:
-    metadata = weight_import.import_weights(
+    metadata = pretrained.import_weights(
       _ARCH.value, _TORCH_WEIGHTS.value, _OUT.value
     )
   except (ValueError, FileNotFoundError, FileExistsError) as error:

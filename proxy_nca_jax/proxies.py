@@ -36,7 +36,7 @@ anchor's positive and negative proxies.
 import jax
 import jax.numpy as jnp
 
-from proxy_nca_jax import pair_losses
+from proxy_nca_jax.losses import pair
 
 PROXY_INITS = ("normal", "class_means")
 
@@ -142,9 +142,9 @@ def proxy_distances(
   Returns:
     float32 array (B, P).
   """
-  x = embedding_norm * pair_losses.l2_normalize(embeddings.astype(jnp.float32))
-  p = proxy_norm * pair_losses.l2_normalize(proxies.astype(jnp.float32))
-  return pair_losses.squared_distances(x, p)
+  x = embedding_norm * pair.l2_normalize(embeddings.astype(jnp.float32))
+  p = proxy_norm * pair.l2_normalize(proxies.astype(jnp.float32))
+  return pair.squared_distances(x, p)
 
 
 def dynamic_targets(
@@ -263,7 +263,7 @@ def padded_num_proxies(num_proxies: int, num_shards: int) -> int:
 def pad_proxies(proxies: jax.Array, num_shards: int) -> jax.Array:
   """Appends zero rows up to ``padded_num_proxies``.
 
-  Sharded proxies (``sharded_losses``) split their rows evenly over the
+  Sharded proxies (``losses.sharded``) split their rows evenly over the
   devices; the padding rows are masked out of the losses, get zero gradient
   and so stay zero.
 

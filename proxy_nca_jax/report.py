@@ -20,7 +20,7 @@ Writes ``convergence.png`` (training loss and evaluation metrics against the
 step), ``retrieval_grid.png`` (queries and their 8 nearest neighbours, green
 same class, red other class) and ``embedding_projection.png`` (2-D PCA of
 the split's embeddings, coloured by class) from the run's metrics and latest
-checkpoint (run_report.py). Training writes the same files at its end
+checkpoint (report.py). Training writes the same files at its end
 unless ``--config.report.at_end=False``. Runs in one process.
 """
 
@@ -32,7 +32,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from absl import app, flags  # noqa: E402
 
-from proxy_nca_jax import quiet_logs, run_report  # noqa: E402
+from proxy_nca_jax import quiet_logs  # noqa: E402
+from proxy_nca_jax.evaluation import report  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Workdir of a training run (config.json, checkpoints/)."
@@ -44,7 +45,7 @@ _MAX_EXAMPLES = flags.DEFINE_integer(
   "max_examples",
   None,
   "Images of the split embedded (default: the run's "
-  f"config.report.max_examples, else {run_report.DEFAULT_MAX_EXAMPLES}).",
+  f"config.report.max_examples, else {report.DEFAULT_MAX_EXAMPLES}).",
 )
 flags.mark_flag_as_required("workdir")
 
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   quiet_logs.quiet_libraries()
   try:
-    paths = run_report.write_report(
+    paths = report.write_report(
       _WORKDIR.value, split=_SPLIT.value, max_examples=_MAX_EXAMPLES.value
     )
   except (FileNotFoundError, ValueError) as error:

@@ -39,17 +39,10 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from proxy_nca_jax import (  # noqa: E402
-  class_splits,
-  distributed,
-  evaluation,
-  input_pipeline,
-  parallel,
-  preemption,
-  quiet_logs,
-  run_report,
-  trainer,
-)
+from proxy_nca_jax import evaluation, parallel, quiet_logs  # noqa: E402
+from proxy_nca_jax.data import class_splits, pipeline  # noqa: E402
+from proxy_nca_jax.evaluation import report  # noqa: E402
+from proxy_nca_jax.training import distributed, preemption, trainer  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file, e.g. configs/fashion_mnist.py[:variant]."
@@ -156,7 +149,7 @@ def main(argv: list[str]) -> None:
     table = results_table(results)
     with tf.io.gfile.GFile(os.path.join(workdir, "results.txt"), "w") as f:
       f.write(table + "\n")
-    test_classes = input_pipeline.classes_of(config.input, "test")
+    test_classes = pipeline.classes_of(config.input, "test")
     sys.stdout.write(
       f"\n{config.input.dataset}: test classes "
       f"{class_splits.describe(test_classes)} (never seen in training)\n"
@@ -167,7 +160,7 @@ def main(argv: list[str]) -> None:
 
 
 def _write_report(workdir: str) -> None:
-  """The run's figures (run_report.py); training succeeded either way."""
+  """The run's figures (report.py); training succeeded either way."""
   if jax.process_count() > 1:
     logging.info(
       "Report skipped (it needs one process): run python -m "
@@ -176,7 +169,7 @@ def _write_report(workdir: str) -> None:
     )
     return
   try:
-    for path in run_report.write_report(workdir):
+    for path in report.write_report(workdir):
       logging.info("Wrote %s", path)
   except (FileNotFoundError, ValueError) as error:
     logging.warning("Report not written: %s", error)

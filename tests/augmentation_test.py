@@ -22,10 +22,10 @@ from absl.testing import absltest, parameterized
 from PIL import Image
 
 from configs import cub200
-from proxy_nca_jax import augmentation
+from proxy_nca_jax.data import rgb_preprocessing
 from tests import fake_images
 
-# Published conventions, written out independently of augmentation.py.
+# Published conventions, written out independently of rgb_preprocessing.py.
 BN_INCEPTION_BGR_MEAN = np.array([104.0, 117.0, 128.0])
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
@@ -54,7 +54,7 @@ class AugmentationTest(parameterized.TestCase):
   @parameterized.parameters("bn_inception", "imagenet")
   def test_color_conventions(self, color):
     image = random_image((5, 7))
-    got = augmentation.normalize_colors(image, color).numpy()
+    got = rgb_preprocessing.normalize_colors(image, color).numpy()
     self.assertEqual(got.dtype, np.float32)
     np.testing.assert_allclose(
       got, reference_colors(image, color), rtol=1e-6, atol=1e-5
@@ -65,13 +65,15 @@ class AugmentationTest(parameterized.TestCase):
     # Shorter side already eval_resize: no resampling, a pure crop.
     image = random_image((10, 15), seed=1)
     config = input_config(image_size=6, eval_resize=10, color=color)
-    got = augmentation.eval_image(fake_images.encode(image), config).numpy()
+    got = rgb_preprocessing.eval_image(
+      fake_images.encode(image), config
+    ).numpy()
     top, left = (10 - 6) // 2, (15 - 6) // 2
     want = reference_colors(image[top : top + 6, left : left + 6], color)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-4)
     # Portrait too: the crop is central along the height.
     portrait = image.transpose(1, 0, 2).copy()
-    got = augmentation.eval_image(fake_images.encode(portrait), config)
+    got = rgb_preprocessing.eval_image(fake_images.encode(portrait), config)
     want = reference_colors(portrait[4:10, 2:8], color)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-4)
 
@@ -80,11 +82,13 @@ class AugmentationTest(parameterized.TestCase):
     config = input_config(image_size=16, eval_resize=20)
     image = np.empty((*shape, 3), np.uint8)
     image[:] = (200, 30, 90)
-    resized = augmentation.resize_shorter_side(image, 20).numpy()
+    resized = rgb_preprocessing.resize_shorter_side(image, 20).numpy()
     short, long = sorted(shape)
     self.assertEqual(min(resized.shape[:2]), 20)
     self.assertEqual(max(resized.shape[:2]), round(long * 20 / short))
-    got = augmentation.eval_image(fake_images.encode(image), config).numpy()
+    got = rgb_preprocessing.eval_image(
+      fake_images.encode(image), config
+    ).numpy()
     self.assertEqual(got.shape, (16, 16, 3))
     want = reference_colors(np.array([200, 30, 90]), "bn_inception")
     np.testing.assert_allclose(got, np.broadcast_to(want, got.shape), atol=1e-3)
@@ -94,7 +98,7 @@ class AugmentationTest(parameterized.TestCase):
     # resized to 20 x 20 (no resampling), so it must appear in the image.
     image = random_image((40, 40), seed=2)
     for i in range(5):
-      got = augmentation.random_resized_crop(
+      got = rgb_preprocessing.random_resized_crop(
         image,
         tf.constant([5, i], tf.int64),
         size=20,
@@ -123,8 +127,8 @@ class AugmentationTest(parameterized.TestCase):
     flips = []
     for i in range(16):
       seed = tf.constant([0, i], tf.int64)
-      got = augmentation.train_image(encoded, seed, config).numpy()
-      again = augmentation.train_image(encoded, seed, config).numpy()
+      got = rgb_preprocessing.train_image(encoded, seed, config).numpy()
+      again = rgb_preprocessing.train_image(encoded, seed, config).numpy()
       np.testing.assert_array_equal(got, again)
       is_plain = np.allclose(got, plain, atol=1e-4)
       is_mirror = np.allclose(got, mirror, atol=1e-4)
@@ -133,7 +137,7 @@ class AugmentationTest(parameterized.TestCase):
     self.assertBetween(sum(flips), 3, 13)
     config.random_flip = False
     for i in range(4):
-      got = augmentation.train_image(encoded, tf.constant([0, i]), config)
+      got = rgb_preprocessing.train_image(encoded, tf.constant([0, i]), config)
       np.testing.assert_allclose(got.numpy(), plain, atol=1e-4)
 
   @parameterized.parameters("bn_inception", "imagenet")
@@ -141,7 +145,9 @@ class AugmentationTest(parameterized.TestCase):
     config = input_config(image_size=16, color=color)
     encoded = fake_images.encode(random_image((30, 20), seed=4), "JPEG")
     outputs = [
-      augmentation.train_image(encoded, tf.constant([1, i]), config).numpy()
+      rgb_preprocessing.train_image(
+        encoded, tf.constant([1, i]), config
+      ).numpy()
       for i in range(3)
     ]
     for out in outputs:
@@ -157,7 +163,7 @@ class AugmentationTest(parameterized.TestCase):
     grey = np.random.default_rng(5).integers(0, 256, (9, 9), np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(grey, "L").save(buffer, "PNG")
-    got = augmentation.decode_rgb(buffer.getvalue()).numpy()
+    got = rgb_preprocessing.decode_rgb(buffer.getvalue()).numpy()
     np.testing.assert_array_equal(got, np.repeat(grey[..., None], 3, -1))
 
   @parameterized.named_parameters(
@@ -169,7 +175,7 @@ class AugmentationTest(parameterized.TestCase):
   )
   def test_bad_fields_raise(self, overrides, pattern):
     with self.assertRaisesRegex(ValueError, pattern):
-      augmentation.check_config(input_config(**overrides))
+      rgb_preprocessing.check_config(input_config(**overrides))
 
 
 if __name__ == "__main__":

@@ -27,15 +27,9 @@ import pytest
 from absl.testing import absltest, parameterized
 
 from configs import fashion_mnist
-from proxy_nca_jax import (
-  bn_inception,
-  losses,
-  models,
-  optim,
-  resnet,
-  train_state,
-  trainer,
-)
+from proxy_nca_jax import losses, models
+from proxy_nca_jax.models import bn_inception, resnet
+from proxy_nca_jax.training import optim, train_state, trainer
 
 
 def _shapes(module, image_shape, **kwargs):

@@ -22,7 +22,8 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
 
-from proxy_nca_jax import checkpointing, metric_writer, parallel
+from proxy_nca_jax import checkpointing, parallel
+from proxy_nca_jax.training import metric_writer
 
 SIGNATURE = {"model": "convnet_s", "num_proxies": 3}
 

@@ -25,7 +25,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from sklearn import cluster, metrics
 
-from proxy_nca_jax import clustering
+from proxy_nca_jax.evaluation import clustering
 
 
 def _blobs(num_clusters: int, per_cluster: int, seed: int = 0, spread=0.3):

@@ -23,8 +23,9 @@ import optax
 from absl.testing import absltest, parameterized
 
 from configs import fashion_mnist
-from proxy_nca_jax import models, optim, parallel
+from proxy_nca_jax import models, parallel
 from proxy_nca_jax import proxies as proxies_lib
+from proxy_nca_jax.training import optim
 
 
 class ConvNetSTest(absltest.TestCase):

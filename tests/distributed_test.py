@@ -28,7 +28,7 @@ import pytest
 from absl.testing import absltest, parameterized
 from jax._src import clusters
 
-from proxy_nca_jax import distributed
+from proxy_nca_jax.training import distributed
 from tests import tiny_run
 
 SLURM_2 = {

@@ -33,7 +33,9 @@ import tensorflow as tf
 from absl.testing import absltest
 from PIL import Image
 
-from proxy_nca_jax import augmentation, folder_embedding, models
+from proxy_nca_jax import models
+from proxy_nca_jax.data import rgb_preprocessing
+from proxy_nca_jax.evaluation import folder_embedding
 from tests import fake_fashion_mnist, tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
@@ -227,7 +229,7 @@ class ColourImageTest(absltest.TestCase):
     path = self._write(rgb)
     config = self._input_config("bn_inception")
     with open(path, "rb") as f:
-      evaluated = augmentation.eval_image(tf.constant(f.read()), config)
+      evaluated = rgb_preprocessing.eval_image(tf.constant(f.read()), config)
     np.testing.assert_allclose(
       folder_embedding.load_image(path, config), evaluated.numpy(), atol=1e-4
     )

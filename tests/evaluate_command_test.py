@@ -29,7 +29,8 @@ import pytest
 from absl.testing import absltest
 from matplotlib import image as mpimg
 
-from proxy_nca_jax import figures, metric_writer, trainer
+from proxy_nca_jax.evaluation import figures
+from proxy_nca_jax.training import metric_writer, trainer
 from tests import figures_test, tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.

@@ -27,12 +27,12 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from sklearn import cluster, metrics
 
-from proxy_nca_jax import (
+from proxy_nca_jax import evaluation
+from proxy_nca_jax.evaluation import (
   clustering,
-  evaluation,
-  retrieval_counting,
-  retrieval_similarity,
-  retrieval_sorted_prefix,
+  counting,
+  similarity,
+  sorted_prefix,
 )
 from tests.testing import references
 
@@ -210,13 +210,13 @@ class RetrievalMetricsTest(parameterized.TestCase):
     # Pass 1 reads positives' similarities and pass 2 compares every tile
     # with them: bit-identical tiles need the same compiled program.
     x, labels = _sop_like_case()
-    retrieval_counting._tile_sweep.cache_clear()
+    counting._tile_sweep.cache_clear()
     evaluation.retrieval_metrics(x, labels, block_size=20)
     (sweep,) = [
-      retrieval_counting._tile_sweep(mesh, 20, 20, 12, True)
-      for mesh in [retrieval_counting._tile_mesh(None)]
+      counting._tile_sweep(mesh, 20, 20, 12, True)
+      for mesh in [counting._tile_mesh(None)]
     ]
-    self.assertEqual(retrieval_counting._tile_sweep.cache_info().currsize, 1)
+    self.assertEqual(counting._tile_sweep.cache_info().currsize, 1)
     self.assertEqual(sweep._cache_size(), 1)
 
   def test_counting_handles_every_k_up_to_the_gallery(self):
@@ -246,7 +246,7 @@ class RetrievalMetricsTest(parameterized.TestCase):
       x, _ = make_case()
       for sim in (
         references.similarities(x, x),
-        np.asarray(retrieval_similarity.similarities(x, x)),
+        np.asarray(similarity.similarities(x, x)),
       ):
         rows = [np.delete(row, i) for i, row in enumerate(sim)]
         ties = [len(row) - len(np.unique(row)) for row in rows]
@@ -317,21 +317,17 @@ class RetrievalMetricsTest(parameterized.TestCase):
 
   def test_blocks_compile_once_and_agree(self):
     x, labels = _blobs_case()
-    compiled = retrieval_sorted_prefix._ranking_keys._cache_size()
+    compiled = sorted_prefix._ranking_keys._cache_size()
     small_blocks = evaluation.retrieval_metrics(x, labels, block_size=23)
     # 240 queries in blocks of 23: 11 calls, the last one padded, 1 compile.
-    self.assertEqual(
-      retrieval_sorted_prefix._ranking_keys._cache_size(), compiled + 1
-    )
+    self.assertEqual(sorted_prefix._ranking_keys._cache_size(), compiled + 1)
     one_block = evaluation.retrieval_metrics(x, labels, block_size=240)
     self.assertEqual(small_blocks, one_block)
 
   def test_block_size_is_capped_by_memory(self):
     x, labels = _random_case()
     with mock.patch.object(evaluation, "MAX_COUNTED_R", 0):
-      with mock.patch.object(
-        retrieval_sorted_prefix, "_KEYS_PER_CALL", 200 * 7
-      ):
+      with mock.patch.object(sorted_prefix, "_KEYS_PER_CALL", 200 * 7):
         capped = evaluation.retrieval_metrics(x, labels, block_size=2048)
       self.assertEqual(capped, evaluation.retrieval_metrics(x, labels))
 
@@ -442,15 +438,11 @@ class SimilarityEngineTest(parameterized.TestCase):
     others = _unit(rng.normal(size=(max(bq, bg), dim)))
     # Queries: copies of v at every row; gallery: copies at every column.
     sims = np.asarray(
-      jax.jit(retrieval_similarity.similarities)(
-        np.repeat(v, bq, axis=0), others[:bg]
-      )
+      jax.jit(similarity.similarities)(np.repeat(v, bq, axis=0), others[:bg])
     )
     np.testing.assert_array_equal(sims, np.broadcast_to(sims[:1], sims.shape))
     sims = np.asarray(
-      jax.jit(retrieval_similarity.similarities)(
-        others[:bq], np.repeat(v, bg, axis=0)
-      )
+      jax.jit(similarity.similarities)(others[:bq], np.repeat(v, bg, axis=0))
     )
     np.testing.assert_array_equal(
       sims, np.broadcast_to(sims[:, :1], sims.shape)
@@ -458,9 +450,7 @@ class SimilarityEngineTest(parameterized.TestCase):
     # The transposed tile holds the same values (the counting algorithm
     # uses a tile for its rows and, transposed, for its columns).
     sims_t = np.asarray(
-      jax.jit(retrieval_similarity.similarities)(
-        np.repeat(v, bg, axis=0), others[:bq]
-      )
+      jax.jit(similarity.similarities)(np.repeat(v, bg, axis=0), others[:bq])
     )
     np.testing.assert_array_equal(sims_t.T, sims)
 
@@ -473,9 +463,7 @@ class SimilarityEngineTest(parameterized.TestCase):
       np.repeat(v, 8, axis=0),
       jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")),
     )
-    sims = np.asarray(
-      jax.jit(retrieval_similarity.similarities)(queries, gallery)
-    )
+    sims = np.asarray(jax.jit(similarity.similarities)(queries, gallery))
     np.testing.assert_array_equal(sims, np.broadcast_to(sims[:1], sims.shape))
 
   @parameterized.product(

@@ -27,8 +27,8 @@ from absl import logging
 from absl.testing import absltest, parameterized
 
 from configs import fashion_mnist
-from proxy_nca_jax import input_pipeline
-from proxy_nca_jax.datasets import fashion_mnist_idx
+from proxy_nca_jax.data import pipeline
+from proxy_nca_jax.data.builders import fashion_mnist_idx
 
 DEBIAN_DIR = pathlib.Path(fashion_mnist.DEBIAN_FASHION_MNIST_DIR)
 NAMES = {
@@ -144,7 +144,7 @@ class FashionMnistIdxTest(parameterized.TestCase):
     path, pattern = self._corrupt(kind)
     data_dir = self.tmp / "data"
     with self.assertRaisesRegex(ValueError, pattern) as cm:
-      input_pipeline.prepare_dataset(input_config(data_dir, self.manual))
+      pipeline.prepare_dataset(input_config(data_dir, self.manual))
     self.assertIn(str(path), str(cm.exception))
     self.assertFalse(data_dir.exists(), list(data_dir.rglob("*")))
 
@@ -154,7 +154,7 @@ class FashionMnistIdxTest(parameterized.TestCase):
     (data_dir / "other" / "keep.txt").write_text("x")
     write_idx(self.manual / "t10k-labels-idx1-ubyte.gz", np.zeros(3, np.uint8))
     with self.assertRaises(ValueError):
-      input_pipeline.prepare_dataset(input_config(data_dir, self.manual))
+      pipeline.prepare_dataset(input_config(data_dir, self.manual))
     self.assertEqual(
       sorted(p.relative_to(data_dir) for p in data_dir.rglob("*")),
       [pathlib.Path("other"), pathlib.Path("other/keep.txt")],
@@ -172,8 +172,8 @@ class FashionMnistIdxTest(parameterized.TestCase):
       for name in missing:
         (manual / name).unlink()
     data_dir = self.tmp / "data"
-    with self.assertRaises(input_pipeline.DatasetError) as cm:
-      input_pipeline.prepare_dataset(input_config(data_dir, manual))
+    with self.assertRaises(pipeline.DatasetError) as cm:
+      pipeline.prepare_dataset(input_config(data_dir, manual))
     message = str(cm.exception)
     self.assertIn(f"looked in {manual} for", message)
     self.assertIn(f"missing: {', '.join(missing)}.", message)
@@ -218,7 +218,7 @@ class FashionMnistIdxTest(parameterized.TestCase):
       tfds.download.DownloadManager, "download", fake_download
     ):
       config = input_config(self.tmp / "data", self.tmp / folder, True)
-      input_pipeline.prepare_dataset(config)
+      pipeline.prepare_dataset(config)
     self.assertCountEqual(
       requested,
       [
@@ -233,13 +233,13 @@ class FashionMnistIdxTest(parameterized.TestCase):
 
   def test_prepare_dataset_is_idempotent(self):
     config = input_config(self.tmp / "data", self.manual)
-    input_pipeline.prepare_dataset(config)
+    pipeline.prepare_dataset(config)
     records = sorted((self.tmp / "data").rglob("*.tfrecord*"))
     self.assertLen(records, 2)
     mtimes = [p.stat().st_mtime_ns for p in records]
     shutil.rmtree(self.manual)  # Not needed once prepared.
     start = time.perf_counter()
-    input_pipeline.prepare_dataset(config)
+    pipeline.prepare_dataset(config)
     self.assertLess(time.perf_counter() - start, 1.0)
     self.assertEqual([p.stat().st_mtime_ns for p in records], mtimes)
 
@@ -247,11 +247,9 @@ class FashionMnistIdxTest(parameterized.TestCase):
     version_dir = self.tmp / "data" / "fashion_mnist_idx" / "1.0.0"
     version_dir.mkdir(parents=True)
     with self.assertRaisesRegex(
-      input_pipeline.DatasetError, f"{version_dir} exists .* delete it"
+      pipeline.DatasetError, f"{version_dir} exists .* delete it"
     ):
-      input_pipeline.prepare_dataset(
-        input_config(self.tmp / "data", self.manual)
-      )
+      pipeline.prepare_dataset(input_config(self.tmp / "data", self.manual))
 
   @pytest.mark.slow
   def test_real_debian_files(self):
@@ -267,7 +265,7 @@ class FashionMnistIdxTest(parameterized.TestCase):
     )
     data_dir = self.tmp / "data"
     start = time.perf_counter()
-    input_pipeline.prepare_dataset(input_config(data_dir, DEBIAN_DIR))
+    pipeline.prepare_dataset(input_config(data_dir, DEBIAN_DIR))
     logging.info(
       "Prepared the real files in %.1f s", time.perf_counter() - start
     )

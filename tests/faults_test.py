@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from absl.testing import absltest
 
-from proxy_nca_jax import trainer
+from proxy_nca_jax.training import trainer
 from tests import tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.

@@ -25,7 +25,7 @@ import numpy as np
 from absl.testing import absltest
 from matplotlib import image as mpimg
 
-from proxy_nca_jax import figures
+from proxy_nca_jax.evaluation import figures
 
 
 def colour_pixels(png: np.ndarray, rgb, tolerance: float = 0.08) -> int:

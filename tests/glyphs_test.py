@@ -36,13 +36,9 @@ from fontTools import ttLib
 from PIL import Image
 
 from configs import glyphs as glyphs_config
-from proxy_nca_jax import (
-  data_sources,
-  glyph_augmentation,
-  glyph_statistics,
-  input_pipeline,
-)
-from proxy_nca_jax.datasets import glyph_faces, glyphs
+from proxy_nca_jax.data import grey_augmentation, pipeline, sources
+from proxy_nca_jax.data.builders import glyph_faces, glyphs
+from research import glyph_statistics
 from tests import fake_fonts, tiny_run
 
 FIRST = 0x4E00
@@ -99,7 +95,7 @@ def make_config(data_dir: str, fonts: dict[str, str], num_classes: int = 20):
 
 
 def read_all(config) -> dict[str, dict[str, np.ndarray]]:
-  builder = data_sources.prepared_builder(config.input)
+  builder = sources.prepared_builder(config.input)
   records = {}
   for split in ("train", "test"):
     ds = builder.as_dataset(split=split, shuffle_files=False).batch(10_000)
@@ -130,7 +126,7 @@ class GlyphsBuilderTest(absltest.TestCase):
     cls.root = pathlib.Path(tempfile.mkdtemp())
     cls.fonts = write_fonts(cls.root / "fonts")
     cls.config = make_config(str(cls.root / "data"), cls.fonts)
-    input_pipeline.prepare_dataset(cls.config.input)
+    pipeline.prepare_dataset(cls.config.input)
     cls.records = read_all(cls.config)
 
   @classmethod
@@ -227,7 +223,7 @@ class GlyphsBuilderTest(absltest.TestCase):
       self.assertLessEqual(abs((left + right) / 2 - (SIZE - 1) / 2), 1)
 
   def test_report_counts_and_sheet(self):
-    builder = data_sources.prepared_builder(self.config.input)
+    builder = sources.prepared_builder(self.config.input)
     splits = {
       s: glyph_statistics.read_split(builder, s) for s in ("train", "test")
     }
@@ -261,7 +257,7 @@ class GlyphsBuilderTest(absltest.TestCase):
       [
         sys.executable,
         "-m",
-        "proxy_nca_jax.glyph_report",
+        "research.glyph_report",
         "--config=configs/glyphs.py",
         # A fresh folder: the command builds the dataset, and its JSON must
         # still be all of stdout.
@@ -288,7 +284,7 @@ class GlyphsBuilderTest(absltest.TestCase):
 
   def test_rebuild_gives_identical_records(self):
     config = make_config(str(self.root / "data2"), self.fonts)
-    input_pipeline.prepare_dataset(config.input)
+    pipeline.prepare_dataset(config.input)
     again = read_all(config)
     for split in ("train", "test"):
       for key, value in self.records[split].items():
@@ -297,7 +293,7 @@ class GlyphsBuilderTest(absltest.TestCase):
   def test_too_many_classes_says_how_many_exist(self):
     config = make_config(str(self.root / "data3"), self.fonts, num_classes=22)
     with self.assertRaisesRegex(ValueError, "Only 20 characters"):
-      input_pipeline.prepare_dataset(config.input)
+      pipeline.prepare_dataset(config.input)
     self.assertFalse((self.root / "data3").exists())
 
   def test_missing_font_file_is_a_clear_error(self):
@@ -306,19 +302,19 @@ class GlyphsBuilderTest(absltest.TestCase):
       glyphs.NoFontsError, "nowhere.ttf.*glyphs-fonts"
     ):
       make_config(str(self.root / "data4"), fonts)
-      input_pipeline.prepare_dataset(
+      pipeline.prepare_dataset(
         make_config(str(self.root / "data4"), fonts).input
       )
 
   def test_train_batches_resume_and_have_the_dataset_shape(self):
     config = self.config.input
-    it = input_pipeline.create_train_iterator(config, seed=1)
+    it = pipeline.create_train_iterator(config, seed=1)
     batches = [next(it) for _ in range(5)]
     self.assertEqual(batches[0]["image"].shape, (8, SIZE, SIZE, 1))
-    self.assertEqual(input_pipeline.image_shape(config), (SIZE, SIZE, 1))
+    self.assertEqual(pipeline.image_shape(config), (SIZE, SIZE, 1))
     labels = np.concatenate([b["label"] for b in batches])
     self.assertTrue(np.all((labels >= 0) & (labels < 9)))
-    resumed = input_pipeline.create_train_iterator(config, seed=1, start_step=3)
+    resumed = pipeline.create_train_iterator(config, seed=1, start_step=3)
     for want in batches[3:]:
       got = next(resumed)
       np.testing.assert_array_equal(got["image"], want["image"])
@@ -336,7 +332,7 @@ class GlyphAugmentTest(absltest.TestCase):
     self.augment = glyphs_config.get_config().input.augment
 
   def run_augment(self, seed, augment=None, background=0.0):
-    return glyph_augmentation.glyph_augment(
+    return grey_augmentation.glyph_augment(
       tf.constant(self.image),
       tf.constant([7, seed], tf.int64),
       augment or self.augment,
@@ -410,7 +406,7 @@ class GlyphAugmentTest(absltest.TestCase):
     config.input.augmentation = "flip"
     ds = tf.data.Dataset.from_tensors({"image": tf.zeros((4, 4, 1))})
     with self.assertRaisesRegex(ValueError, "input.augmentation='flip'"):
-      glyph_augmentation.augment_training_images(
+      grey_augmentation.augment_training_images(
         ds, config.input, background=0.0, seed=0, first_example=0, rows=(1, 1)
       )
 

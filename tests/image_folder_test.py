@@ -24,8 +24,7 @@ import numpy as np
 from absl.testing import absltest
 
 from configs import image_folder
-from proxy_nca_jax import input_pipeline
-from proxy_nca_jax.datasets import catalog
+from proxy_nca_jax.data import catalog, pipeline
 from tests import fake_images
 
 # Class names, deliberately not created in sorted order.
@@ -78,12 +77,12 @@ class ImageFolderTest(absltest.TestCase):
     (self.root / "train" / "dog" / "grey.jpg").write_bytes(jpeg)
     labels[40 + 256 * 40] = SORTED.index("dog")
     config = self.config()
-    input_pipeline.prepare_dataset(config)
+    pipeline.prepare_dataset(config)
     # Four classes: the first half (bee, cat) trains, dog and emu test.
-    self.assertEqual(input_pipeline.classes_of(config, "train"), (0, 1))
-    self.assertEqual(input_pipeline.classes_of(config, "test"), (2, 3))
-    self.assertEqual(input_pipeline.num_examples(config, "test"), 7)
-    (batch,) = list(input_pipeline.create_eval_iterator(config, "test"))
+    self.assertEqual(pipeline.classes_of(config, "train"), (0, 1))
+    self.assertEqual(pipeline.classes_of(config, "test"), (2, 3))
+    self.assertEqual(pipeline.num_examples(config, "test"), 7)
+    (batch,) = list(pipeline.create_eval_iterator(config, "test"))
     mask = batch["mask"]
     self.assertEqual(batch["image"].shape, (8, 4, 4, 3))
     ids = fake_images.ids_from_bn_inception(batch["image"][mask])
@@ -91,7 +90,7 @@ class ImageFolderTest(absltest.TestCase):
     np.testing.assert_array_equal(
       batch["label"][mask], [labels[i] for i in ids]
     )
-    iterator = input_pipeline.create_train_iterator(config, seed=0)
+    iterator = pipeline.create_train_iterator(config, seed=0)
     batches = list(itertools.islice(iterator, 4))
     train_ids = fake_images.ids_from_bn_inception(
       np.concatenate([b["image"] for b in batches])
@@ -107,14 +106,14 @@ class ImageFolderTest(absltest.TestCase):
   def test_num_train_classes_and_validation(self):
     write_folder(self.root)
     config = self.config(num_train_classes=3, num_val_classes=1)
-    self.assertEqual(input_pipeline.classes_of(config, "train"), (0, 1))
-    self.assertEqual(input_pipeline.classes_of(config, "val"), (2,))
-    self.assertEqual(input_pipeline.classes_of(config, "test"), (3,))
+    self.assertEqual(pipeline.classes_of(config, "train"), (0, 1))
+    self.assertEqual(pipeline.classes_of(config, "val"), (2,))
+    self.assertEqual(pipeline.classes_of(config, "test"), (3,))
     config = self.config(num_train_classes=4)
     with self.assertRaisesRegex(
       ValueError, r"has 4 classes \(ids 0-3\).*num_train_classes=2"
     ):
-      input_pipeline.num_classes(config, "train")
+      pipeline.num_classes(config, "train")
 
   def test_unreadable_image_is_named(self):
     write_folder(self.root)
@@ -123,7 +122,7 @@ class ImageFolderTest(absltest.TestCase):
     empty = self.root / "train" / "emu" / "empty.png"
     empty.write_bytes(b"")
     with self.assertRaises(catalog.DatasetError) as cm:
-      input_pipeline.prepare_dataset(self.config())
+      pipeline.prepare_dataset(self.config())
     message = str(cm.exception)
     self.assertIn("2 file(s)", message)
     self.assertIn(f"{bad} (UnidentifiedImageError", message)
@@ -138,13 +137,13 @@ class ImageFolderTest(absltest.TestCase):
     truncated = self.root / "train" / "dog" / "truncated.jpg"
     truncated.write_bytes(jpeg[: len(jpeg) // 2])
     config = self.config()
-    input_pipeline.prepare_dataset(config)
+    pipeline.prepare_dataset(config)
     with self.assertRaisesRegex(
       catalog.DatasetError,
       f"1 image\\(s\\) of {self.root} cannot be decoded:\n  {truncated} "
       r"\(class 2\)",
     ):
-      list(input_pipeline.create_eval_iterator(config, "test"))
+      list(pipeline.create_eval_iterator(config, "test"))
 
   def test_empty_class_folder_is_named(self):
     write_folder(self.root)
@@ -154,13 +153,13 @@ class ImageFolderTest(absltest.TestCase):
     with self.assertRaisesRegex(
       catalog.DatasetError, f"Class folders without images.*\n  {empty}\n"
     ):
-      input_pipeline.prepare_dataset(self.config())
+      pipeline.prepare_dataset(self.config())
 
   def test_layout_errors(self):
     with self.assertRaisesRegex(catalog.DatasetError, "input.image_folder"):
-      input_pipeline.prepare_dataset(self.config(image_folder=None))
+      pipeline.prepare_dataset(self.config(image_folder=None))
     with self.assertRaisesRegex(catalog.DatasetError, "is not a folder"):
-      input_pipeline.num_classes(self.config(), "train")
+      pipeline.num_classes(self.config(), "train")
     # ROOT/CLASS/IMAGE: one level short.
     (self.root / "cat").mkdir(parents=True)
     png = fake_images.encode(fake_images.id_image(0))
@@ -168,7 +167,7 @@ class ImageFolderTest(absltest.TestCase):
     with self.assertRaisesRegex(
       catalog.DatasetError, "directly in a split folder.*ROOT/all/"
     ):
-      input_pipeline.prepare_dataset(self.config())
+      pipeline.prepare_dataset(self.config())
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import tensorflow as tf
 from absl.testing import absltest, parameterized
 
 from configs import fashion_mnist
-from proxy_nca_jax import input_pipeline
+from proxy_nca_jax.data import pipeline
 
 # Tiny dataset: 120 train + 80 test images, 20 per class. Pixel (0, 0) holds
 # the example's id (train: its index, test: 120 + its index), so a batch can
@@ -82,7 +82,7 @@ class InputPipelineTest(parameterized.TestCase):
     ):
       write_idx(manual / f"{prefix}-images-idx3-ubyte.gz", cls.images[part])
       write_idx(manual / f"{prefix}-labels-idx1-ubyte.gz", cls.labels[part])
-    input_pipeline.prepare_dataset(cls.config())
+    pipeline.prepare_dataset(cls.config())
 
   @classmethod
   def tearDownClass(cls):
@@ -109,7 +109,7 @@ class InputPipelineTest(parameterized.TestCase):
     config = self.config(
       train_classes=(4, 0, 2, 1, 3), val_classes=(2,), batch_size=8
     )
-    batches = take(input_pipeline.create_train_iterator(config, seed=0), 30)
+    batches = take(pipeline.create_train_iterator(config, seed=0), 30)
     for batch in batches:
       self.assertEqual(set(batch), {"image", "label"})
       self.assertEqual(batch["image"].shape, (8, 28, 28, 1))
@@ -138,9 +138,7 @@ class InputPipelineTest(parameterized.TestCase):
     config = self.config()
 
     def labels_and_ids(seed):
-      batches = take(
-        input_pipeline.create_train_iterator(config, seed=seed), 40
-      )
+      batches = take(pipeline.create_train_iterator(config, seed=seed), 40)
       return flat(batches, "label"), ids_of(flat(batches, "image"))
 
     first, again, other = (
@@ -157,13 +155,9 @@ class InputPipelineTest(parameterized.TestCase):
   def test_resume_yields_the_continuation(self, start_step):
     # 100 train examples, batch 4: 25 steps an epoch; 24 and 26 straddle it.
     config = self.config()
-    full = take(
-      input_pipeline.create_train_iterator(config, seed=3), start_step + 5
-    )
+    full = take(pipeline.create_train_iterator(config, seed=3), start_step + 5)
     resumed = take(
-      input_pipeline.create_train_iterator(
-        config, seed=3, start_step=start_step
-      ),
+      pipeline.create_train_iterator(config, seed=3, start_step=start_step),
       5,
     )
     for want, got in zip(full[start_step:], resumed, strict=True):
@@ -172,7 +166,7 @@ class InputPipelineTest(parameterized.TestCase):
 
   def test_resume_does_not_decode_skipped_examples(self):
     decoded = tf.Variable(0, dtype=tf.int64)
-    decode = input_pipeline._decode_and_normalize
+    decode = pipeline._decode_and_normalize
 
     def counting_decode(*args):
       fn = decode(*args)
@@ -183,10 +177,8 @@ class InputPipelineTest(parameterized.TestCase):
 
       return counted
 
-    with mock.patch.object(
-      input_pipeline, "_decode_and_normalize", counting_decode
-    ):
-      iterator = input_pipeline.create_train_iterator(
+    with mock.patch.object(pipeline, "_decode_and_normalize", counting_decode):
+      iterator = pipeline.create_train_iterator(
         self.config(), seed=0, start_step=100
       )
       take(iterator, 1)
@@ -198,10 +190,10 @@ class InputPipelineTest(parameterized.TestCase):
     self, process_count
   ):
     config = self.config(batch_size=4 * process_count)
-    single = take(input_pipeline.create_train_iterator(config, seed=0), 30)
+    single = take(pipeline.create_train_iterator(config, seed=0), 30)
     shares = [
       take(
-        input_pipeline.create_train_iterator(
+        pipeline.create_train_iterator(
           config, seed=0, process_index=index, process_count=process_count
         ),
         30,
@@ -231,12 +223,12 @@ class InputPipelineTest(parameterized.TestCase):
     classes = {"test": (5, 6, 7, 8, 9), "val": (1, 3), "train": (0, 2, 4)}
     want_ids = self.ids_with_labels(classes[split])
     expected = len(want_ids) if cap is None else min(cap, len(want_ids))
-    self.assertEqual(input_pipeline.num_examples(config, split), expected)
+    self.assertEqual(pipeline.num_examples(config, split), expected)
     per_process = []
     for index in range(process_count):
       per_process.append(
         list(
-          input_pipeline.create_eval_iterator(
+          pipeline.create_eval_iterator(
             config, split, process_index=index, process_count=process_count
           )
         )
@@ -262,15 +254,13 @@ class InputPipelineTest(parameterized.TestCase):
     self.assertLen(set(ids), expected)
     self.assertContainsSubset(ids, want_ids)
     if cap is not None:  # The same subset whatever the number of processes.
-      single = input_pipeline.create_eval_iterator(config, split)
+      single = pipeline.create_eval_iterator(config, split)
       single_ids = [i for b in single for i in ids_of(b["image"][b["mask"]])]
       self.assertCountEqual(single_ids, ids)
 
   def test_eval_values_are_normalised_like_training(self):
     (batch,) = list(
-      input_pipeline.create_eval_iterator(
-        self.config(eval_batch_size=128), "test"
-      )
+      pipeline.create_eval_iterator(self.config(eval_batch_size=128), "test")
     )
     self.assertEqual(batch["image"].dtype, np.float32)
     images = batch["image"][batch["mask"]]
@@ -281,9 +271,9 @@ class InputPipelineTest(parameterized.TestCase):
 
   def test_num_classes(self):
     config = self.config(train_classes=(0, 1, 2, 3), val_classes=(1,))
-    self.assertEqual(input_pipeline.num_classes(config, "train"), 3)
-    self.assertEqual(input_pipeline.num_classes(config, "val"), 1)
-    self.assertEqual(input_pipeline.num_classes(config, "test"), 5)
+    self.assertEqual(pipeline.num_classes(config, "train"), 3)
+    self.assertEqual(pipeline.num_classes(config, "val"), 1)
+    self.assertEqual(pipeline.num_classes(config, "test"), 5)
 
   @parameterized.named_parameters(
     (
@@ -302,11 +292,11 @@ class InputPipelineTest(parameterized.TestCase):
   def test_bad_class_config_raises(self, overrides, pattern):
     config = self.config(**overrides)
     with self.assertRaisesRegex(ValueError, pattern):
-      input_pipeline.num_classes(config, "train")
+      pipeline.num_classes(config, "train")
     with self.assertRaisesRegex(ValueError, pattern):
-      input_pipeline.create_train_iterator(config, seed=0)
+      pipeline.create_train_iterator(config, seed=0)
     with self.assertRaisesRegex(ValueError, pattern):
-      input_pipeline.create_eval_iterator(config, "test")
+      pipeline.create_eval_iterator(config, "test")
 
   def test_batch_not_divisible_by_processes_raises(self):
     config = self.config(batch_size=6, eval_batch_size=10)
@@ -315,31 +305,31 @@ class InputPipelineTest(parameterized.TestCase):
       r"input.batch_size=6 is not divisible by the 4 processes; set "
       r"--config.input.batch_size to a multiple of 4 \(e.g. 8\)",
     ):
-      input_pipeline.create_train_iterator(
+      pipeline.create_train_iterator(
         config, seed=0, process_index=1, process_count=4
       )
     with self.assertRaisesRegex(ValueError, "input.eval_batch_size=10"):
-      input_pipeline.create_eval_iterator(
+      pipeline.create_eval_iterator(
         config, "test", process_index=1, process_count=4
       )
     with self.assertRaisesRegex(ValueError, r"process_index=2 is not in"):
-      input_pipeline.create_train_iterator(
+      pipeline.create_train_iterator(
         config, seed=0, process_index=2, process_count=2
       )
 
   def test_empty_val_split_raises(self):
     with self.assertRaisesRegex(ValueError, "val_classes is empty"):
-      input_pipeline.create_eval_iterator(self.config(), "val")
+      pipeline.create_eval_iterator(self.config(), "val")
     with self.assertRaisesRegex(ValueError, "split='valid'"):
-      input_pipeline.num_examples(self.config(), "valid")
+      pipeline.num_examples(self.config(), "valid")
 
   def test_unprepared_dataset_raises_dataset_error(self):
     config = self.config()
     config.data_dir = str(self.tmp / "empty")
     with self.assertRaisesRegex(
-      input_pipeline.DatasetError, "not prepared.*prepare_dataset"
+      pipeline.DatasetError, "not prepared.*prepare_dataset"
     ):
-      input_pipeline.create_train_iterator(config, seed=0)
+      pipeline.create_train_iterator(config, seed=0)
 
   def check_balanced(self, batch, classes_per_batch, m, train_classes):
     """Asserts the batch holds m images of each of classes_per_batch classes.
@@ -371,7 +361,7 @@ class InputPipelineTest(parameterized.TestCase):
       samples_per_class=m,
     )
     trained = [c for c in train_classes if c != 2]
-    batches = take(input_pipeline.create_train_iterator(config, seed=0), 60)
+    batches = take(pipeline.create_train_iterator(config, seed=0), 60)
     for batch in batches:
       self.assertEqual(batch["image"].dtype, np.float32)
       self.assertEqual(batch["label"].dtype, np.int32)
@@ -392,9 +382,7 @@ class InputPipelineTest(parameterized.TestCase):
     config = self.config(batch_size=8, samples_per_class=2)
 
     def ids(seed):
-      batches = take(
-        input_pipeline.create_train_iterator(config, seed=seed), 20
-      )
+      batches = take(pipeline.create_train_iterator(config, seed=seed), 20)
       return ids_of(flat(batches, "image"))
 
     np.testing.assert_array_equal(ids(5), ids(5))
@@ -403,13 +391,9 @@ class InputPipelineTest(parameterized.TestCase):
   @parameterized.parameters(1, 7, 30)
   def test_balanced_resume_yields_the_continuation(self, start_step):
     config = self.config(batch_size=8, samples_per_class=4)
-    full = take(
-      input_pipeline.create_train_iterator(config, seed=3), start_step + 4
-    )
+    full = take(pipeline.create_train_iterator(config, seed=3), start_step + 4)
     resumed = take(
-      input_pipeline.create_train_iterator(
-        config, seed=3, start_step=start_step
-      ),
+      pipeline.create_train_iterator(config, seed=3, start_step=start_step),
       4,
     )
     for want, got in zip(full[start_step:], resumed, strict=True):
@@ -422,10 +406,10 @@ class InputPipelineTest(parameterized.TestCase):
   ):
     # (2, 4) and (3, 6): a process's rows cut a class's block of m.
     config = self.config(batch_size=12, samples_per_class=m)
-    single = take(input_pipeline.create_train_iterator(config, seed=1), 20)
+    single = take(pipeline.create_train_iterator(config, seed=1), 20)
     shares = [
       take(
-        input_pipeline.create_train_iterator(
+        pipeline.create_train_iterator(
           config, seed=1, process_index=index, process_count=process_count
         ),
         20,
@@ -460,7 +444,7 @@ class InputPipelineTest(parameterized.TestCase):
   def test_bad_samples_per_class_raises(self, overrides, pattern):
     config = self.config(**overrides)
     with self.assertRaisesRegex(ValueError, pattern):
-      take(input_pipeline.create_train_iterator(config, seed=0), 1)
+      take(pipeline.create_train_iterator(config, seed=0), 1)
 
   def test_samples_per_class_defaults_to_plain_batches(self):
     self.assertEqual(fashion_mnist.get_config().input.samples_per_class, 0)

@@ -25,8 +25,9 @@ from absl.testing import absltest, parameterized
 from hypothesis import strategies as st
 
 from configs import fashion_mnist
-from proxy_nca_jax import dynamic_losses, loss_checks, losses, pair_losses
+from proxy_nca_jax import losses
 from proxy_nca_jax import proxies as proxies_lib
+from proxy_nca_jax.losses import checks, dynamic, pair
 
 
 def _jit(fn, **options):
@@ -254,13 +255,13 @@ class ProxyNcaLossTest(parameterized.TestCase):
     x = np.zeros((3, 4), np.float32)
     proxies = np.zeros((2, 4), np.float32)
     labels = np.array([0, 1, 0], np.int32)
-    for form in loss_checks.PROXY_NCA_FORMS:
+    for form in checks.PROXY_NCA_FORMS:
       value, grads = jax.jit(
         jax.value_and_grad(losses.proxy_nca_loss, argnums=(0, 2)),
         static_argnames="form",
       )(x, labels, proxies, form=form)
       chex.assert_tree_all_finite((value, grads))
-      # Bounded (pair_losses.l2_normalize's choice): the gradient of a zero
+      # Bounded (pair.l2_normalize's choice): the gradient of a zero
       # row is the upstream one, O(scale), not O(1 / eps).
       for grad in grads:
         self.assertLess(float(np.max(np.abs(grad))), 100.0)
@@ -312,7 +313,7 @@ class TripletSemihardLossTest(parameterized.TestCase):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(16, 5)).astype(np.float32)
     labels = rng.integers(0, 4, size=16).astype(np.int32)
-    got = pair_losses.triplet_semihard_loss(x, labels, margin=0.2)
+    got = pair.triplet_semihard_loss(x, labels, margin=0.2)
     np.testing.assert_allclose(
       got, reference_triplet_semihard(x, labels, 0.2), rtol=1e-5, atol=1e-6
     )
@@ -322,7 +323,7 @@ class TripletSemihardLossTest(parameterized.TestCase):
     x = rng.normal(size=(8, 3)).astype(np.float32)
     labels = np.array([0, 0, 1, 1, 2, 2, 0, 1], np.int32)
     got = jax.jit(
-      jax.grad(pair_losses.triplet_semihard_loss), static_argnames="margin"
+      jax.grad(pair.triplet_semihard_loss), static_argnames="margin"
     )(x, labels, margin=1.0)
     want = numerical_grad(
       lambda v: reference_triplet_semihard(v, labels, 1.0), x
@@ -337,15 +338,15 @@ class TripletSemihardLossTest(parameterized.TestCase):
     # Pair (0, 1): semi-hard negative at 4 -> max(0.5 + 2 - 4, 0) = 0.
     # Pair (1, 0): d(1, 2) = 2 is not > 2, so the farthest negative (2) is
     # used -> max(0.5 + 2 - 2, 0) = 0.5. Mean over the two pairs: 0.25.
-    got = pair_losses.triplet_semihard_loss(x, labels, margin=0.5)
+    got = pair.triplet_semihard_loss(x, labels, margin=0.5)
     np.testing.assert_allclose(got, 0.25, rtol=1e-6)
 
   def test_single_class_batch_is_zero_and_finite(self):
     x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
     labels = np.zeros(6, np.int32)
-    value, grad = jax.jit(
-      jax.value_and_grad(pair_losses.triplet_semihard_loss)
-    )(x, labels)
+    value, grad = jax.jit(jax.value_and_grad(pair.triplet_semihard_loss))(
+      x, labels
+    )
     self.assertEqual(float(value), 0.0)
     chex.assert_tree_all_finite(grad)
 
@@ -417,7 +418,7 @@ class ProxyNcaExtensionsTest(parameterized.TestCase):
     x, labels, proxies = _data(3)
     outside = labels.copy()
     outside[:4] = [-1, 4, 99, 7]
-    for form in loss_checks.PROXY_NCA_FORMS:
+    for form in checks.PROXY_NCA_FORMS:
       np.testing.assert_allclose(
         losses.proxy_nca_loss(x, outside, proxies, form=form, scale=2.0),
         reference_proxy_nca(x[4:], labels[4:], proxies, form, 2.0),
@@ -488,9 +489,9 @@ class DynamicAssignmentTest(parameterized.TestCase):
     want_similar &= want_dissimilar.any(axis=1)[:, None]
     np.testing.assert_array_equal(similar, want_similar)
     np.testing.assert_array_equal(dissimilar, want_dissimilar)
-    for form in loss_checks.PROXY_NCA_FORMS:
+    for form in checks.PROXY_NCA_FORMS:
       from_triplets = _jit(
-        dynamic_losses.dynamic_proxy_nca_loss, form=form, scale=3.0
+        dynamic.dynamic_proxy_nca_loss, form=form, scale=3.0
       )(x, proxies, similar, dissimilar)
       from_labels = _jit(
         losses.proxy_nca_loss, form=form, scale=3.0, assignment="dynamic"
@@ -514,7 +515,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     want_dissimilar[0, 2] = want_dissimilar[3, 0] = True
     np.testing.assert_array_equal(similar, want_similar)
     np.testing.assert_array_equal(dissimilar, want_dissimilar)
-    got = dynamic_losses.dynamic_proxy_nca_loss(
+    got = dynamic.dynamic_proxy_nca_loss(
       x, proxies, similar, dissimilar, form="paper"
     )
     want = reference_dynamic_proxy_nca(
@@ -530,7 +531,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     dissimilar = jnp.array([[0, 0, 1], [0, 0, 0], [0, 0, 0]], bool)
     grad_p = jax.jit(
       jax.grad(
-        functools.partial(dynamic_losses.dynamic_proxy_nca_loss, form="paper"),
+        functools.partial(dynamic.dynamic_proxy_nca_loss, form="paper"),
         argnums=1,
       )
     )(x, proxies, similar, dissimilar)
@@ -573,14 +574,14 @@ class DynamicAssignmentTest(parameterized.TestCase):
     np.testing.assert_array_equal(
       np.argmin(_proxy_distances(x, proxies), axis=1), labels
     )
-    for form in loss_checks.PROXY_NCA_FORMS:
+    for form in checks.PROXY_NCA_FORMS:
       static = _jit(losses.proxy_nca_loss, form=form, scale=4.0)(
         x, labels, proxies
       )
-      dynamic = _jit(
+      dynamic_value = _jit(
         losses.proxy_nca_loss, form=form, scale=4.0, assignment="dynamic"
       )(x, labels, proxies)
-      np.testing.assert_allclose(dynamic, static, rtol=1e-5)
+      np.testing.assert_allclose(dynamic_value, static, rtol=1e-5)
     np.testing.assert_allclose(
       _jit(losses.proxy_ranking_loss, margin=1.0)(x, labels, proxies),
       _jit(losses.proxy_ranking_loss, margin=1.0, assignment="dynamic")(
@@ -593,9 +594,9 @@ class DynamicAssignmentTest(parameterized.TestCase):
     x, _, proxies = _data(0, batch=4)
     good = jnp.zeros((4, 4), bool)
     with self.assertRaisesRegex(ValueError, "similar must be a bool array"):
-      dynamic_losses.dynamic_proxy_nca_loss(x, proxies, good[:3], good)
+      dynamic.dynamic_proxy_nca_loss(x, proxies, good[:3], good)
     with self.assertRaisesRegex(ValueError, "dissimilar must be a bool"):
-      dynamic_losses.dynamic_proxy_nca_loss(x, proxies, good, good.astype(int))
+      dynamic.dynamic_proxy_nca_loss(x, proxies, good, good.astype(int))
     with self.assertRaisesRegex(ValueError, "one shape"):
       proxies_lib.relations_from_triplets(
         jnp.zeros(3, int), jnp.zeros(2, int), jnp.zeros(3, int), 4
@@ -736,19 +737,15 @@ class CreateLossFnTest(parameterized.TestCase):
       "proxy_anchor": lambda: losses.proxy_anchor_loss(
         x, labels, proxies, alpha=32.0, delta=0.1
       ),
-      "triplet_all": lambda: pair_losses.triplet_all_loss(x, labels),
-      "triplet_semihard": lambda: pair_losses.triplet_semihard_loss(x, labels),
-      "triplet_batch_hard": lambda: pair_losses.triplet_batch_hard_loss(
-        x, labels
-      ),
-      "lifted_structure": lambda: pair_losses.lifted_structure_loss(
+      "triplet_all": lambda: pair.triplet_all_loss(x, labels),
+      "triplet_semihard": lambda: pair.triplet_semihard_loss(x, labels),
+      "triplet_batch_hard": lambda: pair.triplet_batch_hard_loss(x, labels),
+      "lifted_structure": lambda: pair.lifted_structure_loss(
         x, labels, margin=1.0
       ),
-      "npairs": lambda: pair_losses.npairs_loss(x, labels, scale=16.0),
-      "contrastive": lambda: pair_losses.contrastive_loss(
-        x, labels, margin=1.0
-      ),
-      "nca": lambda: pair_losses.nca_loss(x, labels, scale=16.0),
+      "npairs": lambda: pair.npairs_loss(x, labels, scale=16.0),
+      "contrastive": lambda: pair.contrastive_loss(x, labels, margin=1.0),
+      "nca": lambda: pair.nca_loss(x, labels, scale=16.0),
     }[name]
     got = losses.create_loss_fn(config)(x, labels, proxies)
     np.testing.assert_allclose(got, direct(), rtol=1e-6)
@@ -768,7 +765,7 @@ class CreateLossFnTest(parameterized.TestCase):
     config = loss_config("nca", form="paper", scale=2.0)
     np.testing.assert_allclose(
       losses.create_loss_fn(config)(x, labels, proxies),
-      pair_losses.nca_loss(x, labels, form="paper", scale=2.0),
+      pair.nca_loss(x, labels, form="paper", scale=2.0),
       rtol=1e-6,
     )
 

@@ -28,7 +28,8 @@ import chex
 import pytest
 from absl.testing import absltest
 
-from proxy_nca_jax import input_pipeline, metric_writer
+from proxy_nca_jax.data import pipeline
+from proxy_nca_jax.training import metric_writer
 from tests import tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
@@ -57,7 +58,7 @@ class MultiProcessTest(absltest.TestCase):
       root = pathlib.Path(tmp)
       tiny_run.write_data(root)
       config = tiny_run.tiny_config(root, **CHANGES)
-      input_pipeline.prepare_dataset(config.input)
+      pipeline.prepare_dataset(config.input)
 
       single = root / "single"
       result = tiny_run.run_command(

@@ -16,7 +16,7 @@
 import pytest
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax import train_state, trainer, workdirs
+from proxy_nca_jax.training import train_state, trainer, workdirs
 from tests import tiny_run
 
 

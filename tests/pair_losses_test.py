@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax import pair_losses
+from proxy_nca_jax.losses import pair
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -158,33 +158,33 @@ def numerical_grad(f, x, eps=1e-6):
 # name: (loss, reference, options).
 CASES = {
   "triplet_all": (
-    pair_losses.triplet_all_loss,
+    pair.triplet_all_loss,
     reference_triplet_all,
     {"margin": 0.3},
   ),
   "triplet_batch_hard": (
-    pair_losses.triplet_batch_hard_loss,
+    pair.triplet_batch_hard_loss,
     reference_batch_hard,
     {"margin": 0.3},
   ),
   "lifted_structure": (
-    pair_losses.lifted_structure_loss,
+    pair.lifted_structure_loss,
     reference_lifted,
     {"margin": 1.0},
   ),
-  "npairs": (pair_losses.npairs_loss, reference_npairs, {"scale": 2.0}),
+  "npairs": (pair.npairs_loss, reference_npairs, {"scale": 2.0}),
   "contrastive": (
-    pair_losses.contrastive_loss,
+    pair.contrastive_loss,
     reference_contrastive,
     {"margin": 1.2},
   ),
   "nca_softmax": (
-    pair_losses.nca_loss,
+    pair.nca_loss,
     lambda x, y, scale: reference_nca(x, y, "softmax", scale),
     {"form": "softmax", "scale": 3.0},
   ),
   "nca_paper": (
-    pair_losses.nca_loss,
+    pair.nca_loss,
     lambda x, y, scale: reference_nca(x, y, "paper", scale),
     {"form": "paper", "scale": 3.0},
   ),
@@ -224,11 +224,11 @@ class PairLossesTest(parameterized.TestCase):
     labels = np.array([0, 0, 1], np.int32)
     # Triplets (0, 1, 2): 0.5 + 2 - 4 -> 0; (1, 0, 2): 0.5 + 2 - 2 = 0.5.
     np.testing.assert_allclose(
-      pair_losses.triplet_all_loss(x, labels, margin=0.5), 0.25, rtol=1e-6
+      pair.triplet_all_loss(x, labels, margin=0.5), 0.25, rtol=1e-6
     )
     # Anchor 2 has no positive: batch-hard averages anchors 0 and 1 only.
     np.testing.assert_allclose(
-      pair_losses.triplet_batch_hard_loss(x, labels, margin=0.5),
+      pair.triplet_batch_hard_loss(x, labels, margin=0.5),
       0.25,
       rtol=1e-6,
     )
@@ -240,7 +240,7 @@ class PairLossesTest(parameterized.TestCase):
     labels = np.array([0, 0, 1], np.int32)
     want = (2 * 1.0 + 2 * 0.5 * (1.5 - np.sqrt(2)) ** 2) / 6
     np.testing.assert_allclose(
-      pair_losses.contrastive_loss(x, labels, margin=1.5), want, rtol=1e-5
+      pair.contrastive_loss(x, labels, margin=1.5), want, rtol=1e-5
     )
 
   def test_npairs_with_two_per_class_is_the_multiclass_n_pair_loss(self):
@@ -258,7 +258,7 @@ class PairLossesTest(parameterized.TestCase):
       logits = [f[i] @ f[k] for k in others]
       total += np.log1p(np.sum(np.exp(np.array(logits) - f[i] @ f[j])))
       count += 1
-    got = pair_losses.npairs_loss(np.float32(x), labels, scale=0.5)
+    got = pair.npairs_loss(np.float32(x), labels, scale=0.5)
     np.testing.assert_allclose(got, total / count, rtol=1e-5)
 
   def test_nca_softmax_with_one_positive_is_softmax_cross_entropy(self):
@@ -272,22 +272,22 @@ class PairLossesTest(parameterized.TestCase):
         d[1, 0] + np.log(np.sum(np.exp(-np.delete(d[1], 1)))),
       ]
     )
-    got = pair_losses.nca_loss(x, labels, form="softmax", scale=2.0)
+    got = pair.nca_loss(x, labels, form="softmax", scale=2.0)
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
   def test_nca_rejects_bad_options(self):
     x, labels = _batch(0)
     with self.assertRaisesRegex(ValueError, "form must be one of"):
-      pair_losses.nca_loss(x, labels, form="goldberger")
+      pair.nca_loss(x, labels, form="goldberger")
     with self.assertRaisesRegex(ValueError, "scale must be positive"):
-      pair_losses.nca_loss(x, labels, scale=-1.0)
+      pair.nca_loss(x, labels, scale=-1.0)
 
   def test_shape_errors(self):
     x, labels = _batch(0)
     with self.assertRaisesRegex(ValueError, "labels must have shape"):
-      pair_losses.contrastive_loss(x, labels[:3])
+      pair.contrastive_loss(x, labels[:3])
     with self.assertRaisesRegex(ValueError, "embeddings must have shape"):
-      pair_losses.contrastive_loss(x[0], labels)
+      pair.contrastive_loss(x[0], labels)
 
 
 class GeometryTest(parameterized.TestCase):
@@ -297,14 +297,14 @@ class GeometryTest(parameterized.TestCase):
     value, grad = jax.value_and_grad(
       lambda x: jnp.sum(
         jnp.where(
-          jnp.isfinite(pair_losses.masked_logsumexp(x, mask)),
-          pair_losses.masked_logsumexp(x, mask),
+          jnp.isfinite(pair.masked_logsumexp(x, mask)),
+          pair.masked_logsumexp(x, mask),
           0.0,
         )
       )
     )(x)
     np.testing.assert_allclose(value, np.log(np.exp(1.0) + np.exp(-3.0)))
-    self.assertEqual(float(pair_losses.masked_logsumexp(x, mask)[1]), -np.inf)
+    self.assertEqual(float(pair.masked_logsumexp(x, mask)[1]), -np.inf)
     softmax = np.exp([1.0, -3.0]) / np.sum(np.exp([1.0, -3.0]))
     np.testing.assert_allclose(
       grad, [[softmax[0], 0.0, softmax[1]], [0.0, 0.0, 0.0]], rtol=1e-6
@@ -314,30 +314,28 @@ class GeometryTest(parameterized.TestCase):
   def test_l2_normalize_is_finite_for_any_finite_magnitude(self, magnitude):
     x = np.array([[magnitude, -magnitude, 0.0], [0.0, 0.0, 0.0]], np.float32)
     value, grad = jax.value_and_grad(
-      lambda x: jnp.sum(pair_losses.l2_normalize(x)[:, 0])
+      lambda x: jnp.sum(pair.l2_normalize(x)[:, 0])
     )(x)
     chex.assert_tree_all_finite((value, grad))
     want = [np.sqrt(0.5), 0.0] if magnitude else [0.0, 0.0]
-    np.testing.assert_allclose(
-      pair_losses.l2_normalize(x)[:, 0], want, rtol=1e-6
-    )
+    np.testing.assert_allclose(pair.l2_normalize(x)[:, 0], want, rtol=1e-6)
 
   def test_l2_normalize_jacobian(self):
     # Hand-derived: d(x/|x|)/dx = (I - u u^T) / |x| with u = x / |x|; at a
     # zero vector the documented choice is the identity (bounded).
     x = np.array([3.0, 0.0, -4.0], np.float32)
     u = np.float64(x) / 5.0
-    jacobian = jax.jacobian(pair_losses.l2_normalize)(x)
+    jacobian = jax.jacobian(pair.l2_normalize)(x)
     np.testing.assert_allclose(
       jacobian, (np.eye(3) - np.outer(u, u)) / 5.0, atol=1e-7
     )
     np.testing.assert_array_equal(
-      jax.jacobian(pair_losses.l2_normalize)(np.zeros(3, np.float32)),
+      jax.jacobian(pair.l2_normalize)(np.zeros(3, np.float32)),
       np.eye(3),
     )
 
   def test_euclidean_from_squared_has_finite_gradient_at_zero(self):
-    grad = jax.grad(lambda s: jnp.sum(pair_losses.euclidean_from_squared(s)))(
+    grad = jax.grad(lambda s: jnp.sum(pair.euclidean_from_squared(s)))(
       jnp.array([0.0, 4.0])
     )
     np.testing.assert_allclose(grad, [0.0, 0.25])

@@ -37,7 +37,9 @@ import pytest
 from absl.testing import absltest, parameterized
 from PIL import Image
 
-from proxy_nca_jax import models, run_report, trainer, workdirs
+from proxy_nca_jax import models
+from proxy_nca_jax.evaluation import report
+from proxy_nca_jax.training import trainer, workdirs
 from tests import fake_images, paper_datasets_test
 
 # Real runs and subprocesses: left out of make test-fast.
@@ -106,7 +108,7 @@ class PaperConfigEndToEndTest(parameterized.TestCase):
     workdir = tmp / "workdir"
     with fake_images.mocked_dataset(name, tmp / "data", splits):
       results = trainer.train_and_evaluate(config, str(workdir))
-      run_report.write_report(str(workdir))
+      report.write_report(str(workdir))
 
     self.assertEqual(list(results), [STEPS])
     self.assertEqual(
@@ -133,7 +135,7 @@ class PaperConfigEndToEndTest(parameterized.TestCase):
       sum(v.size for v in backbone_params.values()), BACKBONE_PARAMS[backbone]
     )
 
-    with Image.open(workdir / run_report.RETRIEVAL_GRID) as png:
+    with Image.open(workdir / report.RETRIEVAL_GRID) as png:
       pixels = np.asarray(png.convert("RGB"), np.int32)
     near = lambda rgb: np.all(np.abs(pixels - rgb) <= 8, axis=-1).sum()  # noqa: E731
     # 6 queries and 8 neighbours among 12 images: 54 cells of 32 x 32.

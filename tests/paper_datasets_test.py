@@ -28,8 +28,8 @@ import tensorflow_datasets as tfds
 from absl.testing import absltest, parameterized
 
 from configs import cars196, cub200, sop
-from proxy_nca_jax import data_sources, input_pipeline, trainer
-from proxy_nca_jax.datasets import catalog
+from proxy_nca_jax.data import catalog, pipeline, sources
+from proxy_nca_jax.training import trainer
 from tests import fake_images
 
 # dataset -> (config module, label feature, number of classes, train
@@ -107,21 +107,21 @@ class PaperDatasetsTest(parameterized.TestCase):
     if key := catalog.SPECS[name].filename_key:
       self.assertIn(key, features)
     config = self.config(name).input
-    self.assertEqual(input_pipeline.num_classes(config, "train"), num_train)
+    self.assertEqual(pipeline.num_classes(config, "train"), num_train)
     self.assertEqual(
-      input_pipeline.num_classes(config, "test"), num_labels - num_train
+      pipeline.num_classes(config, "test"), num_labels - num_train
     )
     self.assertEqual(
-      input_pipeline.classes_of(config, "test"),
+      pipeline.classes_of(config, "test"),
       tuple(range(num_train, num_labels)),
     )
     val = self.config(name, "val").input
     self.assertEqual(
-      input_pipeline.classes_of(val, "val"),
+      pipeline.classes_of(val, "val"),
       tuple(range(num_train - num_train // 2, num_train)),
     )
     self.assertEqual(
-      input_pipeline.classes_of(val, "train"),
+      pipeline.classes_of(val, "train"),
       tuple(range(num_train - num_train // 2)),
     )
 
@@ -134,11 +134,9 @@ class PaperDatasetsTest(parameterized.TestCase):
       name, self.tmp / "data", tfds_splits(name, labels, [png] * len(labels))
     ):
       config = self.config(name).input
-      input_pipeline.prepare_dataset(config)  # Counts as published: passes.
-      self.assertEqual(input_pipeline.num_examples(config, "test"), test_images)
-      self.assertEqual(
-        input_pipeline.num_examples(config, "train"), train_images
-      )
+      pipeline.prepare_dataset(config)  # Counts as published: passes.
+      self.assertEqual(pipeline.num_examples(config, "test"), test_images)
+      self.assertEqual(pipeline.num_examples(config, "train"), train_images)
 
     labels = paper_labels(name, drop_test=1)
     other = self.tmp / "other"
@@ -152,9 +150,9 @@ class PaperDatasetsTest(parameterized.TestCase):
         f"{test_images - 1:,} of the test classes.*{test_images:,}.*"
         "check_num_examples=False",
       ):
-        input_pipeline.prepare_dataset(config)
+        pipeline.prepare_dataset(config)
       config.check_num_examples = False
-      input_pipeline.prepare_dataset(config)
+      pipeline.prepare_dataset(config)
 
   @parameterized.parameters(*DATASETS)
   def test_class_split_of_train_and_eval_iterators(self, name):
@@ -175,11 +173,9 @@ class PaperDatasetsTest(parameterized.TestCase):
         num_val_classes=2,
         check_num_examples=False,  # 18 images, not the paper's counts.
       ).input
-      input_pipeline.prepare_dataset(config)
-      self.assertEqual(
-        input_pipeline.num_classes(config, "train"), num_train - 2
-      )
-      batches = take(input_pipeline.create_train_iterator(config, seed=0), 6)
+      pipeline.prepare_dataset(config)
+      self.assertEqual(pipeline.num_classes(config, "train"), num_train - 2)
+      batches = take(pipeline.create_train_iterator(config, seed=0), 6)
       for batch in batches:
         self.assertEqual(batch["image"].shape, (8, 4, 4, 3))
         self.assertEqual(batch["image"].dtype, np.float32)
@@ -195,8 +191,8 @@ class PaperDatasetsTest(parameterized.TestCase):
         ("val", (num_train - 2, num_train - 1)),
         ("test", (num_train, num_labels - 1)),
       ):
-        self.assertEqual(input_pipeline.num_examples(config, split), 6)
-        (batch,) = list(input_pipeline.create_eval_iterator(config, split))
+        self.assertEqual(pipeline.num_examples(config, split), 6)
+        (batch,) = list(pipeline.create_eval_iterator(config, split))
         mask = batch["mask"]
         ids = fake_images.ids_from_bn_inception(batch["image"][mask])
         self.assertCountEqual(ids, np.flatnonzero(np.isin(labels, want)))
@@ -216,11 +212,11 @@ class PaperDatasetsTest(parameterized.TestCase):
     ):
       config = self.config(name, image_size=6, batch_size=4, shuffle_buffer=64)
       config = config.input
-      first = take(input_pipeline.create_train_iterator(config, seed=3), 6)
-      again = take(input_pipeline.create_train_iterator(config, seed=3), 6)
-      other = take(input_pipeline.create_train_iterator(config, seed=4), 6)
+      first = take(pipeline.create_train_iterator(config, seed=3), 6)
+      again = take(pipeline.create_train_iterator(config, seed=3), 6)
+      other = take(pipeline.create_train_iterator(config, seed=4), 6)
       resumed = take(
-        input_pipeline.create_train_iterator(config, seed=3, start_step=4), 2
+        pipeline.create_train_iterator(config, seed=3, start_step=4), 2
       )
     for want, got in zip(first, again, strict=True):
       np.testing.assert_array_equal(got["image"], want["image"])
@@ -236,7 +232,7 @@ class PaperDatasetsTest(parameterized.TestCase):
     data_dir = self.tmp / "data"
     config = self.config(name, manual_dir=str(manual)).input
     with self.assertRaises(catalog.DatasetError) as cm:
-      input_pipeline.prepare_dataset(config)
+      pipeline.prepare_dataset(config)
     message = str(cm.exception)
     version = tfds.builder(name, data_dir=data_dir).version
     self.assertIn(f"Dataset {name} ", message)
@@ -255,15 +251,13 @@ class PaperDatasetsTest(parameterized.TestCase):
       (manual / source.filename).write_bytes(b"")
     config = self.config("caltech_birds2011", manual_dir=str(manual)).input
     with (
-      mock.patch.object(
-        data_sources.importlib.util, "find_spec", return_value=None
-      ),
+      mock.patch.object(sources.importlib.util, "find_spec", return_value=None),
       self.assertRaisesRegex(
         catalog.DatasetError,
         "needs the Python module cv2.*pip install opencv-python-headless",
       ),
     ):
-      input_pipeline.prepare_dataset(config)
+      pipeline.prepare_dataset(config)
     self.assertFalse((self.tmp / "data").exists())
 
   def test_trainer_stops_before_writing_the_workdir(self):

@@ -33,7 +33,8 @@ import tensorflow as tf
 from absl.testing import absltest
 from PIL import Image
 
-from proxy_nca_jax import figures, metric_writer, run_report
+from proxy_nca_jax.evaluation import figures, report
+from proxy_nca_jax.training import metric_writer
 from tests import figures_test, tiny_run
 from tests.testing import references
 
@@ -97,7 +98,7 @@ class RunReportTest(absltest.TestCase):
       self.assertGreater(np.std(_rgb(path)), 0.05, name)
 
   def test_convergence_has_loss_and_every_evaluation_metric(self):
-    keys = run_report.convergence_keys(self.records)
+    keys = report.convergence_keys(self.records)
     self.assertEqual(keys, ["loss", *sorted(f"test/{m}" for m in EVAL_METRICS)])
     # Ten panels, three a row: four rows of 4 x 3 inches at 100 dpi.
     with Image.open(self.workdir / "convergence.png") as png:
@@ -128,7 +129,7 @@ class RunReportTest(absltest.TestCase):
     path = pathlib.Path(
       self.enterContext(tempfile.TemporaryDirectory()), "grid.png"
     )
-    run_report.write_retrieval_grid(
+    report.write_retrieval_grid(
       str(path),
       x,
       labels,
@@ -154,14 +155,14 @@ class RunReportTest(absltest.TestCase):
   def test_missing_workdir_or_metrics_is_a_clear_error(self):
     root = pathlib.Path(self.enterContext(tempfile.TemporaryDirectory()))
     with self.assertRaisesRegex(FileNotFoundError, "not the workdir"):
-      run_report.write_report(str(root / "nothing_here"))
+      report.write_report(str(root / "nothing_here"))
     bare = root / "bare"
     bare.mkdir()
     (bare / "config.json").write_text(
       (self.workdir / "config.json").read_text()
     )
     with self.assertRaisesRegex(FileNotFoundError, "nothing to plot"):
-      run_report.write_report(str(bare))
+      report.write_report(str(bare))
     self.assertEqual(os.listdir(bare), ["config.json"])
 
   def test_every_jsonl_value_is_in_tensorboard(self):

@@ -33,13 +33,10 @@ from absl import flags
 from absl.testing import absltest, parameterized
 from hypothesis import strategies as st
 
-from proxy_nca_jax import input_pipeline, losses, metric_writer, trainer
-from proxy_nca_jax.research import (
-  common,
-  rq1_bound,
-  rq2_convergence,
-  rq3_ordinal,
-)
+from proxy_nca_jax import losses
+from proxy_nca_jax.data import pipeline
+from proxy_nca_jax.training import metric_writer, trainer
+from research import common, rq1_bound, rq2_convergence, rq3_ordinal
 from tests import tiny_run
 
 
@@ -174,7 +171,7 @@ class BoundOnRealRunTest(absltest.TestCase):
       root = pathlib.Path(tmp)
       tiny_run.write_data(root)
       config = tiny_run.tiny_config(root, loss__form="paper", loss__scale=3.0)
-      input_pipeline.prepare_dataset(config.input)
+      pipeline.prepare_dataset(config.input)
       workdir = str(root / "run")
       trainer.train_and_evaluate(config, workdir)
       results = rq1_bound.measure_run(workdir)

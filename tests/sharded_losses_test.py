@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tests of sharded proxies: sharded_losses.py and sharded training.
+"""Tests of sharded proxies: sharded.py and sharded training.
 
 On the 8 fake CPU devices: the sharded losses against losses.py (values and
 gradients) and against float64 NumPy transcriptions of the equations, for
@@ -33,16 +33,10 @@ import pytest
 from absl.testing import absltest, parameterized
 from jax.sharding import PartitionSpec
 
-from proxy_nca_jax import (
-  checkpointing,
-  losses,
-  metric_writer,
-  parallel,
-  sharded_losses,
-  train_state,
-  trainer,
-)
+from proxy_nca_jax import checkpointing, losses, parallel
 from proxy_nca_jax import proxies as proxies_lib
+from proxy_nca_jax.losses import sharded
+from proxy_nca_jax.training import metric_writer, train_state, trainer
 from tests import losses_test, tiny_run
 
 NUM_DEVICES = 8
@@ -50,22 +44,22 @@ NUM_DEVICES = 8
 LOSSES = {
   "paper": (
     losses.proxy_nca_loss,
-    sharded_losses.sharded_proxy_nca_loss,
+    sharded.sharded_proxy_nca_loss,
     {"form": "paper", "scale": 3.0},
   ),
   "softmax": (
     losses.proxy_nca_loss,
-    sharded_losses.sharded_proxy_nca_loss,
+    sharded.sharded_proxy_nca_loss,
     {"form": "softmax", "scale": 9.0, "embedding_norm": 2.0},
   ),
   "softmax_smoothed": (
     losses.proxy_nca_loss,
-    sharded_losses.sharded_proxy_nca_loss,
+    sharded.sharded_proxy_nca_loss,
     {"form": "softmax", "scale": 8.0, "label_smoothing": 0.1},
   ),
   "proxy_anchor": (
     losses.proxy_anchor_loss,
-    sharded_losses.sharded_proxy_anchor_loss,
+    sharded.sharded_proxy_anchor_loss,
     {"alpha": 32.0, "delta": 0.1},
   ),
 }
@@ -121,9 +115,9 @@ class ShardedLossesTest(parameterized.TestCase):
   def test_matches_unsharded_and_float64_numpy(self, num_proxies):
     x, labels, proxies = _problem(num_proxies)
     expected = _values_and_grads(x, labels, proxies)
-    sharded = _values_and_grads(x, labels, proxies, self.mesh)
+    results = _values_and_grads(x, labels, proxies, self.mesh)
     rows = -(-num_proxies // NUM_DEVICES) * NUM_DEVICES
-    for name, (value, grad_x, grad_p) in sharded.items():
+    for name, (value, grad_x, grad_p) in results.items():
       with self.subTest(name):
         want_value, want_grad_x, want_grad_p = expected[name]
         chex.assert_shape(grad_p, (rows, 6))
@@ -161,11 +155,11 @@ class ShardedLossesTest(parameterized.TestCase):
     for name, reference in references.items():
       with self.subTest(f"{name} float64"):
         np.testing.assert_allclose(
-          sharded[name][0], reference(proxies), rtol=2e-6
+          results[name][0], reference(proxies), rtol=2e-6
         )
     numerical = losses_test.numerical_grad(references["paper"], proxies)
     np.testing.assert_allclose(
-      sharded["paper"][2][:num_proxies], numerical, rtol=1e-4, atol=1e-6
+      results["paper"][2][:num_proxies], numerical, rtol=1e-4, atol=1e-6
     )
 
   def test_labels_outside_the_classes_are_left_out(self):
@@ -173,8 +167,8 @@ class ShardedLossesTest(parameterized.TestCase):
     x, labels, proxies = _problem(5)
     labels[:3] = [5, 7, -1]
     expected = _values_and_grads(x, labels, proxies)
-    sharded = _values_and_grads(x, labels, proxies, self.mesh)
-    for name, (value, grad_x, grad_p) in sharded.items():
+    results = _values_and_grads(x, labels, proxies, self.mesh)
+    for name, (value, grad_x, grad_p) in results.items():
       with self.subTest(name):
         np.testing.assert_allclose(value, expected[name][0], rtol=2e-6)
         np.testing.assert_allclose(
@@ -183,7 +177,7 @@ class ShardedLossesTest(parameterized.TestCase):
         np.testing.assert_array_equal(grad_p[5:], 0.0)
     # Proxy-NCA: such samples count for nothing.
     np.testing.assert_allclose(
-      sharded["paper"][0],
+      results["paper"][0],
       losses.proxy_nca_loss(x[3:], labels[3:], proxies, form="paper", scale=3),
       rtol=2e-6,
     )
@@ -191,7 +185,7 @@ class ShardedLossesTest(parameterized.TestCase):
   def test_bad_row_count_is_a_clear_error(self):
     x, labels, proxies = _problem(13)
     with self.assertRaisesRegex(ValueError, "divisible by the 8 devices"):
-      sharded_losses.sharded_proxy_nca_loss(
+      sharded.sharded_proxy_nca_loss(
         x, labels, proxies, mesh=self.mesh, num_proxies=13
       )
 

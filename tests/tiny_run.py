@@ -32,16 +32,9 @@ import ml_collections
 from absl.testing import parameterized
 
 from configs import fashion_mnist
-from proxy_nca_jax import (
-  checkpointing,
-  input_pipeline,
-  losses,
-  models,
-  optim,
-  parallel,
-  train_state,
-  trainer,
-)
+from proxy_nca_jax import checkpointing, losses, models, parallel
+from proxy_nca_jax.data import pipeline
+from proxy_nca_jax.training import optim, train_state, trainer
 from tests import fake_fashion_mnist
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -129,7 +122,7 @@ class PreparedDataTest(parameterized.TestCase):
     cls._tmp = tempfile.TemporaryDirectory()
     cls.root = pathlib.Path(cls._tmp.name)
     write_data(cls.root)
-    input_pipeline.prepare_dataset(tiny_config(cls.root).input)
+    pipeline.prepare_dataset(tiny_config(cls.root).input)
 
   @classmethod
   def tearDownClass(cls):
@@ -143,7 +136,7 @@ def train_steps(config, mesh, num_steps: int):
   step_fn = trainer.make_train_step(
     model, tx, losses.create_loss_fn(config.loss), mesh
   )
-  batches = input_pipeline.create_train_iterator(config.input, seed=0)
+  batches = pipeline.create_train_iterator(config.input, seed=0)
   loss_values = []
   for _ in range(num_steps):
     state, metrics = step_fn(state, parallel.global_batch(next(batches), mesh))

@@ -22,14 +22,8 @@ import numpy as np
 import pytest
 from absl.testing import absltest
 
-from proxy_nca_jax import (
-  checkpointing,
-  metric_writer,
-  parallel,
-  train_state,
-  trainer,
-  workdirs,
-)
+from proxy_nca_jax import checkpointing, parallel
+from proxy_nca_jax.training import metric_writer, train_state, trainer, workdirs
 from tests import tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.

@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tests of weight_import.py and ``python -m proxy_nca_jax.import_weights``.
+"""Tests of pretrained.py and ``python -m proxy_nca_jax.import_weights``.
 
 The references are the PyTorch networks of tests/torch_reference.py with
 random weights and BatchNorm statistics, saved as the files users have
@@ -34,7 +34,9 @@ from absl.testing import absltest
 from flax import traverse_util
 
 from configs import fashion_mnist
-from proxy_nca_jax import models, optim, parallel, train_state, weight_import
+from proxy_nca_jax import models, parallel
+from proxy_nca_jax.models import pretrained
+from proxy_nca_jax.training import optim, train_state
 from tests import tiny_run, torch_reference
 
 TOLERANCE = 1e-4
@@ -58,13 +60,13 @@ def _reference(arch: str, image_hw: tuple[int, int], seed: int = 0):
 def _flax_features(arch: str, variables, images: torch.Tensor) -> np.ndarray:
   nhwc = jnp.asarray(images.permute(0, 2, 3, 1).numpy())
   apply = jax.jit(
-    lambda v, x: weight_import.backbone(arch).apply(v, x, train=False)
+    lambda v, x: pretrained.backbone(arch).apply(v, x, train=False)
   )
   return np.asarray(apply(variables, nhwc))
 
 
 def _target(arch: str):
-  module = weight_import.backbone(arch)
+  module = pretrained.backbone(arch)
   return jax.eval_shape(
     lambda: module.init(
       jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False
@@ -91,13 +93,13 @@ class ResNet50Test(absltest.TestCase):
     model, images, expected = _reference("resnet50", (65, 48))
     tmp = _tmpdir(self)
     torch.save(model.state_dict(), tmp / "resnet50.pth")
-    metadata = weight_import.import_weights(
+    metadata = pretrained.import_weights(
       "resnet50", str(tmp / "resnet50.pth"), str(tmp / "out")
     )
     # torchvision's documented 25,557,032 less the classifier (2048 x 1000
     # + 1000).
     self.assertEqual(metadata["num_params"], 25_557_032 - 2_049_000)
-    variables = weight_import.load_pretrained(
+    variables = pretrained.load_pretrained(
       str(tmp / "out"), "resnet50", _target("resnet50")
     )
     got = _flax_features("resnet50", variables, images)
@@ -138,7 +140,7 @@ class BNInceptionTest(absltest.TestCase):
     self.assertLen(self.state_dict, 416)  # 69 conv + BN, last_linear.
     self.assertEqual(self.result.returncode, 0, self.result.stderr)
     self.assertIn(f"--config.model.pretrained={self.out}", self.result.stdout)
-    variables = weight_import.load_pretrained(
+    variables = pretrained.load_pretrained(
       str(self.out), "bn_inception", _target("bn_inception")
     )
     got = _flax_features("bn_inception", variables, self.images)
@@ -183,7 +185,7 @@ class BNInceptionTest(absltest.TestCase):
     )
     self.assertLen(flat, 69 * 6)
     for key, value in flat.items():
-      source = self.state_dict[weight_import.torch_key("bn_inception", key)]
+      source = self.state_dict[pretrained.torch_key("bn_inception", key)]
       source = source.numpy()
       if key[-1] == "kernel":
         source = source.transpose(2, 3, 1, 0)  # OIHW -> HWIO, by hand.
@@ -197,25 +199,25 @@ class BNInceptionTest(absltest.TestCase):
 
   def test_folder_of_another_architecture_is_refused(self):
     with self.assertRaisesRegex(
-      weight_import.WeightImportError,
+      pretrained.WeightImportError,
       "holds bn_inception weights, but model.name is resnet50",
     ):
-      weight_import.load_pretrained(str(self.out), "resnet50", None)
+      pretrained.load_pretrained(str(self.out), "resnet50", None)
     with self.assertRaisesRegex(FileNotFoundError, "import_weights"):
-      weight_import.load_pretrained(
+      pretrained.load_pretrained(
         os.path.join(self.tmp, "missing"), "resnet50", None
       )
 
   def test_wrong_architecture_names_missing_and_unexpected_keys(self):
     out = self.tmp / "wrong_arch"
     with self.assertRaisesRegex(
-      weight_import.WeightImportError,
+      pretrained.WeightImportError,
       # ResNet-50: 53 convolutions and 53 BatchNorms (4 arrays each).
       r"is not a resnet50 state dict: 265 expected keys missing "
       r"\(bn1\.bias, bn1\.weight, conv1\.weight, .*; 416 unexpected keys "
       r"\(conv1_7x7_s2\.weight, ",
     ):
-      weight_import.import_weights("resnet50", str(self.file), str(out))
+      pretrained.import_weights("resnet50", str(self.file), str(out))
     self.assertFalse(out.exists())
 
   def test_wrong_shape_is_named(self):
@@ -224,18 +226,18 @@ class BNInceptionTest(absltest.TestCase):
     tmp = _tmpdir(self)
     torch.save(state, tmp / "w.pth")
     with self.assertRaisesRegex(
-      weight_import.WeightImportError,
+      pretrained.WeightImportError,
       r"1 shapes differ \(conv1_7x7_s2\.weight: \(64, 1, 7, 7\), expected "
       r"\(64, 3, 7, 7\)\)",
     ):
-      weight_import.import_weights(
+      pretrained.import_weights(
         "bn_inception", str(tmp / "w.pth"), str(tmp / "out")
       )
     self.assertFalse((tmp / "out").exists())
 
   def test_existing_output_folder_is_refused(self):
     with self.assertRaisesRegex(FileExistsError, "already exists"):
-      weight_import.import_weights("bn_inception", str(self.file), self.out)
+      pretrained.import_weights("bn_inception", str(self.file), self.out)
 
 
 class UnsafeFileTest(absltest.TestCase):

@@ -1,0 +1,19 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""tfds builders of proxy_nca_jax; importing this package registers them."""
+
+from proxy_nca_jax.data.builders import (
+  fashion_mnist_idx,  # noqa: F401  (registers)
+  glyphs,  # noqa: F401  (registers)
+)

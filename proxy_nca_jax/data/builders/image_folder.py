@@ -1,0 +1,169 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Users' own images, one folder per class (`tfds.folder_dataset.ImageFolder`).
+
+Layout (tfds's): `ROOT/SPLIT/CLASS/IMAGE.{jpg,jpeg,png}`, any split names
+(e.g. a single `ROOT/all/`). The pipeline pools every split and splits by
+class, so SPLIT only groups files. Class ids are the positions of the class
+folder names in sorted order, over all splits.
+
+`check_folder` validates the layout and every image file before anything
+reads them: a class folder without images, images put directly in a split
+folder, empty or unreadable files are each one error that names the
+folders or files at fault. Images are opened and verified with PIL (header
+and structure; PNG checksums); damage that only a full decode finds (a
+truncated JPEG) is reported, by file name, when the pipeline decodes it.
+"""
+
+import dataclasses
+
+import tensorflow_datasets as tfds
+from absl import logging
+from etils import epath
+from PIL import Image
+
+from proxy_nca_jax.data import catalog
+
+# What tfds's ImageFolder reads; other files are ignored (and reported).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Files listed in an error message before "... and N more".
+_MAX_LISTED = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderContents:
+  """What `check_folder` found.
+
+  Attributes:
+    class_names: sorted class folder names (class id = position).
+    num_images: number of images per class, in class id order.
+  """
+
+  class_names: tuple[str, ...]
+  num_images: tuple[int, ...]
+
+
+def _listing(paths: list[str]) -> str:
+  shown = "\n  ".join(paths[:_MAX_LISTED])
+  more = len(paths) - _MAX_LISTED
+  return f"  {shown}" + (f"\n  ... and {more} more" if more > 0 else "")
+
+
+def _is_image(path: epath.Path) -> bool:
+  return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _unreadable_reason(path: epath.Path) -> str | None:
+  """Why PIL cannot read `path` as an image, or None if it can."""
+  try:
+    if path.stat().length == 0:
+      return "empty file"
+    with path.open("rb") as f, Image.open(f) as image:
+      image.verify()
+  except Exception as e:  # PIL raises many kinds.
+    return f"{type(e).__name__}: {e}"
+  return None
+
+
+def check_folder(root: str | None) -> FolderContents:
+  """Validates an image folder and returns its classes.
+
+  Args:
+    root: the folder `ROOT` of `ROOT/SPLIT/CLASS/IMAGE`.
+
+  Returns:
+    The class names (sorted) and image counts.
+
+  Raises:
+    DatasetError: no folder given or found, a wrong layout, a class folder
+      without images, or files that are not readable images; the message
+      names them.
+  """
+  if not root:
+    raise catalog.DatasetError(
+      "input.dataset='image_folder' reads images from input.image_folder, "
+      "which is empty; pass --config.input.image_folder=ROOT with images "
+      "in ROOT/SPLIT/CLASS/IMAGE.jpg (e.g. ROOT/all/cat/1.jpg)."
+    )
+  folder = epath.Path(root)
+  if not folder.is_dir():
+    raise catalog.DatasetError(
+      f"input.image_folder={root} is not a folder; it must hold images in "
+      "ROOT/SPLIT/CLASS/IMAGE.jpg (e.g. ROOT/all/cat/1.jpg)."
+    )
+  split_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
+  if stray := sorted(str(p) for p in folder.iterdir() if _is_image(p)):
+    raise catalog.DatasetError(
+      f"{root} holds images directly:\n{_listing(stray)}\nThe layout is "
+      "ROOT/SPLIT/CLASS/IMAGE: put each class's images in "
+      "ROOT/all/CLASS/."
+    )
+  if not split_dirs:
+    raise catalog.DatasetError(
+      f"{root} has no sub-folders; the layout is ROOT/SPLIT/CLASS/IMAGE "
+      "(e.g. ROOT/all/cat/1.jpg)."
+    )
+  counts: dict[str, int] = {}
+  empty, flat, ignored, unreadable = [], [], [], []
+  for split_dir in split_dirs:
+    flat += [str(p) for p in split_dir.iterdir() if _is_image(p)]
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+      files = sorted(p for p in class_dir.iterdir() if p.is_file())
+      images = [p for p in files if _is_image(p)]
+      ignored += [str(p) for p in files if not _is_image(p)]
+      counts[class_dir.name] = counts.get(class_dir.name, 0) + len(images)
+      if not images:
+        empty.append(str(class_dir))
+      for path in images:
+        if reason := _unreadable_reason(path):
+          unreadable.append(f"{path} ({reason})")
+  if flat:
+    raise catalog.DatasetError(
+      f"Images directly in a split folder of {root} (the layout is "
+      f"ROOT/SPLIT/CLASS/IMAGE; ROOT/CLASS/IMAGE is one level short: move "
+      f"the class folders into ROOT/all/):\n{_listing(flat)}"
+    )
+  if not counts:
+    raise catalog.DatasetError(
+      f"{root} has no class folders; the layout is ROOT/SPLIT/CLASS/IMAGE "
+      "(e.g. ROOT/all/cat/1.jpg)."
+    )
+  if empty:
+    raise catalog.DatasetError(
+      f"Class folders without images ({', '.join(IMAGE_SUFFIXES)}) in "
+      f"{root}:\n{_listing(empty)}\nAdd images or remove the folders."
+    )
+  if unreadable:
+    raise catalog.DatasetError(
+      f"{len(unreadable)} file(s) in {root} are not readable images:\n"
+      f"{_listing(unreadable)}\nReplace or remove them."
+    )
+  if ignored:
+    logging.warning(
+      "Ignoring %d file(s) of %s that are not %s, e.g. %s",
+      len(ignored),
+      root,
+      "/".join(IMAGE_SUFFIXES),
+      ignored[0],
+    )
+  names = tuple(sorted(counts))
+  return FolderContents(
+    class_names=names,
+    num_images=tuple(counts[n] for n in names),
+  )
+
+
+def builder(root: str) -> tfds.folder_dataset.ImageFolder:
+  """tfds's reader of `root` (call `check_folder` first)."""
+  return tfds.folder_dataset.ImageFolder(root)

@@ -1,0 +1,499 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Class-disjoint (zero-shot) input pipeline over a prepared dataset.
+
+All images of the dataset (sources.py: every tfds split, or every
+split folder of an image folder) are pooled, then split by class (the
+paper's protocol: test classes are never seen in training; class_splits.py):
+
+* 'train': the train classes minus the validation classes; for training,
+  labels are remapped to 0..C-1 in the order of the train classes (they
+  index the proxies).
+* 'val': the validation classes (held-out train classes, for model
+  selection).
+* 'test': the test classes.
+
+Evaluation iterators keep the original class ids (0..9 for Fashion-MNIST).
+
+Training: shuffle (seeded, reshuffled each epoch) -> repeat -> skip (resume)
+-> decode + augment + normalise (rgb_preprocessing.py) -> batch (this process's
+share of the global batch, `drop_remainder`) -> prefetch. Images stay
+encoded until after the skip, so resuming at step s costs a pass over s
+batches of strings, not decodes. An image that fails to decode stops the
+iterator with an error naming the file(s).
+
+Class-balanced training (balanced_batches.py; `samples_per_class` m > 0, for
+the losses mined in the batch): every global batch holds batch_size / m
+distinct classes with m images each, drawn without replacement within the
+batch, from the classes with at least m images. Global batch s is a pure
+function of (seed, s) (stateless random numbers): resuming at step s starts
+there directly, and every process computes it and keeps its rows, as for
+random batches. Each process holds the encoded training images in memory.
+
+Evaluation: one pass, no shuffle, fixed per-process batches; the last batch
+is padded (`mask` False, `label` -1) so every process runs the same number of
+batches.
+
+Call `prepare_dataset(config.input)` once (on process 0 when processes share
+`data_dir`) before creating iterators. The tf.data work runs on the CPU.
+"""
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import logging
+
+from proxy_nca_jax.data import (
+  balanced_batches,
+  catalog,
+  class_splits,
+  grey_augmentation,
+  rgb_preprocessing,
+  sources,
+)
+from proxy_nca_jax.data.builders import glyphs
+
+DatasetError = sources.DatasetError
+prepare_dataset = sources.prepare_dataset
+# Pixel mean and std (of x / 255) of the datasets normalised by
+# `normalize_pixels`; the others follow `input.color` (rgb_preprocessing.py).
+_PIXEL_STATS = {
+  catalog.FASHION_MNIST: (0.2860, 0.3530),
+  catalog.GLYPHS: (glyphs.PIXEL_MEAN, glyphs.PIXEL_STD),
+}
+_FASHION_MNIST_SHAPE = (28, 28, 1)
+
+
+def image_shape(input_config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """(H, W, C) of the images the iterators yield."""
+  if input_config.dataset == catalog.FASHION_MNIST:
+    return _FASHION_MNIST_SHAPE
+  if input_config.dataset == catalog.GLYPHS:
+    size = input_config.glyphs.image_size
+    return (size, size, 1)
+  return (input_config.image_size, input_config.image_size, 3)
+
+
+def classes_of(
+  input_config: ml_collections.ConfigDict, split: str
+) -> tuple[int, ...]:
+  """The class ids of `split` ('train', 'val' or 'test'), config order."""
+  if split not in class_splits.SPLITS:
+    raise ValueError(f"split={split!r}; use one of {class_splits.SPLITS}.")
+  num_labels = sources.num_labels(input_config)
+  return class_splits.split_classes(input_config, num_labels)[split]
+
+
+def num_classes(input_config: ml_collections.ConfigDict, split: str) -> int:
+  """Returns the number of classes of `split` ('train', 'val' or 'test').
+
+  'train' counts `train_classes` minus `val_classes`: the number of proxies.
+  """
+  return len(classes_of(input_config, split))
+
+
+def _per_process_batch(
+  global_batch: int, field: str, process_index: int, process_count: int
+) -> int:
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise ValueError(
+      f"process_index={process_index} is not in [0, process_count="
+      f"{process_count})."
+    )
+  if global_batch < 1:
+    raise ValueError(f"input.{field}={global_batch} must be positive.")
+  if global_batch % process_count:
+    suggestion = math.ceil(global_batch / process_count) * process_count
+    raise ValueError(
+      f"input.{field}={global_batch} is not divisible by the {process_count} "
+      f"processes; set --config.input.{field} to a multiple of "
+      f"{process_count} (e.g. {suggestion})."
+    )
+  return global_batch // process_count
+
+
+def _decode_and_normalize(
+  input_config: ml_collections.ConfigDict,
+  dataset_builder: tfds.core.DatasetBuilder,
+  seed: int | None,
+) -> Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]:
+  """Returns a map function: encoded image -> float32 model input.
+
+  Fashion-MNIST and GLYPHS-ZS: grayscale, (x / 255 - mean) / std with the
+  dataset's pixel statistics (`normalize_pixels`). Other datasets:
+  (S, S, 3) in the colour convention `input.color`; with a `seed`, the
+  training augmentation, drawn from (seed, example['index']), else the
+  evaluation resize and centre crop (rgb_preprocessing.py). 'index' is dropped.
+  """
+  if uses_pixel_stats(input_config.dataset):
+    image_feature = dataset_builder.info.features["image"]
+
+    def preprocess(example):
+      image = tf.cast(
+        image_feature.decode_example(example["image"]), tf.float32
+      )
+      return normalize_pixels(image, input_config.dataset)
+
+  elif seed is None:
+
+    def preprocess(example):
+      return rgb_preprocessing.eval_image(example["image"], input_config)
+
+  else:
+
+    def preprocess(example):
+      example_seed = tf.stack(
+        [tf.constant(seed, tf.int64), tf.cast(example["index"], tf.int64)]
+      )
+      return rgb_preprocessing.train_image(
+        example["image"], example_seed, input_config
+      )
+
+  def fn(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    rest = {k: v for k, v in example.items() if k not in ("image", "index")}
+    return {**rest, "image": preprocess(example)}
+
+  return fn
+
+
+def _check_preprocessing(input_config: ml_collections.ConfigDict) -> None:
+  if not uses_pixel_stats(input_config.dataset):
+    rgb_preprocessing.check_config(input_config)
+
+
+def _naming_bad_images(
+  batches: Iterator[dict[str, np.ndarray]],
+  input_config: ml_collections.ConfigDict,
+) -> Iterator[dict[str, np.ndarray]]:
+  """Yields `batches`; a decoding failure becomes an error naming the files.
+
+  tf.data's decoders say that an image is bad, not which: on failure, every
+  image is decoded once more, one by one, to name those at fault.
+  """
+  try:
+    yield from batches
+  except tf.errors.InvalidArgumentError as e:
+    raise DatasetError(sources.undecodable_message(input_config, e)) from None
+
+
+def normalize_pixels(images: Any, dataset: str) -> Any:
+  """The network's input from float pixel values in [0, 255].
+
+  The one normalisation of training, evaluation and ``proxy_nca_jax.embed``:
+  ``(x / 255 - mean) / std`` with the dataset's pixel statistics.
+
+  Args:
+    images: float array (NumPy or TensorFlow) of any shape, values 0-255.
+    dataset: the ``input.dataset`` the network was trained on (a supported
+      one).
+
+  Returns:
+    The normalised images, same shape and type as ``images``.
+  """
+  if not uses_pixel_stats(dataset):
+    raise ValueError(
+      f"Images of {dataset!r} are prepared by the colour convention of "
+      f"input.color (rgb_preprocessing.py), not by pixel statistics; only "
+      f"{sorted(_PIXEL_STATS)} are normalised this way."
+    )
+  mean, std = _PIXEL_STATS[dataset]
+  return (images / 255.0 - mean) / std
+
+
+def uses_pixel_stats(dataset: str) -> bool:
+  """Whether ``dataset``'s images are normalised by `normalize_pixels`.
+
+  The others (the colour datasets) follow ``input.color``
+  (rgb_preprocessing.py).
+  """
+  return dataset in _PIXEL_STATS
+
+
+def display_images(
+  images: np.ndarray, input_config: ml_collections.ConfigDict
+) -> np.ndarray:
+  """Network inputs (N, H, W, C) -> pixel values in [0, 1], for figures.
+
+  The inverse of the normalisation: grey levels for the pixel-statistics
+  datasets, RGB (even for BN-Inception's BGR inputs) for the others.
+  """
+  if uses_pixel_stats(input_config.dataset):
+    mean, std = _PIXEL_STATS[input_config.dataset]
+    return np.clip(np.asarray(images) * std + mean, 0.0, 1.0)
+  return rgb_preprocessing.displayable_rgb(images, input_config.color)
+
+
+def proxy_rows(input_config: ml_collections.ConfigDict) -> np.ndarray:
+  """Original class id -> proxy row (the training label), int32 (num_labels,).
+
+  Rows follow `classes_of(input_config, 'train')`; -1 for the classes not
+  trained on (test and validation classes).
+  """
+  classes = classes_of(input_config, "train")
+  table = np.full(sources.num_labels(input_config), -1, np.int32)
+  table[list(classes)] = np.arange(len(classes), dtype=np.int32)
+  return table
+
+
+def _lookup(table: np.ndarray, labels: tf.Tensor) -> tf.Tensor:
+  """Returns `table[labels]`: maps class ids through a per-class table."""
+  return tf.gather(tf.constant(table), labels)
+
+
+def create_train_iterator(
+  input_config: ml_collections.ConfigDict,
+  *,
+  seed: int,
+  start_step: int = 0,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
+  """Returns an endless iterator over this process's training batches.
+
+  Random batches: every process runs the same shuffled stream of the pooled
+  images of the training classes and keeps its rows of each global batch, so
+  the global batches are the same for any number of processes. The same
+  seed gives the same batches, and `start_step=s` yields exactly batches s,
+  s+1, ... of the run started at 0. With `samples_per_class` m > 0 the
+  global batches are class-balanced: batch_size / m distinct classes, m
+  images each, in blocks of m consecutive images (a process's rows may cut
+  a block when m does not divide its share of the batch).
+
+  Args:
+    input_config: the `config.input` section.
+    seed: shuffle (and augmentation) seed.
+    start_step: number of batches to skip (the step a run resumes from).
+    process_index: this process, in [0, process_count).
+    process_count: number of processes; must divide `batch_size`.
+
+  Returns:
+    An endless iterator of dicts of NumPy arrays, b = batch_size //
+    process_count:
+      'image': float32 (b, *image_shape(input_config)): Fashion-MNIST
+        (x / 255 - 0.2860) / 0.3530; other datasets augmented and in the
+        colour convention `input.color` (rgb_preprocessing.py).
+      'label': int32 (b,), in [0, num_classes(input_config, 'train')), the
+        position of the class in `train_classes` minus `val_classes`.
+
+  Raises:
+    ValueError: a bad class configuration, `batch_size` not divisible by
+      `process_count`, `samples_per_class` not dividing `batch_size` or
+      asking for more classes than have m images; bad preprocessing fields.
+    DatasetError: the dataset is not prepared; (while iterating) images that
+      cannot be decoded, named.
+  """
+  batch = _per_process_batch(
+    input_config.batch_size, "batch_size", process_index, process_count
+  )
+  global_batch = batch * process_count
+  first = process_index * batch  # This process's rows of a global batch.
+  samples_per_class = balanced_batches.samples_per_class(
+    input_config, global_batch
+  )
+  if start_step < 0:
+    raise ValueError(f"start_step={start_step} must be >= 0.")
+  dataset_builder = sources.prepared_builder(input_config)
+  _check_preprocessing(input_config)
+  classes = classes_of(input_config, "train")
+  table = proxy_rows(input_config)
+  logging.info(
+    "Train input: classes %s as labels 0..%d, batch %d on process %d/%d, "
+    "seed %d, from step %d, %s",
+    class_splits.describe(classes),
+    len(classes) - 1,
+    batch,
+    process_index,
+    process_count,
+    seed,
+    start_step,
+    f"{samples_per_class} images per class"
+    if samples_per_class
+    else "random batches",
+  )
+
+  if samples_per_class:
+    ds = balanced_batches.balanced_examples(
+      input_config,
+      dataset_builder,
+      table,
+      global_batch=global_batch,
+      samples_per_class=samples_per_class,
+      seed=seed,
+      start_step=start_step,
+      first=first,
+      batch=batch,
+    )
+  else:
+    # Every process runs the same shuffled stream of encoded examples and
+    # keeps its rows of each global batch: the global batches do not depend
+    # on the number of processes (1 x 8 devices == 2 x 4, bit for bit). Each
+    # process reads every encoded example but decodes only its own.
+    ds = sources.read(input_config, dataset_builder)
+    ds = ds.filter(lambda x: _lookup(table, x["label"]) >= 0)
+    ds = ds.map(
+      lambda x: {"image": x["image"], "label": _lookup(table, x["label"])}
+    )
+    # Encoded images: ~10 MB for 35,000 Fashion-MNIST images, ~0.3 GB for
+    # CUB's train classes.
+    ds = ds.cache()
+    ds = ds.shuffle(
+      input_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True
+    )
+    # 'index': the position in the global stream, which seeds augmentation.
+    ds = ds.repeat().enumerate()
+    ds = ds.map(lambda i, x: {**x, "index": i})
+    ds = ds.skip(start_step * global_batch)
+    ds = ds.batch(global_batch, drop_remainder=True)
+    ds = ds.map(lambda x: {k: v[first : first + batch] for k, v in x.items()})
+    ds = ds.unbatch()
+  ds = ds.map(
+    _decode_and_normalize(input_config, dataset_builder, seed),
+    num_parallel_calls=tf.data.AUTOTUNE,
+  )
+  if input_config.dataset in _PIXEL_STATS:
+    mean, std = _PIXEL_STATS[input_config.dataset]
+    ds = grey_augmentation.augment_training_images(
+      ds,
+      input_config,
+      background=-mean / std,
+      seed=seed,
+      first_example=start_step * global_batch + first,
+      rows=(batch, global_batch),
+    )
+  ds = ds.batch(batch, drop_remainder=True)
+  if input_config.prefetch:
+    ds = ds.prefetch(input_config.prefetch)
+  return _naming_bad_images(ds.as_numpy_iterator(), input_config)
+
+
+def _eval_classes(
+  input_config: ml_collections.ConfigDict, split: str
+) -> tuple[int, ...]:
+  classes = classes_of(input_config, split)
+  if not classes:
+    raise ValueError(
+      f"input.val_classes is empty: there is no {split!r} split."
+    )
+  cap = input_config.max_eval_examples
+  if cap is not None and cap < 1:
+    raise ValueError(
+      f"input.max_eval_examples={cap} must be positive (None: all)."
+    )
+  return classes
+
+
+def num_examples(input_config: ml_collections.ConfigDict, split: str) -> int:
+  """Returns the number of real (unpadded) examples of an eval `split`.
+
+  That is the total over all processes of the `mask` of
+  `create_eval_iterator(input_config, split, ...)`: the images of the split's
+  classes, at most `max_eval_examples`.
+  """
+  classes = _eval_classes(input_config, split)
+  labels = sources.source_labels(input_config)
+  count = int(np.isin(labels, classes).sum())
+  cap = input_config.max_eval_examples
+  return count if cap is None else min(count, cap)
+
+
+def create_eval_iterator(
+  input_config: ml_collections.ConfigDict,
+  split: str,
+  *,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
+  """Returns one pass over this process's share of an evaluation split.
+
+  The split's examples (in the fixed tfds order, the first
+  `max_eval_examples` if set) are dealt round-robin to the processes. Every
+  process yields ceil(num_examples / eval_batch_size) batches; padding
+  examples fill the last ones.
+
+  Args:
+    input_config: the `config.input` section.
+    split: 'test' (`test_classes`), 'val' (`val_classes`) or 'train'
+      (`train_classes` minus `val_classes`).
+    process_index: this process, in [0, process_count).
+    process_count: number of processes; must divide `eval_batch_size`.
+
+  Returns:
+    An iterator of dicts of NumPy arrays, b = eval_batch_size //
+    process_count:
+      'image': float32 (b, *image_shape(input_config)): Fashion-MNIST
+        normalised as in training; other datasets resized, centre-cropped
+        and in the colour convention `input.color` (zeros for padding).
+      'label': int32 (b,), the original class ids (-1 for padding).
+      'mask': bool (b,), False for padding.
+
+  Raises:
+    ValueError: a bad configuration or split, or `eval_batch_size` not
+      divisible by `process_count`; bad preprocessing fields.
+    DatasetError: the dataset is not prepared; (while iterating) images that
+      cannot be decoded, named.
+  """
+  batch = _per_process_batch(
+    input_config.eval_batch_size,
+    "eval_batch_size",
+    process_index,
+    process_count,
+  )
+  dataset_builder = sources.prepared_builder(input_config)
+  _check_preprocessing(input_config)
+  classes = _eval_classes(input_config, split)
+  total = num_examples(input_config, split)
+  num_batches = math.ceil(total / (batch * process_count))
+  keep = np.zeros(sources.num_labels(input_config), bool)
+  keep[list(classes)] = True
+  logging.info(
+    "Eval input %r: classes %s, %d examples, %d batches of %d on process %d/%d",
+    split,
+    class_splits.describe(classes),
+    total,
+    num_batches,
+    batch,
+    process_index,
+    process_count,
+  )
+
+  ds = sources.read(input_config, dataset_builder)
+  ds = ds.filter(lambda x: _lookup(keep, x["label"]))
+  ds = ds.take(total).shard(process_count, process_index)
+  ds = ds.map(
+    lambda x: {
+      "image": x["image"],
+      "label": tf.cast(x["label"], tf.int32),
+      "mask": tf.constant(True),
+    }
+  )
+  ds = ds.map(
+    _decode_and_normalize(input_config, dataset_builder, None),
+    num_parallel_calls=tf.data.AUTOTUNE,
+  )
+  padding = tf.data.Dataset.from_tensors(
+    {
+      "image": tf.zeros(image_shape(input_config), tf.float32),
+      "label": tf.constant(-1, tf.int32),
+      "mask": tf.constant(False),
+    }
+  ).repeat()
+  ds = ds.concatenate(padding).take(num_batches * batch).batch(batch)
+  if input_config.prefetch:
+    ds = ds.prefetch(input_config.prefetch)
+  return _naming_bad_images(ds.as_numpy_iterator(), input_config)

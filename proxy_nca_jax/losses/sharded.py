@@ -1,0 +1,330 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Proxy losses with the proxies sharded over the classes (millions of them).
+
+The same functions as ``losses.proxy_nca_loss`` (static assignment, both
+forms) and ``losses.proxy_anchor_loss``, computed with ``jax.shard_map`` over
+the mesh's ``data`` axis (parallel.py) while the proxy matrix (R, D) stays
+split along its rows: device k of n holds rows [k c, (k + 1) c), c = R / n.
+No device ever holds more than its c proxies; the embeddings and labels
+(B x D, small) are all-gathered.
+
+Padding. R is the number of classes C rounded up to a multiple of n
+(``proxies.padded_num_proxies``); rows C..R-1 are padding. Their logits are
+masked out of every sum, so they never change the loss and get exactly zero
+gradient (with Adam and zero-initialised rows they stay zero). The loss
+functions take the padded (R, D) matrix and C (``num_proxies``).
+
+Proxy-NCA ([1], Eq. 4). With l_z = -scale |a x - b p_z|^2 the logit of
+proxy z (as in ``losses.proxy_nca_loss``), a sample of class y costs
+
+    paper:   L = -l_y + logsumexp_{z != y, z < C} l_z
+    softmax: L = -l_y + logsumexp_{z < C} l_z
+
+(the softmax form is Eq. 4 with the positive proxy kept in the
+denominator). The log-sum-exp over a set Z split into the shards' parts
+Z_k is
+
+    logsumexp_{z in Z} l_z = m + log sum_k s_k,
+    m_k = max_{z in Z_k} l_z,  m = max_k m_k,
+    s_k = sum_{z in Z_k} exp(l_z - m),
+
+so each device computes m_k, one ``pmax`` gives m (without gradient: the
+result does not depend on it), each device computes s_k and one ``psum``
+gives the sum. The positive logit l_y is non-zero on the one shard that owns
+row y; a ``psum`` of the masked local sums brings it to every device. Label
+smoothing (softmax form, target 1 - eps on y and eps / (C - 1) elsewhere):
+
+    L = logsumexp_{z < C} l_z - (1 - eps) l_y - eps / (C - 1) sum_{z != y} l_z
+
+with sum_{z != y} l_z = psum(local sums) - l_y. Communication per step: the
+all-gather of the B x D embeddings and labels, and three or four
+all-reduces of B numbers (the max, the sums of exponentials, the positive
+logits, the logit sums); the gradient adds a psum of the embeddings'.
+
+Proxy-Anchor ([2], Eq. 4):
+
+    L = 1/|P+| sum_{p in P+} log(1 + sum_{x in X_p^+} exp(-a (s(x,p) - d)))
+      + 1/|P|  sum_{p in P}  log(1 + sum_{x in X_p^-} exp(a (s(x,p) + d)))
+
+(a = alpha, d = delta, s the cosine similarity, X_p^+ / X_p^- the samples of
+proxy p's class / of the others, P+ the proxies with a sample in the batch).
+
+Its log-sum-exps run over the batch for each proxy, so they are local to the
+shard that owns the proxy; only the two means over proxies need a ``psum``
+of the local sums (and of |P+|); |P| = C.
+
+Gradients. Every proxy's logits live on its own shard, so its gradient is
+computed there and stays sharded like the proxies (and so do the optimiser's
+moments). The embeddings enter every shard: the transpose of their implicit
+broadcast to the shards sums their per-shard gradients.
+
+References:
+  [1] Y. Movshovitz-Attias, A. Toshev, T. Leung, S. Ioffe, S. Singh. No Fuss
+      Distance Metric Learning using Proxies. ICCV 2017.
+  [2] S. Kim, D. Kim, M. Cho, S. Kwak. Proxy Anchor Loss for Deep Metric
+      Learning. CVPR 2020.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jax.sharding import PartitionSpec
+
+from proxy_nca_jax import losses, parallel
+from proxy_nca_jax import proxies as proxies_lib
+from proxy_nca_jax.losses import checks, pair
+
+SHARDED_LOSSES = ("proxy_nca", "proxy_anchor")
+_AXIS = parallel.DATA_AXIS
+
+
+def check_supported(loss_config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError unless the configured loss has a sharded form.
+
+  Args:
+    loss_config: the ``loss`` section of the config.
+  """
+  name, assignment = loss_config.name, loss_config.assignment
+  if name not in SHARDED_LOSSES or (
+    name == "proxy_nca" and assignment != "static"
+  ):
+    what = f"loss.name={name!r}"
+    if name in SHARDED_LOSSES:
+      what += f" with loss.assignment={assignment!r}"
+    raise ValueError(
+      f"proxies.sharding='sharded' does not support {what}. Sharded "
+      f"proxies work with loss.name in {SHARDED_LOSSES} and static "
+      "assignment (one proxy per class); use "
+      "--config.proxies.sharding=replicated for the other losses."
+    )
+
+
+def _check_sharded(
+  embeddings: jax.Array,
+  labels: jax.Array,
+  proxies: jax.Array,
+  mesh: jax.sharding.Mesh,
+  num_proxies: int,
+) -> None:
+  pair.check_batch(embeddings, labels)
+  checks.check_proxies(embeddings, proxies)
+  shards = mesh.shape[_AXIS]
+  rows = proxies.shape[0]
+  if rows % shards or not 1 <= num_proxies <= rows:
+    raise ValueError(
+      f"Sharded proxies need a row count divisible by the {shards} devices "
+      f"of the mesh's {_AXIS!r} axis and at least num_proxies={num_proxies} "
+      f"rows, got {rows}; pad them with proxies.pad_proxies."
+    )
+
+
+def _local_columns(
+  labels: jax.Array, num_local: int, num_proxies: int
+) -> tuple[jax.Array, jax.Array]:
+  """This shard's positive mask (B, c) and its real (unpadded) rows (c,)."""
+  offset = jax.lax.axis_index(_AXIS) * num_local
+  real = offset + jnp.arange(num_local) < num_proxies
+  positive = proxies_lib.static_assignment(labels - offset, num_local) & real
+  return positive, real
+
+
+def distributed_logsumexp(logits: jax.Array, mask: jax.Array) -> jax.Array:
+  """log sum exp over the masked columns of every shard (inside shard_map).
+
+  Args:
+    logits: float array (B, c), this shard's columns.
+    mask: bool array (B, c); False entries are left out.
+
+  Returns:
+    float32 (B,), the same on every shard; -inf where no shard selects a
+    column, with a zero (not NaN) gradient there.
+  """
+  logits = jnp.where(mask, logits, -jnp.inf)
+  local_peak = jax.lax.stop_gradient(jnp.max(logits, axis=-1))
+  peak = jax.lax.pmax(local_peak, _AXIS)
+  peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
+  local_sum = jnp.sum(
+    jnp.where(mask, jnp.exp(logits - peak[:, None]), 0.0), axis=-1
+  )
+  total = jax.lax.psum(local_sum, _AXIS)
+  # The largest selected logit adds exp(0) = 1: total is 0 only if empty.
+  nonempty = total > 0
+  lse = jnp.log(jnp.where(nonempty, total, 1.0)) + peak
+  return jnp.where(nonempty, lse, -jnp.inf)
+
+
+def _sharded(fn, mesh: jax.sharding.Mesh):
+  """shard_map of ``fn(embeddings, labels, proxies)``: proxies row-split."""
+  return jax.shard_map(
+    fn,
+    mesh=mesh,
+    in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(_AXIS)),
+    out_specs=PartitionSpec(),
+  )
+
+
+def sharded_proxy_nca_loss(
+  embeddings: jax.Array,
+  labels: jax.Array,
+  proxies: jax.Array,
+  *,
+  mesh: jax.sharding.Mesh,
+  num_proxies: int,
+  form: str = "softmax",
+  scale: float = 1.0,
+  label_smoothing: float = 0.0,
+  embedding_norm: float = 1.0,
+  proxy_norm: float = 1.0,
+) -> jax.Array:
+  """``losses.proxy_nca_loss`` (static) with proxies sharded by rows.
+
+  Args:
+    embeddings: float array (B, D), any sharding. Normalised here.
+    labels: int array (B,), values in [0, num_proxies) (others are left out
+      of the mean, as in ``losses.proxy_nca_loss``).
+    proxies: float array (R, D), R a multiple of the mesh's ``data`` size,
+      sharded (or shardable) by rows; rows num_proxies..R-1 are padding.
+    mesh: the device mesh (parallel.create_mesh).
+    num_proxies: C, the number of real proxies (classes).
+    form: "paper" or "softmax".
+    scale: positive multiplier of the squared distances.
+    label_smoothing: eps in [0, 1); softmax form only.
+    embedding_norm: a, the norm embeddings are scaled to.
+    proxy_norm: b, the norm proxies are scaled to.
+
+  Returns:
+    float32 scalar, replicated: the mean loss over the batch.
+
+  Raises:
+    ValueError: as ``losses.proxy_nca_loss``, or for a row count that the
+      mesh does not divide or below ``num_proxies``.
+  """
+  _check_sharded(embeddings, labels, proxies, mesh, num_proxies)
+  checks.check_proxy_nca_options(
+    form, scale, label_smoothing, embedding_norm, proxy_norm, "static"
+  )
+  if (form == "paper" or label_smoothing) and num_proxies < 2:
+    raise ValueError(
+      "The paper form and label smoothing need at least two proxies."
+    )
+  norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
+
+  def local_loss(embeddings, labels, local_proxies):
+    logits = -scale * proxies_lib.proxy_distances(
+      embeddings, local_proxies, **norms
+    )  # (B, c)
+    positive, real = _local_columns(labels, local_proxies.shape[0], num_proxies)
+    positive_logit = jax.lax.psum(
+      jnp.sum(jnp.where(positive, logits, 0.0), axis=-1), _AXIS
+    )
+    if form == "paper":
+      lse = distributed_logsumexp(logits, real & ~positive)
+    else:
+      lse = distributed_logsumexp(logits, jnp.broadcast_to(real, logits.shape))
+    per_sample = lse - positive_logit
+    if label_smoothing:
+      logit_sum = jax.lax.psum(
+        jnp.sum(jnp.where(real, logits, 0.0), axis=-1), _AXIS
+      )
+      others = (logit_sum - positive_logit) / (num_proxies - 1)
+      per_sample = (
+        lse
+        - (1.0 - label_smoothing) * positive_logit
+        - label_smoothing * others
+      )
+    has_positive = (labels >= 0) & (labels < num_proxies)
+    return pair.masked_mean(per_sample, has_positive)
+
+  return _sharded(local_loss, mesh)(embeddings, labels, proxies)
+
+
+def sharded_proxy_anchor_loss(
+  embeddings: jax.Array,
+  labels: jax.Array,
+  proxies: jax.Array,
+  *,
+  mesh: jax.sharding.Mesh,
+  num_proxies: int,
+  alpha: float = 32.0,
+  delta: float = 0.1,
+) -> jax.Array:
+  """``losses.proxy_anchor_loss`` with proxies sharded by rows.
+
+  Args:
+    embeddings: float array (B, D), any sharding. Normalised here.
+    labels: int array (B,), values in [0, num_proxies).
+    proxies: float array (R, D), R a multiple of the mesh's ``data`` size;
+      rows num_proxies..R-1 are padding.
+    mesh: the device mesh.
+    num_proxies: C, the number of real proxies.
+    alpha: scaling factor (32 in [2]).
+    delta: margin (0.1 in [2]).
+
+  Returns:
+    float32 scalar, replicated.
+
+  Raises:
+    ValueError: for wrong shapes, or a row count that the mesh does not
+      divide or below ``num_proxies``.
+  """
+  _check_sharded(embeddings, labels, proxies, mesh, num_proxies)
+
+  def local_loss(embeddings, labels, local_proxies):
+    x = pair.l2_normalize(embeddings.astype(jnp.float32))
+    p = pair.l2_normalize(local_proxies.astype(jnp.float32))
+    cos = x @ p.T  # (B, c)
+    positive, real = _local_columns(labels, local_proxies.shape[0], num_proxies)
+    negative = ~positive & real
+    pull = losses.log1p_sum_exp(
+      pair.masked_logsumexp(-alpha * (cos - delta), positive, axis=0)
+    )
+    push = losses.log1p_sum_exp(
+      pair.masked_logsumexp(alpha * (cos + delta), negative, axis=0)
+    )
+    with_positive = jnp.any(positive, axis=0)
+    pull_sum = jax.lax.psum(jnp.sum(jnp.where(with_positive, pull, 0.0)), _AXIS)
+    pull_count = jax.lax.psum(jnp.sum(with_positive), _AXIS)
+    push_sum = jax.lax.psum(jnp.sum(jnp.where(real, push, 0.0)), _AXIS)
+    return pull_sum / jnp.maximum(pull_count, 1) + push_sum / num_proxies
+
+  return _sharded(local_loss, mesh)(embeddings, labels, proxies)
+
+
+def create_sharded_loss_fn(
+  loss_config: ml_collections.ConfigDict,
+  mesh: jax.sharding.Mesh,
+  num_proxies: int,
+) -> losses.LossFn:
+  """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
+
+  The sharded counterpart of ``losses.create_loss_fn``: the same config
+  fields, the proxies (R, D) padded and sharded as ``train_state`` keeps
+  them, ``num_proxies`` real ones.
+
+  Raises:
+    ValueError: a loss without a sharded form (``check_supported``) or a
+      bad option.
+  """
+  check_supported(loss_config)
+  losses.create_loss_fn(loss_config)  # Checks the options.
+  options = losses.loss_options(loss_config)[loss_config.name]
+  options.pop("assignment", None)
+  fn = {
+    "proxy_nca": sharded_proxy_nca_loss,
+    "proxy_anchor": sharded_proxy_anchor_loss,
+  }[loss_config.name]
+  return functools.partial(fn, mesh=mesh, num_proxies=num_proxies, **options)

@@ -1,0 +1,106 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""What a training run keeps in its workdir, and loading it back.
+
+A workdir holds ``config.json`` (the run's config), ``checkpoints/`` (orbax),
+``metrics.jsonl`` and ``tensorboard/`` (metric_writer.py) and, at the end,
+``results.txt``. Tools that work on a finished run (evaluation, embedding,
+reports) need only ``--workdir``.
+"""
+
+import json
+import os
+
+import flax.linen as nn
+import jax
+import ml_collections
+import tensorflow as tf
+
+from proxy_nca_jax import checkpointing, models, parallel
+from proxy_nca_jax.training import optim, train_state
+
+CONFIG_FILE = "config.json"
+
+
+def absolute(workdir: str) -> str:
+  """Local paths made absolute (orbax needs it); URLs (gs://...) kept."""
+  return workdir if "://" in workdir else os.path.abspath(workdir)
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes the run's config to workdir/config.json (read by tools)."""
+  tf.io.gfile.makedirs(workdir)
+  with tf.io.gfile.GFile(os.path.join(workdir, CONFIG_FILE), "w") as f:
+    f.write(config.to_json(indent=2))
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a training run saved in ``workdir``."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(
+      f"{path} not found: {workdir} is not the workdir of a training run "
+      "(python -m proxy_nca_jax.train --workdir=...)."
+    )
+  with tf.io.gfile.GFile(path) as f:
+    return ml_collections.ConfigDict(json.load(f, object_hook=_with_tuples))
+
+
+def _with_tuples(record: dict) -> dict:
+  # JSON has only lists; configs hold sequences as tuples (class ids, ks).
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in record.items()}
+
+
+def restore_trained(
+  workdir: str,
+  mesh: jax.sharding.Mesh | None = None,
+  step: int | None = None,
+) -> tuple[ml_collections.ConfigDict, nn.Module, train_state.TrainState]:
+  """Loads a trained run for inference: its config, model and a state.
+
+  Args:
+    workdir: the workdir of a training run.
+    mesh: where to place the state (default: every device).
+    step: the checkpoint to load (default: the newest).
+
+  Returns:
+    (config, model, state) of that checkpoint.
+
+  Raises:
+    FileNotFoundError: no config or no (such) checkpoint in ``workdir``.
+  """
+  workdir = absolute(workdir)
+  config = load_config(workdir)
+  mesh = parallel.create_mesh() if mesh is None else mesh
+  model = models.create_model(config.model)
+  tx, _ = optim.create_optimizer(config)
+  num_proxies = train_state.num_proxies(config)
+  ckpt = checkpointing.Checkpointer(
+    os.path.join(workdir, "checkpoints"), every_steps=0, keep=config.ckpt.keep
+  )
+  try:
+    step = ckpt.latest_step() if step is None else step
+    if step is None or step not in ckpt.all_steps():
+      raise FileNotFoundError(
+        f"No checkpoint{'' if step is None else f' at step {step}'} in "
+        f"{workdir}/checkpoints."
+      )
+    state = ckpt.restore(
+      step,
+      train_state.abstract_state(config, model, tx, mesh, num_proxies),
+      train_state.run_signature(config, num_proxies, mesh),
+    )
+  finally:
+    ckpt.close()
+  return config, model, state

@@ -32,12 +32,13 @@ import shutil
 import tempfile
 
 import flax
+import jax
 import numpy as np
 import pytest
 from absl.testing import absltest, parameterized
 from PIL import Image
 
-from proxy_nca_jax import models
+from proxy_nca_jax import models, parallel
 from proxy_nca_jax.evaluation import report
 from proxy_nca_jax.training import trainer, workdirs
 from tests import fake_images, paper_datasets_test
@@ -106,9 +107,12 @@ class PaperConfigEndToEndTest(parameterized.TestCase):
     ]
     splits = paper_datasets_test.tfds_splits(name, labels, images)
     workdir = tmp / "workdir"
+    # One device: the large backbones compile ~40% faster than for 8, and
+    # sharding is tested elsewhere (trainer_test, multiprocess_test).
+    mesh = parallel.create_mesh(jax.devices()[:1])
     with fake_images.mocked_dataset(name, tmp / "data", splits):
-      results = trainer.train_and_evaluate(config, str(workdir))
-      report.write_report(str(workdir))
+      results = trainer.train_and_evaluate(config, str(workdir), mesh)
+      report.write_report(str(workdir), mesh=mesh)
 
     self.assertEqual(list(results), [STEPS])
     self.assertEqual(
@@ -124,7 +128,7 @@ class PaperConfigEndToEndTest(parameterized.TestCase):
     self.assertLen(losses, STEPS)
     self.assertTrue(all(math.isfinite(x) for x in losses), losses)
 
-    restored, _, state = workdirs.restore_trained(str(workdir))
+    restored, _, state = workdirs.restore_trained(str(workdir), mesh)
     self.assertEqual(restored.model.name, backbone)
     self.assertEqual(int(state.step), STEPS)
     self.assertEqual(state.params["proxies"].shape, (num_train, embedding_dim))

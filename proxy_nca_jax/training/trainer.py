@@ -269,19 +269,23 @@ def _log_evaluation(
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  mesh: jax.sharding.Mesh | None = None,
 ) -> dict[int, dict[str, float]]:
   """Trains and evaluates; resumes from the latest checkpoint in workdir.
 
   Args:
     config: the full config (see configs/fashion_mnist.py).
     workdir: where checkpoints, metrics.jsonl and TensorBoard files go.
+    mesh: the devices to train and evaluate on (default: every device of
+      every process, which is what the train command uses).
 
   Returns:
     The test-split results of this workdir, by step (read back from
     metrics.jsonl, so a resumed run still reports the untrained baseline).
   """
-  mesh = parallel.create_mesh()
+  mesh = parallel.create_mesh() if mesh is None else mesh
   parallel.check_global_batch(config.input.batch_size, mesh, "input.batch_size")
   parallel.check_global_batch(
     config.input.eval_batch_size, mesh, "input.eval_batch_size"

@@ -53,8 +53,8 @@ from absl import app, flags
 
 from benchmarks import cpu_timing
 from configs import fashion_mnist
-from proxy_nca_jax import losses, models, parallel
-from proxy_nca_jax.training import optim, train_state, trainer
+from proxy_nca_jax import models, parallel
+from proxy_nca_jax.training import optim, setup, train_state, trainer
 
 _OPTIONS = flags.DEFINE_list(
   "options", None, "Keys of OPTIONS to run (default: all), in this order."
@@ -150,7 +150,7 @@ def run_child(name: str) -> dict[str, Any]:
   mesh = parallel.create_mesh()
   model = models.create_model(config.model)
   tx, _ = optim.create_optimizer(config)
-  loss_fn = losses.create_loss_fn(config.loss)
+  loss_fn = setup.create_loss_fn(config.loss)
   num_classes = len(fashion_mnist.TRAIN_CLASSES)
   state = train_state.create_state(
     config,

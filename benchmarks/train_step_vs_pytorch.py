@@ -71,9 +71,9 @@ from pytorch_metric_learning import losses as pml_losses
 from torch import nn
 
 from benchmarks import cpu_timing
-from proxy_nca_jax import evaluation, losses, models, parallel
+from proxy_nca_jax import evaluation, models, parallel
 from proxy_nca_jax.data import class_splits, pipeline, sources
-from proxy_nca_jax.training import optim, train_state, trainer
+from proxy_nca_jax.training import optim, setup, train_state, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config",
@@ -328,7 +328,7 @@ def main(argv: list[str]) -> None:
   mesh = parallel.create_mesh()
   model = models.create_model(config.model)
   tx, _ = optim.create_optimizer(config)
-  loss_fn = losses.create_loss_fn(config.loss)
+  loss_fn = setup.create_loss_fn(config.loss)
   state = train_state.create_state(
     config,
     model,

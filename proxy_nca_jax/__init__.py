@@ -11,6 +11,19 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Proxy-NCA deep metric learning in JAX (Movshovitz-Attias et al., 2017)."""
+"""Proxy-NCA deep metric learning in JAX (Movshovitz-Attias et al., 2017).
+
+The library surface is three modules of pure functions, light to import
+(JAX and NumPy; no TensorFlow, tfds, orbax or matplotlib):
+
+- ``proxy_nca_jax.losses``: every loss (Proxy-NCA, proxy ranking,
+  Proxy-Anchor, dynamic assignment, the pair baselines);
+- ``proxy_nca_jax.proxies``: proxy initialisation and assignment;
+- ``proxy_nca_jax.evaluation``: Recall@K, MAP@R, R-Precision, NMI/AMI.
+
+The rest (``models``, ``data``, ``training``, the commands ``train``,
+``evaluate``, ``embed``, ``import_weights``) is the training system; see
+the README.
+"""
 
 __version__ = "0.1.0"

@@ -36,9 +36,24 @@ anchor's positive and negative proxies.
 import jax
 import jax.numpy as jnp
 
-from proxy_nca_jax.losses import pair
+from proxy_nca_jax import geometry
 
 PROXY_INITS = ("normal", "class_means")
+
+__all__ = [
+  "PROXY_INITS",
+  "class_mean_proxies",
+  "dynamic_assignment",
+  "dynamic_targets",
+  "init_proxies",
+  "pad_proxies",
+  "padded_num_proxies",
+  "proxy_distances",
+  "proxy_norms",
+  "relations_from_labels",
+  "relations_from_triplets",
+  "static_assignment",
+]
 
 
 def init_proxies(
@@ -142,9 +157,9 @@ def proxy_distances(
   Returns:
     float32 array (B, P).
   """
-  x = embedding_norm * pair.l2_normalize(embeddings.astype(jnp.float32))
-  p = proxy_norm * pair.l2_normalize(proxies.astype(jnp.float32))
-  return pair.squared_distances(x, p)
+  x = embedding_norm * geometry.l2_normalize(embeddings.astype(jnp.float32))
+  p = proxy_norm * geometry.l2_normalize(proxies.astype(jnp.float32))
+  return geometry.squared_distances(x, p)
 
 
 def dynamic_targets(

@@ -71,7 +71,8 @@ _NUM_CPU_DEVICES = flags.DEFINE_integer(
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
-TABLE_KEYS = ("recall@1", "recall@2", "recall@4", "recall@8", "nmi", "map@r")
+# After every Recall@K the config asks for (evals.recall_ks).
+TABLE_METRICS = ("nmi", "map@r")
 
 
 def _initialize_distribution(config: ml_collections.ConfigDict) -> None:
@@ -96,13 +97,23 @@ def _initialize_distribution(config: ml_collections.ConfigDict) -> None:
 
 
 def results_table(results: dict[int, dict[str, float]]) -> str:
-  """The first (untrained, when evaluated) and last evaluations, as text."""
+  """The first (untrained, when evaluated) and last evaluations, as text.
+
+  Columns: every Recall@K of the results in order of K (all of those the
+  config asks for, e.g. 1, 10, 100, 1000 on Stanford Online Products), then
+  NMI and MAP@R.
+  """
   steps = sorted(results)
   named = {}
   for step in dict.fromkeys((steps[0], steps[-1])):
     name = f"step {step}" + (" (untrained)" if step == 0 else "")
     named[name] = results[step]
-  keys = [k for k in TABLE_KEYS if k in results[steps[-1]]]
+  last = results[steps[-1]]
+  recalls = sorted(
+    (k for k in last if k.startswith("recall@")),
+    key=lambda k: int(k.removeprefix("recall@")),
+  )
+  keys = recalls + [k for k in TABLE_METRICS if k in last]
   return evaluation.format_results_table(named, keys)
 
 

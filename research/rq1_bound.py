@@ -61,9 +61,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from proxy_nca_jax import geometry
 from proxy_nca_jax import proxies as proxies_lib  # noqa: E402
 from proxy_nca_jax.data import pipeline  # noqa: E402
-from proxy_nca_jax.losses import pair  # noqa: E402
 from research import common  # noqa: E402
 
 BOUND_EVERY = flags.DEFINE_integer(
@@ -111,22 +111,24 @@ def bound_terms(
       f"The bound needs scale >= 1 and two proxies, got {scale=} and "
       f"{num_proxies} proxies."
     )
-  x = pair.l2_normalize(embeddings.astype(jnp.float32))
-  p = pair.l2_normalize(proxies.astype(jnp.float32))
-  d_xx = pair.squared_distances(x, x)
-  d_xp = pair.squared_distances(x, p)
+  x = geometry.l2_normalize(embeddings.astype(jnp.float32))
+  p = geometry.l2_normalize(proxies.astype(jnp.float32))
+  d_xx = geometry.squared_distances(x, x)
+  d_xp = geometry.squared_distances(x, p)
   same = labels[:, None] == labels[None, :]
   positive = same & ~jnp.eye(labels.shape[0], dtype=bool)
   negative = ~same
   own = proxies_lib.static_assignment(labels, num_proxies)
 
   d_own = jnp.sum(jnp.where(own, d_xp, 0.0), axis=1)
-  eps = pair.euclidean_from_squared(d_own)
+  eps = geometry.euclidean_from_squared(d_own)
   eps_negatives = jnp.max(jnp.where(negative, eps[None, :], 0.0), axis=1)
   has_negative = jnp.any(negative, axis=1)
 
-  nca_data = d_xx + pair.masked_logsumexp(-d_xx, negative, axis=1)[:, None]
-  proxy_nca = scale * d_own + pair.masked_logsumexp(-scale * d_xp, ~own, axis=1)
+  nca_data = d_xx + geometry.masked_logsumexp(-d_xx, negative, axis=1)[:, None]
+  proxy_nca = scale * d_own + geometry.masked_logsumexp(
+    -scale * d_xp, ~own, axis=1
+  )
   counts = jnp.sum(own, axis=0)  # Samples of each class in the batch.
   n_max = jnp.max(jnp.where(own, 0, counts[None, :]), axis=1)
   alpha = 1.0 / scale

@@ -27,9 +27,9 @@ import pytest
 from absl.testing import absltest, parameterized
 
 from configs import fashion_mnist
-from proxy_nca_jax import losses, models
+from proxy_nca_jax import models
 from proxy_nca_jax.models import bn_inception, resnet
-from proxy_nca_jax.training import optim, train_state, trainer
+from proxy_nca_jax.training import optim, setup, train_state, trainer
 
 
 def _shapes(module, image_shape, **kwargs):
@@ -163,7 +163,7 @@ class SmallResNetTest(parameterized.TestCase):
       opt_state=tx.init(cls.params),
     )
     batch = {"image": cls.images, "label": jnp.array([0, 1, 2, 0, 1, 2])}
-    loss_fn = losses.create_loss_fn(config.loss)
+    loss_fn = setup.create_loss_fn(config.loss)
     step = jax.jit(
       lambda s, b: trainer.train_step(s, b, model=model, tx=tx, loss_fn=loss_fn)
     )

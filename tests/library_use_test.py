@@ -58,7 +58,9 @@ class LibraryUseTest(absltest.TestCase):
     self.assertIn("step 200", printed.getvalue())
     trained = namespace["metrics"]
     # The same network untrained, on the same unseen classes.
-    model, points, labels = (namespace[k] for k in ("model", "points", "labels"))
+    model, points, labels = (
+      namespace[k] for k in ("model", "points", "labels")
+    )
     test = namespace["test"]
     untrained_params = model.init(jax.random.key(1), points[:1])
     untrained = evaluation.retrieval_metrics(

@@ -86,7 +86,9 @@ def _values_and_grads(x, labels, proxies, mesh=None):
   """
   num_proxies = len(proxies)
 
-  def all_losses(x, proxies):
+  # Labels are an argument, traced: out-of-range ones are left out (as
+  # inside the train step) instead of raising as concrete labels do.
+  def all_losses(x, labels, proxies):
     results = {}
     for name, (loss_fn, sharded_fn, options) in LOSSES.items():
       if mesh is not None:
@@ -101,7 +103,7 @@ def _values_and_grads(x, labels, proxies, mesh=None):
 
   if mesh is not None:
     proxies = _shard(proxies, mesh)
-  results = jax.jit(all_losses)(x, proxies)
+  results = jax.jit(all_losses)(x, labels, proxies)
   return {name: (v, *grads) for name, (v, grads) in results.items()}
 
 

@@ -32,9 +32,9 @@ import ml_collections
 from absl.testing import parameterized
 
 from configs import fashion_mnist
-from proxy_nca_jax import checkpointing, losses, models, parallel
+from proxy_nca_jax import checkpointing, models, parallel
 from proxy_nca_jax.data import pipeline
-from proxy_nca_jax.training import optim, train_state, trainer
+from proxy_nca_jax.training import optim, setup, train_state, trainer
 from tests import fake_fashion_mnist
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -134,7 +134,7 @@ def train_steps(config, mesh, num_steps: int):
   """(losses, final state on the host) of ``num_steps`` jitted steps."""
   model, tx, state = initial_state(config, mesh)
   step_fn = trainer.make_train_step(
-    model, tx, losses.create_loss_fn(config.loss), mesh
+    model, tx, setup.create_loss_fn(config.loss), mesh
   )
   batches = pipeline.create_train_iterator(config.input, seed=0)
   loss_values = []

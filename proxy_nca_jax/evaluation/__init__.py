@@ -76,6 +76,17 @@ MAX_COUNTED_R = 32
 
 Array = np.ndarray | jax.Array
 
+__all__ = [
+  "DEFAULT_BLOCK_SIZE",
+  "clustering_metrics",
+  "evaluate_embeddings",
+  "evaluate_with_config",
+  "format_results_table",
+  "per_query_scores",
+  "retrieval_metrics",
+  "summarize_retrieval",
+]
+
 
 def _validate_embeddings(
   embeddings: Array, labels: Array, what: str = "embeddings"

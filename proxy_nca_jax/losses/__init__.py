@@ -11,50 +11,56 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Proxy losses (Proxy-NCA, proxy ranking, Proxy-Anchor) and loss selection.
+"""The losses of proxy_nca_jax: pure functions of arrays.
 
-Every loss is a pure function of ``(embeddings, labels, proxies?, *,
-options)`` returning a float32 scalar, jit-able with static shapes.
-Embeddings and proxies are L2-normalised inside the losses, as in the paper
-(Sec. 4: "we normalise the embeddings and the proxies"); a zero vector stays
-zero instead of producing NaN. The data-point baselines (triplet, lifted
-structure, N-pairs, contrastive, NCA) are in ``losses.pair``;
-``create_loss_fn`` selects any of them by ``config.loss.name``.
+Every loss is ``fn(embeddings, labels[, proxies], *, options) -> scalar``
+(float32), jit-able with static shapes, and normalises embeddings and
+proxies itself (paper, Sec. 4). Modules:
 
-Distances. With x = embedding / |embedding| and p = proxy / |proxy|, the
-proxy losses use d(x, p) = |a x - b p|^2 (a = ``embedding_norm``, b =
-``proxy_norm``, both 1 by default), times ``scale`` in the NCA losses.
-Because |a x - b p|^2 = a^2 + b^2 - 2 a b x.p and the NCA and ranking losses
-only compare distances of one sample to several proxies, the constant
-a^2 + b^2 cancels: these losses depend on ``scale * a * b`` alone
-(ProxyNCA++'s a = b = 3 is ``scale`` 9). The separate norms are offered to
-match implementations that set them.
+- ``proxy_nca``: Proxy-NCA ([1], Eq. 4, paper and softmax forms), proxy
+  ranking ([1], Eq. 5) and Proxy-Anchor ([4]), with static assignment (one
+  proxy per class) or, for the first two, dynamic assignment;
+- ``dynamic``: dynamic assignment from similar/dissimilar relations;
+- ``pair``: the data-point baselines (triplet all / semi-hard / batch-hard,
+  lifted structure, N-pairs, contrastive, NCA);
+- ``sharded``: Proxy-NCA and Proxy-Anchor with the proxies split over
+  devices (imported on its own: it needs a mesh).
 
-Proxy assignment (``proxies``): static, one proxy per class (a sample's label
-is its proxy's row), or dynamic, a sample's nearest proxy, any number of
-proxies (see ``losses.dynamic``).
+Binding a config to a loss lives in ``training.setup``.
+
+Example::
+
+  from proxy_nca_jax import losses, proxies
+  p = proxies.init_proxies(key, num_proxies=100, dim=64)
+  loss = losses.proxy_nca_loss(embeddings, labels, p, scale=8.0)
 
 References:
   [1] Y. Movshovitz-Attias, A. Toshev, T. Leung, S. Ioffe, S. Singh. No Fuss
       Distance Metric Learning using Proxies. ICCV 2017.
-  [2] E. W. Teh, T. DeVries, G. W. Taylor. ProxyNCA++: Revisiting and
-      Revitalizing Proxy Neighborhood Component Analysis. ECCV 2020.
-  [3] C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens, Z. Wojna. Rethinking the
-      Inception Architecture for Computer Vision. CVPR 2016 (label smoothing,
-      Sec. 7).
   [4] S. Kim, D. Kim, M. Cho, S. Kwak. Proxy Anchor Loss for Deep Metric
       Learning. CVPR 2020.
 """
 
-import functools
-from collections.abc import Callable
-
-import jax
-import jax.numpy as jnp
-import ml_collections
-
-from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import checks, dynamic, pair
+from proxy_nca_jax.losses.checks import ASSIGNMENTS, PROXY_NCA_FORMS
+from proxy_nca_jax.losses.dynamic import (
+  dynamic_proxy_nca_loss,
+  dynamic_proxy_ranking_loss,
+)
+from proxy_nca_jax.losses.pair import (
+  NCA_FORMS,
+  contrastive_loss,
+  lifted_structure_loss,
+  nca_loss,
+  npairs_loss,
+  triplet_all_loss,
+  triplet_batch_hard_loss,
+  triplet_semihard_loss,
+)
+from proxy_nca_jax.losses.proxy_nca import (
+  proxy_anchor_loss,
+  proxy_nca_loss,
+  proxy_ranking_loss,
+)
 
 PROXY_LOSSES = ("proxy_nca", "proxy_ranking", "proxy_anchor")
 PAIR_LOSSES = (
@@ -66,294 +72,26 @@ PAIR_LOSSES = (
   "contrastive",
   "nca",
 )
+# Every loss by the name ``config.loss.name`` gives it (``{name}_loss``).
 LOSSES = PROXY_LOSSES + PAIR_LOSSES
-# (embeddings (B, D), labels (B,), proxies (C, D)) -> scalar loss.
-LossFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
-
-def proxy_nca_loss(
-  embeddings: jax.Array,
-  labels: jax.Array,
-  proxies: jax.Array,
-  *,
-  form: str = "softmax",
-  scale: float = 1.0,
-  label_smoothing: float = 0.0,
-  embedding_norm: float = 1.0,
-  proxy_norm: float = 1.0,
-  assignment: str = "static",
-) -> jax.Array:
-  """Proxy-NCA loss ([1], Eq. 4), static or dynamic proxy assignment.
-
-  With static assignment (one proxy per class) and the scaled distance
-  d(x, p) = scale * |a x - b p|^2, the loss of a sample of class y is, in
-  the paper's form (the positive proxy is *excluded* from the denominator,
-  so the loss can be negative)::
-
-      L_paper = -log( exp(-d(x, p_y)) / sum_{z != y} exp(-d(x, p_z)) )
-              = d(x, p_y) + logsumexp_{z != y} (-d(x, p_z))
-
-  and in the softmax form used by most reimplementations (positive included,
-  L >= 0; pytorch-metric-learning's ProxyNCALoss with softmax_scale=scale)::
-
-      L_softmax = d(x, p_y) + logsumexp_z (-d(x, p_z))
-
-  Label smoothing ([3]; as in the PyTorch Proxy-NCA of dichotomies and in
-  [2]'s code) replaces the one-hot target of the softmax form by 1 - eps on
-  the sample's proxy and eps / (C - 1) on each other proxy::
-
-      L_smooth = -sum_z t_z log softmax_z(-d(x, p_z))
-
-  ``scale`` is the temperature's inverse: scale = s^2 is the same as
-  normalising embeddings and proxies to norm s (ProxyNCA++ [2] uses s = 3,
-  i.e. scale = 9). The loss is averaged over the samples whose label is a
-  proxy row, [0, C); 0 if there are none.
-
-  ``assignment='dynamic'`` computes ``losses.dynamic`` with the
-  relations given by the labels (``proxies.relations_from_labels``); labels
-  may then be any integers and the number of proxies any number.
-
-  Args:
-    embeddings: float array (B, D). Normalised here; need not be unit norm.
-    labels: int array (B,); static: values in [0, C), the index of each
-      sample's proxy (one proxy per training class).
-    proxies: float array (C, D). Normalised here.
-    form: "paper" or "softmax" (see above).
-    scale: positive multiplier of the squared distances.
-    label_smoothing: eps in [0, 1); static softmax form only.
-    embedding_norm: a, the norm embeddings are scaled to.
-    proxy_norm: b, the norm proxies are scaled to.
-    assignment: "static" or "dynamic".
-
-  Returns:
-    float32 scalar, the mean loss over the batch.
-
-  Raises:
-    ValueError: for wrong shapes, an unknown form or assignment, a
-      non-positive scale or norm, label smoothing outside [0, 1) or with
-      the paper form or dynamic assignment, or the static paper form (or
-      label smoothing) with a single proxy.
-
-  Example:
-    >>> loss = proxy_nca_loss(emb, labels, params['proxies'], scale=8.0)
-  """
-  pair.check_batch(embeddings, labels)
-  checks.check_proxies(embeddings, proxies)
-  checks.check_proxy_nca_options(
-    form, scale, label_smoothing, embedding_norm, proxy_norm, assignment
-  )
-  norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
-  if assignment == "dynamic":
-    similar, dissimilar = proxies_lib.relations_from_labels(labels)
-    return dynamic.dynamic_proxy_nca_loss(
-      embeddings, proxies, similar, dissimilar, form=form, scale=scale, **norms
-    )
-  num_proxies = proxies.shape[0]
-  if (form == "paper" or label_smoothing) and num_proxies < 2:
-    raise ValueError(
-      "The paper form and label smoothing need at least two proxies."
-    )
-
-  logits = -scale * proxies_lib.proxy_distances(
-    embeddings, proxies, **norms
-  )  # (B, C)
-  positive = proxies_lib.static_assignment(labels, num_proxies)
-  positive_logit = jnp.sum(jnp.where(positive, logits, 0.0), axis=-1)
-  if form == "paper":
-    per_sample = pair.masked_logsumexp(logits, ~positive) - positive_logit
-  elif label_smoothing:
-    targets = jnp.where(
-      positive, 1.0 - label_smoothing, label_smoothing / (num_proxies - 1)
-    )
-    per_sample = -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
-  else:
-    per_sample = jax.nn.logsumexp(logits, axis=-1) - positive_logit
-  return pair.masked_mean(per_sample, jnp.any(positive, axis=-1))
-
-
-def proxy_ranking_loss(
-  embeddings: jax.Array,
-  labels: jax.Array,
-  proxies: jax.Array,
-  *,
-  margin: float = 0.2,
-  assignment: str = "static",
-) -> jax.Array:
-  """Proxy ranking (triplet) loss ([1], Sec. 3), static or dynamic.
-
-  With d the squared distance between the normalised embedding and proxies,
-  each (sample x, positive proxy p(y), negative proxy p(z)) costs
-  max(0, margin + d(x, p(y)) - d(x, p(z))). Reduction: the mean over the
-  negative proxies of a sample (static: the C - 1 other proxies), then the
-  mean over the samples whose label is in [0, C) (static), so the loss is
-  the mean over all B (C - 1) triplets; 0 if there are none.
-  ``assignment='dynamic'`` is ``dynamic_proxy_ranking_loss`` with the
-  relations given by the labels.
-
-  Args:
-    embeddings: float array (B, D). Normalised here.
-    labels: int array (B,); static: values in [0, C).
-    proxies: float array (C, D). Normalised here.
-    margin: M, in squared-distance units (unit vectors: d in [0, 4]).
-    assignment: "static" or "dynamic".
-
-  Returns:
-    float32 scalar.
-
-  Raises:
-    ValueError: for wrong shapes, an unknown assignment or, static, a single
-      proxy.
-  """
-  pair.check_batch(embeddings, labels)
-  checks.check_proxies(embeddings, proxies)
-  if assignment not in checks.ASSIGNMENTS:
-    raise ValueError(
-      f"assignment must be one of {checks.ASSIGNMENTS}, got {assignment!r}."
-    )
-  if assignment == "dynamic":
-    similar, dissimilar = proxies_lib.relations_from_labels(labels)
-    return dynamic.dynamic_proxy_ranking_loss(
-      embeddings, proxies, similar, dissimilar, margin=margin
-    )
-  num_proxies = proxies.shape[0]
-  if num_proxies < 2:
-    raise ValueError("The static ranking loss needs at least two proxies.")
-  dist = proxies_lib.proxy_distances(embeddings, proxies)  # (B, C)
-  positive = proxies_lib.static_assignment(labels, num_proxies)
-  positive_dist = jnp.sum(jnp.where(positive, dist, 0.0), axis=-1)
-  hinge = jax.nn.relu(margin + positive_dist[:, None] - dist)
-  per_sample = jnp.sum(jnp.where(positive, 0.0, hinge), axis=-1)
-  per_sample /= num_proxies - 1
-  return pair.masked_mean(per_sample, jnp.any(positive, axis=-1))
-
-
-def log1p_sum_exp(lse: jax.Array) -> jax.Array:
-  """log(1 + sum exp(.)) from the log-sum-exp; 0 for an empty sum."""
-  finite = jnp.isfinite(lse)
-  return jnp.where(finite, jax.nn.softplus(jnp.where(finite, lse, 0.0)), 0.0)
-
-
-def proxy_anchor_loss(
-  embeddings: jax.Array,
-  labels: jax.Array,
-  proxies: jax.Array,
-  *,
-  alpha: float = 32.0,
-  delta: float = 0.1,
-) -> jax.Array:
-  """Proxy-Anchor loss ([4], Eq. 4), static assignment.
-
-  Each proxy is an anchor for the batch. With s(x, p) the cosine similarity,
-  X_p^+ the samples of proxy p's class, X_p^- the others, P^+ the proxies
-  with at least one sample in the batch and P all C proxies::
-
-      L = 1/|P^+| sum_{p in P^+} log(1 + sum_{x in X_p^+}
-                                          exp(-alpha (s(x, p) - delta)))
-        + 1/|P|   sum_{p in P}   log(1 + sum_{x in X_p^-}
-                                          exp(alpha (s(x, p) + delta)))
-
-  computed with log-sum-exp (stable for alpha = 32). The first term is 0
-  when no label of the batch is in [0, C).
-
-  Args:
-    embeddings: float array (B, D). Normalised here.
-    labels: int array (B,), values in [0, C).
-    proxies: float array (C, D). Normalised here.
-    alpha: scaling factor (32 in [4]).
-    delta: margin (0.1 in [4]).
-
-  Returns:
-    float32 scalar.
-  """
-  pair.check_batch(embeddings, labels)
-  checks.check_proxies(embeddings, proxies)
-  x = pair.l2_normalize(embeddings.astype(jnp.float32))
-  p = pair.l2_normalize(proxies.astype(jnp.float32))
-  cos = x @ p.T  # (B, C)
-  positive = proxies_lib.static_assignment(labels, proxies.shape[0])
-  pull = log1p_sum_exp(
-    pair.masked_logsumexp(-alpha * (cos - delta), positive, axis=0)
-  )
-  push = log1p_sum_exp(
-    pair.masked_logsumexp(alpha * (cos + delta), ~positive, axis=0)
-  )
-  with_positive = jnp.any(positive, axis=0)
-  return pair.masked_mean(pull, with_positive) + jnp.mean(push)
-
-
-def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
-  """The config fields each loss reads, as its keyword arguments."""
-  triplet = {"margin": c.margin}
-  return {
-    "proxy_nca": {
-      "form": c.form,
-      "scale": c.scale,
-      "label_smoothing": c.label_smoothing,
-      "embedding_norm": c.embedding_norm,
-      "proxy_norm": c.proxy_norm,
-      "assignment": c.assignment,
-    },
-    "proxy_ranking": {"margin": c.margin, "assignment": c.assignment},
-    "proxy_anchor": {
-      "alpha": c.proxy_anchor_alpha,
-      "delta": c.proxy_anchor_delta,
-    },
-    "triplet_all": triplet,
-    "triplet_semihard": triplet,
-    "triplet_batch_hard": triplet,
-    "lifted_structure": {"margin": c.lifted_margin},
-    "npairs": {"scale": c.scale},
-    "contrastive": {"margin": c.contrastive_margin},
-    "nca": {"form": c.form, "scale": c.scale},
-  }
-
-
-def uses_static_assignment(loss_config: ml_collections.ConfigDict) -> bool:
-  """Whether the configured loss needs one proxy per class.
-
-  True for Proxy-Anchor and for Proxy-NCA and proxy ranking with static
-  assignment; False for dynamic assignment and the data-point baselines
-  (which ignore the proxies).
-  """
-  if loss_config.name == "proxy_anchor":
-    return True
-  return (
-    loss_config.name in ("proxy_nca", "proxy_ranking")
-    and loss_config.assignment == "static"
-  )
-
-
-def create_loss_fn(loss_config: ml_collections.ConfigDict) -> LossFn:
-  """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
-
-  ``loss_config.name`` is one of ``LOSSES``; the fields each loss reads are
-  documented in ``configs/fashion_mnist.py``. The data-point baselines
-  ignore the proxies (they stay in the state, untouched by the gradient, so
-  checkpoints of all kinds have the same structure). The options are
-  checked here, by tracing the loss once on an abstract batch of two.
-
-  Raises:
-    ValueError: an unknown name or a bad option.
-  """
-  name = loss_config.name
-  if name not in LOSSES:
-    raise ValueError(f"loss.name must be one of {LOSSES}, got {name!r}.")
-  options = loss_options(loss_config)[name]
-  if name in PROXY_LOSSES:
-    loss_fn = functools.partial(globals()[f"{name}_loss"], **options)
-  else:
-    pair_loss = functools.partial(getattr(pair, f"{name}_loss"), **options)
-
-    def loss_fn(
-      embeddings: jax.Array, labels: jax.Array, proxies: jax.Array
-    ) -> jax.Array:
-      del proxies  # Mined in the batch.
-      return pair_loss(embeddings, labels)
-
-  jax.eval_shape(
-    loss_fn,
-    jax.ShapeDtypeStruct((2, 1), jnp.float32),
-    jax.ShapeDtypeStruct((2,), jnp.int32),
-    jax.ShapeDtypeStruct((2, 1), jnp.float32),
-  )
-  return loss_fn
+__all__ = [
+  "ASSIGNMENTS",
+  "LOSSES",
+  "NCA_FORMS",
+  "PAIR_LOSSES",
+  "PROXY_LOSSES",
+  "PROXY_NCA_FORMS",
+  "contrastive_loss",
+  "dynamic_proxy_nca_loss",
+  "dynamic_proxy_ranking_loss",
+  "lifted_structure_loss",
+  "nca_loss",
+  "npairs_loss",
+  "proxy_anchor_loss",
+  "proxy_nca_loss",
+  "proxy_ranking_loss",
+  "triplet_all_loss",
+  "triplet_batch_hard_loss",
+  "triplet_semihard_loss",
+]

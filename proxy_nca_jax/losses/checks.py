@@ -18,17 +18,63 @@ ValueError at trace time with the expected value in the message.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 PROXY_NCA_FORMS = ("paper", "softmax")
 ASSIGNMENTS = ("static", "dynamic")
 
 
-def check_proxies(embeddings: jax.Array, proxies: jax.Array) -> None:
-  """Raises ValueError unless embeddings are (B, D) and proxies (P, D)."""
+def _check_embeddings(embeddings: jax.Array) -> None:
+  """(B, D) with B >= 1: every loss raises the same error on an empty batch."""
   if embeddings.ndim != 2:
     raise ValueError(
       f"embeddings must have shape (batch, dim), got {embeddings.shape}."
     )
+  if embeddings.shape[0] == 0:
+    raise ValueError(
+      f"The batch is empty (embeddings of shape {embeddings.shape}): a "
+      "loss needs at least one sample."
+    )
+
+
+def check_batch(embeddings: jax.Array, labels: jax.Array) -> None:
+  """Raises ValueError unless embeddings are (B, D), B >= 1, labels (B,)."""
+  _check_embeddings(embeddings)
+  if labels.shape != embeddings.shape[:1]:
+    raise ValueError(
+      f"labels must have shape ({embeddings.shape[0]},) to match the "
+      f"embeddings, got {labels.shape}."
+    )
+
+
+def check_static_labels(labels: jax.Array, num_proxies: int) -> None:
+  """Concrete labels must be proxy rows, [0, num_proxies).
+
+  With static assignment a label is the row of its class's proxy. Labels
+  known here (NumPy or concrete JAX arrays) outside that range are a
+  mistake and raise, naming them. Inside ``jit`` the labels are traced
+  and cannot be read: there, as documented by each loss, samples with
+  such labels are left out of the loss (the sharded training relies on
+  it for the padding rows).
+  """
+  if isinstance(labels, jax.core.Tracer):
+    return
+  values = np.asarray(labels)
+  bad = np.unique(values[(values < 0) | (values >= num_proxies)])
+  if bad.size:
+    shown = ", ".join(str(v) for v in bad[:10])
+    more = f" (and {bad.size - 10} more)" if bad.size > 10 else ""
+    raise ValueError(
+      f"labels {shown}{more} are not proxy rows [0, {num_proxies}): with "
+      "static assignment a label is its class's proxy row. Map classes to "
+      "0..C-1, give as many proxies as classes, or use "
+      "assignment='dynamic'."
+    )
+
+
+def check_proxies(embeddings: jax.Array, proxies: jax.Array) -> None:
+  """Raises ValueError unless embeddings are (B, D), B >= 1, proxies (P, D)."""
+  _check_embeddings(embeddings)
   if proxies.ndim != 2 or proxies.shape[1] != embeddings.shape[1]:
     raise ValueError(
       f"proxies must have shape (num_proxies, {embeddings.shape[1]}), "

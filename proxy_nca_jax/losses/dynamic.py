@@ -27,6 +27,7 @@ References:
 import jax
 import jax.numpy as jnp
 
+from proxy_nca_jax import geometry
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.losses import checks, pair
 
@@ -106,7 +107,7 @@ def dynamic_proxy_nca_loss(
     embeddings, proxies, embedding_norm=embedding_norm, proxy_norm=proxy_norm
   )
   positive, negatives, valid = _dynamic_terms(dist, similar, dissimilar)
-  negatives_lse = pair.masked_logsumexp(-scale * dist, negatives, axis=1)
+  negatives_lse = geometry.masked_logsumexp(-scale * dist, negatives, axis=1)
   negatives_lse = jnp.where(valid, negatives_lse, 0.0)
   positive = scale * positive
   if form == "paper":

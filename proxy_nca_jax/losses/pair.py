@@ -47,100 +47,21 @@ References:
 import jax
 import jax.numpy as jnp
 
+from proxy_nca_jax import geometry
+from proxy_nca_jax.losses import checks
+
 NCA_FORMS = ("paper", "softmax")
-
-
-def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
-  """Scales vectors to unit norm; a zero vector stays zero (no NaN).
-
-  Dividing by the largest absolute coordinate first keeps the squared norm
-  finite for any finite input (float32 squares overflow above ~1.8e19).
-  That divisor carries no gradient, which is exact: the result does not
-  depend on it. It is applied as two divisions by its square root because
-  XLA divides by multiplying with the reciprocal, which flushes to zero
-  above ~1e38.
-
-  A zero vector has no direction, so x / |x| has no derivative there. We
-  take the identity as its Jacobian: the gradient reaching a zero
-  embedding or proxy row is passed on unchanged (bounded by the upstream
-  gradient), where the common x / max(|x|, eps) sends 1 / eps (1e12 for
-  eps = 1e-12) and one SGD step throws the row to a norm of ~1e9. After
-  the division by the peak, every non-zero vector has squared norm >= ~1,
-  so its result is the plain x / |x|.
-  """
-  peak = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
-  root = jax.lax.stop_gradient(jnp.sqrt(jnp.where(peak > 0, peak, 1.0)))
-  x = x / root / root
-  sq_norm = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
-  return x * jax.lax.rsqrt(jnp.where(sq_norm > 0, sq_norm, 1.0))
-
-
-def squared_distances(a: jax.Array, b: jax.Array) -> jax.Array:
-  """Pairwise squared Euclidean distances ||a_i - b_j||^2, shape (N, M).
-
-  Uses the expansion |a|^2 + |b|^2 - 2 a.b (a matrix product), clamped at
-  zero against rounding.
-  """
-  sq_a = jnp.sum(jnp.square(a), axis=-1)[:, None]
-  sq_b = jnp.sum(jnp.square(b), axis=-1)[None, :]
-  return jnp.maximum(sq_a + sq_b - 2.0 * a @ b.T, 0.0)
-
-
-def euclidean_from_squared(sq: jax.Array) -> jax.Array:
-  """sqrt(sq) with a zero (not infinite) gradient at sq = 0.
-
-  Duplicated embeddings are at distance exactly 0, where the square root's
-  derivative is infinite; the double ``where`` keeps gradients finite.
-  """
-  positive = sq > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
-
-
-def masked_logsumexp(
-  x: jax.Array, mask: jax.Array, axis: int = -1
-) -> jax.Array:
-  """log sum_{mask} exp(x) along ``axis``, stable, for any mask.
-
-  Args:
-    x: float array.
-    mask: bool array of the shape of ``x``; False entries are left out.
-    axis: the axis reduced.
-
-  Returns:
-    ``x`` reduced over ``axis``; -inf where the mask selects nothing, with a
-    zero (not NaN) gradient there.
-  """
-  x = jnp.where(mask, x, -jnp.inf)
-  peak = jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
-  peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
-  total = jnp.sum(jnp.where(mask, jnp.exp(x - peak), 0.0), axis=axis)
-  nonempty = jnp.any(mask, axis=axis)
-  lse = jnp.log(jnp.where(nonempty, total, 1.0)) + jnp.squeeze(peak, axis)
-  return jnp.where(nonempty, lse, -jnp.inf)
-
-
-def check_batch(embeddings: jax.Array, labels: jax.Array) -> None:
-  """Raises ValueError unless embeddings are (B, D) and labels (B,)."""
-  if embeddings.ndim != 2:
-    raise ValueError(
-      f"embeddings must have shape (batch, dim), got {embeddings.shape}."
-    )
-  if labels.shape != embeddings.shape[:1]:
-    raise ValueError(
-      f"labels must have shape ({embeddings.shape[0]},) to match the "
-      f"embeddings, got {labels.shape}."
-    )
 
 
 def _batch_geometry(
   embeddings: jax.Array, labels: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Returns squared distances (B, B) and positive and negative masks."""
-  check_batch(embeddings, labels)
-  x = l2_normalize(embeddings.astype(jnp.float32))
+  checks.check_batch(embeddings, labels)
+  x = geometry.l2_normalize(embeddings.astype(jnp.float32))
   same = labels[:, None] == labels[None, :]
   not_self = ~jnp.eye(labels.shape[0], dtype=bool)
-  return squared_distances(x, x), same & not_self, ~same
+  return geometry.squared_distances(x, x), same & not_self, ~same
 
 
 def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
@@ -260,8 +181,10 @@ def lifted_structure_loss(
     float32 scalar.
   """
   sq, positive, negative = _batch_geometry(embeddings, labels)
-  dist = euclidean_from_squared(sq)
-  per_sample = masked_logsumexp(margin - dist, negative, axis=1)  # (B,)
+  dist = geometry.euclidean_from_squared(sq)
+  per_sample = geometry.masked_logsumexp(
+    margin - dist, negative, axis=1
+  )  # (B,)
   shape = dist.shape
   both = jnp.stack(
     [
@@ -270,7 +193,7 @@ def lifted_structure_loss(
     ],
     axis=-1,
   )
-  pair_lse = masked_logsumexp(both, jnp.isfinite(both), axis=-1)
+  pair_lse = geometry.masked_logsumexp(both, jnp.isfinite(both), axis=-1)
   has_negative = jnp.isfinite(pair_lse)
   j = jnp.where(has_negative, pair_lse, 0.0) + dist
   terms = jnp.where(has_negative, jnp.square(jax.nn.relu(j)), 0.0)
@@ -309,7 +232,7 @@ def npairs_loss(
   """
   dist, positive, negative = _batch_geometry(embeddings, labels)
   logits = -scale * dist
-  negatives_lse = masked_logsumexp(logits, negative, axis=1)  # (B,)
+  negatives_lse = geometry.masked_logsumexp(logits, negative, axis=1)  # (B,)
   has_negative = jnp.isfinite(negatives_lse)
   valid = positive & has_negative[:, None]
   gap = jnp.where(has_negative, negatives_lse, 0.0)[:, None] - logits
@@ -337,7 +260,9 @@ def contrastive_loss(
   """
   sq, positive, negative = _batch_geometry(embeddings, labels)
   pull = 0.5 * sq
-  push = 0.5 * jnp.square(jax.nn.relu(margin - euclidean_from_squared(sq)))
+  push = 0.5 * jnp.square(
+    jax.nn.relu(margin - geometry.euclidean_from_squared(sq))
+  )
   terms = jnp.where(positive, pull, push)
   return masked_mean(terms, positive | negative)
 
@@ -388,13 +313,13 @@ def nca_loss(
   logits = -scale * dist
   if form == "softmax":
     others = positive | negative
-    positives_lse = masked_logsumexp(logits, positive, axis=1)
+    positives_lse = geometry.masked_logsumexp(logits, positive, axis=1)
     valid = jnp.any(positive, axis=1)
-    per_anchor = masked_logsumexp(logits, others, axis=1) - jnp.where(
+    per_anchor = geometry.masked_logsumexp(logits, others, axis=1) - jnp.where(
       valid, positives_lse, 0.0
     )
     return masked_mean(per_anchor, valid)
-  negatives_lse = masked_logsumexp(logits, negative, axis=1)
+  negatives_lse = geometry.masked_logsumexp(logits, negative, axis=1)
   has_negative = jnp.isfinite(negatives_lse)
   per_pair = jnp.where(has_negative, negatives_lse, 0.0)[:, None] - logits
   return masked_mean(per_pair, positive & has_negative[:, None])

@@ -77,40 +77,16 @@ References:
       Learning. CVPR 2020.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
-import ml_collections
 from jax.sharding import PartitionSpec
 
-from proxy_nca_jax import losses, parallel
+from proxy_nca_jax import geometry, parallel
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import checks, pair
+from proxy_nca_jax.losses import checks, pair, proxy_nca
 
 SHARDED_LOSSES = ("proxy_nca", "proxy_anchor")
 _AXIS = parallel.DATA_AXIS
-
-
-def check_supported(loss_config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError unless the configured loss has a sharded form.
-
-  Args:
-    loss_config: the ``loss`` section of the config.
-  """
-  name, assignment = loss_config.name, loss_config.assignment
-  if name not in SHARDED_LOSSES or (
-    name == "proxy_nca" and assignment != "static"
-  ):
-    what = f"loss.name={name!r}"
-    if name in SHARDED_LOSSES:
-      what += f" with loss.assignment={assignment!r}"
-    raise ValueError(
-      f"proxies.sharding='sharded' does not support {what}. Sharded "
-      f"proxies work with loss.name in {SHARDED_LOSSES} and static "
-      "assignment (one proxy per class); use "
-      "--config.proxies.sharding=replicated for the other losses."
-    )
 
 
 def _check_sharded(
@@ -120,7 +96,7 @@ def _check_sharded(
   mesh: jax.sharding.Mesh,
   num_proxies: int,
 ) -> None:
-  pair.check_batch(embeddings, labels)
+  checks.check_batch(embeddings, labels)
   checks.check_proxies(embeddings, proxies)
   shards = mesh.shape[_AXIS]
   rows = proxies.shape[0]
@@ -284,16 +260,16 @@ def sharded_proxy_anchor_loss(
   _check_sharded(embeddings, labels, proxies, mesh, num_proxies)
 
   def local_loss(embeddings, labels, local_proxies):
-    x = pair.l2_normalize(embeddings.astype(jnp.float32))
-    p = pair.l2_normalize(local_proxies.astype(jnp.float32))
+    x = geometry.l2_normalize(embeddings.astype(jnp.float32))
+    p = geometry.l2_normalize(local_proxies.astype(jnp.float32))
     cos = x @ p.T  # (B, c)
     positive, real = _local_columns(labels, local_proxies.shape[0], num_proxies)
     negative = ~positive & real
-    pull = losses.log1p_sum_exp(
-      pair.masked_logsumexp(-alpha * (cos - delta), positive, axis=0)
+    pull = proxy_nca._log1p_sum_exp(
+      geometry.masked_logsumexp(-alpha * (cos - delta), positive, axis=0)
     )
-    push = losses.log1p_sum_exp(
-      pair.masked_logsumexp(alpha * (cos + delta), negative, axis=0)
+    push = proxy_nca._log1p_sum_exp(
+      geometry.masked_logsumexp(alpha * (cos + delta), negative, axis=0)
     )
     with_positive = jnp.any(positive, axis=0)
     pull_sum = jax.lax.psum(jnp.sum(jnp.where(with_positive, pull, 0.0)), _AXIS)
@@ -302,29 +278,3 @@ def sharded_proxy_anchor_loss(
     return pull_sum / jnp.maximum(pull_count, 1) + push_sum / num_proxies
 
   return _sharded(local_loss, mesh)(embeddings, labels, proxies)
-
-
-def create_sharded_loss_fn(
-  loss_config: ml_collections.ConfigDict,
-  mesh: jax.sharding.Mesh,
-  num_proxies: int,
-) -> losses.LossFn:
-  """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
-
-  The sharded counterpart of ``losses.create_loss_fn``: the same config
-  fields, the proxies (R, D) padded and sharded as ``train_state`` keeps
-  them, ``num_proxies`` real ones.
-
-  Raises:
-    ValueError: a loss without a sharded form (``check_supported``) or a
-      bad option.
-  """
-  check_supported(loss_config)
-  losses.create_loss_fn(loss_config)  # Checks the options.
-  options = losses.loss_options(loss_config)[loss_config.name]
-  options.pop("assignment", None)
-  fn = {
-    "proxy_nca": sharded_proxy_nca_loss,
-    "proxy_anchor": sharded_proxy_anchor_loss,
-  }[loss_config.name]
-  return functools.partial(fn, mesh=mesh, num_proxies=num_proxies, **options)

@@ -61,7 +61,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from proxy_nca_jax.losses import pair
+from proxy_nca_jax import geometry
 from proxy_nca_jax.models import bn_inception, resnet
 
 HEAD_MODULE = "embedding"
@@ -104,7 +104,7 @@ def embedding_head(
   if layer_norm:
     x = nn.LayerNorm(use_scale=False, use_bias=False, name="head_norm")(x)
   x = nn.Dense(embedding_dim, name=HEAD_MODULE)(x)
-  return pair.l2_normalize(x)
+  return geometry.l2_normalize(x)
 
 
 def _window_members(x: jax.Array) -> list[jax.Array]:

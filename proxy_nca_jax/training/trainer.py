@@ -34,14 +34,14 @@ import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from proxy_nca_jax import checkpointing, evaluation, losses, models, parallel
+from proxy_nca_jax import checkpointing, evaluation, models, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
-from proxy_nca_jax.losses import sharded
 from proxy_nca_jax.training import (
   metric_writer,
   optim,
   preemption,
+  setup,
   train_state,
   workdirs,
 )
@@ -55,7 +55,7 @@ def train_step(
   *,
   model: nn.Module,
   tx: optax.GradientTransformation,
-  loss_fn: losses.LossFn,
+  loss_fn: setup.LossFn,
   num_proxies: int | None = None,
 ) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
   """One optimisation step on a (global, sharded) batch.
@@ -83,7 +83,7 @@ def train_step(
   params = optax.apply_updates(state.params, updates)
   metrics = {
     "loss": loss,
-    "grad_norm": optax.global_norm(grads),
+    "grad_norm": optax.tree.norm(grads),
     **proxies_lib.proxy_norms(params["proxies"], num_proxies),
   }
   new_state = train_state.TrainState(
@@ -98,7 +98,7 @@ def train_step(
 def make_train_step(
   model: nn.Module,
   tx: optax.GradientTransformation,
-  loss_fn: losses.LossFn,
+  loss_fn: setup.LossFn,
   mesh: jax.sharding.Mesh,
   state_sharding: Any = None,
   num_proxies: int | None = None,
@@ -297,8 +297,8 @@ def train_and_evaluate(
     )
   sharding = train_state.proxy_sharding(config)
   if sharding == "sharded":
-    sharded.check_supported(config.loss)
-  loss_fn = losses.create_loss_fn(config.loss)
+    setup.check_supported(config.loss)
+  loss_fn = setup.create_loss_fn(config.loss)
   model = models.create_model(config.model)
   tx, schedules = optim.create_optimizer(config)
   if jax.process_index() == 0:
@@ -307,7 +307,7 @@ def train_and_evaluate(
   multihost_utils.sync_global_devices("dataset prepared")
   num_proxies = train_state.num_proxies(config)
   if sharding == "sharded":
-    loss_fn = sharded.create_sharded_loss_fn(config.loss, mesh, num_proxies)
+    loss_fn = setup.create_sharded_loss_fn(config.loss, mesh, num_proxies)
   signature = train_state.run_signature(config, num_proxies, mesh)
   num_steps = config.schedule.num_steps
   logging.info(

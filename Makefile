@@ -41,7 +41,7 @@ train: $(VENV)/.installed fashion-mnist
 test: $(VENV)/.installed-test fashion-mnist lint
 	$(BIN)/python -m pytest -q
 
-# The inner loop: everything but the tests marked slow (README, Tests).
+# The inner loop: everything but the tests marked slow (docs/testing.md).
 test-fast: $(VENV)/.installed-test fashion-mnist lint
 	$(BIN)/python -m pytest -q -m "not slow"
 

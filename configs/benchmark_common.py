@@ -88,7 +88,7 @@ def get_config(
   # Where tfds keeps prepared datasets (None: $TFDS_DATA_DIR or
   # ~/tensorflow_datasets).
   config.input.data_dir = config_dict.placeholder(str)
-  # Folder holding the dataset's original files (see README, "Paper
+  # Folder holding the dataset's original files (see docs/datasets.md, "Paper
   # benchmarks"); tfds takes them from here instead of downloading.
   config.input.manual_dir = config_dict.placeholder(str)
   # Let tfds fetch the files manual_dir lacks (Cars196's URLs are dead).
@@ -134,7 +134,7 @@ def get_config(
   config.model.pooling = "max" if pp else "avg"
   config.model.layer_norm = pp
   # ImageNet initialisation: a folder written by
-  # `python -m proxy_nca_jax.import_weights` (README, "Backbones and
+  # `python -m proxy_nca_jax.import_weights` (docs/backbones.md, "Backbones and
   # pretrained weights"); None trains from random weights.
   config.model.pretrained = config_dict.placeholder(str)
   # BatchNorm statistics and affine parameters fixed (small batches).

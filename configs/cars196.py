@@ -17,7 +17,7 @@ All 16,185 images pooled, classes 0-97 (8,054 images) train and 98-195
 (8,131 images) test, Recall@1/2/4/8, NMI, MAP@R. Recipes and argument
 items: configs/benchmark_common.py (`recipe=proxynca_pp`, `val`, `smoke`).
 
-Needs (README, "Paper benchmarks"): cars_train.tgz, cars_test.tgz,
+Needs (docs/datasets.md): cars_train.tgz, cars_test.tgz,
 cars_test_annos_withlabels.mat and car_devkit.tgz in a folder DIR (the
 Stanford URLs are gone: download=True cannot fetch them), scipy, and the
 backbone's ImageNet weights:

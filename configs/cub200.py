@@ -17,7 +17,7 @@ All 11,788 images pooled, classes 0-99 (5,864 images) train and 100-199
 (5,924 images) test, Recall@1/2/4/8, NMI, MAP@R. Recipes and argument
 items: configs/benchmark_common.py (`recipe=proxynca_pp`, `val`, `smoke`).
 
-Needs (README, "Paper benchmarks"): CUB_200_2011.tgz and segmentations.tgz
+Needs (docs/datasets.md): CUB_200_2011.tgz and segmentations.tgz
 in a folder DIR, `pip install opencv-python-headless` (tfds's builder
 reads the segmentation masks with OpenCV), and the backbone's ImageNet
 weights. Prepared once into TFDS_DATA_DIR (about 1.2 GB), then reused:

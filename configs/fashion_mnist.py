@@ -130,7 +130,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Multiplies squared distances between unit vectors (pytorch-metric-learning's
   # softmax_scale; 9 is the same as normalising both sides to norm 3). On
   # FMNIST-ZS, 600 steps, seed 0: scale 4 / 8 / 16 gave MAP@R 0.370 / 0.359 /
-  # 0.383 and NMI 0.389 / 0.437 / 0.499 (README, "Choosing the scale").
+  # 0.383 and NMI 0.389 / 0.437 / 0.499 (docs/datasets.md).
   # Also read, untuned, by npairs and nca.
   config.loss.scale = 16.0
   # Margin of triplet_all / triplet_semihard / triplet_batch_hard and of

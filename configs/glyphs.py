@@ -142,11 +142,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.input.augment.translation = 0.06
   config.input.augment.stroke = 0.5
 
-  # Chosen on the validation classes (300 steps, seed 0; README, GLYPHS-ZS
-  # tuning): scale 8 of {4, 8, 16, 32}, proxies 100x faster of {10, 100,
-  # 300, 1000}. Validation MAP@R 0.697 against 0.412 with FMNIST-ZS's 16 and
-  # 10x: with 900 proxies and 64 images a step, each proxy is a positive
-  # about once in 14 steps and needs the larger rate.
+  # Chosen on the validation classes (300 steps, seed 0; docs/datasets.md,
+  # GLYPHS-ZS tuning): scale 8 of {4, 8, 16, 32}, proxies 100x faster of
+  # {10, 100, 300, 1000}. Validation MAP@R 0.697 against 0.412 with
+  # FMNIST-ZS's 16 and 10x: with 900 proxies and 64 images a step, each
+  # proxy is a positive about once in 14 steps and needs the larger rate.
   config.loss.scale = 8.0
   config.optimizer.proxy_lr_mult = 100.0
 

@@ -18,7 +18,7 @@ Classes 0-11,317 (59,551 images, tfds's 'train' split) train and
 MAP@R. Recipes and argument items: configs/benchmark_common.py
 (`recipe=proxynca_pp`, `val`, `smoke`).
 
-Needs (README, "Paper benchmarks"): Stanford_Online_Products.zip (3.1 GB)
+Needs (docs/datasets.md): Stanford_Online_Products.zip (3.1 GB)
 in a folder DIR and the backbone's ImageNet weights:
 
   python -m proxy_nca_jax.train --config=configs/sop.py \

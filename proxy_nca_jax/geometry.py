@@ -23,6 +23,10 @@ empty.
 import jax
 import jax.numpy as jnp
 
+# Below every non-zero vector's squared norm after the peak division (>= 1):
+# only zero vectors are clamped (see l2_normalize).
+_MIN_SQ_NORM = 0.25
+
 
 def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
   """Scales vectors to unit norm; a zero vector stays zero (no NaN).
@@ -35,18 +39,20 @@ def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
   above ~1e38.
 
   A zero vector has no direction, so x / |x| has no derivative there. We
-  take the identity as its Jacobian: the gradient reaching a zero
-  embedding or proxy row is passed on unchanged (bounded by the upstream
-  gradient), where the common x / max(|x|, eps) sends 1 / eps (1e12 for
-  eps = 1e-12) and one SGD step throws the row to a norm of ~1e9. After
-  the division by the peak, every non-zero vector has squared norm >= ~1,
-  so its result is the plain x / |x|.
+  take 2 I as its Jacobian: the gradient reaching a zero embedding or
+  proxy row is passed on doubled (bounded by the upstream gradient), where
+  the common x / max(|x|, eps) sends 1 / eps (1e12 for eps = 1e-12) and
+  one SGD step throws the row to a norm of ~1e9. After the division by the
+  peak, a non-zero vector's largest coordinate is 1 (to an ulp of the
+  rounded square root), so its squared norm is >= 1 - 2^-22 and the clamp
+  at 1/4 never touches it: it gets the plain x / |x| and its exact
+  Jacobian; a zero vector gets x * rsqrt(1/4) = 2 x.
   """
   peak = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
   root = jax.lax.stop_gradient(jnp.sqrt(jnp.where(peak > 0, peak, 1.0)))
   x = x / root / root
   sq_norm = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
-  return x * jax.lax.rsqrt(jnp.where(sq_norm > 0, sq_norm, 1.0))
+  return x * jax.lax.rsqrt(jnp.maximum(sq_norm, _MIN_SQ_NORM))
 
 
 def squared_distances(a: jax.Array, b: jax.Array) -> jax.Array:

@@ -71,9 +71,6 @@ _NUM_CPU_DEVICES = flags.DEFINE_integer(
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
-# After every Recall@K the config asks for (evals.recall_ks).
-TABLE_METRICS = ("nmi", "map@r")
-
 
 def _initialize_distribution(config: ml_collections.ConfigDict) -> None:
   """Joins the multi-process job, if any (rule in distributed.py)."""
@@ -94,27 +91,6 @@ def _initialize_distribution(config: ml_collections.ConfigDict) -> None:
     # Process 0 logs the progress of all; the others only what goes wrong.
     logging.set_verbosity(logging.WARNING)
   logging.info("%s", plan.reason)
-
-
-def results_table(results: dict[int, dict[str, float]]) -> str:
-  """The first (untrained, when evaluated) and last evaluations, as text.
-
-  Columns: every Recall@K of the results in order of K (all of those the
-  config asks for, e.g. 1, 10, 100, 1000 on Stanford Online Products), then
-  NMI and MAP@R.
-  """
-  steps = sorted(results)
-  named = {}
-  for step in dict.fromkeys((steps[0], steps[-1])):
-    name = f"step {step}" + (" (untrained)" if step == 0 else "")
-    named[name] = results[step]
-  last = results[steps[-1]]
-  recalls = sorted(
-    (k for k in last if k.startswith("recall@")),
-    key=lambda k: int(k.removeprefix("recall@")),
-  )
-  keys = recalls + [k for k in TABLE_METRICS if k in last]
-  return evaluation.format_results_table(named, keys)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -157,7 +133,7 @@ def main(argv: list[str]) -> None:
     sys.stderr.write(f"error: {error}\n")
     sys.exit(1)
   if jax.process_index() == 0 and results:
-    table = results_table(results)
+    table = evaluation.results_table(results)
     with tf.io.gfile.GFile(os.path.join(workdir, "results.txt"), "w") as f:
       f.write(table + "\n")
     test_classes = pipeline.classes_of(config.input, "test")

@@ -37,7 +37,7 @@ from proxy_nca_jax import losses
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.training import metric_writer, trainer
 from research import common, rq1_bound, rq2_convergence, rq3_ordinal
-from tests import tiny_run
+from tests.testing import tiny_run
 
 
 def _unit(x):

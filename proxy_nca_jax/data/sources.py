@@ -16,7 +16,7 @@
 `input.dataset` is one of `catalog.SUPPORTED`: `fashion_mnist_idx` (our
 builder over the IDX files), the tfds datasets of the paper's benchmarks
 (`caltech_birds2011`, `cars196`, `stanford_online_products`) or
-`image_folder` (`input.image_folder`, see datasets/image_folder.py).
+`image_folder` (`input.image_folder`, see data/builders/image_folder.py).
 
 `prepare_dataset` makes sure the data is there before a run writes anything:
 it builds a tfds dataset from the files in `input.manual_dir` (or, with

@@ -82,6 +82,7 @@ __all__ = [
   "evaluate_embeddings",
   "evaluate_with_config",
   "format_results_table",
+  "results_table",
   "per_query_scores",
   "retrieval_metrics",
   "summarize_retrieval",
@@ -368,6 +369,27 @@ def format_results_table(
     cells = [f"{metrics[key]:.4f}" if key in metrics else "-" for key in keys]
     lines.append(line(name, cells))
   return "\n".join(lines)
+
+
+def results_table(results: Mapping[int, Mapping[str, float]]) -> str:
+  """The first (untrained, when evaluated) and last evaluations, as text.
+
+  Columns: every Recall@K of the results in order of K (all of those the
+  config asks for, e.g. 1, 10, 100, 1000 on Stanford Online Products), then
+  NMI and MAP@R.
+  """
+  steps = sorted(results)
+  named = {}
+  for step in dict.fromkeys((steps[0], steps[-1])):
+    name = f"step {step}" + (" (untrained)" if step == 0 else "")
+    named[name] = results[step]
+  last = results[steps[-1]]
+  recalls = sorted(
+    (k for k in last if k.startswith("recall@")),
+    key=lambda k: int(k.removeprefix("recall@")),
+  )
+  keys = recalls + [k for k in ("nmi", "map@r") if k in last]
+  return format_results_table(named, keys)
 
 
 def evaluate_with_config(

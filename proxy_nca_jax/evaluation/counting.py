@@ -13,7 +13,7 @@
 # limitations under the License.
 """Retrieval ranks by counting: for classes with few members (e.g. SOP).
 
-The counting algorithm of `evaluation.py` (see its docstring for the
+The counting algorithm of `evaluation` (see its docstring for the
 ranking order and tie rule): the rank of a positive is the number of
 gallery items ranked before it, counted tile by tile over (block x block)
 similarity tiles spread over the devices; with the set as its own gallery

@@ -25,9 +25,9 @@ algorithm, or a tile and its transpose) is the same value both times.
 XLA's CPU dot (Eigen) sums each output's products over the feature axis in
 one order for every output position, which gives this property; it is not
 a property a BLAS promises in general (OpenBLAS's SkylakeX float64 kernels
-do not have it). tests/evaluation_test.py checks it on the machine the
-tests run on: copies at every row and column of tiles of 1, 3, 7 and 2048,
-feature counts that leave vector remainders, 1 and 8 devices.
+do not have it). tests/evaluation/evaluation_test.py checks it on the
+machine the tests run on: copies at every row and column of tiles of 1, 3,
+7 and 2048, feature counts that leave vector remainders, 1 and 8 devices.
 """
 
 import jax

@@ -13,7 +13,7 @@
 # limitations under the License.
 """Retrieval ranks by sorted prefixes: for classes with many members.
 
-The sorted-prefix algorithm of `evaluation.py` (see its docstring for the
+The sorted-prefix algorithm of `evaluation` (see its docstring for the
 ranking order and tie rule): blocks of queries are ranked against the whole
 gallery on the device as integer keys; the host selects and sorts each
 query's first `depth` neighbours.

@@ -34,7 +34,7 @@ under ``BACKBONE_MODULE``, the subtree that pretrained weights replace.
 
 Speed (CPU; measurements in benchmarks/README.md). Two pieces are written by
 hand, each the same function and gradient as the stock Flax layers to
-float32 rounding (tests/models_speed_formulation_test.py checks both):
+float32 rounding (tests/models/models_speed_formulation_test.py checks both):
 
 * ``max_pool_2x2`` replaces ``flax.linen.max_pool(x, (2, 2), strides=(2,
   2))``. XLA CPU lowers the stock gradient (select-and-scatter) to a

@@ -33,7 +33,7 @@
 3. Otherwise the run is a single process and nothing is initialised.
 
 The checks mirror those of JAX's cluster detection
-(``jax._src.clusters``); tests/distributed_test.py pins them to it.
+(``jax._src.clusters``); tests/training/distributed_test.py pins them to it.
 """
 
 import dataclasses

@@ -44,8 +44,8 @@ def batch_norm_modules(params: dict) -> set[tuple[str, ...]]:
   """Paths of the modules whose parameters are exactly ``scale`` and ``bias``.
 
   These are the BatchNorm layers of every model here (the head's LayerNorm
-  has no parameters; tests/backbones_test.py checks that the set equals the
-  modules holding batch statistics).
+  has no parameters; tests/models/backbones_test.py checks that the set
+  equals the modules holding batch statistics).
   """
   modules = {}
   for path, _ in jax.tree_util.tree_leaves_with_path(params):

@@ -109,7 +109,7 @@ def make_train_step(
   """Jits ``train_step`` over ``mesh``: batch sharded, state as given.
 
   The state buffers are donated (updated in place). Batches of one shape and
-  dtype compile once (tests/trainer_test.py checks it with
+  dtype compile once (tests/training/trainer_test.py checks it with
   ``chex.assert_max_traces`` over a whole run).
 
   Args:

@@ -135,3 +135,16 @@ def retrieval_metrics(
     float(np.mean(scores["hits"][has_r] / r[has_r])) if has_r.any() else np.nan
   )
   return result
+
+
+def numerical_grad(
+  f: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6
+) -> np.ndarray:
+  """Central finite differences of a float64 function, one entry at a time."""
+  x = np.float64(x)
+  grad = np.zeros_like(x)
+  for idx in np.ndindex(x.shape):
+    step = np.zeros_like(x)
+    step[idx] = eps
+    grad[idx] = (f(x + step) - f(x - step)) / (2 * eps)
+  return grad

@@ -52,7 +52,7 @@ from proxy_nca_jax.data.builders import glyph_faces
 # of any range shorter than it exactly once.
 STRIDE = 7919
 # Mean and standard deviation of the pixels (scaled to [0, 1]) of the default
-# build's 'train' split (README, "GLYPHS-ZS"); `(x / 255 - mean) / std`.
+# build's 'train' split (docs/datasets.md, GLYPHS-ZS); `(x / 255 - mean) / std`.
 PIXEL_MEAN = 0.2438
 PIXEL_STD = 0.3837
 

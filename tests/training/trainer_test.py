@@ -24,7 +24,7 @@ from absl.testing import absltest
 
 from proxy_nca_jax import checkpointing, parallel
 from proxy_nca_jax.training import metric_writer, train_state, trainer, workdirs
-from tests import tiny_run
+from tests.testing import tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow

@@ -37,7 +37,8 @@ from proxy_nca_jax import checkpointing, losses, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.losses import sharded
 from proxy_nca_jax.training import metric_writer, train_state, trainer
-from tests import losses_test, tiny_run
+from tests.losses import losses_test
+from tests.testing import tiny_run
 
 NUM_DEVICES = 8
 # name: (losses.py function, sharded function, options).

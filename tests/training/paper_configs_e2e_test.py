@@ -41,7 +41,8 @@ from PIL import Image
 from proxy_nca_jax import models, parallel
 from proxy_nca_jax.evaluation import report
 from proxy_nca_jax.training import trainer, workdirs
-from tests import fake_images, paper_datasets_test
+from tests.data import paper_datasets_test
+from tests.testing import fake_images
 
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ from absl.testing import absltest
 
 from configs import image_folder
 from proxy_nca_jax.data import catalog, pipeline
-from tests import fake_images
+from tests.testing import fake_images
 
 # Class names, deliberately not created in sorted order.
 CLASSES = ("dog", "cat", "emu", "bee")

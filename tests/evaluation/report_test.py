@@ -13,9 +13,9 @@
 # limitations under the License.
 """Tests of the run report and of the scalars a run logs for TensorBoard.
 
-The tiny run of tests/tiny_run.py (``shared_run``: evaluations at steps 0, 3
-and 6) is trained in-process; ``python -m proxy_nca_jax.report`` draws its
-figures in a subprocess, and the PNGs are opened with PIL. The grid's
+The tiny run of tests/testing/tiny_run.py (``shared_run``: evaluations at
+steps 0, 3 and 6) is trained in-process; ``python -m proxy_nca_jax.report``
+draws its figures in a subprocess, and the PNGs are opened with PIL. The grid's
 colours are checked on constructed embeddings whose neighbours are known;
 the TensorBoard event files are read back with TensorFlow's reader and
 compared with metrics.jsonl, the config and the checkpoint's proxies.
@@ -35,8 +35,8 @@ from PIL import Image
 
 from proxy_nca_jax.evaluation import figures, report
 from proxy_nca_jax.training import metric_writer
-from tests import figures_test, tiny_run
-from tests.testing import references
+from tests.evaluation import figures_test
+from tests.testing import references, tiny_run
 
 EVAL_METRICS = (
   "recall@1",

@@ -31,6 +31,7 @@ from absl.testing import absltest, parameterized
 
 from proxy_nca_jax import geometry
 from proxy_nca_jax.losses import pair
+from tests.testing import references
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -145,17 +146,6 @@ def reference_nca(x, labels, form, scale):
   return float(np.mean(losses)) if losses else 0.0
 
 
-def numerical_grad(f, x, eps=1e-6):
-  """Central finite differences of a float64 function."""
-  x = np.float64(x)
-  grad = np.zeros_like(x)
-  for idx in np.ndindex(x.shape):
-    step = np.zeros_like(x)
-    step[idx] = eps
-    grad[idx] = (f(x + step) - f(x - step)) / (2 * eps)
-  return grad
-
-
 # name: (loss, reference, options).
 CASES = {
   "triplet_all": (
@@ -216,7 +206,9 @@ class PairLossesTest(parameterized.TestCase):
       return reference(v, labels, **_reference_options(name, options))
 
     np.testing.assert_allclose(value, ref(x), rtol=2e-5, atol=2e-5)
-    np.testing.assert_allclose(grad, numerical_grad(ref, x), atol=5e-5)
+    np.testing.assert_allclose(
+      grad, references.numerical_grad(ref, x), atol=5e-5
+    )
 
   def test_triplet_losses_on_a_hand_computed_batch(self):
     # Unit vectors at 0, 90 and 180 degrees; squared distances d(0, 1) = 2,
@@ -322,17 +314,25 @@ class GeometryTest(parameterized.TestCase):
     np.testing.assert_allclose(geometry.l2_normalize(x)[:, 0], want, rtol=1e-6)
 
   def test_l2_normalize_jacobian(self):
-    # Hand-derived: d(x/|x|)/dx = (I - u u^T) / |x| with u = x / |x|; at a
-    # zero vector the documented choice is the identity (bounded).
+    # Hand-derived: d(x/|x|)/dx = (I - u u^T) / |x| with u = x / |x|, also
+    # for a vector with one non-zero coordinate; at a zero vector the
+    # documented choice is 2 I (bounded).
     x = np.array([3.0, 0.0, -4.0], np.float32)
     u = np.float64(x) / 5.0
     jacobian = jax.jacobian(geometry.l2_normalize)(x)
     np.testing.assert_allclose(
       jacobian, (np.eye(3) - np.outer(u, u)) / 5.0, atol=1e-7
     )
+    for value in (5.0, 3e-30, 7e37):
+      one_hot = np.array([0.0, value, 0.0], np.float32)
+      np.testing.assert_allclose(
+        jax.jacobian(geometry.l2_normalize)(one_hot),
+        (np.eye(3) - np.outer([0, 1, 0], [0, 1, 0])) / np.float64(value),
+        rtol=1e-6,
+      )
     np.testing.assert_array_equal(
       jax.jacobian(geometry.l2_normalize)(np.zeros(3, np.float32)),
-      np.eye(3),
+      2.0 * np.eye(3),
     )
 
   def test_euclidean_from_squared_has_finite_gradient_at_zero(self):

@@ -13,7 +13,7 @@
 # limitations under the License.
 """Tests of the GLYPHS-ZS builder, its honesty rules and the augmentation.
 
-Three generated fonts (tests/fake_fonts.py) draw 24 characters in three
+Three generated fonts (tests/testing/fake_fonts.py) draw 24 characters in three
 styles; font B lacks one character in its cmap, maps one to a blank glyph
 and draws one as its .notdef box; font C lacks another; a byte copy of font
 A under another name must merge with A. Expectations are derived from the
@@ -39,7 +39,7 @@ from configs import glyphs as glyphs_config
 from proxy_nca_jax.data import grey_augmentation, pipeline, sources
 from proxy_nca_jax.data.builders import glyph_faces, glyphs
 from research import glyph_statistics
-from tests import fake_fonts, tiny_run
+from tests.testing import fake_fonts, tiny_run
 
 FIRST = 0x4E00
 CODE_POINTS = tuple(range(FIRST, FIRST + 24))

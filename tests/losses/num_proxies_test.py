@@ -17,7 +17,7 @@ import pytest
 from absl.testing import absltest, parameterized
 
 from proxy_nca_jax.training import train_state, trainer, workdirs
-from tests import tiny_run
+from tests.testing import tiny_run
 
 
 @pytest.mark.slow

@@ -35,9 +35,9 @@ from configs import fashion_mnist
 from proxy_nca_jax import checkpointing, models, parallel
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.training import optim, setup, train_state, trainer
-from tests import fake_fashion_mnist
+from tests.testing import fake_fashion_mnist
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 PER_CLASS = {"train": 12, "test": 4}  # 160 images of 10 classes.
 NUM_PROXIES = 5
 TINY_OVERRIDES = {
@@ -53,7 +53,7 @@ TINY_OVERRIDES = {
   "evals.kmeans_iters": 5,
   "ckpt.every_steps": 3,
   "log_every_steps": 2,
-  "report.at_end": False,  # tests/report_test.py turns it on.
+  "report.at_end": False,  # tests/evaluation/report_test.py turns it on.
 }
 
 

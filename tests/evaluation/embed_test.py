@@ -36,7 +36,7 @@ from PIL import Image
 from proxy_nca_jax import models
 from proxy_nca_jax.data import rgb_preprocessing
 from proxy_nca_jax.evaluation import folder_embedding
-from tests import fake_fashion_mnist, tiny_run
+from tests.testing import fake_fashion_mnist, tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow

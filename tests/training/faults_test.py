@@ -30,7 +30,7 @@ import pytest
 from absl.testing import absltest
 
 from proxy_nca_jax.training import trainer
-from tests import tiny_run
+from tests.testing import tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@
 # limitations under the License.
 """Tests of pretrained.py and ``python -m proxy_nca_jax.import_weights``.
 
-The references are the PyTorch networks of tests/torch_reference.py with
+The references are the PyTorch networks of tests/testing/torch_reference.py with
 random weights and BatchNorm statistics, saved as the files users have
 (torchvision's zip format; the BN-Inception file's legacy format with (1, C)
 BatchNorm vectors). After import, the Flax feature map must match
@@ -37,7 +37,7 @@ from configs import fashion_mnist
 from proxy_nca_jax import models, parallel
 from proxy_nca_jax.models import pretrained
 from proxy_nca_jax.training import optim, train_state
-from tests import tiny_run, torch_reference
+from tests.testing import tiny_run, torch_reference
 
 TOLERANCE = 1e-4
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from configs import cub200
 from proxy_nca_jax.data import rgb_preprocessing
-from tests import fake_images
+from tests.testing import fake_images
 
 # Published conventions, written out independently of rgb_preprocessing.py.
 BN_INCEPTION_BGR_MEAN = np.array([104.0, 117.0, 128.0])

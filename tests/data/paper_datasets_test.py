@@ -30,7 +30,7 @@ from absl.testing import absltest, parameterized
 from configs import cars196, cub200, sop
 from proxy_nca_jax.data import catalog, pipeline, sources
 from proxy_nca_jax.training import trainer
-from tests import fake_images
+from tests.testing import fake_images
 
 # dataset -> (config module, label feature, number of classes, train
 # classes, train / test images of the paper's split), as published.

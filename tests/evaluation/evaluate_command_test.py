@@ -13,8 +13,8 @@
 # limitations under the License.
 """End-to-end tests of ``python -m proxy_nca_jax.evaluate`` on a tiny run.
 
-A tiny run (tests/tiny_run.py: generated Fashion-MNIST-like data, 6 steps)
-is trained in-process once; the command is then run as a subprocess, and
+A tiny run (tests/testing/tiny_run.py: generated Fashion-MNIST-like data, 6
+steps) is trained in-process once; the command is then run as a subprocess, and
 its JSON and PNGs are read back (matplotlib.image.imread).
 """
 
@@ -31,7 +31,8 @@ from matplotlib import image as mpimg
 
 from proxy_nca_jax.evaluation import figures
 from proxy_nca_jax.training import metric_writer, trainer
-from tests import figures_test, tiny_run
+from tests.evaluation import figures_test
+from tests.testing import tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow

@@ -26,8 +26,7 @@ import pytest
 from absl.testing import absltest
 from PIL import Image
 
-from proxy_nca_jax import train
-from tests import tiny_run
+from tests.testing import tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow
@@ -44,22 +43,6 @@ def run_train(*args: str) -> subprocess.CompletedProcess:
       *args,
     ]
   )
-
-
-class ResultsTableTest(absltest.TestCase):
-  def test_shows_every_recall_the_config_asks_for(self):
-    # Stanford Online Products' columns (configs/sop.py): Recall@1/10/100/
-    # 1000; the table once dropped every K but 1, 2, 4, 8.
-    metrics = {"recall@1000": 0.9, "recall@1": 0.5, "recall@100": 0.8}
-    metrics.update({"recall@10": 0.7, "nmi": 0.6, "map@r": 0.2, "ami": 0.1})
-    table = train.results_table({0: metrics, 600: metrics})
-    header = table.splitlines()[0].split()
-    self.assertEqual(
-      header,
-      ["recall@1", "recall@10", "recall@100", "recall@1000", "nmi", "map@r"],
-    )
-    self.assertIn("step 0 (untrained)", table)
-    self.assertIn("0.9000", table.splitlines()[-1])
 
 
 class TrainCommandTest(absltest.TestCase):
@@ -145,7 +128,7 @@ class TrainEndToEndTest(absltest.TestCase):
       table = (workdir / "results.txt").read_text()
       self.assertIn("step 0 (untrained)", table)
       self.assertTrue((workdir / "metrics.jsonl").exists())
-      # The end-of-training report (tests/report_test.py checks content).
+      # The end-of-training report (its content: evaluation/report_test.py).
       for name in ("convergence", "retrieval_grid", "embedding_projection"):
         with Image.open(workdir / f"{name}.png") as png:
           self.assertEqual((png.format, png.mode), ("PNG", "RGBA"))

@@ -723,5 +723,21 @@ class FormatResultsTableTest(absltest.TestCase):
     self.assertEqual(table.splitlines()[-1].split(), ["a", "0.5000", "-"])
 
 
+class ResultsTableTest(absltest.TestCase):
+  def test_shows_every_recall_the_config_asks_for(self):
+    # Stanford Online Products' columns (configs/sop.py): Recall@1/10/100/
+    # 1000; the table once dropped every K but 1, 2, 4, 8.
+    metrics = {"recall@1000": 0.9, "recall@1": 0.5, "recall@100": 0.8}
+    metrics.update({"recall@10": 0.7, "nmi": 0.6, "map@r": 0.2, "ami": 0.1})
+    table = evaluation.results_table({0: metrics, 600: metrics})
+    header = table.splitlines()[0].split()
+    self.assertEqual(
+      header,
+      ["recall@1", "recall@10", "recall@100", "recall@1000", "nmi", "map@r"],
+    )
+    self.assertIn("step 0 (untrained)", table)
+    self.assertIn("0.9000", table.splitlines()[-1])
+
+
 if __name__ == "__main__":
   absltest.main()

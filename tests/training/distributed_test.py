@@ -29,7 +29,7 @@ from absl.testing import absltest, parameterized
 from jax._src import clusters
 
 from proxy_nca_jax.training import distributed
-from tests import tiny_run
+from tests.testing import tiny_run
 
 SLURM_2 = {
   "SLURM_JOB_ID": "4242",

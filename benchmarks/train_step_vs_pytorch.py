@@ -73,6 +73,7 @@ from torch import nn
 from benchmarks import cpu_timing
 from proxy_nca_jax import evaluation, models, parallel
 from proxy_nca_jax.data import class_splits, pipeline, sources
+from proxy_nca_jax.evaluation import embedding
 from proxy_nca_jax.training import optim, setup, train_state, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -256,7 +257,7 @@ def embed_torch(net: TorchConvNetS, images: np.ndarray) -> np.ndarray:
 def embed_jax(
   embed_fn, variables: dict[str, Any], images: np.ndarray, mesh
 ) -> np.ndarray:
-  """Inference embeddings through ``trainer.embed_batches`` (padded)."""
+  """Inference embeddings through ``embedding.embed_batches`` (padded)."""
 
   def batches():
     for start in range(0, len(images), _EVAL_BATCH):
@@ -268,7 +269,7 @@ def embed_jax(
         "mask": np.arange(_EVAL_BATCH) < len(chunk),
       }
 
-  embeddings, _ = trainer.embed_batches(embed_fn, variables, batches(), mesh)
+  embeddings, _ = embedding.embed_batches(embed_fn, variables, batches(), mesh)
   return embeddings
 
 
@@ -337,7 +338,7 @@ def main(argv: list[str]) -> None:
     num_classes,
   )
   step_fn = trainer.make_train_step(model, tx, loss_fn, mesh)
-  embed_fn = trainer.make_embed_fn(model, mesh)
+  embed_fn = embedding.make_embed_fn(model, mesh)
   init_params = jax.device_get(state.params)
   init_stats = jax.device_get(state.batch_stats)
 

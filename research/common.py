@@ -42,6 +42,7 @@ from ml_collections import config_flags
 from proxy_nca_jax import checkpointing, parallel
 from proxy_nca_jax import losses as losses_lib
 from proxy_nca_jax.data import pipeline
+from proxy_nca_jax.evaluation import embedding
 from proxy_nca_jax.training import metric_writer, train_state, trainer, workdirs
 
 OUT = flags.DEFINE_string(
@@ -225,7 +226,7 @@ def evaluate_state(config, model, state, split: str) -> dict[str, float]:
   """Retrieval and clustering metrics of ``state`` on an eval ``split``."""
   mesh = parallel.create_mesh()
   state = jax.device_put(state, parallel.replicated(mesh))
-  embed_fn = trainer.make_embed_fn(model, mesh)
+  embed_fn = embedding.make_embed_fn(model, mesh)
   return trainer.evaluate_split(config, embed_fn, state, mesh, split)
 
 
@@ -236,8 +237,8 @@ def embed_split(
   mesh = parallel.create_mesh()
   state = jax.device_put(state, parallel.replicated(mesh))
   batches = pipeline.create_eval_iterator(config.input, split)
-  return trainer.embed_batches(
-    trainer.make_embed_fn(model, mesh),
+  return embedding.embed_batches(
+    embedding.make_embed_fn(model, mesh),
     train_state.inference_variables(state),
     batches,
     mesh,

@@ -46,7 +46,8 @@ from PIL import Image
 
 from proxy_nca_jax import parallel
 from proxy_nca_jax.data import pipeline, rgb_preprocessing
-from proxy_nca_jax.training import train_state, trainer, workdirs
+from proxy_nca_jax.evaluation import embedding
+from proxy_nca_jax.training import train_state, workdirs
 
 IMAGE_EXTENSIONS = (
   ".bmp",
@@ -191,8 +192,8 @@ def embed_folder(
     min(config.input.eval_batch_size, len(files)) / mesh.size
   )
   bad: list[tuple[str, str]] = []
-  embeddings, _ = trainer.embed_batches(
-    trainer.make_embed_fn(model, mesh),
+  embeddings, _ = embedding.embed_batches(
+    embedding.make_embed_fn(model, mesh),
     train_state.inference_variables(state),
     _batches(folder, files, config.input, per_device * mesh.size, bad),
     mesh,

@@ -39,8 +39,8 @@ import tensorflow as tf
 
 from proxy_nca_jax import parallel
 from proxy_nca_jax.data import pipeline
-from proxy_nca_jax.evaluation import figures
-from proxy_nca_jax.training import metric_writer, train_state, trainer, workdirs
+from proxy_nca_jax.evaluation import embedding, figures
+from proxy_nca_jax.training import metric_writer, train_state, workdirs
 
 CONVERGENCE = "convergence.png"
 RETRIEVAL_GRID = "retrieval_grid.png"
@@ -87,8 +87,8 @@ def embed_split(
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   )
-  embeddings, labels = trainer.embed_batches(
-    trainer.make_embed_fn(model, mesh),
+  embeddings, labels = embedding.embed_batches(
+    embedding.make_embed_fn(model, mesh),
     train_state.inference_variables(state),
     _stash_images(batches, images),
     mesh,

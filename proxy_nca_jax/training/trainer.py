@@ -20,10 +20,9 @@ device mesh (parallel.py): the same code on one CPU, fake CPU devices, GPUs
 or a TPU pod slice.
 """
 
-import functools
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -37,6 +36,7 @@ from jax.experimental import multihost_utils
 from proxy_nca_jax import checkpointing, evaluation, models, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
+from proxy_nca_jax.evaluation import embedding
 from proxy_nca_jax.training import (
   metric_writer,
   optim,
@@ -138,50 +138,6 @@ def make_train_step(
   )
 
 
-def make_embed_fn(
-  model: nn.Module, mesh: jax.sharding.Mesh
-) -> Callable[[dict[str, Any], jax.Array], jax.Array]:
-  """Jits inference: ``(variables, images) -> unit-norm embeddings``."""
-  return jax.jit(
-    functools.partial(model.apply, train=False),
-    in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
-    out_shardings=parallel.batch_sharded(mesh),
-  )
-
-
-def embed_batches(
-  embed_fn: Callable[[dict[str, Any], jax.Array], jax.Array],
-  variables: dict[str, Any],
-  batches: Iterator[dict[str, np.ndarray]],
-  mesh: jax.sharding.Mesh,
-) -> tuple[np.ndarray, np.ndarray]:
-  """Embeds padded evaluation batches; returns every process's real rows.
-
-  Args:
-    embed_fn: from ``make_embed_fn``.
-    variables: the network's variables.
-    batches: process-local dicts with 'image', 'label' and boolean 'mask'.
-    mesh: the device mesh.
-
-  Returns:
-    (embeddings float32 (N, D), labels int (N,)) of the whole split, the same
-    on every process, padding removed.
-  """
-  embeddings, labels, masks = [], [], []
-  for local in batches:
-    images = parallel.global_batch({"image": local["image"]}, mesh)["image"]
-    out = embed_fn(variables, images)
-    embeddings.append(multihost_utils.process_allgather(out, tiled=True))
-    rest = {"label": local["label"], "mask": local["mask"]}
-    gathered = multihost_utils.process_allgather(rest, tiled=True)
-    labels.append(gathered["label"])
-    masks.append(gathered["mask"])
-  if not embeddings:
-    raise ValueError("The evaluation split is empty.")
-  mask = np.concatenate(masks).astype(bool)
-  return np.concatenate(embeddings)[mask], np.concatenate(labels)[mask]
-
-
 def evaluate_split(
   config: ml_collections.ConfigDict,
   embed_fn: Callable[[dict[str, Any], jax.Array], jax.Array],
@@ -196,7 +152,7 @@ def evaluate_split(
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   )
-  embeddings, labels = embed_batches(
+  embeddings, labels = embedding.embed_batches(
     embed_fn, train_state.inference_variables(state), batches, mesh
   )
   return evaluation.evaluate_with_config(embeddings, labels, config)
@@ -353,7 +309,7 @@ def train_and_evaluate(
   train_step_fn = make_train_step(
     model, tx, loss_fn, mesh, shardings, num_proxies
   )
-  embed_fn = make_embed_fn(model, mesh)
+  embed_fn = embedding.make_embed_fn(model, mesh)
   eval_split = config.evals.split
 
   def run_eval(step: int) -> None:

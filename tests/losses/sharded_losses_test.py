@@ -38,7 +38,7 @@ from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.losses import sharded
 from proxy_nca_jax.training import metric_writer, train_state, trainer
 from tests.losses import losses_test
-from tests.testing import tiny_run
+from tests.testing import references, tiny_run
 
 NUM_DEVICES = 8
 # name: (losses.py function, sharded function, options).
@@ -141,7 +141,7 @@ class ShardedLossesTest(parameterized.TestCase):
         np.testing.assert_array_equal(grad_p[num_proxies:], 0.0)
 
     # Independently of losses.py: float64 transcriptions of the equations.
-    references = {
+    float64_losses = {
       "paper": lambda p: losses_test.reference_proxy_nca(
         x, labels, p, "paper", 3.0
       ),
@@ -155,12 +155,12 @@ class ShardedLossesTest(parameterized.TestCase):
         x, labels, p, 32.0, 0.1
       ),
     }
-    for name, reference in references.items():
+    for name, reference in float64_losses.items():
       with self.subTest(f"{name} float64"):
         np.testing.assert_allclose(
           results[name][0], reference(proxies), rtol=2e-6
         )
-    numerical = losses_test.numerical_grad(references["paper"], proxies)
+    numerical = references.numerical_grad(float64_losses["paper"], proxies)
     np.testing.assert_allclose(
       results["paper"][2][:num_proxies], numerical, rtol=1e-4, atol=1e-6
     )

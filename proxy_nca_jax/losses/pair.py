@@ -23,9 +23,8 @@ samples of its class (j != i), negatives the samples of other classes.
 Most of these losses need several images per class in a batch; use
 class-balanced batches (``config.input.samples_per_class``).
 
-This module also holds the geometry shared with the proxy losses
-(``l2_normalize``, ``squared_distances``, ``masked_logsumexp``); ``losses``
-re-exports the first two.
+The geometry they share with the proxy losses (``l2_normalize``,
+``squared_distances``, ``masked_logsumexp``) is in ``geometry``.
 
 References:
   [1] Y. Movshovitz-Attias, A. Toshev, T. Leung, S. Ioffe, S. Singh. No Fuss

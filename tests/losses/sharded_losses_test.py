@@ -13,7 +13,7 @@
 # limitations under the License.
 """Tests of sharded proxies: sharded.py and sharded training.
 
-On the 8 fake CPU devices: the sharded losses against losses.py (values and
+On the 8 fake CPU devices: the sharded losses against `losses` (values and
 gradients) and against float64 NumPy transcriptions of the equations, for
 class counts that 8 does and does not divide; a short sharded training run
 against the replicated one; sharded checkpoints; the errors.
@@ -41,7 +41,7 @@ from tests.losses import losses_test
 from tests.testing import references, tiny_run
 
 NUM_DEVICES = 8
-# name: (losses.py function, sharded function, options).
+# name: (losses function, sharded function, options).
 LOSSES = {
   "paper": (
     losses.proxy_nca_loss,

@@ -76,19 +76,12 @@ def _unreadable_reason(path: epath.Path) -> str | None:
   return None
 
 
-def check_folder(root: str | None) -> FolderContents:
-  """Validates an image folder and returns its classes.
-
-  Args:
-    root: the folder `ROOT` of `ROOT/SPLIT/CLASS/IMAGE`.
-
-  Returns:
-    The class names (sorted) and image counts.
+def _split_folders(root: str | None) -> list[epath.Path]:
+  """The split folders of `root`, after checking the top of the layout.
 
   Raises:
-    DatasetError: no folder given or found, a wrong layout, a class folder
-      without images, or files that are not readable images; the message
-      names them.
+    DatasetError: no folder given or found, images directly in `root`, or
+      no sub-folders.
   """
   if not root:
     raise catalog.DatasetError(
@@ -114,6 +107,30 @@ def check_folder(root: str | None) -> FolderContents:
       f"{root} has no sub-folders; the layout is ROOT/SPLIT/CLASS/IMAGE "
       "(e.g. ROOT/all/cat/1.jpg)."
     )
+  return split_dirs
+
+
+@dataclasses.dataclass(frozen=True)
+class _FolderScan:
+  """Every file under the split folders, sorted into what `check_folder` needs.
+
+  Attributes:
+    counts: class folder name -> images, summed over the splits.
+    empty: class folders without images.
+    flat: images directly in a split folder.
+    ignored: files that are not images (by suffix).
+    unreadable: images PIL cannot read, each with the reason.
+  """
+
+  counts: dict[str, int]
+  empty: list[str]
+  flat: list[str]
+  ignored: list[str]
+  unreadable: list[str]
+
+
+def _scan_splits(split_dirs: list[epath.Path]) -> _FolderScan:
+  """Lists and verifies (with PIL) every image of every class folder."""
   counts: dict[str, int] = {}
   empty, flat, ignored, unreadable = [], [], [], []
   for split_dir in split_dirs:
@@ -128,39 +145,57 @@ def check_folder(root: str | None) -> FolderContents:
       for path in images:
         if reason := _unreadable_reason(path):
           unreadable.append(f"{path} ({reason})")
-  if flat:
+  return _FolderScan(counts, empty, flat, ignored, unreadable)
+
+
+def check_folder(root: str | None) -> FolderContents:
+  """Validates an image folder and returns its classes.
+
+  Args:
+    root: the folder `ROOT` of `ROOT/SPLIT/CLASS/IMAGE`.
+
+  Returns:
+    The class names (sorted) and image counts.
+
+  Raises:
+    DatasetError: no folder given or found, a wrong layout, a class folder
+      without images, or files that are not readable images; the message
+      names them.
+  """
+  scan = _scan_splits(_split_folders(root))
+  if scan.flat:
     raise catalog.DatasetError(
       f"Images directly in a split folder of {root} (the layout is "
       f"ROOT/SPLIT/CLASS/IMAGE; ROOT/CLASS/IMAGE is one level short: move "
-      f"the class folders into ROOT/all/):\n{_listing(flat)}"
+      f"the class folders into ROOT/all/):\n{_listing(scan.flat)}"
     )
-  if not counts:
+  if not scan.counts:
     raise catalog.DatasetError(
       f"{root} has no class folders; the layout is ROOT/SPLIT/CLASS/IMAGE "
       "(e.g. ROOT/all/cat/1.jpg)."
     )
-  if empty:
+  if scan.empty:
     raise catalog.DatasetError(
       f"Class folders without images ({', '.join(IMAGE_SUFFIXES)}) in "
-      f"{root}:\n{_listing(empty)}\nAdd images or remove the folders."
+      f"{root}:\n{_listing(scan.empty)}\nAdd images or remove the folders."
     )
-  if unreadable:
+  if scan.unreadable:
     raise catalog.DatasetError(
-      f"{len(unreadable)} file(s) in {root} are not readable images:\n"
-      f"{_listing(unreadable)}\nReplace or remove them."
+      f"{len(scan.unreadable)} file(s) in {root} are not readable images:\n"
+      f"{_listing(scan.unreadable)}\nReplace or remove them."
     )
-  if ignored:
+  if scan.ignored:
     logging.warning(
       "Ignoring %d file(s) of %s that are not %s, e.g. %s",
-      len(ignored),
+      len(scan.ignored),
       root,
       "/".join(IMAGE_SUFFIXES),
-      ignored[0],
+      scan.ignored[0],
     )
-  names = tuple(sorted(counts))
+  names = tuple(sorted(scan.counts))
   return FolderContents(
     class_names=names,
-    num_images=tuple(counts[n] for n in names),
+    num_images=tuple(scan.counts[n] for n in names),
   )
 
 

@@ -63,7 +63,7 @@ import numpy as np
 from absl import app, flags
 
 from proxy_nca_jax import evaluation
-from proxy_nca_jax.evaluation import clustering
+from proxy_nca_jax.evaluation import clustering, mutual_information
 
 _QUICK = flags.DEFINE_bool("quick", False, "6,000 points, 1,121 classes.")
 _NUM = flags.DEFINE_integer("num", 60_502, "Number of embeddings.")
@@ -375,8 +375,8 @@ def main(argv: list[str]) -> None:
   clusters = {"ours": measure(our_kmeans, 1), "faiss": measure(faiss_kmeans, 1)}
   report["kmeans"] = {
     name: {
-      "nmi": clustering.normalized_mutual_info(labels, run["result"]),
-      "ami": clustering.adjusted_mutual_info(labels, run["result"]),
+      "nmi": mutual_information.normalized_mutual_info(labels, run["result"]),
+      "ami": mutual_information.adjusted_mutual_info(labels, run["result"]),
       **{key: value for key, value in run.items() if key != "result"},
     }
     for name, run in clusters.items()

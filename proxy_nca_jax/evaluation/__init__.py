@@ -48,7 +48,9 @@ the largest R (other items of a query's class in the gallery):
   selects and sorts each query's first max(R, K) neighbours.
 
 Each algorithm has its module (counting.py,
-sorted_prefix.py); this one validates, chooses and summarises.
+sorted_prefix.py); this one validates, chooses and summarises. k-means is in
+clustering.py, NMI and AMI in mutual_information.py, and the text tables of
+results in tables.py.
 
 Typical use:
 
@@ -64,7 +66,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from proxy_nca_jax.evaluation import clustering, counting, sorted_prefix
+from proxy_nca_jax.evaluation import (
+  clustering,
+  counting,
+  mutual_information,
+  sorted_prefix,
+)
+from proxy_nca_jax.evaluation.tables import format_results_table, results_table
 
 # Default side of a similarity tile (queries per block). At 60,502 x 512 the
 # extra memory is the embeddings on the device (124 MB) plus a few tiles of
@@ -278,8 +286,8 @@ def clustering_metrics(
 
   Returns:
     {'nmi': NMI, 'ami': AMI}, both with arithmetic averaging of the
-    entropies (`clustering.normalized_mutual_info`,
-    `clustering.adjusted_mutual_info`).
+    entropies (`mutual_information.normalized_mutual_info`,
+    `mutual_information.adjusted_mutual_info`).
   """
   x, y = _validate_embeddings(embeddings, labels)
   k = len(np.unique(y))
@@ -288,8 +296,8 @@ def clustering_metrics(
   )
   assignments = np.asarray(assignments)
   return {
-    "nmi": clustering.normalized_mutual_info(y, assignments),
-    "ami": clustering.adjusted_mutual_info(y, assignments),
+    "nmi": mutual_information.normalized_mutual_info(y, assignments),
+    "ami": mutual_information.adjusted_mutual_info(y, assignments),
   }
 
 
@@ -333,63 +341,6 @@ def evaluate_embeddings(
     )
   )
   return metrics
-
-
-def format_results_table(
-  rows: Mapping[str, Mapping[str, float]], keys: Sequence[str]
-) -> str:
-  """Formats named results as a plain-text table, 4 decimals per value.
-
-  Args:
-    rows: result name (e.g. 'step 0 (untrained)') -> metrics dict.
-    keys: the metric keys to show, one column each, in this order; a metric
-      missing from a row is shown as '-'.
-
-  Returns:
-    The table, one header line, one rule and one line per row, no trailing
-    newline. Example::
-
-                         recall@1   map@r
-      ------------------ -------- -------
-      step 0 (untrained)   0.8900  0.2500
-  """
-  name_width = max([len(name) for name in rows] + [0])
-  widths = [max(len(key), 6) for key in keys]
-
-  def line(name: str, cells: Sequence[str]) -> str:
-    parts = [name.ljust(name_width)]
-    parts += [cell.rjust(w) for cell, w in zip(cells, widths, strict=True)]
-    return " ".join(parts).rstrip()
-
-  lines = [
-    line("", list(keys)),
-    line("-" * name_width, ["-" * w for w in widths]),
-  ]
-  for name, metrics in rows.items():
-    cells = [f"{metrics[key]:.4f}" if key in metrics else "-" for key in keys]
-    lines.append(line(name, cells))
-  return "\n".join(lines)
-
-
-def results_table(results: Mapping[int, Mapping[str, float]]) -> str:
-  """The first (untrained, when evaluated) and last evaluations, as text.
-
-  Columns: every Recall@K of the results in order of K (all of those the
-  config asks for, e.g. 1, 10, 100, 1000 on Stanford Online Products), then
-  NMI and MAP@R.
-  """
-  steps = sorted(results)
-  named = {}
-  for step in dict.fromkeys((steps[0], steps[-1])):
-    name = f"step {step}" + (" (untrained)" if step == 0 else "")
-    named[name] = results[step]
-  last = results[steps[-1]]
-  recalls = sorted(
-    (k for k in last if k.startswith("recall@")),
-    key=lambda k: int(k.removeprefix("recall@")),
-  )
-  keys = recalls + [k for k in ("nmi", "map@r") if k in last]
-  return format_results_table(named, keys)
 
 
 def evaluate_with_config(

@@ -26,12 +26,13 @@ paper's protocol: test classes are never seen in training; class_splits.py):
 
 Evaluation iterators keep the original class ids (0..9 for Fashion-MNIST).
 
-Training: shuffle (seeded, reshuffled each epoch) -> repeat -> skip (resume)
--> decode + augment + normalise (rgb_preprocessing.py) -> batch (this process's
-share of the global batch, `drop_remainder`) -> prefetch. Images stay
-encoded until after the skip, so resuming at step s costs a pass over s
-batches of strings, not decodes. An image that fails to decode stops the
-iterator with an error naming the file(s).
+Training (train_batches.py): shuffle (seeded, reshuffled each epoch) ->
+repeat -> skip (resume) (random_batches.py) -> decode + augment + normalise
+(network_inputs.py, rgb_preprocessing.py) -> batch (this process's share of
+the global batch, `drop_remainder`) -> prefetch. Images stay encoded until
+after the skip, so resuming at step s costs a pass over s batches of
+strings, not decodes. An image that fails to decode stops the iterator with
+an error naming the file(s) (bad_images.py).
 
 Class-balanced training (balanced_batches.py; `samples_per_class` m > 0, for
 the losses mined in the batch): every global batch holds batch_size / m
@@ -50,33 +51,26 @@ Call `prepare_dataset(config.input)` once (on process 0 when processes share
 """
 
 import math
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import ml_collections
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 from absl import logging
 
 from proxy_nca_jax.data import (
+  bad_images,
   balanced_batches,
   catalog,
   class_splits,
-  grey_augmentation,
+  network_inputs,
   rgb_preprocessing,
   sources,
+  train_batches,
 )
-from proxy_nca_jax.data.builders import glyphs
 
 DatasetError = sources.DatasetError
 prepare_dataset = sources.prepare_dataset
-# Pixel mean and std (of x / 255) of the datasets normalised by
-# `normalize_pixels`; the others follow `input.color` (rgb_preprocessing.py).
-_PIXEL_STATS = {
-  catalog.FASHION_MNIST: (0.2860, 0.3530),
-  catalog.GLYPHS: (glyphs.PIXEL_MEAN, glyphs.PIXEL_STD),
-}
 _FASHION_MNIST_SHAPE = (28, 28, 1)
 
 
@@ -128,103 +122,6 @@ def _per_process_batch(
   return global_batch // process_count
 
 
-def _decode_and_normalize(
-  input_config: ml_collections.ConfigDict,
-  dataset_builder: tfds.core.DatasetBuilder,
-  seed: int | None,
-) -> Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]:
-  """Returns a map function: encoded image -> float32 model input.
-
-  Fashion-MNIST and GLYPHS-ZS: grayscale, (x / 255 - mean) / std with the
-  dataset's pixel statistics (`normalize_pixels`). Other datasets:
-  (S, S, 3) in the colour convention `input.color`; with a `seed`, the
-  training augmentation, drawn from (seed, example['index']), else the
-  evaluation resize and centre crop (rgb_preprocessing.py). 'index' is dropped.
-  """
-  if uses_pixel_stats(input_config.dataset):
-    image_feature = dataset_builder.info.features["image"]
-
-    def preprocess(example):
-      image = tf.cast(
-        image_feature.decode_example(example["image"]), tf.float32
-      )
-      return normalize_pixels(image, input_config.dataset)
-
-  elif seed is None:
-
-    def preprocess(example):
-      return rgb_preprocessing.eval_image(example["image"], input_config)
-
-  else:
-
-    def preprocess(example):
-      example_seed = tf.stack(
-        [tf.constant(seed, tf.int64), tf.cast(example["index"], tf.int64)]
-      )
-      return rgb_preprocessing.train_image(
-        example["image"], example_seed, input_config
-      )
-
-  def fn(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    rest = {k: v for k, v in example.items() if k not in ("image", "index")}
-    return {**rest, "image": preprocess(example)}
-
-  return fn
-
-
-def _check_preprocessing(input_config: ml_collections.ConfigDict) -> None:
-  if not uses_pixel_stats(input_config.dataset):
-    rgb_preprocessing.check_config(input_config)
-
-
-def _naming_bad_images(
-  batches: Iterator[dict[str, np.ndarray]],
-  input_config: ml_collections.ConfigDict,
-) -> Iterator[dict[str, np.ndarray]]:
-  """Yields `batches`; a decoding failure becomes an error naming the files.
-
-  tf.data's decoders say that an image is bad, not which: on failure, every
-  image is decoded once more, one by one, to name those at fault.
-  """
-  try:
-    yield from batches
-  except tf.errors.InvalidArgumentError as e:
-    raise DatasetError(sources.undecodable_message(input_config, e)) from None
-
-
-def normalize_pixels(images: Any, dataset: str) -> Any:
-  """The network's input from float pixel values in [0, 255].
-
-  The one normalisation of training, evaluation and ``proxy_nca_jax.embed``:
-  ``(x / 255 - mean) / std`` with the dataset's pixel statistics.
-
-  Args:
-    images: float array (NumPy or TensorFlow) of any shape, values 0-255.
-    dataset: the ``input.dataset`` the network was trained on (a supported
-      one).
-
-  Returns:
-    The normalised images, same shape and type as ``images``.
-  """
-  if not uses_pixel_stats(dataset):
-    raise ValueError(
-      f"Images of {dataset!r} are prepared by the colour convention of "
-      f"input.color (rgb_preprocessing.py), not by pixel statistics; only "
-      f"{sorted(_PIXEL_STATS)} are normalised this way."
-    )
-  mean, std = _PIXEL_STATS[dataset]
-  return (images / 255.0 - mean) / std
-
-
-def uses_pixel_stats(dataset: str) -> bool:
-  """Whether ``dataset``'s images are normalised by `normalize_pixels`.
-
-  The others (the colour datasets) follow ``input.color``
-  (rgb_preprocessing.py).
-  """
-  return dataset in _PIXEL_STATS
-
-
 def display_images(
   images: np.ndarray, input_config: ml_collections.ConfigDict
 ) -> np.ndarray:
@@ -233,8 +130,8 @@ def display_images(
   The inverse of the normalisation: grey levels for the pixel-statistics
   datasets, RGB (even for BN-Inception's BGR inputs) for the others.
   """
-  if uses_pixel_stats(input_config.dataset):
-    mean, std = _PIXEL_STATS[input_config.dataset]
+  if network_inputs.uses_pixel_stats(input_config.dataset):
+    mean, std = network_inputs.PIXEL_STATS[input_config.dataset]
     return np.clip(np.asarray(images) * std + mean, 0.0, 1.0)
   return rgb_preprocessing.displayable_rgb(images, input_config.color)
 
@@ -251,9 +148,31 @@ def proxy_rows(input_config: ml_collections.ConfigDict) -> np.ndarray:
   return table
 
 
-def _lookup(table: np.ndarray, labels: tf.Tensor) -> tf.Tensor:
-  """Returns `table[labels]`: maps class ids through a per-class table."""
-  return tf.gather(tf.constant(table), labels)
+def _log_train_input(
+  classes: tuple[int, ...],
+  samples_per_class: int,
+  *,
+  batch: int,
+  process_index: int,
+  process_count: int,
+  seed: int,
+  start_step: int,
+) -> None:
+  """Logs what the train iterator yields: classes, batches, seed and step."""
+  logging.info(
+    "Train input: classes %s as labels 0..%d, batch %d on process %d/%d, "
+    "seed %d, from step %d, %s",
+    class_splits.describe(classes),
+    len(classes) - 1,
+    batch,
+    process_index,
+    process_count,
+    seed,
+    start_step,
+    f"{samples_per_class} images per class"
+    if samples_per_class
+    else "random batches",
+  )
 
 
 def create_train_iterator(
@@ -309,77 +228,30 @@ def create_train_iterator(
   if start_step < 0:
     raise ValueError(f"start_step={start_step} must be >= 0.")
   dataset_builder = sources.prepared_builder(input_config)
-  _check_preprocessing(input_config)
+  network_inputs.check_preprocessing(input_config)
   classes = classes_of(input_config, "train")
   table = proxy_rows(input_config)
-  logging.info(
-    "Train input: classes %s as labels 0..%d, batch %d on process %d/%d, "
-    "seed %d, from step %d, %s",
-    class_splits.describe(classes),
-    len(classes) - 1,
-    batch,
-    process_index,
-    process_count,
-    seed,
-    start_step,
-    f"{samples_per_class} images per class"
-    if samples_per_class
-    else "random batches",
+  _log_train_input(
+    classes,
+    samples_per_class,
+    batch=batch,
+    process_index=process_index,
+    process_count=process_count,
+    seed=seed,
+    start_step=start_step,
   )
-
-  if samples_per_class:
-    ds = balanced_batches.balanced_examples(
-      input_config,
-      dataset_builder,
-      table,
-      global_batch=global_batch,
-      samples_per_class=samples_per_class,
-      seed=seed,
-      start_step=start_step,
-      first=first,
-      batch=batch,
-    )
-  else:
-    # Every process runs the same shuffled stream of encoded examples and
-    # keeps its rows of each global batch: the global batches do not depend
-    # on the number of processes (1 x 8 devices == 2 x 4, bit for bit). Each
-    # process reads every encoded example but decodes only its own.
-    ds = sources.read(input_config, dataset_builder)
-    ds = ds.filter(lambda x: _lookup(table, x["label"]) >= 0)
-    ds = ds.map(
-      lambda x: {"image": x["image"], "label": _lookup(table, x["label"])}
-    )
-    # Encoded images: ~10 MB for 35,000 Fashion-MNIST images, ~0.3 GB for
-    # CUB's train classes.
-    ds = ds.cache()
-    ds = ds.shuffle(
-      input_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True
-    )
-    # 'index': the position in the global stream, which seeds augmentation.
-    ds = ds.repeat().enumerate()
-    ds = ds.map(lambda i, x: {**x, "index": i})
-    ds = ds.skip(start_step * global_batch)
-    ds = ds.batch(global_batch, drop_remainder=True)
-    ds = ds.map(lambda x: {k: v[first : first + batch] for k, v in x.items()})
-    ds = ds.unbatch()
-  ds = ds.map(
-    _decode_and_normalize(input_config, dataset_builder, seed),
-    num_parallel_calls=tf.data.AUTOTUNE,
+  ds = train_batches.training_dataset(
+    input_config,
+    dataset_builder,
+    table,
+    samples_per_class=samples_per_class,
+    global_batch=global_batch,
+    seed=seed,
+    start_step=start_step,
+    first=first,
+    batch=batch,
   )
-  if input_config.dataset in _PIXEL_STATS:
-    mean, std = _PIXEL_STATS[input_config.dataset]
-    ds = grey_augmentation.augment_training_images(
-      ds,
-      input_config,
-      background=-mean / std,
-      seed=seed,
-      first_example=start_step * global_batch + first,
-      rows=(batch, global_batch),
-    )
-  ds = ds.batch(batch, drop_remainder=True)
-  if input_config.prefetch:
-    ds = ds.prefetch(input_config.prefetch)
-  return _naming_bad_images(ds.as_numpy_iterator(), input_config)
+  return bad_images.naming_bad_images(ds.as_numpy_iterator(), input_config)
 
 
 def _eval_classes(
@@ -410,6 +282,19 @@ def num_examples(input_config: ml_collections.ConfigDict, split: str) -> int:
   count = int(np.isin(labels, classes).sum())
   cap = input_config.max_eval_examples
   return count if cap is None else min(count, cap)
+
+
+def _padding_examples(
+  input_config: ml_collections.ConfigDict,
+) -> tf.data.Dataset:
+  """Endless padding examples: zero image, `label` -1, `mask` False."""
+  return tf.data.Dataset.from_tensors(
+    {
+      "image": tf.zeros(image_shape(input_config), tf.float32),
+      "label": tf.constant(-1, tf.int32),
+      "mask": tf.constant(False),
+    }
+  ).repeat()
 
 
 def create_eval_iterator(
@@ -455,7 +340,7 @@ def create_eval_iterator(
     process_count,
   )
   dataset_builder = sources.prepared_builder(input_config)
-  _check_preprocessing(input_config)
+  network_inputs.check_preprocessing(input_config)
   classes = _eval_classes(input_config, split)
   total = num_examples(input_config, split)
   num_batches = math.ceil(total / (batch * process_count))
@@ -473,7 +358,7 @@ def create_eval_iterator(
   )
 
   ds = sources.read(input_config, dataset_builder)
-  ds = ds.filter(lambda x: _lookup(keep, x["label"]))
+  ds = ds.filter(lambda x: tf.gather(tf.constant(keep), x["label"]))
   ds = ds.take(total).shard(process_count, process_index)
   ds = ds.map(
     lambda x: {
@@ -483,17 +368,11 @@ def create_eval_iterator(
     }
   )
   ds = ds.map(
-    _decode_and_normalize(input_config, dataset_builder, None),
+    network_inputs.decode_and_normalize(input_config, dataset_builder, None),
     num_parallel_calls=tf.data.AUTOTUNE,
   )
-  padding = tf.data.Dataset.from_tensors(
-    {
-      "image": tf.zeros(image_shape(input_config), tf.float32),
-      "label": tf.constant(-1, tf.int32),
-      "mask": tf.constant(False),
-    }
-  ).repeat()
+  padding = _padding_examples(input_config)
   ds = ds.concatenate(padding).take(num_batches * batch).batch(batch)
   if input_config.prefetch:
     ds = ds.prefetch(input_config.prefetch)
-  return _naming_bad_images(ds.as_numpy_iterator(), input_config)
+  return bad_images.naming_bad_images(ds.as_numpy_iterator(), input_config)

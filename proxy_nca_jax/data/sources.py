@@ -43,8 +43,6 @@ from proxy_nca_jax.data.builders import fashion_mnist_idx, glyphs, image_folder
 DatasetError = catalog.DatasetError
 # The builder splits pooled before splitting by class.
 SOURCE_SPLIT = "train+test"
-# Bad images listed in a message before "... and N more".
-_MAX_LISTED = 10
 
 
 def _check_supported(input_config: ml_collections.ConfigDict) -> None:
@@ -384,37 +382,3 @@ def source_labels(input_config: ml_collections.ConfigDict) -> np.ndarray:
     batches = list(ds.map(lambda x: x["label"]).as_numpy_iterator())
     _LABELS[key] = np.concatenate(batches) if batches else np.zeros(0, np.int64)
   return _LABELS[key]
-
-
-def undecodable_images(input_config: ml_collections.ConfigDict) -> list[str]:
-  """Names (or positions) of the images that TensorFlow cannot decode.
-
-  Decodes every image once, one by one: for error messages only.
-  """
-  dataset_builder = prepared_builder(input_config)
-  ds = read(input_config, dataset_builder, with_names=True)
-  bad = []
-  for position, example in enumerate(ds.as_numpy_iterator()):
-    try:
-      tf.io.decode_image(example["image"], expand_animations=False)
-    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
-      name = example["name"].decode() or f"example #{position}"
-      bad.append(f"{name} (class {example['label']}): {e.message.strip()}")
-  return bad
-
-
-def undecodable_message(
-  input_config: ml_collections.ConfigDict, error: tf.errors.OpError
-) -> str:
-  """An error message naming the images of the dataset that fail to decode."""
-  bad = undecodable_images(input_config)
-  where = input_config.get("image_folder") or input_config.dataset
-  if not bad:
-    return f"Reading {where} failed: {error.message}"
-  shown = "\n  ".join(bad[:_MAX_LISTED])
-  more = len(bad) - _MAX_LISTED
-  return (
-    f"{len(bad)} image(s) of {where} cannot be decoded:\n  {shown}"
-    + (f"\n  ... and {more} more" if more > 0 else "")
-    + "\nReplace or remove them (then prepare the dataset again)."
-  )

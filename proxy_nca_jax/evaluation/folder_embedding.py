@@ -19,7 +19,7 @@ to the folder (POSIX separators); files whose extension is not one of
 out. Each image is decoded with Pillow (first frame). For the grayscale
 datasets (Fashion-MNIST, GLYPHS-ZS) it is converted to 'L', resized to the
 network's input with bilinear interpolation when its size differs, and
-normalised as in training (`pipeline.normalize_pixels`); for the
+normalised as in training (`network_inputs.normalize_pixels`); for the
 colour datasets (CUB, Cars, SOP, image folders) it is converted to 'RGB'
 and prepared exactly as the evaluation prepares its images (shorter side to
 ``input.eval_resize``, centre crop, the backbone's colour convention:
@@ -45,7 +45,7 @@ from absl import logging
 from PIL import Image
 
 from proxy_nca_jax import parallel
-from proxy_nca_jax.data import pipeline, rgb_preprocessing
+from proxy_nca_jax.data import network_inputs, pipeline, rgb_preprocessing
 from proxy_nca_jax.evaluation import embedding
 from proxy_nca_jax.training import train_state, workdirs
 
@@ -111,14 +111,14 @@ def load_image(
   """
   height, width, channels = pipeline.image_shape(input_config)
   with Image.open(path) as image:
-    if not pipeline.uses_pixel_stats(input_config.dataset):
+    if not network_inputs.uses_pixel_stats(input_config.dataset):
       rgb = tf.constant(np.asarray(image.convert("RGB")))
       return rgb_preprocessing.eval_rgb(rgb, input_config).numpy()
     image = image.convert("L" if channels == 1 else "RGB")
     if image.size != (width, height):
       image = image.resize((width, height), Image.Resampling.BILINEAR)
     pixels = np.asarray(image, np.float32).reshape(height, width, channels)
-    return pipeline.normalize_pixels(pixels, input_config.dataset)
+    return network_inputs.normalize_pixels(pixels, input_config.dataset)
 
 
 def _bad_files_message(

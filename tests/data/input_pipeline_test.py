@@ -26,7 +26,7 @@ import tensorflow as tf
 from absl.testing import absltest, parameterized
 
 from configs import fashion_mnist
-from proxy_nca_jax.data import pipeline
+from proxy_nca_jax.data import network_inputs, pipeline
 
 # Tiny dataset: 120 train + 80 test images, 20 per class. Pixel (0, 0) holds
 # the example's id (train: its index, test: 120 + its index), so a batch can
@@ -166,7 +166,7 @@ class InputPipelineTest(parameterized.TestCase):
 
   def test_resume_does_not_decode_skipped_examples(self):
     decoded = tf.Variable(0, dtype=tf.int64)
-    decode = pipeline._decode_and_normalize
+    decode = network_inputs.decode_and_normalize
 
     def counting_decode(*args):
       fn = decode(*args)
@@ -177,7 +177,9 @@ class InputPipelineTest(parameterized.TestCase):
 
       return counted
 
-    with mock.patch.object(pipeline, "_decode_and_normalize", counting_decode):
+    with mock.patch.object(
+      network_inputs, "decode_and_normalize", counting_decode
+    ):
       iterator = pipeline.create_train_iterator(
         self.config(), seed=0, start_step=100
       )

@@ -30,7 +30,7 @@ from sklearn import cluster, metrics
 from proxy_nca_jax import evaluation
 from proxy_nca_jax.evaluation import (
   clustering,
-  counting,
+  counting_tiles,
   mutual_information,
   similarity,
   sorted_prefix,
@@ -211,13 +211,13 @@ class RetrievalMetricsTest(parameterized.TestCase):
     # Pass 1 reads positives' similarities and pass 2 compares every tile
     # with them: bit-identical tiles need the same compiled program.
     x, labels = _sop_like_case()
-    counting._tile_sweep.cache_clear()
+    counting_tiles.tile_sweep.cache_clear()
     evaluation.retrieval_metrics(x, labels, block_size=20)
     (sweep,) = [
-      counting._tile_sweep(mesh, 20, 20, 12, True)
-      for mesh in [counting._tile_mesh(None)]
+      counting_tiles.tile_sweep(mesh, 20, 20, 12, True)
+      for mesh in [counting_tiles.tile_mesh(None)]
     ]
-    self.assertEqual(counting._tile_sweep.cache_info().currsize, 1)
+    self.assertEqual(counting_tiles.tile_sweep.cache_info().currsize, 1)
     self.assertEqual(sweep._cache_size(), 1)
 
   def test_counting_handles_every_k_up_to_the_gallery(self):

@@ -204,9 +204,10 @@ def get_config(
   config.log_every_steps = 50
 
   config.report = ml_collections.ConfigDict()
-  # Figures at the end of training (python -m proxy_nca_jax.report).
+  # python -m proxy_nca_jax.evaluate's files at the end of training, from
+  # the whole test split (or its first report.max_examples images).
   config.report.at_end = True
-  config.report.max_examples = 5000
+  config.report.max_examples = config_dict.placeholder(int)
 
   if options.get("val"):
     if num_train_classes is None:

@@ -196,14 +196,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.log_every_steps = 50
 
   config.report = ml_collections.ConfigDict()
-  # At the end of training, write convergence.png, retrieval_grid.png and
-  # embedding_projection.png into the workdir (python -m
-  # proxy_nca_jax.report draws them on demand). Figures only: no result
-  # changes.
+  # At the end of training, write what python -m proxy_nca_jax.evaluate
+  # writes (metrics_test.json, retrieval_test.png, projection_test.png,
+  # convergence.png) into the workdir. No result changes.
   config.report.at_end = True
-  # Test images embedded for the grid and projection (the first of the
-  # split's fixed order; neighbours are searched among them).
-  config.report.max_examples = 5000
+  # Test images evaluated for those files (None: the whole split, so
+  # metrics_test.json holds the final evaluation's metrics).
+  config.report.max_examples = config_dict.placeholder(int)
 
   if arg == "paper":
     config.loss.form = "paper"

@@ -11,26 +11,28 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-r"""Evaluates the latest checkpoint of a training run: metrics and figures.
+r"""Evaluates the newest checkpoint of a training run: metrics and figures.
 
   python -m proxy_nca_jax.evaluate --workdir=workdirs/fashion_mnist \
-      [--split=test] [--block_size=2048]
+      [--split=test] [--max_examples=N] [--block_size=2048]
 
 Loads the run's config and newest checkpoint from the workdir, embeds the
-split (by default the never-seen test classes), computes Recall@K,
-Precision@1, R-Precision, MAP@R, NMI and AMI (evaluation.py), and writes into
-the workdir:
+split (by default the never-seen test classes), prints the metrics table
+(every Recall@K of the run's config, Precision@1, R-Precision, MAP@R, NMI,
+AMI) and writes into the workdir (evaluation/report.py):
 
-- ``metrics_<split>.json``: {"step", "split", "num_examples", "metrics"}.
-- ``retrieval_<split>.png``: a few queries with their top-8 neighbours,
-  framed green (same class) or red (other class).
+- ``metrics_<split>.json``: {"step", "split", "num_examples", "metrics"};
+- ``retrieval_<split>.png``: a few queries with their nearest neighbours,
+  framed green (same class) or red (other class);
 - ``projection_<split>.png``: the embeddings' first two principal
-  components coloured by class, for sets of at most --max_projected images.
+  components coloured by class, for sets of at most --max_projected images;
+- ``convergence.png``: the training loss and the logged evaluation metrics
+  against the step.
 
-The metrics table also goes to stdout.
+Training writes the same files at its end (``config.report.at_end``).
+``python -m proxy_nca_jax.report``, its earlier name, still works.
 """
 
-import json
 import os
 import sys
 
@@ -38,18 +40,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import jax  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
-from proxy_nca_jax import evaluation, parallel, quiet_logs  # noqa: E402
-from proxy_nca_jax.evaluation import figures, report  # noqa: E402
-from proxy_nca_jax.training import workdirs  # noqa: E402
+from proxy_nca_jax import evaluation, quiet_logs  # noqa: E402
+from proxy_nca_jax.evaluation import report  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Workdir of a training run (config.json, checkpoints/)."
 )
 _SPLIT = flags.DEFINE_enum(
   "split", "test", ["test", "val", "train"], "Split to evaluate."
+)
+_MAX_EXAMPLES = flags.DEFINE_integer(
+  "max_examples",
+  None,
+  "Images of the split evaluated, the first of its fixed order "
+  "(default: all of them).",
 )
 _BLOCK_SIZE = flags.DEFINE_integer(
   "block_size", None, "Similarity tile side (default: the run's config)."
@@ -68,90 +74,15 @@ _MAX_PROJECTED = flags.DEFINE_integer(
 flags.mark_flag_as_required("workdir")
 
 
-def evaluate_workdir(
-  workdir: str,
-  split: str,
-  *,
-  block_size: int | None = None,
-  num_queries: int = 6,
-  num_neighbours: int = 8,
-  max_projected: int = 40_000,
-) -> dict:
-  """Evaluates a run's latest checkpoint; writes metrics JSON and figures.
-
-  Args:
-    workdir: the workdir of a training run.
-    split: 'test', 'val' or 'train'.
-    block_size: similarity tile side (None: config.evals.block_size).
-    num_queries: rows of the retrieval figure.
-    num_neighbours: neighbours per row.
-    max_projected: largest split drawn as a 2-D projection.
-
-  Returns:
-    What metrics_<split>.json holds, plus 'figures': the PNG paths written.
-
-  Raises:
-    FileNotFoundError: not a training run's workdir, or no checkpoint.
-    ValueError: a bad split or configuration; DatasetError (a ValueError)
-      if the run's dataset is not prepared.
-  """
-  workdir = workdirs.absolute(workdir)
-  mesh = parallel.create_mesh()
-  config, model, state = workdirs.restore_trained(workdir, mesh)
-  embeddings, labels, images = report.embed_split(
-    config.input, model, state, mesh, split
-  )
-  metrics = evaluation.evaluate_with_config(
-    embeddings, labels, config, block_size=block_size, mesh=mesh
-  )
-  result = {
-    "step": int(jax.device_get(state.step)),
-    "split": split,
-    "num_examples": int(len(labels)),
-    "metrics": metrics,
-  }
-  if jax.process_index() != 0:
-    return result
-  with tf.io.gfile.GFile(
-    os.path.join(workdir, f"metrics_{split}.json"), "w"
-  ) as f:
-    f.write(json.dumps(result, indent=2) + "\n")
-  result["figures"] = []
-  if jax.process_count() > 1:
-    logging.info("Figures need every image on one process: skipped.")
-    return result
-  path = os.path.join(workdir, f"retrieval_{split}.png")
-  report.write_retrieval_grid(
-    path,
-    embeddings,
-    labels,
-    images,
-    config.input,
-    num_queries=num_queries,
-    num_neighbours=num_neighbours,
-    seed=config.seed,
-  )
-  result["figures"].append(path)
-  if len(labels) <= max_projected:
-    path = os.path.join(workdir, f"projection_{split}.png")
-    figures.embedding_projection(
-      embeddings,
-      labels,
-      path,
-      title=f"{split} embeddings at step {result['step']} (PCA)",
-    )
-    result["figures"].append(path)
-  return result
-
-
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   quiet_logs.quiet_libraries()
   try:
-    result = evaluate_workdir(
+    result = report.evaluate_workdir(
       _WORKDIR.value,
       _SPLIT.value,
+      max_examples=_MAX_EXAMPLES.value,
       block_size=_BLOCK_SIZE.value,
       num_queries=_NUM_QUERIES.value,
       num_neighbours=_NUM_NEIGHBOURS.value,
@@ -162,13 +93,17 @@ def main(argv: list[str]) -> None:
     sys.stderr.write(f"error: {error}\n")
     sys.exit(1)
   if jax.process_index() == 0:
-    name = f"{result['split']}, step {result['step']}"
-    table = evaluation.format_results_table(
-      {name: result["metrics"]}, list(result["metrics"])
-    )
-    sys.stdout.write(f"{table}\n")
-    for path in result["figures"]:
+    sys.stdout.write(f"{format_result(result)}\n")
+    for path in result["files"]:
       sys.stdout.write(f"wrote {path}\n")
+
+
+def format_result(result: dict) -> str:
+  """The metrics table of an `evaluate_workdir` result, one row."""
+  name = f"{result['split']}, step {result['step']}"
+  return evaluation.format_results_table(
+    {name: result["metrics"]}, list(result["metrics"])
+  )
 
 
 if __name__ == "__main__":

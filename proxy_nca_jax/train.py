@@ -143,23 +143,21 @@ def main(argv: list[str]) -> None:
       f"{table}\n"
     )
   if config.report.at_end:
-    _write_report(workdir)
+    _write_report(workdir, config)
 
 
-def _write_report(workdir: str) -> None:
-  """The run's figures (report.py); training succeeded either way."""
-  if jax.process_count() > 1:
-    logging.info(
-      "Report skipped (it needs one process): run python -m "
-      "proxy_nca_jax.report --workdir=%s",
-      workdir,
-    )
-    return
+def _write_report(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """The evaluate command's files (evaluation/report.py); training
+  succeeded either way."""
   try:
-    for path in report.write_report(workdir):
-      logging.info("Wrote %s", path)
+    result = report.evaluate_workdir(
+      workdir, max_examples=config.report.max_examples
+    )
   except (FileNotFoundError, ValueError) as error:
-    logging.warning("Report not written: %s", error)
+    logging.warning("Evaluation files not written: %s", error)
+    return
+  for path in result["files"]:
+    logging.info("Wrote %s", path)
 
 
 if __name__ == "__main__":

@@ -11,23 +11,29 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The report of a training run: three PNG files in its workdir.
+"""The evaluation files of a training run, written into its workdir.
 
-- ``convergence.png``: the training loss and every evaluation metric against
-  the step, from the run's ``metrics.jsonl``.
-- ``retrieval_grid.png``: queries of the evaluation split and their 8
-  nearest neighbours, framed green (same class) or red (other class).
-- ``embedding_projection.png``: the split's embeddings on their first two
-  principal components, coloured by class.
+`evaluate_workdir` restores the run's newest checkpoint, embeds one split
+(by default the never-seen test classes), and writes:
 
-`write_report` embeds at most ``max_examples`` images of the split (the
-first ones of the pipeline's fixed order), so a report takes seconds after
-any run; the grid's neighbours are searched among those images. It runs at
-the end of ``python -m proxy_nca_jax.train`` (``config.report.at_end``) and
-on demand as ``python -m proxy_nca_jax.report``. `embed_split` and
-`write_retrieval_grid` are shared with ``python -m proxy_nca_jax.evaluate``.
+- ``metrics_<split>.json``: {"step", "split", "num_examples", "metrics"},
+  every metric of `evaluation.evaluate_embeddings` with the run's
+  ``config.evals`` (Recall@K for each K the config asks for, Precision@1,
+  R-Precision, MAP@R, NMI, AMI);
+- ``retrieval_<split>.png``: a few queries and their nearest neighbours,
+  framed green (same class) or red (other class);
+- ``projection_<split>.png``: the embeddings on their first two principal
+  components, coloured by class (sets of at most ``max_projected``);
+- ``convergence.png``: the training loss and every evaluation metric logged
+  in ``metrics.jsonl`` against the step (when it holds any).
+
+The same function serves ``python -m proxy_nca_jax.evaluate`` and the end of
+``python -m proxy_nca_jax.train`` (``config.report.at_end``), so both name
+their files alike. Every process embeds its share of the split; the figures,
+which need every image in one process, are drawn by single-process runs only.
 """
 
+import json
 import os
 from collections.abc import Iterator, Sequence
 
@@ -36,18 +42,17 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
-from proxy_nca_jax import parallel
+from proxy_nca_jax import evaluation, parallel
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.evaluation import embedding, figures
 from proxy_nca_jax.training import metric_writer, train_state, workdirs
 
 CONVERGENCE = "convergence.png"
-RETRIEVAL_GRID = "retrieval_grid.png"
-PROJECTION = "embedding_projection.png"
-_FIGURES = (CONVERGENCE, RETRIEVAL_GRID, PROJECTION)
-# Images embedded for a report when the config has no report section.
-DEFAULT_MAX_EXAMPLES = 5000
+METRICS = "metrics_{split}.json"
+RETRIEVAL = "retrieval_{split}.png"
+PROJECTION = "projection_{split}.png"
 
 
 def _stash_images(
@@ -140,80 +145,153 @@ def convergence_keys(records: Sequence[dict[str, float]]) -> list[str]:
   return ["loss", *figures.evaluation_keys(records)]
 
 
-def write_report(
-  workdir: str,
-  *,
-  split: str = "test",
-  max_examples: int | None = None,
-  mesh: jax.sharding.Mesh | None = None,
-) -> list[str]:
-  """Writes the three figures of a run's latest checkpoint into its workdir.
+def _convergence_records(workdir: str) -> list[dict[str, float]]:
+  """The records of metrics.jsonl worth a convergence plot ([] if none)."""
+  if not tf.io.gfile.exists(os.path.join(workdir, "metrics.jsonl")):
+    return []
+  records = metric_writer.read_metrics(workdir)
+  keys = convergence_keys(records)
+  return records if any(k in r for r in records for k in keys) else []
 
-  The metrics, checkpoint and split are all read before the first file is
-  written, so bad input leaves the workdir as it was.
+
+def _capped_input(
+  input_config: ml_collections.ConfigDict, max_examples: int | None
+) -> ml_collections.ConfigDict:
+  """``input_config`` with at most ``max_examples`` evaluation images."""
+  if max_examples is None:
+    return input_config
+  if max_examples < 2:
+    raise ValueError(f"max_examples={max_examples} must be at least 2.")
+  capped = ml_collections.ConfigDict(input_config.to_dict())
+  cap = capped.max_eval_examples
+  capped.max_eval_examples = min(cap or max_examples, max_examples)
+  return capped
+
+
+def evaluate_workdir(
+  workdir: str,
+  split: str = "test",
+  *,
+  max_examples: int | None = None,
+  block_size: int | None = None,
+  num_queries: int = 6,
+  num_neighbours: int = 8,
+  max_projected: int = 40_000,
+  mesh: jax.sharding.Mesh | None = None,
+) -> dict:
+  """Evaluates a run's newest checkpoint; writes its metrics and figures.
+
+  Everything is read and computed before the first file is written, so bad
+  input leaves the workdir as it was.
 
   Args:
     workdir: the workdir of a training run.
-    split: the evaluation split drawn in the grid and projection.
-    max_examples: images of the split embedded (None: the run's
-      ``config.report.max_examples``, else `DEFAULT_MAX_EXAMPLES`).
-    mesh: where to embed (default: every device).
+    split: 'test', 'val' or 'train'.
+    max_examples: images of the split evaluated, the first ones of the
+      pipeline's fixed order (None: all, as the run's own evaluations).
+    block_size: similarity tile side (None: ``config.evals.block_size``).
+    num_queries: rows of the retrieval figure.
+    num_neighbours: neighbours per row.
+    max_projected: largest set drawn as a 2-D projection (0: never).
+    mesh: where to embed and evaluate (default: every device).
 
   Returns:
-    The paths written: convergence, retrieval grid, projection.
+    What ``metrics_<split>.json`` holds, plus 'files': the paths written
+    (by process 0; other processes write nothing).
 
   Raises:
-    FileNotFoundError: not a training run's workdir, no checkpoint or no
-      metrics.
-    ValueError: several processes, a bad split or ``max_examples``, or no
-      metric to plot; DatasetError (a ValueError) if the run's dataset is not
-      prepared.
+    FileNotFoundError: not a training run's workdir, or no checkpoint.
+    ValueError: a bad split, ``max_examples`` or configuration;
+      DatasetError (a ValueError) if the run's dataset is not prepared.
   """
-  if jax.process_count() > 1:
-    raise ValueError(
-      "The report needs every image in one process: run python -m "
-      "proxy_nca_jax.report --workdir=... on one host."
-    )
   workdir = workdirs.absolute(workdir)
   config = workdirs.load_config(workdir)
-  if max_examples is None:
-    report = config.get("report") or {}
-    max_examples = report.get("max_examples", DEFAULT_MAX_EXAMPLES)
-  if max_examples < 2:
-    raise ValueError(f"max_examples={max_examples} must be at least 2.")
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  if not tf.io.gfile.exists(metrics_path):
-    raise FileNotFoundError(f"{metrics_path} not found: nothing to plot.")
-  records = metric_writer.read_metrics(workdir)
-  keys = convergence_keys(records)
-  if not any(key in r for r in records for key in keys):
-    raise ValueError(f"{metrics_path} has no metric to plot yet.")
-
+  input_config = _capped_input(config.input, max_examples)
+  records = _convergence_records(workdir)
   mesh = parallel.create_mesh() if mesh is None else mesh
   config, model, state = workdirs.restore_trained(workdir, mesh)
-  input_config = ml_collections.ConfigDict(config.input.to_dict())
-  cap = input_config.max_eval_examples
-  input_config.max_eval_examples = min(cap or max_examples, max_examples)
   embeddings, labels, images = embed_split(
     input_config, model, state, mesh, split
   )
-  step = int(jax.device_get(state.step))
-
-  paths = [os.path.join(workdir, name) for name in _FIGURES]
-  figures.convergence_plot(
+  metrics = evaluation.evaluate_with_config(
+    embeddings, labels, config, block_size=block_size, mesh=mesh
+  )
+  result = {
+    "step": int(jax.device_get(state.step)),
+    "split": split,
+    "num_examples": int(len(labels)),
+    "metrics": metrics,
+    "files": [],
+  }
+  if jax.process_index() != 0:
+    return result
+  path = os.path.join(workdir, METRICS.format(split=split))
+  with tf.io.gfile.GFile(path, "w") as f:
+    saved = {k: v for k, v in result.items() if k != "files"}
+    f.write(json.dumps(saved, indent=2) + "\n")
+  result["files"].append(path)
+  if jax.process_count() > 1:
+    logging.info("Figures need every image in one process: not drawn.")
+    return result
+  result["files"] += _draw_figures(
+    workdir,
+    config,
+    result,
+    (embeddings, labels, images),
     records,
-    paths[0],
-    keys=keys,
-    title="training loss and evaluation metrics",
+    num_queries=num_queries,
+    num_neighbours=num_neighbours,
+    max_projected=max_projected,
   )
+  return result
+
+
+def _draw_figures(
+  workdir: str,
+  config: ml_collections.ConfigDict,
+  result: dict,
+  embedded: tuple[np.ndarray, np.ndarray, np.ndarray],
+  records: list[dict[str, float]],
+  *,
+  num_queries: int,
+  num_neighbours: int,
+  max_projected: int,
+) -> list[str]:
+  """Draws the retrieval grid, projection and convergence; their paths."""
+  embeddings, labels, images = embedded
+  split, paths = result["split"], []
+  path = os.path.join(workdir, RETRIEVAL.format(split=split))
   write_retrieval_grid(
-    paths[1], embeddings, labels, images, config.input, seed=config.seed
-  )
-  figures.embedding_projection(
+    path,
     embeddings,
     labels,
-    paths[2],
-    title=f"{split} embeddings at step {step} ({len(labels)} images, PCA)",
+    images,
+    config.input,
+    num_queries=num_queries,
+    num_neighbours=num_neighbours,
     seed=config.seed,
   )
+  paths.append(path)
+  if len(labels) <= max_projected:
+    path = os.path.join(workdir, PROJECTION.format(split=split))
+    figures.embedding_projection(
+      embeddings,
+      labels,
+      path,
+      title=(
+        f"{split} embeddings at step {result['step']} "
+        f"({len(labels)} images, PCA)"
+      ),
+      seed=config.seed,
+    )
+    paths.append(path)
+  if records:
+    path = os.path.join(workdir, CONVERGENCE)
+    figures.convergence_plot(
+      records,
+      path,
+      keys=convergence_keys(records),
+      title="training loss and evaluation metrics",
+    )
+    paths.append(path)
   return paths

@@ -86,8 +86,12 @@ def restore_trained(
   model = models.create_model(config.model)
   tx, _ = optim.create_optimizer(config)
   num_proxies = train_state.num_proxies(config)
+  directory = os.path.join(workdir, "checkpoints")
+  if not tf.io.gfile.isdir(directory):
+    # Checked first: opening a Checkpointer would create the folder.
+    raise FileNotFoundError(f"No checkpoint in {directory}.")
   ckpt = checkpointing.Checkpointer(
-    os.path.join(workdir, "checkpoints"), every_steps=0, keep=config.ckpt.keep
+    directory, every_steps=0, keep=config.ckpt.keep
   )
   try:
     step = ckpt.latest_step() if step is None else step

@@ -11,54 +11,72 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""End-to-end tests of ``python -m proxy_nca_jax.evaluate`` on a tiny run.
+"""Tests of ``python -m proxy_nca_jax.evaluate`` and the files it writes.
 
-A tiny run (tests/testing/tiny_run.py: generated Fashion-MNIST-like data, 6
-steps) is trained in-process once; the command is then run as a subprocess, and
-its JSON and PNGs are read back (matplotlib.image.imread).
+The tiny run of tests/testing/tiny_run.py (``shared_run``: 6 steps,
+evaluations at steps 0, 3 and 6) is trained in-process once; the command then
+runs as a subprocess, and its JSON and PNGs are read back with PIL. The grid's
+colours are checked on constructed embeddings whose neighbours are known.
 """
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
 import tempfile
 
+import ml_collections
 import numpy as np
 import pytest
 from absl.testing import absltest
-from matplotlib import image as mpimg
+from PIL import Image
 
-from proxy_nca_jax.evaluation import figures
-from proxy_nca_jax.training import metric_writer, trainer
+from proxy_nca_jax.evaluation import figures, report
+from proxy_nca_jax.training import metric_writer
 from tests.evaluation import figures_test
-from tests.testing import tiny_run
+from tests.testing import references, tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow
 
+EVAL_METRICS = (
+  "recall@1",
+  "recall@2",
+  "recall@4",
+  "recall@8",
+  "precision@1",
+  "r_precision",
+  "map@r",
+  "nmi",
+  "ami",
+)
 
-def _evaluate(*flags: str) -> subprocess.CompletedProcess:
+
+def _command(module: str, *flags: str) -> subprocess.CompletedProcess:
+  # On 8 devices, as the in-process run that trained and evaluated the
+  # checkpoint: the same programs, so the same metrics to the last bit.
   return tiny_run.run_command(
-    [sys.executable, "-m", "proxy_nca_jax.evaluate", *flags]
+    [sys.executable, "-m", module, *flags], num_devices=8
   )
+
+
+def _rgb(path: pathlib.Path) -> np.ndarray:
+  """(H, W, 3) floats in [0, 1] of a PNG, after checking its mode."""
+  with Image.open(path) as image:
+    assert image.format == "PNG", image.format
+    assert image.mode == "RGBA", image.mode
+    return np.asarray(image.convert("RGB"), np.float64) / 255.0
 
 
 class EvaluateCommandTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls._tmp = tempfile.TemporaryDirectory()
-    cls.root = pathlib.Path(cls._tmp.name)
-    tiny_run.write_data(cls.root)
-    cls.workdir = cls.root / "run"
-    trainer.train_and_evaluate(tiny_run.tiny_config(cls.root), str(cls.workdir))
-    cls.result = _evaluate(f"--workdir={cls.workdir}")
-
-  @classmethod
-  def tearDownClass(cls):
-    cls._tmp.cleanup()
-    super().tearDownClass()
+    cls.workdir, _, _ = tiny_run.shared_run()
+    cls.root = cls.workdir.parent
+    cls.records = metric_writer.read_metrics(str(cls.workdir))
+    cls.result = _command("proxy_nca_jax.evaluate", f"--workdir={cls.workdir}")
 
   def test_writes_metrics_json_of_the_latest_checkpoint(self):
     self.assertEqual(self.result.returncode, 0, self.result.stderr)
@@ -68,42 +86,100 @@ class EvaluateCommandTest(absltest.TestCase):
     self.assertEqual(saved["split"], "test")
     # 5 test classes x (12 + 4) generated images.
     self.assertEqual(saved["num_examples"], 80)
-    expected = {"precision@1", "r_precision", "map@r", "nmi", "ami"}
-    expected |= {f"recall@{k}" for k in (1, 2, 4, 8)}
-    self.assertEqual(set(saved["metrics"]), expected)
-    # The trainer evaluated the same state at its last step.
-    final = [
-      r for r in metric_writer.read_metrics(str(self.workdir)) if r["step"] == 6
-    ]
+    self.assertEqual(set(saved["metrics"]), set(EVAL_METRICS))
+    # The trainer evaluated the same state at its last step, with the same
+    # embedding and evaluation programs on as many devices.
+    final = [r for r in self.records if r["step"] == 6]
     logged = {k[5:]: v for r in final for k, v in r.items() if "test/" in k}
-    self.assertNotEmpty(logged)
+    self.assertEqual(set(logged), set(EVAL_METRICS))
     for key, value in logged.items():
-      self.assertAlmostEqual(saved["metrics"][key], value, places=5, msg=key)
+      self.assertEqual(saved["metrics"][key], value, msg=key)
     self.assertIn("map@r", self.result.stdout)
 
-  def test_retrieval_figure_marks_correct_and_wrong_neighbours(self):
-    self.assertEqual(self.result.returncode, 0, self.result.stderr)
-    png = mpimg.imread(self.workdir / "retrieval_test.png")
-    # 6 queries x (1 + 8) thumbnails.
-    self.assertGreater(png.shape[1], 800)
-    self.assertGreater(png.shape[0], 500)
-    green = figures_test.colour_pixels(png, figures.CORRECT_RGB)
-    red = figures_test.colour_pixels(png, figures.WRONG_RGB)
+  def test_writes_and_names_the_four_files(self):
+    self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])
+    names = ("metrics_test.json", "retrieval_test.png", "projection_test.png")
+    for name in (*names, "convergence.png"):
+      self.assertIn(f"wrote {self.workdir / name}", self.result.stdout)
+    for name in ("retrieval_test", "projection_test", "convergence"):
+      self.assertGreater(np.std(_rgb(self.workdir / f"{name}.png")), 0.05)
+
+  def test_convergence_has_loss_and_every_evaluation_metric(self):
+    keys = report.convergence_keys(self.records)
+    self.assertEqual(keys, ["loss", *sorted(f"test/{m}" for m in EVAL_METRICS)])
+    # Ten panels, three a row: four rows of 4 x 3 inches at 100 dpi.
+    with Image.open(self.workdir / "convergence.png") as png:
+      self.assertEqual(png.size, (1200, 1200))
+
+  def test_figure_sizes_and_framed_neighbours(self):
+    with Image.open(self.workdir / "retrieval_test.png") as png:
+      # 6 queries x (query + 8 neighbours) at 1.1 x 1.2 inches, 100 dpi.
+      self.assertEqual(png.size, (990, 720))
+    with Image.open(self.workdir / "projection_test.png") as png:
+      self.assertEqual(png.size, (600, 500))
+    pixels = _rgb(self.workdir / "retrieval_test.png")
+    green = figures_test.colour_pixels(pixels, figures.CORRECT_RGB)
+    red = figures_test.colour_pixels(pixels, figures.WRONG_RGB)
+    # 48 framed neighbours, each with a frame of 2 image pixels drawn at
+    # about 3 screen pixels per image pixel.
+    self.assertGreater(green + red, 48 * 4 * 28 * 3)
     # A barely trained model: both kinds of neighbour are on the grid.
     self.assertGreater(red, 100)
     self.assertGreater(green, 100)
 
-  def test_projection_figure_for_a_small_set(self):
-    self.assertEqual(self.result.returncode, 0, self.result.stderr)
-    png = mpimg.imread(self.workdir / "projection_test.png")
-    self.assertEqual(png.shape[:2], (500, 600))
-    self.assertGreater(np.std(png[..., :3]), 0.01)
+  def test_grid_colours_follow_the_neighbours_classes(self):
+    # Class c sits near axis c; items 3k and 3k + 1 of class 0 lean
+    # towards class 1, so some neighbours of class-0 queries are wrong.
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 12)
+    x = np.eye(4)[labels] + 0.05 * rng.normal(size=(48, 4))
+    x[:12:3, 1] += 0.9
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    images = rng.random((48, 28, 28, 1))
+    path = pathlib.Path(
+      self.enterContext(tempfile.TemporaryDirectory()), "grid.png"
+    )
+    report.write_retrieval_grid(
+      str(path),
+      x,
+      labels,
+      images,
+      ml_collections.ConfigDict({"dataset": "fashion_mnist_idx"}),
+      num_queries=6,
+      seed=3,
+    )
+    # The same queries and neighbours, found here by brute force.
+    queries = np.sort(np.random.default_rng(3).choice(48, 6, replace=False))
+    sims = references.similarities(x[queries], x)
+    sims[np.arange(6), queries] = -np.inf
+    neighbours = np.argsort(-sims, axis=1, kind="stable")[:, :8]
+    correct = labels[neighbours] == labels[queries][:, None]
+    self.assertBetween(int(correct.sum()), 1, 47)
+    pixels = _rgb(path)
+    green = figures_test.colour_pixels(pixels, figures.CORRECT_RGB)
+    red = figures_test.colour_pixels(pixels, figures.WRONG_RGB)
+    # Every thumbnail's frame has the same number of pixels: the colours
+    # split in the proportion of correct to wrong neighbours.
+    np.testing.assert_allclose(green / (green + red), correct.mean(), atol=0.03)
+
+  def test_a_workdir_without_checkpoint_is_left_as_it_was(self):
+    root = pathlib.Path(self.enterContext(tempfile.TemporaryDirectory()))
+    with self.assertRaisesRegex(FileNotFoundError, "not the workdir"):
+      report.evaluate_workdir(str(root / "nothing_here"))
+    bare = root / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text(
+      (self.workdir / "config.json").read_text()
+    )
+    with self.assertRaises(FileNotFoundError):
+      report.evaluate_workdir(str(bare))
+    self.assertEqual(os.listdir(bare), ["config.json"])
 
   def test_not_a_workdir_is_one_line_error(self):
     empty = self.root / "empty"
     empty.mkdir(exist_ok=True)
     for workdir in (empty, self.root / "missing"):
-      result = _evaluate(f"--workdir={workdir}")
+      result = _command("proxy_nca_jax.evaluate", f"--workdir={workdir}")
       self.assertEqual(result.returncode, 1)
       lines = result.stderr.strip().splitlines()
       self.assertLen(lines, 1, result.stderr)
@@ -111,12 +187,25 @@ class EvaluateCommandTest(absltest.TestCase):
       self.assertIn("is not the workdir of a training run", lines[0])
 
   def test_split_without_classes_is_one_line_error(self):
-    result = _evaluate(f"--workdir={self.workdir}", "--split=val")
+    result = _command(
+      "proxy_nca_jax.evaluate", f"--workdir={self.workdir}", "--split=val"
+    )
     self.assertEqual(result.returncode, 1)
     self.assertIn("error: ", result.stderr)
     self.assertIn(
       "val_classes is empty", result.stderr.strip().splitlines()[-1]
     )
+
+  def test_report_is_a_deprecated_name_of_evaluate(self):
+    result = _command(
+      "proxy_nca_jax.report", f"--workdir={self.workdir}", "--split=val"
+    )
+    self.assertEqual(result.returncode, 1)
+    lines = result.stderr.strip().splitlines()
+    self.assertIn("proxy_nca_jax.report is deprecated", lines[0])
+    self.assertIn("use python -m proxy_nca_jax.evaluate", lines[0])
+    # The flags reach evaluate: the same error as evaluate's.
+    self.assertIn("val_classes is empty", lines[-1])
 
 
 if __name__ == "__main__":

@@ -98,15 +98,23 @@ def train_command(root: pathlib.Path, workdir: pathlib.Path, **changes):
   ]
 
 
-def subprocess_env() -> dict[str, str]:
-  return {**os.environ, "JAX_PLATFORMS": "cpu"}
+def subprocess_env(num_devices: int | None = None) -> dict[str, str]:
+  """The environment of a command run on CPU (with ``num_devices`` fake
+  devices when given, as the in-process tests' conftest has 8)."""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  if num_devices is not None:
+    flag = f"--xla_force_host_platform_device_count={num_devices}"
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
+  return env
 
 
-def run_command(argv: list[str]) -> subprocess.CompletedProcess:
+def run_command(
+  argv: list[str], num_devices: int | None = None
+) -> subprocess.CompletedProcess:
   return subprocess.run(
     argv,
     cwd=REPO,
-    env=subprocess_env(),
+    env=subprocess_env(num_devices),
     capture_output=True,
     text=True,
     timeout=600,

@@ -16,10 +16,11 @@
 Each of configs/cub200.py, cars196.py and sop.py (paper recipe:
 BN-Inception) and the ProxyNCA++ recipe (ResNet-50) trains two steps on
 `tfds.testing.mock_data`-style generated images served under the real tfds
-name, evaluates the test classes, writes a checkpoint and draws the report;
+name, evaluates the test classes, writes a checkpoint and runs the evaluate
+command's code (its metrics must equal the training evaluation's);
 the checkpoint is read back and checked against published numbers
 (parameter counts of the networks, the paper's class splits and embedding
-sizes, each dataset's Recall@K columns), and the report's retrieval grid
+sizes, each dataset's Recall@K columns), and its retrieval grid
 must show the test images in their true colours (BN-Inception sees BGR).
 Images are 32 px (BN-Inception's smallest input, 1x1 before pooling) to
 keep the CPU cost to the compiles.
@@ -96,7 +97,7 @@ class PaperConfigEndToEndTest(parameterized.TestCase):
       config.ckpt.every_steps = 0  # Saved once, at the end.
     labels = _mock_labels(num_train)
     rng = np.random.default_rng(0)
-    # Train images are noise; every test image is orange, so the report's
+    # Train images are noise; every test image is orange, so the
     # grid must show orange, not the blue of swapped R and B channels.
     images = [
       fake_images.encode(
@@ -113,7 +114,7 @@ class PaperConfigEndToEndTest(parameterized.TestCase):
     mesh = parallel.create_mesh(jax.devices()[:1])
     with fake_images.mocked_dataset(name, tmp / "data", splits):
       results = trainer.train_and_evaluate(config, str(workdir), mesh)
-      report.write_report(str(workdir), mesh=mesh)
+      evaluated = report.evaluate_workdir(str(workdir), mesh=mesh)
 
     self.assertEqual(list(results), [STEPS])
     self.assertEqual(
@@ -124,6 +125,10 @@ class PaperConfigEndToEndTest(parameterized.TestCase):
     recall = results[STEPS]["recall@1"] * 12
     self.assertAlmostEqual(recall, round(recall), places=4)
     self.assertBetween(recall, 0, 12)
+    # The evaluate command's code, on the same state, gives the same row.
+    self.assertEqual(evaluated["step"], STEPS)
+    for key, value in results[STEPS].items():
+      self.assertAlmostEqual(evaluated["metrics"][key], value, places=5)
     with open(workdir / "metrics.jsonl") as f:
       losses = [r["loss"] for r in map(json.loads, f) if "loss" in r]
     self.assertLen(losses, STEPS)
@@ -140,7 +145,7 @@ class PaperConfigEndToEndTest(parameterized.TestCase):
       sum(v.size for v in backbone_params.values()), BACKBONE_PARAMS[backbone]
     )
 
-    with Image.open(workdir / report.RETRIEVAL_GRID) as png:
+    with Image.open(workdir / report.RETRIEVAL.format(split="test")) as png:
       pixels = np.asarray(png.convert("RGB"), np.int32)
     near = lambda rgb: np.all(np.abs(pixels - rgb) <= 8, axis=-1).sum()  # noqa: E731
     # 6 queries and 8 neighbours among 12 images: 54 cells of 32 x 32.

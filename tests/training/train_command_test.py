@@ -17,6 +17,7 @@ Each test runs ``python -m proxy_nca_jax.train`` in a subprocess, as a user
 would, and checks what the user sees: exit status and one clear message.
 """
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import pytest
 from absl.testing import absltest
 from PIL import Image
 
+from proxy_nca_jax.training import metric_writer
 from tests.testing import tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
@@ -128,11 +130,25 @@ class TrainEndToEndTest(absltest.TestCase):
       table = (workdir / "results.txt").read_text()
       self.assertIn("step 0 (untrained)", table)
       self.assertTrue((workdir / "metrics.jsonl").exists())
-      # The end-of-training report (its content: evaluation/report_test.py).
-      for name in ("convergence", "retrieval_grid", "embedding_projection"):
+      # The evaluate command's files, written at the end of training (their
+      # content: evaluation/evaluate_command_test.py).
+      for name in ("convergence", "retrieval_test", "projection_test"):
         with Image.open(workdir / f"{name}.png") as png:
           self.assertEqual((png.format, png.mode), ("PNG", "RGBA"))
           self.assertGreater(png.size[0], 500)
+      saved = json.loads((workdir / "metrics_test.json").read_text())
+      self.assertEqual(saved["step"], 4)
+      last = metric_writer.read_metrics(str(workdir))
+      logged = {
+        k[5:]: v
+        for r in last
+        if r["step"] == 4
+        for k, v in r.items()
+        if k.startswith("test/")
+      }
+      self.assertNotEmpty(logged)
+      for key, value in logged.items():
+        self.assertAlmostEqual(saved["metrics"][key], value, places=5)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,112 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Tests of the scalars a run logs: metrics.jsonl and TensorBoard agree.
+
+The tiny run of tests/testing/tiny_run.py (``shared_run``: evaluations at
+steps 0, 3 and 6) is trained in-process; its TensorBoard event files are read
+back with TensorFlow's reader and compared with metrics.jsonl, the config and
+the checkpoint's proxies.
+"""
+
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl.testing import absltest
+
+from proxy_nca_jax.training import metric_writer
+from tests.testing import tiny_run
+
+EVAL_METRICS = (
+  "recall@1",
+  "recall@2",
+  "recall@4",
+  "recall@8",
+  "precision@1",
+  "r_precision",
+  "map@r",
+  "nmi",
+  "ami",
+)
+
+# A real run: left out of make test-fast.
+pytestmark = pytest.mark.slow
+
+
+def _tensorboard_scalars(folder: pathlib.Path) -> dict[str, dict[int, float]]:
+  """tag -> {step: value} of every scalar in the event files of a folder."""
+  scalars: dict[str, dict[int, float]] = {}
+  for path in sorted(folder.glob("events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        number = float(tf.make_ndarray(value.tensor))
+        scalars.setdefault(value.tag, {})[event.step] = number
+  return scalars
+
+
+class LoggedScalarsTest(absltest.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.workdir, cls.config, cls.checkpoint = tiny_run.shared_run()
+    cls.scalars = _tensorboard_scalars(cls.workdir / "tensorboard")
+    cls.records = metric_writer.read_metrics(str(cls.workdir))
+
+  def test_every_jsonl_value_is_in_tensorboard(self):
+    self.assertNotEmpty(self.records)
+    for record in self.records:
+      step = record["step"]
+      for key, value in record.items():
+        if key != "step":
+          self.assertIn(step, self.scalars.get(key, {}), key)
+          np.testing.assert_allclose(
+            self.scalars[key][step], value, rtol=1e-6, err_msg=key
+          )
+
+  def test_training_scalars_at_every_logged_step(self):
+    expected = {"loss", "grad_norm", "steps_per_sec"}
+    expected |= {f"proxy_norm_{s}" for s in ("mean", "min", "max")}
+    expected |= {f"lr/{g}" for g in ("backbone", "head", "proxies")}
+    for tag in expected:
+      self.assertEqual(sorted(self.scalars[tag]), [2, 4, 6], tag)
+    for step in (2, 4, 6):
+      self.assertTrue(np.isfinite(self.scalars["loss"][step]))
+      # Constant schedule: the config's rates and multipliers.
+      np.testing.assert_allclose(self.scalars["lr/backbone"][step], 1e-3)
+      np.testing.assert_allclose(self.scalars["lr/head"][step], 5e-4)
+      np.testing.assert_allclose(self.scalars["lr/proxies"][step], 1e-2)
+
+  def test_proxy_norms_are_those_of_the_checkpointed_proxies(self):
+    step, state = self.checkpoint
+    self.assertEqual(step, 6)
+    norms = np.linalg.norm(
+      np.asarray(state.params["proxies"], np.float64), axis=1
+    )
+    self.assertLen(norms, tiny_run.NUM_PROXIES)
+    for name, value in (("mean", norms.mean()), ("min", norms.min())):
+      np.testing.assert_allclose(
+        self.scalars[f"proxy_norm_{name}"][6], value, rtol=1e-5
+      )
+    np.testing.assert_allclose(
+      self.scalars["proxy_norm_max"][6], norms.max(), rtol=1e-5
+    )
+
+  def test_every_evaluation_metric_at_every_evaluation(self):
+    for metric in EVAL_METRICS:
+      self.assertEqual(sorted(self.scalars[f"test/{metric}"]), [0, 3, 6])
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -13,15 +13,15 @@
 # limitations under the License.
 """Our convnet-S train step on CPU under each speed option, and its anatomy.
 
-Default mode: the jitted ``trainer.make_train_step`` (configs/fashion_mnist.py,
-batch 64, one fixed random batch) timed under each option of ``OPTIONS``:
-model formulation (the stock Flax layers, the fast max pooling, the fast
-pooling + fused BatchNorm-ReLU of models.py today), number of CPU devices
-the batch is sharded over, XLA flags and glibc malloc tuning. XLA flags and
-the device count are fixed when a process starts, so each option runs in a
-fresh subprocess. Reported: median step time over quiet 5-step blocks
-(other processes below 0.1 core; the machine is shared), and the minor page
-faults and kernel time per step.
+Default mode: the jitted ``setup.assemble(config).train_step()``
+(configs/fashion_mnist.py, batch 64, one fixed random batch) timed under each
+option of ``OPTIONS``: model formulation (the stock Flax layers, the fast max
+pooling, the fast pooling + fused BatchNorm-ReLU of models.py today), number
+of CPU devices the batch is sharded over, XLA flags and glibc malloc tuning.
+XLA flags and the device count are fixed when a process starts, so each option
+runs in a fresh subprocess. Reported: median step time over quiet 5-step
+blocks (other processes below 0.1 core; the machine is shared), and the minor
+page faults and kernel time per step.
 
 ``--layers``: where one device's time goes. Each piece of the network is
 jitted alone on one device's share of the batch (``--layer_batch``, 32 =
@@ -54,7 +54,7 @@ from absl import app, flags
 from benchmarks import cpu_timing
 from configs import fashion_mnist
 from proxy_nca_jax import models, parallel
-from proxy_nca_jax.training import optim, setup, train_state, trainer
+from proxy_nca_jax.training import setup
 
 _OPTIONS = flags.DEFINE_list(
   "options", None, "Keys of OPTIONS to run (default: all), in this order."
@@ -148,18 +148,9 @@ def run_child(name: str) -> dict[str, Any]:
     patch.start()
   config = fashion_mnist.get_config()
   mesh = parallel.create_mesh()
-  model = models.create_model(config.model)
-  tx, _ = optim.create_optimizer(config)
-  loss_fn = setup.create_loss_fn(config.loss)
   num_classes = len(fashion_mnist.TRAIN_CLASSES)
-  state = train_state.create_state(
-    config,
-    model,
-    tx,
-    mesh,
-    num_classes,
-  )
-  step_fn = trainer.make_train_step(model, tx, loss_fn, mesh)
+  parts = setup.assemble(config, mesh, num_classes)
+  state, step_fn = parts.initial_state(), parts.train_step()
   rng = np.random.default_rng(0)
   batch_size = config.input.batch_size
   batch = parallel.global_batch(

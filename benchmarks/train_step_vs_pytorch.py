@@ -14,7 +14,7 @@
 """Side by side: our train step and PyTorch's, speed and accuracy.
 
 Trains convnet-S twice in one process, on the same NumPy batches: once with
-proxy_nca_jax (``trainer.make_train_step``) and once with PyTorch +
+proxy_nca_jax (``setup.assemble(config).train_step()``) and once with PyTorch +
 pytorch-metric-learning's ``ProxyNCALoss`` (the same network,
 channels_last). The data is exported from our tfds builder as arrays
 (``--config``: FMNIST-ZS by default, or ``configs/glyphs.py`` for
@@ -74,7 +74,7 @@ from benchmarks import cpu_timing
 from proxy_nca_jax import evaluation, models, parallel
 from proxy_nca_jax.data import class_splits, pipeline, sources
 from proxy_nca_jax.evaluation import embedding
-from proxy_nca_jax.training import optim, setup, train_state, trainer
+from proxy_nca_jax.training import setup, train_state
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config",
@@ -327,17 +327,8 @@ def main(argv: list[str]) -> None:
 
   # Ours.
   mesh = parallel.create_mesh()
-  model = models.create_model(config.model)
-  tx, _ = optim.create_optimizer(config)
-  loss_fn = setup.create_loss_fn(config.loss)
-  state = train_state.create_state(
-    config,
-    model,
-    tx,
-    mesh,
-    num_classes,
-  )
-  step_fn = trainer.make_train_step(model, tx, loss_fn, mesh)
+  parts = setup.assemble(config, mesh, num_classes)
+  model, state, step_fn = parts.model, parts.initial_state(), parts.train_step()
   embed_fn = embedding.make_embed_fn(model, mesh)
   init_params = jax.device_get(state.params)
   init_stats = jax.device_get(state.batch_stats)

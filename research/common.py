@@ -43,7 +43,13 @@ from proxy_nca_jax import checkpointing, parallel
 from proxy_nca_jax import losses as losses_lib
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.evaluation import embedding
-from proxy_nca_jax.training import metric_writer, train_state, trainer, workdirs
+from proxy_nca_jax.training import (
+  metric_writer,
+  setup,
+  train_state,
+  trainer,
+  workdirs,
+)
 
 OUT = flags.DEFINE_string(
   "out", None, "Folder for results.md and the figure (e.g. docs/rq2)."
@@ -275,15 +281,8 @@ def untrained_test_metrics(config: ml_collections.ConfigDict) -> dict:
 
 def initial_state(config: ml_collections.ConfigDict):
   """(model, state) exactly as a run of ``config`` starts (normal init)."""
-  from proxy_nca_jax import models
-  from proxy_nca_jax.training import optim
-
-  model = models.create_model(config.model)
-  tx, _ = optim.create_optimizer(config)
-  state = train_state.create_state(
-    config, model, tx, parallel.create_mesh(), train_state.num_proxies(config)
-  )
-  return model, state
+  parts = setup.assemble(config)
+  return parts.model, parts.initial_state()
 
 
 def mean_std(values: Sequence[float], digits: int = 3) -> str:

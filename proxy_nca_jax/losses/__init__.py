@@ -26,7 +26,7 @@ proxies itself (paper, Sec. 4). Modules:
 - ``sharded``: Proxy-NCA and Proxy-Anchor with the proxies split over
   devices (imported on its own: it needs a mesh).
 
-Binding a config to a loss lives in ``training.setup``.
+Binding a config to a loss lives in ``training.loss_binding``.
 
 Example::
 

@@ -19,7 +19,8 @@ Embeddings and proxies are L2-normalised inside the losses, as in the paper
 (Sec. 4: "we normalise the embeddings and the proxies"); a zero vector stays
 zero instead of producing NaN. The data-point baselines (triplet, lifted
 structure, N-pairs, contrastive, NCA) are in ``losses.pair``;
-``training.setup.create_loss_fn`` selects any loss by ``config.loss.name``.
+``training.loss_binding.create_loss_fn`` selects any loss by
+``config.loss.name``.
 
 Distances. With x = embedding / |embedding| and p = proxy / |proxy|, the
 proxy losses use d(x, p) = |a x - b p|^2 (a = ``embedding_norm``, b =

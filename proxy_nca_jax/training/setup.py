@@ -11,148 +11,157 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Assembles a run from its config: the loss bound to its options.
+"""The one assembly of a run: config -> model, optimiser, loss, state, step.
 
-The losses are pure functions with keyword options; this module binds the
-``config.loss`` section to them (``create_loss_fn`` and, for proxies sharded
-over devices, ``create_sharded_loss_fn``), so the library modules below it
-never read a config.
+``assemble(config, mesh)`` checks the config against the mesh and returns a
+`RunParts`: the network (``models.create_model``), the optimiser and its
+learning-rate schedules (``optim``), the loss bound to its options
+(``loss_binding``; its sharded form when ``proxies.sharding='sharded'``), the
+number of proxies and how they are placed. From those it makes the initial
+state, its abstract shapes (to restore a checkpoint into), the run signature
+checked on restore, and the jitted train step. The trainer, the inference
+path (``workdirs.restore_trained``), the research commands, the tests and the
+benchmarks all build their runs here.
 """
 
-import functools
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
+import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
+import optax
 
-from proxy_nca_jax import losses
-from proxy_nca_jax.losses import sharded
-
-# (embeddings (B, D), labels (B,), proxies (C, D)) -> scalar loss.
-LossFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-
-
-def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
-  """The config fields each loss reads, as its keyword arguments."""
-  triplet = {"margin": c.margin}
-  return {
-    "proxy_nca": {
-      "form": c.form,
-      "scale": c.scale,
-      "label_smoothing": c.label_smoothing,
-      "embedding_norm": c.embedding_norm,
-      "proxy_norm": c.proxy_norm,
-      "assignment": c.assignment,
-    },
-    "proxy_ranking": {"margin": c.margin, "assignment": c.assignment},
-    "proxy_anchor": {
-      "alpha": c.proxy_anchor_alpha,
-      "delta": c.proxy_anchor_delta,
-    },
-    "triplet_all": triplet,
-    "triplet_semihard": triplet,
-    "triplet_batch_hard": triplet,
-    "lifted_structure": {"margin": c.lifted_margin},
-    "npairs": {"scale": c.scale},
-    "contrastive": {"margin": c.contrastive_margin},
-    "nca": {"form": c.form, "scale": c.scale},
-  }
+from proxy_nca_jax import models, parallel
+from proxy_nca_jax import proxies as proxies_lib
+from proxy_nca_jax.training import loss_binding, optim, step, train_state
 
 
-def uses_static_assignment(loss_config: ml_collections.ConfigDict) -> bool:
-  """Whether the configured loss needs one proxy per class.
+def check_config(
+  config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh
+) -> None:
+  """Raises ValueError for what the run would refuse later (cheap checks).
 
-  True for Proxy-Anchor and for Proxy-NCA and proxy ranking with static
-  assignment; False for dynamic assignment and the data-point baselines
-  (which ignore the proxies).
+  The global batches must divide over the mesh, ``proxies.init`` and
+  ``proxies.sharding`` must be known, sharded proxies need a loss with a
+  sharded form, and the loss options must be valid.
   """
-  if loss_config.name == "proxy_anchor":
-    return True
-  return (
-    loss_config.name in ("proxy_nca", "proxy_ranking")
-    and loss_config.assignment == "static"
+  parallel.check_global_batch(config.input.batch_size, mesh, "input.batch_size")
+  parallel.check_global_batch(
+    config.input.eval_batch_size, mesh, "input.eval_batch_size"
   )
-
-
-def create_loss_fn(loss_config: ml_collections.ConfigDict) -> LossFn:
-  """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
-
-  ``loss_config.name`` is one of ``losses.LOSSES``; the fields each loss
-  reads are documented in ``configs/fashion_mnist.py``. The data-point baselines
-  ignore the proxies (they stay in the state, untouched by the gradient, so
-  checkpoints of all kinds have the same structure). The options are
-  checked here, by tracing the loss once on an abstract batch of two.
-
-  Raises:
-    ValueError: an unknown name or a bad option.
-  """
-  name = loss_config.name
-  if name not in losses.LOSSES:
-    raise ValueError(f"loss.name must be one of {losses.LOSSES}, got {name!r}.")
-  options = loss_options(loss_config)[name]
-  if name in losses.PROXY_LOSSES:
-    loss_fn = functools.partial(getattr(losses, f"{name}_loss"), **options)
-  else:
-    pair_loss = functools.partial(getattr(losses, f"{name}_loss"), **options)
-
-    def loss_fn(
-      embeddings: jax.Array, labels: jax.Array, proxies: jax.Array
-    ) -> jax.Array:
-      del proxies  # Mined in the batch.
-      return pair_loss(embeddings, labels)
-
-  jax.eval_shape(
-    loss_fn,
-    jax.ShapeDtypeStruct((2, 1), jnp.float32),
-    jax.ShapeDtypeStruct((2,), jnp.int32),
-    jax.ShapeDtypeStruct((2, 1), jnp.float32),
-  )
-  return loss_fn
-
-
-def check_supported(loss_config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError unless the configured loss has a sharded form.
-
-  Args:
-    loss_config: the ``loss`` section of the config.
-  """
-  name, assignment = loss_config.name, loss_config.assignment
-  if name not in sharded.SHARDED_LOSSES or (
-    name == "proxy_nca" and assignment != "static"
-  ):
-    what = f"loss.name={name!r}"
-    if name in sharded.SHARDED_LOSSES:
-      what += f" with loss.assignment={assignment!r}"
+  if config.proxies.init not in proxies_lib.PROXY_INITS:
     raise ValueError(
-      f"proxies.sharding='sharded' does not support {what}. Sharded "
-      f"proxies work with loss.name in {sharded.SHARDED_LOSSES} and static "
-      "assignment (one proxy per class); use "
-      "--config.proxies.sharding=replicated for the other losses."
+      f"proxies.init must be one of {proxies_lib.PROXY_INITS}, got "
+      f"{config.proxies.init!r}."
+    )
+  if train_state.proxy_sharding(config) == "sharded":
+    loss_binding.check_supported(config.loss)
+  loss_binding.create_loss_fn(config.loss)  # Checks the loss options.
+
+
+@dataclasses.dataclass(frozen=True)
+class RunParts:
+  """What a config assembles into, on one mesh.
+
+  Attributes:
+    config: the run's config.
+    mesh: the devices of the run.
+    model: the network.
+    tx: the optimiser (parameter groups as ``optim.create_optimizer``).
+    schedules: the learning rate of each group against the step.
+    loss_fn: ``(embeddings, labels, proxies) -> loss``.
+    num_proxies: the real proxies C (rows beyond are sharding padding).
+    proxy_sharding: 'replicated' or 'sharded'.
+  """
+
+  config: ml_collections.ConfigDict
+  mesh: jax.sharding.Mesh
+  model: nn.Module
+  tx: optax.GradientTransformation
+  schedules: dict[str, optax.Schedule]
+  loss_fn: loss_binding.LossFn
+  num_proxies: int
+  proxy_sharding: str
+
+  def initial_state(self) -> train_state.TrainState:
+    """The freshly initialised state, placed on the mesh."""
+    return train_state.create_state(
+      self.config, self.model, self.tx, self.mesh, self.num_proxies
+    )
+
+  def abstract_state(self) -> Any:
+    """The state's shapes, dtypes and shardings (computes nothing)."""
+    return train_state.abstract_state(
+      self.config, self.model, self.tx, self.mesh, self.num_proxies
+    )
+
+  def signature(self) -> dict[str, Any]:
+    """What a checkpoint of this run must match to be restored."""
+    return train_state.run_signature(self.config, self.num_proxies, self.mesh)
+
+  def state_shardings(self, state: Any) -> Any:
+    """The shardings of ``state`` (proxies as configured)."""
+    return train_state.state_shardings(state, self.mesh, self.proxy_sharding)
+
+  def train_step(
+    self, state_sharding: Any = None
+  ) -> Callable[
+    [train_state.TrainState, step.Batch],
+    tuple[train_state.TrainState, dict[str, jax.Array]],
+  ]:
+    """The jitted step (``step.make_train_step``); state replicated unless
+    ``state_sharding`` (`state_shardings` of the state) says otherwise."""
+    return step.make_train_step(
+      self.model,
+      self.tx,
+      self.loss_fn,
+      self.mesh,
+      state_sharding,
+      self.num_proxies,
     )
 
 
-def create_sharded_loss_fn(
-  loss_config: ml_collections.ConfigDict,
-  mesh: jax.sharding.Mesh,
-  num_proxies: int,
-) -> LossFn:
-  """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
+def assemble(
+  config: ml_collections.ConfigDict,
+  mesh: jax.sharding.Mesh | None = None,
+  num_proxies: int | None = None,
+) -> RunParts:
+  """Builds the parts of a run of ``config`` on ``mesh``.
 
-  The sharded counterpart of ``create_loss_fn``: the same config fields,
-  the proxies (R, D) padded and sharded as ``training.train_state`` keeps
-  them, ``num_proxies`` real ones.
+  Args:
+    config: the full config (configs/fashion_mnist.py).
+    mesh: the devices (default: every device of every process).
+    num_proxies: the proxies C (default: ``train_state.num_proxies``, which
+      reads the prepared dataset's classes).
+
+  Returns:
+    The `RunParts`.
 
   Raises:
-    ValueError: a loss without a sharded form (``check_supported``) or a
-      bad option.
+    ValueError: a config the run would refuse (`check_config`, a bad loss
+      option, an unknown model or optimiser).
   """
-  check_supported(loss_config)
-  create_loss_fn(loss_config)  # Checks the options.
-  options = loss_options(loss_config)[loss_config.name]
-  options.pop("assignment", None)
-  fn = {
-    "proxy_nca": sharded.sharded_proxy_nca_loss,
-    "proxy_anchor": sharded.sharded_proxy_anchor_loss,
-  }[loss_config.name]
-  return functools.partial(fn, mesh=mesh, num_proxies=num_proxies, **options)
+  mesh = parallel.create_mesh() if mesh is None else mesh
+  check_config(config, mesh)
+  sharding = train_state.proxy_sharding(config)
+  loss_fn = loss_binding.create_loss_fn(config.loss)
+  model = models.create_model(config.model)
+  tx, schedules = optim.create_optimizer(config)
+  if num_proxies is None:
+    num_proxies = train_state.num_proxies(config)
+  if sharding == "sharded":
+    loss_fn = loss_binding.create_sharded_loss_fn(
+      config.loss, mesh, num_proxies
+    )
+  return RunParts(
+    config=config,
+    mesh=mesh,
+    model=model,
+    tx=tx,
+    schedules=schedules,
+    loss_fn=loss_fn,
+    num_proxies=num_proxies,
+    proxy_sharding=sharding,
+  )

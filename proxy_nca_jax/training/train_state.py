@@ -47,7 +47,7 @@ from proxy_nca_jax import models, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.models import pretrained
-from proxy_nca_jax.training import setup
+from proxy_nca_jax.training import loss_binding
 
 PROXY_SHARDINGS = ("replicated", "sharded")
 
@@ -142,7 +142,7 @@ def num_proxies(config: ml_collections.ConfigDict) -> int:
       "training class)."
     )
   if requested != classes:
-    if setup.uses_static_assignment(config.loss):
+    if loss_binding.uses_static_assignment(config.loss):
       raise ValueError(
         f"proxies.num_proxies={requested} but there are {classes} training "
         f"classes, and loss.name={config.loss.name!r} with static "

@@ -20,6 +20,7 @@ device mesh (parallel.py): the same code on one CPU, fake CPU devices, GPUs
 or a TPU pod slice.
 """
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -29,113 +30,20 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from proxy_nca_jax import checkpointing, evaluation, models, parallel
+from proxy_nca_jax import checkpointing, evaluation, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.evaluation import embedding
 from proxy_nca_jax.training import (
   metric_writer,
-  optim,
   preemption,
   setup,
   train_state,
   workdirs,
 )
-
-Batch = dict[str, jax.Array]
-
-
-def train_step(
-  state: train_state.TrainState,
-  batch: Batch,
-  *,
-  model: nn.Module,
-  tx: optax.GradientTransformation,
-  loss_fn: setup.LossFn,
-  num_proxies: int | None = None,
-) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
-  """One optimisation step on a (global, sharded) batch.
-
-  BatchNorm statistics and the loss are computed over the whole global batch
-  (XLA inserts the cross-device reductions), so the result does not depend on
-  how many devices share the batch. ``num_proxies``: the real proxies, rows
-  [0, C) of ``params['proxies']`` (default: all rows), for the logged norms.
-  """
-
-  def objective(params):
-    embeddings, updates = model.apply(
-      {"params": params["model"], "batch_stats": state.batch_stats},
-      batch["image"],
-      train=True,
-      mutable=["batch_stats"],
-    )
-    loss = loss_fn(embeddings, batch["label"], params["proxies"])
-    return loss, updates["batch_stats"]
-
-  (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(
-    state.params
-  )
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  metrics = {
-    "loss": loss,
-    "grad_norm": optax.tree.norm(grads),
-    **proxies_lib.proxy_norms(params["proxies"], num_proxies),
-  }
-  new_state = train_state.TrainState(
-    step=state.step + 1,
-    params=params,
-    batch_stats=batch_stats,
-    opt_state=opt_state,
-  )
-  return new_state, metrics
-
-
-def make_train_step(
-  model: nn.Module,
-  tx: optax.GradientTransformation,
-  loss_fn: setup.LossFn,
-  mesh: jax.sharding.Mesh,
-  state_sharding: Any = None,
-  num_proxies: int | None = None,
-) -> Callable[
-  [train_state.TrainState, Batch],
-  tuple[train_state.TrainState, dict[str, jax.Array]],
-]:
-  """Jits ``train_step`` over ``mesh``: batch sharded, state as given.
-
-  The state buffers are donated (updated in place). Batches of one shape and
-  dtype compile once (tests/training/trainer_test.py checks it with
-  ``chex.assert_max_traces`` over a whole run).
-
-  Args:
-    model: the network.
-    tx: the optimiser.
-    loss_fn: ``(embeddings, labels, proxies) -> loss``.
-    mesh: the device mesh.
-    state_sharding: the state's shardings (``train_state.state_shardings``),
-      default all replicated.
-    num_proxies: the real proxies (rows of ``params['proxies']`` before the
-      padding of sharded proxies); default all rows.
-  """
-  if state_sharding is None:
-    state_sharding = parallel.replicated(mesh)
-
-  def step(state: train_state.TrainState, batch: Batch):
-    return train_step(
-      state, batch, model=model, tx=tx, loss_fn=loss_fn, num_proxies=num_proxies
-    )
-
-  return jax.jit(
-    step,
-    in_shardings=(state_sharding, parallel.batch_sharded(mesh)),
-    out_shardings=(state_sharding, parallel.replicated(mesh)),
-    donate_argnums=0,
-  )
 
 
 def evaluate_split(
@@ -242,152 +150,181 @@ def train_and_evaluate(
     metrics.jsonl, so a resumed run still reports the untrained baseline).
   """
   mesh = parallel.create_mesh() if mesh is None else mesh
-  parallel.check_global_batch(config.input.batch_size, mesh, "input.batch_size")
-  parallel.check_global_batch(
-    config.input.eval_batch_size, mesh, "input.eval_batch_size"
-  )
-  if config.proxies.init not in proxies_lib.PROXY_INITS:
-    raise ValueError(
-      f"proxies.init must be one of {proxies_lib.PROXY_INITS}, got "
-      f"{config.proxies.init!r}."
-    )
-  sharding = train_state.proxy_sharding(config)
-  if sharding == "sharded":
-    setup.check_supported(config.loss)
-  loss_fn = setup.create_loss_fn(config.loss)
-  model = models.create_model(config.model)
-  tx, schedules = optim.create_optimizer(config)
-  if jax.process_index() == 0:
-    # One builder per data_dir; the other processes wait for it.
-    pipeline.prepare_dataset(config.input)
-  multihost_utils.sync_global_devices("dataset prepared")
-  num_proxies = train_state.num_proxies(config)
-  if sharding == "sharded":
-    loss_fn = setup.create_sharded_loss_fn(config.loss, mesh, num_proxies)
-  signature = train_state.run_signature(config, num_proxies, mesh)
-  num_steps = config.schedule.num_steps
-  logging.info(
-    "Mesh %s over %d devices, %d process(es); %d proxies, %s.",
-    dict(mesh.shape),
-    mesh.size,
-    jax.process_count(),
-    num_proxies,
-    sharding,
-  )
-
-  state = train_state.create_state(config, model, tx, mesh, num_proxies)
-  shardings = train_state.state_shardings(state, mesh, sharding)
-
+  parts = _prepare(config, mesh)
+  state = parts.initial_state()
+  shardings = parts.state_shardings(state)
   tf_workdir = workdirs.absolute(workdir)
   ckpt = checkpointing.Checkpointer(
     os.path.join(tf_workdir, "checkpoints"),
     every_steps=config.ckpt.every_steps,
     keep=config.ckpt.keep,
   )
+  state, latest = _restore_or_initialize(parts, ckpt, state, shardings)
+  if jax.process_index() == 0:
+    # Only once the checkpoint is known to fit: a refused run changes nothing.
+    workdirs.save_config(config, tf_workdir)
+  writer = metric_writer.MetricWriter(tf_workdir)
+  loop = _Loop(
+    parts=parts,
+    train_step_fn=parts.train_step(shardings),
+    embed_fn=embedding.make_embed_fn(parts.model, mesh),
+    writer=writer,
+    ckpt=ckpt,
+  )
+  try:
+    loop.run(state, latest)
+  finally:
+    ckpt.close()  # Waits for a save in flight, also on errors.
+    writer.close()
+  return read_test_results(tf_workdir)
+
+
+def _prepare(
+  config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh
+) -> setup.RunParts:
+  """Checks the config, prepares the dataset once, assembles the run."""
+  setup.check_config(config, mesh)
+  if jax.process_index() == 0:
+    # One builder per data_dir; the other processes wait for it.
+    pipeline.prepare_dataset(config.input)
+  multihost_utils.sync_global_devices("dataset prepared")
+  parts = setup.assemble(config, mesh)
+  logging.info(
+    "Mesh %s over %d devices, %d process(es); %d proxies, %s.",
+    dict(mesh.shape),
+    mesh.size,
+    jax.process_count(),
+    parts.num_proxies,
+    parts.proxy_sharding,
+  )
+  return parts
+
+
+def _restore_or_initialize(
+  parts: setup.RunParts,
+  ckpt: checkpointing.Checkpointer,
+  state: train_state.TrainState,
+  shardings: Any,
+) -> tuple[train_state.TrainState, int | None]:
+  """(the state to train from, the step of the checkpoint it came from).
+
+  The newest checkpoint when there is one (its run signature checked);
+  else ``state``, with proxies at the class means when configured.
+  """
+  config = parts.config
   latest = ckpt.latest_step()
   if latest is not None:
     logging.info("Resuming from the checkpoint at step %d.", latest)
-    state = ckpt.restore(latest, state, signature)
-  elif config.proxies.init == "class_means":
+    return ckpt.restore(latest, state, parts.signature()), latest
+  if config.proxies.init == "class_means":
     proxies = proxies_lib.pad_proxies(
-      class_mean_proxy_init(config, model, state, num_proxies),
-      train_state.proxy_shards(config, mesh),
+      class_mean_proxy_init(config, parts.model, state, parts.num_proxies),
+      train_state.proxy_shards(config, parts.mesh),
     )
     params = jax.device_put(
       {**state.params, "proxies": proxies}, shardings.params
     )
     state = state.replace(
       params=params,
-      opt_state=jax.jit(tx.init, out_shardings=shardings.opt_state)(params),
+      opt_state=jax.jit(parts.tx.init, out_shardings=shardings.opt_state)(
+        params
+      ),
     )
-  start_step = int(state.step)
-  if jax.process_index() == 0:
-    # Only once the checkpoint is known to fit: a refused run changes nothing.
-    workdirs.save_config(config, tf_workdir)
+  return state, None
 
-  writer = metric_writer.MetricWriter(tf_workdir)
-  train_step_fn = make_train_step(
-    model, tx, loss_fn, mesh, shardings, num_proxies
-  )
-  embed_fn = embedding.make_embed_fn(model, mesh)
-  eval_split = config.evals.split
 
-  def run_eval(step: int) -> None:
-    results = evaluate_split(config, embed_fn, state, mesh, eval_split)
-    _log_evaluation(writer, step, eval_split, results)
+@dataclasses.dataclass
+class _Loop:
+  """The training loop: steps, logs, checkpoints, evaluations, preemption."""
 
-  if start_step == 0 and config.evals.at_step_zero:
-    run_eval(0)
+  parts: setup.RunParts
+  train_step_fn: Callable[..., Any]
+  embed_fn: Callable[[dict[str, Any], jax.Array], jax.Array]
+  writer: metric_writer.MetricWriter
+  ckpt: checkpointing.Checkpointer
+  # (step, time) where the steps/s of the next log start counting.
+  _timer: tuple[int, float] = dataclasses.field(default=(0, 0.0), init=False)
 
-  batches = pipeline.create_train_iterator(
-    config.input,
-    seed=config.seed,
-    start_step=start_step,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-  )
-  last_ckpt = latest
-  watcher = preemption.StopWatcher()
-  timer_step, timer_start = start_step, time.perf_counter()
-  try:
-    for step in range(start_step + 1, num_steps + 1):
-      batch = parallel.global_batch(next(batches), mesh)
-      state, metrics = train_step_fn(state, batch)
+  def evaluate(self, state, step: int, split: str) -> None:
+    config, mesh = self.parts.config, self.parts.mesh
+    results = evaluate_split(config, self.embed_fn, state, mesh, split)
+    _log_evaluation(self.writer, step, split, results)
 
-      is_last = step == num_steps
-      stop_now = watcher.should_stop(step) and not is_last
-      log_now = step % config.log_every_steps == 0 or is_last
-      save_now = (
-        is_last
-        or stop_now
-        or (config.ckpt.every_steps and step % config.ckpt.every_steps == 0)
-      )
-      eval_now = is_last or (
-        config.evals.every_steps and step % config.evals.every_steps == 0
-      )
-      if log_now or save_now or eval_now:
-        fetched = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        # Never checkpoint a diverged state: the last good one stays.
-        _check_finite(step, fetched, last_ckpt)
-      if log_now:
-        now = time.perf_counter()
-        steps_per_s = (step - timer_step) / max(now - timer_start, 1e-9)
-        timer_step, timer_start = step, now
-        lrs = {f"lr/{g}": float(s(step - 1)) for g, s in schedules.items()}
-        writer.write_scalars(
-          step, {**fetched, **lrs, "steps_per_sec": steps_per_s}
+  def run(self, state: train_state.TrainState, latest: int | None) -> None:
+    """Trains from ``state`` (at step ``latest`` or 0) to the last step."""
+    config, mesh = self.parts.config, self.parts.mesh
+    num_steps, start_step = config.schedule.num_steps, int(state.step)
+    if start_step == 0 and config.evals.at_step_zero:
+      self.evaluate(state, 0, config.evals.split)
+    batches = pipeline.create_train_iterator(
+      config.input,
+      seed=config.seed,
+      start_step=start_step,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    )
+    last_ckpt = latest
+    watcher = preemption.StopWatcher()
+    self._timer = (start_step, time.perf_counter())
+    try:
+      for step in range(start_step + 1, num_steps + 1):
+        batch = parallel.global_batch(next(batches), mesh)
+        state, metrics = self.train_step_fn(state, batch)
+        is_last = step == num_steps
+        stop_now = watcher.should_stop(step) and not is_last
+        log_now = step % config.log_every_steps == 0 or is_last
+        save_now = (
+          is_last
+          or stop_now
+          or (config.ckpt.every_steps and step % config.ckpt.every_steps == 0)
         )
-        logging.info(
-          "step %d/%d loss %.4f | %.2f steps/s | ETA %s",
-          step,
-          num_steps,
-          fetched["loss"],
-          steps_per_s,
-          _format_duration((num_steps - step) / max(steps_per_s, 1e-9)),
+        eval_now = is_last or (
+          config.evals.every_steps and step % config.evals.every_steps == 0
         )
-      forced = is_last or stop_now
-      if save_now and ckpt.save(step, state, signature, force=forced):
-        last_ckpt = step
-      if stop_now:
-        raise preemption.Preempted(step)
-      if eval_now:
-        run_eval(step)
-        # Evaluation time is not training time.
-        timer_start = time.perf_counter()
-    if start_step == num_steps:
-      logging.info("Training already finished at step %d.", num_steps)
-    if eval_split != "test":
-      _log_evaluation(
-        writer,
-        num_steps,
-        "test",
-        evaluate_split(config, embed_fn, state, mesh, "test"),
-      )
-  finally:
-    watcher.close()
-    ckpt.close()  # Waits for a save in flight, also on errors.
-    writer.close()
-  return read_test_results(tf_workdir)
+        if log_now or save_now or eval_now:
+          fetched = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          # Never checkpoint a diverged state: the last good one stays.
+          _check_finite(step, fetched, last_ckpt)
+        if log_now:
+          self._log_step(step, fetched)
+        forced = is_last or stop_now
+        if save_now and self.ckpt.save(
+          step, state, self.parts.signature(), force=forced
+        ):
+          last_ckpt = step
+        if stop_now:
+          raise preemption.Preempted(step)
+        if eval_now:
+          self.evaluate(state, step, config.evals.split)
+          # Evaluation time is not training time.
+          self._timer = (self._timer[0], time.perf_counter())
+      if start_step == num_steps:
+        logging.info("Training already finished at step %d.", num_steps)
+      if config.evals.split != "test":
+        self.evaluate(state, num_steps, "test")
+    finally:
+      watcher.close()
+
+  def _log_step(self, step: int, fetched: dict[str, float]) -> None:
+    """Writes the step's scalars and logs loss, speed and ETA."""
+    num_steps = self.parts.config.schedule.num_steps
+    now = time.perf_counter()
+    timer_step, timer_start = self._timer
+    steps_per_s = (step - timer_step) / max(now - timer_start, 1e-9)
+    self._timer = (step, now)
+    schedules = self.parts.schedules
+    lrs = {f"lr/{g}": float(s(step - 1)) for g, s in schedules.items()}
+    self.writer.write_scalars(
+      step, {**fetched, **lrs, "steps_per_sec": steps_per_s}
+    )
+    logging.info(
+      "step %d/%d loss %.4f | %.2f steps/s | ETA %s",
+      step,
+      num_steps,
+      fetched["loss"],
+      steps_per_s,
+      _format_duration((num_steps - step) / max(steps_per_s, 1e-9)),
+    )
 
 
 def read_test_results(workdir: str) -> dict[int, dict[str, float]]:

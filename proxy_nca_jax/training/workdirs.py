@@ -27,8 +27,8 @@ import jax
 import ml_collections
 import tensorflow as tf
 
-from proxy_nca_jax import checkpointing, models, parallel
-from proxy_nca_jax.training import optim, train_state
+from proxy_nca_jax import checkpointing
+from proxy_nca_jax.training import setup, train_state
 
 CONFIG_FILE = "config.json"
 
@@ -82,10 +82,7 @@ def restore_trained(
   """
   workdir = absolute(workdir)
   config = load_config(workdir)
-  mesh = parallel.create_mesh() if mesh is None else mesh
-  model = models.create_model(config.model)
-  tx, _ = optim.create_optimizer(config)
-  num_proxies = train_state.num_proxies(config)
+  parts = setup.assemble(config, mesh)
   directory = os.path.join(workdir, "checkpoints")
   if not tf.io.gfile.isdir(directory):
     # Checked first: opening a Checkpointer would create the folder.
@@ -100,11 +97,7 @@ def restore_trained(
         f"No checkpoint{'' if step is None else f' at step {step}'} in "
         f"{workdir}/checkpoints."
       )
-    state = ckpt.restore(
-      step,
-      train_state.abstract_state(config, model, tx, mesh, num_proxies),
-      train_state.run_signature(config, num_proxies, mesh),
-    )
+    state = ckpt.restore(step, parts.abstract_state(), parts.signature())
   finally:
     ckpt.close()
-  return config, model, state
+  return config, parts.model, state

@@ -37,6 +37,7 @@ from proxy_nca_jax import checkpointing, losses, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.losses import sharded
 from proxy_nca_jax.training import metric_writer, train_state, trainer
+from proxy_nca_jax.training import step as step_lib
 from tests.losses import losses_test
 from tests.testing import references, tiny_run
 
@@ -219,8 +220,8 @@ class ShardedTrainingTest(tiny_run.PreparedDataTest):
     config = tiny_run.tiny_config(self.root, proxies__sharding="sharded")
     workdir = self.root / "sharded"
     chex.clear_trace_counter()
-    guarded = chex.assert_max_traces(trainer.train_step, n=1)
-    with mock.patch.object(trainer, "train_step", guarded):
+    guarded = chex.assert_max_traces(step_lib.train_step, n=1)
+    with mock.patch.object(step_lib, "train_step", guarded):
       trainer.train_and_evaluate(config, str(workdir))
 
     replicated = tiny_run.tiny_config(self.root)

@@ -29,7 +29,8 @@ from absl.testing import absltest, parameterized
 from configs import fashion_mnist
 from proxy_nca_jax import models
 from proxy_nca_jax.models import bn_inception, resnet
-from proxy_nca_jax.training import optim, setup, train_state, trainer
+from proxy_nca_jax.training import loss_binding, optim, train_state
+from proxy_nca_jax.training import step as step_lib
 
 
 def _shapes(module, image_shape, **kwargs):
@@ -163,9 +164,11 @@ class SmallResNetTest(parameterized.TestCase):
       opt_state=tx.init(cls.params),
     )
     batch = {"image": cls.images, "label": jnp.array([0, 1, 2, 0, 1, 2])}
-    loss_fn = setup.create_loss_fn(config.loss)
+    loss_fn = loss_binding.create_loss_fn(config.loss)
     step = jax.jit(
-      lambda s, b: trainer.train_step(s, b, model=model, tx=tx, loss_fn=loss_fn)
+      lambda s, b: step_lib.train_step(
+        s, b, model=model, tx=tx, loss_fn=loss_fn
+      )
     )
     new_state, metrics = step(state, batch)
     assert metrics["grad_norm"] > 0, "the small ResNet must get gradients"

@@ -32,9 +32,9 @@ import ml_collections
 from absl.testing import parameterized
 
 from configs import fashion_mnist
-from proxy_nca_jax import checkpointing, models, parallel
+from proxy_nca_jax import checkpointing, parallel
 from proxy_nca_jax.data import pipeline
-from proxy_nca_jax.training import optim, setup, train_state, trainer
+from proxy_nca_jax.training import setup, train_state, trainer
 from tests.testing import fake_fashion_mnist
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -140,10 +140,9 @@ class PreparedDataTest(parameterized.TestCase):
 
 def train_steps(config, mesh, num_steps: int):
   """(losses, final state on the host) of ``num_steps`` jitted steps."""
-  model, tx, state = initial_state(config, mesh)
-  step_fn = trainer.make_train_step(
-    model, tx, setup.create_loss_fn(config.loss), mesh
-  )
+  parts = setup.assemble(config, mesh, NUM_PROXIES)
+  state = parts.initial_state()
+  step_fn = parts.train_step()
   batches = pipeline.create_train_iterator(config.input, seed=0)
   loss_values = []
   for _ in range(num_steps):
@@ -154,13 +153,8 @@ def train_steps(config, mesh, num_steps: int):
 
 def initial_state(config, mesh):
   """(model, optimiser, freshly initialised state replicated on ``mesh``)."""
-  model = models.create_model(config.model)
-  tx, _ = optim.create_optimizer(config)
-  return (
-    model,
-    tx,
-    train_state.create_state(config, model, tx, mesh, NUM_PROXIES),
-  )
+  parts = setup.assemble(config, mesh, NUM_PROXIES)
+  return parts.model, parts.tx, parts.initial_state()
 
 
 def latest_state(workdir: pathlib.Path, config):
@@ -170,11 +164,8 @@ def latest_state(workdir: pathlib.Path, config):
   )
   try:
     step = ckpt.latest_step()
-    model = models.create_model(config.model)
-    tx, _ = optim.create_optimizer(config)
-    target = train_state.abstract_state(
-      config, model, tx, parallel.create_mesh(), NUM_PROXIES
-    )
+    parts = setup.assemble(config, parallel.create_mesh(), NUM_PROXIES)
+    target = parts.abstract_state()
     signature = train_state.run_signature(config, NUM_PROXIES)
     return step, jax.device_get(ckpt.restore(step, target, signature))
   finally:

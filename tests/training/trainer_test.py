@@ -24,6 +24,7 @@ from absl.testing import absltest
 
 from proxy_nca_jax import checkpointing, parallel
 from proxy_nca_jax.training import metric_writer, train_state, trainer, workdirs
+from proxy_nca_jax.training import step as step_lib
 from tests.testing import tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
@@ -61,8 +62,8 @@ class TrainerTest(tiny_run.PreparedDataTest):
     with config.unlocked():
       config.evals.every_steps = 2  # Evaluations and saves between steps.
     chex.clear_trace_counter()
-    guarded = chex.assert_max_traces(trainer.train_step, n=1)
-    with mock.patch.object(trainer, "train_step", guarded):
+    guarded = chex.assert_max_traces(step_lib.train_step, n=1)
+    with mock.patch.object(step_lib, "train_step", guarded):
       trainer.train_and_evaluate(config, str(self.root / "traced"))
       # The guard does fire on a second trace (a new step function).
       with self.assertRaisesRegex(AssertionError, "traced > 1 times"):

@@ -1,0 +1,158 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Binds a config's loss section to the pure losses.
+
+The losses are pure functions with keyword options; this module binds the
+``config.loss`` section to them (``create_loss_fn`` and, for proxies sharded
+over devices, ``create_sharded_loss_fn``), so the library modules below it
+never read a config.
+"""
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from proxy_nca_jax import losses
+from proxy_nca_jax.losses import sharded
+
+# (embeddings (B, D), labels (B,), proxies (C, D)) -> scalar loss.
+LossFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
+  """The config fields each loss reads, as its keyword arguments."""
+  triplet = {"margin": c.margin}
+  return {
+    "proxy_nca": {
+      "form": c.form,
+      "scale": c.scale,
+      "label_smoothing": c.label_smoothing,
+      "embedding_norm": c.embedding_norm,
+      "proxy_norm": c.proxy_norm,
+      "assignment": c.assignment,
+    },
+    "proxy_ranking": {"margin": c.margin, "assignment": c.assignment},
+    "proxy_anchor": {
+      "alpha": c.proxy_anchor_alpha,
+      "delta": c.proxy_anchor_delta,
+    },
+    "triplet_all": triplet,
+    "triplet_semihard": triplet,
+    "triplet_batch_hard": triplet,
+    "lifted_structure": {"margin": c.lifted_margin},
+    "npairs": {"scale": c.scale},
+    "contrastive": {"margin": c.contrastive_margin},
+    "nca": {"form": c.form, "scale": c.scale},
+  }
+
+
+def uses_static_assignment(loss_config: ml_collections.ConfigDict) -> bool:
+  """Whether the configured loss needs one proxy per class.
+
+  True for Proxy-Anchor and for Proxy-NCA and proxy ranking with static
+  assignment; False for dynamic assignment and the data-point baselines
+  (which ignore the proxies).
+  """
+  if loss_config.name == "proxy_anchor":
+    return True
+  return (
+    loss_config.name in ("proxy_nca", "proxy_ranking")
+    and loss_config.assignment == "static"
+  )
+
+
+def create_loss_fn(loss_config: ml_collections.ConfigDict) -> LossFn:
+  """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
+
+  ``loss_config.name`` is one of ``losses.LOSSES``; the fields each loss
+  reads are documented in ``configs/fashion_mnist.py``. The data-point baselines
+  ignore the proxies (they stay in the state, untouched by the gradient, so
+  checkpoints of all kinds have the same structure). The options are
+  checked here, by tracing the loss once on an abstract batch of two.
+
+  Raises:
+    ValueError: an unknown name or a bad option.
+  """
+  name = loss_config.name
+  if name not in losses.LOSSES:
+    raise ValueError(f"loss.name must be one of {losses.LOSSES}, got {name!r}.")
+  options = loss_options(loss_config)[name]
+  if name in losses.PROXY_LOSSES:
+    loss_fn = functools.partial(getattr(losses, f"{name}_loss"), **options)
+  else:
+    pair_loss = functools.partial(getattr(losses, f"{name}_loss"), **options)
+
+    def loss_fn(
+      embeddings: jax.Array, labels: jax.Array, proxies: jax.Array
+    ) -> jax.Array:
+      del proxies  # Mined in the batch.
+      return pair_loss(embeddings, labels)
+
+  jax.eval_shape(
+    loss_fn,
+    jax.ShapeDtypeStruct((2, 1), jnp.float32),
+    jax.ShapeDtypeStruct((2,), jnp.int32),
+    jax.ShapeDtypeStruct((2, 1), jnp.float32),
+  )
+  return loss_fn
+
+
+def check_supported(loss_config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError unless the configured loss has a sharded form.
+
+  Args:
+    loss_config: the ``loss`` section of the config.
+  """
+  name, assignment = loss_config.name, loss_config.assignment
+  if name not in sharded.SHARDED_LOSSES or (
+    name == "proxy_nca" and assignment != "static"
+  ):
+    what = f"loss.name={name!r}"
+    if name in sharded.SHARDED_LOSSES:
+      what += f" with loss.assignment={assignment!r}"
+    raise ValueError(
+      f"proxies.sharding='sharded' does not support {what}. Sharded "
+      f"proxies work with loss.name in {sharded.SHARDED_LOSSES} and static "
+      "assignment (one proxy per class); use "
+      "--config.proxies.sharding=replicated for the other losses."
+    )
+
+
+def create_sharded_loss_fn(
+  loss_config: ml_collections.ConfigDict,
+  mesh: jax.sharding.Mesh,
+  num_proxies: int,
+) -> LossFn:
+  """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
+
+  The sharded counterpart of ``create_loss_fn``: the same config fields,
+  the proxies (R, D) padded and sharded as ``training.train_state`` keeps
+  them, ``num_proxies`` real ones.
+
+  Raises:
+    ValueError: a loss without a sharded form (``check_supported``) or a
+      bad option.
+  """
+  check_supported(loss_config)
+  create_loss_fn(loss_config)  # Checks the options.
+  options = loss_options(loss_config)[loss_config.name]
+  options.pop("assignment", None)
+  fn = {
+    "proxy_nca": sharded.sharded_proxy_nca_loss,
+    "proxy_anchor": sharded.sharded_proxy_anchor_loss,
+  }[loss_config.name]
+  return functools.partial(fn, mesh=mesh, num_proxies=num_proxies, **options)

@@ -11,10 +11,16 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""What each supported tfds dataset is made of, and what preparing it needs.
+"""What each supported dataset is made of, and what preparing it needs.
 
-One `DatasetSpec` per dataset: the feature holding the class id, the source
-files tfds reads (file names, URLs, sizes as registered in tfds 4.9), the
+`traits(dataset)` says how the pipeline treats any supported dataset's
+examples, as data rather than branches: the feature holding the class id,
+whether its images are grey levels normalised by pixel statistics (and
+augmented by grey_augmentation.py) or colour images prepared by the
+``input.color`` convention (rgb_preprocessing.py), and the image shape.
+
+One `DatasetSpec` per paper dataset: the feature holding the class id, the
+source files tfds reads (file names, URLs, sizes as registered in tfds 4.9), the
 Python modules its builder needs, and the paper's class split with the image
 counts it gives. tfds splits CUB-200-2011 and Cars196 by image; the
 pipeline pools every split and splits by class, so the counts below are the
@@ -27,6 +33,8 @@ checksums: they must be the original archives.
 """
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 FASHION_MNIST = "fashion_mnist_idx"
 IMAGE_FOLDER = "image_folder"
@@ -159,3 +167,69 @@ SPECS: dict[str, DatasetSpec] = {
 }
 
 SUPPORTED = (FASHION_MNIST, GLYPHS, *SPECS, IMAGE_FOLDER)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTraits:
+  """How the pipeline reads and prepares one dataset's examples.
+
+  Attributes:
+    label_key: the feature holding the class id.
+    pixel_stats: (mean, std) of the pixels scaled to [0, 1], for grey-level
+      datasets, whose network input is ``(x / 255 - mean) / std``; None for
+      colour datasets (``input.color``, rgb_preprocessing.py).
+    image_shape: (H, W, C) when the dataset fixes it, else None: square
+      images whose side is the ``input`` config field `size_field`.
+    size_field: the dotted ``input`` field holding the side.
+  """
+
+  label_key: str = "label"
+  pixel_stats: tuple[float, float] | None = None
+  image_shape: tuple[int, int, int] | None = None
+  size_field: str = "image_size"
+
+  @property
+  def grey(self) -> bool:
+    """Grey levels normalised by pixel statistics (else colour)."""
+    return self.pixel_stats is not None
+
+  def shape(self, input_config: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(H, W, C) of the network's input images under ``input_config``."""
+    if self.image_shape is not None:
+      return self.image_shape
+    section = input_config
+    *parents, field = self.size_field.split(".")
+    for parent in parents:
+      section = section[parent]
+    side = section[field]
+    return (side, side, 1 if self.grey else 3)
+
+
+_TRAITS: dict[str, ImageTraits] = {
+  # Fashion-MNIST's training images: mean and std of x / 255.
+  FASHION_MNIST: ImageTraits(
+    pixel_stats=(0.2860, 0.3530), image_shape=(28, 28, 1)
+  ),
+  # The default GLYPHS-ZS build's 'train' split (docs/datasets.md).
+  GLYPHS: ImageTraits(
+    pixel_stats=(0.2438, 0.3837), size_field="glyphs.image_size"
+  ),
+  IMAGE_FOLDER: ImageTraits(),
+  **{
+    name: ImageTraits(label_key=spec.label_key) for name, spec in SPECS.items()
+  },
+}
+
+
+def traits(dataset: str) -> ImageTraits:
+  """The `ImageTraits` of a supported ``input.dataset``.
+
+  Raises:
+    ValueError: an unsupported dataset.
+  """
+  if dataset not in _TRAITS:
+    raise ValueError(
+      f"input.dataset={dataset!r} is not supported; use one of: "
+      f"{', '.join(sorted(SUPPORTED))}."
+    )
+  return _TRAITS[dataset]

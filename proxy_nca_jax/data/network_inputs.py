@@ -29,14 +29,6 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from proxy_nca_jax.data import catalog, rgb_preprocessing
-from proxy_nca_jax.data.builders import glyphs
-
-# Pixel mean and std (of x / 255) of the datasets normalised by
-# `normalize_pixels`; the others follow `input.color` (rgb_preprocessing.py).
-PIXEL_STATS = {
-  catalog.FASHION_MNIST: (0.2860, 0.3530),
-  catalog.GLYPHS: (glyphs.PIXEL_MEAN, glyphs.PIXEL_STD),
-}
 
 
 def normalize_pixels(images: Any, dataset: str) -> Any:
@@ -53,28 +45,19 @@ def normalize_pixels(images: Any, dataset: str) -> Any:
   Returns:
     The normalised images, same shape and type as ``images``.
   """
-  if not uses_pixel_stats(dataset):
+  traits = catalog.traits(dataset)
+  if not traits.grey:
     raise ValueError(
       f"Images of {dataset!r} are prepared by the colour convention of "
-      f"input.color (rgb_preprocessing.py), not by pixel statistics; only "
-      f"{sorted(PIXEL_STATS)} are normalised this way."
+      f"input.color (rgb_preprocessing.py), not by pixel statistics."
     )
-  mean, std = PIXEL_STATS[dataset]
+  mean, std = traits.pixel_stats
   return (images / 255.0 - mean) / std
-
-
-def uses_pixel_stats(dataset: str) -> bool:
-  """Whether ``dataset``'s images are normalised by `normalize_pixels`.
-
-  The others (the colour datasets) follow ``input.color``
-  (rgb_preprocessing.py).
-  """
-  return dataset in PIXEL_STATS
 
 
 def check_preprocessing(input_config: ml_collections.ConfigDict) -> None:
   """Validates the colour preprocessing fields, where the dataset uses them."""
-  if not uses_pixel_stats(input_config.dataset):
+  if not catalog.traits(input_config.dataset).grey:
     rgb_preprocessing.check_config(input_config)
 
 
@@ -91,7 +74,7 @@ def decode_and_normalize(
   training augmentation, drawn from (seed, example['index']), else the
   evaluation resize and centre crop (rgb_preprocessing.py). 'index' is dropped.
   """
-  if uses_pixel_stats(input_config.dataset):
+  if catalog.traits(input_config.dataset).grey:
     image_feature = dataset_builder.info.features["image"]
 
     def preprocess(example):

@@ -71,17 +71,11 @@ from proxy_nca_jax.data import (
 
 DatasetError = sources.DatasetError
 prepare_dataset = sources.prepare_dataset
-_FASHION_MNIST_SHAPE = (28, 28, 1)
 
 
 def image_shape(input_config: ml_collections.ConfigDict) -> tuple[int, ...]:
   """(H, W, C) of the images the iterators yield."""
-  if input_config.dataset == catalog.FASHION_MNIST:
-    return _FASHION_MNIST_SHAPE
-  if input_config.dataset == catalog.GLYPHS:
-    size = input_config.glyphs.image_size
-    return (size, size, 1)
-  return (input_config.image_size, input_config.image_size, 3)
+  return catalog.traits(input_config.dataset).shape(input_config)
 
 
 def classes_of(
@@ -130,8 +124,9 @@ def display_images(
   The inverse of the normalisation: grey levels for the pixel-statistics
   datasets, RGB (even for BN-Inception's BGR inputs) for the others.
   """
-  if network_inputs.uses_pixel_stats(input_config.dataset):
-    mean, std = network_inputs.PIXEL_STATS[input_config.dataset]
+  traits = catalog.traits(input_config.dataset)
+  if traits.grey:
+    mean, std = traits.pixel_stats
     return np.clip(np.asarray(images) * std + mean, 0.0, 1.0)
   return rgb_preprocessing.displayable_rgb(images, input_config.color)
 

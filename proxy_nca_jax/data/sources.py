@@ -53,11 +53,6 @@ def _check_supported(input_config: ml_collections.ConfigDict) -> None:
     )
 
 
-def _label_key(dataset: str) -> str:
-  spec = catalog.SPECS.get(dataset)
-  return spec.label_key if spec else "label"
-
-
 def builder(
   input_config: ml_collections.ConfigDict,
 ) -> tfds.core.DatasetBuilder:
@@ -80,7 +75,7 @@ def builder(
 def num_labels(input_config: ml_collections.ConfigDict) -> int:
   """The number of class ids of the dataset (prepared or not)."""
   features = builder(input_config).info.features
-  return features[_label_key(input_config.dataset)].num_classes
+  return features[catalog.traits(input_config.dataset).label_key].num_classes
 
 
 def _is_prepared(dataset_builder: tfds.core.DatasetBuilder) -> bool:
@@ -331,7 +326,7 @@ def read(
     A dataset of {'image': string (encoded JPEG/PNG), 'label': int64, and
     with `with_names` 'name': string}, or of batches of them.
   """
-  label_key = _label_key(input_config.dataset)
+  label_key = catalog.traits(input_config.dataset).label_key
   spec = catalog.SPECS.get(input_config.dataset)
   name_key = spec.filename_key if spec else None
   skip = {"image": tfds.decode.SkipDecoding()}

@@ -27,6 +27,7 @@ import tensorflow_datasets as tfds
 
 from proxy_nca_jax.data import (
   balanced_batches,
+  catalog,
   grey_augmentation,
   network_inputs,
   random_batches,
@@ -91,8 +92,9 @@ def training_dataset(
     network_inputs.decode_and_normalize(input_config, dataset_builder, seed),
     num_parallel_calls=tf.data.AUTOTUNE,
   )
-  if network_inputs.uses_pixel_stats(input_config.dataset):
-    mean, std = network_inputs.PIXEL_STATS[input_config.dataset]
+  traits = catalog.traits(input_config.dataset)
+  if traits.grey:
+    mean, std = traits.pixel_stats
     ds = grey_augmentation.augment_training_images(
       ds,
       input_config,

@@ -45,7 +45,12 @@ from absl import logging
 from PIL import Image
 
 from proxy_nca_jax import parallel
-from proxy_nca_jax.data import network_inputs, pipeline, rgb_preprocessing
+from proxy_nca_jax.data import (
+  catalog,
+  network_inputs,
+  pipeline,
+  rgb_preprocessing,
+)
 from proxy_nca_jax.evaluation import embedding
 from proxy_nca_jax.training import train_state, workdirs
 
@@ -111,7 +116,7 @@ def load_image(
   """
   height, width, channels = pipeline.image_shape(input_config)
   with Image.open(path) as image:
-    if not network_inputs.uses_pixel_stats(input_config.dataset):
+    if not catalog.traits(input_config.dataset).grey:
       rgb = tf.constant(np.asarray(image.convert("RGB")))
       return rgb_preprocessing.eval_rgb(rgb, input_config).numpy()
     image = image.convert("L" if channels == 1 else "RGB")

@@ -41,7 +41,7 @@ References:
       Learning. CVPR 2020.
 """
 
-from proxy_nca_jax.losses.checks import ASSIGNMENTS, PROXY_NCA_FORMS
+from proxy_nca_jax.losses._checks import ASSIGNMENTS, PROXY_NCA_FORMS
 from proxy_nca_jax.losses.dynamic import (
   dynamic_proxy_nca_loss,
   dynamic_proxy_ranking_loss,

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from proxy_nca_jax import geometry
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import checks, pair
+from proxy_nca_jax.losses import _checks, pair
 
 
 def dynamic_proxy_nca_loss(
@@ -98,9 +98,9 @@ def dynamic_proxy_nca_loss(
     ValueError: for wrong shapes or dtypes, an unknown form, or a
       non-positive scale or norm.
   """
-  checks.check_proxies(embeddings, proxies)
-  checks.check_relations(embeddings, similar, dissimilar)
-  checks.check_proxy_nca_options(
+  _checks.check_proxies(embeddings, proxies)
+  _checks.check_relations(embeddings, similar, dissimilar)
+  _checks.check_proxy_nca_options(
     form, scale, 0.0, embedding_norm, proxy_norm, "dynamic"
   )
   dist = proxies_lib.proxy_distances(
@@ -153,8 +153,8 @@ def dynamic_proxy_ranking_loss(
   Returns:
     float32 scalar.
   """
-  checks.check_proxies(embeddings, proxies)
-  checks.check_relations(embeddings, similar, dissimilar)
+  _checks.check_proxies(embeddings, proxies)
+  _checks.check_relations(embeddings, similar, dissimilar)
   dist = proxies_lib.proxy_distances(embeddings, proxies)
   positive, negatives, valid = _dynamic_terms(dist, similar, dissimilar)
   hinge = jax.nn.relu(margin + positive[:, None] - dist)

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from proxy_nca_jax import geometry
-from proxy_nca_jax.losses import checks
+from proxy_nca_jax.losses import _checks
 
 NCA_FORMS = ("paper", "softmax")
 
@@ -56,7 +56,7 @@ def _batch_geometry(
   embeddings: jax.Array, labels: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Returns squared distances (B, B) and positive and negative masks."""
-  checks.check_batch(embeddings, labels)
+  _checks.check_batch(embeddings, labels)
   x = geometry.l2_normalize(embeddings.astype(jnp.float32))
   same = labels[:, None] == labels[None, :]
   not_self = ~jnp.eye(labels.shape[0], dtype=bool)

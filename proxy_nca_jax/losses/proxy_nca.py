@@ -52,7 +52,7 @@ import jax.numpy as jnp
 
 from proxy_nca_jax import geometry
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import checks, dynamic, pair
+from proxy_nca_jax.losses import _checks, dynamic, pair
 
 
 def proxy_nca_loss(
@@ -122,9 +122,9 @@ def proxy_nca_loss(
   Example:
     >>> loss = proxy_nca_loss(emb, labels, params['proxies'], scale=8.0)
   """
-  checks.check_batch(embeddings, labels)
-  checks.check_proxies(embeddings, proxies)
-  checks.check_proxy_nca_options(
+  _checks.check_batch(embeddings, labels)
+  _checks.check_proxies(embeddings, proxies)
+  _checks.check_proxy_nca_options(
     form, scale, label_smoothing, embedding_norm, proxy_norm, assignment
   )
   norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
@@ -134,7 +134,7 @@ def proxy_nca_loss(
       embeddings, proxies, similar, dissimilar, form=form, scale=scale, **norms
     )
   num_proxies = proxies.shape[0]
-  checks.check_static_labels(labels, num_proxies)
+  _checks.check_static_labels(labels, num_proxies)
   if (form == "paper" or label_smoothing) and num_proxies < 2:
     raise ValueError(
       "The paper form and label smoothing need at least two proxies."
@@ -190,11 +190,11 @@ def proxy_ranking_loss(
     ValueError: for wrong shapes, an unknown assignment or, static, a single
       proxy.
   """
-  checks.check_batch(embeddings, labels)
-  checks.check_proxies(embeddings, proxies)
-  if assignment not in checks.ASSIGNMENTS:
+  _checks.check_batch(embeddings, labels)
+  _checks.check_proxies(embeddings, proxies)
+  if assignment not in _checks.ASSIGNMENTS:
     raise ValueError(
-      f"assignment must be one of {checks.ASSIGNMENTS}, got {assignment!r}."
+      f"assignment must be one of {_checks.ASSIGNMENTS}, got {assignment!r}."
     )
   if assignment == "dynamic":
     similar, dissimilar = proxies_lib.relations_from_labels(labels)
@@ -202,7 +202,7 @@ def proxy_ranking_loss(
       embeddings, proxies, similar, dissimilar, margin=margin
     )
   num_proxies = proxies.shape[0]
-  checks.check_static_labels(labels, num_proxies)
+  _checks.check_static_labels(labels, num_proxies)
   if num_proxies < 2:
     raise ValueError("The static ranking loss needs at least two proxies.")
   dist = proxies_lib.proxy_distances(embeddings, proxies)  # (B, C)
@@ -252,9 +252,9 @@ def proxy_anchor_loss(
   Returns:
     float32 scalar.
   """
-  checks.check_batch(embeddings, labels)
-  checks.check_proxies(embeddings, proxies)
-  checks.check_static_labels(labels, proxies.shape[0])
+  _checks.check_batch(embeddings, labels)
+  _checks.check_proxies(embeddings, proxies)
+  _checks.check_static_labels(labels, proxies.shape[0])
   x = geometry.l2_normalize(embeddings.astype(jnp.float32))
   p = geometry.l2_normalize(proxies.astype(jnp.float32))
   cos = x @ p.T  # (B, C)

@@ -83,7 +83,7 @@ from jax.sharding import PartitionSpec
 
 from proxy_nca_jax import geometry, parallel
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import checks, pair, proxy_nca
+from proxy_nca_jax.losses import _checks, pair, proxy_nca
 
 SHARDED_LOSSES = ("proxy_nca", "proxy_anchor")
 _AXIS = parallel.DATA_AXIS
@@ -96,8 +96,8 @@ def _check_sharded(
   mesh: jax.sharding.Mesh,
   num_proxies: int,
 ) -> None:
-  checks.check_batch(embeddings, labels)
-  checks.check_proxies(embeddings, proxies)
+  _checks.check_batch(embeddings, labels)
+  _checks.check_proxies(embeddings, proxies)
   shards = mesh.shape[_AXIS]
   rows = proxies.shape[0]
   if rows % shards or not 1 <= num_proxies <= rows:
@@ -190,7 +190,7 @@ def sharded_proxy_nca_loss(
       mesh does not divide or below ``num_proxies``.
   """
   _check_sharded(embeddings, labels, proxies, mesh, num_proxies)
-  checks.check_proxy_nca_options(
+  _checks.check_proxy_nca_options(
     form, scale, label_smoothing, embedding_norm, proxy_norm, "static"
   )
   if (form == "paper" or label_smoothing) and num_proxies < 2:

@@ -51,10 +51,6 @@ from proxy_nca_jax.data.builders import glyph_faces
 # Multiplier of the spread order: a prime, so that it visits every code point
 # of any range shorter than it exactly once.
 STRIDE = 7919
-# Mean and standard deviation of the pixels (scaled to [0, 1]) of the default
-# build's 'train' split (docs/datasets.md, GLYPHS-ZS); `(x / 255 - mean) / std`.
-PIXEL_MEAN = 0.2438
-PIXEL_STD = 0.3837
 
 
 class NoFontsError(FileNotFoundError):

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from configs import fashion_mnist
 from proxy_nca_jax import losses
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import checks, dynamic, pair
+from proxy_nca_jax.losses import _checks, dynamic, pair
 from proxy_nca_jax.training import loss_binding
 from tests.testing import references
 
@@ -246,7 +246,7 @@ class ProxyNcaLossTest(parameterized.TestCase):
     x = np.zeros((3, 4), np.float32)
     proxies = np.zeros((2, 4), np.float32)
     labels = np.array([0, 1, 0], np.int32)
-    for form in checks.PROXY_NCA_FORMS:
+    for form in _checks.PROXY_NCA_FORMS:
       value, grads = jax.jit(
         jax.value_and_grad(losses.proxy_nca_loss, argnums=(0, 2)),
         static_argnames="form",
@@ -398,7 +398,7 @@ class ProxyNcaExtensionsTest(parameterized.TestCase):
     x, labels, proxies = _data(3)
     outside = labels.copy()
     outside[:4] = [-1, 4, 99, 7]
-    for form in checks.PROXY_NCA_FORMS:
+    for form in _checks.PROXY_NCA_FORMS:
       np.testing.assert_allclose(
         _jit(losses.proxy_nca_loss, form=form, scale=2.0)(x, outside, proxies),
         reference_proxy_nca(x[4:], labels[4:], proxies, form, 2.0),
@@ -469,7 +469,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     want_similar &= want_dissimilar.any(axis=1)[:, None]
     np.testing.assert_array_equal(similar, want_similar)
     np.testing.assert_array_equal(dissimilar, want_dissimilar)
-    for form in checks.PROXY_NCA_FORMS:
+    for form in _checks.PROXY_NCA_FORMS:
       from_triplets = _jit(
         dynamic.dynamic_proxy_nca_loss, form=form, scale=3.0
       )(x, proxies, similar, dissimilar)
@@ -554,7 +554,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     np.testing.assert_array_equal(
       np.argmin(_proxy_distances(x, proxies), axis=1), labels
     )
-    for form in checks.PROXY_NCA_FORMS:
+    for form in _checks.PROXY_NCA_FORMS:
       static = _jit(losses.proxy_nca_loss, form=form, scale=4.0)(
         x, labels, proxies
       )

@@ -107,6 +107,9 @@ def get_config(
   config.input.num_val_classes = 0
   # Stop when the paper's split does not hold the paper's image counts.
   config.input.check_num_examples = True
+  # Grey-level augmentation only (grey_augmentation.py); colour datasets
+  # are augmented by rgb_preprocessing.py.
+  config.input.augmentation = "none"
   config.input.batch_size = 32  # Global batch, split over processes/devices.
   # m images of each of batch_size / m classes per batch (0: random batches).
   config.input.samples_per_class = 4 if pp else 0

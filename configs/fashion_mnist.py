@@ -68,6 +68,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.input.test_classes = TEST_CLASSES
   # Train classes held out of training for model selection (empty: none).
   config.input.val_classes = ()
+  # Training augmentation of the grey-level datasets
+  # (proxy_nca_jax/data/grey_augmentation.py): "none" or "glyphs".
+  config.input.augmentation = "none"
+  # Compare the images of the class split with the paper's counts (the
+  # paper datasets of configs/benchmark_common.py).
+  config.input.check_num_examples = False
   config.input.batch_size = 64  # Global batch, split over processes/devices.
   # Class-balanced batches: m images of each of batch_size / m classes, for
   # the losses mined in the batch and dynamic assignment. m must divide

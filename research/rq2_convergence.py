@@ -225,7 +225,7 @@ def describe_setup(configs: dict[str, ml_collections.ConfigDict]) -> str:
     parts.append(
       f"{loss}: batch {config.input.batch_size}, {opt.name} "
       f"{opt.learning_rate:g}, {details}, {batches}, augmentation "
-      f"{config.input.get('augmentation', 'none')}"
+      f"{config.input.augmentation}"
     )
   return "; ".join(parts) + "."
 

@@ -24,6 +24,7 @@ import ml_collections
 from absl.testing import absltest, parameterized
 
 from configs import fashion_mnist, glyphs
+from proxy_nca_jax.training import config_defaults
 
 OTHER_CONFIGS = (
   ("glyphs", None),
@@ -53,6 +54,34 @@ class ConfigFieldsTest(parameterized.TestCase):
     config = importlib.import_module(f"configs.{name}").get_config(arg)
     missing = _fields(fashion_mnist.get_config()) - _fields(config)
     self.assertEmpty(sorted(missing), f"configs/{name}.py lacks these fields")
+
+
+class ConfigDefaultsTest(absltest.TestCase):
+  def test_shipped_configs_define_every_optional_field(self):
+    # The defaults are for older configs only, never for ours.
+    fields = _fields(fashion_mnist.get_config())
+    for key in config_defaults.OPTIONAL_FIELDS:
+      self.assertIn(key, fields)
+
+  def test_an_older_config_gets_the_behaviour_from_before_the_field(self):
+    saved = fashion_mnist.get_config().to_dict()
+    del saved["proxies"]["sharding"]
+    del saved["input"]["augmentation"]
+    del saved["input"]["check_num_examples"]
+    saved["input"]["dataset"] = "mine"  # Untouched.
+    config = config_defaults.with_defaults(ml_collections.ConfigDict(saved))
+    self.assertEqual(config.proxies.sharding, "replicated")
+    self.assertEqual(config.input.augmentation, "none")
+    self.assertFalse(config.input.check_num_examples)
+    self.assertEqual(config.input.dataset, "mine")
+
+  def test_fields_a_config_sets_are_kept(self):
+    config = glyphs.get_config()
+    with config.unlocked():
+      config.proxies.sharding = "sharded"
+    config = config_defaults.with_defaults(config)
+    self.assertEqual(config.proxies.sharding, "sharded")
+    self.assertEqual(config.input.augmentation, "glyphs")
 
 
 class GlyphsVariantsTest(absltest.TestCase):

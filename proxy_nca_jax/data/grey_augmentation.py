@@ -143,7 +143,7 @@ def augment_training_images(
   Raises:
     ValueError: an unknown augmentation or an out-of-range parameter.
   """
-  name = input_config.get("augmentation", "none")
+  name = input_config.augmentation
   if name not in AUGMENTATIONS:
     raise ValueError(
       f"input.augmentation={name!r}; use one of {AUGMENTATIONS}."

@@ -268,7 +268,7 @@ def _check_num_examples(
 ) -> None:
   """Compares the images of the paper's class split with the paper's."""
   spec = catalog.SPECS.get(input_config.dataset)
-  if spec is None or not input_config.get("check_num_examples", False):
+  if spec is None or not input_config.check_num_examples:
     return
   total = num_labels(input_config)
   classes = class_splits.split_classes(input_config, total)

@@ -71,8 +71,8 @@ class TrainState:
 
 
 def proxy_sharding(config: ml_collections.ConfigDict) -> str:
-  """``config.proxies.sharding``, checked ("replicated" in older configs)."""
-  sharding = config.proxies.get("sharding", "replicated")
+  """``config.proxies.sharding``, checked."""
+  sharding = config.proxies.sharding
   if sharding not in PROXY_SHARDINGS:
     raise ValueError(
       f"proxies.sharding must be one of {PROXY_SHARDINGS}, got {sharding!r}."

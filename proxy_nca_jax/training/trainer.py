@@ -38,6 +38,7 @@ from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.evaluation import embedding
 from proxy_nca_jax.training import (
+  config_defaults,
   metric_writer,
   preemption,
   setup,
@@ -149,6 +150,7 @@ def train_and_evaluate(
     The test-split results of this workdir, by step (read back from
     metrics.jsonl, so a resumed run still reports the untrained baseline).
   """
+  config = config_defaults.with_defaults(config)
   mesh = parallel.create_mesh() if mesh is None else mesh
   parts = _prepare(config, mesh)
   state = parts.initial_state()

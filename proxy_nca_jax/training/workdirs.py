@@ -28,7 +28,7 @@ import ml_collections
 import tensorflow as tf
 
 from proxy_nca_jax import checkpointing
-from proxy_nca_jax.training import setup, train_state
+from proxy_nca_jax.training import config_defaults, setup, train_state
 
 CONFIG_FILE = "config.json"
 
@@ -54,7 +54,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       "(python -m proxy_nca_jax.train --workdir=...)."
     )
   with tf.io.gfile.GFile(path) as f:
-    return ml_collections.ConfigDict(json.load(f, object_hook=_with_tuples))
+    saved = json.load(f, object_hook=_with_tuples)
+  return config_defaults.with_defaults(ml_collections.ConfigDict(saved))
 
 
 def _with_tuples(record: dict) -> dict:

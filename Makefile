@@ -6,6 +6,10 @@ VENV ?= .venv
 WORKDIR ?= workdirs/fashion_mnist
 CONFIG ?= configs/fashion_mnist.py
 ARGS ?=
+# pytest-xdist workers of make test / test-fast; each test module (or class)
+# stays on one worker, so its shared set-up is built once.
+TEST_WORKERS ?= 2
+PYTEST := -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 BIN := $(VENV)/bin
 # pip's own noise (e.g. mirrors without a package) is not ours to show.
@@ -39,11 +43,11 @@ train: $(VENV)/.installed fashion-mnist
 	  echo --config.input.download=True) $(ARGS)
 
 test: $(VENV)/.installed-test fashion-mnist lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python $(PYTEST)
 
 # The inner loop: everything but the tests marked slow (docs/testing.md).
 test-fast: $(VENV)/.installed-test fashion-mnist lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python $(PYTEST) -m "not slow"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check --diff .
@@ -62,7 +66,7 @@ $(VENV)/.installed: setup.py
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) -e ".[test]" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import sklearn, pytest, torch"
+	$(BIN)/python -c "import sklearn, pytest, xdist, torch"
 	touch $@
 
 $(VENV)/.installed-benchmark: $(VENV)/.installed

@@ -35,6 +35,7 @@ setuptools.setup(
   extras_require={
     "test": [
       "pytest>=8",
+      "pytest-xdist>=3.5",  # make test runs the suite on 2 workers.
       "scikit-learn>=1.5",
       "ruff>=0.6",
       "hypothesis>=6.100",  # Property tests of the losses.

@@ -68,16 +68,18 @@ def _mock_labels(num_train: int) -> np.ndarray:
   return np.repeat(np.array(classes), 4)
 
 
-class PaperConfigEndToEndTest(parameterized.TestCase):
-  @parameterized.parameters(
-    ("caltech_birds2011", None, "bn_inception", 64),
-    ("cars196", None, "bn_inception", 64),
-    ("stanford_online_products", None, "bn_inception", 64),
-    ("caltech_birds2011", "recipe=proxynca_pp", "resnet50", 512),
-  )
-  def test_trains_evaluates_and_checkpoints(
-    self, name, arg, backbone, embedding_dim
-  ):
+# Two classes of two cases each, so that pytest-xdist (--dist loadscope)
+# runs them on both workers.
+CASES = (
+  ("caltech_birds2011", None, "bn_inception", 64),
+  ("cars196", None, "bn_inception", 64),
+  ("stanford_online_products", None, "bn_inception", 64),
+  ("caltech_birds2011", "recipe=proxynca_pp", "resnet50", 512),
+)
+
+
+class _EndToEnd(parameterized.TestCase):
+  def check_config(self, name, arg, backbone, embedding_dim):
     module, _, _, num_train, _ = paper_datasets_test.PAPER[name]
     tmp = pathlib.Path(tempfile.mkdtemp())
     self.addCleanup(shutil.rmtree, tmp)
@@ -151,6 +153,18 @@ class PaperConfigEndToEndTest(parameterized.TestCase):
     # 6 queries and 8 neighbours among 12 images: 54 cells of 32 x 32.
     self.assertGreater(near(ORANGE), 54 * 16 * 16)
     self.assertEqual(near(ORANGE[::-1]), 0)
+
+
+class BirdsAndCarsTest(_EndToEnd):
+  @parameterized.parameters(*CASES[:2])
+  def test_trains_evaluates_and_checkpoints(self, *case):
+    self.check_config(*case)
+
+
+class ProductsAndResNetTest(_EndToEnd):
+  @parameterized.parameters(*CASES[2:])
+  def test_trains_evaluates_and_checkpoints(self, *case):
+    self.check_config(*case)
 
 
 if __name__ == "__main__":

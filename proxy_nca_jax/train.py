@@ -115,7 +115,17 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   quiet_logs.quiet_libraries()
-  config, workdir = _CONFIG.value, _WORKDIR.value
+  try:
+    config, workdir = _CONFIG.value, _WORKDIR.value
+    config.keys()  # Loads the file (ml_collections defers it).
+  except OSError as error:
+    # ml_collections loads the file lazily; its message spans lines.
+    reason = str(error).strip().splitlines()[-1].strip()
+    sys.stderr.write(
+      f"error: the --config file could not be loaded: {reason}. Name a "
+      "config file, e.g. --config=configs/fashion_mnist.py.\n"
+    )
+    sys.exit(2)
   try:
     _initialize_distribution(config)
   except ValueError as error:

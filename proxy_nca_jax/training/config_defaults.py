@@ -47,6 +47,8 @@ def with_defaults(
   with config.unlocked():
     for key, value in OPTIONAL_FIELDS.items():
       section_name, field = key.split(".")
+      if section_name not in config:
+        continue  # Not a run config's section: nothing to complete.
       section = config[section_name]
       if field not in section:
         section[field] = value

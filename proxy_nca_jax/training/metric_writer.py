@@ -17,6 +17,12 @@
 ``{"step": ..., "<name>": value, ...}``; TensorBoard event files go to
 ``workdir/tensorboard``. Other processes get a writer that does nothing, so
 callers need no ``if jax.process_index() == 0``.
+
+A run resumed from the checkpoint at step S first drops the rows of steps
+after S (`keep_until`): they came from the interrupted segment, which the
+resumed run trains again, so the file keeps one history, one row per step and
+kind. (TensorBoard's event files are append-only; its viewer shows the last
+value written at a step.)
 """
 
 import json
@@ -56,6 +62,32 @@ class MetricWriter:
     if self._enabled:
       self._summary.flush()
       self._summary.close()
+
+
+def keep_until(workdir: str, step: int) -> int:
+  """Drops the rows of ``workdir/metrics.jsonl`` after ``step`` (process 0).
+
+  Returns:
+    How many rows were dropped (0 when the file does not exist).
+  """
+  path = os.path.join(workdir, "metrics.jsonl")
+  if jax.process_index() != 0 or not tf.io.gfile.exists(path):
+    return 0
+  records = read_metrics(workdir)
+  kept = [r for r in records if r["step"] <= step]
+  if len(kept) < len(records):
+    partial = f"{path}.partial"
+    with tf.io.gfile.GFile(partial, "w") as f:
+      f.write("".join(json.dumps(r) + "\n" for r in kept))
+    tf.io.gfile.rename(partial, path, overwrite=True)
+  return len(records) - len(kept)
+
+
+def read_metrics_if_any(workdir: str) -> list[dict[str, float]]:
+  """`read_metrics`, or [] when the file does not exist yet."""
+  if not tf.io.gfile.exists(os.path.join(workdir, "metrics.jsonl")):
+    return []
+  return read_metrics(workdir)
 
 
 def read_metrics(workdir: str) -> list[dict[str, float]]:

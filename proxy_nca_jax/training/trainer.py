@@ -150,18 +150,27 @@ def train_and_evaluate(
     The test-split results of this workdir, by step (read back from
     metrics.jsonl, so a resumed run still reports the untrained baseline).
   """
+  tf_workdir = workdirs.check_training_workdir(workdir)
   config = config_defaults.with_defaults(config)
   mesh = parallel.create_mesh() if mesh is None else mesh
   parts = _prepare(config, mesh)
   state = parts.initial_state()
   shardings = parts.state_shardings(state)
-  tf_workdir = workdirs.absolute(workdir)
   ckpt = checkpointing.Checkpointer(
     os.path.join(tf_workdir, "checkpoints"),
     every_steps=config.ckpt.every_steps,
     keep=config.ckpt.keep,
   )
   state, latest = _restore_or_initialize(parts, ckpt, state, shardings)
+  if latest is not None:
+    dropped = metric_writer.keep_until(tf_workdir, latest)
+    if dropped:
+      logging.info(
+        "Dropped %d rows of metrics.jsonl after step %d (the interrupted "
+        "segment, trained again now).",
+        dropped,
+        latest,
+      )
   if jax.process_index() == 0:
     # Only once the checkpoint is known to fit: a refused run changes nothing.
     workdirs.save_config(config, tf_workdir)
@@ -172,6 +181,7 @@ def train_and_evaluate(
     embed_fn=embedding.make_embed_fn(parts.model, mesh),
     writer=writer,
     ckpt=ckpt,
+    workdir=tf_workdir,
   )
   try:
     loop.run(state, latest)
@@ -244,8 +254,29 @@ class _Loop:
   embed_fn: Callable[[dict[str, Any], jax.Array], jax.Array]
   writer: metric_writer.MetricWriter
   ckpt: checkpointing.Checkpointer
+  workdir: str
   # (step, time) where the steps/s of the next log start counting.
   _timer: tuple[int, float] = dataclasses.field(default=(0, 0.0), init=False)
+
+  def evaluate_if_missing(self, state, step: int, split: str) -> None:
+    """Evaluates ``split`` at ``step`` unless metrics.jsonl already has it.
+
+    A run killed after its checkpoint at ``step`` but before that step's
+    evaluation finished completes it when resumed (process 0 reads the file
+    and tells the others, so every process takes the same branch).
+    """
+    missing = False
+    if jax.process_index() == 0:
+      prefix = f"{split}/"
+      missing = not any(
+        r["step"] == step and any(k.startswith(prefix) for k in r)
+        for r in metric_writer.read_metrics_if_any(self.workdir)
+      )
+    if multihost_utils.broadcast_one_to_all(np.asarray(missing)):
+      logging.info(
+        "Evaluating %s at step %d (missing from metrics).", split, step
+      )
+      self.evaluate(state, step, split)
 
   def evaluate(self, state, step: int, split: str) -> None:
     config, mesh = self.parts.config, self.parts.mesh
@@ -258,6 +289,8 @@ class _Loop:
     num_steps, start_step = config.schedule.num_steps, int(state.step)
     if start_step == 0 and config.evals.at_step_zero:
       self.evaluate(state, 0, config.evals.split)
+    elif start_step > 0 and self._eval_due(start_step):
+      self.evaluate_if_missing(state, start_step, config.evals.split)
     batches = pipeline.create_train_iterator(
       config.input,
       seed=config.seed,
@@ -280,9 +313,7 @@ class _Loop:
           or stop_now
           or (config.ckpt.every_steps and step % config.ckpt.every_steps == 0)
         )
-        eval_now = is_last or (
-          config.evals.every_steps and step % config.evals.every_steps == 0
-        )
+        eval_now = self._eval_due(step)
         if log_now or save_now or eval_now:
           fetched = {k: float(v) for k, v in jax.device_get(metrics).items()}
           # Never checkpoint a diverged state: the last good one stays.
@@ -303,9 +334,18 @@ class _Loop:
       if start_step == num_steps:
         logging.info("Training already finished at step %d.", num_steps)
       if config.evals.split != "test":
-        self.evaluate(state, num_steps, "test")
+        self.evaluate_if_missing(state, num_steps, "test")
     finally:
       watcher.close()
+
+  def _eval_due(self, step: int) -> bool:
+    """Whether ``step`` has an evaluation: every evals.every_steps, and the
+    last step."""
+    config = self.parts.config
+    every = config.evals.every_steps
+    return step == config.schedule.num_steps or bool(
+      every and step % every == 0
+    )
 
   def _log_step(self, step: int, fetched: dict[str, float]) -> None:
     """Writes the step's scalars and logs loss, speed and ETA."""

@@ -38,6 +38,36 @@ def absolute(workdir: str) -> str:
   return workdir if "://" in workdir else os.path.abspath(workdir)
 
 
+def check_training_workdir(workdir: str) -> str:
+  """The absolute workdir of a training run, refused before anything starts.
+
+  Raises:
+    ValueError: an empty ``workdir`` (it would train into the current
+      folder), a path that is a file, or a local folder (or its nearest
+      existing parent) this process cannot write.
+  """
+  if not workdir or not workdir.strip():
+    raise ValueError(
+      "--workdir is empty: name a folder for the run's checkpoints and "
+      "metrics, e.g. --workdir=workdirs/my_run."
+    )
+  path = absolute(workdir)
+  if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+    raise ValueError(
+      f"--workdir={workdir} is a file, not a folder: name a new folder."
+    )
+  if "://" not in path:
+    existing = path
+    while not os.path.exists(existing):
+      existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+      raise ValueError(
+        f"--workdir={workdir}: {existing} is not writable by this user; "
+        "choose a folder you can write, or fix its permissions."
+      )
+  return path
+
+
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes the run's config to workdir/config.json (read by tools)."""
   tf.io.gfile.makedirs(workdir)

@@ -89,6 +89,39 @@ class TrainCommandTest(absltest.TestCase):
       r"--config.input.manual_dir",
     )
 
+  def test_missing_config_file(self):
+    result = tiny_run.run_command(
+      [
+        sys.executable,
+        "-m",
+        "proxy_nca_jax.train",
+        f"--config={self.root / 'nope.py'}",
+        f"--workdir={self.workdir}",
+      ]
+    )
+    self.assert_one_clear_error(
+      result,
+      2,
+      r"error: the --config file could not be loaded: .*No such file",
+      r"--config=configs/fashion_mnist.py",
+    )
+
+  def test_empty_workdir_is_refused(self):
+    # It would otherwise train into the current folder (the repository).
+    before = sorted(p.name for p in tiny_run.REPO.iterdir())
+    result = run_train("--workdir=")
+    self.assert_one_clear_error(result, 1, r"error: --workdir is empty")
+    self.assertEqual(sorted(p.name for p in tiny_run.REPO.iterdir()), before)
+
+  def test_workdir_that_is_a_file_is_refused(self):
+    self.workdir = self.root / "a_file"
+    self.workdir.write_text("mine")
+    result = run_train(f"--workdir={self.workdir}")
+    self.assertEqual(result.returncode, 1, result.stderr[-3000:])
+    self.assertNotIn("Traceback", result.stderr)
+    self.assertRegex(result.stderr, r"a_file is a file, not a folder")
+    self.assertEqual(self.workdir.read_text(), "mine")
+
   def test_batch_not_divisible_by_devices(self):
     result = run_train(
       f"--workdir={self.workdir}",

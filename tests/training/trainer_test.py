@@ -13,7 +13,9 @@
 # limitations under the License.
 """Tests of trainer.py: sharding equivalence, compile-once, resume, results."""
 
+import json
 import pathlib
+import shutil
 from unittest import mock
 
 import chex
@@ -151,6 +153,49 @@ class TrainerTest(tiny_run.PreparedDataTest):
       self.assertIn("lr/proxies", record)
       self.assertIn("steps_per_sec", record)
       np.testing.assert_allclose(record["lr/proxies"], 1e-2, rtol=1e-6)
+
+  def test_an_interrupted_run_completes_its_history_once(self):
+    config = tiny_config(self.root)
+    with config.unlocked():
+      config.evals.at_step_zero = True
+      config.evals.every_steps = 3  # Checkpoints at 3 and 6 too.
+    straight = self.root / "history"
+    trainer.train_and_evaluate(config, str(straight))
+    expected = metric_writer.read_metrics(str(straight))
+
+    def rows(workdir):
+      return [json.loads(x) for x in (workdir / "metrics.jsonl").open()]
+
+    def write_rows(workdir, records):
+      with (workdir / "metrics.jsonl").open("w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+
+    def is_eval(record):
+      return any(k.startswith("test/") for k in record)
+
+    # What kill -9 during the final evaluation leaves: the step-6
+    # checkpoint complete, its evaluation row never written.
+    killed_in_eval = self.root / "killed_in_eval"
+    shutil.copytree(straight, killed_in_eval)
+    kept = [r for r in rows(straight) if not (r["step"] == 6 and is_eval(r))]
+    write_rows(killed_in_eval, kept)
+    results = trainer.train_and_evaluate(config, str(killed_in_eval))
+    self.assertEqual(sorted(results), [0, 3, 6])
+    self.assertEqual(metric_writer.read_metrics(str(killed_in_eval)), expected)
+
+    # What kill -9 between step 6's log row and its checkpoint leaves: the
+    # run resumes at 3, and the rows after 3 are not doubled.
+    killed_before_save = self.root / "killed_before_save"
+    shutil.copytree(straight, killed_before_save)
+    shutil.rmtree(killed_before_save / "checkpoints" / "6")
+    write_rows(killed_before_save, kept)
+    trainer.train_and_evaluate(config, str(killed_before_save))
+    resumed = metric_writer.read_metrics(str(killed_before_save))
+    without_speed = lambda records: [  # noqa: E731
+      {k: v for k, v in r.items() if k != "steps_per_sec"} for r in records
+    ]
+    # The same rows in the same order; training is bit-identical on resume.
+    self.assertEqual(without_speed(resumed), without_speed(expected))
 
 
 if __name__ == "__main__":

@@ -40,18 +40,6 @@ from tests.testing import references, tiny_run
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow
 
-EVAL_METRICS = (
-  "recall@1",
-  "recall@2",
-  "recall@4",
-  "recall@8",
-  "precision@1",
-  "r_precision",
-  "map@r",
-  "nmi",
-  "ami",
-)
-
 
 def _command(module: str, *flags: str) -> subprocess.CompletedProcess:
   # On 8 devices, as the in-process run that trained and evaluated the
@@ -86,12 +74,12 @@ class EvaluateCommandTest(absltest.TestCase):
     self.assertEqual(saved["split"], "test")
     # 5 test classes x (12 + 4) generated images.
     self.assertEqual(saved["num_examples"], 80)
-    self.assertEqual(set(saved["metrics"]), set(EVAL_METRICS))
+    self.assertEqual(set(saved["metrics"]), set(tiny_run.EVAL_METRICS))
     # The trainer evaluated the same state at its last step, with the same
     # embedding and evaluation programs on as many devices.
     final = [r for r in self.records if r["step"] == 6]
     logged = {k[5:]: v for r in final for k, v in r.items() if "test/" in k}
-    self.assertEqual(set(logged), set(EVAL_METRICS))
+    self.assertEqual(set(logged), set(tiny_run.EVAL_METRICS))
     for key, value in logged.items():
       self.assertEqual(saved["metrics"][key], value, msg=key)
     self.assertIn("map@r", self.result.stdout)
@@ -106,7 +94,9 @@ class EvaluateCommandTest(absltest.TestCase):
 
   def test_convergence_has_loss_and_every_evaluation_metric(self):
     keys = report.convergence_keys(self.records)
-    self.assertEqual(keys, ["loss", *sorted(f"test/{m}" for m in EVAL_METRICS)])
+    self.assertEqual(
+      keys, ["loss", *sorted(f"test/{m}" for m in tiny_run.EVAL_METRICS)]
+    )
     # Ten panels, three a row: four rows of 4 x 3 inches at 100 dpi.
     with Image.open(self.workdir / "convergence.png") as png:
       self.assertEqual(png.size, (1200, 1200))

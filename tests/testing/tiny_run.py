@@ -53,8 +53,20 @@ TINY_OVERRIDES = {
   "evals.kmeans_iters": 5,
   "ckpt.every_steps": 3,
   "log_every_steps": 2,
-  "report.at_end": False,  # tests/evaluation/report_test.py turns it on.
+  "report.at_end": False,  # The tests of the end-of-run files turn it on.
 }
+# What each evaluation of the tiny run logs (its config's Recall@K included).
+EVAL_METRICS = (
+  "recall@1",
+  "recall@2",
+  "recall@4",
+  "recall@8",
+  "precision@1",
+  "r_precision",
+  "map@r",
+  "nmi",
+  "ami",
+)
 
 
 def write_data(root: pathlib.Path) -> None:

@@ -29,18 +29,6 @@ from absl.testing import absltest
 from proxy_nca_jax.training import metric_writer
 from tests.testing import tiny_run
 
-EVAL_METRICS = (
-  "recall@1",
-  "recall@2",
-  "recall@4",
-  "recall@8",
-  "precision@1",
-  "r_precision",
-  "map@r",
-  "nmi",
-  "ami",
-)
-
 # A real run: left out of make test-fast.
 pytestmark = pytest.mark.slow
 
@@ -104,7 +92,7 @@ class LoggedScalarsTest(absltest.TestCase):
     )
 
   def test_every_evaluation_metric_at_every_evaluation(self):
-    for metric in EVAL_METRICS:
+    for metric in tiny_run.EVAL_METRICS:
       self.assertEqual(sorted(self.scalars[f"test/{metric}"]), [0, 3, 6])
 
 

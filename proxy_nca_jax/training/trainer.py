@@ -41,6 +41,7 @@ from proxy_nca_jax.training import (
   config_defaults,
   metric_writer,
   preemption,
+  run_lock,
   setup,
   train_state,
   workdirs,
@@ -154,6 +155,15 @@ def train_and_evaluate(
   config = config_defaults.with_defaults(config)
   mesh = parallel.create_mesh() if mesh is None else mesh
   parts = _prepare(config, mesh)
+  with run_lock.hold(tf_workdir):
+    return _train_locked(config, parts, tf_workdir)
+
+
+def _train_locked(
+  config: ml_collections.ConfigDict, parts: setup.RunParts, tf_workdir: str
+) -> dict[int, dict[str, float]]:
+  """The run once its workdir is locked: restore, train, evaluate."""
+  mesh = parts.mesh
   state = parts.initial_state()
   shardings = parts.state_shardings(state)
   ckpt = checkpointing.Checkpointer(

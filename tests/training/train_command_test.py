@@ -18,7 +18,10 @@ would, and checks what the user sees: exit status and one clear message.
 """
 
 import json
+import os
 import pathlib
+import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -121,6 +124,21 @@ class TrainCommandTest(absltest.TestCase):
     self.assertNotIn("Traceback", result.stderr)
     self.assertRegex(result.stderr, r"a_file is a file, not a folder")
     self.assertEqual(self.workdir.read_text(), "mine")
+
+  def test_second_run_on_a_locked_workdir_is_refused(self):
+    # The lock of a live run: this test's own process, on this host.
+    self.workdir.mkdir()
+    lock = {"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}
+    (self.workdir / ".lock").write_text(json.dumps(lock))
+    result = run_train(f"--workdir={self.workdir}")
+    self.assertEqual(result.returncode, 1, result.stderr[-3000:])
+    self.assertNotIn("Traceback", result.stderr)
+    self.assertRegex(
+      result.stderr,
+      rf"error: Another run \(pid {os.getpid()} on host "
+      rf"{re.escape(socket.gethostname())}, started now\) is training in",
+    )
+    self.assertEqual(sorted(os.listdir(self.workdir)), [".lock"])
 
   def test_batch_not_divisible_by_devices(self):
     result = run_train(

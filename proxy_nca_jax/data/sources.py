@@ -45,19 +45,11 @@ DatasetError = catalog.DatasetError
 SOURCE_SPLIT = "train+test"
 
 
-def _check_supported(input_config: ml_collections.ConfigDict) -> None:
-  if input_config.dataset not in catalog.SUPPORTED:
-    raise ValueError(
-      f"input.dataset={input_config.dataset!r} is not supported; use one "
-      f"of: {', '.join(sorted(catalog.SUPPORTED))}."
-    )
-
-
 def builder(
   input_config: ml_collections.ConfigDict,
 ) -> tfds.core.DatasetBuilder:
   """Returns the (maybe unprepared) builder named by `input_config`."""
-  _check_supported(input_config)
+  catalog.traits(input_config.dataset)  # Raises for an unsupported one.
   dataset = input_config.dataset
   if dataset == catalog.IMAGE_FOLDER:
     root = input_config.image_folder
@@ -242,7 +234,7 @@ def prepare_dataset(input_config: ml_collections.ConfigDict) -> None:
     ValueError: an unsupported dataset, or corrupt source files (the message
       names the file).
   """
-  _check_supported(input_config)
+  catalog.traits(input_config.dataset)  # Raises for an unsupported one.
   if input_config.dataset == catalog.IMAGE_FOLDER:
     contents = image_folder.check_folder(input_config.image_folder)
     logging.info(

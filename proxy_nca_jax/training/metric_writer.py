@@ -33,6 +33,10 @@ import jax
 import tensorflow as tf
 
 
+def _jsonl(workdir: str) -> str:
+  return os.path.join(workdir, "metrics.jsonl")
+
+
 class MetricWriter:
   """Appends scalar metrics to metrics.jsonl and TensorBoard."""
 
@@ -41,7 +45,7 @@ class MetricWriter:
     if not self._enabled:
       return
     tf.io.gfile.makedirs(workdir)
-    self._jsonl_path = os.path.join(workdir, "metrics.jsonl")
+    self._jsonl_path = _jsonl(workdir)
     self._summary = tf.summary.create_file_writer(
       os.path.join(workdir, "tensorboard")
     )
@@ -70,28 +74,27 @@ def keep_until(workdir: str, step: int) -> int:
   Returns:
     How many rows were dropped (0 when the file does not exist).
   """
-  path = os.path.join(workdir, "metrics.jsonl")
-  if jax.process_index() != 0 or not tf.io.gfile.exists(path):
+  if jax.process_index() != 0:
     return 0
-  records = read_metrics(workdir)
+  records = read_metrics_if_any(workdir)
   kept = [r for r in records if r["step"] <= step]
   if len(kept) < len(records):
-    partial = f"{path}.partial"
+    partial = _jsonl(workdir) + ".partial"
     with tf.io.gfile.GFile(partial, "w") as f:
       f.write("".join(json.dumps(r) + "\n" for r in kept))
-    tf.io.gfile.rename(partial, path, overwrite=True)
+    tf.io.gfile.rename(partial, _jsonl(workdir), overwrite=True)
   return len(records) - len(kept)
 
 
 def read_metrics_if_any(workdir: str) -> list[dict[str, float]]:
   """`read_metrics`, or [] when the file does not exist yet."""
-  if not tf.io.gfile.exists(os.path.join(workdir, "metrics.jsonl")):
+  if not tf.io.gfile.exists(_jsonl(workdir)):
     return []
   return read_metrics(workdir)
 
 
 def read_metrics(workdir: str) -> list[dict[str, float]]:
   """Reads back every record of ``workdir/metrics.jsonl``, in order."""
-  path = os.path.join(workdir, "metrics.jsonl")
+  path = _jsonl(workdir)
   with tf.io.gfile.GFile(path) as f:
     return [json.loads(line) for line in f if line.strip()]

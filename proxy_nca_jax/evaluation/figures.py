@@ -42,29 +42,6 @@ WRONG_RGB = (0.85, 0.0, 0.0)
 _MAX_PROJECTED = 5000
 
 
-def nearest_neighbours(
-  embeddings: np.ndarray, queries: Sequence[int], num: int = 8
-) -> np.ndarray:
-  """The `num` nearest neighbours of a few queries of the set, exactly.
-
-  Ranked by (dot-product similarity descending, index ascending), the query
-  excluded: the order of `evaluation.retrieval_metrics`.
-
-  Args:
-    embeddings: (N, D) float array.
-    queries: indices of the queries.
-    num: neighbours per query, at most N - 1.
-
-  Returns:
-    (len(queries), num) int64 indices.
-  """
-  x = np.asarray(embeddings, np.float32)
-  queries = np.asarray(queries, np.int64)
-  sims = x[queries] @ x.T
-  sims[np.arange(len(queries)), queries] = -np.inf
-  return np.argsort(-sims, axis=1, kind="stable")[:, :num]
-
-
 def _framed(image: np.ndarray, rgb: tuple[float, ...] | None, width: int):
   """(H, W, 3) image in [0, 1] with a coloured frame of `width` pixels."""
   image = np.asarray(image, np.float32)

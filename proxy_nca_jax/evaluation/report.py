@@ -46,7 +46,7 @@ from absl import logging
 
 from proxy_nca_jax import evaluation, parallel
 from proxy_nca_jax.data import pipeline
-from proxy_nca_jax.evaluation import embedding, figures
+from proxy_nca_jax.evaluation import embedding, figures, nearest
 from proxy_nca_jax.training import metric_writer, train_state, workdirs
 
 CONVERGENCE = "convergence.png"
@@ -130,7 +130,9 @@ def write_retrieval_grid(
     rng.choice(len(labels), min(num_queries, len(labels)), replace=False)
   )
   num = min(num_neighbours, len(labels) - 1)
-  neighbours = figures.nearest_neighbours(embeddings, queries, num)
+  _, neighbours = nearest.nearest_neighbours(
+    embeddings[queries], embeddings, num, exclude=queries
+  )
   figures.retrieval_grid(
     pipeline.display_images(images, input_config),
     labels,

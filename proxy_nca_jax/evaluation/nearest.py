@@ -1,0 +1,227 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Exact k-nearest-neighbour search: the neighbour lists behind a search.
+
+The same ranking as the metrics (`evaluation`): float32 similarities of
+`similarity.similarities` ordered by (similarity descending, gallery index
+ascending). The gallery is held on the device in chunks of `chunk_rows`
+rows, and queries go in blocks; a (block x chunk) tile of similarities is
+never larger than ``block_rows * chunk_rows`` floats, so memory is the
+gallery plus a few tiles whatever the gallery's size.
+
+Within a tile the k best are found in two selections instead of one over
+the whole row (a full `lax.top_k` over a long row costs as much as the
+matmul on CPU). The row is cut into groups of `_GROUP` consecutive columns;
+the k groups with the largest maxima are chosen (ties: lower group first),
+then the k best among the k * `_GROUP` columns of those groups, taken in
+gallery order (ties go to the lower position, hence index). This is
+exact: every one of the k chosen groups holds an item at least as high as
+the k-th chosen maximum t, so the k-th neighbour is >= t; an item of a
+group not chosen is <= t, and when it equals t its group comes after every
+chosen group whose maximum is t, so k items rank before it. The best k of
+each chunk are merged with the running best (earlier chunks first, so
+`lax.top_k`'s lower-position-first rule keeps ties by index).
+"""
+
+import concurrent.futures
+import dataclasses
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from proxy_nca_jax.evaluation import similarity
+
+# Consecutive columns whose maximum stands for them in the first selection.
+_GROUP = 64
+# Queries per device call, and gallery rows per chunk: 256 x 8192 tiles
+# (8 MiB) were the fastest measured at 1,000,000 x 128 on a 2-core AMD EPYC
+# (benchmarks/README.md, "Search").
+DEFAULT_BLOCK_ROWS = 256
+DEFAULT_CHUNK_ROWS = 8192
+
+
+@functools.partial(jax.jit, static_argnames=("k",))
+def _merge_chunk(
+  queries: jax.Array,
+  chunk: jax.Array,
+  first_row: jax.Array,
+  num_rows: jax.Array,
+  exclude: jax.Array,
+  best: tuple[jax.Array, jax.Array],
+  *,
+  k: int,
+) -> tuple[jax.Array, jax.Array]:
+  """The running k best of each query, updated with one gallery chunk.
+
+  Args:
+    queries: (B, D) float32.
+    chunk: (S, D) float32, gallery rows first_row .. first_row + S - 1; rows
+      from ``num_rows`` on are padding.
+    first_row: int32, gallery index of chunk[0].
+    num_rows: int32, real rows of the chunk.
+    exclude: (B,) int32, a gallery index each query must not return (itself,
+      when the queries are gallery rows), or -1.
+    best: (similarities (B, k) float32, indices (B, k) int32) so far, best
+      first; -inf and index -1 where fewer than k were seen.
+    k: neighbours kept, at most the chunk's rows.
+
+  Returns:
+    The updated ``best``.
+  """
+  sims = similarity.similarities(queries, chunk)
+  columns = jnp.arange(chunk.shape[0])
+  keep = (columns < num_rows) & (first_row + columns != exclude[:, None])
+  sims = jnp.where(keep, sims, -jnp.inf)
+  grouped = sims.reshape(sims.shape[0], -1, _GROUP)
+  _, groups = jax.lax.top_k(grouped.max(axis=2), min(k, grouped.shape[1]))
+  # In gallery order, so that a candidate's position orders ties by index.
+  groups = jnp.sort(groups, axis=1)
+  candidates = jnp.take_along_axis(grouped, groups[:, :, None], axis=1)
+  candidates = candidates.reshape(sims.shape[0], -1)
+  values, positions = jax.lax.top_k(candidates, min(k, candidates.shape[1]))
+  group_of = jnp.take_along_axis(groups, positions // _GROUP, axis=1)
+  rows = first_row + group_of * _GROUP + positions % _GROUP
+  # Padding and excluded items never displace real ones: mark them -1.
+  rows = jnp.where(values == -jnp.inf, -1, rows)
+  values = jnp.concatenate([best[0], values], axis=1)
+  rows = jnp.concatenate([best[1], rows], axis=1)
+  merged, order = jax.lax.top_k(values, k)
+  return merged, jnp.take_along_axis(rows, order, axis=1)
+
+
+@dataclasses.dataclass
+class DeviceGallery:
+  """A gallery's unit embeddings on the device, in equal chunks.
+
+  Build it once (`from_array`) and search it many times (`search`).
+  """
+
+  chunks: list[jax.Array]
+  size: int
+  chunk_rows: int
+
+  @classmethod
+  def from_array(
+    cls, gallery: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS
+  ) -> "DeviceGallery":
+    """Copies ``gallery`` (G, D) float32 (a memory map is fine) in chunks.
+
+    The last chunk is padded; the chunk size is a multiple of the group
+    size, and no larger than the gallery needs.
+    """
+    gallery = np.asarray(gallery)
+    if gallery.ndim != 2 or gallery.shape[0] == 0:
+      raise ValueError(
+        f"The gallery must be a non-empty (G, D) array, got {gallery.shape}."
+      )
+    size = gallery.shape[0]
+    rows = _GROUP * -(-min(chunk_rows, size) // _GROUP)
+    chunks = []
+    for start in range(0, size, rows):
+      part = np.asarray(gallery[start : start + rows], np.float32)
+      if part.shape[0] < rows:
+        part = np.concatenate(
+          [part, np.zeros((rows - part.shape[0], part.shape[1]), np.float32)]
+        )
+      chunks.append(jnp.asarray(part))
+    return cls(chunks=chunks, size=size, chunk_rows=rows)
+
+  @property
+  def dim(self) -> int:
+    return self.chunks[0].shape[1]
+
+  def search(
+    self,
+    queries: np.ndarray,
+    k: int,
+    *,
+    exclude: np.ndarray | None = None,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+  ) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest gallery items of each query, exactly.
+
+    Args:
+      queries: (Q, D) float32.
+      k: neighbours per query, 1 <= k <= the gallery's size (minus one with
+        ``exclude``).
+      exclude: (Q,) int, the gallery index each query must not return (its
+        own row when queries are gallery items), or -1; default none.
+      block_rows: queries per device call.
+
+    Returns:
+      (similarities (Q, k) float32, gallery indices (Q, k) int64), best
+      first, ordered by (similarity descending, index ascending).
+    """
+    queries = np.asarray(queries, np.float32)
+    if queries.ndim != 2 or queries.shape[1] != self.dim:
+      raise ValueError(
+        f"Queries of shape {queries.shape} against a gallery of "
+        f"{self.dim}-d embeddings: embed them with the gallery's model."
+      )
+    usable = self.size - (exclude is not None)
+    if not 1 <= k <= usable:
+      raise ValueError(
+        f"k={k} must be between 1 and {usable} for a gallery of "
+        f"{self.size} items{', each query left out' * (exclude is not None)}."
+      )
+    num = queries.shape[0]
+    block = max(1, min(block_rows, num))
+    padded = -(-num // block) * block
+    query_rows = np.zeros((padded, self.dim), np.float32)
+    query_rows[:num] = queries
+    excluded = np.full(padded, -1, np.int32)
+    if exclude is not None:
+      excluded[:num] = np.asarray(exclude, np.int32)
+
+    def search_block(start: int) -> tuple[np.ndarray, np.ndarray]:
+      block_queries = jnp.asarray(query_rows[start : start + block])
+      block_excluded = jnp.asarray(excluded[start : start + block])
+      best = (
+        jnp.full((block, k), -jnp.inf, jnp.float32),
+        jnp.full((block, k), -1, jnp.int32),
+      )
+      for i, chunk in enumerate(self.chunks):
+        first = i * self.chunk_rows
+        best = _merge_chunk(
+          block_queries,
+          chunk,
+          jnp.int32(first),
+          jnp.int32(min(self.chunk_rows, self.size - first)),
+          block_excluded,
+          best,
+          k=k,
+        )
+      return jax.device_get(best)
+
+    # XLA's top-k runs on one core: two blocks at a time keep both busy.
+    workers = min(2, os.cpu_count() or 1, padded // block)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+      results = list(pool.map(search_block, range(0, padded, block)))
+    sims = np.concatenate([s for s, _ in results])[:num]
+    rows = np.concatenate([r for _, r in results])[:num]
+    return sims, rows.astype(np.int64)
+
+
+def nearest_neighbours(
+  queries: np.ndarray,
+  gallery: np.ndarray,
+  k: int,
+  *,
+  exclude: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+  """`DeviceGallery.search` of a gallery used once."""
+  return DeviceGallery.from_array(gallery).search(queries, k, exclude=exclude)

@@ -1,0 +1,92 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Exact k-NN search (evaluation/nearest.py) against a float64 reference.
+
+Vectors have entries on a grid of 1/4, so every float32 dot product is
+exact: the float32 engine and the float64 reference (tests/testing/
+references.py, no BLAS) must give the same lists, ties included.
+"""
+
+import numpy as np
+from absl.testing import absltest, parameterized
+
+from proxy_nca_jax.evaluation import nearest
+from tests.testing import references
+
+
+def _grid_vectors(rng, num: int, dim: int) -> np.ndarray:
+  return (rng.integers(-4, 5, (num, dim)) / 4).astype(np.float32)
+
+
+def _reference(queries, gallery, k, exclude=None):
+  """(similarities, indices) by (similarity desc, index asc) in float64."""
+  sims = references.similarities(queries, gallery)
+  if exclude is not None:
+    sims[np.arange(len(queries)), exclude] = -np.inf
+  order = np.lexsort(
+    (np.broadcast_to(np.arange(sims.shape[1]), sims.shape), -sims)
+  )
+  order = order[:, :k]
+  return np.take_along_axis(sims, order, axis=1), order
+
+
+class NearestTest(parameterized.TestCase):
+  @parameterized.named_parameters(
+    # Chunks of one group, several groups with a padded last chunk, one
+    # chunk; k below, at and above the groups per chunk.
+    ("small_chunks", 64, 5, 7),
+    ("padded_last_chunk", 192, 3, 130),
+    ("k_above_groups_per_chunk", 128, 40, 5),
+    ("one_chunk", 4096, 10, 3),
+  )
+  def test_same_lists_as_reference_with_ties(self, chunk_rows, k, block):
+    rng = np.random.default_rng(chunk_rows + k)
+    gallery = _grid_vectors(rng, 500, 6)
+    # Copies of gallery rows spread over every chunk: exact ties.
+    gallery[rng.permutation(500)[:120]] = gallery[rng.integers(0, 20, 120)]
+    queries = np.concatenate([gallery[:10], _grid_vectors(rng, 9, 6)])
+    engine = nearest.DeviceGallery.from_array(gallery, chunk_rows)
+    sims, rows = engine.search(queries, k, block_rows=block)
+    want_sims, want_rows = _reference(queries, gallery, k)
+    np.testing.assert_array_equal(rows, want_rows)
+    np.testing.assert_array_equal(sims, want_sims)
+
+  def test_exclude_leaves_each_query_out(self):
+    rng = np.random.default_rng(3)
+    gallery = _grid_vectors(rng, 300, 5)
+    gallery[150:] = gallery[:150]  # Each item has one copy.
+    exclude = np.arange(0, 300, 7)
+    sims, rows = nearest.nearest_neighbours(
+      gallery[exclude], gallery, 4, exclude=exclude
+    )
+    want_sims, want_rows = _reference(gallery[exclude], gallery, 4, exclude)
+    np.testing.assert_array_equal(rows, want_rows)
+    np.testing.assert_array_equal(sims, want_sims)
+    self.assertFalse((rows == exclude[:, None]).any())
+    # Its copy (similarity |q|^2) is still there: the best is at least that.
+    norms = (gallery[exclude].astype(np.float64) ** 2).sum(axis=1)
+    self.assertTrue((sims[:, 0] >= norms).all())
+
+  def test_k_is_checked(self):
+    engine = nearest.DeviceGallery.from_array(np.eye(4, dtype=np.float32))
+    with self.assertRaisesRegex(ValueError, "k=5 must be between 1 and 4"):
+      engine.search(np.eye(4, dtype=np.float32), 5)
+    with self.assertRaisesRegex(ValueError, "between 1 and 3"):
+      engine.search(np.eye(4, dtype=np.float32), 4, exclude=np.arange(4))
+    with self.assertRaisesRegex(ValueError, "embed them with the gallery"):
+      engine.search(np.ones((2, 3), np.float32), 1)
+
+
+if __name__ == "__main__":
+  absltest.main()

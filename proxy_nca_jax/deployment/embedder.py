@@ -48,8 +48,12 @@ import ml_collections
 import numpy as np
 
 from proxy_nca_jax import parallel
-from proxy_nca_jax.data import catalog, network_inputs, pipeline
-from proxy_nca_jax.data import rgb_preprocessing
+from proxy_nca_jax.data import (
+  catalog,
+  network_inputs,
+  pipeline,
+  rgb_preprocessing,
+)
 from proxy_nca_jax.training import train_state, workdirs
 
 EmbedFn = Callable[[jax.Array], jax.Array]

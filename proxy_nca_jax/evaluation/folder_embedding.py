@@ -13,10 +13,7 @@
 # limitations under the License.
 """Embedding a folder of image files with a trained run, for retrieval.
 
-Files are found recursively and taken in sorted order of their path relative
-to the folder (POSIX separators); files whose extension is not one of
-`IMAGE_EXTENSIONS` (case-insensitive) and hidden files and folders are left
-out. Each image is decoded with Pillow (first frame). For the grayscale
+Files are listed and decoded as data/image_files.py says. For the grayscale
 datasets (Fashion-MNIST, GLYPHS-ZS) it is converted to 'L', resized to the
 network's input with bilinear interpolation when its size differs, and
 normalised as in training (`network_inputs.normalize_pixels`); for the
@@ -28,13 +25,12 @@ memory holds one batch of images.
 
 A file with an image extension that Pillow cannot decode (corrupt,
 truncated, not an image) is an error naming every such file
-(`BadImagesError`), unless ``skip_bad_files`` is set: then those files are
-left out and returned, and the caller warns.
+(`image_files.BadImagesError`), unless ``skip_bad_files`` is set: then
+those files are left out and returned, and the caller warns.
 """
 
 import math
 import os
-import pathlib
 from collections.abc import Iterator, Sequence
 
 import jax
@@ -47,63 +43,13 @@ from PIL import Image
 from proxy_nca_jax import parallel
 from proxy_nca_jax.data import (
   catalog,
+  image_files,
   network_inputs,
   pipeline,
   rgb_preprocessing,
 )
 from proxy_nca_jax.evaluation import embedding
 from proxy_nca_jax.training import train_state, workdirs
-
-IMAGE_EXTENSIONS = (
-  ".bmp",
-  ".gif",
-  ".jpeg",
-  ".jpg",
-  ".pgm",
-  ".png",
-  ".ppm",
-  ".tif",
-  ".tiff",
-  ".webp",
-)
-# Most bad files named in an error message (all are counted).
-_MAX_NAMED = 10
-# What Pillow raises on files it cannot decode.
-_DECODE_ERRORS = (
-  OSError,
-  SyntaxError,
-  ValueError,
-  Image.DecompressionBombError,
-)
-
-
-class BadImagesError(ValueError):
-  """Files with an image extension that cannot be decoded."""
-
-
-def list_images(folder: str) -> list[str]:
-  """Image files under ``folder``, recursively, as sorted relative paths.
-
-  Raises:
-    FileNotFoundError: ``folder`` is not a folder.
-    ValueError: it holds no image file.
-  """
-  root = pathlib.Path(folder)
-  if not root.is_dir():
-    raise FileNotFoundError(f"--images={folder} is not a folder.")
-  found = []
-  for dirpath, dirnames, filenames in os.walk(root):
-    dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-    for name in filenames:
-      if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
-        continue
-      found.append((pathlib.Path(dirpath) / name).relative_to(root))
-  if not found:
-    raise ValueError(
-      f"No image files under {folder} (searched recursively for "
-      f"{', '.join(IMAGE_EXTENSIONS)}); point --images at a folder of images."
-    )
-  return sorted(path.as_posix() for path in found)
 
 
 def load_image(
@@ -126,20 +72,6 @@ def load_image(
     return network_inputs.normalize_pixels(pixels, input_config.dataset)
 
 
-def _bad_files_message(
-  folder: str, bad: list[tuple[str, str]], total: int
-) -> str:
-  named = "; ".join(f"{name} ({reason})" for name, reason in bad[:_MAX_NAMED])
-  more = f"; and {len(bad) - _MAX_NAMED} more" if len(bad) > _MAX_NAMED else ""
-  fix = "Remove or replace them"
-  if len(bad) < total:
-    fix += ", or pass --skip_bad_files to embed the others"
-  return (
-    f"{len(bad)} of {total} image files under {folder} cannot be decoded: "
-    f"{named}{more}. {fix}."
-  )
-
-
 def _batches(
   folder: str,
   files: Sequence[str],
@@ -155,8 +87,8 @@ def _batches(
     for row, name in enumerate(files[start : start + batch_size]):
       try:
         images[row] = load_image(os.path.join(folder, name), input_config)
-      except _DECODE_ERRORS as error:
-        bad.append((name, str(error) or type(error).__name__))
+      except image_files.DECODE_ERRORS as error:
+        bad.append((name, image_files.decode_error_reason(error)))
         continue
       mask[row] = True
     yield {
@@ -189,7 +121,7 @@ def embed_folder(
   """
   if jax.process_count() > 1:
     raise ValueError("python -m proxy_nca_jax.embed runs in one process.")
-  files = list_images(folder)
+  files = image_files.list_images(folder)
   mesh = parallel.create_mesh()
   config, model, state = workdirs.restore_trained(workdir, mesh)
   # Whole batches of eval_batch_size at most, split evenly over devices.
@@ -204,7 +136,9 @@ def embed_folder(
     mesh,
   )
   if bad and (not skip_bad_files or len(bad) == len(files)):
-    raise BadImagesError(_bad_files_message(folder, bad, len(files)))
+    raise image_files.BadImagesError(
+      image_files.bad_files_message(folder, bad, len(files))
+    )
   skipped = {name for name, _ in bad}
   kept = [name for name in files if name not in skipped]
   logging.info("Embedded %d images of %s.", len(kept), folder)

@@ -34,7 +34,7 @@ from absl.testing import absltest
 from PIL import Image
 
 from proxy_nca_jax import models
-from proxy_nca_jax.data import rgb_preprocessing
+from proxy_nca_jax.data import image_files, rgb_preprocessing
 from proxy_nca_jax.evaluation import folder_embedding
 from tests.testing import fake_fashion_mnist, tiny_run
 
@@ -142,7 +142,7 @@ class EmbedTest(absltest.TestCase):
 
   def test_undecodable_files_are_all_named(self):
     with self.assertRaisesRegex(
-      folder_embedding.BadImagesError,
+      image_files.BadImagesError,
       r"^2 of 3 image files under .*broken cannot be decoded: "
       r"random\.png \(cannot identify image file.*\); sub/truncated\.jpg "
       r"\(.*\)\. Remove or replace them, or pass --skip_bad_files",
@@ -177,11 +177,11 @@ class EmbedTest(absltest.TestCase):
     )
     self.assertFalse(out.parent.exists())
     with self.assertRaisesRegex(FileNotFoundError, "is not a folder"):
-      folder_embedding.list_images(str(self.root / "missing"))
+      image_files.list_images(str(self.root / "missing"))
 
   def test_listing_is_recursive_sorted_and_skips_other_files(self):
     self.assertEqual(
-      folder_embedding.list_images(str(self.images)), self.expected_files
+      image_files.list_images(str(self.images)), self.expected_files
     )
 
 

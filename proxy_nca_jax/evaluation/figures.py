@@ -17,13 +17,15 @@ All figures are drawn with matplotlib's Agg backend (no display needed) and
 saved as PNG through tf.io.gfile, so a path may be a gs:// URL:
 
 - `retrieval_grid`: a few queries with their top-8 neighbours, each
-  neighbour framed green if it is of the query's class, red if not.
+  neighbour framed green if it is of the query's class, red if not (drawn
+  by `image_grid`, which the search command also uses).
 - `embedding_projection`: the embeddings projected on their first two
   principal components, coloured by class (for small sets).
 - `convergence_plot`: metrics against training steps from a workdir's
   ``metrics.jsonl`` (the records of `metric_writer`).
 """
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
@@ -57,6 +59,45 @@ def _framed(image: np.ndarray, rgb: tuple[float, ...] | None, width: int):
   return image
 
 
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One image of a grid: a caption above it, a frame colour (RGB) or none."""
+
+  image: np.ndarray
+  caption: str
+  frame: tuple[float, float, float] | None = None
+  caption_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+def image_grid(
+  rows: Sequence[Sequence[Cell]], path: str, title: str, *, frame: int = 2
+) -> None:
+  """Saves a grid of framed, captioned images, one list of cells per row.
+
+  Args:
+    rows: the cells of each row (rows may be shorter than the longest).
+    path: the PNG file to write.
+    title: the figure's title.
+    frame: frame width in image pixels.
+  """
+  cols = max(len(row) for row in rows)
+  fig, axes = plt.subplots(
+    len(rows), cols, figsize=(1.1 * cols, 1.2 * len(rows)), squeeze=False
+  )
+  for ax_row, cells in zip(axes, rows, strict=True):
+    for ax, cell in zip(ax_row, cells, strict=False):
+      ax.imshow(_framed(cell.image, cell.frame, frame))
+      ax.set_title(cell.caption, fontsize=7, color=cell.caption_rgb)
+  for ax in axes.flat:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+      spine.set_visible(False)
+  fig.suptitle(title)
+  fig.tight_layout()
+  _save(fig, path)
+
+
 def retrieval_grid(
   images: np.ndarray,
   labels: np.ndarray,
@@ -78,26 +119,19 @@ def retrieval_grid(
     frame: frame width in image pixels; green for a neighbour of the
       query's class (`CORRECT_RGB`), red otherwise (`WRONG_RGB`).
   """
-  rows, cols = len(queries), neighbours.shape[1] + 1
-  fig, axes = plt.subplots(
-    rows, cols, figsize=(1.1 * cols, 1.2 * rows), squeeze=False
+  rows = []
+  for query, found in zip(queries, neighbours, strict=True):
+    row = [Cell(images[query], f"query {labels[query]}")]
+    for item in found:
+      rgb = CORRECT_RGB if labels[item] == labels[query] else WRONG_RGB
+      row.append(Cell(images[item], f"{labels[item]}", rgb, rgb))
+    rows.append(row)
+  image_grid(
+    rows,
+    path,
+    "queries and their nearest neighbours (green: same class)",
+    frame=frame,
   )
-  for row, (query, found) in enumerate(zip(queries, neighbours, strict=True)):
-    axes[row, 0].imshow(_framed(images[query], None, frame))
-    axes[row, 0].set_title(f"query {labels[query]}", fontsize=7)
-    for col, item in enumerate(found, start=1):
-      correct = labels[item] == labels[query]
-      rgb = CORRECT_RGB if correct else WRONG_RGB
-      axes[row, col].imshow(_framed(images[item], rgb, frame))
-      axes[row, col].set_title(f"{labels[item]}", fontsize=7, color=rgb)
-  for ax in axes.flat:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-      spine.set_visible(False)
-  fig.suptitle("queries and their nearest neighbours (green: same class)")
-  fig.tight_layout()
-  _save(fig, path)
 
 
 def _save(fig: matplotlib.figure.Figure, path: str) -> None:

@@ -1,0 +1,97 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+r"""Indexes a folder of images into a gallery for searching.
+
+  python -m proxy_nca_jax.index --workdir=W (or --model=FILE.npz) \
+      --images=DIR --out=GALLERY [--skip_bad_files]
+
+Embeds every image file under DIR (recursively) with the run's newest
+checkpoint or an exported model, logging progress and the time left, and
+writes the gallery folder (deployment/gallery.py): ``embeddings.npy``
+(float32) and ``gallery.json`` (files, class-per-folder labels when every
+image is in a subfolder, the model's spec). Interrupted, the same command
+continues where it stopped; run again after adding images, it embeds only
+the new ones. A file that cannot be decoded stops it with a message naming
+it (what was embedded is kept); ``--skip_bad_files`` leaves such files out.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import jax  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from proxy_nca_jax import deployment, quiet_logs  # noqa: E402
+from proxy_nca_jax.deployment import gallery  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a training run.")
+_MODEL = flags.DEFINE_string(
+  "model", None, "An exported model (.npz), instead of --workdir."
+)
+_IMAGES = flags.DEFINE_string(
+  "images", None, "Folder of images (searched recursively)."
+)
+_OUT = flags.DEFINE_string("out", None, "The gallery folder to write.")
+_SKIP_BAD_FILES = flags.DEFINE_bool(
+  "skip_bad_files",
+  False,
+  "Leave files that cannot be decoded out (listed) instead of failing.",
+)
+_BATCH_SIZE = flags.DEFINE_integer(
+  "batch_size", gallery.BATCH_SIZE, "Images per call of the network."
+)
+flags.mark_flags_as_required(["images", "out"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  quiet_logs.quiet_libraries()
+  try:
+    embed, spec, source = deployment.open_embedder(
+      workdir=_WORKDIR.value, model=_MODEL.value
+    )
+    done = gallery.build(
+      jax.jit(embed),
+      spec,
+      source,
+      _IMAGES.value,
+      _OUT.value,
+      skip_bad_files=_SKIP_BAD_FILES.value,
+      batch_size=_BATCH_SIZE.value,
+    )
+  except (FileNotFoundError, ValueError) as error:
+    sys.stderr.write(f"error: {error}\n")
+    sys.exit(1)
+  skipped = done.record["skipped"]
+  if skipped:
+    logging.warning(
+      "Skipped %d file(s) that cannot be decoded: %s",
+      len(skipped),
+      "; ".join(f"{s['file']} ({s['reason']})" for s in skipped),
+    )
+  classes = done.classes
+  sys.stdout.write(
+    f"wrote {done.path}: {done.embeddings.shape[0]} images x "
+    f"{done.embeddings.shape[1]}-d"
+    + (f", {len(classes)} classes" if classes else ", no class folders")
+    + f"; model {spec.describe()}\n"
+  )
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,104 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+r"""Searches a gallery for the nearest images of query images.
+
+  python -m proxy_nca_jax.search --gallery=GALLERY --query=IMG_OR_DIR \
+      [--k=10] [--out=results.json] [--grid=results.png] \
+      [--workdir=W | --model=FILE.npz]
+
+Prints, for each query, its k nearest gallery images with their similarity
+(and class when the gallery has class folders), writes them as JSON and
+draws a PNG grid (query, then its neighbours). The search is exact, with
+the ranking of the evaluation metrics (deployment/neighbours.py). Queries
+are embedded by the model that made the gallery (its recorded workdir or
+exported file) unless --workdir or --model names another copy of it; a
+different model is refused.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import jax  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from proxy_nca_jax import deployment, quiet_logs  # noqa: E402
+from proxy_nca_jax.deployment import gallery, neighbours  # noqa: E402
+
+_GALLERY = flags.DEFINE_string(
+  "gallery", None, "A gallery folder (python -m proxy_nca_jax.index)."
+)
+_QUERY = flags.DEFINE_string(
+  "query", None, "An image file, or a folder of them (recursively)."
+)
+_K = flags.DEFINE_integer("k", 10, "Neighbours per query.")
+_OUT = flags.DEFINE_string(
+  "out", "search_results.json", "JSON file of the ranked lists."
+)
+_GRID = flags.DEFINE_string(
+  "grid", "search_results.png", "PNG grid of the first queries ('' : none)."
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "The gallery's training run, if moved since indexing."
+)
+_MODEL = flags.DEFINE_string(
+  "model", None, "The gallery's exported model, if moved since indexing."
+)
+flags.mark_flags_as_required(["gallery", "query"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  quiet_logs.quiet_libraries()
+  try:
+    if _K.value < 1:
+      raise ValueError(f"--k={_K.value} must be at least 1.")
+    found = gallery.load(_GALLERY.value)
+    source = {"workdir": _WORKDIR.value, "model": _MODEL.value}
+    if _WORKDIR.value is None and _MODEL.value is None:
+      source = {"workdir": None, "model": None, **found.record["source"]}
+    embed, spec, _ = deployment.open_embedder(**source)
+    results = neighbours.search(
+      found, jax.jit(embed), spec, _QUERY.value, _K.value
+    )
+  except (FileNotFoundError, ValueError) as error:
+    sys.stderr.write(f"error: {error}\n")
+    sys.exit(1)
+  sys.stdout.write(neighbours.format_results(results) + "\n")
+  parent = os.path.dirname(_OUT.value)
+  if parent:
+    os.makedirs(parent, exist_ok=True)
+  with open(_OUT.value, "w") as f:
+    json.dump(
+      {
+        "gallery": os.path.abspath(_GALLERY.value),
+        "k": _K.value,
+        "model": spec.describe(),
+        "queries": results,
+      },
+      f,
+      indent=1,
+    )
+  sys.stdout.write(f"wrote {_OUT.value}\n")
+  if _GRID.value:
+    neighbours.draw(results, found, _GRID.value)
+    sys.stdout.write(f"wrote {_GRID.value}\n")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -54,6 +54,11 @@ _SKIP_BAD_FILES = flags.DEFINE_bool(
 _BATCH_SIZE = flags.DEFINE_integer(
   "batch_size", gallery.BATCH_SIZE, "Images per call of the network."
 )
+_PART_SIZE = flags.DEFINE_integer(
+  "part_size",
+  gallery.PART_SIZE,
+  "Files per resumable part (an interrupted index loses at most one).",
+)
 flags.mark_flags_as_required(["images", "out"])
 
 
@@ -73,6 +78,7 @@ def main(argv: list[str]) -> None:
       _OUT.value,
       skip_bad_files=_SKIP_BAD_FILES.value,
       batch_size=_BATCH_SIZE.value,
+      part_size=_PART_SIZE.value,
     )
   except (FileNotFoundError, ValueError) as error:
     sys.stderr.write(f"error: {error}\n")

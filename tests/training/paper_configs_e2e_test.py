@@ -22,6 +22,8 @@ the checkpoint is read back and checked against published numbers
 (parameter counts of the networks, the paper's class splits and embedding
 sizes, each dataset's Recall@K columns), and its retrieval grid
 must show the test images in their true colours (BN-Inception sees BGR).
+For Cars196 the embedder is also exported (jax.export, 40 x 48 inputs) and
+must embed image files as the ``embed`` command's evaluation recipe does.
 Images are 32 px (BN-Inception's smallest input, 1x1 before pooling) to
 keep the CPU cost to the compiles.
 """
@@ -40,7 +42,8 @@ from absl.testing import absltest, parameterized
 from PIL import Image
 
 from proxy_nca_jax import models, parallel
-from proxy_nca_jax.evaluation import report
+from proxy_nca_jax.deployment import embedder, exported_model
+from proxy_nca_jax.evaluation import folder_embedding, report
 from proxy_nca_jax.training import trainer, workdirs
 from tests.data import paper_datasets_test
 from tests.testing import fake_images
@@ -70,16 +73,18 @@ def _mock_labels(num_train: int) -> np.ndarray:
 
 # Two classes of two cases each, so that pytest-xdist (--dist loadscope)
 # runs them on both workers.
+# The last field: also export the embedder and check it (one case: the
+# export of a colour backbone, the grey one is tests/deployment/).
 CASES = (
-  ("caltech_birds2011", None, "bn_inception", 64),
-  ("cars196", None, "bn_inception", 64),
-  ("stanford_online_products", None, "bn_inception", 64),
-  ("caltech_birds2011", "recipe=proxynca_pp", "resnet50", 512),
+  ("caltech_birds2011", None, "bn_inception", 64, False),
+  ("cars196", None, "bn_inception", 64, True),
+  ("stanford_online_products", None, "bn_inception", 64, False),
+  ("caltech_birds2011", "recipe=proxynca_pp", "resnet50", 512, False),
 )
 
 
 class _EndToEnd(parameterized.TestCase):
-  def check_config(self, name, arg, backbone, embedding_dim):
+  def check_config(self, name, arg, backbone, embedding_dim, export):
     module, _, _, num_train, _ = paper_datasets_test.PAPER[name]
     tmp = pathlib.Path(tempfile.mkdtemp())
     self.addCleanup(shutil.rmtree, tmp)
@@ -117,6 +122,8 @@ class _EndToEnd(parameterized.TestCase):
     with fake_images.mocked_dataset(name, tmp / "data", splits):
       results = trainer.train_and_evaluate(config, str(workdir), mesh)
       evaluated = report.evaluate_workdir(str(workdir), mesh=mesh)
+      if export:
+        self.check_export(workdir, tmp, rng)
 
     self.assertEqual(list(results), [STEPS])
     self.assertEqual(
@@ -153,6 +160,22 @@ class _EndToEnd(parameterized.TestCase):
     # 6 queries and 8 neighbours among 12 images: 54 cells of 32 x 32.
     self.assertGreater(near(ORANGE), 54 * 16 * 16)
     self.assertEqual(near(ORANGE[::-1]), 0)
+
+  def check_export(self, workdir, tmp, rng):
+    """The exported embedder (40 x 48 inputs, resized inside) equals the
+    evaluation recipe of ``embed`` (TF resize, crop, colours) within 1e-5."""
+    pixels = rng.integers(0, 256, (5, 40, 48, 3), dtype=np.uint8)
+    folder = tmp / "images"
+    folder.mkdir()
+    for i, image in enumerate(pixels):
+      Image.fromarray(image).save(folder / f"{i}.png")
+    want, files, _, _ = folder_embedding.embed_folder(str(workdir), folder)
+    self.assertEqual(files, [f"{i}.png" for i in range(5)])
+    embed, spec = embedder.from_workdir(str(workdir), (40, 48, 3))
+    exported_model.save(embed, spec, str(tmp / "model.npz"))
+    loaded, loaded_spec = exported_model.load(str(tmp / "model.npz"))
+    self.assertEqual(loaded_spec, spec)
+    np.testing.assert_allclose(loaded(pixels), want, rtol=0, atol=1e-5)
 
 
 class BirdsAndCarsTest(_EndToEnd):

@@ -1,0 +1,150 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""``python -m proxy_nca_jax.export``: the exported embedder equals the run.
+
+The shared tiny FMNIST-ZS run is exported by the command (both formats).
+Its test split is embedded by the evaluation path (tfds pipeline, network
+in inference mode); the same images, as uint8 pixels recovered with
+Fashion-MNIST's published statistics, go through the exported file loaded
+by examples/embed_with_exported_model.py in a process that never imports
+this package, and through the SavedModel in TensorFlow. All three must
+agree within 1e-5.
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import jax
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl.testing import absltest
+
+from proxy_nca_jax import parallel
+from proxy_nca_jax.evaluation import report
+from proxy_nca_jax.training import workdirs
+from tests.testing import tiny_run
+
+# Real runs and subprocesses: left out of make test-fast.
+pytestmark = pytest.mark.slow
+
+FMNIST_MEAN, FMNIST_STD = 0.2860, 0.3530
+EXAMPLE = tiny_run.REPO / "examples" / "embed_with_exported_model.py"
+# Runs the example and says whether it imported this package.
+_RUN_EXAMPLE = (
+  "import runpy, sys; sys.argv = sys.argv[1:]; "
+  "runpy.run_path(sys.argv[0], run_name='__main__'); "
+  "print('imported proxy_nca_jax:', 'proxy_nca_jax' in sys.modules)"
+)
+
+
+def _export(*flags: str) -> subprocess.CompletedProcess:
+  return tiny_run.run_command(
+    [sys.executable, "-m", "proxy_nca_jax.export", *flags]
+  )
+
+
+class ExportTest(absltest.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls._tmp = tempfile.TemporaryDirectory()
+    cls.root = pathlib.Path(cls._tmp.name)
+    cls.workdir, cls.config, _ = tiny_run.shared_run()
+    mesh = parallel.create_mesh(jax.devices()[:1])
+    config, model, state = workdirs.restore_trained(str(cls.workdir), mesh)
+    cls.embeddings, _, inputs = report.embed_split(
+      config.input, model, state, mesh, "test"
+    )
+    pixels = (inputs * FMNIST_STD + FMNIST_MEAN) * 255.0
+    cls.pixels = np.rint(pixels).astype(np.uint8)
+    # The recovered pixels are the dataset's (integers, exactly).
+    np.testing.assert_allclose(pixels, cls.pixels, atol=1e-3)
+    cls.model = cls.root / "model.npz"
+    cls.export_run = _export(f"--workdir={cls.workdir}", f"--out={cls.model}")
+
+  @classmethod
+  def tearDownClass(cls):
+    cls._tmp.cleanup()
+    super().tearDownClass()
+
+  def test_command_reports_what_it_wrote(self):
+    run = self.export_run
+    self.assertEqual(run.returncode, 0, run.stderr)
+    self.assertIn(
+      f"wrote {self.model}: uint8 images (batch, 28, 28, 1) -> 8-d unit "
+      "embeddings; convnet_s 8-d, step 6",
+      run.stdout,
+    )
+
+  def test_jax_only_load_equals_evaluation_path_at_any_batch_size(self):
+    self.assertEqual(self.export_run.returncode, 0, self.export_run.stderr)
+    for count in (1, 7, len(self.pixels)):
+      images, out = self.root / f"in{count}.npy", self.root / f"out{count}.npy"
+      np.save(images, self.pixels[:count])
+      run = subprocess.run(
+        [sys.executable, "-c", _RUN_EXAMPLE, str(EXAMPLE), str(self.model)]
+        + [str(images), str(out)],
+        cwd=self.root,
+        env=tiny_run.subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+      )
+      self.assertEqual(run.returncode, 0, run.stderr)
+      self.assertIn("imported proxy_nca_jax: False", run.stdout)
+      np.testing.assert_allclose(
+        np.load(out), self.embeddings[:count], rtol=0, atol=1e-5
+      )
+
+  def test_file_records_what_a_user_needs(self):
+    with np.load(self.model) as contents:
+      spec = json.loads(str(contents["spec"]))
+    self.assertEqual(spec["input_shape"], [28, 28, 1])
+    self.assertEqual(spec["input_dtype"], "uint8")
+    self.assertEqual(spec["embedding_dim"], 8)
+    self.assertEqual(spec["jax_version"], jax.__version__)
+    self.assertEqual(spec["step"], 6)
+    self.assertEqual(spec["config_signature"]["model"], "convnet_s")
+    self.assertEqual(spec["config_signature"]["embedding_dim"], 8)
+    self.assertLen(spec["weights"], 16)
+
+  def test_saved_model_equals_evaluation_path(self):
+    folder = self.root / "saved_model"
+    run = _export(
+      f"--workdir={self.workdir}", f"--out={folder}", "--format=saved_model"
+    )
+    self.assertEqual(run.returncode, 0, run.stderr)
+    serving = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    out = serving(images=tf.constant(self.pixels[:5]))["embeddings"].numpy()
+    np.testing.assert_allclose(out, self.embeddings[:5], rtol=0, atol=1e-5)
+
+  def test_bad_flags_get_one_line(self):
+    run = _export(f"--workdir={self.workdir}", f"--out={self.root}/m.bin")
+    self.assertEqual(run.returncode, 1)
+    self.assertEqual(
+      run.stderr.strip().splitlines()[-1],
+      f"error: --out={self.root}/m.bin must name a .npz file.",
+    )
+    run = _export(f"--workdir={self.root}/none", f"--out={self.root}/m.npz")
+    self.assertEqual(run.returncode, 1)
+    self.assertIn("is not the workdir of a training run", run.stderr)
+    self.assertNotIn("Traceback", run.stderr)
+
+
+if __name__ == "__main__":
+  absltest.main()

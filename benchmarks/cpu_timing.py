@@ -21,7 +21,9 @@ and can keep only the quiet stretches (``time_quietly``).
 import ctypes
 import os
 import platform
+import threading
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -143,4 +145,64 @@ def machine_description() -> dict[str, str]:
     "cpu": f"{cpu}, {os.cpu_count()} cores",
     "python": platform.python_version(),
     "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+  }
+
+
+def _rss() -> tuple[int, int]:
+  """This process's resident set size and its anonymous part (resident
+  minus file-backed pages, e.g. of memory-mapped files), in bytes."""
+  with open("/proc/self/statm") as f:
+    resident, shared = (int(v) for v in f.read().split()[1:3])
+  page = os.sysconf("SC_PAGE_SIZE")
+  return resident * page, (resident - shared) * page
+
+
+class _PeakRss:
+  """Samples the resident set size in a thread; peak minus start, in MB
+  (``extra_mb``; ``anon_extra_mb`` for the anonymous part)."""
+
+  def __enter__(self):
+    self.start = _rss()
+    self.peak = self.start
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._sample, daemon=True)
+    self._thread.start()
+    return self
+
+  def _sample(self):
+    while not self._stop.is_set():
+      self.peak = tuple(map(max, self.peak, _rss()))
+      time.sleep(0.001)
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    self._thread.join()
+    self.peak = tuple(map(max, self.peak, _rss()))
+    self.extra_mb = (self.peak[0] - self.start[0]) / 2**20
+    self.anon_extra_mb = (self.peak[1] - self.start[1]) / 2**20
+
+
+def measure(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
+  """Runs `fn` `repeats` times: result, times, memory, load averages."""
+  times, rss, anon, traced, loads = [], [], [], [], []
+  result = None
+  for _ in range(repeats):
+    tracemalloc.start()
+    with _PeakRss() as memory:
+      start = time.perf_counter()
+      result = fn()
+      times.append(time.perf_counter() - start)
+    traced.append(tracemalloc.get_traced_memory()[1] / 2**20)
+    tracemalloc.stop()
+    rss.append(memory.extra_mb)
+    anon.append(memory.anon_extra_mb)
+    loads.append(os.getloadavg()[0])
+  return {
+    "result": result,
+    "seconds": times,
+    "best_s": min(times),
+    "rss_extra_mb": max(rss),
+    "anon_extra_mb": max(anon),
+    "tracemalloc_peak_mb": max(traced),
+    "load_1min": loads,
   }

@@ -51,10 +51,6 @@ Needs ``pip install torch==2.13.0 pytorch-metric-learning faiss-cpu``
 import json
 import os
 import platform
-import threading
-import time
-import tracemalloc
-from collections.abc import Callable
 from typing import Any
 
 import faiss
@@ -62,6 +58,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from benchmarks.cpu_timing import measure
 from proxy_nca_jax import evaluation
 from proxy_nca_jax.evaluation import clustering, mutual_information
 
@@ -111,59 +108,6 @@ def sop_like_embeddings(
   x += noise * rng.standard_normal((num, dim), dtype=np.float32)
   x /= np.linalg.norm(x, axis=1, keepdims=True)
   return x, labels
-
-
-def _rss() -> int:
-  """This process's resident set size in bytes (Linux /proc)."""
-  with open("/proc/self/statm") as f:
-    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class _PeakRss:
-  """Samples the resident set size in a thread; peak minus start, in MB."""
-
-  def __enter__(self):
-    self.start = _rss()
-    self.peak = self.start
-    self._stop = threading.Event()
-    self._thread = threading.Thread(target=self._sample, daemon=True)
-    self._thread.start()
-    return self
-
-  def _sample(self):
-    while not self._stop.is_set():
-      self.peak = max(self.peak, _rss())
-      time.sleep(0.001)
-
-  def __exit__(self, *exc):
-    self._stop.set()
-    self._thread.join()
-    self.peak = max(self.peak, _rss())
-    self.extra_mb = (self.peak - self.start) / 2**20
-
-
-def measure(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
-  """Runs `fn` `repeats` times: result, times, memory, load averages."""
-  times, rss, traced, loads = [], [], [], []
-  result = None
-  for _ in range(repeats):
-    tracemalloc.start()
-    with _PeakRss() as memory:
-      start = time.perf_counter()
-      result = fn()
-      times.append(time.perf_counter() - start)
-    traced.append(tracemalloc.get_traced_memory()[1] / 2**20)
-    tracemalloc.stop()
-    rss.append(memory.extra_mb)
-    loads.append(os.getloadavg()[0])
-  return {
-    "result": result,
-    "seconds": times,
-    "best_s": min(times),
-    "rss_extra_mb": max(rss),
-    "tracemalloc_peak_mb": max(traced),
-    "load_1min": loads,
-  }
 
 
 def scores_from_neighbours(

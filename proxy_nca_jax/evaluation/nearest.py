@@ -54,7 +54,7 @@ DEFAULT_BLOCK_ROWS = 256
 DEFAULT_CHUNK_ROWS = 8192
 
 
-@functools.partial(jax.jit, static_argnames=("k",))
+@functools.partial(jax.jit, static_argnames=("k", "masked"))
 def _merge_chunk(
   queries: jax.Array,
   chunk: jax.Array,
@@ -64,6 +64,7 @@ def _merge_chunk(
   best: tuple[jax.Array, jax.Array],
   *,
   k: int,
+  masked: bool,
 ) -> tuple[jax.Array, jax.Array]:
   """The running k best of each query, updated with one gallery chunk.
 
@@ -83,9 +84,10 @@ def _merge_chunk(
     The updated ``best``.
   """
   sims = similarity.similarities(queries, chunk)
-  columns = jnp.arange(chunk.shape[0])
-  keep = (columns < num_rows) & (first_row + columns != exclude[:, None])
-  sims = jnp.where(keep, sims, -jnp.inf)
+  if masked:
+    columns = jnp.arange(chunk.shape[0])
+    keep = (columns < num_rows) & (first_row + columns != exclude[:, None])
+    sims = jnp.where(keep, sims, -jnp.inf)
   grouped = sims.reshape(sims.shape[0], -1, _GROUP)
   _, groups = jax.lax.top_k(grouped.max(axis=2), min(k, grouped.shape[1]))
   # In gallery order, so that a candidate's position orders ties by index.
@@ -137,7 +139,7 @@ class DeviceGallery:
         part = np.concatenate(
           [part, np.zeros((rows - part.shape[0], part.shape[1]), np.float32)]
         )
-      chunks.append(jnp.asarray(part))
+      chunks.append(jax.device_put(part))
     return cls(chunks=chunks, size=size, chunk_rows=rows)
 
   @property
@@ -196,14 +198,16 @@ class DeviceGallery:
       )
       for i, chunk in enumerate(self.chunks):
         first = i * self.chunk_rows
+        rows = min(self.chunk_rows, self.size - first)
         best = _merge_chunk(
           block_queries,
           chunk,
           jnp.int32(first),
-          jnp.int32(min(self.chunk_rows, self.size - first)),
+          jnp.int32(rows),
           block_excluded,
           best,
           k=k,
+          masked=exclude is not None or rows < self.chunk_rows,
         )
       return jax.device_get(best)
 

@@ -123,7 +123,9 @@ class DeviceGallery:
     """Copies ``gallery`` (G, D) float32 (a memory map is fine) in chunks.
 
     The last chunk is padded; the chunk size is a multiple of the group
-    size, and no larger than the gallery needs.
+    size, and no larger than the gallery needs. On CPU, chunks of a
+    64-byte-aligned array (a memory-mapped ``.npy``, for one) are used in
+    place, not copied: do not modify ``gallery`` while searching it.
     """
     gallery = np.asarray(gallery)
     if gallery.ndim != 2 or gallery.shape[0] == 0:

@@ -30,9 +30,9 @@ Loading needs only NumPy and JAX, not this package::
     embed = jax.export.deserialize(bytearray(f["exported"].tobytes()))
   embeddings = embed.call(images)  # uint8 (B, *spec["input_shape"])
 
-`jax.export` keeps serialised files loadable for at least 6 months of JAX
-releases (its backward-compatibility window); re-export from the workdir
-with a newer JAX when that runs out.
+`jax.export` keeps a file loadable by a jaxlib built up to 6 months after
+the exporting one (backward compatibility) and up to 3 weeks before it
+(forward); re-export from the workdir with a newer JAX when that runs out.
 
 ``save_saved_model`` writes a TensorFlow SavedModel of the same function
 (``jax2tf``, native serialisation) for TF Serving: signature

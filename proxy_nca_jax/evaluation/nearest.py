@@ -47,11 +47,11 @@ from proxy_nca_jax.evaluation import similarity
 
 # Consecutive columns whose maximum stands for them in the first selection.
 _GROUP = 64
-# Queries per device call, and gallery rows per chunk: 256 x 8192 tiles
-# (8 MiB) were the fastest measured at 1,000,000 x 128 on a 2-core AMD EPYC
-# (benchmarks/README.md, "Search").
+# Queries per device call, and gallery rows per chunk: 256 x 16384 tiles
+# (16 MiB) were the fastest of 4096 to 32768 rows measured at 1,000,000 x
+# 128 on a 2-core AMD EPYC (benchmarks/README.md, "Search at scale").
 DEFAULT_BLOCK_ROWS = 256
-DEFAULT_CHUNK_ROWS = 8192
+DEFAULT_CHUNK_ROWS = 16384
 
 
 @functools.partial(jax.jit, static_argnames=("k", "masked"))

@@ -199,6 +199,10 @@ def get_config(
   config.evals.block_size = 2048
   config.evals.kmeans_restarts = 3
   config.evals.kmeans_iters = 50
+  # None: every image of the split queries the others (leave-one-out);
+  # "per_class:K": the first K images of each class (the split's fixed
+  # order) query a gallery of the others (the In-Shop protocol).
+  config.evals.query_gallery = config_dict.placeholder(str)
 
   config.ckpt = ml_collections.ConfigDict()
   config.ckpt.every_steps = config.evals.every_steps

@@ -14,14 +14,16 @@
 r"""Evaluates the newest checkpoint of a training run: metrics and figures.
 
   python -m proxy_nca_jax.evaluate --workdir=workdirs/fashion_mnist \
-      [--split=test] [--max_examples=N] [--block_size=2048]
+      [--split=test] [--max_examples=N] [--block_size=2048] \
+      [--query_gallery=per_class:K]
 
 Loads the run's config and newest checkpoint from the workdir, embeds the
 split (by default the never-seen test classes), prints the metrics table
 (every Recall@K of the run's config, Precision@1, R-Precision, MAP@R, NMI,
 AMI) and writes into the workdir (evaluation/report.py):
 
-- ``metrics_<split>.json``: {"step", "split", "num_examples", "metrics"};
+- ``metrics_<split>.json``: {"step", "split", "num_examples",
+  "query_gallery", "metrics"};
 - ``retrieval_<split>.png``: a few queries with their nearest neighbours,
   framed green (same class) or red (other class);
 - ``projection_<split>.png``: the embeddings' first two principal
@@ -71,6 +73,13 @@ _MAX_PROJECTED = flags.DEFINE_integer(
   40_000,
   "Largest split that gets a 2-D projection figure (0: never).",
 )
+_QUERY_GALLERY = flags.DEFINE_string(
+  "query_gallery",
+  None,
+  "'per_class:K': the first K images of each class query a gallery of the "
+  "others (the In-Shop protocol); default: the run's evals.query_gallery "
+  "(unset: every image queries all the others).",
+)
 flags.mark_flag_as_required("workdir")
 
 
@@ -87,6 +96,7 @@ def main(argv: list[str]) -> None:
       num_queries=_NUM_QUERIES.value,
       num_neighbours=_NUM_NEIGHBOURS.value,
       max_projected=_MAX_PROJECTED.value,
+      query_gallery=_QUERY_GALLERY.value,
     )
   except (FileNotFoundError, ValueError) as error:
     # Not a workdir, no checkpoint, data not prepared: one line, no trace.

@@ -91,7 +91,9 @@ __all__ = [
   "evaluate_with_config",
   "format_results_table",
   "results_table",
+  "parse_query_gallery",
   "per_query_scores",
+  "query_gallery_split",
   "retrieval_metrics",
   "summarize_retrieval",
 ]
@@ -343,6 +345,43 @@ def evaluate_embeddings(
   return metrics
 
 
+def parse_query_gallery(spec: str | None) -> int | None:
+  """K of ``evals.query_gallery = "per_class:K"``, or None (leave-one-out).
+
+  Raises:
+    ValueError: any other value, naming the accepted ones.
+  """
+  if spec is None:
+    return None
+  kind, _, count = str(spec).partition(":")
+  if kind == "per_class" and count.isdigit() and int(count) >= 1:
+    return int(count)
+  raise ValueError(
+    f"evals.query_gallery={spec!r}; use None (each image queries the "
+    "others) or 'per_class:K' (the first K images of each class query the "
+    "rest)."
+  )
+
+
+def query_gallery_split(
+  labels: Array, per_class: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """(query indices, gallery indices): the first ``per_class`` items of each
+  class (in the set's order) are queries, the others the gallery.
+
+  A class with at most ``per_class`` items has no gallery item: its queries
+  count as misses in Recall@K and are left out of MAP@R (R = 0).
+  """
+  labels = np.asarray(labels)
+  order = np.argsort(labels, kind="stable")
+  sorted_labels = labels[order]
+  starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
+  position = np.empty(len(labels), np.int64)
+  position[order] = np.arange(len(labels)) - starts
+  is_query = position < per_class
+  return np.flatnonzero(is_query), np.flatnonzero(~is_query)
+
+
 def evaluate_with_config(
   embeddings: Array,
   labels: Array,
@@ -361,15 +400,46 @@ def evaluate_with_config(
     mesh: devices to spread the work over (default: as evaluate_embeddings).
 
   Returns:
-    The metrics of `evaluate_embeddings`.
+    The metrics of `evaluate_embeddings`; with ``evals.query_gallery``
+    (`parse_query_gallery`), the retrieval metrics are those of its queries
+    against its gallery, and NMI/AMI still cluster the whole set.
   """
-  return evaluate_embeddings(
-    embeddings,
-    labels,
+  per_class = parse_query_gallery(config.evals.query_gallery)
+  block_size = block_size or config.evals.block_size
+  if per_class is None:
+    return evaluate_embeddings(
+      embeddings,
+      labels,
+      ks=tuple(config.evals.recall_ks),
+      block_size=block_size,
+      kmeans_restarts=config.evals.kmeans_restarts,
+      kmeans_iters=config.evals.kmeans_iters,
+      seed=config.seed,
+      mesh=mesh,
+    )
+  x, y = np.asarray(embeddings), np.asarray(labels)
+  queries, gallery = query_gallery_split(y, per_class)
+  if not len(gallery):
+    raise ValueError(
+      f"evals.query_gallery={config.evals.query_gallery!r} leaves no "
+      f"gallery: every class has at most {per_class} images."
+    )
+  metrics = retrieval_metrics(
+    x[queries],
+    y[queries],
+    gallery=x[gallery],
+    gallery_labels=y[gallery],
     ks=tuple(config.evals.recall_ks),
-    block_size=block_size or config.evals.block_size,
-    kmeans_restarts=config.evals.kmeans_restarts,
-    kmeans_iters=config.evals.kmeans_iters,
-    seed=config.seed,
+    block_size=block_size,
     mesh=mesh,
   )
+  metrics.update(
+    clustering_metrics(
+      x,
+      y,
+      seed=config.seed,
+      num_iters=config.evals.kmeans_iters,
+      num_restarts=config.evals.kmeans_restarts,
+    )
+  )
+  return metrics

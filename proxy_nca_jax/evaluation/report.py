@@ -179,6 +179,7 @@ def evaluate_workdir(
   num_queries: int = 6,
   num_neighbours: int = 8,
   max_projected: int = 40_000,
+  query_gallery: str | None = None,
   mesh: jax.sharding.Mesh | None = None,
 ) -> dict:
   """Evaluates a run's newest checkpoint; writes its metrics and figures.
@@ -195,6 +196,8 @@ def evaluate_workdir(
     num_queries: rows of the retrieval figure.
     num_neighbours: neighbours per row.
     max_projected: largest set drawn as a 2-D projection (0: never).
+    query_gallery: overrides ``config.evals.query_gallery`` (e.g.
+      'per_class:1': each class's first image queries the others).
     mesh: where to embed and evaluate (default: every device).
 
   Returns:
@@ -212,6 +215,10 @@ def evaluate_workdir(
   records = _convergence_records(workdir)
   mesh = parallel.create_mesh() if mesh is None else mesh
   config, model, state = workdirs.restore_trained(workdir, mesh)
+  if query_gallery is not None:
+    evaluation.parse_query_gallery(query_gallery)
+    with config.unlocked():
+      config.evals.query_gallery = query_gallery
   embeddings, labels, images = embed_split(
     input_config, model, state, mesh, split
   )
@@ -222,6 +229,7 @@ def evaluate_workdir(
     "step": int(jax.device_get(state.step)),
     "split": split,
     "num_examples": int(len(labels)),
+    "query_gallery": config.evals.query_gallery,
     "metrics": metrics,
     "files": [],
   }

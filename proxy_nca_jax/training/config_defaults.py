@@ -30,6 +30,8 @@ OPTIONAL_FIELDS: dict[str, object] = {
   "input.augmentation": "none",
   # The paper datasets' image-count check: off for the other datasets.
   "input.check_num_examples": False,
+  # Query/gallery evaluation: before it, always leave-one-out.
+  "evals.query_gallery": None,
 }
 
 

@@ -33,7 +33,7 @@ import jax
 import ml_collections
 import optax
 
-from proxy_nca_jax import models, parallel
+from proxy_nca_jax import evaluation, models, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.training import loss_binding, optim, step, train_state
 
@@ -59,6 +59,7 @@ def check_config(
   if train_state.proxy_sharding(config) == "sharded":
     loss_binding.check_supported(config.loss)
   loss_binding.create_loss_fn(config.loss)  # Checks the loss options.
+  evaluation.parse_query_gallery(config.evals.query_gallery)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ colours are checked on constructed embeddings whose neighbours are known.
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,8 +33,9 @@ import pytest
 from absl.testing import absltest
 from PIL import Image
 
+from proxy_nca_jax import evaluation, parallel
 from proxy_nca_jax.evaluation import figures, report
-from proxy_nca_jax.training import metric_writer
+from proxy_nca_jax.training import metric_writer, workdirs
 from tests.evaluation import figures_test
 from tests.testing import references, tiny_run
 
@@ -83,6 +85,37 @@ class EvaluateCommandTest(absltest.TestCase):
     for key, value in logged.items():
       self.assertEqual(saved["metrics"][key], value, msg=key)
     self.assertIn("map@r", self.result.stdout)
+
+  def test_query_gallery_protocol_is_applied_and_recorded(self):
+    workdir = pathlib.Path(tempfile.mkdtemp()) / "run"
+    self.addCleanup(shutil.rmtree, workdir.parent)
+    shutil.copytree(self.workdir, workdir)
+    result = report.evaluate_workdir(
+      str(workdir), query_gallery="per_class:2", max_projected=0
+    )
+    with open(workdir / "metrics_test.json") as f:
+      saved = json.load(f)
+    self.assertEqual(saved["query_gallery"], "per_class:2")
+    self.assertEqual(saved["metrics"], result["metrics"])
+    # Queries: the first two of each of the 5 test classes, against the
+    # other 70 images, ranked by a float64 reference.
+    config, model, state = workdirs.restore_trained(str(workdir))
+    embeddings, labels, _ = report.embed_split(
+      config.input, model, state, parallel.create_mesh(), "test"
+    )
+    queries, gallery = evaluation.query_gallery_split(labels, 2)
+    self.assertLen(queries, 10)
+    want = references.retrieval_metrics(
+      embeddings[queries],
+      labels[queries],
+      (1, 2, 4, 8),
+      gallery=embeddings[gallery],
+      gallery_labels=labels[gallery],
+    )
+    for key, value in want.items():
+      self.assertAlmostEqual(saved["metrics"][key], value, places=6, msg=key)
+    with self.assertRaisesRegex(ValueError, "per_class:K"):
+      report.evaluate_workdir(str(workdir), query_gallery="halves")
 
   def test_writes_and_names_the_four_files(self):
     self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])

@@ -23,6 +23,7 @@ from unittest import mock
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl.testing import absltest, parameterized
 from sklearn import cluster, metrics
@@ -697,6 +698,61 @@ class EvaluateEmbeddingsTest(absltest.TestCase):
         "ami",
       ],
     )
+
+
+class QueryGalleryTest(absltest.TestCase):
+  """``evals.query_gallery = 'per_class:K'`` (the In-Shop protocol)."""
+
+  def test_split_takes_the_first_k_of_each_class_in_order(self):
+    labels = np.array([3, 1, 3, 3, 1, 7, 1, 3])
+    queries, gallery = evaluation.query_gallery_split(labels, 2)
+    np.testing.assert_array_equal(queries, [0, 1, 2, 4, 5])
+    np.testing.assert_array_equal(gallery, [3, 6, 7])
+
+  def test_metrics_equal_brute_force_queries_against_gallery(self):
+    rng = np.random.default_rng(5)
+    # Unit vectors of four entries +-1/2: exact float32 dot products.
+    x = np.zeros((90, 8), np.float32)
+    for row in x:
+      row[rng.choice(8, 4, replace=False)] = rng.choice([-0.5, 0.5], 4)
+    x[60:] = x[:30]  # Exact copies: ties across queries and gallery.
+    labels = rng.integers(0, 7, 90)
+    config = ml_collections.ConfigDict(
+      {
+        "seed": 0,
+        "evals": {
+          "recall_ks": (1, 2, 8),
+          "block_size": 16,
+          "kmeans_restarts": 1,
+          "kmeans_iters": 5,
+          "query_gallery": "per_class:3",
+        },
+      }
+    )
+    got = evaluation.evaluate_with_config(x, labels, config)
+    queries = [i for i in range(90) if np.sum(labels[:i] == labels[i]) < 3]
+    gallery = sorted(set(range(90)) - set(queries))
+    want = references.retrieval_metrics(
+      x[queries],
+      labels[queries],
+      (1, 2, 8),
+      gallery=x[gallery],
+      gallery_labels=labels[gallery],
+    )
+    for key, value in want.items():
+      self.assertEqual(got[key], value, key)
+    # NMI still clusters the whole set.
+    whole = evaluation.clustering_metrics(
+      x, labels, num_iters=5, num_restarts=1
+    )
+    self.assertEqual(got["nmi"], whole["nmi"])
+
+  def test_bad_values_are_refused(self):
+    self.assertIsNone(evaluation.parse_query_gallery(None))
+    self.assertEqual(evaluation.parse_query_gallery("per_class:4"), 4)
+    for bad in ("per_class:0", "per_class", "halves", "per_class:x"):
+      with self.assertRaisesRegex(ValueError, "use None .* 'per_class:K'"):
+        evaluation.parse_query_gallery(bad)
 
 
 class FormatResultsTableTest(absltest.TestCase):

@@ -17,12 +17,14 @@ r"""Trains and evaluates a Proxy-NCA model: the command-line entry point.
       --workdir=workdirs/fashion_mnist [--config.loss.scale=12 ...]
 
 Re-running the same command with the same workdir resumes from the latest
-checkpoint. For several processes (multi-host GPU, or local tests) pass
---coordinator_address, --num_processes and --process_id; on Cloud TPU VMs and
-in multi-task Slurm or Open MPI jobs JAX detects them (distributed.py states
-the rule). Only process 0 logs progress (the others log warnings and errors)
-and writes metrics. The final table of test-class metrics goes to stdout and
-to workdir/results.txt.
+checkpoint; a changed config that affects results (class split, loss,
+optimiser, seed, ...: training/config_changes.py) is refused unless
+--accept_config_change is given. For several processes (multi-host GPU, or
+local tests) pass --coordinator_address, --num_processes and --process_id;
+on Cloud TPU VMs and in multi-task Slurm or Open MPI jobs JAX detects them
+(distributed.py states the rule). Only process 0 logs progress (the others
+log warnings and errors) and writes metrics. The final table of test-class
+metrics goes to stdout and to workdir/results.txt.
 """
 
 import os
@@ -49,6 +51,13 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Folder (or gs:// URL) for checkpoints and metrics."
+)
+_ACCEPT_CONFIG_CHANGE = flags.DEFINE_bool(
+  "accept_config_change",
+  False,
+  "Resume a workdir even though the config changes fields that affect "
+  "results (class split, loss, optimiser, seed, ...); recorded as a new "
+  "segment in config.json and the metrics.",
 )
 _COORDINATOR = flags.DEFINE_string(
   "coordinator_address",
@@ -133,7 +142,9 @@ def main(argv: list[str]) -> None:
     sys.stderr.write(f"error: {error}\n")
     sys.exit(2)
   try:
-    results = trainer.train_and_evaluate(config, workdir)
+    results = trainer.train_and_evaluate(
+      config, workdir, accept_config_change=_ACCEPT_CONFIG_CHANGE.value
+    )
   except preemption.Preempted as stopped:
     logging.warning("%s", stopped)
     sys.exit(0)

@@ -38,6 +38,7 @@ from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.evaluation import embedding
 from proxy_nca_jax.training import (
+  config_changes,
   config_defaults,
   metric_writer,
   preemption,
@@ -138,6 +139,8 @@ def train_and_evaluate(
   config: ml_collections.ConfigDict,
   workdir: str,
   mesh: jax.sharding.Mesh | None = None,
+  *,
+  accept_config_change: bool = False,
 ) -> dict[int, dict[str, float]]:
   """Trains and evaluates; resumes from the latest checkpoint in workdir.
 
@@ -146,6 +149,12 @@ def train_and_evaluate(
     workdir: where checkpoints, metrics.jsonl and TensorBoard files go.
     mesh: the devices to train and evaluate on (default: every device of
       every process, which is what the train command uses).
+    accept_config_change: resume even if the config differs from the
+      recorded one in fields that affect results (config_changes.py);
+      the change is recorded as a new segment.
+
+  Raises:
+    config_changes.ConfigChangeError: such a change, not accepted.
 
   Returns:
     The test-split results of this workdir, by step (read back from
@@ -156,21 +165,31 @@ def train_and_evaluate(
   mesh = parallel.create_mesh() if mesh is None else mesh
   parts = _prepare(config, mesh)
   with run_lock.hold(tf_workdir):
-    return _train_locked(config, parts, tf_workdir)
+    return _train_locked(config, parts, tf_workdir, accept_config_change)
 
 
 def _train_locked(
-  config: ml_collections.ConfigDict, parts: setup.RunParts, tf_workdir: str
+  config: ml_collections.ConfigDict,
+  parts: setup.RunParts,
+  tf_workdir: str,
+  accept_config_change: bool,
 ) -> dict[int, dict[str, float]]:
   """The run once its workdir is locked: restore, train, evaluate."""
   mesh = parts.mesh
-  state = parts.initial_state()
-  shardings = parts.state_shardings(state)
   ckpt = checkpointing.Checkpointer(
     os.path.join(tf_workdir, "checkpoints"),
     every_steps=config.ckpt.every_steps,
     keep=config.ckpt.keep,
   )
+  try:
+    segments, changes = _check_config_change(
+      config, ckpt, tf_workdir, accept_config_change
+    )
+  except config_changes.ConfigChangeError:
+    ckpt.close()
+    raise
+  state = parts.initial_state()
+  shardings = parts.state_shardings(state)
   state, latest = _restore_or_initialize(parts, ckpt, state, shardings)
   if latest is not None:
     dropped = metric_writer.keep_until(tf_workdir, latest)
@@ -183,8 +202,16 @@ def _train_locked(
       )
   if jax.process_index() == 0:
     # Only once the checkpoint is known to fit: a refused run changes nothing.
-    workdirs.save_config(config, tf_workdir)
+    workdirs.save_config(config, tf_workdir, segments)
   writer = metric_writer.MetricWriter(tf_workdir)
+  if changes:
+    logging.warning(
+      "Config changed from step %d on (accepted; segment %d): %s",
+      latest,
+      len(segments),
+      "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()),
+    )
+    writer.write_scalars(latest, {"config_segment": float(len(segments))})
   loop = _Loop(
     parts=parts,
     train_step_fn=parts.train_step(shardings),
@@ -199,6 +226,29 @@ def _train_locked(
     ckpt.close()  # Waits for a save in flight, also on errors.
     writer.close()
   return read_test_results(tf_workdir)
+
+
+def _check_config_change(
+  config: ml_collections.ConfigDict,
+  ckpt: checkpointing.Checkpointer,
+  tf_workdir: str,
+  accept: bool,
+) -> tuple[list[dict], dict[str, tuple[Any, Any]]]:
+  """(segments to record, accepted changes) of a resume; nothing to compare
+  for a new run (no checkpoint or no recorded config).
+
+  Raises:
+    config_changes.ConfigChangeError: refused changes.
+  """
+  latest = ckpt.latest_step()
+  recorded = workdirs.recorded_run(tf_workdir)
+  if latest is None or recorded is None:
+    return [], {}
+  recorded_config, segments = recorded
+  changes = config_changes.check_resume(
+    recorded_config, config, tf_workdir, latest, accept
+  )
+  return config_changes.segments_after(segments, changes, latest), changes
 
 
 def _prepare(

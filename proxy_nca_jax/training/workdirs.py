@@ -28,7 +28,12 @@ import ml_collections
 import tensorflow as tf
 
 from proxy_nca_jax import checkpointing
-from proxy_nca_jax.training import config_defaults, setup, train_state
+from proxy_nca_jax.training import (
+  config_changes,
+  config_defaults,
+  setup,
+  train_state,
+)
 
 CONFIG_FILE = "config.json"
 
@@ -68,11 +73,30 @@ def check_training_workdir(workdir: str) -> str:
   return path
 
 
-def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes the run's config to workdir/config.json (read by tools)."""
+def save_config(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  segments: list[dict] | None = None,
+) -> None:
+  """Writes the run's config to workdir/config.json (read by tools), with
+  the accepted config changes (``config_changes.segments_after``)."""
   tf.io.gfile.makedirs(workdir)
+  record = json.loads(config.to_json())
+  if segments:
+    record[config_changes.SEGMENTS_KEY] = segments
   with tf.io.gfile.GFile(os.path.join(workdir, CONFIG_FILE), "w") as f:
-    f.write(config.to_json(indent=2))
+    f.write(json.dumps(record, indent=2))
+
+
+def recorded_run(workdir: str) -> tuple[dict, list[dict]] | None:
+  """(the recorded config as a dict, defaults added; its segments), or None
+  when ``workdir`` has no config.json."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    segments = json.load(f).get(config_changes.SEGMENTS_KEY, [])
+  return load_config(workdir).to_dict(), segments
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -85,6 +109,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     )
   with tf.io.gfile.GFile(path) as f:
     saved = json.load(f, object_hook=_with_tuples)
+  saved.pop(config_changes.SEGMENTS_KEY, None)
   return config_defaults.with_defaults(ml_collections.ConfigDict(saved))
 
 

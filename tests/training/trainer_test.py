@@ -25,7 +25,13 @@ import pytest
 from absl.testing import absltest
 
 from proxy_nca_jax import checkpointing, parallel
-from proxy_nca_jax.training import metric_writer, train_state, trainer, workdirs
+from proxy_nca_jax.training import (
+  config_changes,
+  metric_writer,
+  train_state,
+  trainer,
+  workdirs,
+)
 from proxy_nca_jax.training import step as step_lib
 from tests.testing import tiny_run
 
@@ -124,11 +130,18 @@ class TrainerTest(tiny_run.PreparedDataTest):
     with config.unlocked():
       config.schedule.num_steps = 6
       config.model.embedding_dim = 16
+    # The recorded config differs: refused first, listing the change.
+    with self.assertRaisesRegex(
+      config_changes.ConfigChangeError,
+      r"model.embedding_dim: 8 -> 16.*--accept_config_change",
+    ):
+      trainer.train_and_evaluate(config, workdir)
+    # Accepted, the checkpoint itself still cannot hold the new model.
     with self.assertRaisesRegex(
       checkpointing.IncompatibleCheckpointError,
       r"differently configured run.*'embedding_dim': \(8, 16\).*--workdir",
     ):
-      trainer.train_and_evaluate(config, workdir)
+      trainer.train_and_evaluate(config, workdir, accept_config_change=True)
     # The refused run wrote nothing: tools still read the run's own config.
     self.assertEqual(
       (self.root / "incompatible" / "config.json").read_text(), saved_config

@@ -28,6 +28,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -102,17 +103,56 @@ def class_mean_proxy_init(
   )
 
 
-def _check_finite(step: int, metrics: dict[str, float], last_ckpt) -> None:
+@jax.jit
+def _first_non_finite(
+  first: jax.Array, step: int, metrics: dict[str, jax.Array]
+) -> jax.Array:
+  """The first step with a non-finite metric (loss, gradient norm, proxy
+  norms; -1: none yet), on the device: tracked every step without waiting
+  for the step to finish."""
+  finite = jnp.all(
+    jnp.stack([jnp.isfinite(v).all() for v in jax.tree.leaves(metrics)])
+  )
+  return jnp.where((first < 0) & ~finite, step, first)
+
+
+def _check_finite(
+  step: int, metrics: dict[str, float], last_ckpt: int | None, first_bad: int
+) -> None:
+  """Raises FloatingPointError when a fetched metric is not finite.
+
+  Args:
+    step: the step whose metrics were fetched.
+    metrics: its metrics.
+    last_ckpt: the newest checkpoint (None: none yet).
+    first_bad: the first step with a non-finite metric (-1: none).
+  """
   bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
-  if bad:
-    raise FloatingPointError(
-      f"Training diverged: {bad} at step {step}. Likely causes: a learning "
-      "rate too high for the loss scale (optimizer.learning_rate, "
-      "optimizer.proxy_lr_mult) or loss.scale too large. The last good "
-      f"checkpoint (step {last_ckpt}) is intact; rerun the same command "
-      "with, e.g., --config.optimizer.learning_rate=<smaller> to resume "
-      "from it."
+  if not bad and first_bad < 0:
+    return
+  first = step if first_bad < 0 else first_bad
+  when = f"at step {first}" + (
+    f" (the first non-finite one; found at step {step})"
+    if first != step
+    else ""
+  )
+  if last_ckpt is None:
+    restart = (
+      "No checkpoint was saved before it: rerun the same command with, "
+      "e.g., --config.optimizer.learning_rate=<smaller> to start again."
     )
+  else:
+    restart = (
+      f"The last good checkpoint (step {last_ckpt}) is intact; rerun the "
+      "same command with, e.g., --config.optimizer.learning_rate=<smaller> "
+      "--accept_config_change to resume from it."
+    )
+  raise FloatingPointError(
+    f"Training diverged: {bad or {'loss': float('nan')}} {when}. Likely "
+    "causes: a learning rate too high for the loss scale "
+    "(optimizer.learning_rate, optimizer.proxy_lr_mult) or loss.scale too "
+    f"large. {restart}"
+  )
 
 
 def _format_duration(seconds: float) -> str:
@@ -305,6 +345,43 @@ def _restore_or_initialize(
   return state, None
 
 
+# A largest proxy norm this many times its value at the start of a run is a
+# runaway: the default run's proxies stay within 2% of their start.
+RUNAWAY_NORM_FACTOR = 100.0
+
+
+@dataclasses.dataclass
+class _ProxyNormWatch:
+  """Warns (once) when the proxies' norms run away.
+
+  Proxy-NCA compares embeddings and proxies as directions (Movshovitz-Attias
+  et al. 2017, Sec. 3: both on the unit sphere), so a huge proxy barely
+  turns under an update of bounded size: learning stalls while the loss
+  stays finite, and no divergence check fires.
+  """
+
+  start_max: float
+  warned: bool = False
+
+  def check(self, step: int, fetched: dict[str, float]) -> None:
+    norm = fetched.get("proxy_norm_max")
+    if self.warned or norm is None or not np.isfinite(norm):
+      return
+    if norm > RUNAWAY_NORM_FACTOR * max(self.start_max, 1e-6):
+      self.warned = True
+      logging.warning(
+        "Proxy norms are running away: the largest is %.3g at step %d, "
+        "%.0fx its %.3g at the start of this run. Proxies are compared as "
+        "directions, so such proxies barely move and learning stalls while "
+        "the loss stays finite: lower optimizer.learning_rate or "
+        "optimizer.proxy_lr_mult.",
+        norm,
+        step,
+        norm / max(self.start_max, 1e-6),
+        self.start_max,
+      )
+
+
 @dataclasses.dataclass
 class _Loop:
   """The training loop: steps, logs, checkpoints, evaluations, preemption."""
@@ -317,6 +394,9 @@ class _Loop:
   workdir: str
   # (step, time) where the steps/s of the next log start counting.
   _timer: tuple[int, float] = dataclasses.field(default=(0, 0.0), init=False)
+  proxy_watch: _ProxyNormWatch | None = dataclasses.field(
+    default=None, init=False
+  )
 
   def evaluate_if_missing(self, state, step: int, split: str) -> None:
     """Evaluates ``split`` at ``step`` unless metrics.jsonl already has it.
@@ -359,12 +439,18 @@ class _Loop:
       process_count=jax.process_count(),
     )
     last_ckpt = latest
+    norms = proxies_lib.proxy_norms(
+      state.params["proxies"], self.parts.num_proxies
+    )
+    self.proxy_watch = _ProxyNormWatch(float(norms["proxy_norm_max"]))
+    first_bad = jnp.int32(-1)
     watcher = preemption.StopWatcher()
     self._timer = (start_step, time.perf_counter())
     try:
       for step in range(start_step + 1, num_steps + 1):
         batch = parallel.global_batch(next(batches), mesh)
         state, metrics = self.train_step_fn(state, batch)
+        first_bad = _first_non_finite(first_bad, step, metrics)
         is_last = step == num_steps
         stop_now = watcher.should_stop(step) and not is_last
         log_now = step % config.log_every_steps == 0 or is_last
@@ -377,7 +463,8 @@ class _Loop:
         if log_now or save_now or eval_now:
           fetched = {k: float(v) for k, v in jax.device_get(metrics).items()}
           # Never checkpoint a diverged state: the last good one stays.
-          _check_finite(step, fetched, last_ckpt)
+          _check_finite(step, fetched, last_ckpt, int(first_bad))
+          self.proxy_watch.check(step, fetched)
         if log_now:
           self._log_step(step, fetched)
         forced = is_last or stop_now

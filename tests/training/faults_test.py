@@ -135,24 +135,57 @@ class FaultsTest(absltest.TestCase):
     self.assertEqual(good_step, 4)
 
     with config.unlocked():
-      config.schedule.num_steps = 8
+      config.schedule.num_steps = 12
       config.optimizer.learning_rate = 1e30
+      # Checked only at step 8: the first non-finite metric (step 5, the
+      # proxy norms after its update) is tracked on the device in between.
+      config.ckpt.every_steps = 4
+      config.log_every_steps = 4
     with self.assertRaisesRegex(
       FloatingPointError,
-      r"Training diverged: .*'loss': nan.* at step 6\..*learning rate.*"
-      r"checkpoint \(step 4\) is intact",
+      r"Training diverged: .* at step 5 \(the first non-finite one; found "
+      r"at step 8\)\..*learning rate.*checkpoint \(step 4\) is intact.*"
+      r"--accept_config_change",
     ):
-      trainer.train_and_evaluate(config, str(workdir))
+      trainer.train_and_evaluate(
+        config, str(workdir), accept_config_change=True
+      )
     step, state = tiny_run.latest_state(workdir, config)
     self.assertEqual(step, 4)
     chex.assert_trees_all_equal(state, good_state)
 
     with config.unlocked():
       config.optimizer.learning_rate = 1e-3  # Resume with sane settings.
-    trainer.train_and_evaluate(config, str(workdir))
+    trainer.train_and_evaluate(config, str(workdir), accept_config_change=True)
     step, state = tiny_run.latest_state(workdir, config)
-    self.assertEqual(step, 8)
+    self.assertEqual(step, 12)
     chex.assert_tree_all_finite(state.params)
+
+  def test_divergence_before_any_checkpoint_says_so(self):
+    config = tiny_run.tiny_config(
+      self.root, optimizer__learning_rate=1e30, ckpt__every_steps=6
+    )
+    with self.assertRaisesRegex(
+      FloatingPointError,
+      r"Training diverged: .* at step 1 \(the first non-finite one; found "
+      r"at step 2\)\. .*No checkpoint was saved before it: .* to start "
+      r"again\.$",
+    ) as caught:
+      trainer.train_and_evaluate(config, str(self.root / "early"))
+    self.assertNotIn("None", str(caught.exception))
+
+  def test_runaway_proxy_norms_are_warned_about(self):
+    # Adam moves each proxy coordinate by about the learning rate per step:
+    # at 1e3 the proxies leave their start (norm about 1) at once, while the
+    # loss of unit directions stays finite.
+    config = tiny_run.tiny_config(
+      self.root, optimizer__learning_rate=1e3, optimizer__proxy_lr_mult=1.0
+    )
+    with self.assertLogs(level="WARNING") as logs:
+      trainer.train_and_evaluate(config, str(self.root / "runaway"))
+    warnings = [r for r in logs.output if "Proxy norms are running away" in r]
+    self.assertLen(warnings, 1)
+    self.assertIn("lower optimizer.learning_rate", warnings[0])
 
 
 if __name__ == "__main__":

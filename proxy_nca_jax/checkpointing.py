@@ -25,6 +25,8 @@ too, as a folder of variables and a JSON ``metadata`` (architecture, source
 file and its SHA-256), read at initialisation by ``model.pretrained``.
 """
 
+import errno
+import shutil
 from typing import Any
 
 import jax
@@ -40,6 +42,32 @@ _SIGNATURE = "signature"
 
 class IncompatibleCheckpointError(ValueError):
   """The workdir holds a checkpoint of a differently configured run."""
+
+
+class CheckpointWriteError(OSError):
+  """A checkpoint cannot be written (no space left); the last one is kept."""
+
+
+# Space asked for beyond the arrays' bytes (orbax's metadata, file slack).
+_SAVE_MARGIN = 1.25
+_MIN_MARGIN_BYTES = 1 << 20
+
+
+def _state_bytes(state: Any) -> int:
+  return sum(int(getattr(leaf, "nbytes", 0)) for leaf in jax.tree.leaves(state))
+
+
+def _no_space(error: BaseException) -> bool:
+  """Whether ``error`` (or an exception it came from) is ENOSPC."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+      return True
+    if "No space left on device" in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
 
 
 class Checkpointer:
@@ -86,18 +114,67 @@ class Checkpointer:
   ) -> bool:
     """Saves ``state`` at ``step`` if the interval says so (or ``force``).
 
+    Before a save of a local folder, the free space is checked against
+    the state's size; a save that fails for want of space (now, or when
+    an earlier asynchronous save is waited for) is reported the same way.
+
     Returns:
       Whether a save was started.
+
+    Raises:
+      CheckpointWriteError: not enough space; names the folder, the free
+        and the needed space, and the last complete checkpoint (intact).
     """
-    return self._manager.save(
-      step,
-      args=ocp.args.Composite(
-        **{
-          _STATE: ocp.args.StandardSave(state),
-          _SIGNATURE: ocp.args.JsonSave(signature),
-        }
-      ),
-      force=force,
+    if not (force or self._manager.should_save(step)):
+      return False
+    directory = str(self._manager.directory)
+    needed = max(
+      int(_state_bytes(state) * _SAVE_MARGIN),
+      _state_bytes(state) + _MIN_MARGIN_BYTES,
+    )
+    if "://" not in directory:
+      free = shutil.disk_usage(directory).free
+      if free < needed:
+        raise self._write_error(step, free, needed)
+    try:
+      return self._manager.save(
+        step,
+        args=ocp.args.Composite(
+          **{
+            _STATE: ocp.args.StandardSave(state),
+            _SIGNATURE: ocp.args.JsonSave(signature),
+          }
+        ),
+        force=force,
+      )
+    except Exception as error:
+      if _no_space(error):
+        raise self._write_error(step, None, needed) from error
+      raise
+
+  def _write_error(
+    self, step: int | None, free: int | None, needed: int
+  ) -> CheckpointWriteError:
+    """The one-line error of a save without space (``step`` None: the
+    pending asynchronous save; ``needed`` 0: unknown)."""
+    directory = str(self._manager.directory)
+    if free is None and "://" not in directory:
+      free = shutil.disk_usage(directory).free
+    space = "" if free is None else f"{free / 2**20:.1f} MB free"
+    if needed:
+      space += f"{', ' if space else ''}about {needed / 2**20:.1f} MB needed"
+    which = "a checkpoint" if step is None else f"the checkpoint of step {step}"
+    latest = self._manager.latest_step()
+    kept = (
+      f"The last complete checkpoint (step {latest}) is intact"
+      if latest is not None
+      else "No earlier checkpoint exists"
+    )
+    return CheckpointWriteError(
+      f"No space to save {which} in {directory}"
+      + (f" ({space})" if space else "")
+      + f". {kept}; free some space (or use a --workdir on a larger disk) "
+      "and rerun the same command to resume.",
     )
 
   def restore(self, step: int, target: Any, signature: dict[str, Any]) -> Any:
@@ -137,12 +214,30 @@ class Checkpointer:
     )[_STATE]
 
   def wait_until_finished(self) -> None:
-    """Blocks until any asynchronous save has been committed."""
-    self._manager.wait_until_finished()
+    """Blocks until any asynchronous save has been committed.
+
+    Raises:
+      CheckpointWriteError: that save ran out of space.
+    """
+    try:
+      self._manager.wait_until_finished()
+    except Exception as error:
+      if _no_space(error):
+        raise self._write_error(None, None, 0) from error
+      raise
 
   def close(self) -> None:
-    """Waits for pending saves and releases the manager's resources."""
-    self._manager.close()
+    """Waits for pending saves and releases the manager's resources.
+
+    Raises:
+      CheckpointWriteError: a pending save ran out of space.
+    """
+    try:
+      self._manager.close()
+    except Exception as error:
+      if _no_space(error):
+        raise self._write_error(None, None, 0) from error
+      raise
 
 
 _VARIABLES = "variables"

@@ -41,7 +41,12 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from proxy_nca_jax import evaluation, parallel, quiet_logs  # noqa: E402
+from proxy_nca_jax import (  # noqa: E402
+  checkpointing,
+  evaluation,
+  parallel,
+  quiet_logs,
+)
 from proxy_nca_jax.data import class_splits, pipeline  # noqa: E402
 from proxy_nca_jax.evaluation import report  # noqa: E402
 from proxy_nca_jax.training import distributed, preemption, trainer  # noqa: E402
@@ -148,8 +153,13 @@ def main(argv: list[str]) -> None:
   except preemption.Preempted as stopped:
     logging.warning("%s", stopped)
     sys.exit(0)
-  except (ValueError, FloatingPointError, FileNotFoundError) as error:
-    # Configuration and data problems: one clear message, no traceback
+  except (
+    ValueError,
+    FloatingPointError,
+    FileNotFoundError,
+    checkpointing.CheckpointWriteError,
+  ) as error:
+    # Configuration, data and disk problems: one clear message, no traceback
     # (and not a second copy through the log, which also goes to stderr).
     sys.stderr.write(f"error: {error}\n")
     sys.exit(1)

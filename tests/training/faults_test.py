@@ -18,7 +18,9 @@ generated data; the reference is the same command run without interruption.
 """
 
 import json
+import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -160,6 +162,43 @@ class FaultsTest(absltest.TestCase):
     step, state = tiny_run.latest_state(workdir, config)
     self.assertEqual(step, 12)
     chex.assert_tree_all_finite(state.params)
+
+  def test_disk_full_at_a_save_stops_with_one_message(self):
+    mount = pathlib.Path(tempfile.mkdtemp(prefix="small_disk_"))
+    mounted = subprocess.run(
+      ["mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", str(mount)],
+      capture_output=True,
+      text=True,
+    )
+    if mounted.returncode != 0:
+      self.skipTest(f"cannot mount a small tmpfs here: {mounted.stderr}")
+    self.addCleanup(subprocess.run, ["umount", str(mount)], check=False)
+    workdir = mount / "run"
+    first = tiny_run.run_command(
+      tiny_run.train_command(self.root, workdir, schedule__num_steps=3)
+    )
+    self.assertEqual(first.returncode, 0, first.stderr[-3000:])
+    # Leave 600 KB: enough for logs, not for a checkpoint of the tiny state.
+    filler = mount / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(mount).free - 600 * 1024))
+    full = tiny_run.run_command(
+      tiny_run.train_command(self.root, workdir, schedule__num_steps=6)
+    )
+    self.assertEqual(full.returncode, 1)
+    message = full.stderr.strip().splitlines()[-1]
+    self.assertRegex(
+      message,
+      rf"^error: No space to save the checkpoint of step 6 in "
+      rf"{workdir}/checkpoints \(0\.\d MB free, about \d+\.\d MB needed\)\. "
+      r"The last complete checkpoint \(step 3\) is intact; free some space",
+    )
+    self.assertLess(len(full.stderr.splitlines()), 40)  # No traceback pile.
+    filler.unlink()
+    resumed = tiny_run.run_command(
+      tiny_run.train_command(self.root, workdir, schedule__num_steps=6)
+    )
+    self.assertEqual(resumed.returncode, 0, resumed.stderr[-3000:])
+    self.assertEqual(sorted(os.listdir(workdir / "checkpoints")), ["3", "6"])
 
   def test_divergence_before_any_checkpoint_says_so(self):
     config = tiny_run.tiny_config(

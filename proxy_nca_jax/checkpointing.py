@@ -27,6 +27,7 @@ file and its SHA-256), read at initialisation by ``model.pretrained``.
 
 import errno
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -219,12 +220,7 @@ class Checkpointer:
     Raises:
       CheckpointWriteError: that save ran out of space.
     """
-    try:
-      self._manager.wait_until_finished()
-    except Exception as error:
-      if _no_space(error):
-        raise self._write_error(None, None, 0) from error
-      raise
+    self._finish(self._manager.wait_until_finished)
 
   def close(self) -> None:
     """Waits for pending saves and releases the manager's resources.
@@ -232,8 +228,12 @@ class Checkpointer:
     Raises:
       CheckpointWriteError: a pending save ran out of space.
     """
+    self._finish(self._manager.close)
+
+  def _finish(self, wait: Callable[[], None]) -> None:
+    """Runs ``wait``, reporting a pending save without space as ours."""
     try:
-      self._manager.close()
+      wait()
     except Exception as error:
       if _no_space(error):
         raise self._write_error(None, None, 0) from error

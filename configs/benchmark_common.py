@@ -93,7 +93,7 @@ def get_config(
   config.input.manual_dir = config_dict.placeholder(str)
   # Let tfds fetch the files manual_dir lacks (Cars196's URLs are dead).
   config.input.download = False
-  # input.dataset = "image_folder": ROOT of ROOT/SPLIT/CLASS/IMAGE.jpg.
+  # input.dataset = "image_folder": ROOT of ROOT/[SPLIT/]CLASS/IMAGE.jpg.
   config.input.image_folder = config_dict.placeholder(str)
   # Class split (proxy_nca_jax/data/class_splits.py): explicit class ids, or,
   # when train_classes and test_classes are both empty, the first

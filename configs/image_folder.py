@@ -11,9 +11,9 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Your own images, one folder per class: ROOT/SPLIT/CLASS/IMAGE.jpg.
+"""Your own images, one folder per class: ROOT/CLASS/IMAGE.jpg.
 
-Every split folder is pooled (one, e.g. ROOT/all/, is enough), classes are
+Also ROOT/SPLIT/CLASS/IMAGE.jpg: every split folder is pooled. Classes are
 numbered by their folder names in sorted order, and by default the first
 half of them (rounded down) train and the others test, never seen in
 training. The paper recipe (BN-Inception, 64-d) by default; argument items

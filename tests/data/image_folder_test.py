@@ -160,14 +160,34 @@ class ImageFolderTest(absltest.TestCase):
       pipeline.prepare_dataset(self.config(image_folder=None))
     with self.assertRaisesRegex(catalog.DatasetError, "is not a folder"):
       pipeline.num_classes(self.config(), "train")
-    # ROOT/CLASS/IMAGE: one level short.
-    (self.root / "cat").mkdir(parents=True)
+    # Images beside class folders in a split folder: neither layout.
+    (self.root / "all" / "cat").mkdir(parents=True)
     png = fake_images.encode(fake_images.id_image(0))
-    (self.root / "cat" / "1.png").write_bytes(png)
+    (self.root / "all" / "cat" / "1.png").write_bytes(png)
+    (self.root / "all" / "2.png").write_bytes(png)
     with self.assertRaisesRegex(
-      catalog.DatasetError, "directly in a split folder.*ROOT/all/"
+      catalog.DatasetError, "directly in a split folder.*one or the other"
     ):
       pipeline.prepare_dataset(self.config())
+
+  def test_flat_layout_reads_as_one_split(self):
+    labels = write_folder(self.root)
+    flat = self.root.parent / "flat"
+    for path in self.root.glob("*/*/*.png"):  # SPLIT/CLASS/ID.png
+      (flat / path.parent.name).mkdir(parents=True, exist_ok=True)
+      path.rename(flat / path.parent.name / path.name)
+    config = self.config(image_folder=str(flat), num_train_classes=2)
+    pipeline.prepare_dataset(config)
+    self.assertEqual(pipeline.num_classes(config, "train"), 2)
+    self.assertEqual(pipeline.num_classes(config, "test"), len(CLASSES) - 2)
+    found = {}
+    for split in ("train", "test"):
+      for batch in pipeline.create_eval_iterator(config, split):
+        mask = batch["mask"].astype(bool)
+        ids = fake_images.ids_from_bn_inception(batch["image"][mask])
+        found.update(zip(ids, batch["label"][mask], strict=True))
+    # Every image once, with the class of its folder.
+    self.assertEqual(found, labels)
 
 
 if __name__ == "__main__":

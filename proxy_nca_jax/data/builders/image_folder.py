@@ -13,10 +13,13 @@
 # limitations under the License.
 """Users' own images, one folder per class (`tfds.folder_dataset.ImageFolder`).
 
-Layout (tfds's): `ROOT/SPLIT/CLASS/IMAGE.{jpg,jpeg,png}`, any split names
-(e.g. a single `ROOT/all/`). The pipeline pools every split and splits by
-class, so SPLIT only groups files. Class ids are the positions of the class
-folder names in sorted order, over all splits.
+Layouts: `ROOT/SPLIT/CLASS/IMAGE.{jpg,jpeg,png}` (tfds's), any split names
+(e.g. a single `ROOT/all/`), or the flat `ROOT/CLASS/IMAGE` (every
+sub-folder of ROOT holds images and no folder), read as one split `all`
+through a folder holding a link `all -> ROOT` (`layout_root`). The pipeline
+pools every split and splits by class, so SPLIT only groups files. Class ids
+are the positions of the class folder names in sorted order, over all
+splits.
 
 `check_folder` validates the layout and every image file before anything
 reads them: a class folder without images, images put directly in a split
@@ -27,6 +30,9 @@ truncated JPEG) is reported, by file name, when the pipeline decodes it.
 """
 
 import dataclasses
+import hashlib
+import os
+import tempfile
 
 import tensorflow_datasets as tfds
 from absl import logging
@@ -35,6 +41,8 @@ from PIL import Image
 
 from proxy_nca_jax.data import catalog
 
+# The one split of a flat ROOT/CLASS/IMAGE folder.
+FLAT_SPLIT = "all"
 # What tfds's ImageFolder reads; other files are ignored (and reported).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Files listed in an error message before "... and N more".
@@ -74,6 +82,41 @@ def _unreadable_reason(path: epath.Path) -> str | None:
   except Exception as e:  # PIL raises many kinds.
     return f"{type(e).__name__}: {e}"
   return None
+
+
+def _visible_dirs(folder: epath.Path) -> list[epath.Path]:
+  return sorted(
+    p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+  )
+
+
+def is_flat(root: str) -> bool:
+  """Whether ``root`` is laid out ROOT/CLASS/IMAGE: no visible sub-folder
+  holds a folder, and one at least holds images."""
+  classes = _visible_dirs(epath.Path(root))
+  return (
+    bool(classes)
+    and not any(_visible_dirs(c) for c in classes)
+    and any(_is_image(p) for c in classes for p in c.iterdir())
+  )
+
+
+def layout_root(root: str) -> str:
+  """The ROOT/SPLIT/CLASS/IMAGE folder to read for ``root``: itself, or for
+  a flat ``root`` a folder (under the temporary folder, one per ``root``)
+  whose one split `FLAT_SPLIT` links to it."""
+  if not root or not epath.Path(root).is_dir() or not is_flat(root):
+    return root
+  target = os.path.abspath(root)
+  key = hashlib.sha256(target.encode()).hexdigest()[:16]
+  view = os.path.join(tempfile.gettempdir(), "proxy_nca_jax_folders", key)
+  link = os.path.join(view, FLAT_SPLIT)
+  if os.path.realpath(link) != os.path.realpath(target):
+    os.makedirs(view, exist_ok=True)
+    partial = f"{link}.{os.getpid()}"
+    os.symlink(target, partial)
+    os.replace(partial, link)  # Atomic: concurrent processes agree.
+  return view
 
 
 def _split_folders(root: str | None) -> list[epath.Path]:
@@ -152,7 +195,8 @@ def check_folder(root: str | None) -> FolderContents:
   """Validates an image folder and returns its classes.
 
   Args:
-    root: the folder `ROOT` of `ROOT/SPLIT/CLASS/IMAGE`.
+    root: the folder `ROOT` of `ROOT/SPLIT/CLASS/IMAGE` or
+      `ROOT/CLASS/IMAGE`.
 
   Returns:
     The class names (sorted) and image counts.
@@ -162,12 +206,16 @@ def check_folder(root: str | None) -> FolderContents:
       without images, or files that are not readable images; the message
       names them.
   """
-  scan = _scan_splits(_split_folders(root))
+  if root and epath.Path(root).is_dir() and is_flat(root):
+    split_dirs = [epath.Path(root)]  # ROOT/CLASS/IMAGE: one split.
+  else:
+    split_dirs = _split_folders(root)
+  scan = _scan_splits(split_dirs)
   if scan.flat:
     raise catalog.DatasetError(
-      f"Images directly in a split folder of {root} (the layout is "
-      f"ROOT/SPLIT/CLASS/IMAGE; ROOT/CLASS/IMAGE is one level short: move "
-      f"the class folders into ROOT/all/):\n{_listing(scan.flat)}"
+      f"Images directly in a split folder of {root}, beside class folders "
+      "(the layout is ROOT/CLASS/IMAGE or ROOT/SPLIT/CLASS/IMAGE, one or the "
+      f"other; move these into class folders):\n{_listing(scan.flat)}"
     )
   if not scan.counts:
     raise catalog.DatasetError(
@@ -200,5 +248,6 @@ def check_folder(root: str | None) -> FolderContents:
 
 
 def builder(root: str) -> tfds.folder_dataset.ImageFolder:
-  """tfds's reader of `root` (call `check_folder` first)."""
-  return tfds.folder_dataset.ImageFolder(root)
+  """tfds's reader of `root` (call `check_folder` first); a flat `root` is
+  read as the one split `FLAT_SPLIT`."""
+  return tfds.folder_dataset.ImageFolder(layout_root(root))

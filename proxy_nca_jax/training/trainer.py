@@ -301,6 +301,17 @@ def _prepare(
     pipeline.prepare_dataset(config.input)
   multihost_utils.sync_global_devices("dataset prepared")
   parts = setup.assemble(config, mesh)
+  if config.model.name in IMAGENET_BACKBONES and not config.model.pretrained:
+    logging.warning(
+      "model.name=%s starts from random weights: its recipe (large images, "
+      "small learning rate) is made for ImageNet-pretrained weights, and "
+      "from scratch it learns slowly and may get worse before it gets "
+      "better. Give weights (python -m proxy_nca_jax.import_weights, then "
+      "--config.model.pretrained=DIR; docs/backbones.md), or for small "
+      "images train convnet_s at their size (--config.model.name=convnet_s "
+      "--config.input.image_size=SIZE).",
+      config.model.name,
+    )
   logging.info(
     "Mesh %s over %d devices, %d process(es); %d proxies, %s.",
     dict(mesh.shape),
@@ -345,6 +356,8 @@ def _restore_or_initialize(
   return state, None
 
 
+# Backbones whose recipes assume ImageNet-pretrained weights.
+IMAGENET_BACKBONES = ("bn_inception", "resnet50")
 # A largest proxy norm this many times its value at the start of a run is a
 # runaway: the default run's proxies stay within 2% of their start.
 RUNAWAY_NORM_FACTOR = 100.0

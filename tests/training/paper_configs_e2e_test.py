@@ -119,12 +119,19 @@ class _EndToEnd(parameterized.TestCase):
     # One device: the large backbones compile ~40% faster than for 8, and
     # sharding is tested elsewhere (trainer_test, multiprocess_test).
     mesh = parallel.create_mesh(jax.devices()[:1])
-    with fake_images.mocked_dataset(name, tmp / "data", splits):
+    with (
+      fake_images.mocked_dataset(name, tmp / "data", splits),
+      self.assertLogs(level="WARNING") as logs,
+    ):
       results = trainer.train_and_evaluate(config, str(workdir), mesh)
       evaluated = report.evaluate_workdir(str(workdir), mesh=mesh)
       if export:
         self.check_export(workdir, tmp, rng)
 
+    # No pretrained weights here: the run says what that means.
+    self.assertTrue(
+      any(f"model.name={backbone} starts from random" in r for r in logs.output)
+    )
     self.assertEqual(list(results), [STEPS])
     self.assertEqual(
       {k for k in results[STEPS] if k.startswith("recall@")},

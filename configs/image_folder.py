@@ -16,8 +16,11 @@
 Also ROOT/SPLIT/CLASS/IMAGE.jpg: every split folder is pooled. Classes are
 numbered by their folder names in sorted order, and by default the first
 half of them (rounded down) train and the others test, never seen in
-training. The paper recipe (BN-Inception, 64-d) by default; argument items
-as in configs/benchmark_common.py (`recipe=proxynca_pp`, `smoke`):
+training. The recipe is chosen at start-up from the images and the weights
+given (data/folder_recipe.py: small images without weights train convnet-S
+at their size; with --config.model.pretrained the paper recipe); ask for
+one with the argument items of configs/benchmark_common.py
+(`recipe=paper`, `recipe=proxynca_pp`, `smoke`):
 
   python -m proxy_nca_jax.train --config=configs/image_folder.py \
       --workdir=workdirs/my_images --config.input.image_folder=ROOT
@@ -37,11 +40,20 @@ from configs import benchmark_common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the image-folder config; `arg`: see benchmark_common."""
-  return benchmark_common.get_config(
+  """Returns the image-folder config; `arg`: see benchmark_common.
+
+  Without ``recipe=`` in `arg`, ``model.name`` is "auto": the run chooses
+  the recipe from the images and the weights given
+  (proxy_nca_jax/data/folder_recipe.py).
+  """
+  config = benchmark_common.get_config(
     dataset="image_folder",
     num_train_classes=None,
     num_train_images=1_000,
     recall_ks=(1, 2, 4, 8),
     arg=arg,
   )
+  if "recipe=" not in (arg or ""):
+    with config.unlocked():
+      config.model.name = "auto"
+  return config

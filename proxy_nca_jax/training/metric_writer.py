@@ -21,16 +21,20 @@ callers need no ``if jax.process_index() == 0``.
 A run resumed from the checkpoint at step S first drops the rows of steps
 after S (`keep_until`): they came from the interrupted segment, which the
 resumed run trains again, so the file keeps one history, one row per step and
-kind. (TensorBoard's event files are append-only; its viewer shows the last
-value written at a step.)
+kind. TensorBoard's event files are append-only, so the resumed writer
+also appends a ``SessionLog.START`` event at step S + 1 (`restart_after`):
+TensorBoard's reader then drops the interrupted segment's events from that
+step on, and shows one value per step as well.
 """
 
 import json
 import os
+import time
 from collections.abc import Mapping
 
 import jax
 import tensorflow as tf
+from tensorboard.compat.proto import event_pb2
 
 
 def _jsonl(workdir: str) -> str:
@@ -40,15 +44,20 @@ def _jsonl(workdir: str) -> str:
 class MetricWriter:
   """Appends scalar metrics to metrics.jsonl and TensorBoard."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, resumed_from: int | None = None):
+    """Opens the writers; ``resumed_from``: the step of the checkpoint a
+    resumed run restarts from, when the metrics went further
+    (`restart_after`)."""
     self._enabled = jax.process_index() == 0
     if not self._enabled:
       return
     tf.io.gfile.makedirs(workdir)
     self._jsonl_path = _jsonl(workdir)
-    self._summary = tf.summary.create_file_writer(
-      os.path.join(workdir, "tensorboard")
-    )
+    self._tensorboard = os.path.join(workdir, "tensorboard")
+    if resumed_from is not None:
+      # Before this writer's own file exists: the mark sorts before it.
+      self.restart_after(resumed_from)
+    self._summary = tf.summary.create_file_writer(self._tensorboard)
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     """Records ``scalars`` (name -> number) at ``step``."""
@@ -60,6 +69,36 @@ class MetricWriter:
     with self._summary.as_default(step=int(step)):
       for name, value in values.items():
         tf.summary.scalar(name, value)
+
+  def restart_after(self, step: int) -> None:
+    """Marks a resume from the checkpoint at ``step`` in TensorBoard.
+
+    A ``SessionLog.START`` event at step + 1, in a file named to sort right
+    after the newest existing event file and before the files written next
+    (TensorBoard reads them in name order): its reader then purges the
+    earlier-written events of later steps.
+    """
+    if not self._enabled or not tf.io.gfile.isdir(self._tensorboard):
+      return
+    names = sorted(
+      n
+      for n in tf.io.gfile.listdir(self._tensorboard)
+      if n.startswith("events.out.tfevents")
+    )
+    if not names:
+      return
+    event = event_pb2.Event(
+      step=int(step) + 1,
+      wall_time=time.time(),
+      session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
+    )
+    path = os.path.join(self._tensorboard, f"{names[-1]}.restart{step}")
+    with tf.io.TFRecordWriter(path) as f:
+      # TensorBoard takes the first START it reads as the run's beginning,
+      # not a restart; runs write none at their beginning, so the mark is
+      # written twice (a second copy purges nothing more).
+      f.write(event.SerializeToString())
+      f.write(event.SerializeToString())
 
   def close(self) -> None:
     """Flushes the TensorBoard writer."""

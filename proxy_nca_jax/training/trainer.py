@@ -231,6 +231,7 @@ def _train_locked(
   state = parts.initial_state()
   shardings = parts.state_shardings(state)
   state, latest = _restore_or_initialize(parts, ckpt, state, shardings)
+  dropped = 0
   if latest is not None:
     dropped = metric_writer.keep_until(tf_workdir, latest)
     if dropped:
@@ -243,7 +244,9 @@ def _train_locked(
   if jax.process_index() == 0:
     # Only once the checkpoint is known to fit: a refused run changes nothing.
     workdirs.save_config(config, tf_workdir, segments)
-  writer = metric_writer.MetricWriter(tf_workdir)
+  writer = metric_writer.MetricWriter(
+    tf_workdir, resumed_from=latest if dropped else None
+  )
   if changes:
     logging.warning(
       "Config changed from step %d on (accepted; segment %d): %s",

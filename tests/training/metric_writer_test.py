@@ -20,11 +20,13 @@ the checkpoint's proxies.
 """
 
 import pathlib
+import tempfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from absl.testing import absltest
+from tensorboard.backend.event_processing import plugin_event_accumulator
 
 from proxy_nca_jax.training import metric_writer
 from tests.testing import tiny_run
@@ -94,6 +96,41 @@ class LoggedScalarsTest(absltest.TestCase):
   def test_every_evaluation_metric_at_every_evaluation(self):
     for metric in tiny_run.EVAL_METRICS:
       self.assertEqual(sorted(self.scalars[f"test/{metric}"]), [0, 3, 6])
+
+
+class ResumedTensorBoardTest(absltest.TestCase):
+  """After a resume, TensorBoard's own reader shows one value per step."""
+
+  def test_interrupted_segment_is_purged(self):
+    tmp = tempfile.TemporaryDirectory()
+    self.addCleanup(tmp.cleanup)
+    workdir = pathlib.Path(tmp.name)
+    first = metric_writer.MetricWriter(str(workdir))
+    for step in range(1, 7):
+      first.write_scalars(step, {"loss": float(step)})
+    first.close()
+    # Resumed from the checkpoint at step 3: steps 4-6 are trained again.
+    metric_writer.keep_until(str(workdir), 3)
+    second = metric_writer.MetricWriter(str(workdir), resumed_from=3)
+    for step in range(4, 7):
+      second.write_scalars(step, {"loss": 10.0 * step})
+    second.close()
+    # And once more, from the checkpoint at step 5.
+    metric_writer.keep_until(str(workdir), 5)
+    third = metric_writer.MetricWriter(str(workdir), resumed_from=5)
+    third.write_scalars(6, {"loss": 600.0})
+    third.close()
+    accumulator = plugin_event_accumulator.EventAccumulator(
+      str(workdir / "tensorboard")
+    )
+    accumulator.Reload()
+    events = accumulator.Tensors("loss")
+    got = [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events]
+    self.assertEqual(
+      got, [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0), (5, 50.0), (6, 600.0)]
+    )
+    rows = metric_writer.read_metrics(str(workdir))
+    self.assertEqual([r["step"] for r in rows], [1, 2, 3, 4, 5, 6])
 
 
 if __name__ == "__main__":

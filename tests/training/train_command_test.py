@@ -125,6 +125,27 @@ class TrainCommandTest(absltest.TestCase):
     self.assertRegex(result.stderr, r"a_file is a file, not a folder")
     self.assertEqual(self.workdir.read_text(), "mine")
 
+  def test_read_only_workdir_is_refused(self):
+    # A read-only filesystem refuses even root (file modes would not).
+    mount = self.root / "read_only"
+    mount.mkdir()
+    mounted = subprocess.run(
+      ["mount", "-t", "tmpfs", "-o", "size=1M,ro", "tmpfs", str(mount)],
+      capture_output=True,
+      text=True,
+    )
+    if mounted.returncode != 0:
+      self.skipTest(f"cannot mount a read-only tmpfs here: {mounted.stderr}")
+    self.addCleanup(subprocess.run, ["umount", str(mount)], check=False)
+    self.workdir = mount / "run"
+    result = run_train(f"--workdir={self.workdir}")
+    self.assert_one_clear_error(
+      result,
+      1,
+      rf"error: --workdir={self.workdir}: {mount} is not writable by this "
+      r"user; choose a folder you can write, or fix its permissions\.",
+    )
+
   def test_second_run_on_a_locked_workdir_is_refused(self):
     # The lock of a live run: this test's own process, on this host.
     self.workdir.mkdir()

@@ -32,7 +32,7 @@ import pytest
 from absl.testing import absltest
 
 from proxy_nca_jax.training import trainer
-from tests.testing import tiny_run
+from tests.testing import tiny_run, tmpfs
 
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow
@@ -164,15 +164,7 @@ class FaultsTest(absltest.TestCase):
     chex.assert_tree_all_finite(state.params)
 
   def test_disk_full_at_a_save_stops_with_one_message(self):
-    mount = pathlib.Path(tempfile.mkdtemp(prefix="small_disk_"))
-    mounted = subprocess.run(
-      ["mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", str(mount)],
-      capture_output=True,
-      text=True,
-    )
-    if mounted.returncode != 0:
-      self.skipTest(f"cannot mount a small tmpfs here: {mounted.stderr}")
-    self.addCleanup(subprocess.run, ["umount", str(mount)], check=False)
+    mount = tmpfs.mount(self, "size=8M")
     workdir = mount / "run"
     first = tiny_run.run_command(
       tiny_run.train_command(self.root, workdir, schedule__num_steps=3)

@@ -31,7 +31,7 @@ from absl.testing import absltest
 from PIL import Image
 
 from proxy_nca_jax.training import metric_writer
-from tests.testing import tiny_run
+from tests.testing import tiny_run, tmpfs
 
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow
@@ -127,16 +127,7 @@ class TrainCommandTest(absltest.TestCase):
 
   def test_read_only_workdir_is_refused(self):
     # A read-only filesystem refuses even root (file modes would not).
-    mount = self.root / "read_only"
-    mount.mkdir()
-    mounted = subprocess.run(
-      ["mount", "-t", "tmpfs", "-o", "size=1M,ro", "tmpfs", str(mount)],
-      capture_output=True,
-      text=True,
-    )
-    if mounted.returncode != 0:
-      self.skipTest(f"cannot mount a read-only tmpfs here: {mounted.stderr}")
-    self.addCleanup(subprocess.run, ["umount", str(mount)], check=False)
+    mount = tmpfs.mount(self, "size=1M,ro")
     self.workdir = mount / "run"
     result = run_train(f"--workdir={self.workdir}")
     self.assert_one_clear_error(

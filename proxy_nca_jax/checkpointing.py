@@ -129,10 +129,8 @@ class Checkpointer:
     if not (force or self._manager.should_save(step)):
       return False
     directory = str(self._manager.directory)
-    needed = max(
-      int(_state_bytes(state) * _SAVE_MARGIN),
-      _state_bytes(state) + _MIN_MARGIN_BYTES,
-    )
+    size = _state_bytes(state)
+    needed = max(int(size * _SAVE_MARGIN), size + _MIN_MARGIN_BYTES)
     if "://" not in directory:
       free = shutil.disk_usage(directory).free
       if free < needed:

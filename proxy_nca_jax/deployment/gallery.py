@@ -191,15 +191,28 @@ def _duration(seconds: float) -> str:
   return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
 
 
-def _embed_part(
+def embed_files(
   embed: Callable[[np.ndarray], Any],
   spec: embedder.EmbedderSpec,
   folder: str,
   names: Sequence[str],
-  batch_size: int,
-  progress: _Progress,
+  batch_size: int = BATCH_SIZE,
+  on_batch: Callable[[int], None] = lambda count: None,
 ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
-  """(embeddings, the decodable files, the (file, reason) of the others)."""
+  """Embeds image files in uint8 batches of ``batch_size`` (padded).
+
+  Args:
+    embed: uint8 (batch_size, *spec.input_shape) -> (batch_size, D).
+    spec: the embedder's spec (input shape, embedding size).
+    folder: where ``names`` are.
+    names: the files, relative to ``folder``.
+    batch_size: images per call of ``embed``.
+    on_batch: told how many files each batch covered (progress).
+
+  Returns:
+    (float32 embeddings of the decodable files, those files in order, the
+    (file, reason) pairs of the others).
+  """
   rows, kept, bad = [], [], []
   for start in range(0, len(names), batch_size):
     batch = np.zeros((batch_size, *spec.input_shape), np.uint8)
@@ -217,7 +230,7 @@ def _embed_part(
     if used:
       rows.append(np.asarray(embed(batch))[: len(used)])
       kept.extend(used)
-    progress.add(min(batch_size, len(names) - start))
+    on_batch(min(batch_size, len(names) - start))
   embeddings = (
     np.concatenate(rows).astype(np.float32)
     if rows
@@ -313,11 +326,14 @@ def build(
     f"already embedded, {len(todo)} to embed."
   )
   progress = _Progress(len(todo), log)
-  existing = len(os.listdir(os.path.join(out, PROGRESS)))
+  # Parts count once their listing exists; a lone array is overwritten.
+  existing = sum(
+    name.endswith(".json") for name in os.listdir(os.path.join(out, PROGRESS))
+  )
   for number, start in enumerate(range(0, len(todo), part_size)):
     names = todo[start : start + part_size]
-    rows, kept, bad = _embed_part(
-      embed, spec, folder, names, batch_size, progress
+    rows, kept, bad = embed_files(
+      embed, spec, folder, names, batch_size, progress.add
     )
     stem = os.path.join(out, PROGRESS, f"part-{existing + number:06d}")
     _write_npy(stem + ".npy", rows)

@@ -54,39 +54,6 @@ def query_files(query: str) -> tuple[str, list[str]]:
   return query, image_files.list_images(query, flag="--query")
 
 
-def embed_files(
-  embed: Callable[[np.ndarray], Any],
-  spec: embedder.EmbedderSpec,
-  folder: str,
-  names: Sequence[str],
-  batch_size: int = gallery.BATCH_SIZE,
-) -> np.ndarray:
-  """(N, D) embeddings of image files, in batches of ``batch_size``.
-
-  Raises:
-    image_files.BadImagesError: naming every file that cannot be decoded.
-  """
-  pixels, bad = [], []
-  for name in names:
-    try:
-      pixels.append(
-        image_files.raw_pixels(os.path.join(folder, name), spec.input_shape)
-      )
-    except image_files.DECODE_ERRORS as error:
-      bad.append((name, image_files.decode_error_reason(error)))
-  if bad:
-    raise image_files.BadImagesError(
-      image_files.bad_files_message(folder, bad, len(names))
-    )
-  rows = []
-  for start in range(0, len(pixels), batch_size):
-    batch = np.zeros((batch_size, *spec.input_shape), np.uint8)
-    part = pixels[start : start + batch_size]
-    batch[: len(part)] = part
-    rows.append(np.asarray(embed(batch), np.float32)[: len(part)])
-  return np.concatenate(rows)
-
-
 def _class_of(name: str, classes: Sequence[str] | None) -> str | None:
   folder = os.path.basename(os.path.dirname(name))
   return folder if classes and folder in classes else None
@@ -117,7 +84,11 @@ def search(
   """
   found.check_model(spec)
   folder, names = query_files(query)
-  queries = embed_files(embed, spec, folder, names)
+  queries, _, bad = gallery.embed_files(embed, spec, folder, names)
+  if bad:
+    raise image_files.BadImagesError(
+      image_files.bad_files_message(folder, bad, len(names))
+    )
   k = min(k, found.embeddings.shape[0])
   engine = nearest.DeviceGallery.from_array(found.embeddings)
   sims, rows = engine.search(queries, k)

@@ -406,37 +406,32 @@ def evaluate_with_config(
   """
   per_class = parse_query_gallery(config.evals.query_gallery)
   block_size = block_size or config.evals.block_size
+  ks = tuple(config.evals.recall_ks)
   if per_class is None:
-    return evaluate_embeddings(
-      embeddings,
-      labels,
-      ks=tuple(config.evals.recall_ks),
+    metrics = retrieval_metrics(
+      embeddings, labels, ks=ks, block_size=block_size, mesh=mesh
+    )
+  else:
+    x, y = np.asarray(embeddings), np.asarray(labels)
+    queries, gallery = query_gallery_split(y, per_class)
+    if not len(gallery):
+      raise ValueError(
+        f"evals.query_gallery={config.evals.query_gallery!r} leaves no "
+        f"gallery: every class has at most {per_class} images."
+      )
+    metrics = retrieval_metrics(
+      x[queries],
+      y[queries],
+      gallery=x[gallery],
+      gallery_labels=y[gallery],
+      ks=ks,
       block_size=block_size,
-      kmeans_restarts=config.evals.kmeans_restarts,
-      kmeans_iters=config.evals.kmeans_iters,
-      seed=config.seed,
       mesh=mesh,
     )
-  x, y = np.asarray(embeddings), np.asarray(labels)
-  queries, gallery = query_gallery_split(y, per_class)
-  if not len(gallery):
-    raise ValueError(
-      f"evals.query_gallery={config.evals.query_gallery!r} leaves no "
-      f"gallery: every class has at most {per_class} images."
-    )
-  metrics = retrieval_metrics(
-    x[queries],
-    y[queries],
-    gallery=x[gallery],
-    gallery_labels=y[gallery],
-    ks=tuple(config.evals.recall_ks),
-    block_size=block_size,
-    mesh=mesh,
-  )
   metrics.update(
     clustering_metrics(
-      x,
-      y,
+      embeddings,
+      labels,
       seed=config.seed,
       num_iters=config.evals.kmeans_iters,
       num_restarts=config.evals.kmeans_restarts,

@@ -147,8 +147,10 @@ def _check_finite(
       "same command with, e.g., --config.optimizer.learning_rate=<smaller> "
       "--accept_config_change to resume from it."
     )
+  # The metrics fetched now may be finite again after a non-finite step.
+  what = bad or "non-finite metrics"
   raise FloatingPointError(
-    f"Training diverged: {bad or {'loss': float('nan')}} {when}. Likely "
+    f"Training diverged: {what} {when}. Likely "
     "causes: a learning rate too high for the loss scale "
     "(optimizer.learning_rate, optimizer.proxy_lr_mult) or loss.scale too "
     f"large. {restart}"
@@ -383,7 +385,8 @@ class _ProxyNormWatch:
     norm = fetched.get("proxy_norm_max")
     if self.warned or norm is None or not np.isfinite(norm):
       return
-    if norm > RUNAWAY_NORM_FACTOR * max(self.start_max, 1e-6):
+    start = max(self.start_max, 1e-6)
+    if norm > RUNAWAY_NORM_FACTOR * start:
       self.warned = True
       logging.warning(
         "Proxy norms are running away: the largest is %.3g at step %d, "
@@ -393,7 +396,7 @@ class _ProxyNormWatch:
         "optimizer.proxy_lr_mult.",
         norm,
         step,
-        norm / max(self.start_max, 1e-6),
+        norm / start,
         self.start_max,
       )
 
@@ -410,9 +413,6 @@ class _Loop:
   workdir: str
   # (step, time) where the steps/s of the next log start counting.
   _timer: tuple[int, float] = dataclasses.field(default=(0, 0.0), init=False)
-  proxy_watch: _ProxyNormWatch | None = dataclasses.field(
-    default=None, init=False
-  )
 
   def evaluate_if_missing(self, state, step: int, split: str) -> None:
     """Evaluates ``split`` at ``step`` unless metrics.jsonl already has it.
@@ -458,7 +458,7 @@ class _Loop:
     norms = proxies_lib.proxy_norms(
       state.params["proxies"], self.parts.num_proxies
     )
-    self.proxy_watch = _ProxyNormWatch(float(norms["proxy_norm_max"]))
+    proxy_watch = _ProxyNormWatch(float(norms["proxy_norm_max"]))
     first_bad = jnp.int32(-1)
     watcher = preemption.StopWatcher()
     self._timer = (start_step, time.perf_counter())
@@ -480,7 +480,7 @@ class _Loop:
           fetched = {k: float(v) for k, v in jax.device_get(metrics).items()}
           # Never checkpoint a diverged state: the last good one stays.
           _check_finite(step, fetched, last_ckpt, int(first_bad))
-          self.proxy_watch.check(step, fetched)
+          proxy_watch.check(step, fetched)
         if log_now:
           self._log_step(step, fetched)
         forced = is_last or stop_now

@@ -196,7 +196,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.evals.kmeans_iters = 50
   # None: every image of the split queries the others (leave-one-out);
   # "per_class:K": the first K images of each class (the split's fixed
-  # order) query a gallery of the others (the In-Shop protocol).
+  # order) query a gallery of the others; "splits:Q/G": images of tfds
+  # split Q query those of split G (an image folder's query/ and gallery/);
+  # "classes:Q/G": classes Q query classes G (evaluation/query_gallery.py).
   config.evals.query_gallery = config_dict.placeholder(str)
 
   config.ckpt = ml_collections.ConfigDict()

@@ -15,7 +15,7 @@ r"""Evaluates the newest checkpoint of a training run: metrics and figures.
 
   python -m proxy_nca_jax.evaluate --workdir=workdirs/fashion_mnist \
       [--split=test] [--max_examples=N] [--block_size=2048] \
-      [--query_gallery=per_class:K]
+      [--query_gallery=per_class:K|splits:Q/G|classes:Q/G]
 
 Loads the run's config and newest checkpoint from the workdir, embeds the
 split (by default the never-seen test classes), prints the metrics table
@@ -76,9 +76,13 @@ _MAX_PROJECTED = flags.DEFINE_integer(
 _QUERY_GALLERY = flags.DEFINE_string(
   "query_gallery",
   None,
-  "'per_class:K': the first K images of each class query a gallery of the "
-  "others (the In-Shop protocol); default: the run's evals.query_gallery "
-  "(unset: every image queries all the others).",
+  "Separate query and gallery sets (evaluation/query_gallery.py): "
+  "'per_class:K' (the first K images of each class query the others), "
+  "'splits:Q/G' (images of tfds split Q query those of split G, e.g. "
+  "'splits:query/gallery' for an image folder with query/ and gallery/) or "
+  "'classes:Q/G' (classes Q query classes G, e.g. 'classes:5-6/5-9'); "
+  "default: the run's evals.query_gallery (unset: every image queries all "
+  "the others).",
 )
 flags.mark_flag_as_required("workdir")
 

@@ -289,6 +289,13 @@ def _check_num_examples(
   logging.info("%s: %d / %d images, as in the paper.", spec.name, *found)
 
 
+def split_names(dataset_builder: tfds.core.DatasetBuilder) -> tuple[str, ...]:
+  """The dataset's tfds splits, in the order `read` pools them."""
+  if isinstance(dataset_builder, tfds.folder_dataset.ImageFolder):
+    return tuple(sorted(dataset_builder.info.splits))
+  return tuple(SOURCE_SPLIT.split("+"))
+
+
 def _read_options() -> tfds.ReadConfig:
   options = tf.data.Options()
   options.deterministic = True
@@ -302,6 +309,7 @@ def read(
   dataset_builder: tfds.core.DatasetBuilder,
   *,
   with_names: bool = False,
+  with_sources: bool = False,
   batch_size: int | None = None,
 ) -> tf.data.Dataset:
   """Every example of the dataset in a fixed order, image still encoded.
@@ -311,23 +319,33 @@ def read(
     dataset_builder: from `prepared_builder(input_config)`.
     with_names: add 'name', the image's file name where the dataset records
       it (else empty).
+    with_sources: add 'source', int32: the tfds split the example comes from,
+      an index into `split_names`.
     batch_size: yield batches of this many examples (the last one smaller);
       much faster for passes over every example.
 
   Returns:
-    A dataset of {'image': string (encoded JPEG/PNG), 'label': int64, and
-    with `with_names` 'name': string}, or of batches of them.
+    A dataset of {'image': string (encoded JPEG/PNG), 'label': int64, with
+    `with_names` 'name': string, with `with_sources` 'source'}, or of batches
+    of them.
   """
   label_key = catalog.traits(input_config.dataset).label_key
   spec = catalog.SPECS.get(input_config.dataset)
   name_key = spec.filename_key if spec else None
   skip = {"image": tfds.decode.SkipDecoding()}
+  names = split_names(dataset_builder)
   if isinstance(dataset_builder, tfds.folder_dataset.ImageFolder):
     name_key = "image/filename"
+    # The splits follow one another.
     parts = [
       dataset_builder.as_dataset(split=split, decoders=skip)
-      for split in sorted(dataset_builder.info.splits)
+      for split in names
     ]
+    if with_sources:
+      parts = [
+        part.map(lambda x, i=i: {**x, "source": tf.constant(i, tf.int32)})
+        for i, part in enumerate(parts)
+      ]
     ds = parts[0]
     for part in parts[1:]:
       ds = ds.concatenate(part)
@@ -335,17 +353,32 @@ def read(
     keys = {"image": True, label_key: True}
     if with_names and name_key:
       keys[name_key] = True
+    read_config = _read_options()
+    # tfds interleaves the files of the pooled splits: an example's split is
+    # in its id, "<dataset>-<split>.tfrecord-<shard>-of-<n>__<index>".
+    read_config.add_tfds_id = with_sources
     ds = dataset_builder.as_dataset(
       split=SOURCE_SPLIT,
       shuffle_files=False,
       decoders=tfds.decode.PartialDecoding(keys, decoders=skip),
-      read_config=_read_options(),
+      read_config=read_config,
     )
+
+  def source(example: dict[str, tf.Tensor]) -> tf.Tensor:
+    if "source" in example:
+      return example["source"]
+    in_split = [
+      tf.strings.regex_full_match(example["tfds_id"], f".*-{name}\\.tfrecord-.*")
+      for name in names
+    ]
+    return tf.cast(tf.argmax(in_split, axis=0), tf.int32)
 
   def select(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     out = {"image": example["image"], "label": example[label_key]}
     if with_names:
       out["name"] = example[name_key] if name_key else tf.constant("")
+    if with_sources:
+      out["source"] = source(example)
     return out
 
   if batch_size:

@@ -48,7 +48,9 @@ the largest R (other items of a query's class in the gallery):
   selects and sorts each query's first max(R, K) neighbours.
 
 Each algorithm has its module (counting.py,
-sorted_prefix.py); this one validates, chooses and summarises. k-means is in
+sorted_prefix.py); this one validates, chooses and summarises. Separate
+query and gallery sets (``evals.query_gallery``) are chosen in
+query_gallery.py. k-means is in
 clustering.py, NMI and AMI in mutual_information.py, and the text tables of
 results in tables.py.
 
@@ -70,6 +72,7 @@ from proxy_nca_jax.evaluation import (
   clustering,
   counting,
   mutual_information,
+  query_gallery,
   sorted_prefix,
 )
 from proxy_nca_jax.evaluation.tables import format_results_table, results_table
@@ -89,11 +92,10 @@ __all__ = [
   "clustering_metrics",
   "evaluate_embeddings",
   "evaluate_with_config",
+  "needs_source_splits",
   "format_results_table",
   "results_table",
-  "parse_query_gallery",
   "per_query_scores",
-  "query_gallery_split",
   "retrieval_metrics",
   "summarize_retrieval",
 ]
@@ -345,41 +347,10 @@ def evaluate_embeddings(
   return metrics
 
 
-def parse_query_gallery(spec: str | None) -> int | None:
-  """K of ``evals.query_gallery = "per_class:K"``, or None (leave-one-out).
-
-  Raises:
-    ValueError: any other value, naming the accepted ones.
-  """
-  if spec is None:
-    return None
-  kind, _, count = str(spec).partition(":")
-  if kind == "per_class" and count.isdigit() and int(count) >= 1:
-    return int(count)
-  raise ValueError(
-    f"evals.query_gallery={spec!r}; use None (each image queries the "
-    "others) or 'per_class:K' (the first K images of each class query the "
-    "rest)."
-  )
-
-
-def query_gallery_split(
-  labels: Array, per_class: int
-) -> tuple[np.ndarray, np.ndarray]:
-  """(query indices, gallery indices): the first ``per_class`` items of each
-  class (in the set's order) are queries, the others the gallery.
-
-  A class with at most ``per_class`` items has no gallery item: its queries
-  count as misses in Recall@K and are left out of MAP@R (R = 0).
-  """
-  labels = np.asarray(labels)
-  order = np.argsort(labels, kind="stable")
-  sorted_labels = labels[order]
-  starts = np.searchsorted(sorted_labels, sorted_labels, side="left")
-  position = np.empty(len(labels), np.int64)
-  position[order] = np.arange(len(labels)) - starts
-  is_query = position < per_class
-  return np.flatnonzero(is_query), np.flatnonzero(~is_query)
+def needs_source_splits(config: ml_collections.ConfigDict) -> bool:
+  """Whether `evaluate_with_config` needs each image's tfds split."""
+  protocol = query_gallery.parse(config.evals.query_gallery)
+  return protocol is not None and protocol.needs_source_splits
 
 
 def evaluate_with_config(
@@ -387,6 +358,7 @@ def evaluate_with_config(
   labels: Array,
   config: ml_collections.ConfigDict,
   *,
+  source_splits: np.ndarray | None = None,
   block_size: int | None = None,
   mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, float]:
@@ -396,38 +368,50 @@ def evaluate_with_config(
     embeddings: (N, D) float array, assumed L2-normalised.
     labels: (N,) integer class labels.
     config: a full run config.
+    source_splits: (N,) the tfds split each image was read from (the
+      pipeline's 'source'); needed by ``evals.query_gallery='splits:Q/G'``.
     block_size: overrides ``config.evals.block_size`` when given.
     mesh: devices to spread the work over (default: as evaluate_embeddings).
 
   Returns:
     The metrics of `evaluate_embeddings`; with ``evals.query_gallery``
-    (`parse_query_gallery`), the retrieval metrics are those of its queries
+    (query_gallery.py), the retrieval metrics are those of its queries
     against its gallery, and NMI/AMI still cluster the whole set.
+
+  Raises:
+    ValueError: a bad ``evals.query_gallery``, or one that leaves no query
+      or no gallery image.
   """
-  per_class = parse_query_gallery(config.evals.query_gallery)
+  spec = config.evals.query_gallery
+  protocol = query_gallery.parse(spec)
   block_size = block_size or config.evals.block_size
   ks = tuple(config.evals.recall_ks)
-  if per_class is None:
+  if protocol is None:
     metrics = retrieval_metrics(
       embeddings, labels, ks=ks, block_size=block_size, mesh=mesh
     )
   else:
     x, y = np.asarray(embeddings), np.asarray(labels)
-    queries, gallery = query_gallery_split(y, per_class)
-    if not len(gallery):
-      raise ValueError(
-        f"evals.query_gallery={config.evals.query_gallery!r} leaves no "
-        f"gallery: every class has at most {per_class} images."
-      )
-    metrics = retrieval_metrics(
-      x[queries],
-      y[queries],
-      gallery=x[gallery],
-      gallery_labels=y[gallery],
-      ks=ks,
-      block_size=block_size,
-      mesh=mesh,
+    queries, gallery, shared = query_gallery.select(
+      protocol, y, source_splits, spec
     )
+    if shared:
+      # Leave-one-out over the gallery, averaged over its query rows.
+      scores = per_query_scores(
+        x[gallery], y[gallery], max_k=max(ks), block_size=block_size, mesh=mesh
+      )
+      scores = {key: value[queries] for key, value in scores.items()}
+      metrics = summarize_retrieval(scores, ks)
+    else:
+      metrics = retrieval_metrics(
+        x[queries],
+        y[queries],
+        gallery=x[gallery],
+        gallery_labels=y[gallery],
+        ks=ks,
+        block_size=block_size,
+        mesh=mesh,
+      )
   metrics.update(
     clustering_metrics(
       embeddings,

@@ -42,34 +42,49 @@ def make_embed_fn(
   )
 
 
+def embed_examples(
+  embed_fn: Callable[[dict[str, Any], jax.Array], jax.Array],
+  variables: dict[str, Any],
+  batches: Iterator[dict[str, np.ndarray]],
+  mesh: jax.sharding.Mesh,
+) -> dict[str, np.ndarray]:
+  """Embeds padded evaluation batches; returns every process's real rows.
+
+  Args:
+    embed_fn: from ``make_embed_fn``.
+    variables: the network's variables.
+    batches: process-local dicts with 'image', boolean 'mask' and other
+      per-example fields ('label', the pipeline's 'source').
+    mesh: the device mesh.
+
+  Returns:
+    {'embedding': float32 (N, D), and each field of the batches but 'image'
+    and 'mask'} of the whole split, rows aligned, the same on every process,
+    padding removed.
+  """
+  embeddings, fields = [], []
+  for local in batches:
+    images = parallel.global_batch({"image": local["image"]}, mesh)["image"]
+    out = embed_fn(variables, images)
+    embeddings.append(multihost_utils.process_allgather(out, tiled=True))
+    rest = {key: value for key, value in local.items() if key != "image"}
+    fields.append(multihost_utils.process_allgather(rest, tiled=True))
+  if not embeddings:
+    raise ValueError("The evaluation split is empty.")
+  mask = np.concatenate([f["mask"] for f in fields]).astype(bool)
+  result = {"embedding": np.concatenate(embeddings)[mask]}
+  for key in fields[0]:
+    if key != "mask":
+      result[key] = np.concatenate([f[key] for f in fields])[mask]
+  return result
+
+
 def embed_batches(
   embed_fn: Callable[[dict[str, Any], jax.Array], jax.Array],
   variables: dict[str, Any],
   batches: Iterator[dict[str, np.ndarray]],
   mesh: jax.sharding.Mesh,
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Embeds padded evaluation batches; returns every process's real rows.
-
-  Args:
-    embed_fn: from ``make_embed_fn``.
-    variables: the network's variables.
-    batches: process-local dicts with 'image', 'label' and boolean 'mask'.
-    mesh: the device mesh.
-
-  Returns:
-    (embeddings float32 (N, D), labels int (N,)) of the whole split, the same
-    on every process, padding removed.
-  """
-  embeddings, labels, masks = [], [], []
-  for local in batches:
-    images = parallel.global_batch({"image": local["image"]}, mesh)["image"]
-    out = embed_fn(variables, images)
-    embeddings.append(multihost_utils.process_allgather(out, tiled=True))
-    rest = {"label": local["label"], "mask": local["mask"]}
-    gathered = multihost_utils.process_allgather(rest, tiled=True)
-    labels.append(gathered["label"])
-    masks.append(gathered["mask"])
-  if not embeddings:
-    raise ValueError("The evaluation split is empty.")
-  mask = np.concatenate(masks).astype(bool)
-  return np.concatenate(embeddings)[mask], np.concatenate(labels)[mask]
+  """(embeddings float32 (N, D), labels int (N,)) of `embed_examples`."""
+  result = embed_examples(embed_fn, variables, batches, mesh)
+  return result["embedding"], result["label"]

@@ -47,7 +47,7 @@ from absl import logging
 from proxy_nca_jax import evaluation, parallel
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.evaluation import embedding, figures, nearest
-from proxy_nca_jax.training import metric_writer, train_state, workdirs
+from proxy_nca_jax.training import metric_writer, setup, train_state, workdirs
 
 CONVERGENCE = "convergence.png"
 METRICS = "metrics_{split}.json"
@@ -70,7 +70,9 @@ def embed_split(
   state: train_state.TrainState,
   mesh: jax.sharding.Mesh,
   split: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  *,
+  with_sources: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
   """Embeds an evaluation split and keeps its images.
 
   Args:
@@ -79,26 +81,34 @@ def embed_split(
     state: its trained state, replicated over ``mesh``.
     mesh: the device mesh.
     split: 'test', 'val' or 'train'.
+    with_sources: also find each image's tfds split.
 
   Returns:
-    (embeddings float32 (N, D), labels int (N,)) of the whole split, and this
+    (embeddings float32 (N, D), labels int (N,)) of the whole split, this
     process's images float32 (n, H, W, C) as the network saw them (n = N
-    with one process).
+    with one process), and with ``with_sources`` the tfds split each image
+    was read from (N,) (else None).
   """
   images: list[np.ndarray] = []
   batches = pipeline.create_eval_iterator(
     input_config,
     split,
+    with_sources=with_sources,
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   )
-  embeddings, labels = embedding.embed_batches(
+  examples = embedding.embed_examples(
     embedding.make_embed_fn(model, mesh),
     train_state.inference_variables(state),
     _stash_images(batches, images),
     mesh,
   )
-  return embeddings, labels, np.concatenate(images)
+  return (
+    examples["embedding"],
+    examples["label"],
+    np.concatenate(images),
+    pipeline.source_split_names(input_config, examples),
+  )
 
 
 def write_retrieval_grid(
@@ -211,19 +221,29 @@ def evaluate_workdir(
   """
   workdir = workdirs.absolute(workdir)
   config = workdirs.load_config(workdir)
+  if query_gallery is not None:
+    with config.unlocked():
+      config.evals.query_gallery = query_gallery
+  setup.check_query_gallery(config, split)
   input_config = _capped_input(config.input, max_examples)
   records = _convergence_records(workdir)
   mesh = parallel.create_mesh() if mesh is None else mesh
-  config, model, state = workdirs.restore_trained(workdir, mesh)
-  if query_gallery is not None:
-    evaluation.parse_query_gallery(query_gallery)
-    with config.unlocked():
-      config.evals.query_gallery = query_gallery
-  embeddings, labels, images = embed_split(
-    input_config, model, state, mesh, split
+  _, model, state = workdirs.restore_trained(workdir, mesh)
+  embeddings, labels, images, source_splits = embed_split(
+    input_config,
+    model,
+    state,
+    mesh,
+    split,
+    with_sources=evaluation.needs_source_splits(config),
   )
   metrics = evaluation.evaluate_with_config(
-    embeddings, labels, config, block_size=block_size, mesh=mesh
+    embeddings,
+    labels,
+    config,
+    source_splits=source_splits,
+    block_size=block_size,
+    mesh=mesh,
   )
   result = {
     "step": int(jax.device_get(state.step)),

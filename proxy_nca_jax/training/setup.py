@@ -33,8 +33,10 @@ import jax
 import ml_collections
 import optax
 
-from proxy_nca_jax import evaluation, models, parallel
+from proxy_nca_jax import models, parallel
 from proxy_nca_jax import proxies as proxies_lib
+from proxy_nca_jax.data import pipeline
+from proxy_nca_jax.evaluation import query_gallery
 from proxy_nca_jax.training import loss_binding, optim, step, train_state
 
 
@@ -45,7 +47,8 @@ def check_config(
 
   The global batches must divide over the mesh, ``proxies.init`` and
   ``proxies.sharding`` must be known, sharded proxies need a loss with a
-  sharded form, and the loss options must be valid.
+  sharded form, and the loss options and ``evals.query_gallery`` must be
+  valid.
   """
   parallel.check_global_batch(config.input.batch_size, mesh, "input.batch_size")
   parallel.check_global_batch(
@@ -59,7 +62,20 @@ def check_config(
   if train_state.proxy_sharding(config) == "sharded":
     loss_binding.check_supported(config.loss)
   loss_binding.create_loss_fn(config.loss)  # Checks the loss options.
-  evaluation.parse_query_gallery(config.evals.query_gallery)
+  query_gallery.parse(config.evals.query_gallery)
+
+
+def check_query_gallery(config: ml_collections.ConfigDict, split: str) -> None:
+  """Raises ValueError when the prepared dataset cannot serve
+  ``evals.query_gallery`` on ``split``: a tfds split it does not have, or
+  classes ``split`` does not hold (`query_gallery.check_available`)."""
+  spec = config.evals.query_gallery
+  query_gallery.check_available(
+    query_gallery.parse(spec),
+    pipeline.split_names(config.input),
+    pipeline.classes_of(config.input, split),
+    spec,
+  )
 
 
 @dataclasses.dataclass(frozen=True)

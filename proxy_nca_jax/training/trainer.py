@@ -61,13 +61,19 @@ def evaluate_split(
   batches = pipeline.create_eval_iterator(
     config.input,
     split,
+    with_sources=evaluation.needs_source_splits(config),
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   )
-  embeddings, labels = embedding.embed_batches(
+  examples = embedding.embed_examples(
     embed_fn, train_state.inference_variables(state), batches, mesh
   )
-  return evaluation.evaluate_with_config(embeddings, labels, config)
+  return evaluation.evaluate_with_config(
+    examples["embedding"],
+    examples["label"],
+    config,
+    source_splits=pipeline.source_split_names(config.input, examples),
+  )
 
 
 def class_mean_proxy_init(
@@ -305,6 +311,7 @@ def _prepare(
     # One builder per data_dir; the other processes wait for it.
     pipeline.prepare_dataset(config.input)
   multihost_utils.sync_global_devices("dataset prepared")
+  setup.check_query_gallery(config, config.evals.split)
   parts = setup.assemble(config, mesh)
   if config.model.name in IMAGENET_BACKBONES and not config.model.pretrained:
     logging.warning(

@@ -103,6 +103,32 @@ class ImageFolderTest(absltest.TestCase):
       train_ids, [i for i, c in labels.items() if c < 2]
     )
 
+  def test_eval_sources_name_each_images_split_folder(self):
+    # ROOT/{train,query,gallery}/CLASS (In-Shop's layout): the eval batches
+    # say which folder each image came from.
+    folders = {}
+    for example_id in range(24):
+      split = ("train", "query", "gallery")[example_id % 3]
+      folder = self.root / split / CLASSES[example_id % 4]
+      folder.mkdir(parents=True, exist_ok=True)
+      image = fake_images.id_image(example_id, shape=(7, 9))
+      (folder / f"{example_id}.png").write_bytes(fake_images.encode(image))
+      folders[example_id] = split
+    config = self.config(eval_batch_size=16)
+    pipeline.prepare_dataset(config)
+    names = pipeline.split_names(config)
+    self.assertEqual(names, ("gallery", "query", "train"))
+    batches = list(pipeline.create_eval_iterator(config, "test", with_sources=True))
+    ids, sources = [], []
+    for batch in batches:
+      mask = batch["mask"]
+      np.testing.assert_array_equal(batch["source"][~mask], -1)
+      ids.extend(fake_images.ids_from_bn_inception(batch["image"][mask]))
+      sources.extend(batch["source"][mask])
+    # Test classes dog and emu: ids 0, 2, 4, ... (12 of them).
+    self.assertLen(ids, 12)
+    self.assertEqual([names[s] for s in sources], [folders[i] for i in ids])
+
   def test_num_train_classes_and_validation(self):
     write_folder(self.root)
     config = self.config(num_train_classes=3, num_val_classes=1)

@@ -260,6 +260,25 @@ class InputPipelineTest(parameterized.TestCase):
       single_ids = [i for b in single for i in ids_of(b["image"][b["mask"]])]
       self.assertCountEqual(single_ids, ids)
 
+  def test_eval_sources_name_each_images_tfds_split(self):
+    # tfds interleaves the pooled train and test files; ids say which file.
+    config = self.config(eval_batch_size=16)
+    names = pipeline.split_names(config)
+    self.assertEqual(names, ("train", "test"))
+    batches = list(pipeline.create_eval_iterator(config, "test", with_sources=True))
+    mask = flat(batches, "mask")
+    sources = flat(batches, "source")
+    np.testing.assert_array_equal(sources[~mask], -1)
+    ids = ids_of(flat(batches, "image")[mask])
+    want = np.where(ids >= NUM_TRAIN, names.index("test"), names.index("train"))
+    np.testing.assert_array_equal(sources[mask], want)
+    self.assertEqual(set(want), {0, 1})
+    # The interleaving is real: the first train and test images alternate.
+    self.assertFalse(np.all(np.diff(want) >= 0))
+    plain = list(pipeline.create_eval_iterator(config, "test"))
+    self.assertNotIn("source", plain[0])
+    np.testing.assert_array_equal(flat(plain, "image"), flat(batches, "image"))
+
   def test_eval_values_are_normalised_like_training(self):
     (batch,) = list(
       pipeline.create_eval_iterator(self.config(eval_batch_size=128), "test")

@@ -19,6 +19,7 @@ runs as a subprocess, and its JSON and PNGs are read back with PIL. The grid's
 colours are checked on constructed embeddings whose neighbours are known.
 """
 
+import collections
 import json
 import os
 import pathlib
@@ -33,8 +34,8 @@ import pytest
 from absl.testing import absltest
 from PIL import Image
 
-from proxy_nca_jax import evaluation, parallel
-from proxy_nca_jax.evaluation import figures, report
+from proxy_nca_jax import parallel
+from proxy_nca_jax.evaluation import figures, query_gallery, report
 from proxy_nca_jax.training import metric_writer, workdirs
 from tests.evaluation import figures_test
 from tests.testing import references, tiny_run
@@ -100,10 +101,10 @@ class EvaluateCommandTest(absltest.TestCase):
     # Queries: the first two of each of the 5 test classes, against the
     # other 70 images, ranked by a float64 reference.
     config, model, state = workdirs.restore_trained(str(workdir))
-    embeddings, labels, _ = report.embed_split(
+    embeddings, labels, _, _ = report.embed_split(
       config.input, model, state, parallel.create_mesh(), "test"
     )
-    queries, gallery = evaluation.query_gallery_split(labels, 2)
+    queries, gallery = query_gallery.first_per_class(labels, 2)
     self.assertLen(queries, 10)
     want = references.retrieval_metrics(
       embeddings[queries],
@@ -116,6 +117,34 @@ class EvaluateCommandTest(absltest.TestCase):
       self.assertAlmostEqual(saved["metrics"][key], value, places=6, msg=key)
     with self.assertRaisesRegex(ValueError, "per_class:K"):
       report.evaluate_workdir(str(workdir), query_gallery="halves")
+
+  def test_split_query_gallery_protocol_matches_a_float64_reference(self):
+    # The test classes' t10k images query their train images.
+    workdir = pathlib.Path(tempfile.mkdtemp()) / "run"
+    self.addCleanup(shutil.rmtree, workdir.parent)
+    shutil.copytree(self.workdir, workdir)
+    result = report.evaluate_workdir(
+      str(workdir), query_gallery="splits:test/train", max_projected=0
+    )
+    config, model, state = workdirs.restore_trained(str(workdir))
+    embeddings, labels, _, sources = report.embed_split(
+      config.input, model, state, parallel.create_mesh(), "test",
+      with_sources=True,
+    )
+    # 5 test classes x (12 train + 4 test) images.
+    self.assertEqual(collections.Counter(sources), {"train": 60, "test": 20})
+    queries, gallery = sources == "test", sources == "train"
+    want = references.retrieval_metrics(
+      embeddings[queries],
+      labels[queries],
+      (1, 2, 4, 8),
+      gallery=embeddings[gallery],
+      gallery_labels=labels[gallery],
+    )
+    for key, value in want.items():
+      self.assertAlmostEqual(result["metrics"][key], value, places=6, msg=key)
+    with self.assertRaisesRegex(ValueError, "splits are \\['train', 'test'\\]"):
+      report.evaluate_workdir(str(workdir), query_gallery="splits:query/gallery")
 
   def test_writes_and_names_the_four_files(self):
     self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])

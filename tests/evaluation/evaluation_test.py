@@ -33,6 +33,7 @@ from proxy_nca_jax.evaluation import (
   clustering,
   counting_tiles,
   mutual_information,
+  query_gallery,
   similarity,
   sorted_prefix,
 )
@@ -700,36 +701,59 @@ class EvaluateEmbeddingsTest(absltest.TestCase):
     )
 
 
-class QueryGalleryTest(absltest.TestCase):
-  """``evals.query_gallery = 'per_class:K'`` (the In-Shop protocol)."""
+def _exact_unit_vectors(rng, n: int, dim: int = 8) -> np.ndarray:
+  """Unit vectors of four entries +-1/2: exact float32 dot products."""
+  x = np.zeros((n, dim), np.float32)
+  for row in x:
+    row[rng.choice(dim, 4, replace=False)] = rng.choice([-0.5, 0.5], 4)
+  return x
 
-  def test_split_takes_the_first_k_of_each_class_in_order(self):
+
+def _query_gallery_config(spec: str) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(
+    {
+      "seed": 0,
+      "evals": {
+        "recall_ks": (1, 2, 8),
+        "block_size": 16,
+        "kmeans_restarts": 1,
+        "kmeans_iters": 5,
+        "query_gallery": spec,
+      },
+    }
+  )
+
+
+def _mean_scores(per_query: list[dict], ks) -> dict[str, float]:
+  """Recall@K and MAP@R over queries scored one at a time (R > 0 for MAP@R)."""
+  rank = np.array([float(s["first_positive_rank"][0]) for s in per_query])
+  r = np.array([int(s["r"][0]) for s in per_query])
+  total = np.array([float(s["precision_sum"][0]) for s in per_query])
+  hits = np.array([float(s["hits"][0]) for s in per_query])
+  want = {f"recall@{k}": float(np.mean(rank < k)) for k in ks}
+  want["precision@1"] = float(np.mean(rank < 1))
+  want["map@r"] = float(np.mean(total[r > 0] / r[r > 0]))
+  want["r_precision"] = float(np.mean(hits[r > 0] / r[r > 0]))
+  return want
+
+
+class QueryGalleryTest(absltest.TestCase):
+  """``evals.query_gallery``: separate query and gallery sets."""
+
+  def test_per_class_takes_the_first_k_of_each_class_in_order(self):
     labels = np.array([3, 1, 3, 3, 1, 7, 1, 3])
-    queries, gallery = evaluation.query_gallery_split(labels, 2)
+    queries, gallery = query_gallery.first_per_class(labels, 2)
     np.testing.assert_array_equal(queries, [0, 1, 2, 4, 5])
     np.testing.assert_array_equal(gallery, [3, 6, 7])
 
-  def test_metrics_equal_brute_force_queries_against_gallery(self):
+  def test_per_class_equals_brute_force_queries_against_gallery(self):
     rng = np.random.default_rng(5)
-    # Unit vectors of four entries +-1/2: exact float32 dot products.
-    x = np.zeros((90, 8), np.float32)
-    for row in x:
-      row[rng.choice(8, 4, replace=False)] = rng.choice([-0.5, 0.5], 4)
+    x = _exact_unit_vectors(rng, 90)
     x[60:] = x[:30]  # Exact copies: ties across queries and gallery.
     labels = rng.integers(0, 7, 90)
-    config = ml_collections.ConfigDict(
-      {
-        "seed": 0,
-        "evals": {
-          "recall_ks": (1, 2, 8),
-          "block_size": 16,
-          "kmeans_restarts": 1,
-          "kmeans_iters": 5,
-          "query_gallery": "per_class:3",
-        },
-      }
+    got = evaluation.evaluate_with_config(
+      x, labels, _query_gallery_config("per_class:3")
     )
-    got = evaluation.evaluate_with_config(x, labels, config)
     queries = [i for i in range(90) if np.sum(labels[:i] == labels[i]) < 3]
     gallery = sorted(set(range(90)) - set(queries))
     want = references.retrieval_metrics(
@@ -747,12 +771,114 @@ class QueryGalleryTest(absltest.TestCase):
     )
     self.assertEqual(got["nmi"], whole["nmi"])
 
+  def test_splits_equal_brute_force_queries_against_gallery(self):
+    # Images of three tfds splits, interleaved as tfds reads pooled files;
+    # 'query' images query the 'gallery' ones, 'train' ones take no part.
+    rng = np.random.default_rng(6)
+    x = _exact_unit_vectors(rng, 120)
+    x[80:100] = x[:20]  # Copies across the splits: ties.
+    labels = rng.integers(0, 6, 120)
+    source = rng.choice(["gallery", "query", "train"], 120)
+    got = evaluation.evaluate_with_config(
+      x,
+      labels,
+      _query_gallery_config("splits:query/gallery"),
+      source_splits=source,
+    )
+    queries, gallery = source == "query", source == "gallery"
+    want = references.retrieval_metrics(
+      x[queries],
+      labels[queries],
+      (1, 2, 8),
+      gallery=x[gallery],
+      gallery_labels=labels[gallery],
+    )
+    for key, value in want.items():
+      self.assertEqual(got[key], value, key)
+    whole = evaluation.clustering_metrics(
+      x, labels, num_iters=5, num_restarts=1
+    )
+    self.assertEqual(got["nmi"], whole["nmi"])
+
+  def test_classes_equal_brute_force_with_each_query_left_out(self):
+    # Classes 1 and 3 query a gallery of classes 0-3 (0 and 2 distract);
+    # class 4 takes no part. Each query's gallery is the others, one query at
+    # a time, in float64.
+    rng = np.random.default_rng(7)
+    x = _exact_unit_vectors(rng, 100)
+    x[50:70] = x[:20]
+    labels = rng.integers(0, 5, 100)
+    got = evaluation.evaluate_with_config(
+      x, labels, _query_gallery_config("classes:1,3/0-3")
+    )
+    in_gallery = np.flatnonzero(labels <= 3)
+    per_query = []
+    for i in np.flatnonzero(np.isin(labels, [1, 3])):
+      others = in_gallery[in_gallery != i]
+      per_query.append(
+        references.retrieval_per_query(
+          x[[i]], labels[[i]], gallery=x[others], gallery_labels=labels[others]
+        )
+      )
+    want = _mean_scores(per_query, (1, 2, 8))
+    for key, value in want.items():
+      self.assertAlmostEqual(got[key], value, places=12, msg=key)
+
+  def test_parses_each_form(self):
+    self.assertIsNone(query_gallery.parse(None))
+    self.assertEqual(query_gallery.parse("per_class:4").per_class, 4)
+    splits = query_gallery.parse("splits:query/gallery")
+    self.assertEqual((splits.query, splits.gallery), (("query",), ("gallery",)))
+    self.assertTrue(splits.needs_source_splits)
+    classes = query_gallery.parse("classes:5-6,9/5-9")
+    self.assertEqual(classes.query, (5, 6, 9))
+    self.assertEqual(classes.gallery, (5, 6, 7, 8, 9))
+    self.assertFalse(classes.needs_source_splits)
+
   def test_bad_values_are_refused(self):
-    self.assertIsNone(evaluation.parse_query_gallery(None))
-    self.assertEqual(evaluation.parse_query_gallery("per_class:4"), 4)
-    for bad in ("per_class:0", "per_class", "halves", "per_class:x"):
-      with self.assertRaisesRegex(ValueError, "use None .* 'per_class:K'"):
-        evaluation.parse_query_gallery(bad)
+    for bad in (
+      "per_class:0",
+      "per_class",
+      "halves",
+      "per_class:x",
+      "splits:query",
+      "splits:a/b/c",
+      "classes:5-6",
+      "classes:a/5",
+    ):
+      with self.assertRaisesRegex(ValueError, "use None .* 'classes:Q/G'"):
+        query_gallery.parse(bad)
+    with self.assertRaisesRegex(ValueError, "query classes \\[7\\] are not in"):
+      query_gallery.parse("classes:5-7/5-6")
+    with self.assertRaisesRegex(ValueError, "runs backwards"):
+      query_gallery.parse("classes:6-5/5-9")
+    with self.assertRaisesRegex(ValueError, "names split 'a' twice"):
+      query_gallery.parse("splits:a/a")
+
+  def test_what_the_data_cannot_serve_is_named(self):
+    with self.assertRaisesRegex(ValueError, "\\['gallery'\\].*'train', 'test'"):
+      query_gallery.check_available(
+        query_gallery.parse("splits:test/gallery"),
+        ("train", "test"),
+        (5, 6),
+        "splits:test/gallery",
+      )
+    with self.assertRaisesRegex(ValueError, "classes \\[7\\] that the"):
+      query_gallery.check_available(
+        query_gallery.parse("classes:5/5-7"), ("all",), (5, 6), "classes:5/5-7"
+      )
+    labels = np.array([5, 5, 6, 6])
+    with self.assertRaisesRegex(ValueError, "leaves 0 queries.*train"):
+      evaluation.evaluate_with_config(
+        np.eye(4, dtype=np.float32),
+        labels,
+        _query_gallery_config("splits:test/train"),
+        source_splits=np.array(["train"] * 4),
+      )
+    with self.assertRaisesRegex(ValueError, "leaves no gallery|gallery of 0"):
+      evaluation.evaluate_with_config(
+        np.eye(4, dtype=np.float32), labels, _query_gallery_config("per_class:2")
+      )
 
 
 class FormatResultsTableTest(absltest.TestCase):

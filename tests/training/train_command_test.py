@@ -165,6 +165,22 @@ class TrainCommandTest(absltest.TestCase):
       r"--config.input.batch_size=8 or 16",
     )
 
+  def test_query_gallery_the_data_cannot_serve_is_refused_before_training(
+    self,
+  ):
+    result = run_train(
+      f"--workdir={self.workdir}",
+      "--config.evals.query_gallery=splits:query/gallery",
+    )
+    self.assert_one_clear_error(
+      result,
+      1,
+      r"evals.query_gallery='splits:query/gallery' names split\(s\) "
+      r"\['query', 'gallery'\], but the dataset's splits are "
+      r"\['train', 'test'\]",
+    )
+    self.assertFalse(list(self.workdir.glob("checkpoints/*")))
+
 
 class TrainEndToEndTest(absltest.TestCase):
   def test_trains_and_prints_the_results_table(self):

@@ -338,8 +338,7 @@ def read(
     name_key = "image/filename"
     # The splits follow one another.
     parts = [
-      dataset_builder.as_dataset(split=split, decoders=skip)
-      for split in names
+      dataset_builder.as_dataset(split=split, decoders=skip) for split in names
     ]
     if with_sources:
       parts = [
@@ -368,7 +367,9 @@ def read(
     if "source" in example:
       return example["source"]
     in_split = [
-      tf.strings.regex_full_match(example["tfds_id"], f".*-{name}\\.tfrecord-.*")
+      tf.strings.regex_full_match(
+        example["tfds_id"], f".*-{name}\\.tfrecord-.*"
+      )
       for name in names
     ]
     return tf.cast(tf.argmax(in_split, axis=0), tf.int32)

@@ -94,9 +94,7 @@ def _class_ids(text: str, spec: str) -> tuple[int, ...]:
       )
     ids.extend(range(int(first), int(last or first) + 1))
   if len(set(ids)) != len(ids):
-    raise ValueError(
-      f"evals.query_gallery={spec!r}: {text!r} repeats a class."
-    )
+    raise ValueError(f"evals.query_gallery={spec!r}: {text!r} repeats a class.")
   return tuple(ids)
 
 
@@ -176,7 +174,9 @@ def check_available(
   if protocol is None or protocol.kind == "per_class":
     return
   if protocol.kind == "splits":
-    missing = [s for s in protocol.query + protocol.gallery if s not in split_names]
+    missing = [
+      s for s in protocol.query + protocol.gallery if s not in split_names
+    ]
     if missing:
       raise ValueError(
         f"evals.query_gallery={spec!r} names split(s) {missing}, but the "

@@ -118,7 +118,9 @@ class ImageFolderTest(absltest.TestCase):
     pipeline.prepare_dataset(config)
     names = pipeline.split_names(config)
     self.assertEqual(names, ("gallery", "query", "train"))
-    batches = list(pipeline.create_eval_iterator(config, "test", with_sources=True))
+    batches = list(
+      pipeline.create_eval_iterator(config, "test", with_sources=True)
+    )
     ids, sources = [], []
     for batch in batches:
       mask = batch["mask"]

@@ -265,7 +265,9 @@ class InputPipelineTest(parameterized.TestCase):
     config = self.config(eval_batch_size=16)
     names = pipeline.split_names(config)
     self.assertEqual(names, ("train", "test"))
-    batches = list(pipeline.create_eval_iterator(config, "test", with_sources=True))
+    batches = list(
+      pipeline.create_eval_iterator(config, "test", with_sources=True)
+    )
     mask = flat(batches, "mask")
     sources = flat(batches, "source")
     np.testing.assert_array_equal(sources[~mask], -1)

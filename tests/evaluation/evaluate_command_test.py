@@ -128,7 +128,11 @@ class EvaluateCommandTest(absltest.TestCase):
     )
     config, model, state = workdirs.restore_trained(str(workdir))
     embeddings, labels, _, sources = report.embed_split(
-      config.input, model, state, parallel.create_mesh(), "test",
+      config.input,
+      model,
+      state,
+      parallel.create_mesh(),
+      "test",
       with_sources=True,
     )
     # 5 test classes x (12 train + 4 test) images.
@@ -144,7 +148,9 @@ class EvaluateCommandTest(absltest.TestCase):
     for key, value in want.items():
       self.assertAlmostEqual(result["metrics"][key], value, places=6, msg=key)
     with self.assertRaisesRegex(ValueError, "splits are \\['train', 'test'\\]"):
-      report.evaluate_workdir(str(workdir), query_gallery="splits:query/gallery")
+      report.evaluate_workdir(
+        str(workdir), query_gallery="splits:query/gallery"
+      )
 
   def test_writes_and_names_the_four_files(self):
     self.assertEqual(self.result.returncode, 0, self.result.stderr[-3000:])

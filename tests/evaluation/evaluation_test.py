@@ -877,7 +877,9 @@ class QueryGalleryTest(absltest.TestCase):
       )
     with self.assertRaisesRegex(ValueError, "leaves no gallery|gallery of 0"):
       evaluation.evaluate_with_config(
-        np.eye(4, dtype=np.float32), labels, _query_gallery_config("per_class:2")
+        np.eye(4, dtype=np.float32),
+        labels,
+        _query_gallery_config("per_class:2"),
       )
 
 

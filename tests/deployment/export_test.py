@@ -67,7 +67,7 @@ class ExportTest(absltest.TestCase):
     cls.workdir, cls.config, _ = tiny_run.shared_run()
     mesh = parallel.create_mesh(jax.devices()[:1])
     config, model, state = workdirs.restore_trained(str(cls.workdir), mesh)
-    cls.embeddings, _, inputs = report.embed_split(
+    cls.embeddings, _, inputs, _ = report.embed_split(
       config.input, model, state, mesh, "test"
     )
     pixels = (inputs * FMNIST_STD + FMNIST_MEAN) * 255.0

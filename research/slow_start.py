@@ -1,0 +1,169 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""RQ2's slow start: why Proxy-NCA trails the triplet loss early, and fixes.
+
+On GLYPHS-ZS (900 training classes) Proxy-NCA's test MAP@R is far below the
+triplet loss's at step 100 and overtakes it only at step 400
+(docs/glyphs_rq2). With B = 64 images a step and C = 900 proxies, a static
+proxy is the positive of some image in a batch with probability
+1 - (1 - 1/C)^B, about 7%: it moves towards its class about once in 14
+steps, and until it has, the NCA softmax (the paper's Eq. 8 over all C
+proxies) pulls each image towards a proxy that is still where random
+initialisation put it. The candidate fixes each attack that: proxies at the
+initial network's class means (a start where each proxy already sits among
+its class's images), a faster proxy learning rate, a learning-rate warm-up
+(the network waits while the proxies move), and the softmax scale (the
+gradient's spread over the C proxies).
+
+Every variant is the ``--config`` (configs/glyphs.py) with one change,
+trained ``--num_steps`` steps and evaluated on the validation classes every
+``--eval_every`` steps: the test classes take no part in the choice.
+
+  python -m research.slow_start --out=docs/glyphs_slow_start \
+      --config=configs/glyphs.py --num_steps=400 --eval_every=50 \
+      --triplet_samples_per_class=8 --max_eval_examples=10000
+"""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from research import common  # noqa: E402
+
+EVAL_EVERY = flags.DEFINE_integer(
+  "eval_every", 50, "Evaluate the validation classes every this many steps."
+)
+VARIANTS_FLAG = flags.DEFINE_list(
+  "variants", None, "Variants to run (default: all of VARIANTS)."
+)
+
+QUESTION = "slow_start"
+DEFAULT_STEPS = 400
+DEFAULT_SEEDS = (0,)
+# name -> (loss, config changes on top of the --config).
+VARIANTS = {
+  "proxy_nca": ("proxy_nca", {}),
+  "class_means_init": ("proxy_nca", {"proxies.init": "class_means"}),
+  "proxy_lr_x300": ("proxy_nca", {"optimizer.proxy_lr_mult": 300.0}),
+  "proxy_lr_x1000": ("proxy_nca", {"optimizer.proxy_lr_mult": 1000.0}),
+  "warmup_100": ("proxy_nca", {"schedule.warmup_steps": 100}),
+  "scale_16": ("proxy_nca", {"loss.scale": 16.0}),
+  "scale_4": ("proxy_nca", {"loss.scale": 4.0}),
+  "triplet_semihard": ("triplet_semihard", {}),
+}
+KEY = "val/map@r"
+
+
+def positive_probability(num_proxies: int, batch_size: int) -> float:
+  """Chance that one static proxy is some image's positive in a batch of
+  uniformly drawn classes."""
+  return 1.0 - (1.0 - 1.0 / num_proxies) ** batch_size
+
+
+def curves_table(runs: dict[str, list[list[dict]]], steps: list[int]) -> str:
+  """Validation MAP@R of each variant at each evaluated step."""
+  rows = []
+  for name, seeds in runs.items():
+    curves = [common.eval_curve(r, KEY) for r in seeds]
+    seconds = [
+      common.training_seconds(r)[max(c)]
+      for r, c in zip(seeds, curves, strict=True)
+    ]
+    rows.append(
+      [name, ", ".join(f"{k}={v}" for k, v in VARIANTS[name][1].items()) or "-"]
+      + [common.mean_std([c[s] for c in curves]) for s in steps]
+      + [common.mean_std(seconds, 0)]
+    )
+  return common.markdown_table(
+    ["variant", "change", *(f"step {s}" for s in steps), "training seconds"],
+    rows,
+  )
+
+
+def plot(runs: dict[str, list[list[dict]]], path: str) -> None:
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for name, seeds in runs.items():
+    curves = [common.eval_curve(r, KEY) for r in seeds]
+    steps = sorted(curves[0])
+    values = np.array([[c[s] for s in steps] for c in curves]).mean(0)
+    style = "--" if VARIANTS[name][0] != "proxy_nca" else "-"
+    ax.plot(steps, values, style, marker="o", ms=3, label=name)
+  ax.set_xlabel("step")
+  ax.set_ylabel("MAP@R (validation classes)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(f"{common.dataset_title()}: the first steps of Proxy-NCA")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  session = common.Session()
+  steps = common.num_steps(DEFAULT_STEPS)
+  names = VARIANTS_FLAG.value or list(VARIANTS)
+  unknown = sorted(set(names) - set(VARIANTS))
+  if unknown:
+    raise app.UsageError(f"Unknown variants {unknown}; use {list(VARIANTS)}.")
+  runs = {name: [] for name in names}
+  config = None
+  for seed in common.seeds(DEFAULT_SEEDS):
+    for name in names:
+      loss, changes = VARIANTS[name]
+      overrides = common.convergence_overrides(
+        loss, seed, steps, EVAL_EVERY.value
+      )
+      config = common.make_config(
+        {**overrides, "evals.split": "val", **changes}
+      )
+      runs[name].append(
+        common.train(config, common.workdir_of(QUESTION, f"{name}_seed{seed}"))
+      )
+  evaluated = sorted(common.eval_curve(runs[names[0]][0], KEY))
+  plot(runs, os.path.join(common.OUT.value, "slow_start.png"))
+  num_proxies = len(config.input.train_classes) - len(config.input.val_classes)
+  chance = positive_probability(num_proxies, config.input.batch_size)
+  seeds = ", ".join(map(str, common.seeds(DEFAULT_SEEDS)))
+  what = (
+    f"Each variant trained {steps} steps (seeds {seeds}) and was evaluated "
+    f"on the {len(config.input.val_classes)} validation classes every "
+    f"{EVAL_EVERY.value} steps; MAP@R mean (± std over seeds when more than "
+    f"one). {common.describe_eval()} With {num_proxies} proxies and batches "
+    f"of {config.input.batch_size}, a static proxy is a positive in a given "
+    f"step with probability {chance:.3f} (once in {1 / chance:.1f} steps). "
+    "Training seconds exclude evaluation and are wall-clock on a shared "
+    "machine."
+  )
+  common.write_results(
+    common.OUT.value,
+    f"RQ2's slow start on {common.dataset_title()}: Proxy-NCA's first steps",
+    [
+      common.command_line(),
+      what,
+      curves_table(runs, evaluated),
+      "![slow start](slow_start.png)",
+      session.describe(),
+    ],
+  )
+
+
+if __name__ == "__main__":
+  app.run(main)

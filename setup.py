@@ -41,6 +41,9 @@ setuptools.setup(
       "hypothesis>=6.100",  # Property tests of the losses.
       # PyTorch references of ResNet-50 / BN-Inception and weight import.
       "torch==2.13.0",
+      # The accelerator benchmark's smoke test runs its peers.
+      "pytorch-metric-learning>=2.8",
+      "faiss-cpu",
     ],
     # python -m proxy_nca_jax.import_weights (reading PyTorch files).
     "weights": ["torch==2.13.0"],

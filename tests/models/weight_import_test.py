@@ -13,7 +13,7 @@
 # limitations under the License.
 """Tests of pretrained.py and ``python -m proxy_nca_jax.import_weights``.
 
-The references are the PyTorch networks of tests/testing/torch_reference.py with
+The references are the PyTorch networks of benchmarks/torch_networks.py with
 random weights and BatchNorm statistics, saved as the files users have
 (torchvision's zip format; the BN-Inception file's legacy format with (1, C)
 BatchNorm vectors). After import, the Flax feature map must match
@@ -33,11 +33,12 @@ import torch
 from absl.testing import absltest
 from flax import traverse_util
 
+from benchmarks import torch_networks
 from configs import fashion_mnist
 from proxy_nca_jax import models, parallel
 from proxy_nca_jax.models import pretrained
 from proxy_nca_jax.training import optim, train_state
-from tests.testing import tiny_run, torch_reference
+from tests.testing import tiny_run
 
 TOLERANCE = 1e-4
 
@@ -46,12 +47,12 @@ def _reference(arch: str, image_hw: tuple[int, int], seed: int = 0):
   """(torch model with random weights, NCHW images, NHWC features)."""
   torch.manual_seed(seed)
   model = (
-    torch_reference.TorchResNet50()
+    torch_networks.TorchResNet50()
     if arch == "resnet50"
-    else torch_reference.TorchBNInception()
+    else torch_networks.TorchBNInception()
   )
   images = torch.randn(2, 3, *image_hw)
-  torch_reference.randomize(model, images, seed)
+  torch_networks.randomize(model, images, seed)
   with torch.no_grad():
     features = model.features(images).permute(0, 2, 3, 1).numpy()
   return model, images, features
@@ -119,7 +120,7 @@ class BNInceptionTest(absltest.TestCase):
     cls.tmp = pathlib.Path(cls._tmp.name)
     # 64x99: an odd width; every ceil-mode max pool gets a partial window.
     model, cls.images, cls.expected = _reference("bn_inception", (64, 99))
-    cls.state_dict = torch_reference.to_file_layout(model.state_dict())
+    cls.state_dict = torch_networks.to_file_layout(model.state_dict())
     cls.file = cls.tmp / "bn_inception-52deb4733.pth"
     torch.save(
       cls.state_dict,

@@ -11,7 +11,9 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""PyTorch references: the networks whose weight files users have.
+"""PyTorch versions of our backbones: the networks whose weight files users
+have (the weight-import tests read their state dicts; the accelerator
+benchmark trains them).
 
 * ``TorchResNet50``: torchvision's ``resnet50`` (same module names, so the
   same state-dict keys; torchvision itself is not installable beside the CPU

@@ -1,0 +1,176 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The floor of the million-proxy step on this machine, and where time goes.
+
+The step of benchmarks/sharded_proxies.py (Proxy-NCA, softmax form, scale
+16, batch B = 256, D = 128, C = 1,000,000 proxies, the gradient with
+respect to the proxies, Adam) cannot be faster than
+
+* its matrix products: the logits B x C x D multiply-adds forward, and as
+  many for each of the two products of the backward pass (the embeddings'
+  and the proxies' gradients), 3 x 2 B C D flops at the machine's measured
+  matmul rate (a jitted float32 product of the step's own shapes, and a
+  square one for the peak);
+* its unavoidable memory traffic: the proxies and Adam's two moments read
+  and written once, 6 x C x D x 4 bytes at the measured streaming rate (a
+  jitted a * x + b over a C x D array: one read, one write).
+
+floor = max(flop time, byte time) (they can overlap); the report also gives
+their sum. Then, on one device (this process), the step and its parts, each
+jitted alone and timed as the median of --repeats calls after a warm-up:
+the forward logits product, the loss, the loss and its gradient, Adam's
+update, the whole step; each as a multiple of its own floor. The 8-device
+step is benchmarks/sharded_proxies.py's (run it with --devices=1 and 8).
+
+  python -m benchmarks.proxy_step_floor               # about 3 minutes
+  python -m benchmarks.proxy_step_floor --classes=100000
+"""
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app, flags
+
+from benchmarks import cpu_timing
+from proxy_nca_jax import losses
+
+_CLASSES = flags.DEFINE_integer("classes", 1_000_000, "Proxies C.")
+_DIM = flags.DEFINE_integer("dim", 128, "Embedding dimension D.")
+_BATCH = flags.DEFINE_integer("batch", 256, "Embeddings per step B.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls (median).")
+_JSON_OUT = flags.DEFINE_string("json_out", None, "Also write results here.")
+
+SCALE = 16.0
+
+
+def median_s(fn: Callable[[], Any], repeats: int) -> float:
+  """Median wall time of ``repeats`` calls of ``fn`` after a warm-up."""
+  jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def matmul_gflops(m: int, k: int, n: int, repeats: int) -> float:
+  """Measured float32 GFLOP/s of a jitted (m, k) @ (k, n) product."""
+  a = jnp.ones((m, k), jnp.float32)
+  b = jnp.ones((k, n), jnp.float32)
+  product = jax.jit(lambda x, y: jnp.dot(x, y, precision="highest"))
+  return 2 * m * k * n / median_s(lambda: product(a, b), repeats) / 1e9
+
+
+def stream_gbs(num: int, repeats: int) -> float:
+  """Measured GB/s of a jitted 2 x + 1 over ``num`` float32 (read + write)."""
+  x = jnp.ones((num,), jnp.float32)
+  axpb = jax.jit(lambda v: 2.0 * v + 1.0)
+  return 2 * 4 * num / median_s(lambda: axpb(x), repeats) / 1e9
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  c, d, b, repeats = _CLASSES.value, _DIM.value, _BATCH.value, _REPEATS.value
+  report: dict[str, Any] = {
+    "machine": cpu_timing.machine_description(),
+    "jax": jax.__version__,
+    "devices": jax.device_count(),
+    "shape": {"batch": b, "dim": d, "classes": c},
+    "load_1min_start": os.getloadavg()[0],
+  }
+  rates = {
+    "peak_gflops (2048^3)": matmul_gflops(2048, 2048, 2048, repeats),
+    "logits_gflops (B x D @ D x C)": matmul_gflops(b, d, c, repeats),
+    "stream_gbs (C x D)": stream_gbs(c * d, repeats),
+  }
+  report["rates"] = rates
+  flops = 3 * 2 * b * c * d
+  bytes_moved = 6 * c * d * 4
+  flop_s = flops / (rates["logits_gflops (B x D @ D x C)"] * 1e9)
+  peak_flop_s = flops / (rates["peak_gflops (2048^3)"] * 1e9)
+  byte_s = bytes_moved / (rates["stream_gbs (C x D)"] * 1e9)
+  floor = max(flop_s, byte_s)
+  report["floor"] = {
+    "flops": flops,
+    "bytes": bytes_moved,
+    "flop_s_at_logits_rate": flop_s,
+    "flop_s_at_peak": peak_flop_s,
+    "byte_s": byte_s,
+    "floor_s (max)": floor,
+    "floor_s (sum)": flop_s + byte_s,
+  }
+
+  rng = np.random.default_rng(0)
+  embeddings = jnp.asarray(rng.normal(size=(b, d)).astype(np.float32))
+  labels = jnp.asarray(rng.integers(0, c, b).astype(np.int32))
+  proxies = jnp.asarray(rng.normal(size=(c, d)).astype(np.float32))
+  tx = optax.adam(1e-2)
+  opt_state = tx.init(proxies)
+
+  def loss_fn(p):
+    return losses.proxy_nca_loss(
+      embeddings, labels, p, form="softmax", scale=SCALE
+    )
+
+  grad_fn = jax.jit(jax.value_and_grad(loss_fn))
+  grads = grad_fn(proxies)[1]
+
+  @jax.jit
+  def adam(p, state, g):
+    updates, state = tx.update(g, state, p)
+    return optax.apply_updates(p, updates), state
+
+  @jax.jit
+  def step(p, state):
+    loss, g = jax.value_and_grad(loss_fn)(p)
+    updates, state = tx.update(g, state, p)
+    return optax.apply_updates(p, updates), state, loss
+
+  logits = jax.jit(lambda p: embeddings @ p.T)
+  parts = {
+    "forward logits product": (
+      lambda: logits(proxies),
+      2 * b * c * d / (rates["logits_gflops (B x D @ D x C)"] * 1e9),
+    ),
+    "loss": (lambda: jax.jit(loss_fn)(proxies), flop_s / 3),
+    "loss + gradient": (lambda: grad_fn(proxies), flop_s),
+    "Adam update": (lambda: adam(proxies, opt_state, grads), byte_s),
+    "whole step": (lambda: step(proxies, opt_state), floor),
+  }
+  report["parts"] = {}
+  for name, (fn, part_floor) in parts.items():
+    seconds = median_s(fn, repeats)
+    report["parts"][name] = {
+      "median_s": seconds,
+      "floor_s": part_floor,
+      "times_floor": seconds / part_floor,
+    }
+  report["load_1min_end"] = os.getloadavg()[0]
+  print(json.dumps(report, indent=2))
+  if _JSON_OUT.value:
+    with open(_JSON_OUT.value, "w") as f:
+      json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+  app.run(main)

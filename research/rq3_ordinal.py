@@ -41,9 +41,14 @@ from research import common  # noqa: E402
 ORDINAL_EXAMPLES = flags.DEFINE_integer(
   "ordinal_examples", 2000, "Training-class images whose triplets count."
 )
+RQ2_EVAL_EVERY = flags.DEFINE_integer(
+  "eval_every",
+  50,
+  "Evaluation interval of the RQ2 runs measured (as rq2_convergence's "
+  "--eval_every: the same value reuses its finished runs).",
+)
 
 RQ2_STEPS = 600
-RQ2_EVAL_EVERY = 50
 DEFAULT_SEEDS = (0, 1, 2)
 
 
@@ -113,7 +118,8 @@ def measure(config, model, state) -> dict[str, float]:
   rows = np.array([train_classes.index(c) for c in class_ids])
   counts = ordinal_counts(embeddings, rows, np.asarray(state.params["proxies"]))
   total = counts.pop("triplets")
-  return {"triplets": total, **{k: v / total for k, v in counts.items()}}
+  fractions = {k: v / total for k, v in counts.items()}
+  return {"triplets": total, "classes": len(np.unique(rows)), **fractions}
 
 
 def main(argv: list[str]) -> None:
@@ -124,7 +130,7 @@ def main(argv: list[str]) -> None:
   results = {"before": [], "after": []}
   for seed in seeds:
     overrides = common.convergence_overrides(
-      "proxy_nca", seed, steps, RQ2_EVAL_EVERY
+      "proxy_nca", seed, steps, RQ2_EVAL_EVERY.value
     )
     workdir = common.workdir_of("rq2", f"proxy_nca_seed{seed}")
     common.train(common.make_config(overrides), workdir)
@@ -171,18 +177,21 @@ def main(argv: list[str]) -> None:
   fig.savefig(os.path.join(common.OUT.value, "ordinal.png"), dpi=100)
   plt.close(fig)
   triplets = results["after"][0]["triplets"]
+  classes = results["after"][0]["classes"]
   what = (
-    f"The Proxy-NCA runs of RQ2 ({steps} steps, softmax form, scale 16, "
-    f"random batches, seeds {', '.join(map(str, seeds))}): the first "
-    f"{ORDINAL_EXAMPLES.value} images of training classes 0-4 (in the "
-    f"dataset's fixed order), {triplets:,} triplets, embedded in inference "
+    f"The Proxy-NCA runs of RQ2 on {common.dataset_title()} ({steps} steps, "
+    f"{config.loss.form} form, scale {config.loss.scale:g}, random batches, "
+    f"seeds {', '.join(map(str, seeds))}): the first "
+    f"{ORDINAL_EXAMPLES.value} images of the training classes (in the "
+    f"dataset's fixed order; {classes} classes among them), {triplets:,} "
+    "triplets, embedded in inference "
     "mode by the initial network with its initial (random) proxies "
     "('before') and by the last checkpoint with its trained proxies "
     "('after'). Mean ± sample std over seeds."
   )
   common.write_results(
     common.OUT.value,
-    "RQ3: ordinal relations the proxies preserve",
+    f"RQ3: ordinal relations the proxies preserve ({common.dataset_title()})",
     [
       common.command_line(),
       what,

@@ -82,6 +82,12 @@ CONFIG = config_flags.DEFINE_config_file(
   "--config.input.data_dir=DIR).",
   lock_config=False,
 )
+EVAL_EVERY = flags.DEFINE_integer(
+  "eval_every",
+  50,
+  "Evaluate every this many steps (rq2_convergence, slow_start; rq3_ordinal "
+  "measures the rq2_convergence runs of this interval, reused if finished).",
+)
 TRIPLET_SAMPLES_PER_CLASS = flags.DEFINE_integer(
   "triplet_samples_per_class",
   16,

@@ -46,9 +46,6 @@ from absl import app, flags  # noqa: E402
 from proxy_nca_jax import losses  # noqa: E402
 from research import common  # noqa: E402
 
-EVAL_EVERY = flags.DEFINE_integer(
-  "eval_every", 50, "Evaluate the test classes every this many steps."
-)
 TARGET_FRACTION = flags.DEFINE_float(
   "target_fraction",
   0.8,
@@ -241,7 +238,7 @@ def main(argv: list[str]) -> None:
   for seed in common.seeds(DEFAULT_SEEDS):
     for loss in names:
       configs[loss] = common.make_config(
-        common.convergence_overrides(loss, seed, steps, EVAL_EVERY.value)
+        common.convergence_overrides(loss, seed, steps, common.EVAL_EVERY.value)
       )
       runs[loss].append(
         common.train(
@@ -254,7 +251,8 @@ def main(argv: list[str]) -> None:
   seeds = ", ".join(map(str, common.seeds(DEFAULT_SEEDS)))
   what = (
     f"Each loss trained {steps} steps (seeds {seeds}), evaluated on the "
-    f"test classes every {EVAL_EVERY.value} steps. {common.describe_eval()} "
+    f"test classes every {common.EVAL_EVERY.value} steps. "
+    f"{common.describe_eval()} "
     f"{describe_setup(configs)} Target MAP@R = untrained + "
     f"{TARGET_FRACTION.value} x (lower mean final MAP@R - untrained) = "
     f"{target:.4f}. Training seconds exclude evaluation and are wall-clock "

@@ -41,12 +41,6 @@ from research import common  # noqa: E402
 ORDINAL_EXAMPLES = flags.DEFINE_integer(
   "ordinal_examples", 2000, "Training-class images whose triplets count."
 )
-RQ2_EVAL_EVERY = flags.DEFINE_integer(
-  "eval_every",
-  50,
-  "Evaluation interval of the RQ2 runs measured (as rq2_convergence's "
-  "--eval_every: the same value reuses its finished runs).",
-)
 
 RQ2_STEPS = 600
 DEFAULT_SEEDS = (0, 1, 2)
@@ -130,7 +124,7 @@ def main(argv: list[str]) -> None:
   results = {"before": [], "after": []}
   for seed in seeds:
     overrides = common.convergence_overrides(
-      "proxy_nca", seed, steps, RQ2_EVAL_EVERY.value
+      "proxy_nca", seed, steps, common.EVAL_EVERY.value
     )
     workdir = common.workdir_of("rq2", f"proxy_nca_seed{seed}")
     common.train(common.make_config(overrides), workdir)

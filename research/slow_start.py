@@ -47,9 +47,6 @@ from absl import app, flags  # noqa: E402
 
 from research import common  # noqa: E402
 
-EVAL_EVERY = flags.DEFINE_integer(
-  "eval_every", 50, "Evaluate the validation classes every this many steps."
-)
 VARIANTS_FLAG = flags.DEFINE_list(
   "variants", None, "Variants to run (default: all of VARIANTS)."
 )
@@ -129,7 +126,7 @@ def main(argv: list[str]) -> None:
     for name in names:
       loss, changes = VARIANTS[name]
       overrides = common.convergence_overrides(
-        loss, seed, steps, EVAL_EVERY.value
+        loss, seed, steps, common.EVAL_EVERY.value
       )
       config = common.make_config(
         {**overrides, "evals.split": "val", **changes}
@@ -145,10 +142,11 @@ def main(argv: list[str]) -> None:
   what = (
     f"Each variant trained {steps} steps (seeds {seeds}) and was evaluated "
     f"on the {len(config.input.val_classes)} validation classes every "
-    f"{EVAL_EVERY.value} steps; MAP@R mean (± std over seeds when more than "
-    f"one). {common.describe_eval()} With {num_proxies} proxies and batches "
-    f"of {config.input.batch_size}, a static proxy is a positive in a given "
-    f"step with probability {chance:.3f} (once in {1 / chance:.1f} steps). "
+    f"{common.EVAL_EVERY.value} steps; MAP@R mean (± std over seeds when "
+    f"more than one). {common.describe_eval()} With {num_proxies} proxies "
+    f"and batches of {config.input.batch_size}, a static proxy is a "
+    f"positive in a given step with probability {chance:.3f} (once in "
+    f"{1 / chance:.1f} steps). "
     "Training seconds exclude evaluation and are wall-clock on a shared "
     "machine."
   )

@@ -33,10 +33,17 @@ from absl import flags
 from absl.testing import absltest, parameterized
 from hypothesis import strategies as st
 
+from configs import fashion_mnist
 from proxy_nca_jax import losses
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.training import metric_writer, trainer
-from research import common, rq1_bound, rq2_convergence, rq3_ordinal
+from research import (
+  common,
+  rq1_bound,
+  rq2_convergence,
+  rq3_ordinal,
+  slow_start,
+)
 from tests.testing import tiny_run
 
 
@@ -269,6 +276,26 @@ class ConvergenceTest(absltest.TestCase):
 
   def test_mean_std_uses_the_sample_deviation(self):
     self.assertEqual(common.mean_std([1.0, 2.0, 3.0]), "2.000 ± 1.000")
+
+
+class SlowStartTest(absltest.TestCase):
+  def test_chance_of_a_positive_matches_counting(self):
+    # 3 proxies, batches of 2: a given proxy is drawn by neither image in
+    # (2/3)^2 = 4/9 of the batches, so it is a positive in 5/9.
+    self.assertAlmostEqual(slow_start.positive_probability(3, 2), 5 / 9)
+    # GLYPHS-ZS: 900 proxies, batch 64: about once in 14.6 steps.
+    self.assertAlmostEqual(
+      1 / slow_start.positive_probability(900, 64), 14.56, places=2
+    )
+
+  def test_every_variant_changes_one_known_field(self):
+    config = fashion_mnist.get_config()
+    for name, (loss, changes) in slow_start.VARIANTS.items():
+      self.assertIn(loss, ("proxy_nca", "triplet_semihard"), name)
+      self.assertLessEqual(len(changes), 1, name)
+      for key in changes:
+        section, field = key.split(".")
+        self.assertIn(field, config[section], name)
 
 
 def setUpModule():

@@ -66,7 +66,7 @@ $(VENV)/.installed: setup.py
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) -e ".[test]" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import sklearn, pytest, xdist, torch"
+	$(BIN)/python -c "import sklearn, pytest, xdist, torch, faiss, pytorch_metric_learning"
 	touch $@
 
 $(VENV)/.installed-benchmark: $(VENV)/.installed

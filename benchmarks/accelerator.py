@@ -47,9 +47,6 @@ pytorch-metric-learning, faiss-cpu).
 
 import json
 import os
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import faiss
@@ -119,22 +116,6 @@ def _torch_device() -> torch.device:
 def _sync(device: torch.device) -> None:
   if device.type == "cuda":
     torch.cuda.synchronize()
-
-
-def median_seconds(fn: Callable[[], Any], timed: int) -> dict[str, float]:
-  """One warm-up call (compiles), then the median of ``timed`` calls.
-
-  ``fn`` must wait for its own result (block_until_ready, synchronize).
-  """
-  start = time.perf_counter()
-  fn()
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(timed):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return {"first_call_s": first, "median_s": statistics.median(times)}
 
 
 def backbone_config(
@@ -224,7 +205,7 @@ def time_backbone(name: str, shapes: dict[str, Any]) -> dict[str, Any]:
 
   row = {"backbone": name, "recipe": BACKBONES[name], "batch": batch}
   for who, fn in (("ours", ours), ("pytorch", theirs)):
-    timing = median_seconds(fn, shapes["timed"])
+    timing = cpu_timing.median_after_warmup(fn, shapes["timed"])
     row[who] = {**timing, "images_per_s": batch / timing["median_s"]}
   row["ours_over_pytorch"] = (
     row["ours"]["images_per_s"] / row["pytorch"]["images_per_s"]
@@ -274,7 +255,7 @@ def time_loss(num_proxies: int, shapes: dict[str, Any]) -> dict[str, Any]:
   with torch.no_grad():
     row["loss_pml"] = loss_fn(e, y).item()
   for who, fn in (("ours", ours), ("pml", theirs)):
-    row[who] = median_seconds(fn, shapes["timed"])
+    row[who] = cpu_timing.median_after_warmup(fn, shapes["timed"])
   row["ours_over_pml_speed"] = row["pml"]["median_s"] / row["ours"]["median_s"]
   return row
 
@@ -307,7 +288,7 @@ def time_evaluation(shapes: dict[str, Any]) -> dict[str, Any]:
     cases.append(("faiss_gpu", faiss_gpu))
   row: dict[str, Any] = {"num": num, "classes": classes, "dim": x.shape[1]}
   for who, fn in cases:
-    row[who] = median_seconds(fn, shapes["timed"])
+    row[who] = cpu_timing.median_after_warmup(fn, shapes["timed"])
   ks = tuple(kk for kk in KS if kk < num)
   found, _ = evaluation_at_scale.without_self(*holder["faiss_cpu"])
   faiss_scores = evaluation_at_scale.scores_from_neighbours(found, labels, r)

@@ -21,6 +21,7 @@ and can keep only the quiet stretches (``time_quietly``).
 import ctypes
 import os
 import platform
+import statistics
 import threading
 import time
 import tracemalloc
@@ -180,6 +181,28 @@ class _PeakRss:
     self.peak = tuple(map(max, self.peak, _rss()))
     self.extra_mb = (self.peak[0] - self.start[0]) / 2**20
     self.anon_extra_mb = (self.peak[1] - self.start[1]) / 2**20
+
+
+def median_after_warmup(
+  fn: Callable[[], Any], repeats: int
+) -> dict[str, float]:
+  """One warm-up call (it compiles), then the median of ``repeats`` calls.
+
+  ``fn`` must wait for its own result (``jax.block_until_ready``,
+  ``torch.cuda.synchronize``).
+
+  Returns:
+    {'first_call_s': the warm-up's seconds, 'median_s'}.
+  """
+  start = time.perf_counter()
+  fn()
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return {"first_call_s": first, "median_s": statistics.median(times)}
 
 
 def measure(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:

@@ -40,8 +40,6 @@ step is benchmarks/sharded_proxies.py's (run it with --devices=1 and 8).
 
 import json
 import os
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -64,14 +62,12 @@ SCALE = 16.0
 
 
 def median_s(fn: Callable[[], Any], repeats: int) -> float:
-  """Median wall time of ``repeats`` calls of ``fn`` after a warm-up."""
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  """Median wall time of ``repeats`` calls of ``fn``, each waited for,
+  after a warm-up."""
+  timing = cpu_timing.median_after_warmup(
+    lambda: jax.block_until_ready(fn()), repeats
+  )
+  return timing["median_s"]
 
 
 def matmul_gflops(m: int, k: int, n: int, repeats: int) -> float:

@@ -158,7 +158,7 @@ def first_per_class(
 
 
 def check_available(
-  protocol: Protocol | None,
+  protocol: Protocol,
   split_names: Sequence[str],
   classes: Sequence[int],
   spec: str,
@@ -166,13 +166,12 @@ def check_available(
   """Raises ValueError when the dataset cannot serve ``protocol``.
 
   Args:
-    protocol: from `parse`.
+    protocol: a 'splits' or 'classes' protocol from `parse` (the others
+      need nothing of the dataset).
     split_names: the dataset's tfds splits (`sources.split_names`).
     classes: the class ids of the evaluated split.
     spec: the config value, for the message.
   """
-  if protocol is None or protocol.kind == "per_class":
-    return
   if protocol.kind == "splits":
     missing = [
       s for s in protocol.query + protocol.gallery if s not in split_names

@@ -70,8 +70,11 @@ def check_query_gallery(config: ml_collections.ConfigDict, split: str) -> None:
   ``evals.query_gallery`` on ``split``: a tfds split it does not have, or
   classes ``split`` does not hold (`query_gallery.check_available`)."""
   spec = config.evals.query_gallery
+  protocol = query_gallery.parse(spec)
+  if protocol is None or protocol.kind == "per_class":
+    return  # Any split serves these: nothing to read.
   query_gallery.check_available(
-    query_gallery.parse(spec),
+    protocol,
     pipeline.split_names(config.input),
     pipeline.classes_of(config.input, split),
     spec,

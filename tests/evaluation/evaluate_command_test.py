@@ -87,10 +87,24 @@ class EvaluateCommandTest(absltest.TestCase):
       self.assertEqual(saved["metrics"][key], value, msg=key)
     self.assertIn("map@r", self.result.stdout)
 
-  def test_query_gallery_protocol_is_applied_and_recorded(self):
+  def copy_of_run(self) -> pathlib.Path:
+    """A copy of the shared run's workdir, removed after the test."""
     workdir = pathlib.Path(tempfile.mkdtemp()) / "run"
     self.addCleanup(shutil.rmtree, workdir.parent)
     shutil.copytree(self.workdir, workdir)
+    return workdir
+
+  def assert_metrics_match_reference(self, metrics, embeddings, labels, q, g):
+    """The saved metrics equal the float64 reference's of rows ``q``
+    against rows ``g`` of the embedded split, to float32 rounding."""
+    want = references.query_gallery_metrics(
+      embeddings, labels, q, g, (1, 2, 4, 8)
+    )
+    for key, value in want.items():
+      self.assertAlmostEqual(metrics[key], value, places=6, msg=key)
+
+  def test_query_gallery_protocol_is_applied_and_recorded(self):
+    workdir = self.copy_of_run()
     result = report.evaluate_workdir(
       str(workdir), query_gallery="per_class:2", max_projected=0
     )
@@ -106,23 +120,15 @@ class EvaluateCommandTest(absltest.TestCase):
     )
     queries, gallery = query_gallery.first_per_class(labels, 2)
     self.assertLen(queries, 10)
-    want = references.retrieval_metrics(
-      embeddings[queries],
-      labels[queries],
-      (1, 2, 4, 8),
-      gallery=embeddings[gallery],
-      gallery_labels=labels[gallery],
+    self.assert_metrics_match_reference(
+      saved["metrics"], embeddings, labels, queries, gallery
     )
-    for key, value in want.items():
-      self.assertAlmostEqual(saved["metrics"][key], value, places=6, msg=key)
     with self.assertRaisesRegex(ValueError, "per_class:K"):
       report.evaluate_workdir(str(workdir), query_gallery="halves")
 
   def test_split_query_gallery_protocol_matches_a_float64_reference(self):
     # The test classes' t10k images query their train images.
-    workdir = pathlib.Path(tempfile.mkdtemp()) / "run"
-    self.addCleanup(shutil.rmtree, workdir.parent)
-    shutil.copytree(self.workdir, workdir)
+    workdir = self.copy_of_run()
     result = report.evaluate_workdir(
       str(workdir), query_gallery="splits:test/train", max_projected=0
     )
@@ -138,15 +144,9 @@ class EvaluateCommandTest(absltest.TestCase):
     # 5 test classes x (12 train + 4 test) images.
     self.assertEqual(collections.Counter(sources), {"train": 60, "test": 20})
     queries, gallery = sources == "test", sources == "train"
-    want = references.retrieval_metrics(
-      embeddings[queries],
-      labels[queries],
-      (1, 2, 4, 8),
-      gallery=embeddings[gallery],
-      gallery_labels=labels[gallery],
+    self.assert_metrics_match_reference(
+      result["metrics"], embeddings, labels, queries, gallery
     )
-    for key, value in want.items():
-      self.assertAlmostEqual(result["metrics"][key], value, places=6, msg=key)
     with self.assertRaisesRegex(ValueError, "splits are \\['train', 'test'\\]"):
       report.evaluate_workdir(
         str(workdir), query_gallery="splits:query/gallery"

@@ -724,21 +724,21 @@ def _query_gallery_config(spec: str) -> ml_collections.ConfigDict:
   )
 
 
-def _mean_scores(per_query: list[dict], ks) -> dict[str, float]:
-  """Recall@K and MAP@R over queries scored one at a time (R > 0 for MAP@R)."""
-  rank = np.array([float(s["first_positive_rank"][0]) for s in per_query])
-  r = np.array([int(s["r"][0]) for s in per_query])
-  total = np.array([float(s["precision_sum"][0]) for s in per_query])
-  hits = np.array([float(s["hits"][0]) for s in per_query])
-  want = {f"recall@{k}": float(np.mean(rank < k)) for k in ks}
-  want["precision@1"] = float(np.mean(rank < 1))
-  want["map@r"] = float(np.mean(total[r > 0] / r[r > 0]))
-  want["r_precision"] = float(np.mean(hits[r > 0] / r[r > 0]))
-  return want
-
-
 class QueryGalleryTest(absltest.TestCase):
   """``evals.query_gallery``: separate query and gallery sets."""
+
+  def assert_queries_against_gallery(self, got, x, labels, queries, gallery):
+    """Retrieval metrics equal the float64 reference's of the queries
+    against the gallery; NMI still clusters the whole set."""
+    want = references.query_gallery_metrics(
+      x, labels, queries, gallery, (1, 2, 8)
+    )
+    for key, value in want.items():
+      self.assertEqual(got[key], value, key)
+    whole = evaluation.clustering_metrics(
+      x, labels, num_iters=5, num_restarts=1
+    )
+    self.assertEqual(got["nmi"], whole["nmi"])
 
   def test_per_class_takes_the_first_k_of_each_class_in_order(self):
     labels = np.array([3, 1, 3, 3, 1, 7, 1, 3])
@@ -756,20 +756,7 @@ class QueryGalleryTest(absltest.TestCase):
     )
     queries = [i for i in range(90) if np.sum(labels[:i] == labels[i]) < 3]
     gallery = sorted(set(range(90)) - set(queries))
-    want = references.retrieval_metrics(
-      x[queries],
-      labels[queries],
-      (1, 2, 8),
-      gallery=x[gallery],
-      gallery_labels=labels[gallery],
-    )
-    for key, value in want.items():
-      self.assertEqual(got[key], value, key)
-    # NMI still clusters the whole set.
-    whole = evaluation.clustering_metrics(
-      x, labels, num_iters=5, num_restarts=1
-    )
-    self.assertEqual(got["nmi"], whole["nmi"])
+    self.assert_queries_against_gallery(got, x, labels, queries, gallery)
 
   def test_splits_equal_brute_force_queries_against_gallery(self):
     # Images of three tfds splits, interleaved as tfds reads pooled files;
@@ -786,19 +773,7 @@ class QueryGalleryTest(absltest.TestCase):
       source_splits=source,
     )
     queries, gallery = source == "query", source == "gallery"
-    want = references.retrieval_metrics(
-      x[queries],
-      labels[queries],
-      (1, 2, 8),
-      gallery=x[gallery],
-      gallery_labels=labels[gallery],
-    )
-    for key, value in want.items():
-      self.assertEqual(got[key], value, key)
-    whole = evaluation.clustering_metrics(
-      x, labels, num_iters=5, num_restarts=1
-    )
-    self.assertEqual(got["nmi"], whole["nmi"])
+    self.assert_queries_against_gallery(got, x, labels, queries, gallery)
 
   def test_classes_equal_brute_force_with_each_query_left_out(self):
     # Classes 1 and 3 query a gallery of classes 0-3 (0 and 2 distract);
@@ -820,7 +795,11 @@ class QueryGalleryTest(absltest.TestCase):
           x[[i]], labels[[i]], gallery=x[others], gallery_labels=labels[others]
         )
       )
-    want = _mean_scores(per_query, (1, 2, 8))
+    scores = {
+      key: np.concatenate([one[key] for one in per_query])
+      for key in per_query[0]
+    }
+    want = references.summarize(scores, (1, 2, 8))
     for key, value in want.items():
       self.assertAlmostEqual(got[key], value, places=12, msg=key)
 

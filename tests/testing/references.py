@@ -122,6 +122,14 @@ def retrieval_metrics(
   scores = retrieval_per_query(
     embeddings, labels, gallery, gallery_labels, matmul
   )
+  return summarize(scores, ks)
+
+
+def summarize(
+  scores: dict[str, np.ndarray], ks: Sequence[int]
+) -> dict[str, float]:
+  """Recall@K, Precision@1, MAP@R and R-Precision of per-query scores (the
+  dict of `retrieval_per_query`); MAP@R and R-Precision over R > 0."""
   rank, r = scores["first_positive_rank"], scores["r"]
   result = {f"recall@{k}": float(np.mean(rank < k)) for k in ks}
   result["precision@1"] = float(np.mean(rank < 1))
@@ -135,6 +143,25 @@ def retrieval_metrics(
     float(np.mean(scores["hits"][has_r] / r[has_r])) if has_r.any() else np.nan
   )
   return result
+
+
+def query_gallery_metrics(
+  embeddings: np.ndarray,
+  labels: np.ndarray,
+  queries: np.ndarray,
+  gallery: np.ndarray,
+  ks: Sequence[int],
+) -> dict[str, float]:
+  """`retrieval_metrics` of the rows ``queries`` (indices or a mask) of a
+  set against its rows ``gallery``."""
+  embeddings, labels = np.asarray(embeddings), np.asarray(labels)
+  return retrieval_metrics(
+    embeddings[queries],
+    labels[queries],
+    ks,
+    gallery=embeddings[gallery],
+    gallery_labels=labels[gallery],
+  )
 
 
 def numerical_grad(

@@ -29,8 +29,11 @@ respect to the proxies, Adam) cannot be faster than
 floor = max(flop time, byte time) (they can overlap); the report also gives
 their sum. Then, on one device (this process), the step and its parts, each
 jitted alone and timed as the median of --repeats calls after a warm-up:
-the forward logits product, the loss, the loss and its gradient, Adam's
-update, the whole step; each as a multiple of its own floor. The 8-device
+the forward logits product, the loss, the loss and its gradients (with
+respect to the embeddings and the proxies, as in training), Adam's update,
+the whole step; each as a multiple of its own floor. The loss, its
+gradients and the step are timed for the plain formulation (every logit at
+once) and for each of --block_sizes (losses/proxy_blocks.py). The 8-device
 step is benchmarks/sharded_proxies.py's (run it with --devices=1 and 8).
 
   python -m benchmarks.proxy_step_floor               # about 5 minutes
@@ -57,6 +60,12 @@ _DIM = flags.DEFINE_integer("dim", 128, "Embedding dimension D.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Embeddings per step B.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls (median).")
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write results here.")
+_BLOCK_SIZES = flags.DEFINE_list(
+  "block_sizes",
+  ["65536", "16384", "4096"],
+  "Proxy-NCA's blocks of proxies (losses/proxy_blocks.py) timed after the "
+  "plain formulation.",
+)
 
 SCALE = 16.0
 
@@ -132,42 +141,53 @@ def main(argv: list[str]) -> None:
   proxies = jnp.asarray(rng.normal(size=(c, d)).astype(np.float32))
   tx = optax.adam(1e-2)
   opt_state = tx.init(proxies)
-
-  def loss_fn(p):
-    return losses.proxy_nca_loss(
-      embeddings, labels, p, form="softmax", scale=SCALE
-    )
-
-  grad_fn = jax.jit(jax.value_and_grad(loss_fn))
-  grads = grad_fn(proxies)[1]
-
-  @jax.jit
-  def adam(p, state, g):
-    updates, state = tx.update(g, state, p)
-    return optax.apply_updates(p, updates), state
-
-  @jax.jit
-  def step(p, state):
-    loss, g = jax.value_and_grad(loss_fn)(p)
-    updates, state = tx.update(g, state, p)
-    return optax.apply_updates(p, updates), state, loss
-
   logits = jax.jit(lambda p: embeddings @ p.T)
-  parts = {
-    "forward logits product": (lambda: logits(proxies), flop_s / 3),
-    "loss": (lambda: jax.jit(loss_fn)(proxies), flop_s / 3),
-    "loss + gradient": (lambda: grad_fn(proxies), flop_s),
-    "Adam update": (lambda: adam(proxies, opt_state, grads), byte_s),
-    "whole step": (lambda: step(proxies, opt_state), floor),
-  }
   report["parts"] = {}
-  for name, (fn, part_floor) in parts.items():
-    seconds = median_s(fn, repeats)
-    report["parts"][name] = {
-      "median_s": seconds,
-      "floor_s": part_floor,
-      "times_floor": seconds / part_floor,
+  # Block size C: the plain formulation, every logit at once.
+  for block_size in (c, *map(int, _BLOCK_SIZES.value)):
+    label = "plain" if block_size >= c else f"blocks of {block_size}"
+
+    def loss_fn(e, p, block_size=block_size):
+      return losses.proxy_nca_loss(
+        e, labels, p, form="softmax", scale=SCALE, block_size=block_size
+      )
+
+    # Both gradients, as in training: the embeddings' one is the third of
+    # the floor's products.
+    grad_fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1)))
+
+    @jax.jit
+    def step(e, p, state, loss_fn=loss_fn):
+      loss, (e_grad, p_grad) = jax.value_and_grad(loss_fn, argnums=(0, 1))(e, p)
+      updates, state = tx.update(p_grad, state, p)
+      return optax.apply_updates(p, updates), state, loss, e_grad
+
+    parts = {
+      "loss": (lambda f=loss_fn: jax.jit(f)(embeddings, proxies), flop_s / 3),
+      "loss + gradients": (lambda g=grad_fn: g(embeddings, proxies), flop_s),
+      "whole step": (lambda s=step: s(embeddings, proxies, opt_state), floor),
     }
+    if block_size >= c:
+      grads = grad_fn(embeddings, proxies)[1][1]
+
+      @jax.jit
+      def adam(p, state, g):
+        updates, state = tx.update(g, state, p)
+        return optax.apply_updates(p, updates), state
+
+      parts = {
+        "forward logits product": (lambda: logits(proxies), flop_s / 3),
+        **parts,
+        "Adam update": (lambda g=grads: adam(proxies, opt_state, g), byte_s),
+      }
+    for name, (fn, part_floor) in parts.items():
+      seconds = median_s(fn, repeats)
+      report["parts"][f"{label}: {name}"] = {
+        "median_s": seconds,
+        "floor_s": part_floor,
+        "times_floor": seconds / part_floor,
+      }
+      print(f"{label}: {name}: {seconds:.3f} s", flush=True)
   report["load_1min_end"] = os.getloadavg()[0]
   print(json.dumps(report, indent=2))
   if _JSON_OUT.value:

@@ -14,9 +14,12 @@
 """Memory and step time of sharded vs replicated proxies, up to 1M classes.
 
 The step: Proxy-NCA (softmax form, scale 16) of a batch of embeddings
-against C proxies of 128 dimensions, its gradient with respect to the
-proxies, and Adam's update of the proxies (the part of the train step that
-grows with C), jitted over a mesh of 8 fake CPU devices:
+against C proxies of 128 dimensions, its gradients with respect to the
+embeddings and the proxies, and Adam's update of the proxies (the part of
+the train step that grows with C), jitted over a mesh of 8 fake CPU devices,
+the sums over the proxies taken --block_size proxies at a time (per device
+when sharded; losses/proxy_blocks.py; --block_size=1000000 for the plain
+formulation):
 
 * replicated: ``losses.proxy_nca_loss``, proxies and Adam's moments held
   whole on every device, the batch split over the devices (the train
@@ -57,7 +60,7 @@ from absl import app, flags
 from benchmarks import cpu_timing
 from proxy_nca_jax import losses, parallel
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import sharded
+from proxy_nca_jax.losses import proxy_nca, sharded
 
 _CLASSES = flags.DEFINE_list(
   "classes", ["10000", "100000", "1000000"], "Numbers of proxies C."
@@ -73,6 +76,11 @@ _MAX_TOTAL_GB = flags.DEFINE_float(
   "max_total_gb",
   12.0,
   "Run a case only if devices x its per-device need is below this.",
+)
+_BLOCK_SIZE = flags.DEFINE_integer(
+  "block_size",
+  proxy_nca.DEFAULT_BLOCK_SIZE,
+  "Proxy-NCA's block of proxies (per device when sharded).",
 )
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write rows here.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: 'MODE:C', one case.")
@@ -92,7 +100,7 @@ def run_child(mode: str, num_proxies: int) -> dict[str, Any]:
   mesh = parallel.create_mesh()
   rss_start = _rss_gib()
   dim, batch = _DIM.value, _BATCH.value
-  options = {"form": "softmax", "scale": 16.0}
+  options = {"form": "softmax", "scale": 16.0, "block_size": _BLOCK_SIZE.value}
   if mode == "sharded":
     rows = proxies_lib.padded_num_proxies(num_proxies, mesh.size)
     proxy_sharding = parallel.row_sharded(mesh)
@@ -109,11 +117,14 @@ def run_child(mode: str, num_proxies: int) -> dict[str, Any]:
   tx = optax.adam(1e-2)
 
   def step(proxies, opt_state, embeddings, labels):
-    loss, grads = jax.value_and_grad(lambda p: loss_fn(embeddings, labels, p))(
-      proxies
-    )
+    loss, (embedding_grads, grads) = jax.value_and_grad(
+      lambda e, p: loss_fn(e, labels, p), argnums=(0, 1)
+    )(embeddings, proxies)
     updates, opt_state = tx.update(grads, opt_state, proxies)
-    return optax.apply_updates(proxies, updates), opt_state, loss
+    # The embeddings' gradient is returned: a train step passes it on to
+    # the network.
+    new_proxies = optax.apply_updates(proxies, updates)
+    return new_proxies, opt_state, loss, embedding_grads
 
   abstract_proxies = jax.ShapeDtypeStruct(
     (rows, dim), jnp.float32, sharding=proxy_sharding
@@ -133,7 +144,12 @@ def run_child(mode: str, num_proxies: int) -> dict[str, Any]:
       batch_sharding,
       batch_sharding,
     ),
-    out_shardings=(proxy_sharding, opt_shardings, parallel.replicated(mesh)),
+    out_shardings=(
+      proxy_sharding,
+      opt_shardings,
+      parallel.replicated(mesh),
+      batch_sharding,
+    ),
     donate_argnums=(0, 1),
   )
   start = time.perf_counter()
@@ -164,6 +180,7 @@ def run_child(mode: str, num_proxies: int) -> dict[str, Any]:
   row = {
     "mode": mode,
     "classes": num_proxies,
+    "block_size": _BLOCK_SIZE.value,
     "rows": rows,
     "devices": mesh.size,
     "compile_s": compile_s,
@@ -195,14 +212,16 @@ def run_child(mode: str, num_proxies: int) -> dict[str, Any]:
   row["adam_mu_shard_shape"] = list(mu.addressable_shards[0].data.shape)
   row["adam_mu_sharding"] = str(mu.sharding.spec)
 
-  proxies, opt_state, loss = compiled(proxies, opt_state, embeddings, labels)
+  proxies, opt_state, loss, _ = compiled(proxies, opt_state, embeddings, labels)
   loss.block_until_ready()  # Warm-up.
   meter = cpu_timing.LoadMeter()
   times = []
   for _ in range(_STEPS.value):
     start = time.perf_counter()
-    proxies, opt_state, loss = compiled(proxies, opt_state, embeddings, labels)
-    loss.block_until_ready()
+    proxies, opt_state, loss, embedding_grads = compiled(
+      proxies, opt_state, embeddings, labels
+    )
+    jax.block_until_ready((loss, embedding_grads))
     times.append(time.perf_counter() - start)
   row.update(
     ran=True,
@@ -228,6 +247,7 @@ def _run_case(mode: str, num_proxies: int) -> dict[str, Any]:
     f"--devices={_DEVICES.value}",
     f"--steps={_STEPS.value}",
     f"--max_total_gb={_MAX_TOTAL_GB.value}",
+    f"--block_size={_BLOCK_SIZE.value}",
   ]
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

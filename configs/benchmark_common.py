@@ -164,6 +164,12 @@ def get_config(
   config.loss.label_smoothing = 0.0
   config.loss.embedding_norm = 1.0
   config.loss.proxy_norm = 1.0
+  # proxy_nca, static: with more proxies than this (per device when the
+  # proxies are sharded), the sums over them are taken a block of this many
+  # at a time (losses/proxy_blocks.py): the same loss to float32 rounding,
+  # without the (batch, proxies) arrays; faster at a million proxies
+  # (benchmarks/README.md).
+  config.loss.proxy_block_size = 65_536
   config.loss.proxy_anchor_alpha = 32.0
   config.loss.proxy_anchor_delta = 0.1
   config.loss.lifted_margin = 1.0

@@ -158,6 +158,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # scale * a * b only: a = b = 3 with scale 1 is scale 9.
   config.loss.embedding_norm = 1.0
   config.loss.proxy_norm = 1.0
+  # proxy_nca, static: with more proxies than this (per device when the
+  # proxies are sharded), the sums over them are taken a block of this many
+  # at a time (losses/proxy_blocks.py): the same loss to float32 rounding,
+  # without the (batch, proxies) arrays; faster at a million proxies
+  # (benchmarks/README.md).
+  config.loss.proxy_block_size = 65_536
   # proxy_anchor: scaling factor alpha and margin delta (Kim et al. 2020).
   config.loss.proxy_anchor_alpha = 32.0
   config.loss.proxy_anchor_delta = 0.1

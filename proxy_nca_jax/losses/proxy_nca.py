@@ -52,7 +52,10 @@ import jax.numpy as jnp
 
 from proxy_nca_jax import geometry
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import _checks, dynamic, pair
+from proxy_nca_jax.losses import _checks, dynamic, pair, proxy_blocks
+
+# Up to this many static proxies, the (B, C) logits are formed at once.
+DEFAULT_BLOCK_SIZE = 65_536
 
 
 def proxy_nca_loss(
@@ -66,6 +69,7 @@ def proxy_nca_loss(
   embedding_norm: float = 1.0,
   proxy_norm: float = 1.0,
   assignment: str = "static",
+  block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> jax.Array:
   """Proxy-NCA loss ([1], Eq. 4), static or dynamic proxy assignment.
 
@@ -98,6 +102,12 @@ def proxy_nca_loss(
   relations given by the labels (``proxies.relations_from_labels``); labels
   may then be any integers and the number of proxies any number.
 
+  With more static proxies than ``block_size``, the sums over the proxies
+  are taken a block of ``block_size`` proxies at a time
+  (``losses.proxy_blocks``), and no (B, C) array is formed: the same loss
+  to float32 rounding, with a fraction of the memory and time at a million
+  proxies (benchmarks/README.md).
+
   Args:
     embeddings: float array (B, D). Normalised here; need not be unit norm.
     labels: int array (B,); static: values in [0, C), the index of each
@@ -109,6 +119,7 @@ def proxy_nca_loss(
     embedding_norm: a, the norm embeddings are scaled to.
     proxy_norm: b, the norm proxies are scaled to.
     assignment: "static" or "dynamic".
+    block_size: the most static proxies whose logits are formed at once.
 
   Returns:
     float32 scalar, the mean loss over the batch.
@@ -127,6 +138,7 @@ def proxy_nca_loss(
   _checks.check_proxy_nca_options(
     form, scale, label_smoothing, embedding_norm, proxy_norm, assignment
   )
+  _checks.check_block_size(block_size)
   norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
   if assignment == "dynamic":
     similar, dissimilar = proxies_lib.relations_from_labels(labels)
@@ -139,6 +151,26 @@ def proxy_nca_loss(
     raise ValueError(
       "The paper form and label smoothing need at least two proxies."
     )
+  if num_proxies > block_size:
+    options = proxy_blocks.BlockOptions(
+      block_size=block_size,
+      scale=scale,
+      proxy_norm=proxy_norm,
+      num_columns=num_proxies,
+      exclude_positive=form == "paper",
+    )
+    x = embedding_norm * geometry.l2_normalize(embeddings.astype(jnp.float32))
+    first = jnp.zeros((), jnp.int32)
+    lse, logit_sum = proxy_blocks.logsumexp_and_sum(
+      x, proxies, labels, first, options
+    )
+    positive_logit = proxy_blocks.positive_logits(
+      x, proxies, labels, first, options
+    )
+    per_sample = smoothed_nca(
+      lse, positive_logit, logit_sum, label_smoothing, num_proxies
+    )
+    return pair.masked_mean(per_sample, (labels >= 0) & (labels < num_proxies))
 
   logits = -scale * proxies_lib.proxy_distances(
     embeddings, proxies, **norms
@@ -155,6 +187,28 @@ def proxy_nca_loss(
   else:
     per_sample = jax.nn.logsumexp(logits, axis=-1) - positive_logit
   return pair.masked_mean(per_sample, jnp.any(positive, axis=-1))
+
+
+def smoothed_nca(
+  lse: jax.Array,
+  positive_logit: jax.Array,
+  logit_sum: jax.Array | None,
+  label_smoothing: float,
+  num_proxies: int,
+) -> jax.Array:
+  """Per-sample NCA loss from its log-sum-exp, positive logit and logit sum.
+
+  -sum_z t_z log softmax_z(l) = lse - (1 - eps) l_y - eps / (C - 1)
+  sum_{z != y} l_z for the smoothed targets t (``proxy_nca_loss``), which
+  is lse - l_y for eps = 0 (either form: ``lse`` is taken over the form's
+  denominator; ``logit_sum``, sum_z l_z, is then not needed).
+  """
+  if not label_smoothing:
+    return lse - positive_logit
+  others = (logit_sum - positive_logit) / (num_proxies - 1)
+  return (
+    lse - (1.0 - label_smoothing) * positive_logit - label_smoothing * others
+  )
 
 
 def proxy_ranking_loss(

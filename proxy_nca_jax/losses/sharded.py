@@ -83,7 +83,7 @@ from jax.sharding import PartitionSpec
 
 from proxy_nca_jax import geometry, parallel
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import _checks, pair, proxy_nca
+from proxy_nca_jax.losses import _checks, pair, proxy_blocks, proxy_nca
 
 SHARDED_LOSSES = ("proxy_nca", "proxy_anchor")
 _AXIS = parallel.DATA_AXIS
@@ -165,8 +165,13 @@ def sharded_proxy_nca_loss(
   label_smoothing: float = 0.0,
   embedding_norm: float = 1.0,
   proxy_norm: float = 1.0,
+  block_size: int = proxy_nca.DEFAULT_BLOCK_SIZE,
 ) -> jax.Array:
   """``losses.proxy_nca_loss`` (static) with proxies sharded by rows.
+
+  With more rows per device than ``block_size``, each device takes its sums
+  a block of rows at a time (``losses.proxy_blocks``), so no (B, c) array is
+  formed; the shards' log-sum-exps are then combined as above.
 
   Args:
     embeddings: float array (B, D), any sharding. Normalised here.
@@ -181,6 +186,8 @@ def sharded_proxy_nca_loss(
     label_smoothing: eps in [0, 1); softmax form only.
     embedding_norm: a, the norm embeddings are scaled to.
     proxy_norm: b, the norm proxies are scaled to.
+    block_size: the most proxy rows per device whose logits are formed at
+      once.
 
   Returns:
     float32 scalar, replicated: the mean loss over the batch.
@@ -197,7 +204,34 @@ def sharded_proxy_nca_loss(
     raise ValueError(
       "The paper form and label smoothing need at least two proxies."
     )
+  _checks.check_block_size(block_size)
   norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
+
+  def blocked_local_loss(embeddings, labels, local_proxies):
+    options = proxy_blocks.BlockOptions(
+      block_size=block_size,
+      scale=scale,
+      proxy_norm=proxy_norm,
+      num_columns=num_proxies,
+      exclude_positive=form == "paper",
+    )
+    x = embedding_norm * geometry.l2_normalize(embeddings.astype(jnp.float32))
+    first = jax.lax.axis_index(_AXIS) * local_proxies.shape[0]
+    local_lse, local_sum = proxy_blocks.logsumexp_and_sum(
+      x, local_proxies, labels, first, options
+    )
+    lse = distributed_logsumexp(
+      local_lse[:, None], jnp.isfinite(local_lse)[:, None]
+    )
+    positive_logit = jax.lax.psum(
+      proxy_blocks.positive_logits(x, local_proxies, labels, first, options),
+      _AXIS,
+    )
+    logit_sum = jax.lax.psum(local_sum, _AXIS) if label_smoothing else None
+    per_sample = proxy_nca.smoothed_nca(
+      lse, positive_logit, logit_sum, label_smoothing, num_proxies
+    )
+    return pair.masked_mean(per_sample, (labels >= 0) & (labels < num_proxies))
 
   def local_loss(embeddings, labels, local_proxies):
     logits = -scale * proxies_lib.proxy_distances(
@@ -211,21 +245,19 @@ def sharded_proxy_nca_loss(
       lse = distributed_logsumexp(logits, real & ~positive)
     else:
       lse = distributed_logsumexp(logits, jnp.broadcast_to(real, logits.shape))
-    per_sample = lse - positive_logit
+    logit_sum = None
     if label_smoothing:
       logit_sum = jax.lax.psum(
         jnp.sum(jnp.where(real, logits, 0.0), axis=-1), _AXIS
       )
-      others = (logit_sum - positive_logit) / (num_proxies - 1)
-      per_sample = (
-        lse
-        - (1.0 - label_smoothing) * positive_logit
-        - label_smoothing * others
-      )
-    has_positive = (labels >= 0) & (labels < num_proxies)
-    return pair.masked_mean(per_sample, has_positive)
+    per_sample = proxy_nca.smoothed_nca(
+      lse, positive_logit, logit_sum, label_smoothing, num_proxies
+    )
+    return pair.masked_mean(per_sample, (labels >= 0) & (labels < num_proxies))
 
-  return _sharded(local_loss, mesh)(embeddings, labels, proxies)
+  rows_per_device = proxies.shape[0] // mesh.shape[_AXIS]
+  fn = blocked_local_loss if rows_per_device > block_size else local_loss
+  return _sharded(fn, mesh)(embeddings, labels, proxies)
 
 
 def sharded_proxy_anchor_loss(

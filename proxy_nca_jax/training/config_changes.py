@@ -26,7 +26,9 @@ metrics at that step.
 Free fields (`FREE_FIELDS`) cannot change results: logging and checkpoint
 cadence, report options, the evaluation batch and tile sizes, where data is
 read from, the Recall@K columns reported, and ``schedule.num_steps`` when the
-learning rate is constant (training longer continues the same recipe).
+learning rate is constant (training longer continues the same recipe). The
+size of Proxy-NCA's blocks of proxies changes only the float32 rounding of
+the loss, as the number of devices does, and is free too.
 """
 
 from collections.abc import Mapping
@@ -35,7 +37,7 @@ from typing import Any
 import ml_collections
 
 # Dotted fields (or sections, ending in ".") whose change cannot change the
-# trained weights or any metric's value.
+# trained weights (beyond float32 rounding) or any metric's value.
 FREE_FIELDS = (
   "log_every_steps",
   "report.",
@@ -44,6 +46,7 @@ FREE_FIELDS = (
   "evals.every_steps",
   "evals.at_step_zero",
   "evals.block_size",
+  "loss.proxy_block_size",
   "evals.recall_ks",
   "input.eval_batch_size",
   "input.data_dir",

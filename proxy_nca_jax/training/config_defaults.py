@@ -32,6 +32,9 @@ OPTIONAL_FIELDS: dict[str, object] = {
   "input.check_num_examples": False,
   # Query/gallery evaluation: before it, always leave-one-out.
   "evals.query_gallery": None,
+  # Proxy-NCA in blocks of proxies: before it, all the logits at once; the
+  # same up to 65,536 proxies, and to float32 rounding above.
+  "loss.proxy_block_size": 65_536,
 }
 
 

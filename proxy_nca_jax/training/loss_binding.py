@@ -44,6 +44,7 @@ def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
       "embedding_norm": c.embedding_norm,
       "proxy_norm": c.proxy_norm,
       "assignment": c.assignment,
+      "block_size": c.proxy_block_size,
     },
     "proxy_ranking": {"margin": c.margin, "assignment": c.assignment},
     "proxy_anchor": {

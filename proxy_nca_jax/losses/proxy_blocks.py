@@ -1,0 +1,257 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Proxy-NCA's sums over the proxies, taken a block of proxies at a time.
+
+The denominator of Proxy-NCA ([1], Eq. 4) runs over every proxy. Written
+plainly, a step with C proxies forms the (B, C) matrix of logits, then its
+softmax, then the softmax's product with the proxies: several passes over
+B x C floats (1 GB at B = 256, C = 1,000,000), each a fresh allocation. Here
+the logits of one block of proxies exist at a time:
+
+* forward, the log-sum-exp is accumulated over the blocks with a running
+  maximum (the "online softmax" of [2]): with m and s the maximum and the
+  sum of exponentials so far and l the block's logits,
+
+      m' = max(m, max_j l_j),   s' = s exp(m - m') + sum_j exp(l_j - m'),
+
+  and logsumexp = m + log s at the end; the sum of the logits (label
+  smoothing) is accumulated beside it;
+* backward, each block's logits are computed again and turned into their
+  gradient, g_lse * exp(l - logsumexp) + g_sum, which is multiplied into the
+  embeddings' gradient and the block's rows of the proxies' gradient (the
+  recomputation of [3]). Nothing of size B x C is ever stored.
+
+The arithmetic of each logit is that of ``losses.proxy_nca_loss``
+(l_z = -scale |a x - b p_z|^2 with the proxies normalised), so the two agree
+to float32 rounding; only the order of the sums differs. The matrix products
+are one more than the plain formulation's three (the forward product is
+done again in the backward pass), and the memory is B x block floats.
+
+Columns. ``first_column`` is the index of the first proxy row given (a
+shard's offset when the proxies are split over devices, 0 otherwise);
+columns at or past ``num_columns`` (padding rows) are left out, and so is
+each sample's own column when ``exclude_positive`` (the paper form's
+denominator, z != y).
+
+References:
+  [1] Y. Movshovitz-Attias, A. Toshev, T. Leung, S. Ioffe, S. Singh. No Fuss
+      Distance Metric Learning using Proxies. ICCV 2017.
+  [2] M. Milakov, N. Gimelshein. Online normalizer calculation for softmax.
+      arXiv:1805.02867, 2018.
+  [3] T. Dao, D. Y. Fu, S. Ermon, A. Rudra, C. Re. FlashAttention: Fast and
+      Memory-Efficient Exact Attention with IO-Awareness. NeurIPS 2022.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+import jax
+import jax.numpy as jnp
+
+from proxy_nca_jax import geometry
+
+Carry = TypeVar("Carry")
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockOptions:
+  """The static options of ``logsumexp_and_sum``.
+
+  Attributes:
+    block_size: proxies per block (rows of the proxy matrix).
+    scale: positive multiplier of the squared distances.
+    proxy_norm: b, the norm the proxies are scaled to.
+    num_columns: proxies with a global index below this count; the rest
+      (padding) are left out.
+    exclude_positive: leave each sample's own proxy out (paper form).
+  """
+
+  block_size: int
+  scale: float
+  proxy_norm: float
+  num_columns: int
+  exclude_positive: bool
+
+
+def _block_logits(
+  x: jax.Array, block: jax.Array, options: BlockOptions
+) -> jax.Array:
+  """-scale |x - b p|^2 for a block of proxy rows, as the plain loss has it."""
+  p = options.proxy_norm * geometry.l2_normalize(block.astype(jnp.float32))
+  return -options.scale * geometry.squared_distances(x, p)
+
+
+def _block_mask(
+  labels: jax.Array, first: jax.Array, size: int, options: BlockOptions
+) -> jax.Array:
+  """The (B, size) columns of the block starting at global index ``first``
+  that enter the sums."""
+  columns = first + jnp.arange(size)
+  mask = jnp.broadcast_to(
+    columns < options.num_columns, (labels.shape[0], size)
+  )
+  if options.exclude_positive:
+    mask &= columns[None, :] != labels[:, None]
+  return mask
+
+
+def _fold_blocks(
+  num_rows: int,
+  block_size: int,
+  step: Callable[[jax.Array | int, int, Carry], Carry],
+  carry: Carry,
+) -> Carry:
+  """``step(first row, rows, carry)`` over the blocks of ``num_rows`` rows.
+
+  The first block runs outside the loop, so the loop's carry already has
+  the type the blocks give it (inside ``jax.shard_map``: varying over the
+  mesh axes of the proxies); then the other full blocks in a loop, then the
+  remainder.
+  """
+  full, rest = divmod(num_rows, block_size)
+  carry = step(0, min(block_size, num_rows), carry)
+  if full > 1:
+    carry = jax.lax.fori_loop(
+      1, full, lambda i, c: step(i * block_size, block_size, c), carry
+    )
+  if full and rest:
+    carry = step(full * block_size, rest, carry)
+  return carry
+
+
+def _forward(
+  x: jax.Array,
+  proxies: jax.Array,
+  labels: jax.Array,
+  first_column: jax.Array,
+  options: BlockOptions,
+) -> tuple[jax.Array, jax.Array]:
+  def accumulate(start, size, carry):
+    peak, total, logit_sum = carry
+    block = jax.lax.dynamic_slice_in_dim(proxies, start, size)
+    logits = _block_logits(x, block, options)
+    mask = _block_mask(labels, first_column + start, size, options)
+    new_peak = jnp.maximum(
+      peak, jnp.max(jnp.where(mask, logits, -jnp.inf), axis=-1)
+    )
+    shift = jnp.where(jnp.isfinite(new_peak), new_peak, 0.0)
+    total = total * jnp.exp(peak - shift) + jnp.sum(
+      jnp.where(mask, jnp.exp(logits - shift[:, None]), 0.0), axis=-1
+    )
+    logit_sum += jnp.sum(jnp.where(mask, logits, 0.0), axis=-1)
+    return new_peak, total, logit_sum
+
+  batch = x.shape[0]
+  empty = (
+    jnp.full((batch,), -jnp.inf, jnp.float32),
+    jnp.zeros((batch,), jnp.float32),
+    jnp.zeros((batch,), jnp.float32),
+  )
+  peak, total, logit_sum = _fold_blocks(
+    proxies.shape[0], options.block_size, accumulate, empty
+  )
+  # The largest selected logit adds exp(0) = 1: total is 0 only if empty.
+  nonempty = total > 0
+  shift = jnp.where(jnp.isfinite(peak), peak, 0.0)
+  lse = jnp.where(
+    nonempty, jnp.log(jnp.where(nonempty, total, 1.0)) + shift, -jnp.inf
+  )
+  return lse, logit_sum
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def logsumexp_and_sum(
+  x: jax.Array,
+  proxies: jax.Array,
+  labels: jax.Array,
+  first_column: jax.Array,
+  options: BlockOptions,
+) -> tuple[jax.Array, jax.Array]:
+  """log sum_z exp(l_z) and sum_z l_z over the selected proxies, per sample.
+
+  Args:
+    x: float32 (B, D), the embeddings normalised and scaled to norm a.
+    proxies: float (R, D), raw proxy rows (normalised here, in blocks).
+    labels: int (B,), global proxy index of each sample's positive.
+    first_column: int scalar, the global index of ``proxies``' first row.
+    options: the static options (``BlockOptions``).
+
+  Returns:
+    Two float32 (B,) arrays: the log-sum-exp of the selected logits (-inf,
+    with a zero gradient, where none is selected) and their sum.
+  """
+  return _forward(x, proxies, labels, first_column, options)
+
+
+def _logsumexp_and_sum_fwd(x, proxies, labels, first_column, options):
+  lse, logit_sum = _forward(x, proxies, labels, first_column, options)
+  return (lse, logit_sum), (x, proxies, labels, first_column, lse)
+
+
+def _logsumexp_and_sum_bwd(options, residuals, cotangents):
+  x, proxies, labels, first_column, lse = residuals
+  lse_grad, sum_grad = cotangents
+  finite_lse = jnp.where(jnp.isfinite(lse), lse, 0.0)
+
+  def backward(start, size, carry):
+    x_grad, proxies_grad = carry
+    block = jax.lax.dynamic_slice_in_dim(proxies, start, size)
+    logits, pullback = jax.vjp(
+      lambda x, b: _block_logits(x, b, options), x, block
+    )
+    mask = _block_mask(labels, first_column + start, size, options)
+    softmax = jnp.exp(logits - finite_lse[:, None])
+    logits_grad = jnp.where(
+      mask, lse_grad[:, None] * softmax + sum_grad[:, None], 0.0
+    )
+    block_x_grad, block_grad = pullback(logits_grad)
+    proxies_grad = jax.lax.dynamic_update_slice_in_dim(
+      proxies_grad, block_grad.astype(proxies_grad.dtype), start, axis=0
+    )
+    return x_grad + block_x_grad, proxies_grad
+
+  x_grad, proxies_grad = _fold_blocks(
+    proxies.shape[0],
+    options.block_size,
+    backward,
+    (jnp.zeros_like(x), jnp.zeros_like(proxies)),
+  )
+  return x_grad, proxies_grad, None, None
+
+
+logsumexp_and_sum.defvjp(_logsumexp_and_sum_fwd, _logsumexp_and_sum_bwd)
+
+
+def positive_logits(
+  x: jax.Array,
+  proxies: jax.Array,
+  labels: jax.Array,
+  first_column: jax.Array,
+  options: BlockOptions,
+) -> jax.Array:
+  """l_y = -scale |x - b p_y|^2 of each sample's own proxy, gathered (no
+  B x C product); 0 where the label is not a row of ``proxies``."""
+  local = labels - first_column
+  owned = (local >= 0) & (local < proxies.shape[0])
+  rows = proxies[jnp.clip(local, 0, proxies.shape[0] - 1)]
+  p = options.proxy_norm * geometry.l2_normalize(rows.astype(jnp.float32))
+  distance = jnp.maximum(
+    jnp.sum(jnp.square(x), -1)
+    + jnp.sum(jnp.square(p), -1)
+    - 2.0 * jnp.sum(x * p, -1),
+    0.0,
+  )
+  return jnp.where(owned, -options.scale * distance, 0.0)

@@ -1,0 +1,206 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Proxy-NCA taken a block of proxies at a time (losses/proxy_blocks.py).
+
+Against the float64 transcription of Eq. 4 (``losses_test``) and its
+finite-difference gradients, on one device and with the proxies sharded over
+8; and the point of it, measured on the compiled step: no (B, C) array.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+
+from proxy_nca_jax import losses, parallel
+from proxy_nca_jax import proxies as proxies_lib
+from proxy_nca_jax.losses import sharded
+from tests.losses import losses_test
+from tests.testing import references
+
+NUM_CLASSES = 13
+# (form, label smoothing, embedding norm a, proxy norm b), as the reference
+# takes them.
+CASES = {
+  "softmax": ("softmax", 0.0, 1.0, 1.0),
+  "paper": ("paper", 0.0, 1.0, 1.0),
+  "smoothed": ("softmax", 0.2, 1.0, 1.0),
+  "paper_norms": ("paper", 0.0, 2.0, 0.5),
+}
+
+
+def _problem(seed: int = 0):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(10, 6)).astype(np.float32)
+  labels = rng.integers(0, NUM_CLASSES, size=10).astype(np.int32)
+  proxies = rng.normal(size=(NUM_CLASSES, 6)).astype(np.float32)
+  return x, labels, proxies
+
+
+def _options(case: str) -> dict[str, object]:
+  form, smoothing, a, b = CASES[case]
+  return dict(
+    form=form,
+    scale=3.0,
+    label_smoothing=smoothing,
+    embedding_norm=a,
+    proxy_norm=b,
+  )
+
+
+def _reference(case: str, x, labels, proxies) -> float:
+  form, smoothing, a, b = CASES[case]
+  return losses_test.reference_proxy_nca(
+    x, labels, proxies, form, 3.0, smoothing=smoothing, a=a, b=b
+  )
+
+
+class BlockedProxyNcaTest(parameterized.TestCase):
+  # Block sizes: one proxy, a size that leaves a remainder (13 = 2 x 5 + 3)
+  # and one that divides nothing evenly but the whole (12: one full block
+  # and a remainder of one).
+  @parameterized.product(case=list(CASES), block_size=[1, 5, 12])
+  def test_value_and_gradients_match_float64_reference(self, case, block_size):
+    x, labels, proxies = _problem()
+    loss = functools.partial(
+      losses.proxy_nca_loss, block_size=block_size, **_options(case)
+    )
+    value, (grad_x, grad_p) = jax.jit(
+      jax.value_and_grad(
+        lambda x, p: loss(x, jnp.asarray(labels), p), argnums=(0, 1)
+      )
+    )(x, proxies)
+
+    def ref(x, p):
+      return _reference(case, x, labels, p)
+
+    np.testing.assert_allclose(value, ref(x, proxies), rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(
+      grad_x, references.numerical_grad(lambda v: ref(v, proxies), x), atol=2e-5
+    )
+    np.testing.assert_allclose(
+      grad_p, references.numerical_grad(lambda v: ref(x, v), proxies), atol=2e-5
+    )
+
+  def test_labels_outside_the_proxies_are_left_out_inside_jit(self):
+    x, labels, proxies = _problem(1)
+    outside = labels.copy()
+    outside[:3] = [-1, NUM_CLASSES, 99]
+    for form in ("paper", "softmax"):
+      got = jax.jit(
+        functools.partial(
+          losses.proxy_nca_loss, form=form, scale=2.0, block_size=4
+        )
+      )(x, outside, proxies)
+      want = losses_test.reference_proxy_nca(
+        x[3:], labels[3:], proxies, form, 2.0
+      )
+      np.testing.assert_allclose(got, want, rtol=2e-6)
+
+  def test_zero_vectors_give_finite_values_and_gradients(self):
+    x, labels, proxies = _problem(2)
+    x[0] = 0.0
+    proxies[labels[1]] = 0.0
+    value, grads = jax.value_and_grad(
+      lambda x, p: losses.proxy_nca_loss(x, labels, p, block_size=4),
+      argnums=(0, 1),
+    )(x, proxies)
+    self.assertTrue(np.isfinite(value))
+    for grad in grads:
+      self.assertTrue(np.all(np.isfinite(grad)))
+
+  def test_no_batch_by_proxies_array_is_formed(self):
+    # The compiled step's scratch memory, as XLA reports it: the plain
+    # formulation holds several (B, C) float32 arrays, the blocked one a
+    # few (B, block) ones.
+    batch, num_proxies, block = 16, 4096, 64
+    x = jnp.ones((batch, 8))
+    proxies = jnp.ones((num_proxies, 8))
+    labels = jnp.zeros((batch,), jnp.int32)
+
+    def scratch_bytes(block_size: int) -> int:
+      step = jax.jit(
+        jax.value_and_grad(
+          lambda x, p: losses.proxy_nca_loss(
+            x, labels, p, block_size=block_size
+          ),
+          argnums=(0, 1),
+        )
+      )
+      compiled = step.lower(x, proxies).compile()
+      return compiled.memory_analysis().temp_size_in_bytes
+
+    batch_by_proxies = batch * num_proxies * 4
+    self.assertGreaterEqual(scratch_bytes(num_proxies), batch_by_proxies)
+    self.assertLess(scratch_bytes(block), batch_by_proxies // 8)
+
+  def test_bad_block_size_is_a_clear_error(self):
+    x, labels, proxies = _problem()
+    for bad in (0, -3, 2.5):
+      with self.assertRaisesRegex(
+        ValueError, "block_size must be a positive integer"
+      ):
+        losses.proxy_nca_loss(x, labels, proxies, block_size=bad)
+
+
+class ShardedBlockedProxyNcaTest(parameterized.TestCase):
+  # 13 proxies on 8 devices: 16 rows, 2 per device (the last three rows
+  # padding); blocks of one row, and of two with 37 proxies (5 per device:
+  # two full blocks and a remainder).
+  @parameterized.product(case=list(CASES), shape=[(NUM_CLASSES, 1), (37, 2)])
+  def test_matches_float64_reference_and_padding_gets_no_gradient(
+    self, case, shape
+  ):
+    num_proxies, block_size = shape
+    mesh = parallel.create_mesh()
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8, 6)).astype(np.float32)
+    labels = rng.integers(0, num_proxies, size=8).astype(np.int32)
+    proxies = rng.normal(size=(num_proxies, 6)).astype(np.float32)
+    padded = jax.device_put(
+      proxies_lib.pad_proxies(jnp.asarray(proxies), mesh.size),
+      parallel.row_sharded(mesh),
+    )
+    loss = functools.partial(
+      sharded.sharded_proxy_nca_loss,
+      mesh=mesh,
+      num_proxies=num_proxies,
+      block_size=block_size,
+      **_options(case),
+    )
+    value, (grad_x, grad_p) = jax.jit(
+      jax.value_and_grad(
+        lambda x, p: loss(x, jnp.asarray(labels), p), argnums=(0, 1)
+      )
+    )(x, padded)
+
+    def ref(x, p):
+      return _reference(case, x, labels, p)
+
+    np.testing.assert_allclose(value, ref(x, proxies), rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(
+      grad_x, references.numerical_grad(lambda v: ref(v, proxies), x), atol=2e-5
+    )
+    np.testing.assert_allclose(
+      grad_p[:num_proxies],
+      references.numerical_grad(lambda v: ref(x, v), proxies),
+      atol=2e-5,
+    )
+    np.testing.assert_array_equal(grad_p[num_proxies:], 0.0)
+
+
+if __name__ == "__main__":
+  absltest.main()

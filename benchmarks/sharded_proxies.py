@@ -60,7 +60,7 @@ from absl import app, flags
 from benchmarks import cpu_timing
 from proxy_nca_jax import losses, parallel
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import proxy_nca, sharded
+from proxy_nca_jax.losses import sharded
 
 _CLASSES = flags.DEFINE_list(
   "classes", ["10000", "100000", "1000000"], "Numbers of proxies C."
@@ -79,8 +79,9 @@ _MAX_TOTAL_GB = flags.DEFINE_float(
 )
 _BLOCK_SIZE = flags.DEFINE_integer(
   "block_size",
-  proxy_nca.DEFAULT_BLOCK_SIZE,
-  "Proxy-NCA's block of proxies (per device when sharded).",
+  None,
+  "Proxy-NCA's block of proxies (per device when sharded); default: the "
+  "loss's automatic choice.",
 )
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write rows here.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: 'MODE:C', one case.")
@@ -247,8 +248,9 @@ def _run_case(mode: str, num_proxies: int) -> dict[str, Any]:
     f"--devices={_DEVICES.value}",
     f"--steps={_STEPS.value}",
     f"--max_total_gb={_MAX_TOTAL_GB.value}",
-    f"--block_size={_BLOCK_SIZE.value}",
   ]
+  if _BLOCK_SIZE.value is not None:
+    argv.append(f"--block_size={_BLOCK_SIZE.value}")
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   proc = subprocess.run(argv, env=env, capture_output=True, text=True)

@@ -167,9 +167,13 @@ def get_config(
   # proxy_nca, static: with more proxies than this (per device when the
   # proxies are sharded), the sums over them are taken a block of this many
   # at a time (losses/proxy_blocks.py): the same loss to float32 rounding,
-  # without the (batch, proxies) arrays; faster at a million proxies
-  # (benchmarks/README.md).
-  config.loss.proxy_block_size = 65_536
+  # without the (batch, proxies) arrays. None: blocks of 4,096 above 65,536
+  # proxies, 4x faster at a million on CPU (benchmarks/README.md).
+  config.loss.proxy_block_size = None
+  # proxy_nca, static: each step's denominator uses the batch's positive
+  # proxies and this fraction of the others, drawn from the seed and the
+  # step (Partial FC; losses/sampled_proxies.py); 1 uses every proxy.
+  config.loss.negative_fraction = 1.0
   config.loss.proxy_anchor_alpha = 32.0
   config.loss.proxy_anchor_delta = 0.1
   config.loss.lifted_margin = 1.0

@@ -126,12 +126,3 @@ def check_proxy_nca_options(
       "label_smoothing needs form='softmax' and assignment='static' (the "
       "smoothed target is a distribution over all the class proxies)."
     )
-
-
-def check_block_size(block_size: int) -> None:
-  """Raises ValueError unless ``block_size`` is a positive whole number."""
-  whole = isinstance(block_size, int) and not isinstance(block_size, bool)
-  if not whole or block_size < 1:
-    raise ValueError(
-      f"block_size must be a positive integer, got {block_size!r}."
-    )

@@ -54,9 +54,6 @@ from proxy_nca_jax import geometry
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.losses import _checks, dynamic, pair, proxy_blocks
 
-# Up to this many static proxies, the (B, C) logits are formed at once.
-DEFAULT_BLOCK_SIZE = 65_536
-
 
 def proxy_nca_loss(
   embeddings: jax.Array,
@@ -69,7 +66,7 @@ def proxy_nca_loss(
   embedding_norm: float = 1.0,
   proxy_norm: float = 1.0,
   assignment: str = "static",
-  block_size: int = DEFAULT_BLOCK_SIZE,
+  block_size: int | None = None,
 ) -> jax.Array:
   """Proxy-NCA loss ([1], Eq. 4), static or dynamic proxy assignment.
 
@@ -105,8 +102,9 @@ def proxy_nca_loss(
   With more static proxies than ``block_size``, the sums over the proxies
   are taken a block of ``block_size`` proxies at a time
   (``losses.proxy_blocks``), and no (B, C) array is formed: the same loss
-  to float32 rounding, with a fraction of the memory and time at a million
-  proxies (benchmarks/README.md).
+  to float32 rounding, with a fraction of the memory and a quarter of the
+  time at a million proxies (benchmarks/README.md). ``None`` chooses: blocks
+  of 4,096 above 65,536 proxies (``proxy_blocks.chosen_block_size``).
 
   Args:
     embeddings: float array (B, D). Normalised here; need not be unit norm.
@@ -119,7 +117,7 @@ def proxy_nca_loss(
     embedding_norm: a, the norm embeddings are scaled to.
     proxy_norm: b, the norm proxies are scaled to.
     assignment: "static" or "dynamic".
-    block_size: the most static proxies whose logits are formed at once.
+    block_size: proxies per block, or None for the automatic choice.
 
   Returns:
     float32 scalar, the mean loss over the batch.
@@ -138,7 +136,7 @@ def proxy_nca_loss(
   _checks.check_proxy_nca_options(
     form, scale, label_smoothing, embedding_norm, proxy_norm, assignment
   )
-  _checks.check_block_size(block_size)
+  block_size = proxy_blocks.chosen_block_size(block_size, proxies.shape[0])
   norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
   if assignment == "dynamic":
     similar, dissimilar = proxies_lib.relations_from_labels(labels)
@@ -151,7 +149,7 @@ def proxy_nca_loss(
     raise ValueError(
       "The paper form and label smoothing need at least two proxies."
     )
-  if num_proxies > block_size:
+  if block_size is not None:
     options = proxy_blocks.BlockOptions(
       block_size=block_size,
       scale=scale,

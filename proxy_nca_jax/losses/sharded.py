@@ -165,12 +165,13 @@ def sharded_proxy_nca_loss(
   label_smoothing: float = 0.0,
   embedding_norm: float = 1.0,
   proxy_norm: float = 1.0,
-  block_size: int = proxy_nca.DEFAULT_BLOCK_SIZE,
+  block_size: int | None = None,
 ) -> jax.Array:
   """``losses.proxy_nca_loss`` (static) with proxies sharded by rows.
 
-  With more rows per device than ``block_size``, each device takes its sums
-  a block of rows at a time (``losses.proxy_blocks``), so no (B, c) array is
+  With more rows per device than ``block_size`` (None: the automatic choice
+  of ``losses.proxy_nca_loss``, per device), each device takes its sums a
+  block of rows at a time (``losses.proxy_blocks``), so no (B, c) array is
   formed; the shards' log-sum-exps are then combined as above.
 
   Args:
@@ -186,8 +187,8 @@ def sharded_proxy_nca_loss(
     label_smoothing: eps in [0, 1); softmax form only.
     embedding_norm: a, the norm embeddings are scaled to.
     proxy_norm: b, the norm proxies are scaled to.
-    block_size: the most proxy rows per device whose logits are formed at
-      once.
+    block_size: proxy rows per block on each device, or None for the
+      automatic choice.
 
   Returns:
     float32 scalar, replicated: the mean loss over the batch.
@@ -204,7 +205,9 @@ def sharded_proxy_nca_loss(
     raise ValueError(
       "The paper form and label smoothing need at least two proxies."
     )
-  _checks.check_block_size(block_size)
+  block_size = proxy_blocks.chosen_block_size(
+    block_size, proxies.shape[0] // mesh.shape[_AXIS]
+  )
   norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
 
   def blocked_local_loss(embeddings, labels, local_proxies):
@@ -255,8 +258,7 @@ def sharded_proxy_nca_loss(
     )
     return pair.masked_mean(per_sample, (labels >= 0) & (labels < num_proxies))
 
-  rows_per_device = proxies.shape[0] // mesh.shape[_AXIS]
-  fn = blocked_local_loss if rows_per_device > block_size else local_loss
+  fn = local_loss if block_size is None else blocked_local_loss
   return _sharded(fn, mesh)(embeddings, labels, proxies)
 
 

@@ -34,7 +34,9 @@ OPTIONAL_FIELDS: dict[str, object] = {
   "evals.query_gallery": None,
   # Proxy-NCA in blocks of proxies: before it, all the logits at once; the
   # same up to 65,536 proxies, and to float32 rounding above.
-  "loss.proxy_block_size": 65_536,
+  "loss.proxy_block_size": None,
+  # Sampled negative proxies: before them, every proxy at every step.
+  "loss.negative_fraction": 1.0,
 }
 
 

@@ -27,10 +27,11 @@ import jax.numpy as jnp
 import ml_collections
 
 from proxy_nca_jax import losses
-from proxy_nca_jax.losses import sharded
+from proxy_nca_jax.losses import sampled_proxies, sharded
 
-# (embeddings (B, D), labels (B,), proxies (C, D)) -> scalar loss.
-LossFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+# (embeddings (B, D), labels (B,), proxies (C, D), step ()) -> scalar loss;
+# the step number draws the sampled negative proxies (loss.negative_fraction).
+LossFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
@@ -76,14 +77,22 @@ def uses_static_assignment(loss_config: ml_collections.ConfigDict) -> bool:
   )
 
 
-def create_loss_fn(loss_config: ml_collections.ConfigDict) -> LossFn:
-  """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
+def create_loss_fn(
+  loss_config: ml_collections.ConfigDict, seed: int = 0
+) -> LossFn:
+  """Binds the configured loss to ``(embeddings, labels, proxies, step)
+  -> loss``.
 
   ``loss_config.name`` is one of ``losses.LOSSES``; the fields each loss
   reads are documented in ``configs/fashion_mnist.py``. The data-point baselines
   ignore the proxies (they stay in the state, untouched by the gradient, so
   checkpoints of all kinds have the same structure). The options are
   checked here, by tracing the loss once on an abstract batch of two.
+
+  With ``loss.negative_fraction`` below 1 (Proxy-NCA, static assignment),
+  each step's loss uses the batch's positive proxies and that fraction of
+  the others, drawn from ``seed`` and the step (``losses.sampled_proxies``);
+  otherwise the step is ignored.
 
   Raises:
     ValueError: an unknown name or a bad option.
@@ -103,13 +112,59 @@ def create_loss_fn(loss_config: ml_collections.ConfigDict) -> LossFn:
       del proxies  # Mined in the batch.
       return pair_loss(embeddings, labels)
 
+  bound = _with_sampled_negatives(loss_fn, loss_config, seed)
   jax.eval_shape(
-    loss_fn,
+    bound,
     jax.ShapeDtypeStruct((2, 1), jnp.float32),
     jax.ShapeDtypeStruct((2,), jnp.int32),
     jax.ShapeDtypeStruct((2, 1), jnp.float32),
+    jax.ShapeDtypeStruct((), jnp.int32),
   )
-  return loss_fn
+  return bound
+
+
+def _every_proxy(
+  loss_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
+) -> LossFn:
+  """``loss_fn`` as a `LossFn`: every proxy at every step."""
+
+  def bound(embeddings, labels, proxies, step):
+    del step  # Only sampled negatives depend on it.
+    return loss_fn(embeddings, labels, proxies)
+
+  return bound
+
+
+def _with_sampled_negatives(
+  loss_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
+  loss_config: ml_collections.ConfigDict,
+  seed: int,
+) -> LossFn:
+  """``loss_fn`` taking the step, on the step's sampled proxies when
+  ``loss.negative_fraction`` < 1 (``losses.sampled_proxies``)."""
+  fraction = loss_config.negative_fraction
+  sampled_proxies.num_sampled(fraction, 1, 1)  # Checks the fraction.
+  if fraction == 1:
+    return _every_proxy(loss_fn)
+  if loss_config.name != "proxy_nca" or loss_config.assignment != "static":
+    raise ValueError(
+      f"loss.negative_fraction={fraction} needs loss.name='proxy_nca' with "
+      "loss.assignment='static' (one proxy per class), got "
+      f"loss.name={loss_config.name!r}, loss.assignment="
+      f"{loss_config.assignment!r}; use --config.loss.negative_fraction=1."
+    )
+
+  def sampled(embeddings, labels, proxies, step):
+    num_proxies = proxies.shape[0]
+    rows, sampled_labels = sampled_proxies.sample_proxies(
+      sampled_proxies.sample_key(seed, step),
+      labels,
+      num_proxies,
+      sampled_proxies.num_sampled(fraction, num_proxies, labels.shape[0]),
+    )
+    return loss_fn(embeddings, sampled_labels, proxies[rows])
+
+  return sampled
 
 
 def check_supported(loss_config: ml_collections.ConfigDict) -> None:
@@ -130,6 +185,11 @@ def check_supported(loss_config: ml_collections.ConfigDict) -> None:
       f"proxies work with loss.name in {sharded.SHARDED_LOSSES} and static "
       "assignment (one proxy per class); use "
       "--config.proxies.sharding=replicated for the other losses."
+    )
+  if loss_config.negative_fraction != 1:
+    raise ValueError(
+      "proxies.sharding='sharded' does not sample negative proxies yet: use "
+      "--config.loss.negative_fraction=1, or replicated proxies."
     )
 
 
@@ -156,4 +216,6 @@ def create_sharded_loss_fn(
     "proxy_nca": sharded.sharded_proxy_nca_loss,
     "proxy_anchor": sharded.sharded_proxy_anchor_loss,
   }[loss_config.name]
-  return functools.partial(fn, mesh=mesh, num_proxies=num_proxies, **options)
+  return _every_proxy(
+    functools.partial(fn, mesh=mesh, num_proxies=num_proxies, **options)
+  )

@@ -91,7 +91,7 @@ class RunParts:
     model: the network.
     tx: the optimiser (parameter groups as ``optim.create_optimizer``).
     schedules: the learning rate of each group against the step.
-    loss_fn: ``(embeddings, labels, proxies) -> loss``.
+    loss_fn: ``(embeddings, labels, proxies, step) -> loss``.
     num_proxies: the real proxies C (rows beyond are sharding padding).
     proxy_sharding: 'replicated' or 'sharded'.
   """
@@ -166,7 +166,7 @@ def assemble(
   mesh = parallel.create_mesh() if mesh is None else mesh
   check_config(config, mesh)
   sharding = train_state.proxy_sharding(config)
-  loss_fn = loss_binding.create_loss_fn(config.loss)
+  loss_fn = loss_binding.create_loss_fn(config.loss, seed=config.seed)
   model = models.create_model(config.model)
   tx, schedules = optim.create_optimizer(config)
   if num_proxies is None:

@@ -58,7 +58,7 @@ def train_step(
       train=True,
       mutable=["batch_stats"],
     )
-    loss = loss_fn(embeddings, batch["label"], params["proxies"])
+    loss = loss_fn(embeddings, batch["label"], params["proxies"], state.step)
     return loss, updates["batch_stats"]
 
   (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(
@@ -100,7 +100,7 @@ def make_train_step(
   Args:
     model: the network.
     tx: the optimiser.
-    loss_fn: ``(embeddings, labels, proxies) -> loss``.
+    loss_fn: ``(embeddings, labels, proxies, step) -> loss``.
     mesh: the device mesh.
     state_sharding: the state's shardings (``train_state.state_shardings``),
       default all replicated.

@@ -37,6 +37,13 @@ def _jit(fn, **options):
   return jax.jit(functools.partial(fn, **options))
 
 
+def _create_loss_fn(loss_config):
+  """``loss_binding.create_loss_fn`` at step 0 (the step only draws sampled
+  negatives: tests/losses/sampled_proxies_test.py)."""
+  loss_fn = loss_binding.create_loss_fn(loss_config)
+  return lambda x, labels, proxies: loss_fn(x, labels, proxies, 0)
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
   return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
@@ -727,7 +734,7 @@ class CreateLossFnTest(parameterized.TestCase):
       "contrastive": lambda: pair.contrastive_loss(x, labels, margin=1.0),
       "nca": lambda: pair.nca_loss(x, labels, scale=16.0),
     }[name]
-    got = loss_binding.create_loss_fn(config)(x, labels, proxies)
+    got = _create_loss_fn(config)(x, labels, proxies)
     np.testing.assert_allclose(got, direct(), rtol=1e-6)
 
   def test_options_reach_the_loss(self):
@@ -736,7 +743,7 @@ class CreateLossFnTest(parameterized.TestCase):
       "proxy_nca", form="paper", scale=2.0, assignment="dynamic"
     )
     np.testing.assert_allclose(
-      loss_binding.create_loss_fn(config)(x, labels, proxies),
+      _create_loss_fn(config)(x, labels, proxies),
       losses.proxy_nca_loss(
         x, labels, proxies, form="paper", scale=2.0, assignment="dynamic"
       ),
@@ -744,7 +751,7 @@ class CreateLossFnTest(parameterized.TestCase):
     )
     config = loss_config("nca", form="paper", scale=2.0)
     np.testing.assert_allclose(
-      loss_binding.create_loss_fn(config)(x, labels, proxies),
+      _create_loss_fn(config)(x, labels, proxies),
       pair.nca_loss(x, labels, form="paper", scale=2.0),
       rtol=1e-6,
     )
@@ -759,7 +766,7 @@ class CreateLossFnTest(parameterized.TestCase):
   def test_bad_config_raises_when_created(self, overrides, message):
     config = loss_config(overrides.pop("name", "proxy_nca"), **overrides)
     with self.assertRaisesRegex(ValueError, message):
-      loss_binding.create_loss_fn(config)
+      _create_loss_fn(config)
 
 
 # Property tests of every loss, through create_loss_fn: config.loss overrides
@@ -787,7 +794,7 @@ def _case_fn(case, jit=True):
   """value_and_grad of the case's loss w.r.t. embeddings and proxies."""
   name, overrides = PROPERTY_CASES[case]
   fn = jax.value_and_grad(
-    loss_binding.create_loss_fn(loss_config(name, **overrides)), argnums=(0, 2)
+    _create_loss_fn(loss_config(name, **overrides)), argnums=(0, 2)
   )
   return jax.jit(fn) if jit else fn
 
@@ -909,7 +916,7 @@ class LossPropertiesTest(parameterized.TestCase):
     labels[:2] = labels[0]
     for case in PROPERTY_CASES:
       name, overrides = PROPERTY_CASES[case]
-      loss_fn = loss_binding.create_loss_fn(loss_config(name, **overrides))
+      loss_fn = _create_loss_fn(loss_config(name, **overrides))
       with self.subTest(case):
         np.testing.assert_allclose(
           jax.jit(loss_fn)(x, labels, proxies),
@@ -935,7 +942,7 @@ class LossPropertiesTest(parameterized.TestCase):
     x[1] = x[0]  # A duplicated embedding.
     x[2] = 0.0  # And a zero one.
     labels[:2] = labels[0]
-    loss_fn = loss_binding.create_loss_fn(
+    loss_fn = _create_loss_fn(
       loss_config(name, assignment="dynamic")
     )
     fn = jax.value_and_grad(loss_fn, argnums=(0, 2))

@@ -27,7 +27,7 @@ from absl.testing import absltest, parameterized
 
 from proxy_nca_jax import losses, parallel
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import sharded
+from proxy_nca_jax.losses import proxy_blocks, sharded
 from tests.losses import losses_test
 from tests.testing import references
 
@@ -147,11 +147,18 @@ class BlockedProxyNcaTest(parameterized.TestCase):
     self.assertGreaterEqual(scratch_bytes(num_proxies), batch_by_proxies)
     self.assertLess(scratch_bytes(block), batch_by_proxies // 8)
 
+  def test_automatic_choice_blocks_only_large_proxy_matrices(self):
+    choose = proxy_blocks.chosen_block_size
+    self.assertIsNone(choose(None, proxy_blocks.AUTO_ABOVE))
+    self.assertEqual(choose(None, proxy_blocks.AUTO_ABOVE + 1), 4096)
+    self.assertIsNone(choose(13, 13))  # One block is every logit at once.
+    self.assertEqual(choose(5, 13), 5)
+
   def test_bad_block_size_is_a_clear_error(self):
     x, labels, proxies = _problem()
     for bad in (0, -3, 2.5):
       with self.assertRaisesRegex(
-        ValueError, "block_size must be a positive integer"
+        ValueError, "block_size must be a positive integer or None"
       ):
         losses.proxy_nca_loss(x, labels, proxies, block_size=bad)
 

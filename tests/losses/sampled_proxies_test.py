@@ -1,0 +1,176 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Sampled negative proxies (losses/sampled_proxies.py, loss.negative_fraction).
+
+The sample: positives always in, the others uniform without replacement
+(counted over many keys), the same for the same seed and step. The loss: the
+float64 Proxy-NCA of the sampled proxies, zero gradient for the others.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+
+from configs import fashion_mnist
+from proxy_nca_jax import parallel
+from proxy_nca_jax.losses import sampled_proxies
+from proxy_nca_jax.training import loss_binding
+from tests.losses import losses_test
+
+
+def _loss_config(**overrides):
+  config = fashion_mnist.get_config().loss
+  config.scale = 3.0
+  config.update(overrides)
+  return config
+
+
+class SampleTest(parameterized.TestCase):
+  def test_positives_always_in_and_labels_point_at_them(self):
+    labels = jnp.array([3, 17, 3, 0, 29], jnp.int32)
+    for seed in range(20):
+      rows, sampled = sampled_proxies.sample_proxies(
+        jax.random.key(seed), labels, 30, 8
+      )
+      rows, sampled = np.asarray(rows), np.asarray(sampled)
+      self.assertLen(rows, 8)
+      self.assertLen(set(rows.tolist()), 8)  # No proxy twice.
+      self.assertTrue(np.all((rows >= 0) & (rows < 30)))
+      np.testing.assert_array_equal(rows[sampled], labels)
+
+  def test_others_are_uniform(self):
+    # 4 positives, K = 10 of C = 24: each of the 20 others is drawn with
+    # probability 6 / 20 = 0.3. 4,000 samples: standard deviation of a
+    # count 29, so 5 standard deviations is +-145 around 1,200.
+    labels = jnp.array([0, 5, 9, 5, 23], jnp.int32)
+    draw = jax.jit(
+      jax.vmap(
+        lambda key: sampled_proxies.sample_proxies(key, labels, 24, 10)[0]
+      )
+    )
+    rows = np.asarray(draw(jax.random.split(jax.random.key(0), 4000)))
+    counts = np.bincount(rows.ravel(), minlength=24)
+    positives = [0, 5, 9, 23]
+    np.testing.assert_array_equal(counts[positives], 4000)
+    others = np.delete(counts, positives)
+    self.assertEqual(others.sum(), 4000 * 6)
+    self.assertLess(np.abs(others - 1200).max(), 145)
+
+  def test_labels_outside_the_proxies_are_left_out(self):
+    labels = jnp.array([2, -1, 40, 5], jnp.int32)
+    rows, sampled = sampled_proxies.sample_proxies(
+      jax.random.key(1), labels, 10, 4
+    )
+    np.testing.assert_array_equal(np.asarray(sampled)[1:3], [-1, -1])
+    np.testing.assert_array_equal(np.asarray(rows)[np.asarray(sampled)[0]], 2)
+
+  @parameterized.parameters(
+    (0.1, 1000, 32, 100),
+    (0.01, 1000, 32, 32),  # Room for a whole batch of positives.
+    (0.5, 10, 32, 10),
+    (1.0, 7, 4, 7),
+  )
+  def test_num_sampled(self, fraction, classes, batch, want):
+    self.assertEqual(
+      sampled_proxies.num_sampled(fraction, classes, batch), want
+    )
+
+  @parameterized.parameters(0.0, -0.2, 1.5)
+  def test_bad_fraction_is_a_clear_error(self, fraction):
+    with self.assertRaisesRegex(ValueError, r"negative_fraction must be in"):
+      loss_binding.create_loss_fn(_loss_config(negative_fraction=fraction))
+
+
+class SampledLossTest(parameterized.TestCase):
+  def setUp(self):
+    super().setUp()
+    rng = np.random.default_rng(0)
+    self.x = rng.normal(size=(6, 5)).astype(np.float32)
+    self.labels = rng.integers(0, 40, size=6).astype(np.int32)
+    self.proxies = rng.normal(size=(40, 5)).astype(np.float32)
+
+  @parameterized.parameters("softmax", "paper")
+  def test_is_the_loss_of_the_sampled_proxies_and_only_they_learn(self, form):
+    seed, step = 7, 123
+    loss_fn = loss_binding.create_loss_fn(
+      _loss_config(negative_fraction=0.25, form=form), seed=seed
+    )
+    value, grad = jax.jit(
+      jax.value_and_grad(
+        lambda p: loss_fn(self.x, self.labels, p, jnp.int32(step))
+      )
+    )(self.proxies)
+    rows, _ = sampled_proxies.sample_proxies(
+      sampled_proxies.sample_key(seed, jnp.int32(step)),
+      jnp.asarray(self.labels),
+      40,
+      10,
+    )
+    rows = np.asarray(rows)
+    # The float64 reference on the sampled proxies, relabelled by hand.
+    position = {int(r): i for i, r in enumerate(rows)}
+    relabelled = np.array([position[int(y)] for y in self.labels])
+    want = losses_test.reference_proxy_nca(
+      self.x, relabelled, self.proxies[rows], form, 3.0
+    )
+    np.testing.assert_allclose(value, want, rtol=2e-6)
+    left_out = np.setdiff1d(np.arange(40), rows)
+    self.assertLen(left_out, 30)
+    np.testing.assert_array_equal(np.asarray(grad)[left_out], 0.0)
+    self.assertTrue(np.all(np.abs(np.asarray(grad)[rows]).sum(-1) > 0))
+
+  def test_same_step_same_sample_other_step_other_sample(self):
+    loss_fn = jax.jit(
+      loss_binding.create_loss_fn(_loss_config(negative_fraction=0.25))
+    )
+    at = [
+      float(loss_fn(self.x, self.labels, self.proxies, jnp.int32(s)))
+      for s in (5, 5, 6)
+    ]
+    self.assertEqual(at[0], at[1])
+    self.assertNotEqual(at[0], at[2])
+
+  def test_fraction_one_is_every_proxy(self):
+    loss_fn = loss_binding.create_loss_fn(_loss_config())
+    want = losses_test.reference_proxy_nca(
+      self.x, self.labels, self.proxies, "softmax", 3.0
+    )
+    for step in (0, 9):
+      np.testing.assert_allclose(
+        loss_fn(self.x, self.labels, self.proxies, jnp.int32(step)),
+        want,
+        rtol=2e-6,
+      )
+
+  @parameterized.parameters(
+    dict(name="proxy_anchor"),
+    dict(name="triplet_semihard"),
+    dict(assignment="dynamic"),
+  )
+  def test_other_losses_are_a_clear_error(self, **overrides):
+    with self.assertRaisesRegex(ValueError, "needs loss.name='proxy_nca'"):
+      loss_binding.create_loss_fn(
+        _loss_config(negative_fraction=0.5, **overrides)
+      )
+
+  def test_sharded_proxies_are_a_clear_error(self):
+    with self.assertRaisesRegex(ValueError, "negative_fraction=1"):
+      loss_binding.create_sharded_loss_fn(
+        _loss_config(negative_fraction=0.5), parallel.create_mesh(), 40
+      )
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -55,6 +55,7 @@ from absl import app, flags
 
 from benchmarks import cpu_timing
 from proxy_nca_jax import losses
+from proxy_nca_jax.losses import sampled_proxies
 
 _CLASSES = flags.DEFINE_integer("classes", 1_000_000, "Proxies C.")
 _DIM = flags.DEFINE_integer("dim", 128, "Embedding dimension D.")
@@ -64,6 +65,12 @@ _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write results here.")
 _PLAIN = flags.DEFINE_bool(
   "plain", True, "Also time the plain formulation (every logit at once)."
 )
+_NEGATIVE_FRACTIONS = flags.DEFINE_list(
+  "negative_fractions",
+  ["0.3", "0.1"],
+  "Sampled negative proxies (loss.negative_fraction) timed after the "
+  "block sizes.",
+)
 _BLOCK_SIZES = flags.DEFINE_list(
   "block_sizes",
   ["65536", "16384", "4096"],
@@ -72,6 +79,23 @@ _BLOCK_SIZES = flags.DEFINE_list(
 )
 
 SCALE = 16.0
+
+
+def _proxy_nca(e, p, *, labels, block_size):
+  return losses.proxy_nca_loss(
+    e, labels, p, form="softmax", scale=SCALE, block_size=block_size
+  )
+
+
+def _sampled_proxy_nca(e, p, *, labels, num_sampled):
+  """Proxy-NCA on the positives and a uniform sample of the others
+  (losses/sampled_proxies.py), blocks chosen automatically."""
+  rows, sampled_labels = sampled_proxies.sample_proxies(
+    sampled_proxies.sample_key(0, 0), labels, p.shape[0], num_sampled
+  )
+  return losses.proxy_nca_loss(
+    e, sampled_labels, p[rows], form="softmax", scale=SCALE
+  )
 
 
 def median_s(fn: Callable[[], Any], repeats: int) -> float:
@@ -147,16 +171,30 @@ def main(argv: list[str]) -> None:
   opt_state = tx.init(proxies)
   logits = jax.jit(lambda p: embeddings @ p.T)
   report["parts"] = {}
-  # Block size C: the plain formulation, every logit at once.
+  # (label, loss of (embeddings, proxies), the share of C it compares with)
+  variants = []
   block_sizes = [int(size) for size in _BLOCK_SIZES.value]
+  # Block size C: the plain formulation, every logit at once.
   for block_size in [c] * _PLAIN.value + block_sizes:
     label = "plain" if block_size >= c else f"blocks of {block_size}"
-
-    def loss_fn(e, p, block_size=block_size):
-      return losses.proxy_nca_loss(
-        e, labels, p, form="softmax", scale=SCALE, block_size=block_size
+    variants.append(
+      (
+        label,
+        functools.partial(_proxy_nca, labels=labels, block_size=block_size),
+        1.0,
       )
+    )
+  for fraction in map(float, _NEGATIVE_FRACTIONS.value):
+    k = sampled_proxies.num_sampled(fraction, c, b)
+    variants.append(
+      (
+        f"sampled negatives {fraction}",
+        functools.partial(_sampled_proxy_nca, labels=labels, num_sampled=k),
+        k / c,
+      )
+    )
 
+  for label, loss_fn, share in variants:
     # Both gradients, as in training: the embeddings' one is the third of
     # the floor's products.
     grad_fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1)))
@@ -170,6 +208,10 @@ def main(argv: list[str]) -> None:
       return optax.apply_updates(p, updates), state, loss, e_grad
 
     trained = {"proxies": jnp.copy(proxies), "state": tx.init(proxies)}
+    scratch = step.lower(embeddings, proxies, opt_state).compile()
+    report["parts"][f"{label}: step scratch GiB"] = (
+      scratch.memory_analysis().temp_size_in_bytes / 1024**3
+    )
 
     def train_step(step=step, trained=trained):
       trained["proxies"], trained["state"], loss, e_grad = step(
@@ -177,12 +219,13 @@ def main(argv: list[str]) -> None:
       )
       return loss, e_grad
 
+    own_floor = max(share * flop_s, byte_s)
     parts = {
       "loss": (lambda f=loss_fn: jax.jit(f)(embeddings, proxies), flop_s / 3),
       "loss + gradients": (lambda g=grad_fn: g(embeddings, proxies), flop_s),
       "whole step": (train_step, floor),
     }
-    if block_size == c:
+    if label == "plain":
       grads = grad_fn(embeddings, proxies)[1][1]
 
       @jax.jit
@@ -201,8 +244,14 @@ def main(argv: list[str]) -> None:
         "median_s": seconds,
         "floor_s": part_floor,
         "times_floor": seconds / part_floor,
+        "own_floor_s": own_floor if name == "whole step" else None,
       }
       print(f"{label}: {name}: {seconds:.3f} s", flush=True)
+    print(
+      f"{label}: step scratch "
+      f"{report['parts'][f'{label}: step scratch GiB']:.3f} GiB",
+      flush=True,
+    )
   report["load_1min_end"] = os.getloadavg()[0]
   print(json.dumps(report, indent=2))
   if _JSON_OUT.value:

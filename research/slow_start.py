@@ -35,17 +35,9 @@ trained ``--num_steps`` steps and evaluated on the validation classes every
       --triplet_samples_per_class=8 --max_eval_examples=10000
 """
 
-import os
+from absl import app, flags
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from research import common  # noqa: E402
+from research import common, variants
 
 VARIANTS_FLAG = flags.DEFINE_list(
   "variants", None, "Variants to run (default: all of VARIANTS)."
@@ -65,7 +57,6 @@ VARIANTS = {
   "scale_4": ("proxy_nca", {"loss.scale": 4.0}),
   "triplet_semihard": ("triplet_semihard", {}),
 }
-KEY = "val/map@r"
 
 
 def positive_probability(num_proxies: int, batch_size: int) -> float:
@@ -74,68 +65,13 @@ def positive_probability(num_proxies: int, batch_size: int) -> float:
   return 1.0 - (1.0 - 1.0 / num_proxies) ** batch_size
 
 
-def curves_table(runs: dict[str, list[list[dict]]], steps: list[int]) -> str:
-  """Validation MAP@R of each variant at each evaluated step."""
-  rows = []
-  for name, seeds in runs.items():
-    curves = [common.eval_curve(r, KEY) for r in seeds]
-    seconds = [
-      common.training_seconds(r)[max(c)]
-      for r, c in zip(seeds, curves, strict=True)
-    ]
-    rows.append(
-      [name, ", ".join(f"{k}={v}" for k, v in VARIANTS[name][1].items()) or "-"]
-      + [common.mean_std([c[s] for c in curves]) for s in steps]
-      + [common.mean_std(seconds, 0)]
-    )
-  return common.markdown_table(
-    ["variant", "change", *(f"step {s}" for s in steps), "training seconds"],
-    rows,
-  )
-
-
-def plot(runs: dict[str, list[list[dict]]], path: str) -> None:
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  for name, seeds in runs.items():
-    curves = [common.eval_curve(r, KEY) for r in seeds]
-    steps = sorted(curves[0])
-    values = np.array([[c[s] for s in steps] for c in curves]).mean(0)
-    style = "--" if VARIANTS[name][0] != "proxy_nca" else "-"
-    ax.plot(steps, values, style, marker="o", ms=3, label=name)
-  ax.set_xlabel("step")
-  ax.set_ylabel("MAP@R (validation classes)")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  ax.set_title(f"{common.dataset_title()}: the first steps of Proxy-NCA")
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-
-
 def main(argv: list[str]) -> None:
   del argv
   session = common.Session()
   steps = common.num_steps(DEFAULT_STEPS)
-  names = VARIANTS_FLAG.value or list(VARIANTS)
-  unknown = sorted(set(names) - set(VARIANTS))
-  if unknown:
-    raise app.UsageError(f"Unknown variants {unknown}; use {list(VARIANTS)}.")
-  runs = {name: [] for name in names}
-  config = None
-  for seed in common.seeds(DEFAULT_SEEDS):
-    for name in names:
-      loss, changes = VARIANTS[name]
-      overrides = common.convergence_overrides(
-        loss, seed, steps, common.EVAL_EVERY.value
-      )
-      config = common.make_config(
-        {**overrides, "evals.split": "val", **changes}
-      )
-      runs[name].append(
-        common.train(config, common.workdir_of(QUESTION, f"{name}_seed{seed}"))
-      )
-  evaluated = sorted(common.eval_curve(runs[names[0]][0], KEY))
-  plot(runs, os.path.join(common.OUT.value, "slow_start.png"))
+  runs, config = variants.train_variants(
+    QUESTION, VARIANTS, VARIANTS_FLAG.value, steps, common.seeds(DEFAULT_SEEDS)
+  )
   num_proxies = len(config.input.train_classes) - len(config.input.val_classes)
   chance = positive_probability(num_proxies, config.input.batch_size)
   seeds = ", ".join(map(str, common.seeds(DEFAULT_SEEDS)))
@@ -150,16 +86,16 @@ def main(argv: list[str]) -> None:
     "Training seconds exclude evaluation and are wall-clock on a shared "
     "machine."
   )
-  common.write_results(
-    common.OUT.value,
-    f"RQ2's slow start on {common.dataset_title()}: Proxy-NCA's first steps",
-    [
-      common.command_line(),
-      what,
-      curves_table(runs, evaluated),
-      "![slow start](slow_start.png)",
-      session.describe(),
-    ],
+  variants.write_study(
+    runs,
+    VARIANTS,
+    title=(
+      f"RQ2's slow start on {common.dataset_title()}: Proxy-NCA's first steps"
+    ),
+    what=what,
+    figure="slow_start.png",
+    figure_title=f"{common.dataset_title()}: the first steps of Proxy-NCA",
+    session=session,
   )
 
 

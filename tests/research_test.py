@@ -42,6 +42,7 @@ from research import (
   rq1_bound,
   rq2_convergence,
   rq3_ordinal,
+  sampled_negatives,
   slow_start,
 )
 from tests.testing import tiny_run
@@ -290,12 +291,13 @@ class SlowStartTest(absltest.TestCase):
 
   def test_every_variant_changes_one_known_field(self):
     config = fashion_mnist.get_config()
-    for name, (loss, changes) in slow_start.VARIANTS.items():
-      self.assertIn(loss, ("proxy_nca", "triplet_semihard"), name)
-      self.assertLessEqual(len(changes), 1, name)
-      for key in changes:
-        section, field = key.split(".")
-        self.assertIn(field, config[section], name)
+    for study in (slow_start, sampled_negatives):
+      for name, (loss, changes) in study.VARIANTS.items():
+        self.assertIn(loss, ("proxy_nca", "triplet_semihard"), name)
+        self.assertLessEqual(len(changes), 1, name)
+        for key in changes:
+          section, field = key.split(".")
+          self.assertIn(field, config[section], name)
 
 
 def setUpModule():

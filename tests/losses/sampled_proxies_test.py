@@ -18,15 +18,20 @@ The sample: positives always in, the others uniform without replacement
 float64 Proxy-NCA of the sampled proxies, zero gradient for the others.
 """
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from absl.testing import absltest, parameterized
 
 from configs import fashion_mnist
 from proxy_nca_jax import parallel
 from proxy_nca_jax.losses import sampled_proxies
-from proxy_nca_jax.training import loss_binding
+from proxy_nca_jax.training import loss_binding, train_state
+from proxy_nca_jax.training import step as step_lib
 from tests.losses import losses_test
 
 
@@ -153,6 +158,49 @@ class SampledLossTest(parameterized.TestCase):
         want,
         rtol=2e-6,
       )
+
+  def test_train_step_draws_from_the_state_step(self):
+    # A resumed run restores the step number, so it draws what the
+    # uninterrupted run drew: the same state gives the same update, and
+    # the same weights at another step number another one.
+    class Tiny(nn.Module):
+      @nn.compact
+      def __call__(self, x, train):
+        x = nn.BatchNorm(use_running_average=not train)(x)
+        return nn.Dense(5)(x)
+
+    model = Tiny()
+    variables = model.init(jax.random.key(0), self.x, train=False)
+    params = {"model": variables["params"], "proxies": self.proxies}
+    tx = optax.adam(1e-2)
+    loss_fn = loss_binding.create_loss_fn(
+      _loss_config(negative_fraction=0.25), seed=3
+    )
+    step = jax.jit(
+      functools.partial(
+        step_lib.train_step, model=model, tx=tx, loss_fn=loss_fn
+      )
+    )
+    batch = {"image": self.x, "label": self.labels}
+
+    def proxies_after(step_number):
+      state = train_state.TrainState(
+        step=jnp.int32(step_number),
+        params=params,
+        batch_stats=variables["batch_stats"],
+        opt_state=tx.init(params),
+      )
+      return np.asarray(step(state, batch)[0].params["proxies"])
+
+    at_7 = proxies_after(7)
+    np.testing.assert_array_equal(proxies_after(7), at_7)
+    # Adam moves every proxy with a gradient by about the learning rate and
+    # leaves the others: the sampled rows differ between steps 7 and 8.
+    moved_at_7 = np.any(at_7 != self.proxies, axis=-1)
+    moved_at_8 = np.any(proxies_after(8) != self.proxies, axis=-1)
+    self.assertEqual(moved_at_7.sum(), 10)
+    self.assertEqual(moved_at_8.sum(), 10)
+    self.assertFalse(np.array_equal(moved_at_7, moved_at_8))
 
   @parameterized.parameters(
     dict(name="proxy_anchor"),

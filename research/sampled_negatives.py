@@ -26,13 +26,9 @@ benchmarks/proxy_step_floor.py.
       --seeds=0,1,2 --max_eval_examples=10000
 """
 
-from absl import app, flags
+from absl import app
 
 from research import common, variants
-
-VARIANTS_FLAG = flags.DEFINE_list(
-  "variants", None, "Variants to run (default: all of VARIANTS)."
-)
 
 QUESTION = "sampled_negatives"
 DEFAULT_STEPS = 400
@@ -49,7 +45,7 @@ def main(argv: list[str]) -> None:
   steps = common.num_steps(DEFAULT_STEPS)
   seeds = common.seeds(DEFAULT_SEEDS)
   runs, config = variants.train_variants(
-    QUESTION, VARIANTS, VARIANTS_FLAG.value, steps, seeds
+    QUESTION, VARIANTS, variants.NAMES.value, steps, seeds
   )
   num_proxies = len(config.input.train_classes) - len(config.input.val_classes)
   what = (

@@ -35,13 +35,9 @@ trained ``--num_steps`` steps and evaluated on the validation classes every
       --triplet_samples_per_class=8 --max_eval_examples=10000
 """
 
-from absl import app, flags
+from absl import app
 
 from research import common, variants
-
-VARIANTS_FLAG = flags.DEFINE_list(
-  "variants", None, "Variants to run (default: all of VARIANTS)."
-)
 
 QUESTION = "slow_start"
 DEFAULT_STEPS = 400
@@ -70,7 +66,7 @@ def main(argv: list[str]) -> None:
   session = common.Session()
   steps = common.num_steps(DEFAULT_STEPS)
   runs, config = variants.train_variants(
-    QUESTION, VARIANTS, VARIANTS_FLAG.value, steps, common.seeds(DEFAULT_SEEDS)
+    QUESTION, VARIANTS, variants.NAMES.value, steps, common.seeds(DEFAULT_SEEDS)
   )
   num_proxies = len(config.input.train_classes) - len(config.input.val_classes)
   chance = positive_probability(num_proxies, config.input.batch_size)

@@ -31,7 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from research import common  # noqa: E402
 
@@ -40,6 +40,10 @@ Variants = Mapping[str, tuple[str, Mapping[str, Any]]]
 # name -> the metrics.jsonl rows of each seed's run.
 Runs = dict[str, list[list[dict]]]
 KEY = "val/map@r"
+
+NAMES = flags.DEFINE_list(
+  "variants", None, "Variants to run (default: all of the study's)."
+)
 
 
 def train_variants(

@@ -163,7 +163,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # at a time (losses/proxy_blocks.py): the same loss to float32 rounding,
   # without the (batch, proxies) arrays. None: blocks of 4,096 above 65,536
   # proxies, 4x faster at a million on CPU (benchmarks/README.md).
-  config.loss.proxy_block_size = None
+  config.loss.proxy_block_size = config_dict.placeholder(int)
   # proxy_nca, static: each step's denominator uses the batch's positive
   # proxies and this fraction of the others, drawn from the seed and the
   # step (Partial FC; losses/sampled_proxies.py); 1 uses every proxy.

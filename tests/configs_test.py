@@ -56,6 +56,31 @@ class ConfigFieldsTest(parameterized.TestCase):
     self.assertEmpty(sorted(missing), f"configs/{name}.py lacks these fields")
 
 
+class OverridableTest(absltest.TestCase):
+  def test_fields_that_default_to_none_take_a_command_line_value(self):
+    # A plain None field cannot be overridden by --config.FIELD=...
+    # (ml_collections has no type to parse it to); a typed placeholder can.
+    config = fashion_mnist.get_config()
+    untyped = [
+      field
+      for field in _fields(config)
+      if _get(config, field) is None
+      and _section(config, field).get_ref(field.rpartition(".")[2]).get_type()
+      is type(None)
+    ]
+    self.assertEmpty(untyped, "use config_dict.placeholder(type)")
+
+
+def _section(config: ml_collections.ConfigDict, field: str):
+  for key in field.split(".")[:-1]:
+    config = config[key]
+  return config
+
+
+def _get(config: ml_collections.ConfigDict, field: str):
+  return _section(config, field)[field.rpartition(".")[2]]
+
+
 class ConfigDefaultsTest(absltest.TestCase):
   def test_shipped_configs_define_every_optional_field(self):
     # The defaults are for older configs only, never for ours.

@@ -942,9 +942,7 @@ class LossPropertiesTest(parameterized.TestCase):
     x[1] = x[0]  # A duplicated embedding.
     x[2] = 0.0  # And a zero one.
     labels[:2] = labels[0]
-    loss_fn = _create_loss_fn(
-      loss_config(name, assignment="dynamic")
-    )
+    loss_fn = _create_loss_fn(loss_config(name, assignment="dynamic"))
     fn = jax.value_and_grad(loss_fn, argnums=(0, 2))
     value, grads = jax.jit(fn)(x, labels, proxies)
     chex.assert_tree_all_finite((value, grads))

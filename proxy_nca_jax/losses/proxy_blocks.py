@@ -137,6 +137,19 @@ def _block_mask(
   return mask
 
 
+def _block_and_mask(
+  proxies: jax.Array,
+  labels: jax.Array,
+  first_column: jax.Array,
+  start: jax.Array | int,
+  size: int,
+  options: BlockOptions,
+) -> tuple[jax.Array, jax.Array]:
+  """Rows [start, start + size) of ``proxies`` and their column mask."""
+  block = jax.lax.dynamic_slice_in_dim(proxies, start, size)
+  return block, _block_mask(labels, first_column + start, size, options)
+
+
 def _fold_blocks(
   num_rows: int,
   block_size: int,
@@ -170,9 +183,10 @@ def _forward(
 ) -> tuple[jax.Array, jax.Array]:
   def accumulate(start, size, carry):
     peak, total, logit_sum = carry
-    block = jax.lax.dynamic_slice_in_dim(proxies, start, size)
+    block, mask = _block_and_mask(
+      proxies, labels, first_column, start, size, options
+    )
     logits = _block_logits(x, block, options)
-    mask = _block_mask(labels, first_column + start, size, options)
     new_peak = jnp.maximum(
       peak, jnp.max(jnp.where(mask, logits, -jnp.inf), axis=-1)
     )
@@ -237,11 +251,12 @@ def _logsumexp_and_sum_bwd(options, residuals, cotangents):
 
   def backward(start, size, carry):
     x_grad, proxies_grad = carry
-    block = jax.lax.dynamic_slice_in_dim(proxies, start, size)
+    block, mask = _block_and_mask(
+      proxies, labels, first_column, start, size, options
+    )
     logits, pullback = jax.vjp(
       lambda x, b: _block_logits(x, b, options), x, block
     )
-    mask = _block_mask(labels, first_column + start, size, options)
     softmax = jnp.exp(logits - finite_lse[:, None])
     logits_grad = jnp.where(
       mask, lse_grad[:, None] * softmax + sum_grad[:, None], 0.0
@@ -284,3 +299,47 @@ def positive_logits(
     0.0,
   )
   return jnp.where(owned, -options.scale * distance, 0.0)
+
+
+def nca_terms(
+  embeddings: jax.Array,
+  proxies: jax.Array,
+  labels: jax.Array,
+  first_column: jax.Array,
+  *,
+  block_size: int,
+  scale: float,
+  embedding_norm: float,
+  proxy_norm: float,
+  num_columns: int,
+  exclude_positive: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The per-sample terms of Proxy-NCA over these proxy rows, in blocks.
+
+  Args:
+    embeddings: float (B, D), raw (normalised and scaled to norm a here).
+    proxies: float (R, D), raw proxy rows whose first has global index
+      ``first_column``.
+    labels: int (B,), global proxy index of each sample's positive.
+    first_column: int scalar.
+    block_size, scale, proxy_norm, num_columns, exclude_positive: as
+      ``BlockOptions``.
+    embedding_norm: a.
+
+  Returns:
+    float32 (B,) each: the log-sum-exp and the sum of the selected logits
+    (``logsumexp_and_sum``), and the positive logit (0 where the positive
+    is not among these rows). Sharded, each is summed or combined over the
+    shards by the caller.
+  """
+  options = BlockOptions(
+    block_size=block_size,
+    scale=scale,
+    proxy_norm=proxy_norm,
+    num_columns=num_columns,
+    exclude_positive=exclude_positive,
+  )
+  x = embedding_norm * geometry.l2_normalize(embeddings.astype(jnp.float32))
+  lse, logit_sum = logsumexp_and_sum(x, proxies, labels, first_column, options)
+  positive = positive_logits(x, proxies, labels, first_column, options)
+  return lse, logit_sum, positive

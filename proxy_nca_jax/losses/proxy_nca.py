@@ -150,20 +150,16 @@ def proxy_nca_loss(
       "The paper form and label smoothing need at least two proxies."
     )
   if block_size is not None:
-    options = proxy_blocks.BlockOptions(
+    lse, logit_sum, positive_logit = proxy_blocks.nca_terms(
+      embeddings,
+      proxies,
+      labels,
+      jnp.zeros((), jnp.int32),
       block_size=block_size,
       scale=scale,
-      proxy_norm=proxy_norm,
       num_columns=num_proxies,
       exclude_positive=form == "paper",
-    )
-    x = embedding_norm * geometry.l2_normalize(embeddings.astype(jnp.float32))
-    first = jnp.zeros((), jnp.int32)
-    lse, logit_sum = proxy_blocks.logsumexp_and_sum(
-      x, proxies, labels, first, options
-    )
-    positive_logit = proxy_blocks.positive_logits(
-      x, proxies, labels, first, options
+      **norms,
     )
     per_sample = smoothed_nca(
       lse, positive_logit, logit_sum, label_smoothing, num_proxies

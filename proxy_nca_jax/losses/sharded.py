@@ -211,25 +211,21 @@ def sharded_proxy_nca_loss(
   norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
 
   def blocked_local_loss(embeddings, labels, local_proxies):
-    options = proxy_blocks.BlockOptions(
+    local_lse, local_sum, local_positive = proxy_blocks.nca_terms(
+      embeddings,
+      local_proxies,
+      labels,
+      jax.lax.axis_index(_AXIS) * local_proxies.shape[0],
       block_size=block_size,
       scale=scale,
-      proxy_norm=proxy_norm,
       num_columns=num_proxies,
       exclude_positive=form == "paper",
-    )
-    x = embedding_norm * geometry.l2_normalize(embeddings.astype(jnp.float32))
-    first = jax.lax.axis_index(_AXIS) * local_proxies.shape[0]
-    local_lse, local_sum = proxy_blocks.logsumexp_and_sum(
-      x, local_proxies, labels, first, options
+      **norms,
     )
     lse = distributed_logsumexp(
       local_lse[:, None], jnp.isfinite(local_lse)[:, None]
     )
-    positive_logit = jax.lax.psum(
-      proxy_blocks.positive_logits(x, local_proxies, labels, first, options),
-      _AXIS,
-    )
+    positive_logit = jax.lax.psum(local_positive, _AXIS)
     logit_sum = jax.lax.psum(local_sum, _AXIS) if label_smoothing else None
     per_sample = proxy_nca.smoothed_nca(
       lse, positive_logit, logit_sum, label_smoothing, num_proxies

@@ -68,6 +68,34 @@ def _reference(case: str, x, labels, proxies) -> float:
   )
 
 
+def _assert_matches_reference(
+  case: str, loss, x, labels, proxies, proxy_rows
+) -> np.ndarray:
+  """``loss(x, labels, p)``'s value and gradients against the float64
+  reference and its finite differences on ``proxies`` (C, D);
+  ``proxy_rows`` (C or more rows, e.g. padded) is what the loss is given.
+  Returns the proxies' gradient, all rows."""
+  value, (grad_x, grad_p) = jax.jit(
+    jax.value_and_grad(
+      lambda x, p: loss(x, jnp.asarray(labels), p), argnums=(0, 1)
+    )
+  )(x, proxy_rows)
+
+  def ref(x, p):
+    return _reference(case, x, labels, p)
+
+  np.testing.assert_allclose(value, ref(x, proxies), rtol=2e-6, atol=2e-6)
+  np.testing.assert_allclose(
+    grad_x, references.numerical_grad(lambda v: ref(v, proxies), x), atol=2e-5
+  )
+  np.testing.assert_allclose(
+    grad_p[: len(proxies)],
+    references.numerical_grad(lambda v: ref(x, v), proxies),
+    atol=2e-5,
+  )
+  return np.asarray(grad_p)
+
+
 class BlockedProxyNcaTest(parameterized.TestCase):
   # Block sizes: one proxy, a size that leaves a remainder (13 = 2 x 5 + 3)
   # and one that divides nothing evenly but the whole (12: one full block
@@ -78,22 +106,7 @@ class BlockedProxyNcaTest(parameterized.TestCase):
     loss = functools.partial(
       losses.proxy_nca_loss, block_size=block_size, **_options(case)
     )
-    value, (grad_x, grad_p) = jax.jit(
-      jax.value_and_grad(
-        lambda x, p: loss(x, jnp.asarray(labels), p), argnums=(0, 1)
-      )
-    )(x, proxies)
-
-    def ref(x, p):
-      return _reference(case, x, labels, p)
-
-    np.testing.assert_allclose(value, ref(x, proxies), rtol=2e-6, atol=2e-6)
-    np.testing.assert_allclose(
-      grad_x, references.numerical_grad(lambda v: ref(v, proxies), x), atol=2e-5
-    )
-    np.testing.assert_allclose(
-      grad_p, references.numerical_grad(lambda v: ref(x, v), proxies), atol=2e-5
-    )
+    _assert_matches_reference(case, loss, x, labels, proxies, proxies)
 
   def test_labels_outside_the_proxies_are_left_out_inside_jit(self):
     x, labels, proxies = _problem(1)
@@ -188,24 +201,7 @@ class ShardedBlockedProxyNcaTest(parameterized.TestCase):
       block_size=block_size,
       **_options(case),
     )
-    value, (grad_x, grad_p) = jax.jit(
-      jax.value_and_grad(
-        lambda x, p: loss(x, jnp.asarray(labels), p), argnums=(0, 1)
-      )
-    )(x, padded)
-
-    def ref(x, p):
-      return _reference(case, x, labels, p)
-
-    np.testing.assert_allclose(value, ref(x, proxies), rtol=2e-6, atol=2e-6)
-    np.testing.assert_allclose(
-      grad_x, references.numerical_grad(lambda v: ref(v, proxies), x), atol=2e-5
-    )
-    np.testing.assert_allclose(
-      grad_p[:num_proxies],
-      references.numerical_grad(lambda v: ref(x, v), proxies),
-      atol=2e-5,
-    )
+    grad_p = _assert_matches_reference(case, loss, x, labels, proxies, padded)
     np.testing.assert_array_equal(grad_p[num_proxies:], 0.0)
 
 

@@ -18,6 +18,11 @@ a broken part is found before device time is spent on it. Its figures are
 not checked (a smoke run measures nothing), its answers are: the loss of
 both sides against pytorch-metric-learning, the evaluation's metrics against
 faiss's neighbour lists.
+
+The command runs with XLA:CPU's backend optimisation off: its CPU code is
+never what a GPU runs and its speed is not checked, and the two backbones'
+train steps then compile in 82 s instead of 117 s (the command alone, on
+the 2-core development machine).
 """
 
 import json
@@ -48,6 +53,7 @@ class AcceleratorSmokeTest(absltest.TestCase):
         f"--out={cls.out}",
       ],
       num_devices=1,
+      xla_flags=("--xla_backend_optimization_level=0",),
     )
 
   def report(self) -> dict:

@@ -187,26 +187,29 @@ def run_signature(
 
 
 def init_state(
-  model: nn.Module,
+  variables: dict[str, Any],
+  proxy_key: jax.Array,
   tx: optax.GradientTransformation,
-  key: jax.Array,
-  sample_images: jax.Array,
   num_proxies: int,
+  embedding_dim: int,
   proxy_init_scale: float,
   num_shards: int = 1,
 ) -> TrainState:
-  """Initialises network, proxies and optimiser state (pure; jit-able).
+  """The state around an initialised network: proxies and optimiser state
+  (pure; jit-able).
 
-  The proxies get zero padding rows up to a multiple of ``num_shards``; the
-  first C rows do not depend on it.
+  Args:
+    variables: the network's ``model.init`` variables (params, batch_stats).
+    proxy_key: the key of the proxies' initialisation.
+    tx: the optimiser.
+    num_proxies: C.
+    embedding_dim: D.
+    proxy_init_scale: the proxies' initial standard deviation.
+    num_shards: the proxies get zero padding rows up to a multiple of it;
+      the first C rows do not depend on it.
   """
-  model_key, proxy_key = jax.random.split(key)
-  variables = model.init(model_key, sample_images, train=False)
   proxies = proxies_lib.init_proxies(
-    proxy_key,
-    num_proxies,
-    model.embedding_dim,
-    scale=proxy_init_scale,
+    proxy_key, num_proxies, embedding_dim, scale=proxy_init_scale
   )
   proxies = proxies_lib.pad_proxies(proxies, num_shards)
   params = {"model": variables["params"], "proxies": proxies}
@@ -226,7 +229,7 @@ def create_state(
   num_proxies: int,
 ) -> TrainState:
   """A freshly initialised state on ``mesh``, sharded as configured."""
-  init = _initializer(config, model, tx, mesh, num_proxies)
+  init, _ = _initializer(config, model, tx, mesh, num_proxies)
   state = init(jax.random.key(config.seed))
   if config.model.pretrained:
     state = with_pretrained_backbone(state, config, tx)
@@ -239,24 +242,49 @@ def _initializer(
   tx: optax.GradientTransformation,
   mesh: jax.sharding.Mesh,
   num_proxies: int,
-) -> Callable[[jax.Array], TrainState]:
-  """The jitted ``key -> state`` of `create_state`, placed on ``mesh``."""
-  init = functools.partial(
+) -> tuple[Callable[[jax.Array], TrainState], Any]:
+  """``key -> state`` of `create_state`, placed on ``mesh``, and the
+  state's shardings.
+
+  The network is initialised by a program of its own: it depends only on
+  the network, the image shape and the mesh, so runs that differ in their
+  proxies (another dataset) load it from JAX's compilation cache instead of
+  compiling it again. It is most of the compile time of a large backbone's
+  initialisation (BN-Inception on CPU: 19 of 21 s). The values are those
+  of one program over both parts, bit for bit.
+  """
+  sample_images = jnp.zeros(
+    (1, *pipeline.image_shape(config.input)), jnp.float32
+  )
+
+  def model_variables(key: jax.Array) -> dict[str, Any]:
+    return model.init(key, sample_images, train=False)
+
+  init_model = jax.jit(model_variables, out_shardings=parallel.replicated(mesh))
+  around_model = functools.partial(
     init_state,
-    model,
-    tx,
-    sample_images=jnp.zeros(
-      (1, *pipeline.image_shape(config.input)), jnp.float32
-    ),
+    tx=tx,
     num_proxies=num_proxies,
+    embedding_dim=model.embedding_dim,
     proxy_init_scale=config.proxies.init_scale,
     num_shards=proxy_shards(config, mesh),
   )
-  key = jax.random.key(config.seed)
+  key = jax.random.key(config.seed)  # Abstract arguments' stand-in.
   shardings = state_shardings(
-    jax.eval_shape(init, key), mesh, proxy_sharding(config)
+    jax.eval_shape(around_model, jax.eval_shape(model_variables, key), key),
+    mesh,
+    proxy_sharding(config),
   )
-  return jax.jit(init, out_shardings=shardings)
+  # The network's variables are donated: the state takes them over.
+  init_around_model = jax.jit(
+    around_model, out_shardings=shardings, donate_argnums=0
+  )
+
+  def init(key: jax.Array) -> TrainState:
+    model_key, proxy_key = jax.random.split(key)
+    return init_around_model(init_model(model_key), proxy_key)
+
+  return init, shardings
 
 
 def abstract_state(
@@ -272,9 +300,13 @@ def abstract_state(
   most of the time of loading a trained run (and reads no pretrained
   backbone: the checkpoint replaces every array).
   """
-  return jax.eval_shape(
-    _initializer(config, model, tx, mesh, num_proxies),
-    jax.random.key(config.seed),
+  init, shardings = _initializer(config, model, tx, mesh, num_proxies)
+  return jax.tree.map(
+    lambda leaf, sharding: jax.ShapeDtypeStruct(
+      leaf.shape, leaf.dtype, sharding=sharding
+    ),
+    jax.eval_shape(init, jax.random.key(config.seed)),
+    shardings,
   )
 
 

@@ -110,23 +110,32 @@ def train_command(root: pathlib.Path, workdir: pathlib.Path, **changes):
   ]
 
 
-def subprocess_env(num_devices: int | None = None) -> dict[str, str]:
+def subprocess_env(
+  num_devices: int | None = None, xla_flags: tuple[str, ...] = ()
+) -> dict[str, str]:
   """The environment of a command run on CPU (with ``num_devices`` fake
-  devices when given, as the in-process tests' conftest has 8)."""
+  devices when given, as the in-process tests' conftest has 8, and
+  ``xla_flags`` added to XLA_FLAGS)."""
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   if num_devices is not None:
-    flag = f"--xla_force_host_platform_device_count={num_devices}"
-    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
+    xla_flags = (
+      f"--xla_force_host_platform_device_count={num_devices}",
+      *xla_flags,
+    )
+  if xla_flags:
+    env["XLA_FLAGS"] = " ".join((env.get("XLA_FLAGS", ""), *xla_flags)).strip()
   return env
 
 
 def run_command(
-  argv: list[str], num_devices: int | None = None
+  argv: list[str],
+  num_devices: int | None = None,
+  xla_flags: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
   return subprocess.run(
     argv,
     cwd=REPO,
-    env=subprocess_env(num_devices),
+    env=subprocess_env(num_devices, xla_flags),
     capture_output=True,
     text=True,
     timeout=600,

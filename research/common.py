@@ -39,7 +39,7 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-from proxy_nca_jax import checkpointing, parallel
+from proxy_nca_jax import checkpointing, parallel, quiet_logs
 from proxy_nca_jax import losses as losses_lib
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.evaluation import embedding
@@ -309,9 +309,12 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
 
 
 class Session:
-  """Times a research command and describes the machine it ran on."""
+  """Times a research command and describes the machine it ran on; its log
+  shows our progress and every warning, not the libraries' routine chatter
+  (quiet_logs)."""
 
   def __init__(self):
+    quiet_logs.quiet_libraries()
     os.makedirs(OUT.value, exist_ok=True)
     self.start = time.time()
     self.load_start = os.getloadavg()

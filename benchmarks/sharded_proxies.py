@@ -40,6 +40,8 @@ Run (2 CPU cores, ~10 minutes):
 
   nice -n 10 python -m benchmarks.sharded_proxies
   python -m benchmarks.sharded_proxies --classes=10000 --modes=sharded
+  python -m benchmarks.sharded_proxies --classes=1000000 --modes=sharded \
+      --negative_fraction=0.1
 """
 
 import functools
@@ -83,6 +85,13 @@ _BLOCK_SIZE = flags.DEFINE_integer(
   "Proxy-NCA's block of proxies (per device when sharded); default: the "
   "loss's automatic choice.",
 )
+_NEGATIVE_FRACTION = flags.DEFINE_float(
+  "negative_fraction",
+  1.0,
+  "Sharded mode: each device samples its positives and this fraction of "
+  "its other proxies (losses/sampled_proxies.py; computed without blocks). "
+  "Replicated sampling is measured by benchmarks.proxy_step_floor.",
+)
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write rows here.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: 'MODE:C', one case.")
 
@@ -102,6 +111,12 @@ def run_child(mode: str, num_proxies: int) -> dict[str, Any]:
   rss_start = _rss_gib()
   dim, batch = _DIM.value, _BATCH.value
   options = {"form": "softmax", "scale": 16.0, "block_size": _BLOCK_SIZE.value}
+  fraction = _NEGATIVE_FRACTION.value
+  if fraction < 1:
+    # Which proxies a step draws does not change its cost: one fixed key.
+    options.update(
+      block_size=None, negative_fraction=fraction, key=jax.random.key(0)
+    )
   if mode == "sharded":
     rows = proxies_lib.padded_num_proxies(num_proxies, mesh.size)
     proxy_sharding = parallel.row_sharded(mesh)
@@ -182,6 +197,7 @@ def run_child(mode: str, num_proxies: int) -> dict[str, Any]:
     "mode": mode,
     "classes": num_proxies,
     "block_size": _BLOCK_SIZE.value,
+    "negative_fraction": fraction,
     "rows": rows,
     "devices": mesh.size,
     "compile_s": compile_s,
@@ -251,6 +267,7 @@ def _run_case(mode: str, num_proxies: int) -> dict[str, Any]:
   ]
   if _BLOCK_SIZE.value is not None:
     argv.append(f"--block_size={_BLOCK_SIZE.value}")
+  argv.append(f"--negative_fraction={_NEGATIVE_FRACTION.value}")
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   proc = subprocess.run(argv, env=env, capture_output=True, text=True)
@@ -294,6 +311,11 @@ def main(argv: list[str]) -> None:
     mode, classes = _CHILD.value.split(":")
     print("RESULT " + json.dumps(run_child(mode, int(classes))), flush=True)
     return
+  if _NEGATIVE_FRACTION.value < 1 and _MODES.value != ["sharded"]:
+    raise app.UsageError(
+      "--negative_fraction applies to --modes=sharded; replicated sampling "
+      "is measured by benchmarks.proxy_step_floor --negative_fractions."
+    )
   print(json.dumps(cpu_timing.machine_description()))
   print(f"load average before: {os.getloadavg()}")
   print("per device, GiB: argument output temp alias need(=arg+out+temp-alias)")

@@ -31,6 +31,13 @@ always, the others uniformly without replacement. The key is drawn from the
 run's seed and the step number (``sample_key``), so a resumed run samples
 the same proxies at the same step as an uninterrupted one.
 
+Sharded proxies (``losses.sharded``). As Partial FC does on each GPU, every
+device samples within its own rows: its positives and a uniform part of its
+other proxies, K_k = max(ceil(fraction * c), min(B, c)) of its c rows, from
+the step's key folded with the device's index. The sample is then stratified
+by shard rather than uniform over all C proxies, and for the same seed and
+step it is another sample than the replicated one.
+
 References:
   [1] Y. Movshovitz-Attias, A. Toshev, T. Leung, S. Ioffe, S. Singh. No Fuss
       Distance Metric Learning using Proxies. ICCV 2017.
@@ -76,23 +83,32 @@ def sample_key(seed: int, step: jax.Array) -> jax.Array:
 
 
 def sample_proxies(
-  key: jax.Array, labels: jax.Array, num_proxies: int, num_sampled: int
+  key: jax.Array,
+  labels: jax.Array,
+  num_proxies: int,
+  num_sampled: int,
+  num_real: jax.Array | int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Picks the K proxies of a step and relabels the batch for them.
 
   Args:
     key: the step's key (``sample_key``).
-    labels: int (B,), each sample's proxy in [0, C); others are left out
-      (they get the label -1, which the losses leave out).
-    num_proxies: C.
+    labels: int (B,), each sample's proxy in [0, num_real); others are left
+      out (they get the label -1, which the losses leave out).
+    num_proxies: C, the rows to pick from.
     num_sampled: K (``num_sampled``).
+    num_real: the rows below it are proxies, the others padding (a shard of
+      padded proxies), picked only when fewer than K proxies exist, after
+      every proxy; default C.
 
   Returns:
-    ``rows``, int (K,): the proxies used, positives first, and
+    ``rows``, int (K,): the rows used, positives first, padding last, and
     ``sampled_labels``, int (B,): each sample's position in ``rows``.
   """
-  valid = (labels >= 0) & (labels < num_proxies)
+  num_real = num_proxies if num_real is None else num_real
+  valid = (labels >= 0) & (labels < num_real)
   scores = jax.random.uniform(key, (num_proxies,))
+  scores = jnp.where(jnp.arange(num_proxies) < num_real, scores, -1.0)
   scores = scores.at[jnp.where(valid, labels, num_proxies)].set(
     2.0, mode="drop"
   )

@@ -83,7 +83,13 @@ from jax.sharding import PartitionSpec
 
 from proxy_nca_jax import geometry, parallel
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import _checks, pair, proxy_blocks, proxy_nca
+from proxy_nca_jax.losses import (
+  _checks,
+  pair,
+  proxy_blocks,
+  proxy_nca,
+  sampled_proxies,
+)
 
 SHARDED_LOSSES = ("proxy_nca", "proxy_anchor")
 _AXIS = parallel.DATA_AXIS
@@ -166,6 +172,8 @@ def sharded_proxy_nca_loss(
   embedding_norm: float = 1.0,
   proxy_norm: float = 1.0,
   block_size: int | None = None,
+  negative_fraction: float = 1.0,
+  key: jax.Array | None = None,
 ) -> jax.Array:
   """``losses.proxy_nca_loss`` (static) with proxies sharded by rows.
 
@@ -173,6 +181,12 @@ def sharded_proxy_nca_loss(
   of ``losses.proxy_nca_loss``, per device), each device takes its sums a
   block of rows at a time (``losses.proxy_blocks``), so no (B, c) array is
   formed; the shards' log-sum-exps are then combined as above.
+
+  With ``negative_fraction`` < 1, each device keeps its positives and a
+  uniform sample of its other rows (``losses.sampled_proxies``: K_k of its c
+  rows, drawn from ``key`` folded with the device index) and the loss runs
+  over the union of the shards' samples, K = n K_k columns less the padding
+  rows drawn, whose logits (B, K_k) each device computes at once.
 
   Args:
     embeddings: float array (B, D), any sharding. Normalised here.
@@ -188,14 +202,19 @@ def sharded_proxy_nca_loss(
     embedding_norm: a, the norm embeddings are scaled to.
     proxy_norm: b, the norm proxies are scaled to.
     block_size: proxy rows per block on each device, or None for the
-      automatic choice.
+      automatic choice; not with sampled negatives.
+    negative_fraction: in (0, 1]; below 1, the part of each device's other
+      proxies sampled.
+    key: the step's sample key (``sampled_proxies.sample_key``), needed when
+      ``negative_fraction`` < 1.
 
   Returns:
     float32 scalar, replicated: the mean loss over the batch.
 
   Raises:
     ValueError: as ``losses.proxy_nca_loss``, or for a row count that the
-      mesh does not divide or below ``num_proxies``.
+      mesh does not divide or below ``num_proxies``, or a sample without its
+      key or with a block size.
   """
   _check_sharded(embeddings, labels, proxies, mesh, num_proxies)
   _checks.check_proxy_nca_options(
@@ -205,10 +224,63 @@ def sharded_proxy_nca_loss(
     raise ValueError(
       "The paper form and label smoothing need at least two proxies."
     )
-  block_size = proxy_blocks.chosen_block_size(
-    block_size, proxies.shape[0] // mesh.shape[_AXIS]
+  local_rows = proxies.shape[0] // mesh.shape[_AXIS]
+  sampled = sampled_proxies.num_sampled(
+    negative_fraction, local_rows, labels.shape[0]
   )
+  if negative_fraction < 1 and (key is None or block_size is not None):
+    raise ValueError(
+      "Sampled negative proxies need the step's key and compute each "
+      "device's sampled logits at once: pass key=, and no block_size."
+    )
+  block_size = proxy_blocks.chosen_block_size(block_size, local_rows)
   norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
+
+  def nca(logits, labels, positive, real, num_columns):
+    """The mean loss from this shard's logits (B, c), its positive mask
+    (B, c), its real columns (c,) and the real columns of all shards."""
+    positive_logit = jax.lax.psum(
+      jnp.sum(jnp.where(positive, logits, 0.0), axis=-1), _AXIS
+    )
+    if form == "paper":
+      lse = distributed_logsumexp(logits, real & ~positive)
+    else:
+      lse = distributed_logsumexp(logits, jnp.broadcast_to(real, logits.shape))
+    logit_sum = None
+    if label_smoothing:
+      logit_sum = jax.lax.psum(
+        jnp.sum(jnp.where(real, logits, 0.0), axis=-1), _AXIS
+      )
+    per_sample = proxy_nca.smoothed_nca(
+      lse, positive_logit, logit_sum, label_smoothing, num_columns
+    )
+    return pair.masked_mean(per_sample, (labels >= 0) & (labels < num_proxies))
+
+  def local_loss(embeddings, labels, local_proxies):
+    logits = -scale * proxies_lib.proxy_distances(
+      embeddings, local_proxies, **norms
+    )  # (B, c)
+    positive, real = _local_columns(labels, local_proxies.shape[0], num_proxies)
+    return nca(logits, labels, positive, real, num_proxies)
+
+  def sampled_local_loss(embeddings, labels, local_proxies, key):
+    offset = jax.lax.axis_index(_AXIS) * local_rows
+    num_real = jnp.clip(num_proxies - offset, 0, local_rows)
+    rows, sampled_labels = sampled_proxies.sample_proxies(
+      jax.random.fold_in(key, jax.lax.axis_index(_AXIS)),
+      labels - offset,
+      local_rows,
+      sampled,
+      num_real,
+    )
+    logits = -scale * proxies_lib.proxy_distances(
+      embeddings, local_proxies[rows], **norms
+    )  # (B, K_k)
+    positive = proxies_lib.static_assignment(sampled_labels, sampled)
+    real = rows < num_real
+    return nca(
+      logits, labels, positive, real, jax.lax.psum(jnp.sum(real), _AXIS)
+    )
 
   def blocked_local_loss(embeddings, labels, local_proxies):
     local_lse, local_sum, local_positive = proxy_blocks.nca_terms(
@@ -232,28 +304,18 @@ def sharded_proxy_nca_loss(
     )
     return pair.masked_mean(per_sample, (labels >= 0) & (labels < num_proxies))
 
-  def local_loss(embeddings, labels, local_proxies):
-    logits = -scale * proxies_lib.proxy_distances(
-      embeddings, local_proxies, **norms
-    )  # (B, c)
-    positive, real = _local_columns(labels, local_proxies.shape[0], num_proxies)
-    positive_logit = jax.lax.psum(
-      jnp.sum(jnp.where(positive, logits, 0.0), axis=-1), _AXIS
-    )
-    if form == "paper":
-      lse = distributed_logsumexp(logits, real & ~positive)
-    else:
-      lse = distributed_logsumexp(logits, jnp.broadcast_to(real, logits.shape))
-    logit_sum = None
-    if label_smoothing:
-      logit_sum = jax.lax.psum(
-        jnp.sum(jnp.where(real, logits, 0.0), axis=-1), _AXIS
-      )
-    per_sample = proxy_nca.smoothed_nca(
-      lse, positive_logit, logit_sum, label_smoothing, num_proxies
-    )
-    return pair.masked_mean(per_sample, (labels >= 0) & (labels < num_proxies))
-
+  if negative_fraction < 1:
+    return jax.shard_map(
+      sampled_local_loss,
+      mesh=mesh,
+      in_specs=(
+        PartitionSpec(),
+        PartitionSpec(),
+        PartitionSpec(_AXIS),
+        PartitionSpec(),
+      ),
+      out_specs=PartitionSpec(),
+    )(embeddings, labels, proxies, key)
   fn = local_loss if block_size is None else blocked_local_loss
   return _sharded(fn, mesh)(embeddings, labels, proxies)
 

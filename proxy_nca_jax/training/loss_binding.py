@@ -186,10 +186,12 @@ def check_supported(loss_config: ml_collections.ConfigDict) -> None:
       "assignment (one proxy per class); use "
       "--config.proxies.sharding=replicated for the other losses."
     )
-  if loss_config.negative_fraction != 1:
+  if loss_config.negative_fraction != 1 and loss_config.proxy_block_size:
     raise ValueError(
-      "proxies.sharding='sharded' does not sample negative proxies yet: use "
-      "--config.loss.negative_fraction=1, or replicated proxies."
+      "With sharded proxies, sampled negatives "
+      f"(loss.negative_fraction={loss_config.negative_fraction}) compute "
+      "each device's sampled logits at once, without blocks: leave "
+      "loss.proxy_block_size unset."
     )
 
 
@@ -197,12 +199,16 @@ def create_sharded_loss_fn(
   loss_config: ml_collections.ConfigDict,
   mesh: jax.sharding.Mesh,
   num_proxies: int,
+  seed: int = 0,
 ) -> LossFn:
-  """Binds the configured loss to ``(embeddings, labels, proxies) -> loss``.
+  """Binds the configured loss to ``(embeddings, labels, proxies, step)
+  -> loss``.
 
   The sharded counterpart of ``create_loss_fn``: the same config fields,
   the proxies (R, D) padded and sharded as ``training.train_state`` keeps
-  them, ``num_proxies`` real ones.
+  them, ``num_proxies`` real ones. Sampled negatives
+  (``loss.negative_fraction`` < 1) are drawn on each device from its own
+  rows, from ``seed`` and the step (``losses.sampled_proxies``).
 
   Raises:
     ValueError: a loss without a sharded form (``check_supported``) or a
@@ -212,10 +218,28 @@ def create_sharded_loss_fn(
   create_loss_fn(loss_config)  # Checks the options.
   options = loss_options(loss_config)[loss_config.name]
   options.pop("assignment", None)
-  fn = {
-    "proxy_nca": sharded.sharded_proxy_nca_loss,
-    "proxy_anchor": sharded.sharded_proxy_anchor_loss,
-  }[loss_config.name]
-  return _every_proxy(
-    functools.partial(fn, mesh=mesh, num_proxies=num_proxies, **options)
-  )
+  if loss_config.name == "proxy_anchor":
+    return _every_proxy(
+      functools.partial(
+        sharded.sharded_proxy_anchor_loss,
+        mesh=mesh,
+        num_proxies=num_proxies,
+        **options,
+      )
+    )
+  fraction = loss_config.negative_fraction
+
+  def bound(embeddings, labels, proxies, step):
+    key = sampled_proxies.sample_key(seed, step) if fraction < 1 else None
+    return sharded.sharded_proxy_nca_loss(
+      embeddings,
+      labels,
+      proxies,
+      mesh=mesh,
+      num_proxies=num_proxies,
+      negative_fraction=fraction,
+      key=key,
+      **options,
+    )
+
+  return bound

@@ -173,7 +173,7 @@ def assemble(
     num_proxies = train_state.num_proxies(config)
   if sharding == "sharded":
     loss_fn = loss_binding.create_sharded_loss_fn(
-      config.loss, mesh, num_proxies
+      config.loss, mesh, num_proxies, seed=config.seed
     )
   return RunParts(
     config=config,

@@ -14,8 +14,10 @@
 """Sampled negative proxies (losses/sampled_proxies.py, loss.negative_fraction).
 
 The sample: positives always in, the others uniform without replacement
-(counted over many keys), the same for the same seed and step. The loss: the
-float64 Proxy-NCA of the sampled proxies, zero gradient for the others.
+(counted over many keys), padding rows only after every proxy, the same for
+the same seed and step. The loss: the float64 Proxy-NCA of the sampled
+proxies, zero gradient for the others, with replicated proxies and with
+proxies sharded over 8 devices (each samples its own rows).
 """
 
 import functools
@@ -80,6 +82,19 @@ class SampleTest(parameterized.TestCase):
     )
     np.testing.assert_array_equal(np.asarray(sampled)[1:3], [-1, -1])
     np.testing.assert_array_equal(np.asarray(rows)[np.asarray(sampled)[0]], 2)
+
+  def test_padding_rows_come_after_every_proxy_and_are_never_positive(self):
+    # 5 rows, the last 2 padding; label 4 points at padding: left out.
+    labels = jnp.array([1, 4], jnp.int32)
+    for seed in range(10):
+      rows, sampled = sampled_proxies.sample_proxies(
+        jax.random.key(seed), labels, 5, 4, num_real=3
+      )
+      rows = np.asarray(rows)
+      self.assertEqual(rows[0], 1)
+      self.assertCountEqual(rows[:3], [0, 1, 2])
+      self.assertIn(rows[3], (3, 4))
+      np.testing.assert_array_equal(np.asarray(sampled), [0, -1])
 
   @parameterized.parameters(
     (0.1, 1000, 32, 100),
@@ -213,11 +228,125 @@ class SampledLossTest(parameterized.TestCase):
         _loss_config(negative_fraction=0.5, **overrides)
       )
 
-  def test_sharded_proxies_are_a_clear_error(self):
-    with self.assertRaisesRegex(ValueError, "negative_fraction=1"):
+  def test_sharded_proxies_with_blocks_are_a_clear_error(self):
+    with self.assertRaisesRegex(ValueError, "leave loss.proxy_block_size"):
       loss_binding.create_sharded_loss_fn(
-        _loss_config(negative_fraction=0.5), parallel.create_mesh(), 40
+        _loss_config(negative_fraction=0.5, proxy_block_size=8),
+        parallel.create_mesh(),
+        40,
       )
+
+
+class ShardedSampledLossTest(parameterized.TestCase):
+  """Sampled negatives with the proxies split over 8 devices: each device
+  samples its positives and a part of its own rows (Partial FC)."""
+
+  # 20 proxies padded to 24 rows, 3 a device: device 6 holds rows 18-20
+  # (two proxies, one padding row), device 7 rows 21-23 (padding only).
+  # Fraction 0.5 of 3 rows with batch 2: K_k = max(2, min(2, 3)) = 2 rows
+  # a device.
+  NUM_PROXIES, ROWS, SAMPLED = 20, 24, 2
+
+  def setUp(self):
+    super().setUp()
+    rng = np.random.default_rng(4)
+    self.mesh = parallel.create_mesh()
+    self.assertEqual(self.mesh.size, 8)
+    self.x = rng.normal(size=(2, 5)).astype(np.float32)
+    self.labels = np.array([19, 4], np.int32)
+    proxies = rng.normal(size=(self.ROWS, 5)).astype(np.float32)
+    proxies[self.NUM_PROXIES :] = 0.0  # Padding rows stay zero.
+    self.proxies = jax.device_put(proxies, parallel.row_sharded(self.mesh))
+
+  def sampled_rows(self, seed, step):
+    """The global rows each device draws, from the sampling function (its
+    own properties are tested above) called as each device does."""
+    key = sampled_proxies.sample_key(seed, jnp.int32(step))
+    rows = []
+    for device in range(8):
+      offset = 3 * device
+      local, _ = sampled_proxies.sample_proxies(
+        jax.random.fold_in(key, device),
+        jnp.asarray(self.labels) - offset,
+        3,
+        self.SAMPLED,
+        min(max(self.NUM_PROXIES - offset, 0), 3),
+      )
+      rows.extend(offset + np.asarray(local))
+    return np.array(rows)
+
+  @parameterized.parameters(
+    dict(form="softmax"),
+    dict(form="paper"),
+    dict(form="softmax", label_smoothing=0.1),
+  )
+  def test_is_the_loss_of_the_sampled_proxies_and_only_they_learn(
+    self, form, label_smoothing=0.0
+  ):
+    seed, step = 5, 31
+    loss_fn = loss_binding.create_sharded_loss_fn(
+      _loss_config(
+        negative_fraction=0.5, form=form, label_smoothing=label_smoothing
+      ),
+      self.mesh,
+      self.NUM_PROXIES,
+      seed=seed,
+    )
+    value, grad = jax.jit(
+      jax.value_and_grad(
+        lambda p: loss_fn(self.x, self.labels, p, jnp.int32(step))
+      )
+    )(self.proxies)
+    rows = self.sampled_rows(seed, step)
+    self.assertLen(rows, 16)
+    self.assertLen(set(rows.tolist()), 16)
+    # Devices 0-6 draw 2 proxies each; device 7 only padding.
+    used = np.sort(rows[rows < self.NUM_PROXIES])
+    self.assertLen(used, 14)
+    self.assertContainsSubset({19, 4}, set(used.tolist()))
+    # The float64 reference over the proxies drawn, relabelled by hand.
+    position = {int(r): i for i, r in enumerate(used)}
+    want = losses_test.reference_proxy_nca(
+      self.x,
+      [position[int(y)] for y in self.labels],
+      np.asarray(self.proxies)[used],
+      form,
+      3.0,
+      smoothing=label_smoothing,
+    )
+    np.testing.assert_allclose(value, want, rtol=2e-6)
+    grad = np.asarray(grad)
+    left_out = np.setdiff1d(np.arange(self.ROWS), used)
+    np.testing.assert_array_equal(grad[left_out], 0.0)
+    self.assertTrue(np.all(np.abs(grad[used]).sum(-1) > 0))
+
+  def test_same_step_same_sample_other_step_other_sample(self):
+    loss_fn = jax.jit(
+      loss_binding.create_sharded_loss_fn(
+        _loss_config(negative_fraction=0.5), self.mesh, self.NUM_PROXIES
+      )
+    )
+    at = [
+      float(loss_fn(self.x, self.labels, self.proxies, jnp.int32(s)))
+      for s in (5, 5, 6)
+    ]
+    self.assertEqual(at[0], at[1])
+    self.assertNotEqual(at[0], at[2])
+
+  def test_fraction_one_is_every_proxy(self):
+    loss_fn = loss_binding.create_sharded_loss_fn(
+      _loss_config(), self.mesh, self.NUM_PROXIES
+    )
+    want = losses_test.reference_proxy_nca(
+      self.x,
+      self.labels,
+      np.asarray(self.proxies)[: self.NUM_PROXIES],
+      "softmax",
+      3.0,
+    )
+    np.testing.assert_allclose(
+      loss_fn(self.x, self.labels, self.proxies, jnp.int32(3)), want, rtol=2e-6
+    )
 
 
 if __name__ == "__main__":

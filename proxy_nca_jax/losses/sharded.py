@@ -185,8 +185,8 @@ def sharded_proxy_nca_loss(
   With ``negative_fraction`` < 1, each device keeps its positives and a
   uniform sample of its other rows (``losses.sampled_proxies``: K_k of its c
   rows, drawn from ``key`` folded with the device index) and the loss runs
-  over the union of the shards' samples, K = n K_k columns less the padding
-  rows drawn, whose logits (B, K_k) each device computes at once.
+  over the union of the shards' samples (n K_k columns less the padding
+  rows drawn), in blocks of ``block_size`` of them as above.
 
   Args:
     embeddings: float array (B, D), any sharding. Normalised here.
@@ -201,8 +201,8 @@ def sharded_proxy_nca_loss(
     label_smoothing: eps in [0, 1); softmax form only.
     embedding_norm: a, the norm embeddings are scaled to.
     proxy_norm: b, the norm proxies are scaled to.
-    block_size: proxy rows per block on each device, or None for the
-      automatic choice; not with sampled negatives.
+    block_size: proxy rows (sampled rows) per block on each device, or None
+      for the automatic choice.
     negative_fraction: in (0, 1]; below 1, the part of each device's other
       proxies sampled.
     key: the step's sample key (``sampled_proxies.sample_key``), needed when
@@ -214,7 +214,7 @@ def sharded_proxy_nca_loss(
   Raises:
     ValueError: as ``losses.proxy_nca_loss``, or for a row count that the
       mesh does not divide or below ``num_proxies``, or a sample without its
-      key or with a block size.
+      key.
   """
   _check_sharded(embeddings, labels, proxies, mesh, num_proxies)
   _checks.check_proxy_nca_options(
@@ -228,42 +228,22 @@ def sharded_proxy_nca_loss(
   sampled = sampled_proxies.num_sampled(
     negative_fraction, local_rows, labels.shape[0]
   )
-  if negative_fraction < 1 and (key is None or block_size is not None):
-    raise ValueError(
-      "Sampled negative proxies need the step's key and compute each "
-      "device's sampled logits at once: pass key=, and no block_size."
-    )
-  block_size = proxy_blocks.chosen_block_size(block_size, local_rows)
+  if negative_fraction < 1 and key is None:
+    raise ValueError("Sampled negative proxies need the step's key: key=.")
+  width = sampled if negative_fraction < 1 else local_rows
+  block_size = proxy_blocks.chosen_block_size(block_size, width)
   norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)
 
-  def nca(logits, labels, positive, real, num_columns):
-    """The mean loss from this shard's logits (B, c), its positive mask
-    (B, c), its real columns (c,) and the real columns of all shards."""
-    positive_logit = jax.lax.psum(
-      jnp.sum(jnp.where(positive, logits, 0.0), axis=-1), _AXIS
-    )
-    if form == "paper":
-      lse = distributed_logsumexp(logits, real & ~positive)
-    else:
-      lse = distributed_logsumexp(logits, jnp.broadcast_to(real, logits.shape))
-    logit_sum = None
-    if label_smoothing:
-      logit_sum = jax.lax.psum(
-        jnp.sum(jnp.where(real, logits, 0.0), axis=-1), _AXIS
-      )
-    per_sample = proxy_nca.smoothed_nca(
-      lse, positive_logit, logit_sum, label_smoothing, num_columns
-    )
-    return pair.masked_mean(per_sample, (labels >= 0) & (labels < num_proxies))
+  def every_row(labels, local_proxies, key):
+    """This device's columns: its rows, numbered globally."""
+    del key
+    first = jax.lax.axis_index(_AXIS) * local_rows
+    return local_proxies, labels, first, num_proxies, num_proxies
 
-  def local_loss(embeddings, labels, local_proxies):
-    logits = -scale * proxies_lib.proxy_distances(
-      embeddings, local_proxies, **norms
-    )  # (B, c)
-    positive, real = _local_columns(labels, local_proxies.shape[0], num_proxies)
-    return nca(logits, labels, positive, real, num_proxies)
-
-  def sampled_local_loss(embeddings, labels, local_proxies, key):
+  def sampled_rows(labels, local_proxies, key):
+    """This device's columns: its sampled rows (positives first, padding
+    last). The n real ones are numbered K - n .. K - 1, so that the padding
+    falls past K, the columns' bound, as padding rows do in ``every_row``."""
     offset = jax.lax.axis_index(_AXIS) * local_rows
     num_real = jnp.clip(num_proxies - offset, 0, local_rows)
     rows, sampled_labels = sampled_proxies.sample_proxies(
@@ -273,51 +253,69 @@ def sharded_proxy_nca_loss(
       sampled,
       num_real,
     )
-    logits = -scale * proxies_lib.proxy_distances(
-      embeddings, local_proxies[rows], **norms
-    )  # (B, K_k)
-    positive = proxies_lib.static_assignment(sampled_labels, sampled)
-    real = rows < num_real
-    return nca(
-      logits, labels, positive, real, jax.lax.psum(jnp.sum(real), _AXIS)
-    )
+    drawn = jnp.minimum(num_real, sampled)
+    first = sampled - drawn
+    # -1 (a positive not drawn here) becomes first - 1: no column.
+    labels = jnp.where(sampled_labels >= 0, sampled_labels + first, -1)
+    total = jax.lax.psum(drawn, _AXIS)
+    return local_proxies[rows], labels, first, sampled, total
 
-  def blocked_local_loss(embeddings, labels, local_proxies):
-    local_lse, local_sum, local_positive = proxy_blocks.nca_terms(
-      embeddings,
-      local_proxies,
-      labels,
-      jax.lax.axis_index(_AXIS) * local_proxies.shape[0],
-      block_size=block_size,
-      scale=scale,
-      num_columns=num_proxies,
-      exclude_positive=form == "paper",
-      **norms,
+  columns_of = sampled_rows if negative_fraction < 1 else every_row
+
+  def local_loss(embeddings, labels, local_proxies, key):
+    columns, column_labels, first, bound, total = columns_of(
+      labels, local_proxies, key
     )
-    lse = distributed_logsumexp(
-      local_lse[:, None], jnp.isfinite(local_lse)[:, None]
-    )
-    positive_logit = jax.lax.psum(local_positive, _AXIS)
+    if block_size is None:
+      logits = -scale * proxies_lib.proxy_distances(
+        embeddings, columns, **norms
+      )  # (B, c)
+      index = first + jnp.arange(columns.shape[0])
+      real = index < bound
+      positive = (column_labels[:, None] == index[None, :]) & real
+      positive_logit = jax.lax.psum(
+        jnp.sum(jnp.where(positive, logits, 0.0), axis=-1), _AXIS
+      )
+      if form == "paper":
+        lse = distributed_logsumexp(logits, real & ~positive)
+      else:
+        lse = distributed_logsumexp(
+          logits, jnp.broadcast_to(real, logits.shape)
+        )
+      local_sum = jnp.sum(jnp.where(real, logits, 0.0), axis=-1)
+    else:
+      local_lse, local_sum, local_positive = proxy_blocks.nca_terms(
+        embeddings,
+        columns,
+        column_labels,
+        first,
+        block_size=block_size,
+        scale=scale,
+        num_columns=bound,
+        exclude_positive=form == "paper",
+        **norms,
+      )
+      lse = distributed_logsumexp(
+        local_lse[:, None], jnp.isfinite(local_lse)[:, None]
+      )
+      positive_logit = jax.lax.psum(local_positive, _AXIS)
     logit_sum = jax.lax.psum(local_sum, _AXIS) if label_smoothing else None
     per_sample = proxy_nca.smoothed_nca(
-      lse, positive_logit, logit_sum, label_smoothing, num_proxies
+      lse, positive_logit, logit_sum, label_smoothing, total
     )
     return pair.masked_mean(per_sample, (labels >= 0) & (labels < num_proxies))
 
-  if negative_fraction < 1:
-    return jax.shard_map(
-      sampled_local_loss,
-      mesh=mesh,
-      in_specs=(
-        PartitionSpec(),
-        PartitionSpec(),
-        PartitionSpec(_AXIS),
-        PartitionSpec(),
-      ),
-      out_specs=PartitionSpec(),
-    )(embeddings, labels, proxies, key)
-  fn = local_loss if block_size is None else blocked_local_loss
-  return _sharded(fn, mesh)(embeddings, labels, proxies)
+  return jax.shard_map(
+    local_loss,
+    mesh=mesh,
+    in_specs=(
+      PartitionSpec(),
+      PartitionSpec(),
+      PartitionSpec(_AXIS),
+      PartitionSpec(),
+    ),
+    out_specs=PartitionSpec(),
+  )(embeddings, labels, proxies, key)
 
 
 def sharded_proxy_anchor_loss(

@@ -186,13 +186,6 @@ def check_supported(loss_config: ml_collections.ConfigDict) -> None:
       "assignment (one proxy per class); use "
       "--config.proxies.sharding=replicated for the other losses."
     )
-  if loss_config.negative_fraction != 1 and loss_config.proxy_block_size:
-    raise ValueError(
-      "With sharded proxies, sampled negatives "
-      f"(loss.negative_fraction={loss_config.negative_fraction}) compute "
-      "each device's sampled logits at once, without blocks: leave "
-      "loss.proxy_block_size unset."
-    )
 
 
 def create_sharded_loss_fn(

@@ -228,14 +228,6 @@ class SampledLossTest(parameterized.TestCase):
         _loss_config(negative_fraction=0.5, **overrides)
       )
 
-  def test_sharded_proxies_with_blocks_are_a_clear_error(self):
-    with self.assertRaisesRegex(ValueError, "leave loss.proxy_block_size"):
-      loss_binding.create_sharded_loss_fn(
-        _loss_config(negative_fraction=0.5, proxy_block_size=8),
-        parallel.create_mesh(),
-        40,
-      )
-
 
 class ShardedSampledLossTest(parameterized.TestCase):
   """Sampled negatives with the proxies split over 8 devices: each device
@@ -279,14 +271,21 @@ class ShardedSampledLossTest(parameterized.TestCase):
     dict(form="softmax"),
     dict(form="paper"),
     dict(form="softmax", label_smoothing=0.1),
+    # Each device's 2 sampled rows one at a time (losses/proxy_blocks.py).
+    dict(form="softmax", block_size=1),
+    dict(form="paper", block_size=1),
+    dict(form="softmax", label_smoothing=0.1, block_size=1),
   )
   def test_is_the_loss_of_the_sampled_proxies_and_only_they_learn(
-    self, form, label_smoothing=0.0
+    self, form, label_smoothing=0.0, block_size=None
   ):
     seed, step = 5, 31
     loss_fn = loss_binding.create_sharded_loss_fn(
       _loss_config(
-        negative_fraction=0.5, form=form, label_smoothing=label_smoothing
+        negative_fraction=0.5,
+        form=form,
+        label_smoothing=label_smoothing,
+        proxy_block_size=block_size,
       ),
       self.mesh,
       self.NUM_PROXIES,

@@ -44,6 +44,13 @@ def _loss_config(**overrides):
   return config
 
 
+def _check_same_step_same_sample(test, loss_fn, x, labels, proxies):
+  """The loss at steps 5, 5 and 6: equal, then different (another sample)."""
+  at = [float(loss_fn(x, labels, proxies, jnp.int32(s))) for s in (5, 5, 6)]
+  test.assertEqual(at[0], at[1])
+  test.assertNotEqual(at[0], at[2])
+
+
 class SampleTest(parameterized.TestCase):
   def test_positives_always_in_and_labels_point_at_them(self):
     labels = jnp.array([3, 17, 3, 0, 29], jnp.int32)
@@ -155,12 +162,9 @@ class SampledLossTest(parameterized.TestCase):
     loss_fn = jax.jit(
       loss_binding.create_loss_fn(_loss_config(negative_fraction=0.25))
     )
-    at = [
-      float(loss_fn(self.x, self.labels, self.proxies, jnp.int32(s)))
-      for s in (5, 5, 6)
-    ]
-    self.assertEqual(at[0], at[1])
-    self.assertNotEqual(at[0], at[2])
+    _check_same_step_same_sample(
+      self, loss_fn, self.x, self.labels, self.proxies
+    )
 
   def test_fraction_one_is_every_proxy(self):
     loss_fn = loss_binding.create_loss_fn(_loss_config())
@@ -325,12 +329,9 @@ class ShardedSampledLossTest(parameterized.TestCase):
         _loss_config(negative_fraction=0.5), self.mesh, self.NUM_PROXIES
       )
     )
-    at = [
-      float(loss_fn(self.x, self.labels, self.proxies, jnp.int32(s)))
-      for s in (5, 5, 6)
-    ]
-    self.assertEqual(at[0], at[1])
-    self.assertNotEqual(at[0], at[2])
+    _check_same_step_same_sample(
+      self, loss_fn, self.x, self.labels, self.proxies
+    )
 
   def test_fraction_one_is_every_proxy(self):
     loss_fn = loss_binding.create_sharded_loss_fn(

@@ -127,9 +127,11 @@ class BlockedProxyNcaTest(parameterized.TestCase):
     x, labels, proxies = _problem(2)
     x[0] = 0.0
     proxies[labels[1]] = 0.0
-    value, grads = jax.value_and_grad(
-      lambda x, p: losses.proxy_nca_loss(x, labels, p, block_size=4),
-      argnums=(0, 1),
+    value, grads = jax.jit(
+      jax.value_and_grad(
+        lambda x, p: losses.proxy_nca_loss(x, labels, p, block_size=4),
+        argnums=(0, 1),
+      )
     )(x, proxies)
     self.assertTrue(np.isfinite(value))
     for grad in grads:

@@ -13,6 +13,8 @@
 # limitations under the License.
 """Tests of models.py, proxies.py, optim.py and parallel.py."""
 
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -32,15 +34,23 @@ class ConvNetSTest(absltest.TestCase):
   def test_output_is_unit_norm_embedding(self):
     model = models.create_model(fashion_mnist.get_config().model)
     images = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
-    variables = model.init(jax.random.key(1), images, train=False)
-    out, _ = model.apply(variables, images, train=True, mutable=["batch_stats"])
+    # Jitted: one compilation each instead of one per operation.
+    variables = jax.jit(functools.partial(model.init, train=False))(
+      jax.random.key(1), images
+    )
+    out, _ = jax.jit(
+      functools.partial(model.apply, train=True, mutable=["batch_stats"])
+    )(variables, images)
     chex.assert_shape(out, (4, 64))
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
 
   def test_layers_match_the_design(self):
     model = models.ConvNetS(embedding_dim=16, widths=(8, 16, 32))
-    variables = model.init(
-      jax.random.key(0), jnp.zeros((1, 28, 28, 1)), train=False
+    # The layers' shapes, without computing them.
+    variables = jax.eval_shape(
+      functools.partial(model.init, train=False),
+      jax.random.key(0),
+      jnp.zeros((1, 28, 28, 1)),
     )
     kernels = [
       leaf.shape

@@ -11,35 +11,85 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""RQ4, zero-shot quality of every loss, checkpoint chosen on validation.
+"""RQ4, zero-shot quality of every loss, settings and checkpoint chosen on
+validation classes.
 
-Every loss of ``losses.LOSSES`` trains on FMNIST-ZS with two of the five
-training classes held out as validation classes (``input.val_classes``):
-the runs see classes 0-2, are evaluated on the validation classes 3-4 every
+Every loss of ``losses.LOSSES``, and Proxy-NCA in both forms (``proxy_nca``
+is the softmax form, ``proxy_nca_paper`` Eq. 4 without the positive in the
+denominator), trains with some training classes held out as validation
+classes (``--val_classes``, default the config's ``input.val_classes``, else
+3 and 4: FMNIST-ZS). The runs are evaluated on the validation classes every
 ``--select_every`` steps, the checkpoint with the best validation MAP@R is
-kept, and only that checkpoint is evaluated on the test classes 5-9. The
-test classes never choose anything.
+kept, and only that checkpoint is evaluated on the test classes. The test
+classes never choose anything.
+
+With ``--search_steps`` > 0 each loss first gets the same small search on
+the validation classes (seed 0, ``--search_steps`` steps each): its own
+parameter (``SEARCHED``) at half, one and twice the config's value, then,
+for the proxy losses, the proxies' learning-rate multiplier at a third, one
+and three times the config's, with the parameter chosen. Each value is
+scored by its best validation MAP@R; the best is kept (ties: the config's
+value, then the smaller). The seeds then run with the chosen settings.
 
   python -m research.rq4_losses --out=docs/rq4
+  python -m research.rq4_losses --out=docs/glyphs_rq4 \
+      --config=configs/glyphs.py --num_steps=2000 --search_steps=500 \
+      --select_every=250 --max_eval_examples=10000
 """
 
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from absl import app, flags
 
 from proxy_nca_jax import losses
-from research import common, plots
+from proxy_nca_jax.data import class_splits
+from research import common, plots, variants
 
 SELECT_EVERY = flags.DEFINE_integer(
   "select_every", 50, "Evaluate the validation classes every this many steps."
 )
 VAL_CLASSES = flags.DEFINE_list(
-  "val_classes", ["3", "4"], "Training classes held out for selection."
+  "val_classes",
+  None,
+  "Training classes held out for selection (default: the config's "
+  "input.val_classes, else 3,4).",
+)
+SEARCH_STEPS = flags.DEFINE_integer(
+  "search_steps",
+  0,
+  "Steps of each search run on the validation classes (seed 0); 0 keeps "
+  "every loss's config settings.",
 )
 
 QUESTION = "rq4"
 DEFAULT_STEPS = 150
 DEFAULT_SEEDS = (0, 1, 2)
+# The runs: name -> (loss.name, config changes).
+RUNS = {
+  "proxy_nca": ("proxy_nca", {"loss.form": "softmax"}),
+  "proxy_nca_paper": ("proxy_nca", {"loss.form": "paper"}),
+  **{name: (name, {}) for name in losses.LOSSES if name != "proxy_nca"},
+}
+# The parameter each run's search varies first.
+SEARCHED = {
+  "proxy_nca": "loss.scale",
+  "proxy_nca_paper": "loss.scale",
+  "proxy_ranking": "loss.margin",
+  "proxy_anchor": "loss.proxy_anchor_alpha",
+  "triplet_all": "loss.margin",
+  "triplet_semihard": "loss.margin",
+  "triplet_batch_hard": "loss.margin",
+  "lifted_structure": "loss.lifted_margin",
+  "npairs": "loss.scale",
+  "contrastive": "loss.contrastive_margin",
+  "nca": "loss.scale",
+}
+PROXY_LR = "optimizer.proxy_lr_mult"
+# Multiples of the config's value tried for a searched field.
+FACTORS = {PROXY_LR: (1 / 3, 1.0, 3.0)}
+PARAMETER_FACTORS = (0.5, 1.0, 2.0)
 COLUMNS = {
   "recall@1": "R@1",
   "recall@2": "R@2",
@@ -49,15 +99,50 @@ COLUMNS = {
   "map@r": "MAP@R",
   "r_precision": "R-Precision",
 }
+KEY = variants.KEY  # Validation MAP@R.
 
 
-def run_overrides(loss: str, seed: int, steps: int) -> dict:
-  """Validation-selected run; the baselines get 32 images of 2 classes."""
+def searched_fields(name: str) -> list[str]:
+  """The fields the search of run ``name`` varies, in order."""
+  loss = RUNS[name][0]
+  return [SEARCHED[name]] + ([PROXY_LR] if loss in losses.PROXY_LOSSES else [])
+
+
+def candidates(field: str, default: float) -> list[float]:
+  """The values tried for ``field`` around its config value, config's first
+  (it wins ties)."""
+  factors = FACTORS.get(field, PARAMETER_FACTORS)
+  values = [default * f for f in factors]
+  return [default] + sorted(v for v in values if v != default)
+
+
+def best_value(scores: Mapping[float, float]) -> float:
+  """The value with the best score; ties go to the earlier (``candidates``
+  puts the config's value first)."""
+  return max(scores, key=lambda v: scores[v])
+
+
+def field_value(config, field: str) -> Any:
+  section, _, name = field.rpartition(".")
+  return config[section][name]
+
+
+def settings_name(settings: Mapping[str, float]) -> str:
+  """A workdir-safe name of the searched settings, e.g. 'scale=8,lr=100'."""
+  return ",".join(
+    f"{field.rpartition('.')[2]}={value:g}"
+    for field, value in sorted(settings.items())
+  )
+
+
+def run_overrides(name: str, seed: int, steps: int) -> dict:
+  """A validation-selected run; the baselines get 32 images of 2 classes."""
+  loss, changes = RUNS[name]
   every = SELECT_EVERY.value
   overrides = {
     "seed": seed,
     "loss.name": loss,
-    "input.val_classes": tuple(int(c) for c in VAL_CLASSES.value),
+    **changes,
     "schedule.num_steps": steps,
     "evals.split": "val",
     "evals.every_steps": every,
@@ -66,14 +151,40 @@ def run_overrides(loss: str, seed: int, steps: int) -> dict:
     "ckpt.keep": steps // every + 1,
     "log_every_steps": every,
   }
+  if VAL_CLASSES.value:
+    overrides["input.val_classes"] = tuple(int(c) for c in VAL_CLASSES.value)
+  elif not common.CONFIG.value.input.val_classes:
+    overrides["input.val_classes"] = (3, 4)
   if loss not in losses.PROXY_LOSSES:
     overrides["input.samples_per_class"] = 32
   return overrides
 
 
+def search(name: str, steps: int) -> tuple[dict[str, float], list[str]]:
+  """The settings of run ``name`` chosen on the validation classes, and a
+  line per searched field: the values tried and their scores."""
+  base = run_overrides(name, 0, steps)
+  config = common.make_config(base)
+  settings = {f: field_value(config, f) for f in searched_fields(name)}
+  lines = []
+  for field in searched_fields(name):
+    scores = {}
+    for value in candidates(field, settings[field]):
+      trial = {**settings, field: value}
+      records = common.train(
+        common.make_config({**base, **trial}),
+        common.workdir_of(QUESTION, f"search/{name}/{settings_name(trial)}"),
+      )
+      scores[value] = max(common.eval_curve(records, KEY).values())
+    settings[field] = best_value(scores)
+    tried = ", ".join(f"{v:g}: {s:.3f}" for v, s in scores.items())
+    lines.append(f"{field} {tried} -> {settings[field]:g}")
+  return settings, lines
+
+
 def selected_test_metrics(workdir: str, records: list[dict]) -> dict:
   """Test metrics of the checkpoint with the best validation MAP@R."""
-  val = common.eval_curve(records, "val/map@r")
+  val = common.eval_curve(records, KEY)
   step = max(sorted(val), key=lambda s: val[s])  # Ties: the earliest.
 
   def compute():
@@ -84,25 +195,19 @@ def selected_test_metrics(workdir: str, records: list[dict]) -> dict:
   return {"step": step, **common.cached_json(path, compute)}
 
 
-def main(argv: list[str]) -> None:
-  del argv
-  session = common.Session()
-  steps = common.num_steps(DEFAULT_STEPS)
-  seeds = common.seeds(DEFAULT_SEEDS)
-  names = common.losses_of(losses.LOSSES)
-  results = {name: [] for name in names}
-  untrained = []
-  for seed in seeds:  # Seed-major: every loss has a seed before the next.
-    for name in names:
-      config = common.make_config(run_overrides(name, seed, steps))
-      workdir = common.workdir_of(QUESTION, f"{name}_seed{seed}")
-      records = common.train(config, workdir)
-      results[name].append(selected_test_metrics(workdir, records))
-    untrained.append(common.untrained_test_metrics(config))
+def results_table(
+  names: Sequence[str],
+  results: dict[str, list[dict]],
+  untrained: list[dict],
+  settings: dict[str, dict[str, float]],
+  seconds: dict[str, list[float]],
+) -> str:
   rows = [
     [
       "untrained network",
       *(common.mean_std([u[k] for u in untrained]) for k in COLUMNS),
+      "-",
+      "-",
       "-",
     ]
   ]
@@ -111,40 +216,104 @@ def main(argv: list[str]) -> None:
       [
         name,
         *(common.mean_std([r[k] for r in results[name]]) for k in COLUMNS),
+        settings_name(settings[name]) or "config",
         ", ".join(str(r["step"]) for r in results[name]),
+        common.mean_std(seconds[name], 0),
       ]
     )
-  table = common.markdown_table(
-    ["loss", *COLUMNS.values(), "selected step per seed"], rows
+  return common.markdown_table(
+    [
+      "loss",
+      *COLUMNS.values(),
+      "settings",
+      "selected step per seed",
+      "training seconds",
+    ],
+    rows,
   )
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  session = common.Session()
+  steps = common.num_steps(DEFAULT_STEPS)
+  seeds = common.seeds(DEFAULT_SEEDS)
+  names = common.losses_of(list(RUNS))
+  if unknown := sorted(set(names) - set(RUNS)):
+    raise app.UsageError(f"Unknown losses {unknown}; use {list(RUNS)}.")
+  settings, search_lines = {}, []
+  for name in names:
+    if SEARCH_STEPS.value:
+      settings[name], lines = search(name, SEARCH_STEPS.value)
+      search_lines += [f"- {name}: {line}" for line in lines]
+    else:
+      settings[name] = {}
+  results = {name: [] for name in names}
+  runs = {name: [] for name in names}
+  seconds = {name: [] for name in names}
+  untrained = []
+  for seed in seeds:  # Seed-major: every loss has a seed before the next.
+    for name in names:
+      config = common.make_config(
+        {**run_overrides(name, seed, steps), **settings[name]}
+      )
+      chosen = settings_name(settings[name])
+      workdir = common.workdir_of(
+        QUESTION, "_".join(filter(None, [name, chosen, f"seed{seed}"]))
+      )
+      records = common.train(config, workdir)
+      runs[name].append(records)
+      trained = common.training_seconds(records)
+      seconds[name].append(trained[max(trained)])
+      results[name].append(selected_test_metrics(workdir, records))
+    untrained.append(common.untrained_test_metrics(config))
+  title = common.dataset_title()
   plots.seed_bars(
     results,
     untrained,
     os.path.join(common.OUT.value, "losses.png"),
     columns=COLUMNS,
-    title="FMNIST-ZS, checkpoint chosen on validation classes",
+    title=f"{title}, checkpoint chosen on validation classes",
+  )
+  variants.plot_curves(
+    runs,
+    {name: (RUNS[name][0], settings[name]) for name in names},
+    os.path.join(common.OUT.value, "validation_curves.png"),
+    f"{title}: validation MAP@R over the steps, mean over seeds",
+  )
+  splits = config.input
+  searched = (
+    f"Settings searched on the validation classes ({SEARCH_STEPS.value} "
+    "steps, seed 0; module docstring), values tried: validation MAP@R:\n\n"
+    + "\n".join(search_lines)
+    if SEARCH_STEPS.value
+    else "No search: every loss used its config settings."
   )
   what = (
-    f"Each loss trained {steps} steps (batch 64, Adam 1e-3, proxies x10) on "
-    f"training classes 0-2, seeds {', '.join(map(str, seeds))}; validation "
-    f"classes {', '.join(VAL_CLASSES.value)} evaluated every "
+    f"Each loss trained {steps} steps (batch {splits.batch_size}, "
+    f"{config.optimizer.name} {config.optimizer.learning_rate:g}) on "
+    f"{title}'s training classes less the validation classes "
+    f"{class_splits.describe(splits.val_classes)}, seeds "
+    f"{', '.join(map(str, seeds))}; the validation classes evaluated every "
     f"{SELECT_EVERY.value} steps (MAP@R chooses the checkpoint); the chosen "
-    f"checkpoint is evaluated once on test classes 5-9. "
-    f"{common.describe_eval()} Proxy losses: random batches, their config "
-    "defaults (Proxy-NCA softmax form, scale 16; proxy ranking margin 0.2; "
-    "Proxy-Anchor alpha 32, delta 0.1). Data-point baselines: 32 images of "
-    "each of 2 classes per batch, margins and scales from "
-    "configs/fashion_mnist.py, not tuned. Mean ± sample std over seeds; the "
-    "untrained row is the same network before any step."
+    "checkpoint is evaluated once on the test classes "
+    f"{class_splits.describe(splits.test_classes)}. {common.describe_eval()} "
+    "Proxy losses: random batches; data-point baselines: 32 images of each "
+    "of 2 classes per batch. Settings not searched are the config's. "
+    "Training seconds exclude evaluation (wall clock on a shared machine). "
+    "Mean ± sample std over seeds; the untrained row is the same network "
+    "before any step."
   )
   common.write_results(
     common.OUT.value,
-    "RQ4: zero-shot quality of every loss on FMNIST-ZS",
+    f"RQ4: zero-shot quality of every loss on {title}",
     [
       common.command_line(),
       what,
-      table,
+      searched,
+      results_table(names, results, untrained, settings, seconds),
       "![losses](losses.png)",
+      "![validation curves](validation_curves.png)",
       session.describe(),
     ],
   )

@@ -42,6 +42,7 @@ from research import (
   rq1_bound,
   rq2_convergence,
   rq3_ordinal,
+  rq4_losses,
   sampled_negatives,
   slow_start,
 )
@@ -298,6 +299,45 @@ class SlowStartTest(absltest.TestCase):
         for key in changes:
           section, field = key.split(".")
           self.assertIn(field, config[section], name)
+
+
+class LossSearchTest(absltest.TestCase):
+  """RQ4's search on the validation classes (research/rq4_losses.py)."""
+
+  def test_every_loss_and_both_forms_run_with_a_known_field(self):
+    self.assertCountEqual(rq4_losses.RUNS, [*losses.LOSSES, "proxy_nca_paper"])
+    config = fashion_mnist.get_config()
+    for name in rq4_losses.RUNS:
+      fields = rq4_losses.searched_fields(name)
+      # Proxy losses also search the proxies' learning rate.
+      proxy = rq4_losses.RUNS[name][0] in losses.PROXY_LOSSES
+      self.assertLen(fields, 2 if proxy else 1, name)
+      for field in fields:
+        section, key = field.split(".")
+        self.assertIn(key, config[section], name)
+
+  def test_candidates_are_half_one_and_twice_config_first(self):
+    self.assertEqual(rq4_losses.candidates("loss.scale", 8.0), [8.0, 4.0, 16.0])
+    self.assertEqual(
+      rq4_losses.candidates("optimizer.proxy_lr_mult", 30.0),
+      [30.0, 10.0, 90.0],
+    )
+
+  def test_best_value_prefers_the_earlier_on_ties(self):
+    self.assertEqual(
+      rq4_losses.best_value({8.0: 0.5, 4.0: 0.7, 16.0: 0.6}), 4.0
+    )
+    self.assertEqual(
+      rq4_losses.best_value({8.0: 0.5, 4.0: 0.5, 16.0: 0.4}), 8.0
+    )
+
+  def test_settings_name_is_sorted_and_short(self):
+    self.assertEqual(
+      rq4_losses.settings_name(
+        {"optimizer.proxy_lr_mult": 100 / 3, "loss.scale": 8.0}
+      ),
+      "scale=8,proxy_lr_mult=33.3333",
+    )
 
 
 def setUpModule():

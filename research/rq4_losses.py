@@ -34,7 +34,8 @@ value, then the smaller). The seeds then run with the chosen settings.
   python -m research.rq4_losses --out=docs/rq4
   python -m research.rq4_losses --out=docs/glyphs_rq4 \
       --config=configs/glyphs.py --num_steps=2000 --search_steps=500 \
-      --select_every=250 --max_eval_examples=10000
+      --select_every=250 --triplet_samples_per_class=8 \
+      --max_eval_examples=10000
 """
 
 import os
@@ -135,8 +136,17 @@ def settings_name(settings: Mapping[str, float]) -> str:
   )
 
 
+def pair_samples_per_class() -> int:
+  """Images of each class in a batch of the data-point baselines:
+  ``--triplet_samples_per_class`` if given, else 32 (as docs/rq4 ran)."""
+  if flags.FLAGS["triplet_samples_per_class"].present:
+    return common.TRIPLET_SAMPLES_PER_CLASS.value
+  return 32
+
+
 def run_overrides(name: str, seed: int, steps: int) -> dict:
-  """A validation-selected run; the baselines get 32 images of 2 classes."""
+  """A validation-selected run; the baselines get class-balanced batches
+  (``pair_samples_per_class``)."""
   loss, changes = RUNS[name]
   every = SELECT_EVERY.value
   overrides = {
@@ -156,7 +166,7 @@ def run_overrides(name: str, seed: int, steps: int) -> dict:
   elif not common.CONFIG.value.input.val_classes:
     overrides["input.val_classes"] = (3, 4)
   if loss not in losses.PROXY_LOSSES:
-    overrides["input.samples_per_class"] = 32
+    overrides["input.samples_per_class"] = pair_samples_per_class()
   return overrides
 
 
@@ -298,8 +308,10 @@ def main(argv: list[str]) -> None:
     f"{SELECT_EVERY.value} steps (MAP@R chooses the checkpoint); the chosen "
     "checkpoint is evaluated once on the test classes "
     f"{class_splits.describe(splits.test_classes)}. {common.describe_eval()} "
-    "Proxy losses: random batches; data-point baselines: 32 images of each "
-    "of 2 classes per batch. Settings not searched are the config's. "
+    "Proxy losses: random batches; data-point baselines: "
+    f"{pair_samples_per_class()} images of each of "
+    f"{splits.batch_size // pair_samples_per_class()} classes per batch. "
+    "Settings not searched are the config's. "
     "Training seconds exclude evaluation (wall clock on a shared machine). "
     "Mean ± sample std over seeds; the untrained row is the same network "
     "before any step."

@@ -13,47 +13,71 @@
 # limitations under the License.
 """RQ5, static against dynamic proxy assignment, and the number of proxies.
 
-Proxy-NCA (softmax form, scale 16) on FMNIST-ZS's 5 training classes with
-static assignment (one proxy per class) and with dynamic assignment (a
-sample's positive is its nearest proxy no other class of the batch claims;
-``dynamic_losses.dynamic_proxy_nca_loss``) with fewer, as many and more
-proxies than classes (``proxies.num_proxies``). Every setting gets the same
-class-balanced batches (16 images of 4 classes) and randomly initialised
-proxies; one more row starts dynamic assignment from the class means, as its
-docstring recommends. The last step is evaluated on the test classes
-(nothing is selected).
+Proxy-NCA (the config's form and scale) on the C training classes of
+``--config`` with static assignment (one proxy per class) and with dynamic
+assignment (a sample's positive is its nearest proxy no other class of the
+batch claims; ``dynamic_losses.dynamic_proxy_nca_loss``) with fewer, as
+many and more proxies than classes: ``--proxy_ratios`` times C
+(``proxies.num_proxies``). Every setting gets the same class-balanced
+batches (``--triplet_samples_per_class`` images of each class) and randomly
+initialised proxies; one more row starts dynamic assignment with C proxies
+from the class means, as its docstring recommends. The last step is
+evaluated on the test classes (nothing is selected).
 
   python -m research.rq5_assignment --out=docs/rq5
+  python -m research.rq5_assignment --out=docs/glyphs_rq5 \
+      --config=configs/glyphs.py --proxy_ratios=0.1,0.5,1,2 \
+      --triplet_samples_per_class=8 --num_steps=2000 --seeds=0,1,2 \
+      --max_eval_examples=10000
 """
 
 import os
 
 from absl import app, flags
 
+from proxy_nca_jax.data import pipeline
 from research import common, plots
+
+PROXY_RATIOS = flags.DEFINE_list(
+  "proxy_ratios",
+  ["0.6", "1", "2"],
+  "Dynamic assignment's numbers of proxies, as multiples of the training "
+  "classes (FMNIST-ZS's 5: 3, 5 and 10 proxies).",
+)
 
 QUESTION = "rq5"
 DEFAULT_STEPS = 300
 DEFAULT_SEEDS = (0, 1)
-# name: (assignment, num_proxies or None, proxy init).
-SETTINGS = {
-  "static, 5 proxies": ("static", None, "normal"),
-  "dynamic, 3 proxies": ("dynamic", 3, "normal"),
-  "dynamic, 5 proxies": ("dynamic", 5, "normal"),
-  "dynamic, 10 proxies": ("dynamic", 10, "normal"),
-  "dynamic, 5 proxies, class-mean init": ("dynamic", None, "class_means"),
-}
 COLUMNS = {"map@r": "MAP@R", "nmi": "NMI", "recall@1": "R@1"}
+# name: (assignment, num_proxies or None (one per class), proxy init).
+Settings = dict[str, tuple[str, int | None, str]]
 
 
-def run_overrides(setting: str, seed: int, steps: int) -> dict:
-  assignment, num_proxies, init = SETTINGS[setting]
+def settings(num_classes: int, ratios: list[float]) -> Settings:
+  """Static with one proxy per class, dynamic with ``ratios`` times as many
+  proxies, and dynamic from the class means (one per class)."""
+  rows = {f"static, {num_classes} proxies": ("static", None, "normal")}
+  for ratio in ratios:
+    n = max(1, round(ratio * num_classes))
+    rows[f"dynamic, {n} proxies"] = ("dynamic", n, "normal")
+  rows[f"dynamic, {num_classes} proxies, class-mean init"] = (
+    "dynamic",
+    None,
+    "class_means",
+  )
+  return rows
+
+
+def run_overrides(
+  setting: tuple[str, int | None, str], seed: int, steps: int
+) -> dict:
+  assignment, num_proxies, init = setting
   return {
     "seed": seed,
     "loss.assignment": assignment,
     "proxies.num_proxies": num_proxies,
     "proxies.init": init,
-    "input.samples_per_class": 16,
+    "input.samples_per_class": common.TRIPLET_SAMPLES_PER_CLASS.value,
     "schedule.num_steps": steps,
     "evals.every_steps": 0,
     "evals.at_step_zero": False,
@@ -62,8 +86,8 @@ def run_overrides(setting: str, seed: int, steps: int) -> dict:
   }
 
 
-def run_name(setting: str, seed: int) -> str:
-  assignment, num_proxies, init = SETTINGS[setting]
+def run_name(setting: tuple[str, int | None, str], seed: int) -> str:
+  assignment, num_proxies, init = setting
   return f"{assignment}_p{num_proxies or 'classes'}_{init}_seed{seed}"
 
 
@@ -72,12 +96,14 @@ def main(argv: list[str]) -> None:
   session = common.Session()
   steps = common.num_steps(DEFAULT_STEPS)
   seeds = common.seeds(DEFAULT_SEEDS)
-  results = {setting: [] for setting in SETTINGS}
+  num_classes = pipeline.num_classes(common.CONFIG.value.input, "train")
+  runs = settings(num_classes, [float(r) for r in PROXY_RATIOS.value])
+  results = {setting: [] for setting in runs}
   untrained = []
   for seed in seeds:
-    for setting in SETTINGS:
-      config = common.make_config(run_overrides(setting, seed, steps))
-      workdir = common.workdir_of(QUESTION, run_name(setting, seed))
+    for setting, spec in runs.items():
+      config = common.make_config(run_overrides(spec, seed, steps))
+      workdir = common.workdir_of(QUESTION, run_name(spec, seed))
       records = common.train(config, workdir)
       final = max(common.eval_curve(records, "test/map@r"))
       results[setting].append(
@@ -95,7 +121,7 @@ def main(argv: list[str]) -> None:
       setting,
       *(common.mean_std([r[k] for r in results[setting]]) for k in COLUMNS),
     ]
-    for setting in SETTINGS
+    for setting in runs
   ]
   table = common.markdown_table(["setting", *COLUMNS.values()], rows)
   plots.seed_bars(
@@ -103,20 +129,26 @@ def main(argv: list[str]) -> None:
     untrained,
     os.path.join(common.OUT.value, "assignment.png"),
     columns=COLUMNS,
-    title="FMNIST-ZS: proxy assignment and number of proxies",
+    title=f"{common.dataset_title()}: proxy assignment and number of proxies",
   )
+  per_class = common.TRIPLET_SAMPLES_PER_CLASS.value
+  batch = config.input.batch_size
   what = (
-    f"Each setting trained {steps} steps (batch 64 = 16 images of 4 of the "
-    f"5 training classes, Adam 1e-3, proxies x10, Proxy-NCA softmax form, "
-    f"scale 16), seeds {', '.join(map(str, seeds))}, and evaluated once at "
-    f"the last step on the test classes. {common.describe_eval()} Mean ± "
-    "sample std over seeds. Static assignment with a number of proxies "
-    "other than the classes is refused by the trainer "
-    "(train_state.num_proxies), so only dynamic assignment varies it."
+    f"Each setting trained {steps} steps (batch {batch} = {per_class} images "
+    f"of {batch // per_class} of the {num_classes} training classes, "
+    f"{config.optimizer.name} {config.optimizer.learning_rate:g}, proxies "
+    f"x{config.optimizer.proxy_lr_mult:g}, Proxy-NCA {config.loss.form} "
+    f"form, scale {config.loss.scale:g}), seeds "
+    f"{', '.join(map(str, seeds))}, and evaluated once at the last step on "
+    f"the test classes. {common.describe_eval()} Mean ± sample std over "
+    "seeds. Static assignment with a number of proxies other than the "
+    "classes is refused by the trainer (train_state.num_proxies), so only "
+    "dynamic assignment varies it."
   )
   common.write_results(
     common.OUT.value,
-    "RQ5: static vs dynamic assignment, and the number of proxies",
+    "RQ5: static vs dynamic assignment, and the number of proxies, on "
+    f"{common.dataset_title()}",
     [
       common.command_line(),
       what,

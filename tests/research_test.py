@@ -43,6 +43,7 @@ from research import (
   rq2_convergence,
   rq3_ordinal,
   rq4_losses,
+  rq5_assignment,
   sampled_negatives,
   slow_start,
 )
@@ -337,6 +338,28 @@ class LossSearchTest(absltest.TestCase):
         {"optimizer.proxy_lr_mult": 100 / 3, "loss.scale": 8.0}
       ),
       "scale=8,proxy_lr_mult=33.3333",
+    )
+
+
+class AssignmentSettingsTest(absltest.TestCase):
+  def test_fmnist_zs_settings_are_those_of_docs_rq5(self):
+    # The runs of docs/rq5 (5 training classes), so they are reused.
+    self.assertEqual(
+      rq5_assignment.settings(5, [0.6, 1.0, 2.0]),
+      {
+        "static, 5 proxies": ("static", None, "normal"),
+        "dynamic, 3 proxies": ("dynamic", 3, "normal"),
+        "dynamic, 5 proxies": ("dynamic", 5, "normal"),
+        "dynamic, 10 proxies": ("dynamic", 10, "normal"),
+        "dynamic, 5 proxies, class-mean init": ("dynamic", None, "class_means"),
+      },
+    )
+
+  def test_glyphs_zs_proxy_counts(self):
+    runs = rq5_assignment.settings(900, [0.1, 0.5, 1.0, 2.0])
+    self.assertEqual(
+      [n for a, n, _ in runs.values() if a == "dynamic" and n],
+      [90, 450, 900, 1800],
     )
 
 

@@ -255,7 +255,7 @@ def sharded_proxy_nca_loss(
     )
     drawn = jnp.minimum(num_real, sampled)
     first = sampled - drawn
-    # -1 (a positive not drawn here) becomes first - 1: no column.
+    # -1 (the positive is on another device) stays -1: no column.
     labels = jnp.where(sampled_labels >= 0, sampled_labels + first, -1)
     total = jax.lax.psum(drawn, _AXIS)
     return local_proxies[rows], labels, first, sampled, total

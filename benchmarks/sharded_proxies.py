@@ -89,7 +89,8 @@ _NEGATIVE_FRACTION = flags.DEFINE_float(
   "negative_fraction",
   1.0,
   "Sharded mode: each device samples its positives and this fraction of "
-  "its other proxies (losses/sampled_proxies.py; computed without blocks). "
+  "its other proxies (losses/sampled_proxies.py), in blocks of "
+  "--block_size sampled rows. "
   "Replicated sampling is measured by benchmarks.proxy_step_floor.",
 )
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write rows here.")
@@ -114,9 +115,7 @@ def run_child(mode: str, num_proxies: int) -> dict[str, Any]:
   fraction = _NEGATIVE_FRACTION.value
   if fraction < 1:
     # Which proxies a step draws does not change its cost: one fixed key.
-    options.update(
-      block_size=None, negative_fraction=fraction, key=jax.random.key(0)
-    )
+    options.update(negative_fraction=fraction, key=jax.random.key(0))
   if mode == "sharded":
     rows = proxies_lib.padded_num_proxies(num_proxies, mesh.size)
     proxy_sharding = parallel.row_sharded(mesh)

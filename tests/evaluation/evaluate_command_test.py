@@ -95,13 +95,24 @@ class EvaluateCommandTest(absltest.TestCase):
     return workdir
 
   def assert_metrics_match_reference(self, metrics, embeddings, labels, q, g):
-    """The saved metrics equal the float64 reference's of rows ``q``
-    against rows ``g`` of the embedded split, to float32 rounding."""
-    want = references.query_gallery_metrics(
+    """The saved metrics are the float64 reference's of rows ``q`` against
+    rows ``g`` of the embedded split, up to the order of items that float32
+    cannot tell apart.
+
+    The barely trained network's similarities are all near 1, and some
+    items are 1 ulp apart: one CPU's float32 dot ties them, another's
+    orders them (a Zen 5 machine moved MAP@R by 0.0005 that way). The
+    reference bounds what any float32 engine may report; it must still pin
+    every metric to within 0.01.
+    """
+    lowest, highest = references.query_gallery_metric_bounds(
       embeddings, labels, q, g, (1, 2, 4, 8)
     )
-    for key, value in want.items():
-      self.assertAlmostEqual(metrics[key], value, places=6, msg=key)
+    for key in lowest:
+      self.assertBetween(
+        metrics[key], lowest[key] - 1e-9, highest[key] + 1e-9, msg=key
+      )
+      self.assertLess(highest[key] - lowest[key], 0.01, msg=key)
 
   def test_query_gallery_protocol_is_applied_and_recorded(self):
     workdir = self.copy_of_run()

@@ -399,6 +399,22 @@ def _copies_case(
   return distinct[rows], rng.integers(0, 4, size=num_items)
 
 
+def _float32_matmul(reverse: bool) -> references.Matmul:
+  """Dot products rounded in float32 after every product and every sum,
+  over the features in order or in reverse: two valid float32 engines."""
+
+  def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    features = range(a.shape[1])[:: -1 if reverse else 1]
+    out = np.zeros((len(a), len(b)), np.float32)
+    for i, j in np.ndindex(out.shape):
+      for k in features:
+        out[i, j] = np.float32(out[i, j] + np.float32(a[i, k] * b[j, k]))
+    return out
+
+  return matmul
+
+
 class ReferenceTest(absltest.TestCase):
   def test_copies_tie_whatever_the_matmul(self):
     x, labels = _duplicates_case()
@@ -419,6 +435,59 @@ class ReferenceTest(absltest.TestCase):
       ),
       references.retrieval_metrics(x, labels, ks),
     )
+
+  def test_metric_bounds_cover_every_float32_order_of_a_near_tie(self):
+    # A query, a negative and a positive 1 ulp away from each other in
+    # three features: their exact similarities differ by far less than
+    # float32's rounding, and summing the features forwards or backwards
+    # (two CPUs' float32 dots) ranks them differently for some seed.
+    for seed in range(200):
+      rng = np.random.default_rng(seed)
+      query = _unit(rng.normal(size=(1, 16)))[0]
+      positive = _unit(query[None] + 0.05 * rng.normal(size=(1, 16)))[0]
+      negative = positive.copy()
+      for k in rng.choice(16, 3, replace=False):
+        toward = np.float32(rng.choice([-1, 1]) * np.inf)
+        negative[k] = np.nextafter(negative[k], toward)
+      x = np.stack([query, negative, positive]).astype(np.float32)
+      labels = np.array([0, 1, 0])
+      got = [
+        references.query_gallery_metrics(
+          x, labels, [0], [1, 2], (1,), matmul=_float32_matmul(reverse)
+        )
+        for reverse in (False, True)
+      ]
+      if got[0]["map@r"] != got[1]["map@r"]:
+        break
+    else:
+      self.fail("no near-tie that the summation order decides")
+    exact = references.similarities(x[:1], x[1:])
+    bound = references.float32_dot_error_bound(x[:1], x[1:])
+    for reverse in (False, True):
+      np.testing.assert_array_less(
+        np.abs(_float32_matmul(reverse)(x[:1], x[1:]) - exact), bound
+      )
+    lowest, highest = references.query_gallery_metric_bounds(
+      x, labels, [0], [1, 2], (1,)
+    )
+    self.assertEqual((lowest["map@r"], highest["map@r"]), (0.0, 1.0))
+    for summing_order in got:
+      for key, value in summing_order.items():
+        self.assertBetween(value, lowest[key], highest[key], msg=key)
+
+  def test_metric_bounds_are_the_metrics_when_float32_can_order_all(self):
+    rng = np.random.default_rng(5)
+    x = _unit(rng.normal(size=(60, 8))).astype(np.float32)
+    labels = rng.integers(0, 4, 60)
+    queries, gallery = np.arange(60) < 20, np.arange(60) >= 20
+    lowest, highest = references.query_gallery_metric_bounds(
+      x, labels, queries, gallery, (1, 2, 4)
+    )
+    want = references.query_gallery_metrics(
+      x, labels, queries, gallery, (1, 2, 4)
+    )
+    self.assertEqual(lowest, want)
+    self.assertEqual(highest, want)
 
   def test_fsum_matmul_is_correctly_rounded(self):
     # 1e16 + 1 - 1e16 is 1 exactly; a left-to-right float64 sum gives 0.

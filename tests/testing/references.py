@@ -20,6 +20,13 @@ depending on where the copies sit in the matrix. The similarities here are
 computed once per pair of *distinct* vectors, each as a correctly rounded
 sum of its exact float64 products (`math.fsum`), and then indexed: copies
 tie, on any CPU, whatever ``matmul`` is passed in.
+
+Exact copies aside, a float32 engine cannot order two items whose exact
+similarities differ by less than its rounding error: on a barely trained
+network (similarities near 1) two gallery items 1 ulp apart are tied by one
+CPU's float32 dot and ordered by another's. `query_gallery_metric_bounds`
+gives the lowest and highest metrics that any float32 dot product may lead
+to; where no such near-tie exists, the two are the exact metrics.
 """
 
 import math
@@ -89,13 +96,21 @@ def retrieval_per_query(
   g = embeddings if symmetric else gallery
   g_labels = labels if symmetric else np.asarray(gallery_labels)
   sim = similarities(embeddings, g, matmul)
-  out = {"first_positive_rank": [], "precision_sum": [], "hits": [], "r": []}
+  ranked = []
   for i in range(sim.shape[0]):
     others = np.arange(sim.shape[1])
     if symmetric:
       others = np.delete(others, i)
     order = others[np.argsort(-sim[i, others], kind="stable")]
-    correct = g_labels[order] == labels[i]
+    ranked.append(g_labels[order] == labels[i])
+  return _scores(ranked)
+
+
+def _scores(ranked: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+  """`retrieval_per_query`'s dict from each query's ranked gallery, given as
+  booleans (True: the query's class)."""
+  out = {"first_positive_rank": [], "precision_sum": [], "hits": [], "r": []}
+  for correct in ranked:
     r = int(correct.sum())
     top = correct[:r]
     out["first_positive_rank"].append(np.argmax(correct) if r else np.inf)
@@ -151,6 +166,7 @@ def query_gallery_metrics(
   queries: np.ndarray,
   gallery: np.ndarray,
   ks: Sequence[int],
+  matmul: Matmul = fsum_matmul,
 ) -> dict[str, float]:
   """`retrieval_metrics` of the rows ``queries`` (indices or a mask) of a
   set against its rows ``gallery``."""
@@ -161,7 +177,76 @@ def query_gallery_metrics(
     ks,
     gallery=embeddings[gallery],
     gallery_labels=labels[gallery],
+    matmul=matmul,
   )
+
+
+def float32_dot_error_bound(
+  queries: np.ndarray, gallery: np.ndarray
+) -> np.ndarray:
+  """(Nq, Ng) bounds on how far a float32 dot product may be from the exact.
+
+  A dot product of D float32 terms computed in float32, in any order of
+  summation and with or without fused multiply-adds, is within
+  gamma_D sum_k |q_k g_k| of the exact value, gamma_D = D u / (1 - D u) with
+  u = 2^-24 (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd
+  ed., Eq. 3.5).
+  """
+  d = np.shape(queries)[1]
+  gamma = d * 2.0**-24 / (1 - d * 2.0**-24)
+  return gamma * fsum_matmul(np.abs(queries), np.abs(gallery))
+
+
+def _indistinguishable_groups(sim: np.ndarray, bound: np.ndarray) -> list:
+  """The gallery in groups, most similar first: within a group the float32
+  order is unknown; between groups it is the exact order.
+
+  Each item's float32 similarity lies in [sim - bound, sim + bound]; the
+  groups are the connected unions of these intervals, so every item of a
+  group scores strictly above every item of the groups after it.
+  """
+  order = np.argsort(-(sim + bound), kind="stable")
+  groups, lowest = [], np.inf
+  for j in order:
+    if sim[j] + bound[j] < lowest:
+      groups.append([])
+    groups[-1].append(j)
+    lowest = min(lowest, sim[j] - bound[j])
+  return groups
+
+
+def query_gallery_metric_bounds(
+  embeddings: np.ndarray,
+  labels: np.ndarray,
+  queries: np.ndarray,
+  gallery: np.ndarray,
+  ks: Sequence[int],
+) -> tuple[dict[str, float], dict[str, float]]:
+  """The lowest and highest `query_gallery_metrics` a float32 engine may give.
+
+  Items that a float32 dot product cannot tell apart
+  (`float32_dot_error_bound`) may come in any order; within each group of
+  them the positives are put last for the lowest metrics and first for the
+  highest. Moving a positive ahead of a negative never lowers Recall@K,
+  Precision@1, R-Precision or MAP@R, so any order the engine picks gives
+  metrics in between.
+
+  Returns:
+    (lowest, highest), each a dict as `query_gallery_metrics`'s; they are
+    equal when no two items of a query's ranking are that close.
+  """
+  embeddings, labels = np.asarray(embeddings), np.asarray(labels)
+  q, g = embeddings[queries], embeddings[gallery]
+  q_labels, g_labels = labels[queries], labels[gallery]
+  sim = similarities(q, g)
+  bound = float32_dot_error_bound(q, g)
+  lowest, highest = [], []
+  for i in range(len(q)):
+    groups = _indistinguishable_groups(sim[i], bound[i])
+    correct = [g_labels[group] == q_labels[i] for group in groups]
+    lowest.append(np.concatenate([np.sort(c) for c in correct]))
+    highest.append(np.concatenate([np.sort(c)[::-1] for c in correct]))
+  return summarize(_scores(lowest), ks), summarize(_scores(highest), ks)
 
 
 def numerical_grad(

@@ -71,7 +71,7 @@ from pytorch_metric_learning import losses as pml_losses
 from torch import nn
 
 from benchmarks import cpu_timing
-from proxy_nca_jax import evaluation, models, parallel
+from proxy_nca_jax import evaluation, models, parallel, quiet_logs
 from proxy_nca_jax.data import class_splits, pipeline, sources
 from proxy_nca_jax.evaluation import embedding
 from proxy_nca_jax.training import setup, train_state
@@ -290,6 +290,7 @@ def _summary(times: list[float], quiet: list[bool]) -> dict[str, float]:
 
 def main(argv: list[str]) -> None:
   del argv
+  quiet_logs.quiet_libraries()
   steps = 60 if _QUICK.value else _STEPS.value
   eval_examples = 5000 if _QUICK.value else _EVAL_EXAMPLES.value
   if steps <= _WARMUP.value:

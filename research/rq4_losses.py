@@ -28,8 +28,10 @@ the validation classes (seed 0, ``--search_steps`` steps each): its own
 parameter (``SEARCHED``) at half, one and twice the config's value, then,
 for the proxy losses, the proxies' learning-rate multiplier at a third, one
 and three times the config's, with the parameter chosen. Each value is
-scored by its best validation MAP@R; the best is kept (ties: the config's
-value, then the smaller). The seeds then run with the chosen settings.
+scored by its best validation MAP@R; another value replaces the config's
+only if it scores more than ``--search_margin`` above it (one seed of a
+short run: smaller differences are noise), the best such value (ties: the
+smaller). The seeds then run with the chosen settings.
 
   python -m research.rq4_losses --out=docs/rq4
   python -m research.rq4_losses --out=docs/glyphs_rq4 \
@@ -56,6 +58,12 @@ VAL_CLASSES = flags.DEFINE_list(
   None,
   "Training classes held out for selection (default: the config's "
   "input.val_classes, else 3,4).",
+)
+SEARCH_MARGIN = flags.DEFINE_float(
+  "search_margin",
+  0.01,
+  "Validation MAP@R by which a searched value must beat the config's to "
+  "replace it.",
 )
 SEARCH_STEPS = flags.DEFINE_integer(
   "search_steps",
@@ -117,10 +125,13 @@ def candidates(field: str, default: float) -> list[float]:
   return [default] + sorted(v for v in values if v != default)
 
 
-def best_value(scores: Mapping[float, float]) -> float:
-  """The value with the best score; ties go to the earlier (``candidates``
-  puts the config's value first)."""
-  return max(scores, key=lambda v: scores[v])
+def best_value(scores: Mapping[float, float], margin: float) -> float:
+  """The first value of ``scores`` (``candidates`` puts the config's value
+  first) unless another scores more than ``margin`` above it; then the best
+  of those (ties: the earlier)."""
+  default = next(iter(scores))
+  best = max(scores, key=lambda v: scores[v])
+  return best if scores[best] - scores[default] > margin else default
 
 
 def field_value(config, field: str) -> Any:
@@ -186,7 +197,7 @@ def search(name: str, steps: int) -> tuple[dict[str, float], list[str]]:
         common.workdir_of(QUESTION, f"search/{name}/{settings_name(trial)}"),
       )
       scores[value] = max(common.eval_curve(records, KEY).values())
-    settings[field] = best_value(scores)
+    settings[field] = best_value(scores, SEARCH_MARGIN.value)
     tried = ", ".join(f"{v:g}: {s:.3f}" for v, s in scores.items())
     lines.append(f"{field} {tried} -> {settings[field]:g}")
   return settings, lines
@@ -294,8 +305,9 @@ def main(argv: list[str]) -> None:
   splits = config.input
   searched = (
     f"Settings searched on the validation classes ({SEARCH_STEPS.value} "
-    "steps, seed 0; module docstring), values tried: validation MAP@R:\n\n"
-    + "\n".join(search_lines)
+    "steps, seed 0; module docstring; another value replaces the config's "
+    f"only if it beats it by more than {SEARCH_MARGIN.value:g}), values "
+    "tried: validation MAP@R:\n\n" + "\n".join(search_lines)
     if SEARCH_STEPS.value
     else "No search: every loss used its config settings."
   )

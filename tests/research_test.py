@@ -326,10 +326,26 @@ class LossSearchTest(absltest.TestCase):
 
   def test_best_value_prefers_the_earlier_on_ties(self):
     self.assertEqual(
-      rq4_losses.best_value({8.0: 0.5, 4.0: 0.7, 16.0: 0.6}), 4.0
+      rq4_losses.best_value({8.0: 0.5, 4.0: 0.7, 16.0: 0.6}, 0.0), 4.0
     )
     self.assertEqual(
-      rq4_losses.best_value({8.0: 0.5, 4.0: 0.5, 16.0: 0.4}), 8.0
+      rq4_losses.best_value({8.0: 0.5, 4.0: 0.5, 16.0: 0.4}, 0.0), 8.0
+    )
+    self.assertEqual(
+      rq4_losses.best_value({8.0: 0.5, 4.0: 0.6, 16.0: 0.6}, 0.0), 4.0
+    )
+
+  def test_best_value_keeps_the_config_value_within_the_margin(self):
+    # The previous GLYPHS-ZS search chose x300 over x100 for 0.004.
+    scores = {100.0: 0.865, 33.3: 0.868, 300.0: 0.869}
+    self.assertEqual(rq4_losses.best_value(scores, 0.01), 100.0)
+    self.assertEqual(rq4_losses.best_value(scores, 0.003), 300.0)
+    # Scale 16 lost by 0.04: a margin never makes a worse value win.
+    self.assertEqual(
+      rq4_losses.best_value({8.0: 0.862, 4.0: 0.865, 16.0: 0.823}, 0.01), 8.0
+    )
+    self.assertEqual(
+      rq4_losses.best_value({8.0: 0.80, 4.0: 0.85, 16.0: 0.823}, 0.01), 4.0
     )
 
   def test_settings_name_is_sorted_and_short(self):

@@ -21,6 +21,12 @@ default ``configs/fashion_mnist.py``, FMNIST-ZS; RQ2 also runs on
 numbers back from the workdirs. Evaluation is reduced for the CPU
 budget (``--max_eval_examples``, ``--kmeans_restarts``); ``describe_runs``
 records exactly what ran in each ``results.md``.
+
+Each finished run is also recorded beside the results, in
+``OUT/runs/<question>/<run>.json`` (its config and metrics rows, a few
+kilobytes): committed with ``results.md``, the record lets a later command,
+on another machine or after the workdirs are gone, reuse the run instead of
+training it again, so a campaign of many runs can span several sessions.
 """
 
 import copy
@@ -176,19 +182,56 @@ def _finished(config: ml_collections.ConfigDict, workdir: str) -> bool:
   return same and config.schedule.num_steps in checkpoint_steps(workdir)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+def record_path(workdir: str) -> str:
+  """Where the finished run of ``workdir`` is recorded: OUT/runs/, then its
+  path under WORKDIR_ROOT (OUT/runs/rq5/static_pclasses_normal_seed0.json)."""
+  run = os.path.relpath(
+    workdirs.absolute(workdir), workdirs.absolute(WORKDIR_ROOT.value)
+  )
+  return os.path.join(OUT.value, "runs", run + ".json")
+
+
+def _recorded(config: ml_collections.ConfigDict, path: str) -> list | None:
+  """The metrics rows recorded at ``path`` for exactly ``config``, if any."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    record = json.load(f)
+  same = record["config"] == json.loads(config.to_json())
+  return record["metrics"] if same else None
+
+
+def train(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  needs_checkpoint: bool = False,
+) -> list[dict]:
   """Trains (or resumes) a run; returns its metrics.jsonl rows.
 
   A finished run of the same config is reused as it is (not even its last
-  evaluation is repeated).
+  evaluation is repeated): its record (``record_path``) if there is one,
+  unless the caller goes on to read the run's checkpoints, else its workdir.
+  A run trained or found finished here is recorded.
   """
   workdir = workdirs.absolute(workdir)
+  path = record_path(workdir)
+  records = None if needs_checkpoint else _recorded(config, path)
+  if records is not None:
+    logging.info("Reusing the run recorded in %s", path)
+    return records
   if _finished(config, workdir):
     logging.info("Reusing the finished run in %s", workdir)
   else:
     logging.info("Run %s", workdir)
     trainer.train_and_evaluate(config, workdir)
-  return metric_writer.read_metrics(workdir)
+  records = metric_writer.read_metrics(workdir)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(
+      {"config": json.loads(config.to_json()), "metrics": records}, f, indent=1
+    )
+  return records
 
 
 def eval_curve(

@@ -286,7 +286,7 @@ def main(argv: list[str]) -> None:
     }
   )
   workdir = common.workdir_of(QUESTION, f"proxy_nca_paper_seed{seed}")
-  common.train(config, workdir)
+  common.train(config, workdir, needs_checkpoint=True)
   results = measure_run(workdir)
   plot(results, os.path.join(common.OUT.value, "bound.png"))
   rows = [

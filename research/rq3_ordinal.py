@@ -127,7 +127,7 @@ def main(argv: list[str]) -> None:
       "proxy_nca", seed, steps, common.EVAL_EVERY.value
     )
     workdir = common.workdir_of("rq2", f"proxy_nca_seed{seed}")
-    common.train(common.make_config(overrides), workdir)
+    common.train(common.make_config(overrides), workdir, needs_checkpoint=True)
     config, model, state = common.restore(workdir)
     results["after"].append(measure(config, model, state))
     _, initial = common.initial_state(config)

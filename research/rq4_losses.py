@@ -203,17 +203,41 @@ def search(name: str, steps: int) -> tuple[dict[str, float], list[str]]:
   return settings, lines
 
 
-def selected_test_metrics(workdir: str, records: list[dict]) -> dict:
-  """Test metrics of the checkpoint with the best validation MAP@R."""
+def selected_step(records: list[dict]) -> int:
+  """The evaluated step with the best validation MAP@R (ties: the earliest)."""
   val = common.eval_curve(records, KEY)
-  step = max(sorted(val), key=lambda s: val[s])  # Ties: the earliest.
+  return max(sorted(val), key=lambda s: val[s])
+
+
+def selected_test_path(workdir: str, step: int) -> str:
+  """Where the test metrics of ``step`` are kept: beside the run's record."""
+  record = common.record_path(workdir).removesuffix(".json")
+  return f"{record}_selected_test_step{step}.json"
+
+
+def selected_run(config, workdir: str) -> tuple[list[dict], dict]:
+  """A run's metrics rows and the test metrics of its checkpoint with the
+  best validation MAP@R.
+
+  A recorded run whose test metrics are kept too needs no workdir; one
+  whose are not is trained again if its workdir is gone, and the step is
+  chosen on the rows of that training.
+  """
+  records = common.train(config, workdir)
+  step = selected_step(records)
+  path = selected_test_path(workdir, step)
+  if not os.path.exists(path) and (
+    not os.path.isdir(workdir) or step not in common.checkpoint_steps(workdir)
+  ):
+    records = common.train(config, workdir, needs_checkpoint=True)
+    step = selected_step(records)
+    path = selected_test_path(workdir, step)
 
   def compute():
-    config, model, state = common.restore(workdir, step)
-    return common.evaluate_state(config, model, state, "test")
+    restored, model, state = common.restore(workdir, step)
+    return common.evaluate_state(restored, model, state, "test")
 
-  path = os.path.join(workdir, f"selected_test_step{step}.json")
-  return {"step": step, **common.cached_json(path, compute)}
+  return records, {"step": step, **common.cached_json(path, compute)}
 
 
 def results_table(
@@ -282,11 +306,11 @@ def main(argv: list[str]) -> None:
       workdir = common.workdir_of(
         QUESTION, "_".join(filter(None, [name, chosen, f"seed{seed}"]))
       )
-      records = common.train(config, workdir)
+      records, selected = selected_run(config, workdir)
       runs[name].append(records)
       trained = common.training_seconds(records)
       seconds[name].append(trained[max(trained)])
-      results[name].append(selected_test_metrics(workdir, records))
+      results[name].append(selected)
     untrained.append(common.untrained_test_metrics(config))
   title = common.dataset_title()
   plots.seed_bars(

@@ -22,7 +22,9 @@ training time from hand-made metric records.
 
 import functools
 import itertools
+import os
 import pathlib
+import shutil
 import tempfile
 
 import hypothesis
@@ -30,7 +32,7 @@ import jax
 import numpy as np
 import pytest
 from absl import flags
-from absl.testing import absltest, parameterized
+from absl.testing import absltest, flagsaver, parameterized
 from hypothesis import strategies as st
 
 from configs import fashion_mnist
@@ -221,6 +223,41 @@ class OrdinalTest(parameterized.TestCase):
       expected["proxy_ordered"] += proxy
       expected["preserved"] += data == proxy
     self.assertEqual(got, expected)
+
+
+@pytest.mark.slow
+class RunRecordTest(absltest.TestCase):
+  """A finished run is recorded under --out and reused from the record."""
+
+  def test_record_replaces_the_workdir_until_a_checkpoint_is_needed(self):
+    root = pathlib.Path(self.enterContext(tempfile.TemporaryDirectory()))
+    tiny_run.write_data(root)
+    self.enterContext(
+      flagsaver.flagsaver(
+        (common.OUT, str(root / "out")),
+        (common.WORKDIR_ROOT, str(root / "workdirs")),
+      )
+    )
+    config = tiny_run.tiny_config(root, evals__at_step_zero=False)
+    pipeline.prepare_dataset(config.input)
+    workdir = common.workdir_of("rq5", "tiny_seed0")
+    trained = common.train(config, workdir)
+    path = root / "out" / "runs" / "rq5" / "tiny_seed0.json"
+    self.assertEqual(common.record_path(workdir), str(path))
+    self.assertEqual(trained, metric_writer.read_metrics(workdir))
+    self.assertIn("test/map@r", trained[-1])
+
+    # The workdir gone (another session): the record answers, no training.
+    shutil.rmtree(workdir)
+    self.assertEqual(common.train(config, workdir), trained)
+    self.assertFalse(os.path.exists(workdir))
+    # Another config is not answered by it.
+    other = tiny_run.tiny_config(root, evals__at_step_zero=False, seed=1)
+    self.assertIsNone(common._recorded(other, str(path)))
+    # A caller that reads checkpoints gets the run trained again.
+    again = common.train(config, workdir, needs_checkpoint=True)
+    self.assertEqual(common.checkpoint_steps(workdir), [3, 6])
+    self.assertEqual([r["step"] for r in again], [r["step"] for r in trained])
 
 
 @pytest.mark.slow

@@ -315,15 +315,15 @@ def cached_json(path: str, compute) -> dict:
 def untrained_test_metrics(config: ml_collections.ConfigDict) -> dict:
   """Test-class metrics of the network a run of ``config`` starts from.
 
-  Cached per seed under WORKDIR_ROOT (the network's initialisation depends
-  only on the seed and the model).
+  Kept per seed beside the run records (OUT/runs/untrained/; the network's
+  initialisation depends only on the seed and the model).
   """
   name = (
     f"{config.input.dataset}_seed{config.seed}"
     f"_eval{config.input.max_eval_examples}"
     f"_kmeans{config.evals.kmeans_restarts}_test.json"
   )
-  path = os.path.join(WORKDIR_ROOT.value, "untrained", name)
+  path = os.path.join(OUT.value, "runs", "untrained", name)
   model, state = initial_state(config)
   return cached_json(path, lambda: evaluate_state(config, model, state, "test"))
 

@@ -36,7 +36,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -232,6 +232,29 @@ def train(
       {"config": json.loads(config.to_json()), "metrics": records}, f, indent=1
     )
   return records
+
+
+def measured_run(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  name: str,
+  measure: Callable[[ml_collections.ConfigDict, Any, Any], dict],
+) -> dict:
+  """``measure(config, model, state)`` of a run's last checkpoint, kept
+  beside its record (``record_path`` + ``_<name>.json``) and read back from
+  there; the run is trained again only if the value is not kept and the
+  workdir is gone."""
+
+  def compute() -> dict:
+    if not os.path.isdir(workdir) or (
+      config.schedule.num_steps not in checkpoint_steps(workdir)
+    ):
+      train(config, workdir, needs_checkpoint=True)
+    restored, model, state = restore(workdir, config.schedule.num_steps)
+    return measure(restored, model, state)
+
+  record = record_path(workdir).removesuffix(".json")
+  return cached_json(f"{record}_{name}.json", compute)
 
 
 def eval_curve(

@@ -22,7 +22,10 @@ many and more proxies than classes: ``--proxy_ratios`` times C
 batches (``--triplet_samples_per_class`` images of each class) and randomly
 initialised proxies; one more row starts dynamic assignment with C proxies
 from the class means, as its docstring recommends. The last step is
-evaluated on the test classes (nothing is selected).
+evaluated on the test classes (nothing is selected). How the trained
+proxies cover the training classes is measured too (``proxy_usage``, on
+the first ``--max_eval_examples`` training images): how many proxies are
+some image's nearest, and how pure their images' classes are.
 
   python -m research.rq5_assignment --out=docs/rq5
   python -m research.rq5_assignment --out=docs/glyphs_rq5 \
@@ -33,6 +36,7 @@ evaluated on the test classes (nothing is selected).
 
 import os
 
+import numpy as np
 from absl import app, flags
 
 from proxy_nca_jax.data import pipeline
@@ -86,6 +90,44 @@ def run_overrides(
   }
 
 
+def proxy_usage(
+  embeddings: np.ndarray, class_ids: np.ndarray, proxies: np.ndarray
+) -> dict[str, float]:
+  """How proxies cover a set of labelled embeddings.
+
+  Each embedding's proxy is its nearest (the largest cosine, the proxy
+  dynamic assignment picks at any norms a and b).
+
+  Args:
+    embeddings: (N, D) unit embeddings.
+    class_ids: (N,) their classes.
+    proxies: (P, D) raw proxies.
+
+  Returns:
+    'classes': distinct classes among the embeddings; 'in_use': proxies
+    that are some embedding's nearest; 'purity': the share of embeddings
+    whose proxy's most frequent class is their own (1: no proxy mixes
+    classes).
+  """
+  unit = proxies / np.linalg.norm(proxies, axis=1, keepdims=True)
+  nearest = np.argmax(embeddings @ unit.T, axis=1)
+  agreeing = 0
+  for proxy in np.unique(nearest):
+    _, counts = np.unique(class_ids[nearest == proxy], return_counts=True)
+    agreeing += counts.max()
+  return {
+    "classes": len(np.unique(class_ids)),
+    "in_use": len(np.unique(nearest)),
+    "purity": agreeing / len(class_ids),
+  }
+
+
+def measure_usage(config, model, state) -> dict[str, float]:
+  """``proxy_usage`` of a trained state on the first training images."""
+  embeddings, class_ids = common.embed_split(config, model, state, "train")
+  return proxy_usage(embeddings, class_ids, np.asarray(state.params["proxies"]))
+
+
 def run_name(setting: tuple[str, int | None, str], seed: int) -> str:
   assignment, num_proxies, init = setting
   return f"{assignment}_p{num_proxies or 'classes'}_{init}_seed{seed}"
@@ -99,6 +141,7 @@ def main(argv: list[str]) -> None:
   num_classes = pipeline.num_classes(common.CONFIG.value.input, "train")
   runs = settings(num_classes, [float(r) for r in PROXY_RATIOS.value])
   results = {setting: [] for setting in runs}
+  usage = {setting: [] for setting in runs}
   untrained = []
   for seed in seeds:
     for setting, spec in runs.items():
@@ -108,6 +151,9 @@ def main(argv: list[str]) -> None:
       final = max(common.eval_curve(records, "test/map@r"))
       results[setting].append(
         {k: common.eval_curve(records, f"test/{k}")[final] for k in COLUMNS}
+      )
+      usage[setting].append(
+        common.measured_run(config, workdir, "proxy_usage", measure_usage)
       )
     untrained.append(common.untrained_test_metrics(config))
   rows = [
@@ -124,6 +170,27 @@ def main(argv: list[str]) -> None:
     for setting in runs
   ]
   table = common.markdown_table(["setting", *COLUMNS.values()], rows)
+  usage_rows = [
+    [
+      setting,
+      runs[setting][1] or num_classes,
+      common.mean_std([u["in_use"] for u in usage[setting]], 0),
+      common.mean_std([u["purity"] for u in usage[setting]]),
+    ]
+    for setting in runs
+  ]
+  covered = {u["classes"] for values in usage.values() for u in values}
+  usage_table = common.markdown_table(
+    ["setting", "proxies", "proxies in use", "purity"], usage_rows
+  )
+  usage_text = (
+    "How the trained proxies cover the training classes "
+    f"(`proxy_usage`): over the first {config.input.max_eval_examples} "
+    f"training images ({', '.join(map(str, sorted(covered)))} classes), "
+    "each image's nearest proxy; *in use*: proxies that are some image's "
+    "nearest; *purity*: the share of images whose proxy's most frequent "
+    "class is their own."
+  )
   plots.seed_bars(
     results,
     untrained,
@@ -153,6 +220,8 @@ def main(argv: list[str]) -> None:
       common.command_line(),
       what,
       table,
+      usage_text,
+      usage_table,
       "![assignment](assignment.png)",
       session.describe(),
     ],

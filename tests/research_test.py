@@ -415,6 +415,21 @@ class AssignmentSettingsTest(absltest.TestCase):
       [90, 450, 900, 1800],
     )
 
+  def test_proxy_usage_by_hand(self):
+    # Five images on the axes; proxy 0 leans to +x, proxy 1 to +y (twice
+    # as long: the norm must not matter), proxy 2 to -x, proxy 3 unused.
+    embeddings = np.array(
+      [[1, 0], [0.8, 0.6], [0, 1], [0.6, 0.8], [-1, 0]], np.float64
+    )
+    classes = np.array([7, 8, 8, 8, 9])
+    proxies = np.array([[1, 0.1], [0.2, 2], [-1, 0.05], [0, -1]])
+    # Nearest: 0, 0, 1, 1, 2. Proxy 0 holds classes 7 and 8 (one of its
+    # two images agrees), proxy 1 two of class 8, proxy 2 one of class 9.
+    self.assertEqual(
+      rq5_assignment.proxy_usage(embeddings, classes, proxies),
+      {"classes": 3, "in_use": 3, "purity": 4 / 5},
+    )
+
 
 def setUpModule():
   flags.FLAGS.mark_as_parsed()

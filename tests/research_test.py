@@ -259,6 +259,22 @@ class RunRecordTest(absltest.TestCase):
     self.assertEqual(common.checkpoint_steps(workdir), [3, 6])
     self.assertEqual([r["step"] for r in again], [r["step"] for r in trained])
 
+    # A measure of the last checkpoint is kept beside the record...
+    def last_step(config, model, state):
+      del config, model
+      return {"step": int(state.step)}
+
+    self.assertEqual(
+      common.measured_run(config, workdir, "last", last_step), {"step": 6}
+    )
+    self.assertTrue(os.path.exists(str(path).replace(".json", "_last.json")))
+    # ... and read back without the workdir (the measure is not called).
+    shutil.rmtree(workdir)
+    self.assertEqual(
+      common.measured_run(config, workdir, "last", None), {"step": 6}
+    )
+    self.assertFalse(os.path.exists(workdir))
+
 
 @pytest.mark.slow
 class ConvergenceTest(absltest.TestCase):

@@ -191,6 +191,16 @@ def record_path(workdir: str) -> str:
   return os.path.join(OUT.value, "runs", run + ".json")
 
 
+def beside_record(workdir: str, name: str) -> str:
+  """The path of a file ``name`` kept beside the run's record."""
+  return f"{record_path(workdir).removesuffix('.json')}_{name}.json"
+
+
+def has_checkpoint(workdir: str, step: int) -> bool:
+  """Whether ``workdir`` exists and holds a checkpoint of ``step``."""
+  return os.path.isdir(workdir) and step in checkpoint_steps(workdir)
+
+
 def _recorded(config: ml_collections.ConfigDict, path: str) -> list | None:
   """The metrics rows recorded at ``path`` for exactly ``config``, if any."""
   if not os.path.exists(path):
@@ -241,20 +251,17 @@ def measured_run(
   measure: Callable[[ml_collections.ConfigDict, Any, Any], dict],
 ) -> dict:
   """``measure(config, model, state)`` of a run's last checkpoint, kept
-  beside its record (``record_path`` + ``_<name>.json``) and read back from
+  beside its record (``beside_record``) and read back from
   there; the run is trained again only if the value is not kept and the
   workdir is gone."""
 
   def compute() -> dict:
-    if not os.path.isdir(workdir) or (
-      config.schedule.num_steps not in checkpoint_steps(workdir)
-    ):
+    if not has_checkpoint(workdir, config.schedule.num_steps):
       train(config, workdir, needs_checkpoint=True)
     restored, model, state = restore(workdir, config.schedule.num_steps)
     return measure(restored, model, state)
 
-  record = record_path(workdir).removesuffix(".json")
-  return cached_json(f"{record}_{name}.json", compute)
+  return cached_json(beside_record(workdir, name), compute)
 
 
 def eval_curve(

@@ -209,12 +209,6 @@ def selected_step(records: list[dict]) -> int:
   return max(sorted(val), key=lambda s: val[s])
 
 
-def selected_test_path(workdir: str, step: int) -> str:
-  """Where the test metrics of ``step`` are kept: beside the run's record."""
-  record = common.record_path(workdir).removesuffix(".json")
-  return f"{record}_selected_test_step{step}.json"
-
-
 def selected_run(config, workdir: str) -> tuple[list[dict], dict]:
   """A run's metrics rows and the test metrics of its checkpoint with the
   best validation MAP@R.
@@ -225,13 +219,11 @@ def selected_run(config, workdir: str) -> tuple[list[dict], dict]:
   """
   records = common.train(config, workdir)
   step = selected_step(records)
-  path = selected_test_path(workdir, step)
-  if not os.path.exists(path) and (
-    not os.path.isdir(workdir) or step not in common.checkpoint_steps(workdir)
-  ):
+  path = common.beside_record(workdir, f"selected_test_step{step}")
+  if not os.path.exists(path) and not common.has_checkpoint(workdir, step):
     records = common.train(config, workdir, needs_checkpoint=True)
     step = selected_step(records)
-    path = selected_test_path(workdir, step)
+    path = common.beside_record(workdir, f"selected_test_step{step}")
 
   def compute():
     restored, model, state = common.restore(workdir, step)

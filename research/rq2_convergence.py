@@ -30,6 +30,11 @@ The same on GLYPHS-ZS (2,000 Han character classes; ``configs/glyphs.py``):
   python -m research.rq2_convergence --out=docs/glyphs_rq2 \
       --config=configs/glyphs.py --num_steps=1000 --eval_every=100 \
       --triplet_samples_per_class=8 --max_eval_examples=10000
+
+``--losses`` names losses (their config settings) or the runs of
+``VARIANTS``, e.g. ``proxy_nca_class_means``: Proxy-NCA with its proxies
+started at the initial network's class means, the fix of the slow start
+that research/slow_start.py chose on the validation classes.
 """
 
 import os
@@ -58,7 +63,27 @@ QUESTION = "rq2"
 DEFAULT_STEPS = 600
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_LOSSES = ("proxy_nca", "triplet_semihard")
+# Runs other than a loss with its config settings: name -> (loss, changes).
+VARIANTS = {
+  "proxy_nca_class_means": ("proxy_nca", {"proxies.init": "class_means"}),
+}
 KEYS = {"map@r": "MAP@R", "recall@1": "Recall@1"}
+
+
+def run_of(name: str) -> tuple[str, dict[str, str]]:
+  """The loss and config changes of run ``name`` (a loss or a variant).
+
+  Raises:
+    app.UsageError: ``name`` is neither.
+  """
+  if name in VARIANTS:
+    return VARIANTS[name]
+  if name in losses.LOSSES:
+    return name, {}
+  raise app.UsageError(
+    f"Unknown run {name!r}; use a loss of {list(losses.LOSSES)} or a "
+    f"variant of {list(VARIANTS)}."
+  )
 
 
 def first_step_reaching(curve: dict[int, float], target: float) -> int | None:
@@ -201,9 +226,9 @@ def plot(runs: dict[str, list[list[dict]]], target: float, path: str) -> None:
 
 
 def describe_setup(configs: dict[str, ml_collections.ConfigDict]) -> str:
-  """What the runs of each loss were, read from their configs."""
+  """What the runs of each name were, read from their configs."""
   parts = []
-  for loss, config in configs.items():
+  for name, config in configs.items():
     opt = config.optimizer
     batches = (
       f"{config.input.samples_per_class} images of each of "
@@ -212,15 +237,16 @@ def describe_setup(configs: dict[str, ml_collections.ConfigDict]) -> str:
       if config.input.samples_per_class
       else "random batches"
     )
-    if loss in losses.PROXY_LOSSES:
+    if config.loss.name in losses.PROXY_LOSSES:
       details = (
         f"{config.loss.form} form, scale {config.loss.scale:g}, proxy "
-        f"learning rate x{opt.proxy_lr_mult:g}"
+        f"learning rate x{opt.proxy_lr_mult:g}, proxies initialised "
+        f"{config.proxies.init}"
       )
     else:
       details = f"margin {config.loss.margin:g}"
     parts.append(
-      f"{loss}: batch {config.input.batch_size}, {opt.name} "
+      f"{name}: batch {config.input.batch_size}, {opt.name} "
       f"{opt.learning_rate:g}, {details}, {batches}, augmentation "
       f"{config.input.augmentation}"
     )
@@ -232,18 +258,24 @@ def main(argv: list[str]) -> None:
   session = common.Session()
   steps = common.num_steps(DEFAULT_STEPS)
   names = common.losses_of(DEFAULT_LOSSES)
-  runs = {loss: [] for loss in names}
+  chosen = {name: run_of(name) for name in names}
+  runs = {name: [] for name in names}
   configs = {}
-  # Seed by seed, both losses in turn, so machine load falls on both alike.
+  # Seed by seed, the runs in turn, so machine load falls on all alike.
   for seed in common.seeds(DEFAULT_SEEDS):
-    for loss in names:
-      configs[loss] = common.make_config(
-        common.convergence_overrides(loss, seed, steps, common.EVAL_EVERY.value)
+    for name, (loss, changes) in chosen.items():
+      configs[name] = common.make_config(
+        {
+          **common.convergence_overrides(
+            loss, seed, steps, common.EVAL_EVERY.value
+          ),
+          **changes,
+        }
       )
-      runs[loss].append(
+      runs[name].append(
         common.train(
-          configs[loss],
-          common.workdir_of(QUESTION, f"{loss}_seed{seed}"),
+          configs[name],
+          common.workdir_of(QUESTION, f"{name}_seed{seed}"),
         )
       )
   tables, target = summarize(runs)

@@ -31,7 +31,7 @@ import hypothesis
 import jax
 import numpy as np
 import pytest
-from absl import flags
+from absl import app, flags
 from absl.testing import absltest, flagsaver, parameterized
 from hypothesis import strategies as st
 
@@ -346,13 +346,22 @@ class SlowStartTest(absltest.TestCase):
 
   def test_every_variant_changes_one_known_field(self):
     config = fashion_mnist.get_config()
-    for study in (slow_start, sampled_negatives):
+    for study in (slow_start, sampled_negatives, rq2_convergence):
       for name, (loss, changes) in study.VARIANTS.items():
         self.assertIn(loss, ("proxy_nca", "triplet_semihard"), name)
         self.assertLessEqual(len(changes), 1, name)
         for key in changes:
           section, field = key.split(".")
           self.assertIn(field, config[section], name)
+
+  def test_rq2_runs_are_losses_or_variants(self):
+    self.assertEqual(rq2_convergence.run_of("nca"), ("nca", {}))
+    self.assertEqual(
+      rq2_convergence.run_of("proxy_nca_class_means"),
+      ("proxy_nca", {"proxies.init": "class_means"}),
+    )
+    with self.assertRaisesRegex(app.UsageError, "proxy_nca_class_means"):
+      rq2_convergence.run_of("proxy_nca_means")
 
 
 class LossSearchTest(absltest.TestCase):

@@ -210,6 +210,22 @@ def dynamic_targets(
   return jnp.argmin(free, axis=-1), negatives
 
 
+def supervised_anchors(negatives: jax.Array) -> jax.Array:
+  """The anchors that ``dynamic_targets``' ``negatives`` give a loss term.
+
+  An anchor needs a negative proxy and a proxy left for its positive. Where
+  every group of a batch has the same nearest proxy, no group claims it and
+  no anchor has a negative: the dynamic losses and their gradients are 0.
+
+  Args:
+    negatives: bool array (B, P), from ``dynamic_targets``.
+
+  Returns:
+    bool array (B,).
+  """
+  return jnp.any(negatives, axis=1) & ~jnp.all(negatives, axis=1)
+
+
 def relations_from_labels(labels: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Similar and dissimilar pairs of a labelled batch.
 

@@ -264,6 +264,20 @@ def measured_run(
   return cached_json(beside_record(workdir, name), compute)
 
 
+def measured_start(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  name: str,
+  measure: Callable[[ml_collections.ConfigDict, Any, Any], dict],
+) -> dict:
+  """``measure(config, model, state)`` of the state a run starts from
+  (``initial_state``), kept beside its record as ``{name}_step0``."""
+  return cached_json(
+    beside_record(workdir, f"{name}_step0"),
+    lambda: measure(config, *initial_state(config)),
+  )
+
+
 def eval_curve(
   records: Iterable[Mapping[str, float]], key: str
 ) -> dict[int, float]:
@@ -359,9 +373,16 @@ def untrained_test_metrics(config: ml_collections.ConfigDict) -> dict:
 
 
 def initial_state(config: ml_collections.ConfigDict):
-  """(model, state) exactly as a run of ``config`` starts (normal init)."""
+  """(model, state) exactly as a one-device run of ``config`` starts, its
+  proxies at the class means when ``proxies.init`` says so."""
   parts = setup.assemble(config)
-  return parts.model, parts.initial_state()
+  state = parts.initial_state()
+  if config.proxies.init == "class_means":
+    proxies = trainer.class_mean_proxy_init(
+      config, parts.model, state, parts.num_proxies
+    )
+    state = state.replace(params={**state.params, "proxies": proxies})
+  return parts.model, state
 
 
 def mean_std(values: Sequence[float], digits: int = 3) -> str:

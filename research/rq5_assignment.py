@@ -22,10 +22,13 @@ many and more proxies than classes: ``--proxy_ratios`` times C
 batches (``--triplet_samples_per_class`` images of each class) and randomly
 initialised proxies; one more row starts dynamic assignment with C proxies
 from the class means, as its docstring recommends. The last step is
-evaluated on the test classes (nothing is selected). How the trained
-proxies cover the training classes is measured too (``proxy_usage``, on
-the first ``--max_eval_examples`` training images): how many proxies are
-some image's nearest, and how pure their images' classes are.
+evaluated on the test classes (nothing is selected). How the proxies
+cover the training classes at the first and the last step is measured too
+(``proxy_usage``, on the first ``--max_eval_examples`` training images):
+how many proxies are some image's nearest, and how pure their images'
+classes are; and, for dynamic assignment, the share of the anchors of the
+first training batches that get a loss term at all
+(``dynamic_supervision``).
 
   python -m research.rq5_assignment --out=docs/rq5
   python -m research.rq5_assignment --out=docs/glyphs_rq5 \
@@ -39,6 +42,7 @@ import os
 import numpy as np
 from absl import app, flags
 
+from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
 from research import common, plots
 
@@ -128,6 +132,55 @@ def measure_usage(config, model, state) -> dict[str, float]:
   return proxy_usage(embeddings, class_ids, np.asarray(state.params["proxies"]))
 
 
+def dynamic_supervision(
+  config, model, state, num_batches: int = 16
+) -> dict[str, float]:
+  """The share of anchors dynamic assignment gives a loss term
+  (``proxies.supervised_anchors``) in the first ``num_batches`` batches of
+  the run's training stream, embedded as the loss sees them (training
+  mode). An anchor without one adds nothing to the loss or its gradient."""
+  batches = pipeline.create_train_iterator(
+    config.input, seed=config.seed, process_index=0, process_count=1
+  )
+  supervised = []
+  for _, batch in zip(range(num_batches), batches, strict=False):
+    embeddings, _ = model.apply(
+      {"params": state.params["model"], "batch_stats": state.batch_stats},
+      batch["image"],
+      train=True,
+      mutable=["batch_stats"],
+    )
+    similar, dissimilar = proxies_lib.relations_from_labels(batch["label"])
+    _, negatives = proxies_lib.dynamic_targets(
+      proxies_lib.proxy_distances(embeddings, state.params["proxies"]),
+      similar,
+      dissimilar,
+    )
+    supervised.append(np.asarray(proxies_lib.supervised_anchors(negatives)))
+  return {"supervised": float(np.concatenate(supervised).mean())}
+
+
+def coverage(
+  setting: tuple[str, int | None, str], config, workdir: str
+) -> dict[str, float]:
+  """``proxy_usage`` of a run's proxies at its first and last step, and,
+  for dynamic assignment, ``dynamic_supervision`` at both."""
+  start = common.measured_start(config, workdir, "proxy_usage", measure_usage)
+  result = {
+    **common.measured_run(config, workdir, "proxy_usage", measure_usage),
+    "in_use_step0": start["in_use"],
+  }
+  if setting[0] == "dynamic":
+    name = "dynamic_supervision"
+    result["supervised_step0"] = common.measured_start(
+      config, workdir, name, dynamic_supervision
+    )["supervised"]
+    result["supervised"] = common.measured_run(
+      config, workdir, name, dynamic_supervision
+    )["supervised"]
+  return result
+
+
 def run_name(setting: tuple[str, int | None, str], seed: int) -> str:
   assignment, num_proxies, init = setting
   return f"{assignment}_p{num_proxies or 'classes'}_{init}_seed{seed}"
@@ -152,9 +205,7 @@ def main(argv: list[str]) -> None:
       results[setting].append(
         {k: common.eval_curve(records, f"test/{k}")[final] for k in COLUMNS}
       )
-      usage[setting].append(
-        common.measured_run(config, workdir, "proxy_usage", measure_usage)
-      )
+      usage[setting].append(coverage(spec, config, workdir))
     untrained.append(common.untrained_test_metrics(config))
   rows = [
     [
@@ -162,34 +213,64 @@ def main(argv: list[str]) -> None:
       *(common.mean_std([u[k] for u in untrained]) for k in COLUMNS),
     ]
   ]
+  rows[0].append(", ".join(f"{u['map@r']:.3f}" for u in untrained))
   rows += [
     [
       setting,
       *(common.mean_std([r[k] for r in results[setting]]) for k in COLUMNS),
+      ", ".join(f"{r['map@r']:.3f}" for r in results[setting]),
     ]
     for setting in runs
   ]
-  table = common.markdown_table(["setting", *COLUMNS.values()], rows)
+  table = common.markdown_table(
+    ["setting", *COLUMNS.values(), "MAP@R per seed"], rows
+  )
+
+  def column(setting: str, key: str, digits: int = 3) -> str:
+    values = [u[key] for u in usage[setting] if key in u]
+    return common.mean_std(values, digits) if values else "-"
+
+  def per_seed(setting: str, key: str) -> str:
+    """Each seed's value: these are all or nothing, a mean would hide it."""
+    values = [u[key] for u in usage[setting] if key in u]
+    return ", ".join(f"{v:.2f}" for v in values) or "-"
+
   usage_rows = [
     [
       setting,
       runs[setting][1] or num_classes,
-      common.mean_std([u["in_use"] for u in usage[setting]], 0),
-      common.mean_std([u["purity"] for u in usage[setting]]),
+      column(setting, "in_use_step0", 0),
+      column(setting, "in_use", 0),
+      column(setting, "purity"),
+      per_seed(setting, "supervised_step0"),
+      per_seed(setting, "supervised"),
     ]
     for setting in runs
   ]
   covered = {u["classes"] for values in usage.values() for u in values}
   usage_table = common.markdown_table(
-    ["setting", "proxies", "proxies in use", "purity"], usage_rows
+    [
+      "setting",
+      "proxies",
+      "in use at step 0",
+      f"in use at step {steps}",
+      f"purity at step {steps}",
+      "anchors with a loss term at step 0, per seed",
+      f"at step {steps}, per seed",
+    ],
+    usage_rows,
   )
   usage_text = (
-    "How the trained proxies cover the training classes "
-    f"(`proxy_usage`): over the first {config.input.max_eval_examples} "
-    f"training images ({', '.join(map(str, sorted(covered)))} classes), "
-    "each image's nearest proxy; *in use*: proxies that are some image's "
-    "nearest; *purity*: the share of images whose proxy's most frequent "
-    "class is their own."
+    "How the proxies cover the training classes (`proxy_usage`): over the "
+    f"first {config.input.max_eval_examples} training images "
+    f"({', '.join(map(str, sorted(covered)))} classes), each image's "
+    "nearest proxy; *in use*: proxies that are some image's nearest; "
+    "*purity*: the share of images whose proxy's most frequent class is "
+    "their own. Anchors with a loss term (`dynamic_supervision`, dynamic "
+    "assignment only): the share of the anchors of the run's first 16 "
+    "training batches, embedded in training mode, that have a negative "
+    "proxy (one claimed by another class of the batch) and a free one for "
+    "the positive; the others add nothing to the loss or its gradient."
   )
   plots.seed_bars(
     results,

@@ -274,6 +274,14 @@ class RunRecordTest(absltest.TestCase):
       common.measured_run(config, workdir, "last", None), {"step": 6}
     )
     self.assertFalse(os.path.exists(workdir))
+    # So is a measure of the state the run starts from, with no workdir.
+    self.assertEqual(
+      common.measured_start(config, workdir, "last", last_step), {"step": 0}
+    )
+    self.assertTrue(
+      os.path.exists(str(path).replace(".json", "_last_step0.json"))
+    )
+    self.assertFalse(os.path.exists(workdir))
 
 
 @pytest.mark.slow

@@ -123,8 +123,7 @@ def _dynamic_terms(
   """d(x_i, p+_i) (B,), negative proxies (B, P), valid anchors (B,)."""
   positive, negatives = proxies_lib.dynamic_targets(dist, similar, dissimilar)
   positive_dist = jnp.take_along_axis(dist, positive[:, None], axis=1)[:, 0]
-  valid = jnp.any(negatives, axis=1) & ~jnp.all(negatives, axis=1)
-  return positive_dist, negatives, valid
+  return positive_dist, negatives, proxies_lib.supervised_anchors(negatives)
 
 
 def dynamic_proxy_ranking_loss(

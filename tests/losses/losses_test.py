@@ -550,6 +550,55 @@ class DynamicAssignmentTest(parameterized.TestCase):
     np.testing.assert_array_equal(positive, [0, 0, 0, 1, 1])
     np.testing.assert_array_equal(negatives, [[0, 1, 0]] * 3 + [[1, 0, 0]] * 2)
 
+  def test_a_shared_nearest_proxy_supervises_no_anchor(self):
+    # Two classes of three samples, all nearest proxy 0 (3 votes each): no
+    # group claims it, so no anchor has a negative, and the loss and its
+    # gradients are 0 (the start of GLYPHS-ZS's dynamic runs, docs/glyphs_rq5).
+    rng = np.random.default_rng(3)
+    proxies = _unit(rng.normal(size=(4, 5))).astype(np.float32)
+    x = (proxies[0] + 0.01 * rng.normal(size=(6, 5))).astype(np.float32)
+    labels = jnp.array([0, 0, 0, 1, 1, 1])
+    similar, dissimilar = proxies_lib.relations_from_labels(labels)
+    _, negatives = proxies_lib.dynamic_targets(
+      proxies_lib.proxy_distances(x, proxies), similar, dissimilar
+    )
+    self.assertFalse(np.any(proxies_lib.supervised_anchors(negatives)))
+    loss, grads = jax.value_and_grad(
+      functools.partial(dynamic.dynamic_proxy_nca_loss, scale=8.0),
+      argnums=(0, 1),
+    )(jnp.asarray(x), jnp.asarray(proxies), similar, dissimilar)
+    self.assertEqual(float(loss), 0.0)
+    for grad in grads:
+      np.testing.assert_array_equal(grad, 0.0)
+    # Sample 2 moved to proxy 3 breaks the tie: class 1 claims proxy 0 (3
+    # votes to 2), class 0 proxy 3 (1 to 0), so every anchor has a negative:
+    # the proxy the other class claims.
+    x[2] = proxies[3]
+    _, negatives = proxies_lib.dynamic_targets(
+      proxies_lib.proxy_distances(x, proxies), similar, dissimilar
+    )
+    np.testing.assert_array_equal(
+      negatives, [[True] + [False] * 3] * 3 + [[False] * 3 + [True]] * 3
+    )
+    self.assertTrue(np.all(proxies_lib.supervised_anchors(negatives)))
+
+  def test_supervised_anchors_are_the_reference_valid_anchors(self):
+    for seed in range(5):
+      x, labels, proxies = _data(seed, batch=12, num_proxies=3)
+      similar, dissimilar = proxies_lib.relations_from_labels(labels)
+      _, negatives = proxies_lib.dynamic_targets(
+        proxies_lib.proxy_distances(x, proxies), similar, dissimilar
+      )
+      want = [
+        i
+        for i, _, _ in _dynamic_targets(
+          x, proxies, np.asarray(similar), np.asarray(dissimilar)
+        )
+      ]
+      np.testing.assert_array_equal(
+        np.flatnonzero(proxies_lib.supervised_anchors(negatives)), want
+      )
+
   def test_equals_static_when_every_sample_is_nearest_its_class_proxy(self):
     # All classes present, every sample closest to its own class proxy: each
     # class claims its proxy, so the positive is the class proxy and the

@@ -146,7 +146,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # the proxy's row) or "dynamic" (proxies are claimed by the classes of the
   # batch whose samples they are nearest to; a sample's positive is its
   # nearest proxy no other class claims; see
-  # dynamic_losses.dynamic_proxy_nca_loss).
+  # losses/dynamic.py, dynamic_proxy_nca_loss).
   # Dynamic assignment wants proxies near the data (proxies.init =
   # "class_means") and several images per class (input.samples_per_class).
   config.loss.assignment = "static"

@@ -16,7 +16,7 @@
 Proxy-NCA (the config's form and scale) on the C training classes of
 ``--config`` with static assignment (one proxy per class) and with dynamic
 assignment (a sample's positive is its nearest proxy no other class of the
-batch claims; ``dynamic_losses.dynamic_proxy_nca_loss``) with fewer, as
+batch claims; ``losses.dynamic.dynamic_proxy_nca_loss``) with fewer, as
 many and more proxies than classes: ``--proxy_ratios`` times C
 (``proxies.num_proxies``). Every setting gets the same class-balanced
 batches (``--triplet_samples_per_class`` images of each class) and randomly

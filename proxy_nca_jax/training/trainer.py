@@ -409,6 +409,52 @@ class _ProxyNormWatch:
 
 
 @dataclasses.dataclass
+class _StallWatch:
+  """Warns (once) when the loss and its gradient are exactly 0 at two
+  checked steps in a row: no example of those batches had a loss term, so
+  nothing trains any more, and no divergence check fires.
+
+  Dynamic assignment gets there when the classes of a batch share their
+  nearest proxy (``proxies.supervised_anchors``; docs/README.md, RQ5 on
+  GLYPHS-ZS).
+  """
+
+  assignment: str
+  last_zero: int | None = None
+  warned: bool = False
+
+  def check(self, step: int, fetched: dict[str, float]) -> None:
+    zero = fetched.get("loss") == 0.0 and fetched.get("grad_norm") == 0.0
+    if self.warned or not zero:
+      self.last_zero = None
+      return
+    if self.last_zero is None:
+      self.last_zero = step
+      return
+    self.warned = True
+    if self.assignment == "dynamic":
+      advice = (
+        "With loss.assignment=dynamic the classes of the batches share "
+        "their nearest proxy, none claims it, and no anchor gets a negative "
+        "proxy; such runs did not recover on GLYPHS-ZS (docs/README.md, "
+        "RQ5). Use loss.assignment=static when every image has a class."
+      )
+    else:
+      advice = (
+        "A loss over pairs or triplets needs several images of a class in "
+        "each batch (input.samples_per_class)."
+      )
+    logging.warning(
+      "The loss and its gradient are exactly 0 at steps %d and %d: no "
+      "example of those batches has a loss term, so the network and the "
+      "proxies no longer change. %s",
+      self.last_zero,
+      step,
+      advice,
+    )
+
+
+@dataclasses.dataclass
 class _Loop:
   """The training loop: steps, logs, checkpoints, evaluations, preemption."""
 
@@ -466,6 +512,7 @@ class _Loop:
       state.params["proxies"], self.parts.num_proxies
     )
     proxy_watch = _ProxyNormWatch(float(norms["proxy_norm_max"]))
+    stall_watch = _StallWatch(config.loss.assignment)
     first_bad = jnp.int32(-1)
     watcher = preemption.StopWatcher()
     self._timer = (start_step, time.perf_counter())
@@ -488,6 +535,7 @@ class _Loop:
           # Never checkpoint a diverged state: the last good one stays.
           _check_finite(step, fetched, last_ckpt, int(first_bad))
           proxy_watch.check(step, fetched)
+          stall_watch.check(step, fetched)
         if log_now:
           self._log_step(step, fetched)
         forced = is_last or stop_now

@@ -218,6 +218,29 @@ class FaultsTest(absltest.TestCase):
     self.assertLen(warnings, 1)
     self.assertIn("lower optimizer.learning_rate", warnings[0])
 
+  def test_a_stalled_loss_is_warned_about(self):
+    # One proxy under dynamic assignment: every class of a batch has it as
+    # nearest proxy, so no anchor ever gets a negative proxy and every
+    # step's loss and gradient are exactly 0.
+    config = tiny_run.tiny_config(
+      self.root,
+      loss__assignment="dynamic",
+      proxies__num_proxies=1,
+      input__samples_per_class=4,
+    )
+    with self.assertLogs(level="WARNING") as logs:
+      trainer.train_and_evaluate(config, str(self.root / "stalled"))
+    warnings = [r for r in logs.output if "exactly 0" in r]
+    self.assertLen(warnings, 1)
+    self.assertIn("at steps 2 and 3", warnings[0])
+    self.assertIn("loss.assignment=static", warnings[0])
+    # A run that trains is not warned about.
+    with self.assertLogs(level="INFO") as logs:
+      trainer.train_and_evaluate(
+        tiny_run.tiny_config(self.root), str(self.root / "trains")
+      )
+    self.assertEmpty([r for r in logs.output if "exactly 0" in r])
+
 
 if __name__ == "__main__":
   absltest.main()

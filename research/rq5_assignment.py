@@ -44,6 +44,7 @@ from absl import app, flags
 
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
+from proxy_nca_jax.training import trainer
 from research import common, plots
 
 PROXY_RATIOS = flags.DEFINE_list(
@@ -139,18 +140,11 @@ def dynamic_supervision(
   (``proxies.supervised_anchors``) in the first ``num_batches`` batches of
   the run's training stream, embedded as the loss sees them (training
   mode). An anchor without one adds nothing to the loss or its gradient."""
-  batches = pipeline.create_train_iterator(
-    config.input, seed=config.seed, process_index=0, process_count=1
-  )
   supervised = []
-  for _, batch in zip(range(num_batches), batches, strict=False):
-    embeddings, _ = model.apply(
-      {"params": state.params["model"], "batch_stats": state.batch_stats},
-      batch["image"],
-      train=True,
-      mutable=["batch_stats"],
-    )
-    similar, dissimilar = proxies_lib.relations_from_labels(batch["label"])
+  for embeddings, labels in trainer.embed_training_batches(
+    config, model, state, seed=config.seed, num_batches=num_batches
+  ):
+    similar, dissimilar = proxies_lib.relations_from_labels(labels)
     _, negatives = proxies_lib.dynamic_targets(
       proxies_lib.proxy_distances(embeddings, state.params["proxies"]),
       similar,

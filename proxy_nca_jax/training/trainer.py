@@ -23,7 +23,7 @@ or a TPU pod slice.
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -88,13 +88,35 @@ def class_mean_proxy_init(
   Uses a separately seeded stream of training batches, so the training
   stream (and resuming it) is unaffected.
   """
+  embeddings, labels = zip(
+    *embed_training_batches(
+      config, model, state, seed=config.seed + 1, num_batches=num_batches
+    ),
+    strict=True,
+  )
+  return proxies_lib.class_mean_proxies(
+    np.concatenate(embeddings), np.concatenate(labels), num_proxies
+  )
+
+
+def embed_training_batches(
+  config: ml_collections.ConfigDict,
+  model: nn.Module,
+  state: train_state.TrainState,
+  *,
+  seed: int,
+  num_batches: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """(embeddings, labels) of the first ``num_batches`` global batches of the
+  training stream seeded ``seed``, embedded in training mode (each batch
+  normalised by its own statistics, as the loss sees it) and gathered from
+  every process."""
   batches = pipeline.create_train_iterator(
     config.input,
-    seed=config.seed + 1,
+    seed=seed,
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   )
-  embeddings, labels = [], []
   for _, local in zip(range(num_batches), batches, strict=False):
     out, _ = model.apply(
       {"params": state.params["model"], "batch_stats": state.batch_stats},
@@ -102,11 +124,10 @@ def class_mean_proxy_init(
       train=True,
       mutable=["batch_stats"],
     )
-    embeddings.append(multihost_utils.process_allgather(out, tiled=True))
-    labels.append(multihost_utils.process_allgather(local["label"], tiled=True))
-  return proxies_lib.class_mean_proxies(
-    np.concatenate(embeddings), np.concatenate(labels), num_proxies
-  )
+    yield (
+      multihost_utils.process_allgather(out, tiled=True),
+      multihost_utils.process_allgather(local["label"], tiled=True),
+    )
 
 
 @jax.jit

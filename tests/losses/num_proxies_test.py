@@ -13,10 +13,13 @@
 # limitations under the License.
 """config.proxies.num_proxies: defaults, dynamic assignment, clear refusals."""
 
+import numpy as np
 import pytest
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax.training import train_state, trainer, workdirs
+from proxy_nca_jax.data import pipeline
+from proxy_nca_jax.training import setup, train_state, trainer, workdirs
+from research import common
 from tests.testing import tiny_run
 
 
@@ -82,6 +85,38 @@ class NumProxiesTest(tiny_run.PreparedDataTest):
     _, _, state = workdirs.restore_trained(str(workdir))
     self.assertEqual(state.params["proxies"].shape, (7, 8))
     self.assertEqual(int(state.step), 3)
+
+  def test_class_mean_init_is_the_mean_of_the_first_batches(self):
+    # The first 16 batches of the stream seeded seed + 1, embedded in
+    # training mode by flax here, averaged per class in float64 NumPy.
+    config = tiny_run.tiny_config(self.root, proxies__init="class_means")
+    parts = setup.assemble(config)
+    state = parts.initial_state()
+    batches = pipeline.create_train_iterator(
+      config.input, seed=config.seed + 1, process_index=0, process_count=1
+    )
+    variables = {
+      "params": state.params["model"],
+      "batch_stats": state.batch_stats,
+    }
+    embeddings, labels = [], []
+    for _, batch in zip(range(16), batches, strict=False):
+      out, _ = parts.model.apply(
+        variables, batch["image"], train=True, mutable=["batch_stats"]
+      )
+      embeddings.append(np.float64(out))
+      labels.append(np.asarray(batch["label"]))
+    embeddings, labels = np.concatenate(embeddings), np.concatenate(labels)
+    want = np.stack(
+      [embeddings[labels == c].mean(axis=0) for c in range(parts.num_proxies)]
+    )
+    got = trainer.class_mean_proxy_init(
+      config, parts.model, state, parts.num_proxies
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # research.common.initial_state (what RQ5 measures at step 0) has them.
+    _, start = common.initial_state(config)
+    np.testing.assert_array_equal(start.params["proxies"], got)
 
 
 if __name__ == "__main__":

@@ -214,8 +214,9 @@ def supervised_anchors(negatives: jax.Array) -> jax.Array:
   """The anchors that ``dynamic_targets``' ``negatives`` give a loss term.
 
   An anchor needs a negative proxy and a proxy left for its positive. Where
-  every group of a batch has the same nearest proxy, no group claims it and
-  no anchor has a negative: the dynamic losses and their gradients are 0.
+  all the images of a class-balanced batch have the same nearest proxy,
+  every group gives it the same number of votes, none claims it, and no
+  anchor has a negative: the dynamic losses and their gradients are 0.
 
   Args:
     negatives: bool array (B, P), from ``dynamic_targets``.

@@ -373,16 +373,13 @@ def untrained_test_metrics(config: ml_collections.ConfigDict) -> dict:
 
 
 def initial_state(config: ml_collections.ConfigDict):
-  """(model, state) exactly as a one-device run of ``config`` starts, its
-  proxies at the class means when ``proxies.init`` says so."""
+  """(model, state) exactly as a run of ``config`` starts
+  (``trainer.starting_state``: class-mean proxies when configured)."""
   parts = setup.assemble(config)
   state = parts.initial_state()
-  if config.proxies.init == "class_means":
-    proxies = trainer.class_mean_proxy_init(
-      config, parts.model, state, parts.num_proxies
-    )
-    state = state.replace(params={**state.params, "proxies": proxies})
-  return parts.model, state
+  return parts.model, trainer.starting_state(
+    parts, state, parts.state_shardings(state)
+  )
 
 
 def mean_std(values: Sequence[float], digits: int = 3) -> str:

@@ -58,6 +58,8 @@ QUESTION = "rq5"
 DEFAULT_STEPS = 300
 DEFAULT_SEEDS = (0, 1)
 COLUMNS = {"map@r": "MAP@R", "nmi": "NMI", "recall@1": "R@1"}
+# Training batches ``dynamic_supervision`` looks at.
+SUPERVISION_BATCHES = 16
 # name: (assignment, num_proxies or None (one per class), proxy init).
 Settings = dict[str, tuple[str, int | None, str]]
 
@@ -134,7 +136,7 @@ def measure_usage(config, model, state) -> dict[str, float]:
 
 
 def dynamic_supervision(
-  config, model, state, num_batches: int = 16
+  config, model, state, num_batches: int = SUPERVISION_BATCHES
 ) -> dict[str, float]:
   """The share of anchors dynamic assignment gives a loss term
   (``proxies.supervised_anchors``) in the first ``num_batches`` batches of
@@ -203,31 +205,26 @@ def main(argv: list[str]) -> None:
     untrained.append(common.untrained_test_metrics(config))
   rows = [
     [
-      "untrained network",
-      *(common.mean_std([u[k] for u in untrained]) for k in COLUMNS),
+      name,
+      *(common.mean_std([r[k] for r in seeds]) for k in COLUMNS),
+      ", ".join(f"{r['map@r']:.3f}" for r in seeds),
     ]
-  ]
-  rows[0].append(", ".join(f"{u['map@r']:.3f}" for u in untrained))
-  rows += [
-    [
-      setting,
-      *(common.mean_std([r[k] for r in results[setting]]) for k in COLUMNS),
-      ", ".join(f"{r['map@r']:.3f}" for r in results[setting]),
-    ]
-    for setting in runs
+    for name, seeds in [("untrained network", untrained), *results.items()]
   ]
   table = common.markdown_table(
     ["setting", *COLUMNS.values(), "MAP@R per seed"], rows
   )
 
+  def measured(setting: str, key: str) -> list[float]:
+    return [u[key] for u in usage[setting] if key in u]
+
   def column(setting: str, key: str, digits: int = 3) -> str:
-    values = [u[key] for u in usage[setting] if key in u]
+    values = measured(setting, key)
     return common.mean_std(values, digits) if values else "-"
 
   def per_seed(setting: str, key: str) -> str:
     """Each seed's value: these are all or nothing, a mean would hide it."""
-    values = [u[key] for u in usage[setting] if key in u]
-    return ", ".join(f"{v:.2f}" for v in values) or "-"
+    return ", ".join(f"{v:.2f}" for v in measured(setting, key)) or "-"
 
   usage_rows = [
     [
@@ -261,8 +258,9 @@ def main(argv: list[str]) -> None:
     "nearest proxy; *in use*: proxies that are some image's nearest; "
     "*purity*: the share of images whose proxy's most frequent class is "
     "their own. Anchors with a loss term (`dynamic_supervision`, dynamic "
-    "assignment only): the share of the anchors of the run's first 16 "
-    "training batches, embedded in training mode, that have a negative "
+    "assignment only): the share of the anchors of the run's first "
+    f"{SUPERVISION_BATCHES} training batches, embedded in training mode, "
+    "that have a negative "
     "proxy (one claimed by another class of the batch) and a free one for "
     "the positive; the others add nothing to the loss or its gradient."
   )

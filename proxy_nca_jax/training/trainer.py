@@ -365,28 +365,34 @@ def _restore_or_initialize(
   """(the state to train from, the step of the checkpoint it came from).
 
   The newest checkpoint when there is one (its run signature checked);
-  else ``state``, with proxies at the class means when configured.
+  else ``starting_state``.
   """
-  config = parts.config
   latest = ckpt.latest_step()
   if latest is not None:
     logging.info("Resuming from the checkpoint at step %d.", latest)
     return ckpt.restore(latest, state, parts.signature()), latest
-  if config.proxies.init == "class_means":
-    proxies = proxies_lib.pad_proxies(
-      class_mean_proxy_init(config, parts.model, state, parts.num_proxies),
-      train_state.proxy_shards(config, parts.mesh),
-    )
-    params = jax.device_put(
-      {**state.params, "proxies": proxies}, shardings.params
-    )
-    state = state.replace(
-      params=params,
-      opt_state=jax.jit(parts.tx.init, out_shardings=shardings.opt_state)(
-        params
-      ),
-    )
-  return state, None
+  return starting_state(parts, state, shardings), None
+
+
+def starting_state(
+  parts: setup.RunParts, state: train_state.TrainState, shardings: Any
+) -> train_state.TrainState:
+  """``state`` (freshly initialised, placed by ``shardings``) as a new run
+  starts from it: with its proxies at the class means, and the optimiser
+  state of those, when ``proxies.init`` says so."""
+  if parts.config.proxies.init != "class_means":
+    return state
+  proxies = proxies_lib.pad_proxies(
+    class_mean_proxy_init(parts.config, parts.model, state, parts.num_proxies),
+    train_state.proxy_shards(parts.config, parts.mesh),
+  )
+  params = jax.device_put(
+    {**state.params, "proxies": proxies}, shardings.params
+  )
+  return state.replace(
+    params=params,
+    opt_state=jax.jit(parts.tx.init, out_shardings=shardings.opt_state)(params),
+  )
 
 
 # Backbones whose recipes assume ImageNet-pretrained weights.

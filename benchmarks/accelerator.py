@@ -318,12 +318,6 @@ def describe_devices() -> dict[str, Any]:
   }
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-  lines = ["", "| " + " | ".join(header) + " |"]
-  lines.append("|" + "---|" * len(header))
-  return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
 def format_markdown(report: dict[str, Any]) -> str:
   """The report as Markdown: the machine, then one table per part."""
   machine = report["machine"]
@@ -342,38 +336,44 @@ def format_markdown(report: dict[str, Any]) -> str:
   if rows := report.get("backbones"):
     header = ["backbone (recipe)", "batch", "ours images/s"]
     header += ["PyTorch images/s", "ours / PyTorch", "ours first call s"]
-    lines += _table(
-      header,
-      [
+    lines += [
+      "",
+      evaluation.markdown_table(
+        header,
         [
-          f"{r['backbone']} ({r['recipe']})",
-          str(r["batch"]),
-          f"{r['ours']['images_per_s']:.1f}",
-          f"{r['pytorch']['images_per_s']:.1f}",
-          f"{r['ours_over_pytorch']:.2f}",
-          f"{r['ours']['first_call_s']:.1f}",
-        ]
-        for r in rows
-      ],
-    )
+          [
+            f"{r['backbone']} ({r['recipe']})",
+            str(r["batch"]),
+            f"{r['ours']['images_per_s']:.1f}",
+            f"{r['pytorch']['images_per_s']:.1f}",
+            f"{r['ours_over_pytorch']:.2f}",
+            f"{r['ours']['first_call_s']:.1f}",
+          ]
+          for r in rows
+        ],
+      ),
+    ]
   if rows := report.get("loss"):
     header = ["proxies", "batch x dim", "ours ms", "pml ms"]
     header += ["speed ours / pml", "loss ours", "loss pml"]
-    lines += _table(
-      header,
-      [
+    lines += [
+      "",
+      evaluation.markdown_table(
+        header,
         [
-          f"{r['proxies']:,}",
-          f"{r['batch']} x {r['dim']}",
-          f"{r['ours']['median_s'] * 1e3:.2f}",
-          f"{r['pml']['median_s'] * 1e3:.2f}",
-          f"{r['ours_over_pml_speed']:.2f}",
-          f"{r['loss_ours']:.5f}",
-          f"{r['loss_pml']:.5f}",
-        ]
-        for r in rows
-      ],
-    )
+          [
+            f"{r['proxies']:,}",
+            f"{r['batch']} x {r['dim']}",
+            f"{r['ours']['median_s'] * 1e3:.2f}",
+            f"{r['pml']['median_s'] * 1e3:.2f}",
+            f"{r['ours_over_pml_speed']:.2f}",
+            f"{r['loss_ours']:.5f}",
+            f"{r['loss_pml']:.5f}",
+          ]
+          for r in rows
+        ],
+      ),
+    ]
   if row := report.get("evaluation"):
     size = f"{row['num']:,} x {row['dim']} ({row['classes']:,} classes)"
     rows = [["ours", row["ours"]["median_s"], 1.0, row["metrics_ours"]]]
@@ -382,19 +382,22 @@ def format_markdown(report: dict[str, Any]) -> str:
         name = f"{who.replace('_', ' ')} (search only)"
         speed = row[f"ours_over_{who}_speed"]
         rows.append([name, row[who]["median_s"], speed, row["metrics_faiss"]])
-    lines += _table(
-      [size, "seconds", "speed ours / it", "MAP@R", "Recall@1"],
-      [
+    lines += [
+      "",
+      evaluation.markdown_table(
+        [size, "seconds", "speed ours / it", "MAP@R", "Recall@1"],
         [
-          name,
-          f"{s:.3f}",
-          f"{v:.2f}",
-          f"{m['map@r']:.4f}",
-          f"{m['recall@1']:.4f}",
-        ]
-        for name, s, v, m in rows
-      ],
-    )
+          [
+            name,
+            f"{s:.3f}",
+            f"{v:.2f}",
+            f"{m['map@r']:.4f}",
+            f"{m['recall@1']:.4f}",
+          ]
+          for name, s, v, m in rows
+        ],
+      ),
+    ]
   return "\n".join(lines) + "\n"
 
 

@@ -390,15 +390,6 @@ def mean_std(values: Sequence[float], digits: int = 3) -> str:
   return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
-  lines = [
-    "| " + " | ".join(header) + " |",
-    "|" + "|".join("---" for _ in header) + "|",
-  ]
-  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-  return "\n".join(lines)
-
-
 class Session:
   """Times a research command and describes the machine it ran on; its log
   shows our progress and every warning, not the libraries' routine chatter

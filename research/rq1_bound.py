@@ -61,7 +61,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from proxy_nca_jax import geometry
+from proxy_nca_jax import evaluation, geometry
 from proxy_nca_jax import proxies as proxies_lib  # noqa: E402
 from proxy_nca_jax.data import pipeline  # noqa: E402
 from research import common  # noqa: E402
@@ -306,7 +306,7 @@ def main(argv: list[str]) -> None:
     ]
     for step, r in sorted(results.items())
   ]
-  table = common.markdown_table(
+  table = evaluation.markdown_table(
     [
       "step",
       "eps mean / max",

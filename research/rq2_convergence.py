@@ -48,7 +48,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from proxy_nca_jax import losses  # noqa: E402
+from proxy_nca_jax import evaluation, losses  # noqa: E402
 from research import common  # noqa: E402
 
 TARGET_FRACTION = flags.DEFINE_float(
@@ -143,7 +143,7 @@ def summarize(runs: dict[str, list[list[dict]]]) -> tuple[list[str], float]:
         ", ".join("-" if s is None else f"{s:.0f}" for s in seconds),
       ]
     )
-  table = common.markdown_table(
+  table = evaluation.markdown_table(
     [
       "loss",
       "MAP@R untrained",
@@ -187,7 +187,7 @@ def endpoint_table(runs: dict[str, list[list[dict]]]) -> str:
         + [common.mean_std([c[step] for c in curves[k]]) for k in keys]
         + [common.mean_std(seconds, 0)]
       )
-  return common.markdown_table(
+  return evaluation.markdown_table(
     ["loss", "network", *keys, "training seconds"], rows
   )
 

@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from matplotlib import patches  # noqa: E402
 
+from proxy_nca_jax import evaluation  # noqa: E402
 from research import common  # noqa: E402
 
 ORDINAL_EXAMPLES = flags.DEFINE_integer(
@@ -145,7 +146,7 @@ def main(argv: list[str]) -> None:
     ]
     for when in results
   ]
-  table = common.markdown_table(
+  table = evaluation.markdown_table(
     ["", *keys.values(), "preserved, per seed"], rows
   )
   fig, ax = plt.subplots(figsize=(6, 4))

@@ -46,7 +46,7 @@ from typing import Any
 
 from absl import app, flags
 
-from proxy_nca_jax import losses
+from proxy_nca_jax import evaluation, losses
 from proxy_nca_jax.data import class_splits
 from research import common, plots, variants
 
@@ -258,7 +258,7 @@ def results_table(
         common.mean_std(seconds[name], 0),
       ]
     )
-  return common.markdown_table(
+  return evaluation.markdown_table(
     [
       "loss",
       *COLUMNS.values(),

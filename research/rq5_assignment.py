@@ -42,6 +42,7 @@ import os
 import numpy as np
 from absl import app, flags
 
+from proxy_nca_jax import evaluation
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.training import trainer
@@ -211,7 +212,7 @@ def main(argv: list[str]) -> None:
     ]
     for name, seeds in [("untrained network", untrained), *results.items()]
   ]
-  table = common.markdown_table(
+  table = evaluation.markdown_table(
     ["setting", *COLUMNS.values(), "MAP@R per seed"], rows
   )
 
@@ -239,7 +240,7 @@ def main(argv: list[str]) -> None:
     for setting in runs
   ]
   covered = {u["classes"] for values in usage.values() for u in values}
-  usage_table = common.markdown_table(
+  usage_table = evaluation.markdown_table(
     [
       "setting",
       "proxies",

@@ -33,6 +33,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from proxy_nca_jax import evaluation  # noqa: E402
 from research import common  # noqa: E402
 
 # name -> (loss, {dotted config field: value}).
@@ -98,7 +99,7 @@ def curves_table(runs: Runs, variants: Variants, steps: Sequence[int]) -> str:
       + [common.mean_std([c[s] for c in curves]) for s in steps]
       + [common.mean_std(seconds, 0)]
     )
-  return common.markdown_table(
+  return evaluation.markdown_table(
     ["variant", "change", *(f"step {s}" for s in steps), "training seconds"],
     rows,
   )

@@ -75,7 +75,11 @@ from proxy_nca_jax.evaluation import (
   query_gallery,
   sorted_prefix,
 )
-from proxy_nca_jax.evaluation.tables import format_results_table, results_table
+from proxy_nca_jax.evaluation.tables import (
+  format_results_table,
+  markdown_table,
+  results_table,
+)
 
 # Default side of a similarity tile (queries per block). At 60,502 x 512 the
 # extra memory is the embeddings on the device (124 MB) plus a few tiles of
@@ -94,6 +98,7 @@ __all__ = [
   "evaluate_with_config",
   "needs_source_splits",
   "format_results_table",
+  "markdown_table",
   "results_table",
   "per_query_scores",
   "retrieval_metrics",

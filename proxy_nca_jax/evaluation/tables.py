@@ -11,13 +11,15 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Plain-text tables of evaluation results, for logs and commands' output.
+"""Text tables of results, for logs, commands' output and reports.
 
-`format_results_table` lays out any named metrics; `results_table` picks a
-run's first and last evaluations and the columns worth reading.
+`format_results_table` lays out any named metrics as aligned plain text;
+`results_table` picks a run's first and last evaluations and the columns
+worth reading; `markdown_table` writes the tables of the research and
+benchmark reports.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 
 def format_results_table(
@@ -75,3 +77,24 @@ def results_table(results: Mapping[int, Mapping[str, float]]) -> str:
   )
   keys = recalls + [k for k in ("nmi", "map@r") if k in last]
   return format_results_table(named, keys)
+
+
+def markdown_table(
+  header: Sequence[str], rows: Iterable[Sequence[object]]
+) -> str:
+  """A GitHub-flavoured Markdown table, each cell written as `str(cell)`.
+
+  Returns:
+    One header line, one rule and one line per row, no trailing newline.
+    Example: `markdown_table(["loss", "MAP@R"], [["proxy_nca", 0.9]])` is::
+
+      | loss | MAP@R |
+      |---|---|
+      | proxy_nca | 0.9 |
+  """
+  lines = [
+    "| " + " | ".join(header) + " |",
+    "|" + "|".join("---" for _ in header) + "|",
+  ]
+  lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+  return "\n".join(lines)

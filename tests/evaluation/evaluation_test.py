@@ -956,6 +956,23 @@ class FormatResultsTableTest(absltest.TestCase):
     self.assertEqual(table.splitlines()[-1].split(), ["a", "0.5000", "-"])
 
 
+class MarkdownTableTest(absltest.TestCase):
+  def test_header_rule_and_cells(self):
+    table = evaluation.markdown_table(
+      ["loss", "MAP@R", "seeds"], [["proxy_nca", 0.5, 3], ["npairs", "-", 1]]
+    )
+    self.assertEqual(
+      table,
+      "| loss | MAP@R | seeds |\n"
+      "|---|---|---|\n"
+      "| proxy_nca | 0.5 | 3 |\n"
+      "| npairs | - | 1 |",
+    )
+
+  def test_no_rows(self):
+    self.assertEqual(evaluation.markdown_table(["a"], []), "| a |\n|---|")
+
+
 class ResultsTableTest(absltest.TestCase):
   def test_shows_every_recall_the_config_asks_for(self):
     # Stanford Online Products' columns (configs/sop.py): Recall@1/10/100/

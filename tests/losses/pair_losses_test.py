@@ -236,6 +236,29 @@ class PairLossesTest(parameterized.TestCase):
       pair.contrastive_loss(x, labels, margin=1.5), want, rtol=1e-5
     )
 
+  @parameterized.parameters(0.5, 1.0, 2.0)
+  def test_lifted_structure_hinge_never_closes_on_unit_norm_batches(
+    self, margin
+  ):
+    # 8 classes of 8 images, each class on one of +-e1..+-e4 (a perfect
+    # embedding): every image has 8 negatives at distance 2 (the opposite
+    # pole) and 48 at sqrt(2). Each positive pair (D = 0) pools both its
+    # images' 56 negatives, so J = margin + log(2 (8 e^-2 + 48 e^-sqrt2))
+    # for every pair: the hinge stays open however well classes separate,
+    # and no batch goes below J >= margin - 2 + log(112) (docs/README, RQ4).
+    poles = np.concatenate([np.eye(8)[:4], -np.eye(8)[:4]])
+    x = np.repeat(poles, 8, axis=0).astype(np.float32)
+    labels = np.repeat(np.arange(8), 8).astype(np.int32)
+    j = margin + np.log(2 * (8 * np.exp(-2.0) + 48 * np.exp(-np.sqrt(2.0))))
+    got = pair.lifted_structure_loss(x, labels, margin=margin)
+    np.testing.assert_allclose(got, 0.5 * j**2, rtol=1e-5)
+    random_x, _ = _batch(3, size=64, dim=8)
+    floor = 0.5 * (margin - 2.0 + np.log(112.0)) ** 2
+    self.assertGreater(
+      float(pair.lifted_structure_loss(random_x, labels, margin=margin)),
+      floor,
+    )
+
   def test_npairs_with_two_per_class_is_the_multiclass_n_pair_loss(self):
     # Sohn's N-pair-mc loss on pairs (x_i, x_i+) with the other pairs'
     # positives as negatives, made symmetric and with both members of every

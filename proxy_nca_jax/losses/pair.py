@@ -171,6 +171,12 @@ def lifted_structure_loss(
   unordered positive pairs; 0 when there is none. A pair neither of whose
   samples has a negative contributes 0.
 
+  The embeddings are unit-norm, so D <= 2 and a pair whose samples have n
+  negatives in all has J_ij >= margin - 2 + log(n): with 8 images of each
+  of 8 classes (n = 112) the hinge never closes, and the margin only adds
+  a constant to every J_ij, a weight that Adam's step mostly normalises
+  away (docs/README.md, RQ4 on GLYPHS-ZS).
+
   Args:
     embeddings: float array (B, D). Normalised here.
     labels: int array (B,) of class labels (any integer values).

@@ -338,6 +338,42 @@ class ConvergenceTest(absltest.TestCase):
       "| 0.600 ± 0.141 | 8 ± 4 |",
     )
 
+  def test_summarize_gives_one_table_per_target_fraction(self):
+    def run(curve):
+      records = []
+      for step, value in curve.items():
+        if step:
+          records.append({"step": step, "loss": 1.0, "steps_per_sec": 2.0})
+        records.append({"step": step, "test/map@r": value, "test/recall@1": 1})
+      return records
+
+    runs = {
+      "fast": [
+        run({0: 0.125, 10: 0.5, 20: 1.0}),
+        run({0: 0.125, 10: 0.75, 20: 1.0}),
+      ],
+      "slow": [
+        run({0: 0.125, 10: 0.625, 20: 0.75}),
+        run({0: 0.125, 10: 0.375, 20: 0.25}),
+      ],
+    }
+    tables, targets = rq2_convergence.summarize(runs, [1.0, 0.5])
+    # Untrained 0.125; the lower mean final MAP@R is slow's (0.75 + 0.25) / 2.
+    self.assertEqual(targets, [0.5, 0.3125])
+    self.assertLen(tables, 3)  # two targets, then the endpoints
+    at_final, halfway = (t.splitlines() for t in tables[:2])
+    self.assertIn("first step at MAP@R >= 0.5000, per seed", at_final[0])
+    self.assertIn("first step at MAP@R >= 0.3125, per seed", halfway[0])
+    # Columns from the crossing on: first crossing, reach and hold per seed,
+    # its mean ± std, training seconds to it (10 steps at 2 steps/s: 5 s).
+    self.assertTrue(at_final[2].endswith("| 10, 10 | 10, 10 | 10 ± 0 | 5, 5 |"))
+    self.assertTrue(
+      at_final[3].endswith("| 10, - | 10, not reached | 10 | 5, - |")
+    )
+    self.assertTrue(
+      halfway[3].endswith("| 10, 10 | 10, not reached | 10 | 5, - |")
+    )
+
   def test_mean_std_uses_the_sample_deviation(self):
     self.assertEqual(common.mean_std([1.0, 2.0, 3.0]), "2.000 ± 1.000")
 

@@ -335,49 +335,71 @@ def main(argv: list[str]) -> None:
 
 def format_report(report: dict[str, Any]) -> str:
   """The report as Markdown tables."""
-  lines = [
-    "| retrieval | time (s) | / faiss | extra RSS (MB) | tracemalloc (MB) "
-    "| load (1 min) |",
-    "|---|---|---|---|---|---|",
-  ]
   base = report["retrieval"]["faiss"]["best_s"]
-  for name, run in report["retrieval"].items():
-    load = ", ".join(f"{v:.1f}" for v in run["load_1min"])
-    lines.append(
-      f"| {name} | {run['best_s']:.2f} | {run['best_s'] / base:.2f} | "
-      f"{run['rss_extra_mb']:.0f} | {run['tracemalloc_peak_mb']:.0f} | "
-      f"{load} |"
-    )
+  retrieval = evaluation.markdown_table(
+    [
+      "retrieval",
+      "time (s)",
+      "/ faiss",
+      "extra RSS (MB)",
+      "tracemalloc (MB)",
+      "load (1 min)",
+    ],
+    [
+      [
+        name,
+        f"{run['best_s']:.2f}",
+        f"{run['best_s'] / base:.2f}",
+        f"{run['rss_extra_mb']:.0f}",
+        f"{run['tracemalloc_peak_mb']:.0f}",
+        ", ".join(f"{v:.1f}" for v in run["load_1min"]),
+      ]
+      for name, run in report["retrieval"].items()
+    ],
+  )
   keys = [f"recall@{k}" for k in _KS] + ["precision@1", "r_precision", "map@r"]
-  lines += ["", "| metric | " + " | ".join(report["values"]) + " |"]
-  lines.append("|---" * (len(report["values"]) + 1) + "|")
-  for key in keys:
-    cells = [
-      f"{v[key]:.6f}" if key in v else "-" for v in report["values"].values()
-    ]
-    lines.append(f"| {key} | " + " | ".join(cells) + " |")
+  values = evaluation.markdown_table(
+    ["metric", *report["values"]],
+    [
+      [key]
+      + [
+        f"{v[key]:.6f}" if key in v else "-" for v in report["values"].values()
+      ]
+      for key in keys
+    ],
+  )
   diff = report["differences_vs_faiss"]
   if diff["count"]:
-    lines.append(
-      f"\nqueries scored differently from faiss: {diff['count']}; each has a "
+    differences = (
+      f"queries scored differently from faiss: {diff['count']}; each has a "
       f"positive within {diff['max_gap']:.1e} (exact) of another item's "
       f"similarity. {diff['agreeing_sampled']} agreeing queries drawn for "
       f"scale: median gap {diff['agreeing_median_gap']:.1e}, "
       f"{diff['agreeing_below_max_gap']} at or below {diff['max_gap']:.1e}."
     )
   else:
-    lines.append("\nevery query is scored the same as from faiss's lists.")
+    differences = "every query is scored the same as from faiss's lists."
   kmeans = report["kmeans"]
-  lines += ["", f"| k-means, {kmeans['iterations']} iterations | time (s) |"]
-  lines[-1] += " extra RSS (MB) | NMI | AMI |"
-  lines.append("|---|---|---|---|---|")
-  for name in ("ours", "faiss"):
-    run = kmeans[name]
-    lines.append(
-      f"| {name} | {run['best_s']:.1f} | {run['rss_extra_mb']:.0f} | "
-      f"{run['nmi']:.4f} | {run['ami']:.4f} |"
-    )
-  return "\n".join(lines)
+  clusters = evaluation.markdown_table(
+    [
+      f"k-means, {kmeans['iterations']} iterations",
+      "time (s)",
+      "extra RSS (MB)",
+      "NMI",
+      "AMI",
+    ],
+    [
+      [
+        name,
+        f"{kmeans[name]['best_s']:.1f}",
+        f"{kmeans[name]['rss_extra_mb']:.0f}",
+        f"{kmeans[name]['nmi']:.4f}",
+        f"{kmeans[name]['ami']:.4f}",
+      ]
+      for name in ("ours", "faiss")
+    ],
+  )
+  return "\n".join([retrieval, "", values, "", differences, "", clusters])
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from absl import app, flags
 
 from benchmarks import cpu_timing
 from benchmarks.cpu_timing import measure
+from proxy_nca_jax import evaluation
 from proxy_nca_jax.evaluation import nearest
 
 _GALLERY = flags.DEFINE_integer("gallery", 1_000_000, "Gallery size.")
@@ -168,42 +169,49 @@ def main(argv: list[str]) -> None:
 
 
 def format_report(report: dict) -> str:
+  """The report as a Markdown table (ours beside faiss) and two lines."""
   both = report["build_and_search"]
   batch = report["search_batch"]
   single = report["single_query_s"]
   queries = _QUERIES.value
-  lines = [
-    "| | ours | faiss IndexFlatIP | ours / faiss |",
-    "|---|---|---|---|",
-    (
-      f"| search, batch of {queries}: queries/s | "
-      f"{queries / batch['ours']['best_s']:.0f} | "
-      f"{queries / batch['faiss']['best_s']:.0f} | "
-      f"{batch['faiss']['best_s'] / batch['ours']['best_s']:.2f} |"
-    ),
-    (
-      f"| search, batch of 1: ms per query (median) | "
-      f"{single['ours'] * 1e3:.1f} | {single['faiss'] * 1e3:.1f} | "
-      f"{single['faiss'] / single['ours']:.2f} |"
-    ),
-    (
-      f"| build + batch search: extra resident memory (MB) | "
-      f"{both['ours']['rss_extra_mb']:.0f} | "
-      f"{both['faiss']['rss_extra_mb']:.0f} | "
-      f"{both['ours']['rss_extra_mb'] / both['faiss']['rss_extra_mb']:.2f} |"
-    ),
-    (
-      f"| build + batch search: extra anonymous memory (MB) | "
-      f"{both['ours']['anon_extra_mb']:.0f} | "
-      f"{both['faiss']['anon_extra_mb']:.0f} | "
-      f"{both['ours']['anon_extra_mb'] / both['faiss']['anon_extra_mb']:.2f} |"
-    ),
-    (
-      f"| build + batch search: seconds | {both['ours']['best_s']:.2f} | "
-      f"{both['faiss']['best_s']:.2f} | "
-      f"{both['faiss']['best_s'] / both['ours']['best_s']:.2f} |"
-    ),
-  ]
+  ours_rss, faiss_rss = (both[n]["rss_extra_mb"] for n in ("ours", "faiss"))
+  ours_anon, faiss_anon = (both[n]["anon_extra_mb"] for n in ("ours", "faiss"))
+  table = evaluation.markdown_table(
+    ["", "ours", "faiss IndexFlatIP", "ours / faiss"],
+    [
+      [
+        f"search, batch of {queries}: queries/s",
+        f"{queries / batch['ours']['best_s']:.0f}",
+        f"{queries / batch['faiss']['best_s']:.0f}",
+        f"{batch['faiss']['best_s'] / batch['ours']['best_s']:.2f}",
+      ],
+      [
+        "search, batch of 1: ms per query (median)",
+        f"{single['ours'] * 1e3:.1f}",
+        f"{single['faiss'] * 1e3:.1f}",
+        f"{single['faiss'] / single['ours']:.2f}",
+      ],
+      [
+        "build + batch search: extra resident memory (MB)",
+        f"{ours_rss:.0f}",
+        f"{faiss_rss:.0f}",
+        f"{ours_rss / faiss_rss:.2f}",
+      ],
+      [
+        "build + batch search: extra anonymous memory (MB)",
+        f"{ours_anon:.0f}",
+        f"{faiss_anon:.0f}",
+        f"{ours_anon / faiss_anon:.2f}",
+      ],
+      [
+        "build + batch search: seconds",
+        f"{both['ours']['best_s']:.2f}",
+        f"{both['faiss']['best_s']:.2f}",
+        f"{both['faiss']['best_s'] / both['ours']['best_s']:.2f}",
+      ],
+    ],
+  )
+  lines = [table]
   lists = report["lists"]
   lines.append(
     f"\nTop-{report['k']} lists differ for {lists['queries_differing']} of "

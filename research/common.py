@@ -42,7 +42,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from absl import flags, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from proxy_nca_jax import checkpointing, parallel, quiet_logs
@@ -107,6 +107,21 @@ Overrides = Mapping[str, Any]
 def seeds(default: Sequence[int]) -> list[int]:
   """--seeds, or the question's ``default``."""
   return [int(s) for s in SEEDS.value] if SEEDS.value else list(default)
+
+
+def floats_of(flag: flags.FlagHolder) -> list[float]:
+  """The numbers of a comma-separated list flag (--proxy_ratios=0.5,1).
+
+  Raises:
+    app.UsageError: an item is not a number.
+  """
+  try:
+    return [float(v) for v in flag.value]
+  except ValueError:
+    raise app.UsageError(
+      f"--{flag.name} takes numbers separated by commas (e.g. 0.5,1), not "
+      f"{','.join(flag.value)!r}."
+    ) from None
 
 
 def num_steps(default: int) -> int:

@@ -288,6 +288,7 @@ def describe_setup(configs: dict[str, ml_collections.ConfigDict]) -> str:
 
 def main(argv: list[str]) -> None:
   del argv
+  fractions = common.floats_of(TARGET_FRACTIONS)  # Before hours of training.
   session = common.Session()
   steps = common.num_steps(DEFAULT_STEPS)
   names = common.losses_of(DEFAULT_LOSSES)
@@ -311,7 +312,6 @@ def main(argv: list[str]) -> None:
           common.workdir_of(QUESTION, f"{name}_seed{seed}"),
         )
       )
-  fractions = [float(f) for f in TARGET_FRACTIONS.value]
   tables, targets = summarize(runs, fractions)
   plot(runs, targets, os.path.join(common.OUT.value, "convergence.png"))
   seeds = ", ".join(map(str, common.seeds(DEFAULT_SEEDS)))

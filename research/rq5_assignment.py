@@ -189,7 +189,7 @@ def main(argv: list[str]) -> None:
   steps = common.num_steps(DEFAULT_STEPS)
   seeds = common.seeds(DEFAULT_SEEDS)
   num_classes = pipeline.num_classes(common.CONFIG.value.input, "train")
-  runs = settings(num_classes, [float(r) for r in PROXY_RATIOS.value])
+  runs = settings(num_classes, common.floats_of(PROXY_RATIOS))
   results = {setting: [] for setting in runs}
   usage = {setting: [] for setting in runs}
   untrained = []

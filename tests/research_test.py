@@ -398,6 +398,17 @@ class SlowStartTest(absltest.TestCase):
           section, field = key.split(".")
           self.assertIn(field, config[section], name)
 
+  def test_list_flags_of_numbers_parse_or_say_what_they_take(self):
+    with flagsaver.flagsaver(target_fraction=["0.8", "1"]):
+      self.assertEqual(
+        common.floats_of(rq2_convergence.TARGET_FRACTIONS), [0.8, 1.0]
+      )
+    with flagsaver.flagsaver(target_fraction=["0.8", "full"]):
+      with self.assertRaisesRegex(
+        app.UsageError, r"--target_fraction takes numbers .*'0.8,full'"
+      ):
+        common.floats_of(rq2_convergence.TARGET_FRACTIONS)
+
   def test_rq2_runs_are_losses_or_variants(self):
     self.assertEqual(rq2_convergence.run_of("nca"), ("nca", {}))
     self.assertEqual(

@@ -38,7 +38,9 @@ slower loss's final level, the "reach and hold" target of the longer run
 ``--losses`` names losses (their config settings) or the runs of
 ``VARIANTS``, e.g. ``proxy_nca_class_means``: Proxy-NCA with its proxies
 started at the initial network's class means, the fix of the slow start
-that research/slow_start.py chose on the validation classes.
+that research/slow_start.py chose on the validation classes, or
+``proxy_nca_paper``: the paper's Eq. 4 (no positive in the denominator),
+the form research/rq4_losses.py ranks first on the validation classes.
 """
 
 import os
@@ -71,6 +73,7 @@ DEFAULT_LOSSES = ("proxy_nca", "triplet_semihard")
 # Runs other than a loss with its config settings: name -> (loss, changes).
 VARIANTS = {
   "proxy_nca_class_means": ("proxy_nca", {"proxies.init": "class_means"}),
+  "proxy_nca_paper": ("proxy_nca", {"loss.form": "paper"}),
 }
 KEYS = {"map@r": "MAP@R", "recall@1": "Recall@1"}
 

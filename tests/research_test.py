@@ -415,6 +415,10 @@ class SlowStartTest(absltest.TestCase):
       rq2_convergence.run_of("proxy_nca_class_means"),
       ("proxy_nca", {"proxies.init": "class_means"}),
     )
+    self.assertEqual(
+      rq2_convergence.run_of("proxy_nca_paper"),
+      ("proxy_nca", {"loss.form": "paper"}),
+    )
     with self.assertRaisesRegex(app.UsageError, "proxy_nca_class_means"):
       rq2_convergence.run_of("proxy_nca_means")
 

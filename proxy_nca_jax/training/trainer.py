@@ -34,7 +34,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from proxy_nca_jax import checkpointing, evaluation, parallel
+from proxy_nca_jax import checkpointing, durations, evaluation, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import folder_recipe, pipeline
 from proxy_nca_jax.evaluation import embedding
@@ -182,11 +182,6 @@ def _check_finite(
     "(optimizer.learning_rate, optimizer.proxy_lr_mult) or loss.scale too "
     f"large. {restart}"
   )
-
-
-def _format_duration(seconds: float) -> str:
-  minutes, secs = divmod(int(round(seconds)), 60)
-  return f"{minutes}m{secs:02d}s"
 
 
 def _log_evaluation(
@@ -610,7 +605,7 @@ class _Loop:
       num_steps,
       fetched["loss"],
       steps_per_s,
-      _format_duration((num_steps - step) / max(steps_per_s, 1e-9)),
+      durations.format_duration((num_steps - step) / max(steps_per_s, 1e-9)),
     )
 
 

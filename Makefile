@@ -1,5 +1,7 @@
 # proxy_nca_jax: `make train` runs the default job, `make test` the test suite.
 # Both create the virtual environment and fetch the embedded dataset first.
+# `pip install .` alone is the library (losses, proxies, evaluation, models);
+# the commands need the train extra, which `make train` installs.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -60,7 +62,7 @@ benchmark: $(VENV)/.installed-benchmark fashion-mnist
 $(VENV)/.installed: setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip 2>/dev/null
-	$(PIP) -e . 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PIP) -e ".[train]" 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/python -c "import proxy_nca_jax.train"
 	touch $@
 

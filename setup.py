@@ -4,6 +4,34 @@
 
 import setuptools
 
+# The library: losses, proxies, evaluation (metrics) and models.
+CORE = [
+  "jax>=0.8.0",
+  "flax>=0.11.0",
+  "optax>=0.2.5",
+  "numpy>=1.26",
+  "chex>=0.1.90",
+  "absl-py>=2.1",
+  "ml-collections>=1.0",
+]
+# The commands train, evaluate, embed, export, index and search.
+TRAIN = [
+  "tensorflow-datasets>=4.9.8",
+  "tensorflow-cpu>=2.18",
+  "tensorboard>=2.18",  # tf.summary writes through it.
+  "orbax-checkpoint>=0.11.20",
+  "importlib_resources>=6.0",  # tfds imports it without declaring it.
+  "matplotlib>=3.8",  # Figures: evaluate and the research reports.
+  "pillow>=10.0",  # Image files (embed, index); glyph drawing (GLYPHS-ZS).
+  "fonttools>=4.40",  # GLYPHS-ZS: cmaps of the fonts.
+]
+# PyTorch peers: the side-by-side benchmarks and their tests.
+PEERS = [
+  "torch==2.13.0",
+  "pytorch-metric-learning>=2.8",
+  "faiss-cpu",
+]
+
 setuptools.setup(
   name="proxy_nca_jax",
   version="0.1.0",
@@ -15,35 +43,17 @@ setuptools.setup(
   packages=setuptools.find_packages(
     include=["proxy_nca_jax", "proxy_nca_jax.*"]
   ),
-  install_requires=[
-    "jax>=0.8.0",
-    "flax>=0.11.0",
-    "optax>=0.2.5",
-    "tensorflow-datasets>=4.9.8",
-    "tensorflow-cpu>=2.18",
-    "tensorboard>=2.18",  # tf.summary writes through it.
-    "orbax-checkpoint>=0.11.20",
-    "numpy>=1.26",
-    "chex>=0.1.90",
-    "absl-py>=2.1",
-    "ml-collections>=1.0",
-    "importlib_resources>=6.0",
-    "matplotlib>=3.8",  # Figures: evaluate and report.
-    "pillow>=10.0",  # Image files (embed) and glyph rendering (GLYPHS-ZS).
-    "fonttools>=4.40",  # GLYPHS-ZS: cmaps of the fonts.
-  ],
+  install_requires=CORE,
   extras_require={
-    "test": [
+    "train": TRAIN,
+    "test": TRAIN
+    + PEERS
+    + [
       "pytest>=8",
       "pytest-xdist>=3.5",  # make test runs the suite on 2 workers.
       "scikit-learn>=1.5",
       "ruff>=0.6",
       "hypothesis>=6.100",  # Property tests of the losses.
-      # PyTorch references of ResNet-50 / BN-Inception and weight import.
-      "torch==2.13.0",
-      # The accelerator benchmark's smoke test runs its peers.
-      "pytorch-metric-learning>=2.8",
-      "faiss-cpu",
     ],
     # python -m proxy_nca_jax.import_weights (reading PyTorch files).
     "weights": ["torch==2.13.0"],
@@ -53,10 +63,6 @@ setuptools.setup(
       "opencv-python-headless>=4.8",
       "scipy>=1.10",
     ],
-    "benchmark": [
-      "torch==2.13.0",
-      "pytorch-metric-learning>=2.8",
-      "faiss-cpu",
-    ],
+    "benchmark": TRAIN + PEERS,
   },
 )

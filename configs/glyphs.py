@@ -33,12 +33,14 @@ Variants (``--config=configs/glyphs.py:VARIANT[,VARIANT]``):
     first use.
   * ``smoke``: a few steps on a small evaluation subset, for quick checks.
 
-Any field can be overridden, e.g. ``--config.input.glyphs.min_faces=25``.
+Any field can be overridden, e.g. ``--config.input.glyphs.min_faces=25``;
+what the fields outside ``input.glyphs`` and ``input.augment`` mean:
+proxy_nca_jax/training/config_schema.py.
 """
 
 import ml_collections
 
-from configs import fashion_mnist
+from proxy_nca_jax.training import config_schema
 
 # Folders of the fonts installed by the Makefile's GLYPH_FONT_PACKAGES.
 _FONTS = "/usr/share/fonts"
@@ -99,9 +101,7 @@ NUM_VAL_CLASSES = 100
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the GLYPHS-ZS config; ``arg`` names a variant (see above)."""
-  config = fashion_mnist.get_config()
-  config.unlock()
-
+  config = config_schema.base_config()
   config.input.dataset = "glyphs"
   config.input.manual_dir = ""  # Unused: everything comes from the fonts.
   config.input.glyphs = ml_collections.ConfigDict()
@@ -167,7 +167,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if "no_noto" in variants:
     config.input.glyphs.font_dirs = tuple(d for d in FONT_DIRS if d != NOTO_DIR)
   if "smoke" in variants:
-    fashion_mnist.shorten_for_smoke(config, max_eval_examples=2000)
+    config_schema.shorten_for_smoke(config, max_eval_examples=2000)
 
   config.lock()
   return config

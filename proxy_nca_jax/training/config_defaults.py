@@ -11,33 +11,38 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The one place where fields a config may lack get their defaults.
+"""Completes configs saved before some of the schema's fields existed.
 
-The configs in ``configs/`` define every field. Configs written before a
-field existed (a workdir's saved ``config.json``, a user's own config file)
-may lack it; `with_defaults` adds each missing field of `OPTIONAL_FIELDS`
-with the value that reproduces the behaviour from before the field, so the
-code below reads every field directly instead of guessing at each use.
+Every config built on `config_schema.base_config` has every field. Configs
+written before a field existed (a workdir's saved ``config.json``, a user's
+own config file) may lack it; `with_defaults` adds each missing field of
+`OPTIONAL_FIELDS` with its default in the schema, which is the behaviour
+from before the field, so the code below reads every field directly instead
+of guessing at each use.
 """
 
 import ml_collections
 
-# Dotted field -> the value that keeps the behaviour of configs without it.
-OPTIONAL_FIELDS: dict[str, object] = {
+from proxy_nca_jax.training import config_schema
+
+# Dotted fields whose schema default keeps the behaviour of configs without
+# them: why, for each.
+OPTIONAL_FIELDS = (
   # Added with sharded proxies: before, every device held every proxy.
-  "proxies.sharding": "replicated",
+  "proxies.sharding",
   # Grey-level augmentation (grey_augmentation.py): none before GLYPHS-ZS.
-  "input.augmentation": "none",
-  # The paper datasets' image-count check: off for the other datasets.
-  "input.check_num_examples": False,
+  "input.augmentation",
+  # The paper datasets' image-count check: off before it, for every dataset
+  # (the benchmark configs turn it on).
+  "input.check_num_examples",
   # Query/gallery evaluation: before it, always leave-one-out.
-  "evals.query_gallery": None,
+  "evals.query_gallery",
   # Proxy-NCA in blocks of proxies: before it, all the logits at once; the
   # same up to 65,536 proxies, and to float32 rounding above.
-  "loss.proxy_block_size": None,
+  "loss.proxy_block_size",
   # Sampled negative proxies: before them, every proxy at every step.
-  "loss.negative_fraction": 1.0,
-}
+  "loss.negative_fraction",
+)
 
 
 def with_defaults(
@@ -51,12 +56,13 @@ def with_defaults(
   Returns:
     The same config, completed.
   """
+  defaults = config_schema.base_config()
   with config.unlocked():
-    for key, value in OPTIONAL_FIELDS.items():
+    for key in OPTIONAL_FIELDS:
       section_name, field = key.split(".")
       if section_name not in config:
         continue  # Not a run config's section: nothing to complete.
       section = config[section_name]
       if field not in section:
-        section[field] = value
+        section[field] = defaults[section_name][field]
   return config

@@ -11,11 +11,12 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Every config file sets every field the library reads.
+"""Every config file holds every field of the schema.
 
 Configs are locked, so a field the code reads but a config lacks is an
-error only when that config runs. configs/fashion_mnist.py is the reference:
-the others must hold each of its fields (they may add their own).
+error only when that config runs. proxy_nca_jax/training/config_schema.py
+is the reference: each config must hold each of its fields (they may add
+their own).
 """
 
 import importlib
@@ -23,10 +24,12 @@ import importlib
 import ml_collections
 from absl.testing import absltest, parameterized
 
-from configs import fashion_mnist, glyphs
-from proxy_nca_jax.training import config_defaults
+from configs import cub200, fashion_mnist, glyphs
+from proxy_nca_jax.training import config_defaults, config_schema
 
-OTHER_CONFIGS = (
+CONFIGS = (
+  ("fashion_mnist", None),
+  ("fashion_mnist", "triplet"),
   ("glyphs", None),
   ("glyphs", "triplet"),
   ("glyphs", "triplet,no_noto"),
@@ -49,18 +52,31 @@ def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> set[str]:
 
 
 class ConfigFieldsTest(parameterized.TestCase):
-  @parameterized.parameters(*OTHER_CONFIGS)
-  def test_holds_every_reference_field(self, name, arg):
+  @parameterized.parameters(*CONFIGS)
+  def test_holds_every_schema_field(self, name, arg):
     config = importlib.import_module(f"configs.{name}").get_config(arg)
-    missing = _fields(fashion_mnist.get_config()) - _fields(config)
+    missing = _fields(config_schema.base_config()) - _fields(config)
     self.assertEmpty(sorted(missing), f"configs/{name}.py lacks these fields")
 
+  def test_only_colour_image_configs_split_classes_by_count(self):
+    # class_splits.py splits by counts where input.num_train_classes exists.
+    rgb_only = _fields(config_schema.base_config(rgb_input=True)) - _fields(
+      config_schema.base_config()
+    )
+    self.assertIn("input.num_train_classes", rgb_only)
+    self.assertEmpty(rgb_only & _fields(fashion_mnist.get_config()))
+    self.assertEmpty(rgb_only & _fields(glyphs.get_config()))
+    self.assertContainsSubset(rgb_only, _fields(cub200.get_config()))
 
-class OverridableTest(absltest.TestCase):
-  def test_fields_that_default_to_none_take_a_command_line_value(self):
+
+class OverridableTest(parameterized.TestCase):
+  @parameterized.parameters(*CONFIGS)
+  def test_fields_that_default_to_none_take_a_command_line_value(
+    self, name, arg
+  ):
     # A plain None field cannot be overridden by --config.FIELD=...
     # (ml_collections has no type to parse it to); a typed placeholder can.
-    config = fashion_mnist.get_config()
+    config = importlib.import_module(f"configs.{name}").get_config(arg)
     untyped = [
       field
       for field in _fields(config)
@@ -82,9 +98,10 @@ def _get(config: ml_collections.ConfigDict, field: str):
 
 
 class ConfigDefaultsTest(absltest.TestCase):
-  def test_shipped_configs_define_every_optional_field(self):
-    # The defaults are for older configs only, never for ours.
-    fields = _fields(fashion_mnist.get_config())
+  def test_every_optional_field_is_a_schema_field(self):
+    # Their values come from the schema; the shipped configs, built on it,
+    # never need them.
+    fields = _fields(config_schema.base_config())
     for key in config_defaults.OPTIONAL_FIELDS:
       self.assertIn(key, fields)
 
@@ -99,6 +116,14 @@ class ConfigDefaultsTest(absltest.TestCase):
     self.assertEqual(config.input.augmentation, "none")
     self.assertFalse(config.input.check_num_examples)
     self.assertEqual(config.input.dataset, "mine")
+
+  def test_the_default_is_the_schemas_not_the_configs_family(self):
+    # A benchmark config saved before the image-count check ran without it.
+    saved = cub200.get_config().to_dict()
+    del saved["input"]["check_num_examples"]
+    config = config_defaults.with_defaults(ml_collections.ConfigDict(saved))
+    self.assertFalse(config.input.check_num_examples)
+    self.assertTrue(cub200.get_config().input.check_num_examples)
 
   def test_fields_a_config_sets_are_kept(self):
     config = glyphs.get_config()

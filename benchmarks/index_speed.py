@@ -21,8 +21,8 @@ process (each timed after a warm-up call that compiles):
 - embed: ``evaluation.folder_embedding.embed_folder`` of the same files
   (what ``python -m proxy_nca_jax.embed`` runs: the evaluation's float
   preprocessing);
-- evaluation pipeline: ``evaluation.report.embed_split`` of as many images
-  of the run's test split (tfds, the path of every evaluation).
+- evaluation pipeline: ``inference.split_embedding.embed_split`` of as many
+  images of the run's test split (tfds, the path of every evaluation).
 
   python -m research.fmnist_folders --out=/tmp/fmnist_folders
   python -m benchmarks.index_speed --workdir=workdirs/fashion_mnist \
@@ -41,8 +41,9 @@ from benchmarks import cpu_timing
 from proxy_nca_jax import parallel
 from proxy_nca_jax.data import image_files
 from proxy_nca_jax.deployment import embedder, gallery
-from proxy_nca_jax.evaluation import folder_embedding, report
-from proxy_nca_jax.training import workdirs
+from proxy_nca_jax.evaluation import folder_embedding
+from proxy_nca_jax.inference import embedding, split_embedding
+from proxy_nca_jax.training import train_state, workdirs
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained run.")
 _IMAGES = flags.DEFINE_string("images", None, "A folder of image files.")
@@ -78,8 +79,13 @@ def main(argv: list[str]) -> None:
     "embed (folder_embedding)": lambda: folder_embedding.embed_folder(
       workdir, folder
     ),
-    "evaluation pipeline (embed_split)": lambda: report.embed_split(
-      config.input, model, state, mesh, "test"
+    "evaluation pipeline (embed_split)": lambda: split_embedding.embed_split(
+      embedding.make_embed_fn(model, mesh),
+      train_state.inference_variables(state),
+      config.input,
+      "test",
+      mesh,
+      keep_images=True,
     ),
   }
   print(cpu_timing.machine_description())

@@ -73,7 +73,7 @@ from torch import nn
 from benchmarks import cpu_timing
 from proxy_nca_jax import evaluation, models, parallel, quiet_logs
 from proxy_nca_jax.data import class_splits, pipeline, sources
-from proxy_nca_jax.evaluation import embedding
+from proxy_nca_jax.inference import embedding, split_evaluation
 from proxy_nca_jax.training import setup, train_state
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -383,10 +383,10 @@ def main(argv: list[str]) -> None:
   results["untrained_max_abs_embedding_diff"] = float(
     np.abs(emb_jax - emb_torch).max()
   )
-  metrics["PyTorch, untrained"] = evaluation.evaluate_with_config(
+  metrics["PyTorch, untrained"] = split_evaluation.evaluate_with_config(
     emb_torch, test_y, config
   )
-  metrics["ours, untrained"] = evaluation.evaluate_with_config(
+  metrics["ours, untrained"] = split_evaluation.evaluate_with_config(
     emb_jax, test_y, config
   )
 
@@ -442,10 +442,10 @@ def main(argv: list[str]) -> None:
           run["quiet"].append(is_quiet)
     done += chunk
 
-  metrics[f"PyTorch, {steps} steps"] = evaluation.evaluate_with_config(
+  metrics[f"PyTorch, {steps} steps"] = split_evaluation.evaluate_with_config(
     embed_torch(net, test_x), test_y, config
   )
-  metrics[f"ours, {steps} steps"] = evaluation.evaluate_with_config(
+  metrics[f"ours, {steps} steps"] = split_evaluation.evaluate_with_config(
     embed_jax(embed_fn, train_state.inference_variables(state), test_x, mesh),
     test_y,
     config,

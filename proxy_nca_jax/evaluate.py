@@ -20,7 +20,7 @@ r"""Evaluates the newest checkpoint of a training run: metrics and figures.
 Loads the run's config and newest checkpoint from the workdir, embeds the
 split (by default the never-seen test classes), prints the metrics table
 (every Recall@K of the run's config, Precision@1, R-Precision, MAP@R, NMI,
-AMI) and writes into the workdir (evaluation/report.py):
+AMI) and writes into the workdir (reports/workdir_report.py):
 
 - ``metrics_<split>.json``: {"step", "split", "num_examples",
   "query_gallery", "metrics"};
@@ -45,7 +45,7 @@ import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from proxy_nca_jax import evaluation, quiet_logs  # noqa: E402
-from proxy_nca_jax.evaluation import report  # noqa: E402
+from proxy_nca_jax.reports import workdir_report  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Workdir of a training run (config.json, checkpoints/)."
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   quiet_logs.quiet_libraries()
   try:
-    result = report.evaluate_workdir(
+    result = workdir_report.evaluate_workdir(
       _WORKDIR.value,
       _SPLIT.value,
       max_examples=_MAX_EXAMPLES.value,

@@ -47,10 +47,14 @@ from ml_collections import config_flags
 
 from proxy_nca_jax import checkpointing, parallel, quiet_logs
 from proxy_nca_jax import losses as losses_lib
-from proxy_nca_jax.data import pipeline
-from proxy_nca_jax.evaluation import embedding
+from proxy_nca_jax.inference import (
+  embedding,
+  split_embedding,
+  split_evaluation,
+)
 from proxy_nca_jax.training import (
   metric_writer,
+  proxy_init,
   setup,
   train_state,
   trainer,
@@ -340,8 +344,13 @@ def evaluate_state(config, model, state, split: str) -> dict[str, float]:
   """Retrieval and clustering metrics of ``state`` on an eval ``split``."""
   mesh = parallel.create_mesh()
   state = jax.device_put(state, parallel.replicated(mesh))
-  embed_fn = embedding.make_embed_fn(model, mesh)
-  return trainer.evaluate_split(config, embed_fn, state, mesh, split)
+  return split_evaluation.evaluate_split(
+    config,
+    embedding.make_embed_fn(model, mesh),
+    train_state.inference_variables(state),
+    mesh,
+    split,
+  )
 
 
 def embed_split(
@@ -350,13 +359,14 @@ def embed_split(
   """(unit embeddings (N, D), original class ids (N,)) of an eval split."""
   mesh = parallel.create_mesh()
   state = jax.device_put(state, parallel.replicated(mesh))
-  batches = pipeline.create_eval_iterator(config.input, split)
-  return embedding.embed_batches(
+  embedded = split_embedding.embed_split(
     embedding.make_embed_fn(model, mesh),
     train_state.inference_variables(state),
-    batches,
+    config.input,
+    split,
     mesh,
   )
+  return embedded.embeddings, embedded.labels
 
 
 def cached_json(path: str, compute) -> dict:
@@ -389,10 +399,10 @@ def untrained_test_metrics(config: ml_collections.ConfigDict) -> dict:
 
 def initial_state(config: ml_collections.ConfigDict):
   """(model, state) exactly as a run of ``config`` starts
-  (``trainer.starting_state``: class-mean proxies when configured)."""
+  (``proxy_init.starting_state``: class-mean proxies when configured)."""
   parts = setup.assemble(config)
   state = parts.initial_state()
-  return parts.model, trainer.starting_state(
+  return parts.model, proxy_init.starting_state(
     parts, state, parts.state_shardings(state)
   )
 

@@ -45,7 +45,7 @@ from absl import app, flags
 from proxy_nca_jax import evaluation
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
-from proxy_nca_jax.training import trainer
+from proxy_nca_jax.training import proxy_init
 from research import common, plots
 
 PROXY_RATIOS = flags.DEFINE_list(
@@ -144,7 +144,7 @@ def dynamic_supervision(
   the run's training stream, embedded as the loss sees them (training
   mode). An anchor without one adds nothing to the loss or its gradient."""
   supervised = []
-  for embeddings, labels in trainer.embed_training_batches(
+  for embeddings, labels in proxy_init.embed_training_batches(
     config, model, state, seed=config.seed, num_batches=num_batches
   ):
     similar, dissimilar = proxies_lib.relations_from_labels(labels)

@@ -37,7 +37,8 @@ from matplotlib import pyplot as plt  # noqa: E402
 
 from proxy_nca_jax.data import image_files  # noqa: E402
 from proxy_nca_jax.deployment import embedder, gallery  # noqa: E402
-from proxy_nca_jax.evaluation import figures, nearest  # noqa: E402
+from proxy_nca_jax.evaluation import nearest  # noqa: E402
+from proxy_nca_jax.reports import figures  # noqa: E402
 
 
 def query_files(query: str) -> tuple[str, list[str]]:

@@ -52,7 +52,9 @@ sorted_prefix.py); this one validates, chooses and summarises. Separate
 query and gallery sets (``evals.query_gallery``) are chosen in
 query_gallery.py. k-means is in
 clustering.py, NMI and AMI in mutual_information.py, and the text tables of
-results in tables.py.
+results in tables.py. Everything here takes arrays: a run's config is
+applied in inference/split_evaluation.py, and files and figures are written
+in reports/.
 
 Typical use:
 
@@ -65,14 +67,12 @@ Typical use:
 from collections.abc import Mapping, Sequence
 
 import jax
-import ml_collections
 import numpy as np
 
 from proxy_nca_jax.evaluation import (
   clustering,
   counting,
   mutual_information,
-  query_gallery,
   sorted_prefix,
 )
 from proxy_nca_jax.evaluation.tables import (
@@ -95,8 +95,6 @@ __all__ = [
   "DEFAULT_BLOCK_SIZE",
   "clustering_metrics",
   "evaluate_embeddings",
-  "evaluate_with_config",
-  "needs_source_splits",
   "format_results_table",
   "markdown_table",
   "results_table",
@@ -347,83 +345,6 @@ def evaluate_embeddings(
       seed=seed,
       num_iters=kmeans_iters,
       num_restarts=kmeans_restarts,
-    )
-  )
-  return metrics
-
-
-def needs_source_splits(config: ml_collections.ConfigDict) -> bool:
-  """Whether `evaluate_with_config` needs each image's tfds split."""
-  protocol = query_gallery.parse(config.evals.query_gallery)
-  return protocol is not None and protocol.needs_source_splits
-
-
-def evaluate_with_config(
-  embeddings: Array,
-  labels: Array,
-  config: ml_collections.ConfigDict,
-  *,
-  source_splits: np.ndarray | None = None,
-  block_size: int | None = None,
-  mesh: jax.sharding.Mesh | None = None,
-) -> dict[str, float]:
-  """`evaluate_embeddings` with the run's ``config.evals`` and ``config.seed``.
-
-  Args:
-    embeddings: (N, D) float array, assumed L2-normalised.
-    labels: (N,) integer class labels.
-    config: a full run config.
-    source_splits: (N,) the tfds split each image was read from (the
-      pipeline's 'source'); needed by ``evals.query_gallery='splits:Q/G'``.
-    block_size: overrides ``config.evals.block_size`` when given.
-    mesh: devices to spread the work over (default: as evaluate_embeddings).
-
-  Returns:
-    The metrics of `evaluate_embeddings`; with ``evals.query_gallery``
-    (query_gallery.py), the retrieval metrics are those of its queries
-    against its gallery, and NMI/AMI still cluster the whole set.
-
-  Raises:
-    ValueError: a bad ``evals.query_gallery``, or one that leaves no query
-      or no gallery image.
-  """
-  spec = config.evals.query_gallery
-  protocol = query_gallery.parse(spec)
-  block_size = block_size or config.evals.block_size
-  ks = tuple(config.evals.recall_ks)
-  if protocol is None:
-    metrics = retrieval_metrics(
-      embeddings, labels, ks=ks, block_size=block_size, mesh=mesh
-    )
-  else:
-    x, y = np.asarray(embeddings), np.asarray(labels)
-    queries, gallery, shared = query_gallery.select(
-      protocol, y, source_splits, spec
-    )
-    if shared:
-      # Leave-one-out over the gallery, averaged over its query rows.
-      scores = per_query_scores(
-        x[gallery], y[gallery], max_k=max(ks), block_size=block_size, mesh=mesh
-      )
-      scores = {key: value[queries] for key, value in scores.items()}
-      metrics = summarize_retrieval(scores, ks)
-    else:
-      metrics = retrieval_metrics(
-        x[queries],
-        y[queries],
-        gallery=x[gallery],
-        gallery_labels=y[gallery],
-        ks=ks,
-        block_size=block_size,
-        mesh=mesh,
-      )
-  metrics.update(
-    clustering_metrics(
-      embeddings,
-      labels,
-      seed=config.seed,
-      num_iters=config.evals.kmeans_iters,
-      num_restarts=config.evals.kmeans_restarts,
     )
   )
   return metrics

@@ -48,7 +48,7 @@ from proxy_nca_jax.data import (
   pipeline,
   rgb_preprocessing,
 )
-from proxy_nca_jax.evaluation import embedding
+from proxy_nca_jax.inference import embedding
 from proxy_nca_jax.training import train_state, workdirs
 
 

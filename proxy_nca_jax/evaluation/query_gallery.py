@@ -34,7 +34,8 @@ Clothes Retrieval and its users do:
 Recall@K, R-Precision and MAP@R are then the queries' against the gallery
 (R = gallery items of the query's class, the query itself excluded; a query
 with R = 0 counts as a miss in Recall@K and is left out of MAP@R). NMI and
-AMI still cluster the whole split (`evaluate_with_config`).
+AMI still cluster the whole split
+(``inference.split_evaluation.evaluate_with_config`` applies the protocol).
 """
 
 import dataclasses

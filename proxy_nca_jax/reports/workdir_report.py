@@ -35,80 +35,29 @@ which need every image in one process, are drawn by single-process runs only.
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from proxy_nca_jax import evaluation, parallel
+from proxy_nca_jax import parallel
 from proxy_nca_jax.data import pipeline
-from proxy_nca_jax.evaluation import embedding, figures, nearest
+from proxy_nca_jax.evaluation import nearest
+from proxy_nca_jax.inference import (
+  embedding,
+  split_embedding,
+  split_evaluation,
+)
+from proxy_nca_jax.reports import figures
 from proxy_nca_jax.training import metric_writer, setup, train_state, workdirs
 
 CONVERGENCE = "convergence.png"
 METRICS = "metrics_{split}.json"
 RETRIEVAL = "retrieval_{split}.png"
 PROJECTION = "projection_{split}.png"
-
-
-def _stash_images(
-  batches: Iterator[dict[str, np.ndarray]], images: list[np.ndarray]
-) -> Iterator[dict[str, np.ndarray]]:
-  """Passes `batches` through, keeping the real images of each."""
-  for batch in batches:
-    images.append(batch["image"][batch["mask"].astype(bool)])
-    yield batch
-
-
-def embed_split(
-  input_config: ml_collections.ConfigDict,
-  model: nn.Module,
-  state: train_state.TrainState,
-  mesh: jax.sharding.Mesh,
-  split: str,
-  *,
-  with_sources: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-  """Embeds an evaluation split and keeps its images.
-
-  Args:
-    input_config: the run's ``config.input``.
-    model: the run's network.
-    state: its trained state, replicated over ``mesh``.
-    mesh: the device mesh.
-    split: 'test', 'val' or 'train'.
-    with_sources: also find each image's tfds split.
-
-  Returns:
-    (embeddings float32 (N, D), labels int (N,)) of the whole split, this
-    process's images float32 (n, H, W, C) as the network saw them (n = N
-    with one process), and with ``with_sources`` the tfds split each image
-    was read from (N,) (else None).
-  """
-  images: list[np.ndarray] = []
-  batches = pipeline.create_eval_iterator(
-    input_config,
-    split,
-    with_sources=with_sources,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-  )
-  examples = embedding.embed_examples(
-    embedding.make_embed_fn(model, mesh),
-    train_state.inference_variables(state),
-    _stash_images(batches, images),
-    mesh,
-  )
-  return (
-    examples["embedding"],
-    examples["label"],
-    np.concatenate(images),
-    pipeline.source_split_names(input_config, examples),
-  )
 
 
 def write_retrieval_grid(
@@ -229,26 +178,27 @@ def evaluate_workdir(
   records = _convergence_records(workdir)
   mesh = parallel.create_mesh() if mesh is None else mesh
   _, model, state = workdirs.restore_trained(workdir, mesh)
-  embeddings, labels, images, source_splits = embed_split(
+  embedded = split_embedding.embed_split(
+    embedding.make_embed_fn(model, mesh),
+    train_state.inference_variables(state),
     input_config,
-    model,
-    state,
-    mesh,
     split,
-    with_sources=evaluation.needs_source_splits(config),
+    mesh,
+    with_sources=split_evaluation.needs_source_splits(config),
+    keep_images=True,
   )
-  metrics = evaluation.evaluate_with_config(
-    embeddings,
-    labels,
+  metrics = split_evaluation.evaluate_with_config(
+    embedded.embeddings,
+    embedded.labels,
     config,
-    source_splits=source_splits,
+    source_splits=embedded.source_splits,
     block_size=block_size,
     mesh=mesh,
   )
   result = {
     "step": int(jax.device_get(state.step)),
     "split": split,
-    "num_examples": int(len(labels)),
+    "num_examples": int(len(embedded.labels)),
     "query_gallery": config.evals.query_gallery,
     "metrics": metrics,
     "files": [],
@@ -267,7 +217,7 @@ def evaluate_workdir(
     workdir,
     config,
     result,
-    (embeddings, labels, images),
+    (embedded.embeddings, embedded.labels, embedded.images),
     records,
     num_queries=num_queries,
     num_neighbours=num_neighbours,

@@ -18,185 +18,45 @@ build (or restore) the state, train with periodic evaluation, checkpoints and
 metrics, and return the evaluation results. Everything runs through one
 device mesh (parallel.py): the same code on one CPU, fake CPU devices, GPUs
 or a TPU pod slice.
+
+The run is assembled by setup.py; the loop here steps, logs, saves and
+stops on preemption, and leaves the rest to its modules: the health checks
+to health.py, where new proxies start to proxy_init.py, and the evaluations
+to periodic_evaluation.py.
 """
 
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from proxy_nca_jax import checkpointing, durations, evaluation, parallel
+from proxy_nca_jax import checkpointing, durations, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import folder_recipe, pipeline
-from proxy_nca_jax.evaluation import embedding
+from proxy_nca_jax.inference import embedding
 from proxy_nca_jax.training import (
   config_changes,
   config_defaults,
+  health,
   metric_writer,
+  periodic_evaluation,
   preemption,
+  proxy_init,
   run_lock,
   setup,
   train_state,
   workdirs,
 )
 
-
-def evaluate_split(
-  config: ml_collections.ConfigDict,
-  embed_fn: Callable[[dict[str, Any], jax.Array], jax.Array],
-  state: train_state.TrainState,
-  mesh: jax.sharding.Mesh,
-  split: str,
-) -> dict[str, float]:
-  """Embeds ``split`` and computes its retrieval and clustering metrics."""
-  batches = pipeline.create_eval_iterator(
-    config.input,
-    split,
-    with_sources=evaluation.needs_source_splits(config),
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-  )
-  examples = embedding.embed_examples(
-    embed_fn, train_state.inference_variables(state), batches, mesh
-  )
-  return evaluation.evaluate_with_config(
-    examples["embedding"],
-    examples["label"],
-    config,
-    source_splits=pipeline.source_split_names(config.input, examples),
-  )
-
-
-def class_mean_proxy_init(
-  config: ml_collections.ConfigDict,
-  model: nn.Module,
-  state: train_state.TrainState,
-  num_proxies: int,
-  num_batches: int = 16,
-) -> jax.Array:
-  """Proxies at the class means of the initial network's embeddings.
-
-  Uses a separately seeded stream of training batches, so the training
-  stream (and resuming it) is unaffected.
-  """
-  embeddings, labels = zip(
-    *embed_training_batches(
-      config, model, state, seed=config.seed + 1, num_batches=num_batches
-    ),
-    strict=True,
-  )
-  return proxies_lib.class_mean_proxies(
-    np.concatenate(embeddings), np.concatenate(labels), num_proxies
-  )
-
-
-def embed_training_batches(
-  config: ml_collections.ConfigDict,
-  model: nn.Module,
-  state: train_state.TrainState,
-  *,
-  seed: int,
-  num_batches: int,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """(embeddings, labels) of the first ``num_batches`` global batches of the
-  training stream seeded ``seed``, embedded in training mode (each batch
-  normalised by its own statistics, as the loss sees it) and gathered from
-  every process."""
-  batches = pipeline.create_train_iterator(
-    config.input,
-    seed=seed,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-  )
-  for _, local in zip(range(num_batches), batches, strict=False):
-    out, _ = model.apply(
-      {"params": state.params["model"], "batch_stats": state.batch_stats},
-      local["image"],
-      train=True,
-      mutable=["batch_stats"],
-    )
-    yield (
-      multihost_utils.process_allgather(out, tiled=True),
-      multihost_utils.process_allgather(local["label"], tiled=True),
-    )
-
-
-@jax.jit
-def _first_non_finite(
-  first: jax.Array, step: int, metrics: dict[str, jax.Array]
-) -> jax.Array:
-  """The first step with a non-finite metric (loss, gradient norm, proxy
-  norms; -1: none yet), on the device: tracked every step without waiting
-  for the step to finish."""
-  finite = jnp.all(
-    jnp.stack([jnp.isfinite(v).all() for v in jax.tree.leaves(metrics)])
-  )
-  return jnp.where((first < 0) & ~finite, step, first)
-
-
-def _check_finite(
-  step: int, metrics: dict[str, float], last_ckpt: int | None, first_bad: int
-) -> None:
-  """Raises FloatingPointError when a fetched metric is not finite.
-
-  Args:
-    step: the step whose metrics were fetched.
-    metrics: its metrics.
-    last_ckpt: the newest checkpoint (None: none yet).
-    first_bad: the first step with a non-finite metric (-1: none).
-  """
-  bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
-  if not bad and first_bad < 0:
-    return
-  first = step if first_bad < 0 else first_bad
-  when = f"at step {first}" + (
-    f" (the first non-finite one; found at step {step})"
-    if first != step
-    else ""
-  )
-  if last_ckpt is None:
-    restart = (
-      "No checkpoint was saved before it: rerun the same command with, "
-      "e.g., --config.optimizer.learning_rate=<smaller> to start again."
-    )
-  else:
-    restart = (
-      f"The last good checkpoint (step {last_ckpt}) is intact; rerun the "
-      "same command with, e.g., --config.optimizer.learning_rate=<smaller> "
-      "--accept_config_change to resume from it."
-    )
-  # The metrics fetched now may be finite again after a non-finite step.
-  what = bad or "non-finite metrics"
-  raise FloatingPointError(
-    f"Training diverged: {what} {when}. Likely "
-    "causes: a learning rate too high for the loss scale "
-    "(optimizer.learning_rate, optimizer.proxy_lr_mult) or loss.scale too "
-    f"large. {restart}"
-  )
-
-
-def _log_evaluation(
-  writer: metric_writer.MetricWriter,
-  step: int,
-  split: str,
-  results: dict[str, float],
-) -> None:
-  writer.write_scalars(step, {f"{split}/{k}": v for k, v in results.items()})
-  logging.info(
-    "eval %s at step %d: %s",
-    split,
-    step,
-    ", ".join(f"{k} {v:.4f}" for k, v in results.items()),
-  )
+# Backbones whose recipes assume ImageNet-pretrained weights.
+IMAGENET_BACKBONES = ("bn_inception", "resnet50")
 
 
 def train_and_evaluate(
@@ -282,10 +142,15 @@ def _train_locked(
   loop = _Loop(
     parts=parts,
     train_step_fn=parts.train_step(shardings),
-    embed_fn=embedding.make_embed_fn(parts.model, mesh),
+    evaluations=periodic_evaluation.Evaluations(
+      config=parts.config,
+      mesh=mesh,
+      embed_fn=embedding.make_embed_fn(parts.model, mesh),
+      writer=writer,
+      workdir=tf_workdir,
+    ),
     writer=writer,
     ckpt=ckpt,
-    workdir=tf_workdir,
   )
   try:
     loop.run(state, latest)
@@ -360,120 +225,13 @@ def _restore_or_initialize(
   """(the state to train from, the step of the checkpoint it came from).
 
   The newest checkpoint when there is one (its run signature checked);
-  else ``starting_state``.
+  else ``proxy_init.starting_state``.
   """
   latest = ckpt.latest_step()
   if latest is not None:
     logging.info("Resuming from the checkpoint at step %d.", latest)
     return ckpt.restore(latest, state, parts.signature()), latest
-  return starting_state(parts, state, shardings), None
-
-
-def starting_state(
-  parts: setup.RunParts, state: train_state.TrainState, shardings: Any
-) -> train_state.TrainState:
-  """``state`` (freshly initialised, placed by ``shardings``) as a new run
-  starts from it: with its proxies at the class means, and the optimiser
-  state of those, when ``proxies.init`` says so."""
-  if parts.config.proxies.init != "class_means":
-    return state
-  proxies = proxies_lib.pad_proxies(
-    class_mean_proxy_init(parts.config, parts.model, state, parts.num_proxies),
-    train_state.proxy_shards(parts.config, parts.mesh),
-  )
-  params = jax.device_put(
-    {**state.params, "proxies": proxies}, shardings.params
-  )
-  return state.replace(
-    params=params,
-    opt_state=jax.jit(parts.tx.init, out_shardings=shardings.opt_state)(params),
-  )
-
-
-# Backbones whose recipes assume ImageNet-pretrained weights.
-IMAGENET_BACKBONES = ("bn_inception", "resnet50")
-# A largest proxy norm this many times its value at the start of a run is a
-# runaway: the default run's proxies stay within 2% of their start.
-RUNAWAY_NORM_FACTOR = 100.0
-
-
-@dataclasses.dataclass
-class _ProxyNormWatch:
-  """Warns (once) when the proxies' norms run away.
-
-  Proxy-NCA compares embeddings and proxies as directions (Movshovitz-Attias
-  et al. 2017, Sec. 3: both on the unit sphere), so a huge proxy barely
-  turns under an update of bounded size: learning stalls while the loss
-  stays finite, and no divergence check fires.
-  """
-
-  start_max: float
-  warned: bool = False
-
-  def check(self, step: int, fetched: dict[str, float]) -> None:
-    norm = fetched.get("proxy_norm_max")
-    if self.warned or norm is None or not np.isfinite(norm):
-      return
-    start = max(self.start_max, 1e-6)
-    if norm > RUNAWAY_NORM_FACTOR * start:
-      self.warned = True
-      logging.warning(
-        "Proxy norms are running away: the largest is %.3g at step %d, "
-        "%.0fx its %.3g at the start of this run. Proxies are compared as "
-        "directions, so such proxies barely move and learning stalls while "
-        "the loss stays finite: lower optimizer.learning_rate or "
-        "optimizer.proxy_lr_mult.",
-        norm,
-        step,
-        norm / start,
-        self.start_max,
-      )
-
-
-@dataclasses.dataclass
-class _StallWatch:
-  """Warns (once) when the loss and its gradient are exactly 0 at two
-  checked steps in a row: no example of those batches had a loss term, so
-  nothing trains any more, and no divergence check fires.
-
-  Dynamic assignment gets there when the classes of a batch share their
-  nearest proxy (``proxies.supervised_anchors``; docs/README.md, RQ5 on
-  GLYPHS-ZS).
-  """
-
-  assignment: str
-  last_zero: int | None = None
-  warned: bool = False
-
-  def check(self, step: int, fetched: dict[str, float]) -> None:
-    zero = fetched.get("loss") == 0.0 and fetched.get("grad_norm") == 0.0
-    if self.warned or not zero:
-      self.last_zero = None
-      return
-    if self.last_zero is None:
-      self.last_zero = step
-      return
-    self.warned = True
-    if self.assignment == "dynamic":
-      advice = (
-        "With loss.assignment=dynamic the classes of the batches share "
-        "their nearest proxy, none claims it, and no anchor gets a negative "
-        "proxy; such runs did not recover on GLYPHS-ZS (docs/README.md, "
-        "RQ5). Use loss.assignment=static when every image has a class."
-      )
-    else:
-      advice = (
-        "A loss over pairs or triplets needs several images of a class in "
-        "each batch (input.samples_per_class)."
-      )
-    logging.warning(
-      "The loss and its gradient are exactly 0 at steps %d and %d: no "
-      "example of those batches has a loss term, so the network and the "
-      "proxies no longer change. %s",
-      self.last_zero,
-      step,
-      advice,
-    )
+  return proxy_init.starting_state(parts, state, shardings), None
 
 
 @dataclasses.dataclass
@@ -482,46 +240,21 @@ class _Loop:
 
   parts: setup.RunParts
   train_step_fn: Callable[..., Any]
-  embed_fn: Callable[[dict[str, Any], jax.Array], jax.Array]
+  evaluations: periodic_evaluation.Evaluations
   writer: metric_writer.MetricWriter
   ckpt: checkpointing.Checkpointer
-  workdir: str
   # (step, time) where the steps/s of the next log start counting.
   _timer: tuple[int, float] = dataclasses.field(default=(0, 0.0), init=False)
-
-  def evaluate_if_missing(self, state, step: int, split: str) -> None:
-    """Evaluates ``split`` at ``step`` unless metrics.jsonl already has it.
-
-    A run killed after its checkpoint at ``step`` but before that step's
-    evaluation finished completes it when resumed (process 0 reads the file
-    and tells the others, so every process takes the same branch).
-    """
-    missing = False
-    if jax.process_index() == 0:
-      prefix = f"{split}/"
-      missing = not any(
-        r["step"] == step and any(k.startswith(prefix) for k in r)
-        for r in metric_writer.read_metrics_if_any(self.workdir)
-      )
-    if multihost_utils.broadcast_one_to_all(np.asarray(missing)):
-      logging.info(
-        "Evaluating %s at step %d (missing from metrics).", split, step
-      )
-      self.evaluate(state, step, split)
-
-  def evaluate(self, state, step: int, split: str) -> None:
-    config, mesh = self.parts.config, self.parts.mesh
-    results = evaluate_split(config, self.embed_fn, state, mesh, split)
-    _log_evaluation(self.writer, step, split, results)
 
   def run(self, state: train_state.TrainState, latest: int | None) -> None:
     """Trains from ``state`` (at step ``latest`` or 0) to the last step."""
     config, mesh = self.parts.config, self.parts.mesh
+    evals = self.evaluations
     num_steps, start_step = config.schedule.num_steps, int(state.step)
     if start_step == 0 and config.evals.at_step_zero:
-      self.evaluate(state, 0, config.evals.split)
-    elif start_step > 0 and self._eval_due(start_step):
-      self.evaluate_if_missing(state, start_step, config.evals.split)
+      evals.evaluate(state, 0, config.evals.split)
+    elif start_step > 0 and evals.due(start_step):
+      evals.evaluate_if_missing(state, start_step, config.evals.split)
     batches = pipeline.create_train_iterator(
       config.input,
       seed=config.seed,
@@ -533,8 +266,8 @@ class _Loop:
     norms = proxies_lib.proxy_norms(
       state.params["proxies"], self.parts.num_proxies
     )
-    proxy_watch = _ProxyNormWatch(float(norms["proxy_norm_max"]))
-    stall_watch = _StallWatch(config.loss.assignment)
+    proxy_watch = health.ProxyNormWatch(float(norms["proxy_norm_max"]))
+    stall_watch = health.StallWatch(config.loss.assignment)
     first_bad = jnp.int32(-1)
     watcher = preemption.StopWatcher()
     self._timer = (start_step, time.perf_counter())
@@ -542,7 +275,7 @@ class _Loop:
       for step in range(start_step + 1, num_steps + 1):
         batch = parallel.global_batch(next(batches), mesh)
         state, metrics = self.train_step_fn(state, batch)
-        first_bad = _first_non_finite(first_bad, step, metrics)
+        first_bad = health.first_non_finite(first_bad, step, metrics)
         is_last = step == num_steps
         stop_now = watcher.should_stop(step) and not is_last
         log_now = step % config.log_every_steps == 0 or is_last
@@ -551,11 +284,11 @@ class _Loop:
           or stop_now
           or (config.ckpt.every_steps and step % config.ckpt.every_steps == 0)
         )
-        eval_now = self._eval_due(step)
+        eval_now = evals.due(step)
         if log_now or save_now or eval_now:
           fetched = {k: float(v) for k, v in jax.device_get(metrics).items()}
           # Never checkpoint a diverged state: the last good one stays.
-          _check_finite(step, fetched, last_ckpt, int(first_bad))
+          health.check_finite(step, fetched, last_ckpt, int(first_bad))
           proxy_watch.check(step, fetched)
           stall_watch.check(step, fetched)
         if log_now:
@@ -568,24 +301,15 @@ class _Loop:
         if stop_now:
           raise preemption.Preempted(step)
         if eval_now:
-          self.evaluate(state, step, config.evals.split)
+          evals.evaluate(state, step, config.evals.split)
           # Evaluation time is not training time.
           self._timer = (self._timer[0], time.perf_counter())
       if start_step == num_steps:
         logging.info("Training already finished at step %d.", num_steps)
       if config.evals.split != "test":
-        self.evaluate_if_missing(state, num_steps, "test")
+        evals.evaluate_if_missing(state, num_steps, "test")
     finally:
       watcher.close()
-
-  def _eval_due(self, step: int) -> bool:
-    """Whether ``step`` has an evaluation: every evals.every_steps, and the
-    last step."""
-    config = self.parts.config
-    every = config.evals.every_steps
-    return step == config.schedule.num_steps or bool(
-      every and step % every == 0
-    )
 
   def _log_step(self, step: int, fetched: dict[str, float]) -> None:
     """Writes the step's scalars and logs loss, speed and ETA."""

@@ -35,8 +35,8 @@ import tensorflow as tf
 from absl.testing import absltest
 
 from proxy_nca_jax import parallel
-from proxy_nca_jax.evaluation import report
-from proxy_nca_jax.training import workdirs
+from proxy_nca_jax.inference import embedding, split_embedding
+from proxy_nca_jax.training import train_state, workdirs
 from tests.testing import tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
@@ -67,10 +67,16 @@ class ExportTest(absltest.TestCase):
     cls.workdir, cls.config, _ = tiny_run.shared_run()
     mesh = parallel.create_mesh(jax.devices()[:1])
     config, model, state = workdirs.restore_trained(str(cls.workdir), mesh)
-    cls.embeddings, _, inputs, _ = report.embed_split(
-      config.input, model, state, mesh, "test"
+    embedded = split_embedding.embed_split(
+      embedding.make_embed_fn(model, mesh),
+      train_state.inference_variables(state),
+      config.input,
+      "test",
+      mesh,
+      keep_images=True,
     )
-    pixels = (inputs * FMNIST_STD + FMNIST_MEAN) * 255.0
+    cls.embeddings = embedded.embeddings
+    pixels = (embedded.images * FMNIST_STD + FMNIST_MEAN) * 255.0
     cls.pixels = np.rint(pixels).astype(np.uint8)
     # The recovered pixels are the dataset's (integers, exactly).
     np.testing.assert_allclose(pixels, cls.pixels, atol=1e-3)

@@ -18,7 +18,13 @@ import pytest
 from absl.testing import absltest, parameterized
 
 from proxy_nca_jax.data import pipeline
-from proxy_nca_jax.training import setup, train_state, trainer, workdirs
+from proxy_nca_jax.training import (
+  proxy_init,
+  setup,
+  train_state,
+  trainer,
+  workdirs,
+)
 from research import common
 from tests.testing import tiny_run
 
@@ -110,7 +116,7 @@ class NumProxiesTest(tiny_run.PreparedDataTest):
     want = np.stack(
       [embeddings[labels == c].mean(axis=0) for c in range(parts.num_proxies)]
     )
-    got = trainer.class_mean_proxy_init(
+    got = proxy_init.class_mean_proxy_init(
       config, parts.model, state, parts.num_proxies
     )
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -25,7 +25,8 @@ import numpy as np
 from absl.testing import absltest
 from matplotlib import image as mpimg
 
-from proxy_nca_jax.evaluation import figures, nearest
+from proxy_nca_jax.evaluation import nearest
+from proxy_nca_jax.reports import figures
 
 
 def colour_pixels(png: np.ndarray, rgb, tolerance: float = 0.08) -> int:

@@ -35,9 +35,11 @@ from absl.testing import absltest
 from PIL import Image
 
 from proxy_nca_jax import parallel
-from proxy_nca_jax.evaluation import figures, query_gallery, report
-from proxy_nca_jax.training import metric_writer, workdirs
-from tests.evaluation import figures_test
+from proxy_nca_jax.evaluation import query_gallery
+from proxy_nca_jax.inference import embedding, split_embedding
+from proxy_nca_jax.reports import figures, workdir_report
+from proxy_nca_jax.training import metric_writer, train_state, workdirs
+from tests.reports import figures_test
 from tests.testing import references, tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
@@ -49,6 +51,22 @@ def _command(module: str, *flags: str) -> subprocess.CompletedProcess:
   # checkpoint: the same programs, so the same metrics to the last bit.
   return tiny_run.run_command(
     [sys.executable, "-m", module, *flags], num_devices=8
+  )
+
+
+def _embed_test_split(
+  workdir: pathlib.Path, *, with_sources: bool = False
+) -> split_embedding.EmbeddedSplit:
+  """The test split embedded by the run's newest checkpoint."""
+  config, model, state = workdirs.restore_trained(str(workdir))
+  mesh = parallel.create_mesh()
+  return split_embedding.embed_split(
+    embedding.make_embed_fn(model, mesh),
+    train_state.inference_variables(state),
+    config.input,
+    "test",
+    mesh,
+    with_sources=with_sources,
   )
 
 
@@ -116,7 +134,7 @@ class EvaluateCommandTest(absltest.TestCase):
 
   def test_query_gallery_protocol_is_applied_and_recorded(self):
     workdir = self.copy_of_run()
-    result = report.evaluate_workdir(
+    result = workdir_report.evaluate_workdir(
       str(workdir), query_gallery="per_class:2", max_projected=0
     )
     with open(workdir / "metrics_test.json") as f:
@@ -125,33 +143,25 @@ class EvaluateCommandTest(absltest.TestCase):
     self.assertEqual(saved["metrics"], result["metrics"])
     # Queries: the first two of each of the 5 test classes, against the
     # other 70 images, ranked by a float64 reference.
-    config, model, state = workdirs.restore_trained(str(workdir))
-    embeddings, labels, _, _ = report.embed_split(
-      config.input, model, state, parallel.create_mesh(), "test"
-    )
+    embedded = _embed_test_split(workdir)
+    embeddings, labels = embedded.embeddings, embedded.labels
     queries, gallery = query_gallery.first_per_class(labels, 2)
     self.assertLen(queries, 10)
     self.assert_metrics_match_reference(
       saved["metrics"], embeddings, labels, queries, gallery
     )
     with self.assertRaisesRegex(ValueError, "per_class:K"):
-      report.evaluate_workdir(str(workdir), query_gallery="halves")
+      workdir_report.evaluate_workdir(str(workdir), query_gallery="halves")
 
   def test_split_query_gallery_protocol_matches_a_float64_reference(self):
     # The test classes' t10k images query their train images.
     workdir = self.copy_of_run()
-    result = report.evaluate_workdir(
+    result = workdir_report.evaluate_workdir(
       str(workdir), query_gallery="splits:test/train", max_projected=0
     )
-    config, model, state = workdirs.restore_trained(str(workdir))
-    embeddings, labels, _, sources = report.embed_split(
-      config.input,
-      model,
-      state,
-      parallel.create_mesh(),
-      "test",
-      with_sources=True,
-    )
+    embedded = _embed_test_split(workdir, with_sources=True)
+    embeddings, labels = embedded.embeddings, embedded.labels
+    sources = embedded.source_splits
     # 5 test classes x (12 train + 4 test) images.
     self.assertEqual(collections.Counter(sources), {"train": 60, "test": 20})
     queries, gallery = sources == "test", sources == "train"
@@ -159,7 +169,7 @@ class EvaluateCommandTest(absltest.TestCase):
       result["metrics"], embeddings, labels, queries, gallery
     )
     with self.assertRaisesRegex(ValueError, "splits are \\['train', 'test'\\]"):
-      report.evaluate_workdir(
+      workdir_report.evaluate_workdir(
         str(workdir), query_gallery="splits:query/gallery"
       )
 
@@ -172,7 +182,7 @@ class EvaluateCommandTest(absltest.TestCase):
       self.assertGreater(np.std(_rgb(self.workdir / f"{name}.png")), 0.05)
 
   def test_convergence_has_loss_and_every_evaluation_metric(self):
-    keys = report.convergence_keys(self.records)
+    keys = workdir_report.convergence_keys(self.records)
     self.assertEqual(
       keys, ["loss", *sorted(f"test/{m}" for m in tiny_run.EVAL_METRICS)]
     )
@@ -208,7 +218,7 @@ class EvaluateCommandTest(absltest.TestCase):
     path = pathlib.Path(
       self.enterContext(tempfile.TemporaryDirectory()), "grid.png"
     )
-    report.write_retrieval_grid(
+    workdir_report.write_retrieval_grid(
       str(path),
       x,
       labels,
@@ -234,14 +244,14 @@ class EvaluateCommandTest(absltest.TestCase):
   def test_a_workdir_without_checkpoint_is_left_as_it_was(self):
     root = pathlib.Path(self.enterContext(tempfile.TemporaryDirectory()))
     with self.assertRaisesRegex(FileNotFoundError, "not the workdir"):
-      report.evaluate_workdir(str(root / "nothing_here"))
+      workdir_report.evaluate_workdir(str(root / "nothing_here"))
     bare = root / "bare"
     bare.mkdir()
     (bare / "config.json").write_text(
       (self.workdir / "config.json").read_text()
     )
     with self.assertRaises(FileNotFoundError):
-      report.evaluate_workdir(str(bare))
+      workdir_report.evaluate_workdir(str(bare))
     self.assertEqual(os.listdir(bare), ["config.json"])
 
   def test_not_a_workdir_is_one_line_error(self):
@@ -264,17 +274,6 @@ class EvaluateCommandTest(absltest.TestCase):
     self.assertIn(
       "val_classes is empty", result.stderr.strip().splitlines()[-1]
     )
-
-  def test_report_is_a_deprecated_name_of_evaluate(self):
-    result = _command(
-      "proxy_nca_jax.report", f"--workdir={self.workdir}", "--split=val"
-    )
-    self.assertEqual(result.returncode, 1)
-    lines = result.stderr.strip().splitlines()
-    self.assertIn("proxy_nca_jax.report is deprecated", lines[0])
-    self.assertIn("use python -m proxy_nca_jax.evaluate", lines[0])
-    # The flags reach evaluate: the same error as evaluate's.
-    self.assertIn("val_classes is empty", lines[-1])
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ from PIL import Image
 
 from proxy_nca_jax import models, parallel
 from proxy_nca_jax.deployment import embedder, exported_model
-from proxy_nca_jax.evaluation import folder_embedding, report
+from proxy_nca_jax.evaluation import folder_embedding
+from proxy_nca_jax.reports import workdir_report
 from proxy_nca_jax.training import trainer, workdirs
 from tests.data import paper_datasets_test
 from tests.testing import fake_images
@@ -124,7 +125,7 @@ class _EndToEnd(parameterized.TestCase):
       self.assertLogs(level="WARNING") as logs,
     ):
       results = trainer.train_and_evaluate(config, str(workdir), mesh)
-      evaluated = report.evaluate_workdir(str(workdir), mesh=mesh)
+      evaluated = workdir_report.evaluate_workdir(str(workdir), mesh=mesh)
       if export:
         self.check_export(workdir, tmp, rng)
 
@@ -161,7 +162,9 @@ class _EndToEnd(parameterized.TestCase):
       sum(v.size for v in backbone_params.values()), BACKBONE_PARAMS[backbone]
     )
 
-    with Image.open(workdir / report.RETRIEVAL.format(split="test")) as png:
+    with Image.open(
+      workdir / workdir_report.RETRIEVAL.format(split="test")
+    ) as png:
       pixels = np.asarray(png.convert("RGB"), np.int32)
     near = lambda rgb: np.all(np.abs(pixels - rgb) <= 8, axis=-1).sum()  # noqa: E731
     # 6 queries and 8 neighbours among 12 images: 54 cells of 32 x 32.

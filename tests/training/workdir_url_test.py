@@ -32,7 +32,7 @@ import pytest
 import tensorflow as tf
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax.evaluation import figures
+from proxy_nca_jax.reports import figures
 from proxy_nca_jax.training import metric_writer, workdirs
 
 # Real runs and subprocesses: left out of make test-fast.

@@ -1,36 +1,14 @@
 # Copyright 2026 The proxy_nca_jax Authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Installs proxy_nca_jax: Proxy-NCA deep metric learning in JAX and Flax."""
+"""Installs proxy_nca_jax: Proxy-NCA deep metric learning in JAX and Flax.
+
+`pip install .` is the library (losses, proxies, evaluation, models);
+`pip install ".[train]"` adds what the commands need (train, evaluate,
+embed, export, index, search). The lists stay literals: launch/tpu_vm.py
+reads them from this file.
+"""
 
 import setuptools
-
-# The library: losses, proxies, evaluation (metrics) and models.
-CORE = [
-  "jax>=0.8.0",
-  "flax>=0.11.0",
-  "optax>=0.2.5",
-  "numpy>=1.26",
-  "chex>=0.1.90",
-  "absl-py>=2.1",
-  "ml-collections>=1.0",
-]
-# The commands train, evaluate, embed, export, index and search.
-TRAIN = [
-  "tensorflow-datasets>=4.9.8",
-  "tensorflow-cpu>=2.18",
-  "tensorboard>=2.18",  # tf.summary writes through it.
-  "orbax-checkpoint>=0.11.20",
-  "importlib_resources>=6.0",  # tfds imports it without declaring it.
-  "matplotlib>=3.8",  # Figures: evaluate and the research reports.
-  "pillow>=10.0",  # Image files (embed, index); glyph drawing (GLYPHS-ZS).
-  "fonttools>=4.40",  # GLYPHS-ZS: cmaps of the fonts.
-]
-# PyTorch peers: the side-by-side benchmarks and their tests.
-PEERS = [
-  "torch==2.13.0",
-  "pytorch-metric-learning>=2.8",
-  "faiss-cpu",
-]
 
 setuptools.setup(
   name="proxy_nca_jax",
@@ -43,17 +21,39 @@ setuptools.setup(
   packages=setuptools.find_packages(
     include=["proxy_nca_jax", "proxy_nca_jax.*"]
   ),
-  install_requires=CORE,
+  install_requires=[
+    "jax>=0.8.0",
+    "flax>=0.11.0",
+    "optax>=0.2.5",
+    "numpy>=1.26",
+    "chex>=0.1.90",
+    "absl-py>=2.1",
+    "ml-collections>=1.0",
+  ],
   extras_require={
-    "train": TRAIN,
-    "test": TRAIN
-    + PEERS
-    + [
+    # The commands: train, evaluate, embed, export, index, search.
+    "train": [
+      "tensorflow-datasets>=4.9.8",
+      "tensorflow-cpu>=2.18",
+      "tensorboard>=2.18",  # tf.summary writes through it.
+      "orbax-checkpoint>=0.11.20",
+      "importlib_resources>=6.0",  # tfds imports it without declaring it.
+      "matplotlib>=3.8",  # Figures: evaluate and the research reports.
+      "pillow>=10.0",  # Image files (embed, index); glyph drawing.
+      "fonttools>=4.40",  # GLYPHS-ZS: cmaps of the fonts.
+    ],
+    "test": [
+      "proxy_nca_jax[train]",
       "pytest>=8",
       "pytest-xdist>=3.5",  # make test runs the suite on 2 workers.
       "scikit-learn>=1.5",
       "ruff>=0.6",
       "hypothesis>=6.100",  # Property tests of the losses.
+      # PyTorch references of ResNet-50 / BN-Inception and weight import.
+      "torch==2.13.0",
+      # The accelerator benchmark's smoke test runs its peers.
+      "pytorch-metric-learning>=2.8",
+      "faiss-cpu",
     ],
     # python -m proxy_nca_jax.import_weights (reading PyTorch files).
     "weights": ["torch==2.13.0"],
@@ -63,6 +63,11 @@ setuptools.setup(
       "opencv-python-headless>=4.8",
       "scipy>=1.10",
     ],
-    "benchmark": TRAIN + PEERS,
+    "benchmark": [
+      "proxy_nca_jax[train]",
+      "torch==2.13.0",
+      "pytorch-metric-learning>=2.8",
+      "faiss-cpu",
+    ],
   },
 )

@@ -21,10 +21,10 @@ The library surface is three modules of pure functions, light to import
 - ``proxy_nca_jax.proxies``: proxy initialisation and assignment;
 - ``proxy_nca_jax.evaluation``: Recall@K, MAP@R, R-Precision, NMI/AMI.
 
-The rest (``models``, ``data``, ``training``, ``deployment``, the commands
-``train``, ``evaluate``, ``embed``, ``export``, ``index``, ``search``,
-``import_weights``) is the training system and its way to use; see the
-README.
+The rest (``models``, ``data``, ``inference``, ``training``, ``reports``,
+``deployment``, the commands ``train``, ``evaluate``, ``embed``, ``export``,
+``index``, ``search``, ``import_weights``) is the training system and its
+way to use; see the README.
 """
 
 __version__ = "0.1.0"

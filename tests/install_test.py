@@ -48,7 +48,7 @@ NOT_INSTALLED = ("tensorflow", "tensorflow_datasets", "matplotlib")
 # What the wheel is built from; nothing else of the checkout is needed.
 SOURCES = ("setup.py", "LICENSE", "proxy_nca_jax")
 # A venv, the wheels of jax, flax, optax and their dependencies, the
-# example: 40 s on 2 shared cores with pip's wheels on the disk.
+# example: 40-83 s on 2 shared cores with pip's wheels on the disk.
 TIMEOUT_S = 600
 
 

@@ -210,7 +210,7 @@ class TrainEndToEndTest(absltest.TestCase):
       self.assertIn("step 0 (untrained)", table)
       self.assertTrue((workdir / "metrics.jsonl").exists())
       # The evaluate command's files, written at the end of training (their
-      # content: evaluation/evaluate_command_test.py).
+      # content: reports/workdir_report_test.py).
       for name in ("convergence", "retrieval_test", "projection_test"):
         with Image.open(workdir / f"{name}.png") as png:
           self.assertEqual((png.format, png.mode), ("PNG", "RGBA"))

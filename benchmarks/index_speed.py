@@ -18,9 +18,6 @@ process (each timed after a warm-up call that compiles):
 
 - index: ``deployment.gallery.build`` of the folder into a new gallery
   (decode with Pillow, uint8 batches, the jitted embedder);
-- embed: ``evaluation.folder_embedding.embed_folder`` of the same files
-  (what ``python -m proxy_nca_jax.embed`` runs: the evaluation's float
-  preprocessing);
 - evaluation pipeline: ``inference.split_embedding.embed_split`` of as many
   images of the run's test split (tfds, the path of every evaluation).
 
@@ -41,9 +38,7 @@ from benchmarks import cpu_timing
 from proxy_nca_jax import parallel
 from proxy_nca_jax.data import image_files
 from proxy_nca_jax.deployment import embedder, gallery
-from proxy_nca_jax.evaluation import folder_embedding
-from proxy_nca_jax.inference import embedding, split_embedding
-from proxy_nca_jax.training import train_state, workdirs
+from proxy_nca_jax.inference import embedding, split_embedding, trained_model
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained run.")
 _IMAGES = flags.DEFINE_string("images", None, "A folder of image files.")
@@ -70,18 +65,16 @@ def main(argv: list[str]) -> None:
     gallery.build(jitted, spec, {"workdir": workdir}, folder, out, log=print)
 
   mesh = parallel.create_mesh(jax.devices()[:1])
-  config, model, state = workdirs.restore_trained(workdir, mesh)
+  trained = trained_model.load(workdir)
+  config = trained.config
   with config.unlocked():
     config.input.max_eval_examples = count
 
   rows = {
     "index (gallery.build)": index,
-    "embed (folder_embedding)": lambda: folder_embedding.embed_folder(
-      workdir, folder
-    ),
     "evaluation pipeline (embed_split)": lambda: split_embedding.embed_split(
-      embedding.make_embed_fn(model, mesh),
-      train_state.inference_variables(state),
+      embedding.make_embed_fn(trained.model, mesh),
+      trained.variables,
       config.input,
       "test",
       mesh,

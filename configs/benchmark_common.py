@@ -30,14 +30,14 @@ them periodically), ``smoke`` (a few steps on a small evaluation subset).
 E.g. ``--config=configs/cub200.py:recipe=proxynca_pp,val``.
 
 Each config overrides the defaults of the schema
-(proxy_nca_jax/training/config_schema.py, where every field is described)
+(proxy_nca_jax/config_schema.py, where every field is described)
 with the recipe's values. Run from the repository root (the dataset configs
 import ``configs``).
 """
 
 import ml_collections
 
-from proxy_nca_jax.training import config_schema
+from proxy_nca_jax import config_schema
 
 RECIPES = ("paper", "proxynca_pp")
 

@@ -28,12 +28,12 @@ Variants (``--config=configs/fashion_mnist.py:VARIANT``):
   * ``smoke``: a few steps on a small evaluation subset, for quick checks.
 
 Any field can be overridden, e.g. ``--config.loss.scale=12``; what each
-field means: proxy_nca_jax/training/config_schema.py.
+field means: proxy_nca_jax/config_schema.py.
 """
 
 import ml_collections
 
-from proxy_nca_jax.training import config_schema
+from proxy_nca_jax import config_schema
 
 TRAIN_CLASSES = (0, 1, 2, 3, 4)
 TEST_CLASSES = (5, 6, 7, 8, 9)

@@ -35,12 +35,12 @@ Variants (``--config=configs/glyphs.py:VARIANT[,VARIANT]``):
 
 Any field can be overridden, e.g. ``--config.input.glyphs.min_faces=25``;
 what the fields outside ``input.glyphs`` and ``input.augment`` mean:
-proxy_nca_jax/training/config_schema.py.
+proxy_nca_jax/config_schema.py.
 """
 
 import ml_collections
 
-from proxy_nca_jax.training import config_schema
+from proxy_nca_jax import config_schema
 
 # Folders of the fonts installed by the Makefile's GLYPH_FONT_PACKAGES.
 _FONTS = "/usr/share/fonts"

@@ -179,13 +179,24 @@ def create_step() -> Step:
 
 
 def requirements(source_dir: pathlib.Path) -> list[str]:
-  """setup.py's install_requires, with jax as jax[tpu] (brings libtpu)."""
+  """What training needs: setup.py's install_requires and its ``train``
+  extra, with jax as jax[tpu] (brings libtpu)."""
   tree = ast.parse((source_dir / "setup.py").read_text())
+  found = {}
   for node in ast.walk(tree):
-    if isinstance(node, ast.keyword) and node.arg == "install_requires":
-      found = ast.literal_eval(node.value)
-      return [re.sub(r"^jax(?=[<>=!~ ]|$)", "jax[tpu]", r) for r in found]
-  raise UsageError(f"No install_requires in {source_dir / 'setup.py'}.")
+    if isinstance(node, ast.keyword) and node.arg in (
+      "install_requires",
+      "extras_require",
+    ):
+      found[node.arg] = ast.literal_eval(node.value)
+  if "install_requires" not in found or "train" not in found.get(
+    "extras_require", {}
+  ):
+    raise UsageError(
+      f"No install_requires or train extra in {source_dir / 'setup.py'}."
+    )
+  wanted = found["install_requires"] + found["extras_require"]["train"]
+  return [re.sub(r"^jax(?=[<>=!~ ]|$)", "jax[tpu]", r) for r in wanted]
 
 
 def install_step() -> Step:

@@ -20,6 +20,10 @@ signature differs fails with a message instead of loading mismatched arrays.
 Saves are asynchronous; orbax writes into a temporary folder and renames it
 when complete, so a run killed mid-save resumes from the previous checkpoint.
 
+A trained network is restored alone (`restore_network`): its parameters and
+BatchNorm statistics, without the proxies or the optimiser state, for
+inference (inference/trained_model.py).
+
 Pretrained backbones converted from PyTorch (models/pretrained.py) are saved
 too, as a folder of variables and a JSON ``metadata`` (architecture, source
 file and its SHA-256), read at initialisation by ``model.pretrained``.
@@ -31,21 +35,25 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from orbax.checkpoint.checkpoint_managers import (
   preservation_policy,
   save_decision_policy,
 )
 
+from proxy_nca_jax import errors
+
 _STATE = "state"
 _SIGNATURE = "signature"
 
 
-class IncompatibleCheckpointError(ValueError):
+class IncompatibleCheckpointError(errors.InvalidInputError):
   """The workdir holds a checkpoint of a differently configured run."""
 
 
-class CheckpointWriteError(OSError):
+class CheckpointWriteError(errors.Error, OSError):
   """A checkpoint cannot be written (no space left); the last one is kept."""
 
 
@@ -83,7 +91,9 @@ class Checkpointer:
       keep: number of most recent checkpoints preserved.
     """
     if keep < 1:
-      raise ValueError(f"ckpt.keep must be at least 1, got {keep}.")
+      raise errors.InvalidInputError(
+        f"ckpt.keep must be at least 1, got {keep}."
+      )
     interval = (
       save_decision_policy.FixedIntervalPolicy(every_steps)
       if every_steps > 0
@@ -236,6 +246,79 @@ class Checkpointer:
       if _no_space(error):
         raise self._write_error(None, None, 0) from error
       raise
+
+
+def restore_network(
+  directory: str, step: int | None, target: Any
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+  """The network's variables of one checkpoint, nothing else (no optimiser).
+
+  Args:
+    directory: the checkpoint folder of a run (absolute path or URL).
+    step: the checkpoint (None: the newest).
+    target: ``{'params': ..., 'batch_stats': ...}`` of the network, arrays
+      or jax.ShapeDtypeStruct: the shapes the checkpoint must hold.
+
+  Returns:
+    (the variables as host NumPy arrays, the checkpoint's signature, its
+    step).
+
+  Raises:
+    errors.MissingFileError: no checkpoint (at ``step``) in ``directory``.
+    errors.InvalidInputError: the checkpoint's arrays are not ``target``'s
+      shapes.
+  """
+  if not epath.Path(directory).is_dir():
+    # Checked first: a manager may create the folder.
+    raise errors.MissingFileError(f"No checkpoint in {directory}.")
+  options = ocp.CheckpointManagerOptions(create=False)
+  with ocp.CheckpointManager(directory, options=options) as manager:
+    step = manager.latest_step() if step is None else step
+    if step is None or step not in manager.all_steps():
+      raise errors.MissingFileError(
+        f"No checkpoint{'' if step is None else f' at step {step}'} in "
+        f"{directory}."
+      )
+    # The state holds the network as params['model'] beside the proxies.
+    item = {
+      "params": {"model": target["params"]},
+      "batch_stats": target["batch_stats"],
+    }
+    restored = manager.restore(
+      step,
+      args=ocp.args.Composite(
+        **{
+          _STATE: ocp.args.PyTreeRestore(
+            item=item,
+            restore_args=jax.tree.map(
+              lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item
+            ),
+            partial_restore=True,
+          ),
+          _SIGNATURE: ocp.args.JsonRestore(),
+        }
+      ),
+    )
+  state = restored[_STATE]
+  variables = {
+    "params": state["params"]["model"],
+    "batch_stats": state["batch_stats"],
+  }
+  wrong = [
+    f"{jax.tree_util.keystr(path)} {np.shape(got)} (expected {want.shape})"
+    for (path, got), want in zip(
+      jax.tree_util.tree_flatten_with_path(variables)[0],
+      jax.tree.leaves(target),
+      strict=True,
+    )
+    if np.shape(got) != tuple(want.shape)
+  ]
+  if wrong:
+    raise errors.InvalidInputError(
+      f"The checkpoint of step {step} in {directory} does not hold the "
+      f"network its run describes: {'; '.join(wrong[:3])}."
+    )
+  return variables, restored[_SIGNATURE], step
 
 
 _VARIABLES = "variables"

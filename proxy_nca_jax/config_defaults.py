@@ -23,7 +23,7 @@ of guessing at each use.
 
 import ml_collections
 
-from proxy_nca_jax.training import config_schema
+from proxy_nca_jax import config_schema
 
 # Dotted fields whose schema default keeps the behaviour of configs without
 # them: why, for each.

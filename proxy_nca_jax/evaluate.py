@@ -32,20 +32,15 @@ AMI) and writes into the workdir (reports/workdir_report.py):
   against the step.
 
 Training writes the same files at its end (``config.report.at_end``).
-``python -m proxy_nca_jax.report``, its earlier name, still works.
 """
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+import jax
+from absl import flags
 
-import jax  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from proxy_nca_jax import evaluation, quiet_logs  # noqa: E402
-from proxy_nca_jax.reports import workdir_report  # noqa: E402
+from proxy_nca_jax import command_line, evaluation
+from proxy_nca_jax.reports import workdir_report
 
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Workdir of a training run (config.json, checkpoints/)."
@@ -87,25 +82,17 @@ _QUERY_GALLERY = flags.DEFINE_string(
 flags.mark_flag_as_required("workdir")
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  quiet_logs.quiet_libraries()
-  try:
-    result = workdir_report.evaluate_workdir(
-      _WORKDIR.value,
-      _SPLIT.value,
-      max_examples=_MAX_EXAMPLES.value,
-      block_size=_BLOCK_SIZE.value,
-      num_queries=_NUM_QUERIES.value,
-      num_neighbours=_NUM_NEIGHBOURS.value,
-      max_projected=_MAX_PROJECTED.value,
-      query_gallery=_QUERY_GALLERY.value,
-    )
-  except (FileNotFoundError, ValueError) as error:
-    # Not a workdir, no checkpoint, data not prepared: one line, no trace.
-    sys.stderr.write(f"error: {error}\n")
-    sys.exit(1)
+def main() -> None:
+  result = workdir_report.evaluate_workdir(
+    _WORKDIR.value,
+    _SPLIT.value,
+    max_examples=_MAX_EXAMPLES.value,
+    block_size=_BLOCK_SIZE.value,
+    num_queries=_NUM_QUERIES.value,
+    num_neighbours=_NUM_NEIGHBOURS.value,
+    max_projected=_MAX_PROJECTED.value,
+    query_gallery=_QUERY_GALLERY.value,
+  )
   if jax.process_index() == 0:
     sys.stdout.write(f"{format_result(result)}\n")
     for path in result["files"]:
@@ -121,4 +108,4 @@ def format_result(result: dict) -> str:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command_line.run(main)

@@ -30,16 +30,12 @@ The input size is the dataset's image size (grey-level datasets) or
 for another size (resized inside as the evaluation does).
 """
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from proxy_nca_jax import quiet_logs  # noqa: E402
-from proxy_nca_jax.deployment import embedder, exported_model  # noqa: E402
+from proxy_nca_jax import command_line, errors
+from proxy_nca_jax.deployment import embedder, exported_model
 
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Workdir of a training run (config.json, checkpoints/)."
@@ -65,30 +61,23 @@ def _input_shape() -> tuple[int, int, int] | None:
   try:
     height, width = (int(v) for v in _INPUT_SIZE.value)
   except ValueError:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"--input_size={','.join(_INPUT_SIZE.value)} must be two integers H,W."
     ) from None
   return (height, width, 3)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  quiet_logs.quiet_libraries()
+def main() -> None:
   out = _OUT.value
-  try:
-    if _FORMAT.value == "jax" and not out.endswith(".npz"):
-      raise ValueError(f"--out={out} must name a .npz file.")
-    embed, spec = embedder.from_workdir(
-      _WORKDIR.value, _input_shape(), _STEP.value
-    )
-    if _FORMAT.value == "jax":
-      exported_model.save(embed, spec, out)
-    else:
-      exported_model.save_saved_model(embed, spec, out)
-  except (FileNotFoundError, ValueError) as error:
-    sys.stderr.write(f"error: {error}\n")
-    sys.exit(1)
+  if _FORMAT.value == "jax" and not out.endswith(".npz"):
+    raise errors.InvalidInputError(f"--out={out} must name a .npz file.")
+  embed, spec = embedder.from_workdir(
+    _WORKDIR.value, _input_shape(), _STEP.value
+  )
+  if _FORMAT.value == "jax":
+    exported_model.save(embed, spec, out)
+  else:
+    exported_model.save_saved_model(embed, spec, out)
   shape = ", ".join(map(str, spec.input_shape))
   sys.stdout.write(
     f"wrote {out}: uint8 images (batch, {shape}) -> {spec.embedding_dim}-d "
@@ -97,4 +86,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command_line.run(main)

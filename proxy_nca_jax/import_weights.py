@@ -27,9 +27,9 @@ one message and writes nothing.
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from proxy_nca_jax import quiet_logs
+from proxy_nca_jax import command_line
 from proxy_nca_jax.models import pretrained
 
 _ARCH = flags.DEFINE_enum(
@@ -44,17 +44,10 @@ _OUT = flags.DEFINE_string(
 flags.mark_flags_as_required(["arch", "torch_weights", "out"])
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  quiet_logs.quiet_libraries()
-  try:
-    metadata = pretrained.import_weights(
-      _ARCH.value, _TORCH_WEIGHTS.value, _OUT.value
-    )
-  except (ValueError, FileNotFoundError, FileExistsError) as error:
-    sys.stderr.write(f"error: {error}\n")
-    sys.exit(1)
+def main() -> None:
+  metadata = pretrained.import_weights(
+    _ARCH.value, _TORCH_WEIGHTS.value, _OUT.value
+  )
   sys.stdout.write(
     f"Wrote the {metadata['arch']} backbone ({metadata['num_params']:,} "
     f"parameters, sha256 {metadata['sha256'][:12]}...) to {_OUT.value}; "
@@ -63,4 +56,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command_line.run(main)

@@ -26,17 +26,13 @@ the new ones. A file that cannot be decoded stops it with a message naming
 it (what was embedded is kept); ``--skip_bad_files`` leaves such files out.
 """
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+import jax
+from absl import flags, logging
 
-import jax  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-from proxy_nca_jax import deployment, quiet_logs  # noqa: E402
-from proxy_nca_jax.deployment import gallery  # noqa: E402
+from proxy_nca_jax import command_line, deployment
+from proxy_nca_jax.deployment import gallery
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a training run.")
 _MODEL = flags.DEFINE_string(
@@ -62,27 +58,20 @@ _PART_SIZE = flags.DEFINE_integer(
 flags.mark_flags_as_required(["images", "out"])
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  quiet_logs.quiet_libraries()
-  try:
-    embed, spec, source = deployment.open_embedder(
-      workdir=_WORKDIR.value, model=_MODEL.value
-    )
-    done = gallery.build(
-      jax.jit(embed),
-      spec,
-      source,
-      _IMAGES.value,
-      _OUT.value,
-      skip_bad_files=_SKIP_BAD_FILES.value,
-      batch_size=_BATCH_SIZE.value,
-      part_size=_PART_SIZE.value,
-    )
-  except (FileNotFoundError, ValueError) as error:
-    sys.stderr.write(f"error: {error}\n")
-    sys.exit(1)
+def main() -> None:
+  embed, spec, source = deployment.open_embedder(
+    workdir=_WORKDIR.value, model=_MODEL.value
+  )
+  done = gallery.build(
+    jax.jit(embed),
+    spec,
+    source,
+    _IMAGES.value,
+    _OUT.value,
+    skip_bad_files=_SKIP_BAD_FILES.value,
+    batch_size=_BATCH_SIZE.value,
+    part_size=_PART_SIZE.value,
+  )
   skipped = done.record["skipped"]
   if skipped:
     logging.warning(
@@ -100,4 +89,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command_line.run(main)

@@ -27,6 +27,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from proxy_nca_jax import errors
+
 DATA_AXIS = "data"
 
 
@@ -92,7 +94,7 @@ def check_global_batch(batch_size: int, mesh: Mesh, what: str) -> None:
   devices = mesh.size
   if batch_size < devices or batch_size % devices:
     lower = max(devices, batch_size // devices * devices)
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"{what}={batch_size} does not divide over the {devices} devices "
       f"({jax.process_count()} process(es)); use a multiple of {devices}, "
       f"e.g. --config.{what}={lower} or {lower + devices}."

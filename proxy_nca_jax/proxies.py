@@ -36,7 +36,7 @@ anchor's positive and negative proxies.
 import jax
 import jax.numpy as jnp
 
-from proxy_nca_jax import geometry
+from proxy_nca_jax import errors, geometry
 
 PROXY_INITS = ("normal", "class_means")
 
@@ -75,7 +75,7 @@ def init_proxies(
     float32 array of shape (C, D).
   """
   if num_proxies < 1 or dim < 1:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"Need at least one proxy of one dimension, got {num_proxies=} "
       f"and {dim=}."
     )
@@ -271,7 +271,7 @@ def relations_from_triplets(
   if not anchors.ndim == 1 or not (
     anchors.shape == positives.shape == negatives.shape
   ):
-    raise ValueError(
+    raise errors.InvalidInputError(
       "anchors, positives and negatives must have one shape (T,), got "
       f"{anchors.shape}, {positives.shape} and {negatives.shape}."
     )

@@ -30,14 +30,11 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+import jax
+from absl import flags
 
-import jax  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from proxy_nca_jax import deployment, quiet_logs  # noqa: E402
-from proxy_nca_jax.deployment import gallery, neighbours  # noqa: E402
+from proxy_nca_jax import command_line, deployment, errors
+from proxy_nca_jax.deployment import gallery, neighbours
 
 _GALLERY = flags.DEFINE_string(
   "gallery", None, "A gallery folder (python -m proxy_nca_jax.index)."
@@ -61,24 +58,17 @@ _MODEL = flags.DEFINE_string(
 flags.mark_flags_as_required(["gallery", "query"])
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  quiet_logs.quiet_libraries()
-  try:
-    if _K.value < 1:
-      raise ValueError(f"--k={_K.value} must be at least 1.")
-    found = gallery.load(_GALLERY.value)
-    source = {"workdir": _WORKDIR.value, "model": _MODEL.value}
-    if _WORKDIR.value is None and _MODEL.value is None:
-      source = {"workdir": None, "model": None, **found.record["source"]}
-    embed, spec, _ = deployment.open_embedder(**source)
-    results = neighbours.search(
-      found, jax.jit(embed), spec, _QUERY.value, _K.value
-    )
-  except (FileNotFoundError, ValueError) as error:
-    sys.stderr.write(f"error: {error}\n")
-    sys.exit(1)
+def main() -> None:
+  if _K.value < 1:
+    raise errors.InvalidInputError(f"--k={_K.value} must be at least 1.")
+  found = gallery.load(_GALLERY.value)
+  source = {"workdir": _WORKDIR.value, "model": _MODEL.value}
+  if _WORKDIR.value is None and _MODEL.value is None:
+    source = {"workdir": None, "model": None, **found.record["source"]}
+  embed, spec, _ = deployment.open_embedder(**source)
+  results = neighbours.search(
+    found, jax.jit(embed), spec, _QUERY.value, _K.value
+  )
   sys.stdout.write(neighbours.format_results(results) + "\n")
   parent = os.path.dirname(_OUT.value)
   if parent:
@@ -101,4 +91,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command_line.run(main)

@@ -30,26 +30,21 @@ metrics goes to stdout and to workdir/results.txt.
 import os
 import sys
 
-# TensorFlow only feeds data here (no TF math for oneDNN to speed up); keep
-# its start-up chatter out of the log.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+import jax
+import ml_collections
+from absl import flags, logging
+from ml_collections import config_flags
 
-import jax  # noqa: E402
-import ml_collections  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from proxy_nca_jax import (  # noqa: E402
-  checkpointing,
-  evaluation,
-  parallel,
-  quiet_logs,
+# command_line first: it quiets TensorFlow before the data modules load it.
+from proxy_nca_jax import command_line, errors, evaluation, parallel
+from proxy_nca_jax.data import class_splits, pipeline
+from proxy_nca_jax.reports import workdir_report
+from proxy_nca_jax.training import (
+  distributed,
+  preemption,
+  trainer,
+  workdirs,
 )
-from proxy_nca_jax.data import class_splits, pipeline  # noqa: E402
-from proxy_nca_jax.reports import workdir_report  # noqa: E402
-from proxy_nca_jax.training import distributed, preemption, trainer  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file, e.g. configs/fashion_mnist.py[:variant]."
@@ -114,38 +109,33 @@ def parse_flags(argv: list[str]) -> list[str]:
   except (AttributeError, KeyError) as error:
     # ml_collections reports a mistyped override as a lookup error.
     detail = str(error).strip("'\"").replace("\\n", " ").replace("\\'", "'")
-    sys.stderr.write(
-      f"error: unknown config field {detail}. Overrides name a field of the "
-      "--config file, e.g. --config.loss.scale=8.\n"
+    command_line.fail(
+      f"unknown config field {detail}. Overrides name a field of the "
+      "--config file, e.g. --config.loss.scale=8.",
+      command_line.USAGE_ERROR,
     )
-    sys.exit(2)
   except flags.Error as error:
     # A value of the wrong type, a missing required flag, ...
-    sys.stderr.write(f"error: {error}\n")
-    sys.exit(2)
+    command_line.fail(str(error), command_line.USAGE_ERROR)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  quiet_logs.quiet_libraries()
+def main() -> None:
   try:
     config, workdir = _CONFIG.value, _WORKDIR.value
     config.keys()  # Loads the file (ml_collections defers it).
   except OSError as error:
     # ml_collections loads the file lazily; its message spans lines.
     reason = str(error).strip().splitlines()[-1].strip()
-    sys.stderr.write(
-      f"error: the --config file could not be loaded: {reason}. Name a "
-      "config file, e.g. --config=configs/fashion_mnist.py.\n"
+    command_line.fail(
+      f"the --config file could not be loaded: {reason}. Name a "
+      "config file, e.g. --config=configs/fashion_mnist.py.",
+      command_line.USAGE_ERROR,
     )
-    sys.exit(2)
   try:
     _initialize_distribution(config)
-  except ValueError as error:
+  except errors.Error as error:
     # Incomplete distributed flags: one line, nothing written.
-    sys.stderr.write(f"error: {error}\n")
-    sys.exit(2)
+    command_line.fail(str(error), command_line.USAGE_ERROR)
   try:
     results = trainer.train_and_evaluate(
       config, workdir, accept_config_change=_ACCEPT_CONFIG_CHANGE.value
@@ -153,20 +143,9 @@ def main(argv: list[str]) -> None:
   except preemption.Preempted as stopped:
     logging.warning("%s", stopped)
     sys.exit(0)
-  except (
-    ValueError,
-    FloatingPointError,
-    FileNotFoundError,
-    checkpointing.CheckpointWriteError,
-  ) as error:
-    # Configuration, data and disk problems: one clear message, no traceback
-    # (and not a second copy through the log, which also goes to stderr).
-    sys.stderr.write(f"error: {error}\n")
-    sys.exit(1)
   if jax.process_index() == 0 and results:
     table = evaluation.results_table(results)
-    with tf.io.gfile.GFile(os.path.join(workdir, "results.txt"), "w") as f:
-      f.write(table + "\n")
+    workdirs.write_results(workdir, table)
     test_classes = pipeline.classes_of(config.input, "test")
     sys.stdout.write(
       f"\n{config.input.dataset}: test classes "
@@ -184,7 +163,7 @@ def _write_report(workdir: str, config: ml_collections.ConfigDict) -> None:
     result = workdir_report.evaluate_workdir(
       workdir, max_examples=config.report.max_examples
     )
-  except (FileNotFoundError, ValueError) as error:
+  except errors.Error as error:
     logging.warning("Evaluation files not written: %s", error)
     return
   for path in result["files"]:
@@ -192,4 +171,4 @@ def _write_report(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  command_line.run(main, flags_parser=parse_flags)

@@ -51,6 +51,7 @@ from proxy_nca_jax.inference import (
   embedding,
   split_embedding,
   split_evaluation,
+  trained_model,
 )
 from proxy_nca_jax.training import (
   metric_writer,
@@ -193,7 +194,7 @@ def workdir_of(question: str, run: str) -> str:
 
 def _finished(config: ml_collections.ConfigDict, workdir: str) -> bool:
   """Whether ``workdir`` holds a finished run of exactly ``config``."""
-  path = os.path.join(workdir, workdirs.CONFIG_FILE)
+  path = os.path.join(workdir, trained_model.CONFIG_FILE)
   if not os.path.exists(path):
     return False
   with open(path) as f:
@@ -205,7 +206,7 @@ def record_path(workdir: str) -> str:
   """Where the finished run of ``workdir`` is recorded: OUT/runs/, then its
   path under WORKDIR_ROOT (OUT/runs/rq5/static_pclasses_normal_seed0.json)."""
   run = os.path.relpath(
-    workdirs.absolute(workdir), workdirs.absolute(WORKDIR_ROOT.value)
+    trained_model.absolute(workdir), trained_model.absolute(WORKDIR_ROOT.value)
   )
   return os.path.join(OUT.value, "runs", run + ".json")
 
@@ -243,7 +244,7 @@ def train(
   unless the caller goes on to read the run's checkpoints, else its workdir.
   A run trained or found finished here is recorded.
   """
-  workdir = workdirs.absolute(workdir)
+  workdir = trained_model.absolute(workdir)
   path = record_path(workdir)
   records = None if needs_checkpoint else _recorded(config, path)
   if records is not None:
@@ -324,13 +325,13 @@ def training_seconds(
 
 def restore(workdir: str, step: int | None = None):
   """(config, model, state) of a run's checkpoint at ``step`` (or newest)."""
-  return workdirs.restore_trained(workdir, step=step)
+  return workdirs.restore_train_state(workdir, step=step)
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
   """The steps of the checkpoints a run kept."""
   ckpt = checkpointing.Checkpointer(
-    os.path.join(workdirs.absolute(workdir), "checkpoints"),
+    os.path.join(trained_model.absolute(workdir), "checkpoints"),
     every_steps=0,
     keep=1,
   )

@@ -14,7 +14,7 @@
 """Every config file holds every field of the schema.
 
 Configs are locked, so a field the code reads but a config lacks is an
-error only when that config runs. proxy_nca_jax/training/config_schema.py
+error only when that config runs. proxy_nca_jax/config_schema.py
 is the reference: each config must hold each of its fields (they may add
 their own).
 """
@@ -25,7 +25,7 @@ import ml_collections
 from absl.testing import absltest, parameterized
 
 from configs import cub200, fashion_mnist, glyphs
-from proxy_nca_jax.training import config_defaults, config_schema
+from proxy_nca_jax import config_defaults, config_schema
 
 CONFIGS = (
   ("fashion_mnist", None),

@@ -68,11 +68,13 @@ def printed(stdout: str) -> list[tuple[str, list[str]]]:
 
 
 def setup_requirements() -> list[str]:
-  """install_requires, read by running setup.py with setup() captured."""
+  """install_requires and the train extra, read by running setup.py with
+  setup() captured."""
   with mock.patch.object(setuptools, "setup") as setup:
     code = (REPO / "setup.py").read_text()
     exec(compile(code, "setup.py", "exec"), {"__name__": "__main__"})  # noqa: S102
-  return setup.call_args.kwargs["install_requires"]
+  kwargs = setup.call_args.kwargs
+  return kwargs["install_requires"] + kwargs["extras_require"]["train"]
 
 
 class DryRunTest(parameterized.TestCase):

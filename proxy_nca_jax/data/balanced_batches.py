@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from proxy_nca_jax import errors
 from proxy_nca_jax.data import sources
 
 
@@ -37,12 +38,12 @@ def samples_per_class(
   """Validates `input.samples_per_class` against the global batch."""
   m = input_config.samples_per_class
   if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 0:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.samples_per_class={m!r} must be an integer >= 0 (0: plain "
       "random batches)."
     )
   if m and global_batch % m:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.samples_per_class={m} does not divide input.batch_size="
       f"{global_batch}; use a divisor of it."
     )
@@ -78,7 +79,7 @@ def balanced_examples(
   counts = np.bincount(labels[labels >= 0], minlength=table.max() + 1)
   eligible = np.flatnonzero(counts >= m)
   if len(eligible) < num_slots:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.samples_per_class={m} asks for {num_slots} classes per batch "
       f"(input.batch_size / {m}), but only {len(eligible)} train classes "
       f"have {m} or more images; lower batch_size or raise samples_per_class."

@@ -36,12 +36,14 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from proxy_nca_jax import errors
+
 FASHION_MNIST = "fashion_mnist_idx"
 IMAGE_FOLDER = "image_folder"
 GLYPHS = "glyphs"  # GLYPHS-ZS, rendered from local fonts (glyphs.py).
 
 
-class DatasetError(ValueError):
+class DatasetError(errors.InvalidInputError):
   """The dataset is not prepared, its files are missing or unreadable."""
 
 
@@ -228,7 +230,7 @@ def traits(dataset: str) -> ImageTraits:
     ValueError: an unsupported dataset.
   """
   if dataset not in _TRAITS:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.dataset={dataset!r} is not supported; use one of: "
       f"{', '.join(sorted(SUPPORTED))}."
     )

@@ -32,6 +32,8 @@ import numbers
 
 import ml_collections
 
+from proxy_nca_jax import errors
+
 SPLITS = ("train", "val", "test")
 
 
@@ -47,12 +49,12 @@ def _as_class_ids(
     or not 0 <= c < num_labels
   ]
   if bad:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.{field} holds {bad}, not class ids of {input_config.dataset} "
       f"(integers in [0, {num_labels}))."
     )
   if len(set(classes)) != len(classes):
-    raise ValueError(f"input.{field}={classes} repeats a class.")
+    raise errors.InvalidInputError(f"input.{field}={classes} repeats a class.")
   return tuple(int(c) for c in classes)
 
 
@@ -63,7 +65,9 @@ def _count(
   if value is not None and (
     isinstance(value, bool) or not isinstance(value, numbers.Integral)
   ):
-    raise ValueError(f"input.{field}={value!r} must be an integer.")
+    raise errors.InvalidInputError(
+      f"input.{field}={value!r} must be an integer."
+    )
   return value
 
 
@@ -72,7 +76,7 @@ def _by_count(
 ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
   """(train, test, val) from num_train_classes and num_val_classes."""
   if "num_train_classes" not in input_config:
-    raise ValueError(
+    raise errors.InvalidInputError(
       "input.train_classes and input.test_classes must not be empty "
       f"(got {tuple(input_config.train_classes)} and "
       f"{tuple(input_config.test_classes)})."
@@ -81,7 +85,7 @@ def _by_count(
   if num_train is None:
     num_train = num_labels // 2
   if not 0 < num_train < num_labels:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.num_train_classes={num_train}, but {input_config.dataset} has "
       f"{num_labels} classes (ids 0-{num_labels - 1}): use a number in "
       f"[1, {num_labels - 1}], e.g. --config.input.num_train_classes="
@@ -89,11 +93,11 @@ def _by_count(
     )
   num_val = _count(input_config, "num_val_classes", 0) or 0
   if num_val and input_config.val_classes:
-    raise ValueError(
+    raise errors.InvalidInputError(
       "Set input.val_classes or input.num_val_classes, not both."
     )
   if not 0 <= num_val < num_train:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.num_val_classes={num_val} must be in [0, {num_train}) "
       f"(input.num_train_classes={num_train}); leave some classes to train "
       "on."
@@ -131,23 +135,23 @@ def split_classes(
       for field in ("train_classes", "test_classes", "val_classes")
     )
   if not train or not test:
-    raise ValueError(
+    raise errors.InvalidInputError(
       "input.train_classes and input.test_classes must not be empty "
       f"(got {train} and {test})."
     )
   if overlap := sorted(set(train) & set(test)):
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.train_classes and input.test_classes share classes {overlap}; "
       "the protocol is zero-shot, so they must be disjoint."
     )
   if outside := sorted(set(val) - set(train)):
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.val_classes holds {outside}, not in input.train_classes="
       f"{train}; validation classes are held-out train classes."
     )
   train_only = tuple(c for c in train if c not in set(val))
   if not train_only:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.val_classes={val} holds all of input.train_classes; leave some "
       "classes to train on."
     )

@@ -32,6 +32,8 @@ import math
 import ml_collections
 import tensorflow as tf
 
+from proxy_nca_jax import errors
+
 AUGMENTATIONS = ("none", "glyphs")
 
 
@@ -46,7 +48,7 @@ def _check(augment: ml_collections.ConfigDict) -> None:
   for field, (low, high) in limits.items():
     value = augment[field]
     if not low <= value < high:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"input.augment.{field}={value} must be in [{low}, {high})."
       )
 
@@ -145,7 +147,7 @@ def augment_training_images(
   """
   name = input_config.augmentation
   if name not in AUGMENTATIONS:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.augmentation={name!r}; use one of {AUGMENTATIONS}."
     )
   if name == "none":

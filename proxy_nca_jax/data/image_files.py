@@ -27,6 +27,8 @@ import pathlib
 import numpy as np
 from PIL import Image, ImageOps
 
+from proxy_nca_jax import errors
+
 IMAGE_EXTENSIONS = (
   ".bmp",
   ".gif",
@@ -50,7 +52,7 @@ DECODE_ERRORS = (
 _MAX_NAMED = 10
 
 
-class BadImagesError(ValueError):
+class BadImagesError(errors.InvalidInputError):
   """Files with an image extension that cannot be decoded."""
 
 
@@ -68,7 +70,7 @@ def list_images(folder: str, flag: str = "--images") -> list[str]:
   """
   root = pathlib.Path(folder)
   if not root.is_dir():
-    raise FileNotFoundError(f"{flag}={folder} is not a folder.")
+    raise errors.MissingFileError(f"{flag}={folder} is not a folder.")
   found = []
   for dirpath, dirnames, filenames in os.walk(root):
     dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -76,7 +78,7 @@ def list_images(folder: str, flag: str = "--images") -> list[str]:
       if is_image_file(name):
         found.append((pathlib.Path(dirpath) / name).relative_to(root))
   if not found:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"No image files under {folder} (searched recursively for "
       f"{', '.join(IMAGE_EXTENSIONS)}); point {flag} at a folder of images."
     )

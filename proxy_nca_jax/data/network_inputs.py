@@ -15,7 +15,7 @@
 
 The grey-level datasets (Fashion-MNIST, GLYPHS-ZS) are normalised by their
 pixel statistics (`normalize_pixels`), the one normalisation of training,
-evaluation and ``proxy_nca_jax.embed``; the colour datasets follow the
+evaluation and the exported embedder; the colour datasets follow the
 colour convention ``input.color`` (rgb_preprocessing.py).
 `decode_and_normalize` is the map of the iterators (pipeline.py) that turns
 an encoded example into a float32 input, augmented for training.
@@ -28,13 +28,14 @@ import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from proxy_nca_jax import errors
 from proxy_nca_jax.data import catalog, rgb_preprocessing
 
 
 def normalize_pixels(images: Any, dataset: str) -> Any:
   """The network's input from float pixel values in [0, 255].
 
-  The one normalisation of training, evaluation and ``proxy_nca_jax.embed``:
+  The one normalisation of training, evaluation and the exported embedder:
   ``(x / 255 - mean) / std`` with the dataset's pixel statistics.
 
   Args:
@@ -47,7 +48,7 @@ def normalize_pixels(images: Any, dataset: str) -> Any:
   """
   traits = catalog.traits(dataset)
   if not traits.grey:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"Images of {dataset!r} are prepared by the colour convention of "
       f"input.color (rgb_preprocessing.py), not by pixel statistics."
     )

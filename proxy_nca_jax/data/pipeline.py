@@ -58,6 +58,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from proxy_nca_jax import errors
 from proxy_nca_jax.data import (
   bad_images,
   balanced_batches,
@@ -83,7 +84,9 @@ def classes_of(
 ) -> tuple[int, ...]:
   """The class ids of `split` ('train', 'val' or 'test'), config order."""
   if split not in class_splits.SPLITS:
-    raise ValueError(f"split={split!r}; use one of {class_splits.SPLITS}.")
+    raise errors.InvalidInputError(
+      f"split={split!r}; use one of {class_splits.SPLITS}."
+    )
   num_labels = sources.num_labels(input_config)
   return class_splits.split_classes(input_config, num_labels)[split]
 
@@ -100,15 +103,17 @@ def _per_process_batch(
   global_batch: int, field: str, process_index: int, process_count: int
 ) -> int:
   if process_count < 1 or not 0 <= process_index < process_count:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"process_index={process_index} is not in [0, process_count="
       f"{process_count})."
     )
   if global_batch < 1:
-    raise ValueError(f"input.{field}={global_batch} must be positive.")
+    raise errors.InvalidInputError(
+      f"input.{field}={global_batch} must be positive."
+    )
   if global_batch % process_count:
     suggestion = math.ceil(global_batch / process_count) * process_count
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.{field}={global_batch} is not divisible by the {process_count} "
       f"processes; set --config.input.{field} to a multiple of "
       f"{process_count} (e.g. {suggestion})."
@@ -221,7 +226,7 @@ def create_train_iterator(
     input_config, global_batch
   )
   if start_step < 0:
-    raise ValueError(f"start_step={start_step} must be >= 0.")
+    raise errors.InvalidInputError(f"start_step={start_step} must be >= 0.")
   dataset_builder = sources.prepared_builder(input_config)
   network_inputs.check_preprocessing(input_config)
   classes = classes_of(input_config, "train")
@@ -254,12 +259,12 @@ def _eval_classes(
 ) -> tuple[int, ...]:
   classes = classes_of(input_config, split)
   if not classes:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.val_classes is empty: there is no {split!r} split."
     )
   cap = input_config.max_eval_examples
   if cap is not None and cap < 1:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.max_eval_examples={cap} must be positive (None: all)."
     )
   return classes

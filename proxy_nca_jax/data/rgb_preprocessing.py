@@ -34,10 +34,13 @@ Colour convention (`input.color`), what each backbone's weights expect:
 
 import dataclasses
 import numbers
+from typing import Any
 
 import ml_collections
 import numpy as np
 import tensorflow as tf
+
+from proxy_nca_jax import errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +78,7 @@ def _check_range(field: str, value, upper: float | None) -> None:
   low, high = (float(v) for v in value)
   if not (0 < low <= high and (upper is None or high <= upper)):
     bound = f" <= {upper}" if upper is not None else ""
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.{field}={tuple(value)} must be (low, high) with 0 < low <= "
       f"high{bound}."
     )
@@ -89,16 +92,18 @@ def check_config(input_config: ml_collections.ConfigDict) -> None:
   """
   size, resize = input_config.image_size, input_config.eval_resize
   if not _is_int(size) or size < 1:
-    raise ValueError(f"input.image_size={size!r} must be a positive integer.")
+    raise errors.InvalidInputError(
+      f"input.image_size={size!r} must be a positive integer."
+    )
   if not _is_int(resize) or resize < size:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.eval_resize={resize!r} must be an integer >= input.image_size="
       f"{size} (the evaluation crop is taken from the resized image)."
     )
   _check_range("crop_scale", input_config.crop_scale, 1.0)
   _check_range("crop_ratio", input_config.crop_ratio, None)
   if input_config.color not in COLOR_CONVENTIONS:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"input.color={input_config.color!r}; use one of "
       f"{', '.join(COLOR_CONVENTIONS)} (the convention of the backbone's "
       "pretrained weights)."
@@ -112,15 +117,18 @@ def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
   return image
 
 
-def normalize_colors(image: tf.Tensor, color: str) -> tf.Tensor:
-  """RGB values in [0, 255], (..., 3) -> float32 in `color`'s convention."""
+def normalize_colors(pixels: Any, color: str) -> Any:
+  """float32 RGB values in [0, 255], (..., 3) -> `color`'s convention.
+
+  The one colour normalisation of training, evaluation (TF tensors) and the
+  exported embedder (JAX arrays); NumPy arrays work too.
+  """
   convention = COLOR_CONVENTIONS[color]
-  image = tf.cast(image, tf.float32)
   if convention.bgr:
-    image = image[..., ::-1]
-  mean = tf.constant(convention.mean, tf.float32)
-  std = tf.constant(convention.std, tf.float32)
-  return (image * convention.scale - mean) / std
+    pixels = pixels[..., ::-1]
+  mean = np.asarray(convention.mean, np.float32)
+  std = np.asarray(convention.std, np.float32)
+  return (pixels * convention.scale - mean) / std
 
 
 def random_resized_crop(
@@ -154,8 +162,21 @@ def random_resized_crop(
   return tf.image.resize(crop, (size, size), antialias=True)
 
 
+def shorter_side_shape(height: int, width: int, side: int) -> tuple[int, int]:
+  """(H, W) resized so min(H, W) == side, keeping the aspect ratio.
+
+  `resize_shorter_side`'s rule for sizes known in Python (the exported
+  embedder's static shapes): the longer side rounded half to even, as
+  ``tf.round``.
+  """
+  if height <= width:
+    return side, round(width * side / height)
+  return round(height * side / width), side
+
+
 def resize_shorter_side(image: tf.Tensor, side: int) -> tf.Tensor:
-  """Resizes (H, W, C) so min(H, W) == side, keeping the aspect ratio."""
+  """Resizes (H, W, C) so min(H, W) == side, keeping the aspect ratio
+  (`shorter_side_shape`'s rule, computed in the graph)."""
   shape = tf.cast(tf.shape(image)[:2], tf.float64)
   factor = side / tf.reduce_min(shape)
   new_shape = tf.cast(tf.round(shape * factor), tf.int32)

@@ -25,6 +25,7 @@ The commands are ``python -m proxy_nca_jax.export``, ``.index`` and
 
 import os
 
+from proxy_nca_jax import errors
 from proxy_nca_jax.deployment import embedder, exported_model
 
 
@@ -41,7 +42,7 @@ def open_embedder(
     FileNotFoundError: no such run or file.
   """
   if (workdir is None) == (model is None):
-    raise ValueError(
+    raise errors.InvalidInputError(
       "Give either --workdir (a training run) or --model "
       "(a file written by python -m proxy_nca_jax.export)."
     )

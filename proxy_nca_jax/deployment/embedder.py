@@ -47,14 +47,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from proxy_nca_jax import parallel
+from proxy_nca_jax import errors
 from proxy_nca_jax.data import (
   catalog,
   network_inputs,
-  pipeline,
   rgb_preprocessing,
 )
-from proxy_nca_jax.training import train_state, workdirs
+from proxy_nca_jax.inference import trained_model
 
 EmbedFn = Callable[[jax.Array], jax.Array]
 
@@ -120,15 +119,8 @@ def default_input_shape(
 ) -> tuple[int, int, int]:
   """The dataset's image size (grey) or eval_resize square (colour)."""
   if catalog.traits(input_config.dataset).grey:
-    return tuple(pipeline.image_shape(input_config))
+    return trained_model.config_input_shape(input_config)
   return (input_config.eval_resize, input_config.eval_resize, 3)
-
-
-def _shorter_side_shape(height: int, width: int, side: int) -> tuple[int, int]:
-  """``rgb_preprocessing.resize_shorter_side``'s output size, statically."""
-  if height <= width:
-    return side, round(width * side / height)
-  return round(height * side / width), side
 
 
 def preprocessing(
@@ -143,9 +135,9 @@ def preprocessing(
   """
   height, width, channels = input_shape
   if catalog.traits(input_config.dataset).grey:
-    expected = tuple(pipeline.image_shape(input_config))
+    expected = trained_model.config_input_shape(input_config)
     if tuple(input_shape) != expected:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"{input_config.dataset} images are {expected}; an input size of "
         f"{tuple(input_shape)} is not supported: resize images to "
         f"{expected[:2]} before embedding."
@@ -159,10 +151,11 @@ def preprocessing(
 
   crop, side = input_config.image_size, input_config.eval_resize
   if channels != 3 or min(height, width) < 1:
-    raise ValueError(f"Colour inputs must be (H, W, 3), got {input_shape}.")
-  resized = _shorter_side_shape(height, width, side)
+    raise errors.InvalidInputError(
+      f"Colour inputs must be (H, W, 3), got {input_shape}."
+    )
+  resized = rgb_preprocessing.shorter_side_shape(height, width, side)
   top, left = (resized[0] - crop) // 2, (resized[1] - crop) // 2
-  convention = rgb_preprocessing.COLOR_CONVENTIONS[input_config.color]
 
   def colour(images: jax.Array) -> jax.Array:
     pixels = images.astype(jnp.float32)
@@ -174,11 +167,7 @@ def preprocessing(
         antialias=True,
       )
     pixels = pixels[:, top : top + crop, left : left + crop]
-    if convention.bgr:
-      pixels = pixels[..., ::-1]
-    mean = jnp.asarray(convention.mean, jnp.float32)
-    std = jnp.asarray(convention.std, jnp.float32)
-    return (pixels * convention.scale - mean) / std
+    return rgb_preprocessing.normalize_colors(pixels, input_config.color)
 
   return colour
 
@@ -208,24 +197,25 @@ def from_workdir(
 ) -> tuple[EmbedFn, EmbedderSpec]:
   """A trained run's embedder (newest checkpoint unless ``step``).
 
+  Reads the run's config and network weights only
+  (``trained_model.load``): the dataset need not be there.
+
   Returns:
     (embed function, its spec); the weights live on the host, and the
     function runs on the default device.
   """
-  mesh = parallel.create_mesh(jax.devices()[:1])
-  config, model, state = workdirs.restore_trained(workdir, mesh, step)
-  variables = jax.device_get(train_state.inference_variables(state))
-  shape = tuple(input_shape or default_input_shape(config.input))
-  embed = embedding_function(config, model, variables, shape)
+  trained = trained_model.load(workdir, step)
+  shape = tuple(input_shape or default_input_shape(trained.config.input))
+  embed = embedding_function(
+    trained.config, trained.model, trained.variables, shape
+  )
   spec = EmbedderSpec(
     input_shape=shape,
-    embedding_dim=config.model.embedding_dim,
-    dataset=config.input.dataset,
-    config_signature=train_state.run_signature(
-      config, train_state.num_proxies(config), mesh
-    ),
-    weights=fingerprint(variables),
-    step=int(jax.device_get(state.step)),
-    workdir=workdirs.absolute(workdir),
+    embedding_dim=trained.config.model.embedding_dim,
+    dataset=trained.config.input.dataset,
+    config_signature=trained.signature,
+    weights=fingerprint(trained.variables),
+    step=trained.step,
+    workdir=trained.workdir,
   )
   return embed, spec

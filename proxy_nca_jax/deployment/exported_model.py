@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from proxy_nca_jax import errors
 from proxy_nca_jax.deployment import embedder
 
 # Lowered for each, so that one file serves CPU, GPU and TPU hosts.
@@ -99,7 +100,7 @@ def load(path: str) -> tuple[embedder.EmbedFn, embedder.EmbedderSpec]:
     ValueError: not a file written by `save`.
   """
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"--model={path}: no such file.")
+    raise errors.MissingFileError(f"--model={path}: no such file.")
   try:
     with np.load(path) as contents:
       spec = embedder.EmbedderSpec.from_json(str(contents["spec"]))
@@ -107,7 +108,7 @@ def load(path: str) -> tuple[embedder.EmbedFn, embedder.EmbedderSpec]:
         bytearray(contents["exported"].tobytes())
       )
   except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"{path} is not an exported embedder (python -m proxy_nca_jax.export "
       f"writes them): {e}"
     ) from e

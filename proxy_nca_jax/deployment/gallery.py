@@ -47,6 +47,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from proxy_nca_jax import durations, errors
 from proxy_nca_jax.data import image_files
 from proxy_nca_jax.deployment import embedder
 
@@ -61,7 +62,7 @@ BATCH_SIZE = 64
 _REPORT_EVERY_S = 10.0
 
 
-class ModelMismatchError(ValueError):
+class ModelMismatchError(errors.InvalidInputError):
   """A gallery made by another model than the one given."""
 
 
@@ -117,7 +118,7 @@ def load(path: str) -> Gallery:
   record_path = os.path.join(path, RECORD)
   if not os.path.isfile(record_path):
     progress = os.path.isdir(os.path.join(path, PROGRESS))
-    raise FileNotFoundError(
+    raise errors.MissingFileError(
       f"--gallery={path} holds no finished gallery ({RECORD} missing)"
       + (
         "; its indexing was interrupted: run the same index command again "
@@ -179,16 +180,8 @@ class _Progress:
     left = (self.total - self.done) / rate if rate > 0 else float("inf")
     self.log(
       f"embedded {self.done}/{self.total} images, {rate:.1f} images/s, "
-      f"about {_duration(left)} left"
+      f"about {durations.format_duration(left)} left"
     )
-
-
-def _duration(seconds: float) -> str:
-  if not np.isfinite(seconds):
-    return "?"
-  minutes, secs = divmod(int(round(seconds)), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
 
 
 def embed_files(
@@ -315,7 +308,9 @@ def build(
     ModelMismatchError: ``out`` was made by another model.
   """
   if jax.process_count() > 1:
-    raise ValueError("python -m proxy_nca_jax.index runs in one process.")
+    raise errors.InvalidInputError(
+      "python -m proxy_nca_jax.index runs in one process."
+    )
   files = image_files.list_images(folder)
   stats = {name: _file_stat(os.path.join(folder, name)) for name in files}
   os.makedirs(os.path.join(out, PROGRESS), exist_ok=True)

@@ -35,6 +35,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
+from proxy_nca_jax import errors
 from proxy_nca_jax.data import image_files  # noqa: E402
 from proxy_nca_jax.deployment import embedder, gallery  # noqa: E402
 from proxy_nca_jax.evaluation import nearest  # noqa: E402
@@ -51,7 +52,7 @@ def query_files(query: str) -> tuple[str, list[str]]:
   if os.path.isfile(query):
     return os.path.dirname(query) or ".", [os.path.basename(query)]
   if not os.path.isdir(query):
-    raise FileNotFoundError(f"--query={query}: no such file or folder.")
+    raise errors.MissingFileError(f"--query={query}: no such file or folder.")
   return query, image_files.list_images(query, flag="--query")
 
 

@@ -69,6 +69,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
+from proxy_nca_jax import errors
 from proxy_nca_jax.evaluation import (
   clustering,
   counting,
@@ -111,17 +112,21 @@ def _validate_embeddings(
   x = np.asarray(embeddings, dtype=np.float32)
   y = np.asarray(labels)
   if x.ndim != 2:
-    raise ValueError(f"{what} must be (N, D), got shape {x.shape}.")
+    raise errors.InvalidInputError(
+      f"{what} must be (N, D), got shape {x.shape}."
+    )
   if y.shape != (x.shape[0],):
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"labels of {what} must have shape ({x.shape[0]},), got {y.shape}."
     )
   if not np.issubdtype(y.dtype, np.integer):
-    raise ValueError(f"labels must be integers, got dtype {y.dtype}.")
+    raise errors.InvalidInputError(
+      f"labels must be integers, got dtype {y.dtype}."
+    )
   if x.shape[0] < 1:
-    raise ValueError(f"{what} are empty.")
+    raise errors.InvalidInputError(f"{what} are empty.")
   if not np.all(np.isfinite(x)):
-    raise ValueError(f"{what} contain NaN or infinite values.")
+    raise errors.InvalidInputError(f"{what} contain NaN or infinite values.")
   return x, y
 
 
@@ -155,20 +160,24 @@ def per_query_scores(
   symmetric = gallery is None
   if symmetric:
     if gallery_labels is not None:
-      raise ValueError("gallery_labels given without a gallery.")
+      raise errors.InvalidInputError("gallery_labels given without a gallery.")
     g, yg = q, yq
     if q.shape[0] < 2:
-      raise ValueError(f"Need at least 2 embeddings, got {q.shape[0]}.")
+      raise errors.InvalidInputError(
+        f"Need at least 2 embeddings, got {q.shape[0]}."
+      )
   else:
     if gallery_labels is None:
-      raise ValueError("A gallery needs gallery_labels.")
+      raise errors.InvalidInputError("A gallery needs gallery_labels.")
     g, yg = _validate_embeddings(gallery, gallery_labels, "gallery")
     if g.shape[1] != q.shape[1]:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"Queries have dimension {q.shape[1]}, the gallery {g.shape[1]}."
       )
   if block_size < 1:
-    raise ValueError(f"block_size must be >= 1, got {block_size}.")
+    raise errors.InvalidInputError(
+      f"block_size must be >= 1, got {block_size}."
+    )
   _, dense = np.unique(np.concatenate([yq, yg]), return_inverse=True)
   dense = dense.reshape(-1).astype(np.int32)
   yq, yg = dense[: len(yq)], dense[len(yq) :]
@@ -261,7 +270,9 @@ def retrieval_metrics(
   """
   ks = tuple(int(k) for k in ks)
   if not ks or min(ks) < 1:
-    raise ValueError(f"Need at least one K and every K >= 1, got {ks}.")
+    raise errors.InvalidInputError(
+      f"Need at least one K and every K >= 1, got {ks}."
+    )
   scores = per_query_scores(
     embeddings,
     labels,

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from proxy_nca_jax import errors
+
 # Upper bound on the (points x centroids) distance tile in k-means, in
 # elements (16 MiB of float32), so memory is O(tile * k), not O(N * k).
 _KMEANS_TILE_ELEMENTS = 1 << 22
@@ -264,12 +266,12 @@ def kmeans(
   """
   x = np.asarray(x, dtype=np.float32)
   if x.ndim != 2:
-    raise ValueError(f"x must be (N, D), got shape {x.shape}.")
+    raise errors.InvalidInputError(f"x must be (N, D), got shape {x.shape}.")
   n = x.shape[0]
   if not 1 <= k <= n:
-    raise ValueError(f"k must be in [1, {n}], got {k}.")
+    raise errors.InvalidInputError(f"k must be in [1, {n}], got {k}.")
   if num_iters < 0 or num_restarts < 1 or tolerance < 0:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"Need num_iters >= 0, num_restarts >= 1 and tolerance >= 0, got "
       f"{num_iters}, {num_restarts} and {tolerance}."
     )

@@ -24,6 +24,8 @@ contingency table.
 import jax
 import numpy as np
 
+from proxy_nca_jax import errors
+
 
 def _information(
   labels_true: np.ndarray | jax.Array, labels_pred: np.ndarray | jax.Array
@@ -40,7 +42,7 @@ def _information(
   u = np.asarray(labels_true)
   v = np.asarray(labels_pred)
   if u.ndim != 1 or u.shape != v.shape:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"Need two 1-D label vectors of equal length, got "
       f"{np.shape(labels_true)} and {np.shape(labels_pred)}."
     )

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from proxy_nca_jax import errors
 from proxy_nca_jax.evaluation import similarity
 
 # Consecutive columns whose maximum stands for them in the first selection.
@@ -129,7 +130,7 @@ class DeviceGallery:
     """
     gallery = np.asarray(gallery)
     if gallery.ndim != 2 or gallery.shape[0] == 0:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"The gallery must be a non-empty (G, D) array, got {gallery.shape}."
       )
     size = gallery.shape[0]
@@ -172,13 +173,13 @@ class DeviceGallery:
     """
     queries = np.asarray(queries, np.float32)
     if queries.ndim != 2 or queries.shape[1] != self.dim:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"Queries of shape {queries.shape} against a gallery of "
         f"{self.dim}-d embeddings: embed them with the gallery's model."
       )
     usable = self.size - (exclude is not None)
     if not 1 <= k <= usable:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"k={k} must be between 1 and {usable} for a gallery of "
         f"{self.size} items{', each query left out' * (exclude is not None)}."
       )

@@ -44,6 +44,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from proxy_nca_jax import errors
+
 KINDS = ("per_class", "splits", "classes")
 _HELP = (
   "use None (each image queries the others), 'per_class:K' (the first K "
@@ -90,12 +92,14 @@ def _class_ids(text: str, spec: str) -> tuple[int, ...]:
   for part in text.split(","):
     first, _, last = part.partition("-")
     if last and int(last) < int(first):
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"evals.query_gallery={spec!r}: class range {part!r} runs backwards."
       )
     ids.extend(range(int(first), int(last or first) + 1))
   if len(set(ids)) != len(ids):
-    raise ValueError(f"evals.query_gallery={spec!r}: {text!r} repeats a class.")
+    raise errors.InvalidInputError(
+      f"evals.query_gallery={spec!r}: {text!r} repeats a class."
+    )
   return tuple(ids)
 
 
@@ -114,9 +118,11 @@ def parse(spec: str | None) -> Protocol | None:
   if kind == "splits" and slash and query and gallery:
     names = (query, gallery)
     if "/" in gallery or any("," in n or "+" in n for n in names):
-      raise ValueError(f"evals.query_gallery={spec!r}: one split each; {_HELP}")
+      raise errors.InvalidInputError(
+        f"evals.query_gallery={spec!r}: one split each; {_HELP}"
+      )
     if query == gallery:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"evals.query_gallery={spec!r} names split {query!r} twice: the "
         "query and gallery splits must differ ('classes:Q/G' shares images)."
       )
@@ -130,13 +136,13 @@ def parse(spec: str | None) -> Protocol | None:
     queries, galleries = _class_ids(query, spec), _class_ids(gallery, spec)
     outside = sorted(set(queries) - set(galleries))
     if outside:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"evals.query_gallery={spec!r}: query classes {outside} are not in "
         "the gallery, so their queries could never be answered; put every "
         "query class in G too."
       )
     return Protocol("classes", query=queries, gallery=galleries)
-  raise ValueError(f"evals.query_gallery={spec!r}; {_HELP}")
+  raise errors.InvalidInputError(f"evals.query_gallery={spec!r}; {_HELP}")
 
 
 def first_per_class(
@@ -178,7 +184,7 @@ def check_available(
       s for s in protocol.query + protocol.gallery if s not in split_names
     ]
     if missing:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"evals.query_gallery={spec!r} names split(s) {missing}, but the "
         f"dataset's splits are {list(split_names)} (an image folder's are its "
         "top-level folders, e.g. ROOT/query/ and ROOT/gallery/)."
@@ -186,7 +192,7 @@ def check_available(
     return
   outside = sorted(set(protocol.gallery) - set(classes))
   if outside:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"evals.query_gallery={spec!r} names classes {outside} that the "
       f"evaluated split does not hold (its classes: {_listed(classes)}); name "
       "classes of the split, or evaluate another split."
@@ -223,7 +229,7 @@ def select(
     queries, gallery = first_per_class(labels, protocol.per_class)
   elif protocol.kind == "splits":
     if source_splits is None:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"evals.query_gallery={spec!r} needs the tfds split of each image."
       )
     source_splits = np.asarray(source_splits)
@@ -238,7 +244,7 @@ def select(
       held = f"its images come from splits {sorted(set(source_splits))}"
     else:
       held = f"its classes: {_listed(np.unique(labels).tolist())}"
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"evals.query_gallery={spec!r} leaves {len(queries)} queries and a "
       f"gallery of {len(gallery)} in the evaluated split ({held})."
     )

@@ -19,7 +19,10 @@
 - ``split_embedding``: the one way to embed an evaluation split of a run's
   dataset (during training, the evaluate command, the research runs);
 - ``split_evaluation``: the metrics of ``evaluation`` bound to a run's config
-  (``evals``: Recall@K's K, block size, k-means, query/gallery protocol).
+  (``evals``: Recall@K's K, block size, k-means, query/gallery protocol);
+- ``trained_model``: a trained run loaded as its config and its network's
+  weights (no optimiser, no proxies, no dataset), for evaluate, export,
+  index and search.
 
 Nothing here imports ``training``: a trained network is its model and its
 variables (params and batch statistics), whoever restored them.

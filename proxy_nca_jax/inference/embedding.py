@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from proxy_nca_jax import parallel
+from proxy_nca_jax import errors, parallel
 
 
 def make_embed_fn(
@@ -70,7 +70,7 @@ def embed_examples(
     rest = {key: value for key, value in local.items() if key != "image"}
     fields.append(multihost_utils.process_allgather(rest, tiled=True))
   if not embeddings:
-    raise ValueError("The evaluation split is empty.")
+    raise errors.InvalidInputError("The evaluation split is empty.")
   mask = np.concatenate([f["mask"] for f in fields]).astype(bool)
   result = {"embedding": np.concatenate(embeddings)[mask]}
   for key in fields[0]:

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from proxy_nca_jax import errors
+
 PROXY_NCA_FORMS = ("paper", "softmax")
 ASSIGNMENTS = ("static", "dynamic")
 
@@ -27,11 +29,11 @@ ASSIGNMENTS = ("static", "dynamic")
 def _check_embeddings(embeddings: jax.Array) -> None:
   """(B, D) with B >= 1: every loss raises the same error on an empty batch."""
   if embeddings.ndim != 2:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"embeddings must have shape (batch, dim), got {embeddings.shape}."
     )
   if embeddings.shape[0] == 0:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"The batch is empty (embeddings of shape {embeddings.shape}): a "
       "loss needs at least one sample."
     )
@@ -41,7 +43,7 @@ def check_batch(embeddings: jax.Array, labels: jax.Array) -> None:
   """Raises ValueError unless embeddings are (B, D), B >= 1, labels (B,)."""
   _check_embeddings(embeddings)
   if labels.shape != embeddings.shape[:1]:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"labels must have shape ({embeddings.shape[0]},) to match the "
       f"embeddings, got {labels.shape}."
     )
@@ -64,7 +66,7 @@ def check_static_labels(labels: jax.Array, num_proxies: int) -> None:
   if bad.size:
     shown = ", ".join(str(v) for v in bad[:10])
     more = f" (and {bad.size - 10} more)" if bad.size > 10 else ""
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"labels {shown}{more} are not proxy rows [0, {num_proxies}): with "
       "static assignment a label is its class's proxy row. Map classes to "
       "0..C-1, give as many proxies as classes, or use "
@@ -76,7 +78,7 @@ def check_proxies(embeddings: jax.Array, proxies: jax.Array) -> None:
   """Raises ValueError unless embeddings are (B, D), B >= 1, proxies (P, D)."""
   _check_embeddings(embeddings)
   if proxies.ndim != 2 or proxies.shape[1] != embeddings.shape[1]:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"proxies must have shape (num_proxies, {embeddings.shape[1]}), "
       f"got {proxies.shape}."
     )
@@ -89,7 +91,7 @@ def check_relations(
   size = embeddings.shape[0]
   for name, mask in (("similar", similar), ("dissimilar", dissimilar)):
     if mask.shape != (size, size) or mask.dtype != jnp.bool_:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"{name} must be a bool array of shape ({size}, {size}), got "
         f"{mask.dtype} {mask.shape}."
       )
@@ -105,9 +107,11 @@ def check_proxy_nca_options(
 ) -> None:
   """Raises ValueError for an option ``proxy_nca_loss`` does not accept."""
   if form not in PROXY_NCA_FORMS:
-    raise ValueError(f"form must be one of {PROXY_NCA_FORMS}, got {form!r}.")
+    raise errors.InvalidInputError(
+      f"form must be one of {PROXY_NCA_FORMS}, got {form!r}."
+    )
   if assignment not in ASSIGNMENTS:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}."
     )
   for name, value in (
@@ -116,13 +120,13 @@ def check_proxy_nca_options(
     ("proxy_norm", proxy_norm),
   ):
     if not value > 0:
-      raise ValueError(f"{name} must be positive, got {value}.")
+      raise errors.InvalidInputError(f"{name} must be positive, got {value}.")
   if not 0 <= label_smoothing < 1:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"label_smoothing must be in [0, 1), got {label_smoothing}."
     )
   if label_smoothing and (form != "softmax" or assignment != "static"):
-    raise ValueError(
+    raise errors.InvalidInputError(
       "label_smoothing needs form='softmax' and assignment='static' (the "
       "smoothed target is a distribution over all the class proxies)."
     )

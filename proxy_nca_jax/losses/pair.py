@@ -46,7 +46,7 @@ References:
 import jax
 import jax.numpy as jnp
 
-from proxy_nca_jax import geometry
+from proxy_nca_jax import errors, geometry
 from proxy_nca_jax.losses import _checks
 
 NCA_FORMS = ("paper", "softmax")
@@ -275,9 +275,11 @@ def contrastive_loss(
 def check_nca_options(form: str, scale: float) -> None:
   """Raises ValueError for an unknown NCA form or a non-positive scale."""
   if form not in NCA_FORMS:
-    raise ValueError(f"form must be one of {NCA_FORMS}, got {form!r}.")
+    raise errors.InvalidInputError(
+      f"form must be one of {NCA_FORMS}, got {form!r}."
+    )
   if not scale > 0:
-    raise ValueError(f"scale must be positive, got {scale}.")
+    raise errors.InvalidInputError(f"scale must be positive, got {scale}.")
 
 
 def nca_loss(

@@ -61,7 +61,7 @@ from typing import TypeVar
 import jax
 import jax.numpy as jnp
 
-from proxy_nca_jax import geometry
+from proxy_nca_jax import errors, geometry
 
 Carry = TypeVar("Carry")
 
@@ -89,7 +89,7 @@ def chosen_block_size(block_size: int | None, num_rows: int) -> int | None:
     return AUTO_BLOCK_SIZE if num_rows > AUTO_ABOVE else None
   whole = isinstance(block_size, int) and not isinstance(block_size, bool)
   if not whole or block_size < 1:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"block_size must be a positive integer or None, got {block_size!r}."
     )
   return block_size if block_size < num_rows else None

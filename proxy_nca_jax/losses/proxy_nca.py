@@ -50,7 +50,7 @@ References:
 import jax
 import jax.numpy as jnp
 
-from proxy_nca_jax import geometry
+from proxy_nca_jax import errors, geometry
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.losses import _checks, dynamic, pair, proxy_blocks
 
@@ -146,7 +146,7 @@ def proxy_nca_loss(
   num_proxies = proxies.shape[0]
   _checks.check_static_labels(labels, num_proxies)
   if (form == "paper" or label_smoothing) and num_proxies < 2:
-    raise ValueError(
+    raise errors.InvalidInputError(
       "The paper form and label smoothing need at least two proxies."
     )
   if block_size is not None:
@@ -241,7 +241,7 @@ def proxy_ranking_loss(
   _checks.check_batch(embeddings, labels)
   _checks.check_proxies(embeddings, proxies)
   if assignment not in _checks.ASSIGNMENTS:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"assignment must be one of {_checks.ASSIGNMENTS}, got {assignment!r}."
     )
   if assignment == "dynamic":
@@ -252,7 +252,9 @@ def proxy_ranking_loss(
   num_proxies = proxies.shape[0]
   _checks.check_static_labels(labels, num_proxies)
   if num_proxies < 2:
-    raise ValueError("The static ranking loss needs at least two proxies.")
+    raise errors.InvalidInputError(
+      "The static ranking loss needs at least two proxies."
+    )
   dist = proxies_lib.proxy_distances(embeddings, proxies)  # (B, C)
   positive = proxies_lib.static_assignment(labels, num_proxies)
   positive_dist = jnp.sum(jnp.where(positive, dist, 0.0), axis=-1)

@@ -51,6 +51,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from proxy_nca_jax import errors
+
 
 def num_sampled(fraction: float, num_proxies: int, batch_size: int) -> int:
   """K, the proxies each step uses: the fraction of C, and at least room
@@ -60,7 +62,7 @@ def num_sampled(fraction: float, num_proxies: int, batch_size: int) -> int:
     ValueError: a fraction outside (0, 1].
   """
   if not 0 < fraction <= 1:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"negative_fraction must be in (0, 1], got {fraction}; 1 uses every "
       "proxy."
     )

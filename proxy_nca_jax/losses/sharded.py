@@ -81,7 +81,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
-from proxy_nca_jax import geometry, parallel
+from proxy_nca_jax import errors, geometry, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.losses import (
   _checks,
@@ -107,7 +107,7 @@ def _check_sharded(
   shards = mesh.shape[_AXIS]
   rows = proxies.shape[0]
   if rows % shards or not 1 <= num_proxies <= rows:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"Sharded proxies need a row count divisible by the {shards} devices "
       f"of the mesh's {_AXIS!r} axis and at least num_proxies={num_proxies} "
       f"rows, got {rows}; pad them with proxies.pad_proxies."
@@ -221,7 +221,7 @@ def sharded_proxy_nca_loss(
     form, scale, label_smoothing, embedding_norm, proxy_norm, "static"
   )
   if (form == "paper" or label_smoothing) and num_proxies < 2:
-    raise ValueError(
+    raise errors.InvalidInputError(
       "The paper form and label smoothing need at least two proxies."
     )
   local_rows = proxies.shape[0] // mesh.shape[_AXIS]
@@ -229,7 +229,9 @@ def sharded_proxy_nca_loss(
     negative_fraction, local_rows, labels.shape[0]
   )
   if negative_fraction < 1 and key is None:
-    raise ValueError("Sampled negative proxies need the step's key: key=.")
+    raise errors.InvalidInputError(
+      "Sampled negative proxies need the step's key: key=."
+    )
   width = sampled if negative_fraction < 1 else local_rows
   block_size = proxy_blocks.chosen_block_size(block_size, width)
   norms = dict(embedding_norm=embedding_norm, proxy_norm=proxy_norm)

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from proxy_nca_jax import geometry
+from proxy_nca_jax import errors, geometry
 from proxy_nca_jax.models import bn_inception, resnet
 from proxy_nca_jax.models.fast_layers import (
   BatchNormReLU,
@@ -90,7 +90,9 @@ def embedding_head(
   elif pooling == "max":
     x = jnp.max(features, axis=(1, 2))
   else:
-    raise ValueError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
+    raise errors.InvalidInputError(
+      f"Unknown pooling {pooling!r}; choose one of {POOLINGS}."
+    )
   if layer_norm:
     x = nn.LayerNorm(use_scale=False, use_bias=False, name="head_norm")(x)
   x = nn.Dense(embedding_dim, name=HEAD_MODULE)(x)
@@ -204,7 +206,7 @@ class BackboneEmbedder(nn.Module):
 def create_backbone(model_config: ml_collections.ConfigDict) -> nn.Module:
   """The feature extractor of ``resnet50`` or ``bn_inception``."""
   if model_config.dtype not in DTYPES:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"Unknown model.dtype {model_config.dtype!r}; choose one of {DTYPES}."
     )
   dtype = jnp.dtype(model_config.dtype)
@@ -214,7 +216,7 @@ def create_backbone(model_config: ml_collections.ConfigDict) -> nn.Module:
     return bn_inception.BNInception(
       frozen_bn=model_config.frozen_bn, dtype=dtype
     )
-  raise ValueError(
+  raise errors.InvalidInputError(
     f"{model_config.name!r} has no separate backbone; choose one of "
     f"{MODELS[1:]}."
   )
@@ -223,11 +225,11 @@ def create_backbone(model_config: ml_collections.ConfigDict) -> nn.Module:
 def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
   """Builds the model named by ``model_config.name``."""
   if model_config.name not in MODELS:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"Unknown model {model_config.name!r}; choose one of {MODELS}."
     )
   if model_config.pooling not in POOLINGS:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"Unknown model.pooling {model_config.pooling!r}; choose one of "
       f"{POOLINGS}."
     )
@@ -239,11 +241,11 @@ def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
       layer_norm=model_config.layer_norm,
     )
   if len(model_config.widths) != 3:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"convnet_s needs three stage widths, got {model_config.widths}."
     )
   if model_config.frozen_bn or model_config.dtype != "float32":
-    raise ValueError(
+    raise errors.InvalidInputError(
       "model.frozen_bn and model.dtype apply to resnet50 and bn_inception; "
       "convnet_s trains its BatchNorm in float32."
     )

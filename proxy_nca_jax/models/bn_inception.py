@@ -39,6 +39,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from proxy_nca_jax import errors
 from proxy_nca_jax.models import resnet
 
 # Channels of the blocks that keep the resolution: (1x1, 3x3 reduce, 3x3,
@@ -173,7 +174,7 @@ class BNInception(nn.Module):
         x = self._block(x, name, train=train)
         continue
       if x.shape[1] % 2 or x.shape[2] % 2 or min(x.shape[1:3]) < 2:
-        raise ValueError(
+        raise errors.InvalidInputError(
           f"BN-Inception cannot take {images.shape[1]}x{images.shape[2]} "
           f"images: block {name} would get a {x.shape[1]}x{x.shape[2]} map "
           "and needs an even size of at least 2 (use e.g. 224 or 227; 32 is "

@@ -42,7 +42,7 @@ import numpy as np
 from absl import logging
 from flax import traverse_util
 
-from proxy_nca_jax import checkpointing
+from proxy_nca_jax import checkpointing, errors
 from proxy_nca_jax.models import bn_inception, resnet
 
 ARCHS = ("resnet50", "bn_inception")
@@ -62,7 +62,7 @@ _TORCH_LEAF = {
 _SHOWN = 6  # Keys listed per kind of problem in an error message.
 
 
-class WeightImportError(ValueError):
+class WeightImportError(errors.InvalidInputError):
   """A weights file that cannot be imported (wrong format or architecture)."""
 
 
@@ -200,7 +200,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
       "(torch==2.13.0). Training from the converted folder does not."
     ) from error
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"No weights file at {path}.")
+    raise errors.MissingFileError(f"No weights file at {path}.")
   try:
     loaded = torch.load(path, map_location="cpu", weights_only=True)
   except pickle.UnpicklingError as error:
@@ -280,7 +280,7 @@ def import_weights(arch: str, torch_weights: str, out: str) -> dict[str, Any]:
   backbone(arch)  # Unknown arch: say so before reading anything.
   out = os.path.abspath(out)
   if os.path.exists(out):
-    raise FileExistsError(
+    raise errors.AlreadyExistsError(
       f"{out} already exists; choose a new --out (or remove it)."
     )
   variables = convert_state_dict(
@@ -319,7 +319,7 @@ def load_pretrained(
   """
   directory = os.path.abspath(directory)
   if not os.path.isdir(directory):
-    raise FileNotFoundError(
+    raise errors.MissingFileError(
       f"model.pretrained={directory} does not exist; create it with python "
       "-m proxy_nca_jax.import_weights --arch=... --torch_weights=... "
       f"--out={directory}"

@@ -37,6 +37,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from proxy_nca_jax import errors
+
 # Frame colours of the retrieval grid (RGB): same class / other class.
 CORRECT_RGB = (0.0, 0.7, 0.0)
 WRONG_RGB = (0.85, 0.0, 0.0)
@@ -233,7 +235,9 @@ def convergence_plot(
   }
   series = {key: sorted(points) for key, points in series.items() if points}
   if not series:
-    raise ValueError(f"No record has any of the metrics {list(keys)}.")
+    raise errors.InvalidInputError(
+      f"No record has any of the metrics {list(keys)}."
+    )
   cols = min(3, len(series))
   rows = math.ceil(len(series) / cols)
   fig, axes = plt.subplots(

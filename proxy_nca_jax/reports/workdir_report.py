@@ -43,16 +43,17 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from proxy_nca_jax import parallel
+from proxy_nca_jax import errors, parallel
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.evaluation import nearest
 from proxy_nca_jax.inference import (
   embedding,
   split_embedding,
   split_evaluation,
+  trained_model,
 )
 from proxy_nca_jax.reports import figures
-from proxy_nca_jax.training import metric_writer, setup, train_state, workdirs
+from proxy_nca_jax.training import metric_writer, setup
 
 CONVERGENCE = "convergence.png"
 METRICS = "metrics_{split}.json"
@@ -122,7 +123,9 @@ def _capped_input(
   if max_examples is None:
     return input_config
   if max_examples < 2:
-    raise ValueError(f"max_examples={max_examples} must be at least 2.")
+    raise errors.InvalidInputError(
+      f"max_examples={max_examples} must be at least 2."
+    )
   capped = ml_collections.ConfigDict(input_config.to_dict())
   cap = capped.max_eval_examples
   capped.max_eval_examples = min(cap or max_examples, max_examples)
@@ -168,8 +171,8 @@ def evaluate_workdir(
     ValueError: a bad split, ``max_examples`` or configuration;
       DatasetError (a ValueError) if the run's dataset is not prepared.
   """
-  workdir = workdirs.absolute(workdir)
-  config = workdirs.load_config(workdir)
+  trained = trained_model.load(workdir)
+  workdir, config = trained.workdir, trained.config
   if query_gallery is not None:
     with config.unlocked():
       config.evals.query_gallery = query_gallery
@@ -177,10 +180,9 @@ def evaluate_workdir(
   input_config = _capped_input(config.input, max_examples)
   records = _convergence_records(workdir)
   mesh = parallel.create_mesh() if mesh is None else mesh
-  _, model, state = workdirs.restore_trained(workdir, mesh)
   embedded = split_embedding.embed_split(
-    embedding.make_embed_fn(model, mesh),
-    train_state.inference_variables(state),
+    embedding.make_embed_fn(trained.model, mesh),
+    jax.device_put(trained.variables, parallel.replicated(mesh)),
     input_config,
     split,
     mesh,
@@ -196,7 +198,7 @@ def evaluate_workdir(
     mesh=mesh,
   )
   result = {
-    "step": int(jax.device_get(state.step)),
+    "step": trained.step,
     "split": split,
     "num_examples": int(len(embedded.labels)),
     "query_gallery": config.evals.query_gallery,

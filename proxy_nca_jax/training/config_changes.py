@@ -36,6 +36,9 @@ from typing import Any
 
 import ml_collections
 
+from proxy_nca_jax import errors
+from proxy_nca_jax.inference import trained_model
+
 # Dotted fields (or sections, ending in ".") whose change cannot change the
 # trained weights (beyond float32 rounding) or any metric's value.
 FREE_FIELDS = (
@@ -54,18 +57,17 @@ FREE_FIELDS = (
   "input.download",
   "input.prefetch",
 )
-SEGMENTS_KEY = "_segments"
 _ACCEPT_FLAG = "--accept_config_change"
 
 
-class ConfigChangeError(ValueError):
+class ConfigChangeError(errors.InvalidInputError):
   """A resume whose config changes results, not accepted."""
 
 
 def _flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
   flat = {}
   for key, value in record.items():
-    if key == SEGMENTS_KEY:
+    if key == trained_model.SEGMENTS_KEY:
       continue
     if isinstance(value, Mapping):
       flat.update(_flatten(value, f"{prefix}{key}."))

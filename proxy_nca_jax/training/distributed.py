@@ -46,6 +46,8 @@ from typing import Any
 
 import jax
 
+from proxy_nca_jax import errors
+
 # Variables JAX's Slurm detection requires (jax._src.clusters.slurm_cluster).
 SLURM_VARIABLES = (
   "SLURM_JOB_ID",
@@ -133,7 +135,7 @@ def plan(
   if any(value is not None for value in given.values()):
     missing = [name for name, value in given.items() if value is None]
     if missing:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"{', '.join(missing)} missing: --coordinator_address, "
         "--num_processes and --process_id go together (e.g. "
         "--coordinator_address=10.0.0.1:12345 --num_processes=2 "
@@ -141,12 +143,12 @@ def plan(
         "JAX detect a Cloud TPU VM, Slurm or Open MPI job."
       )
     if not _ADDRESS.match(coordinator_address):
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"--coordinator_address={coordinator_address!r} is not HOST:PORT "
         "(e.g. 10.0.0.1:12345, the address of process 0 and a free port)."
       )
     if num_processes < 1 or not 0 <= process_id < num_processes:
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"--process_id={process_id} with --num_processes={num_processes}: "
         f"the processes are numbered 0 to num_processes - 1."
       )

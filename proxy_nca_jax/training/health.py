@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from proxy_nca_jax import errors
+
 # A largest proxy norm this many times its value at the start of a run is a
 # runaway: the default run's proxies stay within 2% of their start.
 RUNAWAY_NORM_FACTOR = 100.0
@@ -81,7 +83,7 @@ def check_finite(
     )
   # The metrics fetched now may be finite again after a non-finite step.
   what = bad or "non-finite metrics"
-  raise FloatingPointError(
+  raise errors.TrainingDivergedError(
     f"Training diverged: {what} {when}. Likely "
     "causes: a learning rate too high for the loss scale "
     "(optimizer.learning_rate, optimizer.proxy_lr_mult) or loss.scale too "

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from proxy_nca_jax import losses
+from proxy_nca_jax import errors, losses
 from proxy_nca_jax.losses import sampled_proxies, sharded
 
 # (embeddings (B, D), labels (B,), proxies (C, D), step ()) -> scalar loss;
@@ -99,7 +99,9 @@ def create_loss_fn(
   """
   name = loss_config.name
   if name not in losses.LOSSES:
-    raise ValueError(f"loss.name must be one of {losses.LOSSES}, got {name!r}.")
+    raise errors.InvalidInputError(
+      f"loss.name must be one of {losses.LOSSES}, got {name!r}."
+    )
   options = loss_options(loss_config)[name]
   if name in losses.PROXY_LOSSES:
     loss_fn = functools.partial(getattr(losses, f"{name}_loss"), **options)
@@ -147,7 +149,7 @@ def _with_sampled_negatives(
   if fraction == 1:
     return _every_proxy(loss_fn)
   if loss_config.name != "proxy_nca" or loss_config.assignment != "static":
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"loss.negative_fraction={fraction} needs loss.name='proxy_nca' with "
       "loss.assignment='static' (one proxy per class), got "
       f"loss.name={loss_config.name!r}, loss.assignment="
@@ -180,7 +182,7 @@ def check_supported(loss_config: ml_collections.ConfigDict) -> None:
     what = f"loss.name={name!r}"
     if name in sharded.SHARDED_LOSSES:
       what += f" with loss.assignment={assignment!r}"
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"proxies.sharding='sharded' does not support {what}. Sharded "
       f"proxies work with loss.name in {sharded.SHARDED_LOSSES} and static "
       "assignment (one proxy per class); use "

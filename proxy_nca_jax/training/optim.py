@@ -32,7 +32,7 @@ import jax
 import ml_collections
 import optax
 
-from proxy_nca_jax import models
+from proxy_nca_jax import errors, models
 
 GROUPS = ("backbone", "head", "proxies", "frozen")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
@@ -84,7 +84,7 @@ def learning_rate_schedule(
   total = schedule_config.num_steps
   warmup = schedule_config.warmup_steps
   if schedule_config.decay not in DECAYS:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"schedule.decay must be one of {DECAYS}, got {schedule_config.decay!r}."
     )
   if schedule_config.decay == "cosine":
@@ -145,7 +145,7 @@ def create_optimizer(
   """
   opt = config.optimizer
   if opt.name not in OPTIMIZERS:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"optimizer.name must be one of {OPTIMIZERS}, got {opt.name!r}."
     )
   schedules = group_schedules(config)

@@ -34,6 +34,8 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from proxy_nca_jax import errors
+
 LOCK_FILE = ".lock"
 
 
@@ -93,7 +95,9 @@ def hold(workdir: str) -> Iterator[None]:
   if multihost_utils.broadcast_one_to_all(np.asarray(refused is not None)):
     if created and not os.listdir(workdir):
       os.rmdir(workdir)
-    raise ValueError(refused or "Process 0 could not lock the workdir.")
+    raise errors.InvalidInputError(
+      refused or "Process 0 could not lock the workdir."
+    )
   try:
     yield
   finally:

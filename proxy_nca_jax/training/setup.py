@@ -33,7 +33,7 @@ import jax
 import ml_collections
 import optax
 
-from proxy_nca_jax import models, parallel
+from proxy_nca_jax import errors, models, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.evaluation import query_gallery
@@ -55,7 +55,7 @@ def check_config(
     config.input.eval_batch_size, mesh, "input.eval_batch_size"
   )
   if config.proxies.init not in proxies_lib.PROXY_INITS:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"proxies.init must be one of {proxies_lib.PROXY_INITS}, got "
       f"{config.proxies.init!r}."
     )

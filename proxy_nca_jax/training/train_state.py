@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from proxy_nca_jax import models, parallel
+from proxy_nca_jax import errors, models, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.models import pretrained
@@ -74,7 +74,7 @@ def proxy_sharding(config: ml_collections.ConfigDict) -> str:
   """``config.proxies.sharding``, checked."""
   sharding = config.proxies.sharding
   if sharding not in PROXY_SHARDINGS:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"proxies.sharding must be one of {PROXY_SHARDINGS}, got {sharding!r}."
     )
   return sharding
@@ -137,13 +137,13 @@ def num_proxies(config: ml_collections.ConfigDict) -> int:
   if requested is None:
     return classes
   if requested < 1:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"proxies.num_proxies={requested} must be positive (None: one per "
       "training class)."
     )
   if requested != classes:
     if loss_binding.uses_static_assignment(config.loss):
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"proxies.num_proxies={requested} but there are {classes} training "
         f"classes, and loss.name={config.loss.name!r} with static "
         "assignment needs one proxy per class: set "
@@ -151,7 +151,7 @@ def num_proxies(config: ml_collections.ConfigDict) -> int:
         "leave proxies.num_proxies unset."
       )
     if config.proxies.init == "class_means":
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"proxies.init='class_means' places one proxy at each of the "
         f"{classes} class means, but proxies.num_proxies={requested}: use "
         "--config.proxies.init=normal or leave proxies.num_proxies unset."
@@ -322,7 +322,7 @@ def with_pretrained_backbone(
   """
   name = models.BACKBONE_MODULE
   if name not in state.params["model"]:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"model.pretrained applies to {pretrained.ARCHS}, not to "
       f"{config.model.name}."
     )

@@ -37,13 +37,12 @@ import ml_collections
 from absl import logging
 from jax.experimental import multihost_utils
 
-from proxy_nca_jax import checkpointing, durations, parallel
+from proxy_nca_jax import checkpointing, config_defaults, durations, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import folder_recipe, pipeline
 from proxy_nca_jax.inference import embedding
 from proxy_nca_jax.training import (
   config_changes,
-  config_defaults,
   health,
   metric_writer,
   periodic_evaluation,
@@ -127,7 +126,7 @@ def _train_locked(
       )
   if jax.process_index() == 0:
     # Only once the checkpoint is known to fit: a refused run changes nothing.
-    workdirs.save_config(config, tf_workdir, segments)
+    workdirs.save_config(config, tf_workdir, parts.num_proxies, segments)
   writer = metric_writer.MetricWriter(
     tf_workdir, resumed_from=latest if dropped else None
   )

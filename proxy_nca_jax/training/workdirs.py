@@ -11,12 +11,16 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""What a training run keeps in its workdir, and loading it back.
+"""What a training run keeps in its workdir, and its whole state back.
 
-A workdir holds ``config.json`` (the run's config), ``checkpoints/`` (orbax),
-``metrics.jsonl`` and ``tensorboard/`` (metric_writer.py) and, at the end,
-``results.txt``. Tools that work on a finished run (evaluation, embedding,
-reports) need only ``--workdir``.
+A workdir holds ``config.json`` (the run's config) and ``model.json`` (what
+loading the network needs beyond it; both read by
+``inference.trained_model``), ``checkpoints/`` (orbax), ``metrics.jsonl``
+and ``tensorboard/`` (metric_writer.py) and, at the end, ``results.txt``.
+Files go through ``tf.io.gfile``, so a gs:// workdir works. Tools that use
+a finished run's network (evaluate, export, index, search) load it with
+``trained_model.load``; `restore_train_state` is for what needs the
+proxies and the optimiser state too.
 """
 
 import json
@@ -27,20 +31,11 @@ import jax
 import ml_collections
 import tensorflow as tf
 
-from proxy_nca_jax import checkpointing
-from proxy_nca_jax.training import (
-  config_changes,
-  config_defaults,
-  setup,
-  train_state,
-)
+from proxy_nca_jax import checkpointing, errors
+from proxy_nca_jax.inference import trained_model
+from proxy_nca_jax.training import setup, train_state
 
-CONFIG_FILE = "config.json"
-
-
-def absolute(workdir: str) -> str:
-  """Local paths made absolute (orbax needs it); URLs (gs://...) kept."""
-  return workdir if "://" in workdir else os.path.abspath(workdir)
+RESULTS_FILE = "results.txt"
 
 
 def check_training_workdir(workdir: str) -> str:
@@ -52,13 +47,13 @@ def check_training_workdir(workdir: str) -> str:
       existing parent) this process cannot write.
   """
   if not workdir or not workdir.strip():
-    raise ValueError(
+    raise errors.InvalidInputError(
       "--workdir is empty: name a folder for the run's checkpoints and "
       "metrics, e.g. --workdir=workdirs/my_run."
     )
-  path = absolute(workdir)
+  path = trained_model.absolute(workdir)
   if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"--workdir={workdir} is a file, not a folder: name a new folder."
     )
   if "://" not in path:
@@ -66,7 +61,7 @@ def check_training_workdir(workdir: str) -> str:
     while not os.path.exists(existing):
       existing = os.path.dirname(existing)
     if not os.access(existing, os.W_OK | os.X_OK):
-      raise ValueError(
+      raise errors.InvalidInputError(
         f"--workdir={workdir}: {existing} is not writable by this user; "
         "choose a folder you can write, or fix its permissions."
       )
@@ -76,54 +71,49 @@ def check_training_workdir(workdir: str) -> str:
 def save_config(
   config: ml_collections.ConfigDict,
   workdir: str,
+  num_proxies: int,
   segments: list[dict] | None = None,
 ) -> None:
-  """Writes the run's config to workdir/config.json (read by tools), with
-  the accepted config changes (``config_changes.segments_after``)."""
+  """Writes what loading the trained model needs: the run's config to
+  workdir/config.json, with the accepted config changes
+  (``config_changes.segments_after``), and ``model.json``
+  (``trained_model.write_model_record``)."""
   tf.io.gfile.makedirs(workdir)
   record = json.loads(config.to_json())
   if segments:
-    record[config_changes.SEGMENTS_KEY] = segments
-  with tf.io.gfile.GFile(os.path.join(workdir, CONFIG_FILE), "w") as f:
+    record[trained_model.SEGMENTS_KEY] = segments
+  path = os.path.join(workdir, trained_model.CONFIG_FILE)
+  with tf.io.gfile.GFile(path, "w") as f:
     f.write(json.dumps(record, indent=2))
+  trained_model.write_model_record(workdir, config, num_proxies)
+
+
+def write_results(workdir: str, table: str) -> None:
+  """Writes the final table of test-class metrics to workdir/results.txt."""
+  with tf.io.gfile.GFile(os.path.join(workdir, RESULTS_FILE), "w") as f:
+    f.write(table + "\n")
 
 
 def recorded_run(workdir: str) -> tuple[dict, list[dict]] | None:
   """(the recorded config as a dict, defaults added; its segments), or None
   when ``workdir`` has no config.json."""
-  path = os.path.join(workdir, CONFIG_FILE)
+  path = os.path.join(workdir, trained_model.CONFIG_FILE)
   if not tf.io.gfile.exists(path):
     return None
   with tf.io.gfile.GFile(path) as f:
-    segments = json.load(f).get(config_changes.SEGMENTS_KEY, [])
-  return load_config(workdir).to_dict(), segments
+    segments = json.load(f).get(trained_model.SEGMENTS_KEY, [])
+  return trained_model.read_config(workdir).to_dict(), segments
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a training run saved in ``workdir``."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(
-      f"{path} not found: {workdir} is not the workdir of a training run "
-      "(python -m proxy_nca_jax.train --workdir=...)."
-    )
-  with tf.io.gfile.GFile(path) as f:
-    saved = json.load(f, object_hook=_with_tuples)
-  saved.pop(config_changes.SEGMENTS_KEY, None)
-  return config_defaults.with_defaults(ml_collections.ConfigDict(saved))
-
-
-def _with_tuples(record: dict) -> dict:
-  # JSON has only lists; configs hold sequences as tuples (class ids, ks).
-  return {k: tuple(v) if isinstance(v, list) else v for k, v in record.items()}
-
-
-def restore_trained(
+def restore_train_state(
   workdir: str,
   mesh: jax.sharding.Mesh | None = None,
   step: int | None = None,
 ) -> tuple[ml_collections.ConfigDict, nn.Module, train_state.TrainState]:
-  """Loads a trained run for inference: its config, model and a state.
+  """Loads a run's whole train state (proxies and optimiser state too).
+
+  For what needs the proxies (research on a finished run); inference loads
+  the network alone (``inference.trained_model.load``).
 
   Args:
     workdir: the workdir of a training run.
@@ -136,20 +126,20 @@ def restore_trained(
   Raises:
     FileNotFoundError: no config or no (such) checkpoint in ``workdir``.
   """
-  workdir = absolute(workdir)
-  config = load_config(workdir)
+  workdir = trained_model.absolute(workdir)
+  config = trained_model.read_config(workdir)
   parts = setup.assemble(config, mesh)
-  directory = os.path.join(workdir, "checkpoints")
+  directory = os.path.join(workdir, trained_model.CHECKPOINTS)
   if not tf.io.gfile.isdir(directory):
     # Checked first: opening a Checkpointer would create the folder.
-    raise FileNotFoundError(f"No checkpoint in {directory}.")
+    raise errors.MissingFileError(f"No checkpoint in {directory}.")
   ckpt = checkpointing.Checkpointer(
     directory, every_steps=0, keep=config.ckpt.keep
   )
   try:
     step = ckpt.latest_step() if step is None else step
     if step is None or step not in ckpt.all_steps():
-      raise FileNotFoundError(
+      raise errors.MissingFileError(
         f"No checkpoint{'' if step is None else f' at step {step}'} in "
         f"{workdir}/checkpoints."
       )

@@ -54,7 +54,7 @@ class AugmentationTest(parameterized.TestCase):
   @parameterized.parameters("bn_inception", "imagenet")
   def test_color_conventions(self, color):
     image = random_image((5, 7))
-    got = rgb_preprocessing.normalize_colors(image, color).numpy()
+    got = rgb_preprocessing.normalize_colors(image.astype(np.float32), color)
     self.assertEqual(got.dtype, np.float32)
     np.testing.assert_allclose(
       got, reference_colors(image, color), rtol=1e-6, atol=1e-5

@@ -66,7 +66,7 @@ class ExportTest(absltest.TestCase):
     cls.root = pathlib.Path(cls._tmp.name)
     cls.workdir, cls.config, _ = tiny_run.shared_run()
     mesh = parallel.create_mesh(jax.devices()[:1])
-    config, model, state = workdirs.restore_trained(str(cls.workdir), mesh)
+    config, model, state = workdirs.restore_train_state(str(cls.workdir), mesh)
     embedded = split_embedding.embed_split(
       embedding.make_embed_fn(model, mesh),
       train_state.inference_variables(state),

@@ -88,7 +88,7 @@ class NumProxiesTest(tiny_run.PreparedDataTest):
       schedule__num_steps=3,
     )
     trainer.train_and_evaluate(config, str(workdir))
-    _, _, state = workdirs.restore_trained(str(workdir))
+    _, _, state = workdirs.restore_train_state(str(workdir))
     self.assertEqual(state.params["proxies"].shape, (7, 8))
     self.assertEqual(int(state.step), 3)
 

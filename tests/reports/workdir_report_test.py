@@ -58,7 +58,7 @@ def _embed_test_split(
   workdir: pathlib.Path, *, with_sources: bool = False
 ) -> split_embedding.EmbeddedSplit:
   """The test split embedded by the run's newest checkpoint."""
-  config, model, state = workdirs.restore_trained(str(workdir))
+  config, model, state = workdirs.restore_train_state(str(workdir))
   mesh = parallel.create_mesh()
   return split_embedding.embed_split(
     embedding.make_embed_fn(model, mesh),

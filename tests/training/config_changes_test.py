@@ -28,11 +28,11 @@ import pytest
 from absl.testing import absltest
 
 from proxy_nca_jax import parallel
+from proxy_nca_jax.inference import trained_model
 from proxy_nca_jax.training import (
   config_changes,
   metric_writer,
   trainer,
-  workdirs,
 )
 from tests.testing import tiny_run
 
@@ -96,7 +96,9 @@ class ConfigChangesTest(tiny_run.PreparedDataTest):
     )
     results = trainer.train_and_evaluate(config, str(workdir), self.mesh)
     self.assertIn(8, results)
-    self.assertEqual(workdirs.load_config(str(workdir)).schedule.num_steps, 8)
+    self.assertEqual(
+      trained_model.read_config(str(workdir)).schedule.num_steps, 8
+    )
 
   def test_accepted_change_is_a_recorded_segment(self):
     workdir = self.workdir("accepted")
@@ -115,7 +117,7 @@ class ConfigChangesTest(tiny_run.PreparedDataTest):
     )
     self.assertEqual(saved["loss"]["scale"], 4.0)
     # Tools still read the config; the metrics mark the segment's start.
-    self.assertEqual(workdirs.load_config(str(workdir)).loss.scale, 4.0)
+    self.assertEqual(trained_model.read_config(str(workdir)).loss.scale, 4.0)
     rows = metric_writer.read_metrics(str(workdir))
     marks = [
       (r["step"], r["config_segment"]) for r in rows if "config_segment" in r

@@ -23,7 +23,7 @@ the checkpoint is read back and checked against published numbers
 sizes, each dataset's Recall@K columns), and its retrieval grid
 must show the test images in their true colours (BN-Inception sees BGR).
 For Cars196 the embedder is also exported (jax.export, 40 x 48 inputs) and
-must embed image files as the ``embed`` command's evaluation recipe does.
+must embed images as the evaluation recipe and the checkpoint's network do.
 Images are 32 px (BN-Inception's smallest input, 1x1 before pooling) to
 keep the CPU cost to the compiles.
 """
@@ -42,8 +42,8 @@ from absl.testing import absltest, parameterized
 from PIL import Image
 
 from proxy_nca_jax import models, parallel
+from proxy_nca_jax.data import rgb_preprocessing
 from proxy_nca_jax.deployment import embedder, exported_model
-from proxy_nca_jax.evaluation import folder_embedding
 from proxy_nca_jax.reports import workdir_report
 from proxy_nca_jax.training import trainer, workdirs
 from tests.data import paper_datasets_test
@@ -151,7 +151,7 @@ class _EndToEnd(parameterized.TestCase):
     self.assertLen(losses, STEPS)
     self.assertTrue(all(math.isfinite(x) for x in losses), losses)
 
-    restored, _, state = workdirs.restore_trained(str(workdir), mesh)
+    restored, _, state = workdirs.restore_train_state(str(workdir), mesh)
     self.assertEqual(restored.model.name, backbone)
     self.assertEqual(int(state.step), STEPS)
     self.assertEqual(state.params["proxies"].shape, (num_train, embedding_dim))
@@ -173,14 +173,18 @@ class _EndToEnd(parameterized.TestCase):
 
   def check_export(self, workdir, tmp, rng):
     """The exported embedder (40 x 48 inputs, resized inside) equals the
-    evaluation recipe of ``embed`` (TF resize, crop, colours) within 1e-5."""
+    evaluation recipe (TF resize, crop, colours) and the checkpoint's
+    network within 1e-5."""
     pixels = rng.integers(0, 256, (5, 40, 48, 3), dtype=np.uint8)
-    folder = tmp / "images"
-    folder.mkdir()
-    for i, image in enumerate(pixels):
-      Image.fromarray(image).save(folder / f"{i}.png")
-    want, files, _, _ = folder_embedding.embed_folder(str(workdir), folder)
-    self.assertEqual(files, [f"{i}.png" for i in range(5)])
+    config, model, state = workdirs.restore_train_state(str(workdir))
+    prepared = np.stack(
+      [rgb_preprocessing.eval_rgb(image, config.input) for image in pixels]
+    )
+    want = model.apply(
+      {"params": state.params["model"], "batch_stats": state.batch_stats},
+      prepared,
+      train=False,
+    )
     embed, spec = embedder.from_workdir(str(workdir), (40, 48, 3))
     exported_model.save(embed, spec, str(tmp / "model.npz"))
     loaded, loaded_spec = exported_model.load(str(tmp / "model.npz"))

@@ -107,7 +107,7 @@ class TrainerTest(tiny_run.PreparedDataTest):
     config = tiny_config(self.root)
     workdir = self.root / "restorable"
     trainer.train_and_evaluate(config, str(workdir))
-    saved, model, state = workdirs.restore_trained(str(workdir))
+    saved, model, state = workdirs.restore_train_state(str(workdir))
     self.assertEqual(saved.to_dict(), config.to_dict())
     chex.assert_trees_all_equal(
       jax.device_get(state), self._final_state(workdir, config)
@@ -118,7 +118,7 @@ class TrainerTest(tiny_run.PreparedDataTest):
     )
     chex.assert_shape(out, (8, config.model.embedding_dim))
     with self.assertRaisesRegex(FileNotFoundError, "not the workdir"):
-      workdirs.restore_trained(str(self.root / "nothing_here"))
+      workdirs.restore_train_state(str(self.root / "nothing_here"))
 
   def test_incompatible_checkpoint_is_a_clear_error(self):
     config = tiny_config(self.root)

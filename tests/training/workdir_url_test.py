@@ -26,12 +26,13 @@ import os
 import tempfile
 import uuid
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 from absl.testing import absltest, parameterized
 
+from configs import fashion_mnist
+from proxy_nca_jax.inference import trained_model
 from proxy_nca_jax.reports import figures
 from proxy_nca_jax.training import metric_writer, workdirs
 
@@ -50,19 +51,25 @@ class WorkdirUrlTest(parameterized.TestCase):
     return f"ram://workdir-{uuid.uuid4().hex}/run"
 
   def test_absolute_keeps_urls_and_anchors_local_paths(self):
-    self.assertEqual(workdirs.absolute("gs://b/run"), "gs://b/run")
+    self.assertEqual(trained_model.absolute("gs://b/run"), "gs://b/run")
     self.assertEqual(
-      workdirs.absolute("runs/a"), os.path.join(os.getcwd(), "runs/a")
+      trained_model.absolute("runs/a"), os.path.join(os.getcwd(), "runs/a")
     )
 
   @parameterized.parameters("local", "ram")
-  def test_config_round_trip(self, kind):
+  def test_config_and_model_record_round_trip(self, kind):
     workdir = self.workdir(kind)
-    config = ml_collections.ConfigDict({"input": {"classes": (1, 2)}})
-    workdirs.save_config(config, workdir)
+    config = fashion_mnist.get_config()
+    workdirs.save_config(config, workdir, num_proxies=5)
     with tf.io.gfile.GFile(f"{workdir}/config.json") as f:
-      self.assertEqual(json.load(f), {"input": {"classes": [1, 2]}})
-    self.assertEqual(workdirs.load_config(workdir).input.classes, (1, 2))
+      self.assertEqual(json.load(f)["input"]["train_classes"], [0, 1, 2, 3, 4])
+    with tf.io.gfile.GFile(f"{workdir}/model.json") as f:
+      record = json.load(f)
+    self.assertEqual(record["input_shape"], [28, 28, 1])
+    self.assertEqual(record["num_proxies"], 5)
+    self.assertEqual(
+      trained_model.read_config(workdir).input.train_classes, (0, 1, 2, 3, 4)
+    )
 
   @parameterized.parameters("local", "ram")
   def test_metrics_jsonl_and_tensorboard(self, kind):

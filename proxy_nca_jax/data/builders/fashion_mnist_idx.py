@@ -39,6 +39,8 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
+from proxy_nca_jax import errors
+
 URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 # Split name -> (images file, labels file), as named by Zalando and Debian.
 FILENAMES: Mapping[str, tuple[str, str]] = {
@@ -77,7 +79,7 @@ _CITATION = """\
 """
 
 
-class MissingFilesError(FileNotFoundError):
+class MissingFilesError(errors.MissingFileError):
   """The IDX files are not in the manual folder and downloading is off."""
 
 
@@ -117,19 +119,19 @@ def read_idx(path: epath.PathLike, *, ndim: int) -> np.ndarray:
     with path.open("rb") as f, gzip.GzipFile(fileobj=f) as gz:
       data = gz.read()
   except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"{path}: not a complete gzip file ({e}); the file is truncated or "
       "corrupt, replace it."
     ) from e
   header_size = 4 + 4 * ndim
   if len(data) < header_size:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"{path}: {len(data)} bytes after decompression, too short for an IDX "
       f"header of {header_size} bytes; the file is truncated or corrupt."
     )
   magic = (data[0], data[1], data[2], data[3])
   if magic != (0, 0, _IDX_UBYTE, ndim):
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"{path}: bad IDX magic number {data[:4].hex()} (expected "
       f"0000{_IDX_UBYTE:02x}{ndim:02x}: unsigned bytes, {ndim} dimensions)."
     )
@@ -138,7 +140,7 @@ def read_idx(path: epath.PathLike, *, ndim: int) -> np.ndarray:
   )
   expected = int(np.prod(shape))
   if len(data) - header_size != expected:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"{path}: the header announces shape {shape} ({expected} bytes) but "
       f"the file holds {len(data) - header_size} bytes of data; the file is "
       "truncated or corrupt."
@@ -165,17 +167,17 @@ def read_split(
   images = read_idx(images_path, ndim=3)
   labels = read_idx(labels_path, ndim=1)
   if images.shape[1:] != IMAGE_SHAPE[:2]:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"{images_path}: images of shape {images.shape[1:]}, expected "
       f"{IMAGE_SHAPE[:2]}."
     )
   if len(labels) != len(images):
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"{labels_path} holds {len(labels)} labels but {images_path} holds "
       f"{len(images)} images."
     )
   if len(labels) and labels.max() >= len(CLASS_NAMES):
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"{labels_path}: label {labels.max()} out of range "
       f"[0, {len(CLASS_NAMES)})."
     )

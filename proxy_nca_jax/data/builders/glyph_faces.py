@@ -42,6 +42,8 @@ from absl import logging
 from fontTools import ttLib
 from PIL import Image, ImageDraw, ImageFont
 
+from proxy_nca_jax import errors
+
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
 # A rendering whose brightest pixel is below this has no stroke: blank.
 SOLID_INK = 128
@@ -109,7 +111,9 @@ def read_faces(
     try:
       fonts = _fonts_of(real)
     except Exception as e:  # fontTools raises many types on bad files.
-      raise ValueError(f"{path}: not a readable font file ({e}).") from e
+      raise errors.InvalidInputError(
+        f"{path}: not a readable font file ({e})."
+      ) from e
     for index, font in enumerate(fonts):
       cmap = font.getBestCmap() or {}
       covered = frozenset(c for c in cmap if first <= c <= last)
@@ -126,7 +130,7 @@ def _missing_code_point(covered: frozenset[int]) -> int:
   for code_point in range(0xE000, 0xF900):
     if code_point not in covered:
       return code_point
-  raise ValueError("The face maps every private-use code point.")
+  raise errors.InvalidInputError("The face maps every private-use code point.")
 
 
 class Renderer:
@@ -157,7 +161,9 @@ class Renderer:
       render_size: pixels per em of the rendering before scaling.
     """
     if size - 2 * margin < 1:
-      raise ValueError(f"margin={margin} leaves no room in size={size}.")
+      raise errors.InvalidInputError(
+        f"margin={margin} leaves no room in size={size}."
+      )
     self.face = face
     self._size = size
     self._margin = margin

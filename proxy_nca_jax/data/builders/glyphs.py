@@ -46,6 +46,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from proxy_nca_jax import errors
 from proxy_nca_jax.data.builders import glyph_faces
 
 # Multiplier of the spread order: a prime, so that it visits every code point
@@ -53,7 +54,7 @@ from proxy_nca_jax.data.builders import glyph_faces
 STRIDE = 7919
 
 
-class NoFontsError(FileNotFoundError):
+class NoFontsError(errors.MissingFileError):
   """No usable font file: none configured, found or readable."""
 
 
@@ -100,7 +101,9 @@ def spread_order(first: int, last: int) -> list[int]:
   """
   n = last - first + 1
   if n % STRIDE == 0:
-    raise ValueError(f"The range length {n} must not be a multiple of STRIDE.")
+    raise errors.InvalidInputError(
+      f"The range length {n} must not be a multiple of STRIDE."
+    )
   return [first + (i * STRIDE) % n for i in range(n)]
 
 
@@ -197,7 +200,9 @@ def select_classes(
   """
   first, last = config.first_code_point, config.last_code_point
   if not first <= last:
-    raise ValueError(f"first_code_point {first:#x} > last_code_point {last:#x}")
+    raise errors.InvalidInputError(
+      f"first_code_point {first:#x} > last_code_point {last:#x}"
+    )
   faces = glyph_faces.read_faces(config.font_files, first, last)
   if not faces:
     raise NoFontsError(
@@ -225,7 +230,7 @@ def select_classes(
     )
   )
   if len(classes) < config.num_classes:
-    raise ValueError(
+    raise errors.InvalidInputError(
       f"Only {len(classes)} characters of U+{first:04X}-U+{last:04X} are "
       f"drawn distinctly by at least min_faces={config.min_faces} of the "
       f"{len(groups)} face groups, fewer than num_classes="
@@ -244,7 +249,7 @@ class Glyphs(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
     if not isinstance(config, GlyphsConfig):
-      raise ValueError(
+      raise errors.InvalidInputError(
         "The glyphs builder needs config=glyphs.builder_config(...) (see "
         "proxy_nca_jax/data/builders/glyphs.py)."
       )

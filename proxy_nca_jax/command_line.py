@@ -1,0 +1,68 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""What every command does around its one call.
+
+A command module imports this module before anything that imports
+TensorFlow (its C++ start-up chatter and oneDNN notice are set off here),
+defines its flags, and ends with ``command_line.run(main)``. `run` refuses
+stray positional arguments, keeps the libraries' routine INFO records out
+of the log (quiet_logs.py) and turns the package's own errors
+(``errors.Error``: a bad flag, config or file, a missing dataset) into one
+line ``error: ...`` with exit status 1. Any other exception is a bug and
+keeps its traceback.
+"""
+
+import os
+import sys
+from collections.abc import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from absl import app  # noqa: E402
+
+from proxy_nca_jax import errors, quiet_logs  # noqa: E402
+
+# Exit statuses: a user's error (as absl's for an unexpected exception),
+# and a usage error (flags, the config file; as absl's).
+USER_ERROR = 1
+USAGE_ERROR = 2
+
+
+def fail(message: str, status: int = USER_ERROR) -> None:
+  """Ends the command with ``error: message`` on stderr."""
+  sys.stderr.write(f"error: {message}\n")
+  sys.exit(status)
+
+
+def run(
+  main: Callable[[], None],
+  flags_parser: Callable[[list[str]], list[str]] | None = None,
+) -> None:
+  """Parses the flags (with ``flags_parser`` if given, as ``app.run``) and
+  runs ``main()`` as a command (see the module)."""
+
+  def command(argv: list[str]) -> None:
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    quiet_logs.quiet_libraries()
+    try:
+      main()
+    except errors.Error as error:
+      fail(str(error))
+
+  if flags_parser is None:
+    app.run(command)
+  else:
+    app.run(command, flags_parser=flags_parser)

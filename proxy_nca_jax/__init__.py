@@ -13,18 +13,20 @@
 # limitations under the License.
 """Proxy-NCA deep metric learning in JAX (Movshovitz-Attias et al., 2017).
 
-The library surface is three modules of pure functions, light to import
-(JAX and NumPy; no TensorFlow, tfds, orbax or matplotlib):
+The library surface needs only the core install (``pip install .``: JAX,
+Flax, optax, NumPy, chex; no TensorFlow, tfds, orbax calls or matplotlib):
 
 - ``proxy_nca_jax.losses``: every loss (Proxy-NCA, proxy ranking,
   Proxy-Anchor, dynamic assignment, the pair baselines);
 - ``proxy_nca_jax.proxies``: proxy initialisation and assignment;
-- ``proxy_nca_jax.evaluation``: Recall@K, MAP@R, R-Precision, NMI/AMI.
+- ``proxy_nca_jax.evaluation``: Recall@K, MAP@R, R-Precision, NMI/AMI;
+- ``proxy_nca_jax.models``: the networks and their embedding head.
 
-The rest (``models``, ``data``, ``inference``, ``training``, ``reports``,
-``deployment``, the commands ``train``, ``evaluate``, ``embed``, ``export``,
+The rest (``data``, ``inference``, ``training``, ``reports``,
+``deployment``, the commands ``train``, ``evaluate``, ``export``,
 ``index``, ``search``, ``import_weights``) is the training system and its
-way to use; see the README.
+way to use, installed with the ``train`` extra; docs/layout.md draws the
+layers.
 """
 
 __version__ = "0.1.0"

@@ -22,7 +22,7 @@ From the IDX files of ``apt-get install dataset-fashion-mnist``, writes
 images of each class, all by default) and ``OUT/queries/CLASS/NNNNN.png``
 from the train file (the first ``queries_per_class`` of each class, never
 in the gallery). The default classes are FMNIST-ZS's test classes, never
-seen in training by the default run: the README's search picture.
+seen in training by the default run: the search picture of docs/deployment.md.
 """
 
 import os

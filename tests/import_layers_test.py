@@ -19,7 +19,10 @@ imports:
 - each ``proxy_nca_jax.evaluation`` module, alone: metrics only, so no
   ``training``, ``data``, ``models``, TensorFlow, matplotlib or flax;
 - the ``inference`` modules: no ``training``, ``reports`` or ``deployment``;
-- the ``training`` modules: no ``reports`` or ``deployment``.
+- the ``training`` modules: no ``reports`` or ``deployment``;
+- ``deployment`` and the commands that use a trained model without its
+  data (export, index, search): no ``training`` (a trained model is its
+  config and its weights, loaded by ``inference.trained_model``).
 
 The inference and training modules import TensorFlow (seconds each), so
 each of those layers is imported in one interpreter: a module that loads a
@@ -35,16 +38,12 @@ from absl.testing import absltest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "proxy_nca_jax"
-# Modules of evaluation/ that are not metrics yet, each with why.
-EVALUATION_EXCLUDED = (
-  "folder_embedding",  # moved out by the loading-path change
-)
 
 
-def _modules(layer: str, excluded: tuple[str, ...] = ()) -> list[str]:
+def _modules(layer: str) -> list[str]:
   """The layer's package and each of its modules, by file name."""
   files = sorted((PACKAGE / layer).glob("*.py"))
-  stems = [f.stem for f in files if f.stem not in ("__init__", *excluded)]
+  stems = [f.stem for f in files if f.stem != "__init__"]
   return [
     f"proxy_nca_jax.{layer}",
     *(f"proxy_nca_jax.{layer}.{s}" for s in stems),
@@ -100,7 +99,7 @@ class ImportLayersTest(absltest.TestCase):
       "matplotlib",
       "flax",
     )
-    modules = _modules("evaluation", EVALUATION_EXCLUDED)
+    modules = _modules("evaluation")
     self.assertContainsSubset(
       ["proxy_nca_jax.evaluation.nearest", "proxy_nca_jax.evaluation.tables"],
       modules,
@@ -116,7 +115,13 @@ class ImportLayersTest(absltest.TestCase):
       "proxy_nca_jax.deployment",
     )
     modules = _modules("inference")
-    self.assertIn("proxy_nca_jax.inference.split_embedding", modules)
+    self.assertContainsSubset(
+      [
+        "proxy_nca_jax.inference.split_embedding",
+        "proxy_nca_jax.inference.trained_model",
+      ],
+      modules,
+    )
     self.assert_none_loaded(_forbidden_loaded(modules, forbidden))
 
   def test_training_loads_no_reports_or_deployment(self):
@@ -124,6 +129,18 @@ class ImportLayersTest(absltest.TestCase):
     modules = _modules("training")
     self.assertIn("proxy_nca_jax.training.trainer", modules)
     self.assert_none_loaded(_forbidden_loaded(modules, forbidden))
+
+  def test_deployment_and_its_commands_load_no_training(self):
+    forbidden = ("proxy_nca_jax.training",)
+    modules = _modules("deployment")
+    self.assertIn("proxy_nca_jax.deployment.embedder", modules)
+    self.assert_none_loaded(_forbidden_loaded(modules, forbidden))
+    # One interpreter each: the commands define flags of the same names.
+    for command in ("export", "index", "search"):
+      with self.subTest(command):
+        self.assert_none_loaded(
+          _forbidden_loaded([f"proxy_nca_jax.{command}"], forbidden)
+        )
 
 
 if __name__ == "__main__":

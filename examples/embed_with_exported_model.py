@@ -21,6 +21,7 @@ OUT.npy receives the float32 (B, D) unit-norm embeddings. Nothing of
 proxy_nca_jax is imported: this is how a service uses the file.
 """
 
+import hashlib
 import json
 import sys
 
@@ -29,11 +30,14 @@ import numpy as np
 
 
 def load(path: str):
-  """(exported function, spec dict) of a file written by the export."""
+  """(exported function, spec dict) of a file written by the export, after
+  checking it is the file the export wrote (its SHA-256)."""
   with np.load(path) as contents:
-    spec = json.loads(str(contents["spec"]))
-    exported = jax.export.deserialize(bytearray(contents["exported"].tobytes()))
-  return exported, spec
+    serialized, spec = contents["exported"].tobytes(), str(contents["spec"])
+    digest = str(contents["sha256"])
+  if hashlib.sha256(serialized + b"\0" + spec.encode()).hexdigest() != digest:
+    raise SystemExit(f"{path} was changed after it was exported.")
+  return jax.export.deserialize(bytearray(serialized)), json.loads(spec)
 
 
 def main(model: str, images: str, out: str) -> None:

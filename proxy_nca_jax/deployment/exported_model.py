@@ -13,21 +13,31 @@
 # limitations under the License.
 """The exported embedder file: `jax.export` with a symbolic batch size.
 
-One ``.npz`` file (NumPy's zip of arrays) with two entries:
+One ``.npz`` file (NumPy's zip of arrays) with three entries:
 
 - ``exported``: uint8 bytes of ``jax.export.Exported.serialize()``, the
   embedder (embedder.py) lowered to StableHLO for CPU, CUDA and TPU, its
   weights inside as constants, its batch dimension symbolic ("b");
 - ``spec``: the `EmbedderSpec` as a JSON string (input shape and dtype,
   embedding size, config signature, weights fingerprint, step, workdir,
-  JAX version).
+  JAX version);
+- ``sha256``: the hex SHA-256 of the two (`content_digest`).
+
+`load` verifies the file before anything is embedded: the digest over what
+it holds (so a spec edited by hand, or another model's function under this
+spec, is refused: integrity, not authenticity), and the spec against the
+exported function's own signature (input shape and dtype, embedding size).
+A file without the digest (written before it existed) is refused too:
+re-export it from its workdir.
 
 Loading needs only NumPy and JAX, not this package::
 
-  import json, jax, numpy as np
+  import hashlib, json, jax, numpy as np
   with np.load("model.npz") as f:
-    spec = json.loads(str(f["spec"]))
-    embed = jax.export.deserialize(bytearray(f["exported"].tobytes()))
+    exported, spec = f["exported"].tobytes(), str(f["spec"])
+    digest = hashlib.sha256(exported + b"\0" + spec.encode()).hexdigest()
+    assert digest == str(f["sha256"]), "the file was changed after export"
+  embed = jax.export.deserialize(bytearray(exported))
   embeddings = embed.call(images)  # uint8 (B, *spec["input_shape"])
 
 `jax.export` keeps a file loadable by a jaxlib built up to 6 months after
@@ -40,7 +50,7 @@ the exporting one (backward compatibility) and up to 3 weeks before it
 ``embeddings`` float32 (None, D).
 """
 
-import json
+import hashlib
 import os
 import tempfile
 
@@ -64,13 +74,28 @@ def export(
   return jax.export.export(jax.jit(embed), platforms=PLATFORMS)(images)
 
 
+def content_digest(exported: bytes, spec_json: str) -> str:
+  """Hex SHA-256 of an exported function's bytes and its spec's JSON."""
+  return hashlib.sha256(exported + b"\0" + spec_json.encode()).hexdigest()
+
+
+def _current_umask() -> int:
+  umask = os.umask(0o022)
+  os.umask(umask)
+  return umask
+
+
 def _write_atomically(path: str, write) -> None:
+  """Writes ``path`` through a temporary file renamed over it, with the
+  permissions of a file created by ``open`` (0666 less the umask; the
+  temporary file's own are 0600)."""
   parent = os.path.dirname(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
   handle, partial = tempfile.mkstemp(dir=parent, suffix=".partial")
   try:
     with os.fdopen(handle, "wb") as f:
       write(f)
+    os.chmod(partial, 0o666 & ~_current_umask())
     os.replace(partial, path)
   except BaseException:
     os.unlink(partial)
@@ -81,38 +106,79 @@ def save(
   embed: embedder.EmbedFn, spec: embedder.EmbedderSpec, path: str
 ) -> None:
   """Writes the exported embedder and its spec to ``path`` (.npz)."""
-  serialized = export(embed, spec).serialize()
+  serialized = bytes(export(embed, spec).serialize())
+  spec_json = spec.to_json()
   _write_atomically(
     path,
     lambda f: np.savez(
       f,
-      exported=np.frombuffer(bytes(serialized), np.uint8),
-      spec=np.array(spec.to_json()),
+      exported=np.frombuffer(serialized, np.uint8),
+      spec=np.array(spec_json),
+      sha256=np.array(content_digest(serialized, spec_json)),
     ),
   )
 
 
 def load(path: str) -> tuple[embedder.EmbedFn, embedder.EmbedderSpec]:
-  """(embed function, spec) of an exported file.
+  """(embed function, spec) of an exported file, verified (module doc).
 
   Raises:
-    FileNotFoundError: no such file.
-    ValueError: not a file written by `save`.
+    errors.MissingFileError: no such file.
+    errors.InvalidInputError: not a file written by `save`, changed since,
+      or a spec that does not describe its function.
   """
   if not os.path.isfile(path):
     raise errors.MissingFileError(f"--model={path}: no such file.")
+  refused = (
+    f"{path} is not an exported embedder as python -m proxy_nca_jax.export "
+    "writes them"
+  )
   try:
     with np.load(path) as contents:
-      spec = embedder.EmbedderSpec.from_json(str(contents["spec"]))
-      exported = jax.export.deserialize(
-        bytearray(contents["exported"].tobytes())
-      )
-  except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
+      names = set(contents.files)
+      if names != {"exported", "spec", "sha256"}:
+        raise errors.InvalidInputError(
+          f"{refused}: it holds {sorted(names)}; an older export lacks "
+          "'sha256': export the run again."
+        )
+      serialized = contents["exported"].tobytes()
+      spec_json = str(contents["spec"])
+      digest = str(contents["sha256"])
+  except (OSError, ValueError) as e:
+    if isinstance(e, errors.Error):
+      raise
+    raise errors.InvalidInputError(f"{refused}: {e}") from e
+  if content_digest(serialized, spec_json) != digest:
     raise errors.InvalidInputError(
-      f"{path} is not an exported embedder (python -m proxy_nca_jax.export "
-      f"writes them): {e}"
-    ) from e
+      f"{path} was changed after it was exported (its SHA-256 does not "
+      "match what it holds): export the run again."
+    )
+  try:
+    spec = embedder.EmbedderSpec.from_json(spec_json)
+    exported = jax.export.deserialize(bytearray(serialized))
+  except (KeyError, ValueError, TypeError) as e:
+    raise errors.InvalidInputError(f"{refused}: {e}") from e
+  _check_signature(exported, spec, path)
   return exported.call, spec
+
+
+def _check_signature(
+  exported: jax.export.Exported, spec: embedder.EmbedderSpec, path: str
+) -> None:
+  """Refuses a spec that does not describe the exported function."""
+  [images], [embeddings] = exported.in_avals, exported.out_avals
+  described = (tuple(spec.input_shape), spec.input_dtype, spec.embedding_dim)
+  actual = (
+    tuple(int(d) for d in images.shape[1:]),
+    str(images.dtype),
+    int(embeddings.shape[-1]),
+  )
+  if described != actual:
+    raise errors.InvalidInputError(
+      f"{path}: its spec describes {described[1]} images {described[0]} -> "
+      f"{described[2]}-d embeddings, its function takes {actual[1]} "
+      f"{actual[0]} -> {actual[2]}-d: export the run again."
+    )
 
 
 def save_saved_model(

@@ -22,8 +22,11 @@ this package, and through the SavedModel in TensorFlow. All three must
 agree within 1e-5.
 """
 
+import hashlib
 import json
+import os
 import pathlib
+import stat
 import subprocess
 import sys
 import tempfile
@@ -34,7 +37,8 @@ import pytest
 import tensorflow as tf
 from absl.testing import absltest
 
-from proxy_nca_jax import parallel
+from proxy_nca_jax import errors, parallel
+from proxy_nca_jax.deployment import exported_model
 from proxy_nca_jax.inference import embedding, split_embedding
 from proxy_nca_jax.training import train_state, workdirs
 from tests.testing import tiny_run
@@ -150,6 +154,122 @@ class ExportTest(absltest.TestCase):
     self.assertEqual(run.returncode, 1)
     self.assertIn("is not the workdir of a training run", run.stderr)
     self.assertNotIn("Traceback", run.stderr)
+
+
+def _rewrite(source: pathlib.Path, target: pathlib.Path, **entries) -> None:
+  """``target``: ``source``'s entries, those given replaced (None: left
+  out)."""
+  with np.load(source) as contents:
+    kept = {name: contents[name] for name in contents.files}
+  kept.update(entries)
+  np.savez(target, **{k: v for k, v in kept.items() if v is not None})
+
+
+class ExportedFileIntegrityTest(absltest.TestCase):
+  """What `exported_model.load` refuses: the file is checked before use."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls._tmp = tempfile.TemporaryDirectory()
+    cls.root = pathlib.Path(cls._tmp.name)
+    cls.workdir, _, _ = tiny_run.shared_run()
+    cls.model = cls.root / "model.npz"
+    # Another model of the same run (the step-3 checkpoint), made with a
+    # umask that leaves group read: the file respects it.
+    cls.other = cls.root / "other.npz"
+    cls.runs = [
+      _export(f"--workdir={cls.workdir}", f"--out={cls.model}"),
+      tiny_run.run_command(
+        [sys.executable, "-m", "proxy_nca_jax.export"]
+        + [f"--workdir={cls.workdir}", f"--out={cls.other}", "--step=3"],
+        umask=0o027,
+      ),
+    ]
+    with np.load(cls.model) as contents:
+      cls.spec = json.loads(str(contents["spec"]))
+
+  @classmethod
+  def tearDownClass(cls):
+    cls._tmp.cleanup()
+    super().tearDownClass()
+
+  def setUp(self):
+    super().setUp()
+    for run in self.runs:
+      self.assertEqual(run.returncode, 0, run.stderr)
+
+  def test_the_export_loads(self):
+    embed, spec = exported_model.load(str(self.model))
+    self.assertEqual(spec.weights, self.spec["weights"])
+    images = np.zeros((2, 28, 28, 1), np.uint8)
+    self.assertEqual(np.asarray(embed(images)).shape, (2, 8))
+
+  def test_file_respects_the_umask(self):
+    self.assertEqual(stat.S_IMODE(os.stat(self.other).st_mode), 0o640)
+
+  def test_spec_edited_by_hand_is_refused(self):
+    edited = self.root / "edited.npz"
+    spec = {**self.spec, "weights": "0123456789abcdef"}
+    _rewrite(self.model, edited, spec=np.array(json.dumps(spec)))
+    with self.assertRaisesRegex(
+      errors.InvalidInputError, "was changed after it was exported"
+    ):
+      exported_model.load(str(edited))
+
+  def test_another_models_function_under_this_spec_is_refused(self):
+    swapped = self.root / "swapped.npz"
+    with np.load(self.other) as contents:
+      other_function = contents["exported"]
+    _rewrite(self.model, swapped, exported=other_function)
+    with self.assertRaisesRegex(
+      errors.InvalidInputError, "was changed after it was exported"
+    ):
+      exported_model.load(str(swapped))
+
+  def test_spec_that_misdescribes_its_function_is_refused(self):
+    # A consistent digest over a wrong spec: only the signature check
+    # can tell, before any image is embedded.
+    for field, value in (("embedding_dim", 16), ("input_shape", [32, 32, 1])):
+      wrong = self.root / f"wrong_{field}.npz"
+      spec_json = json.dumps({**self.spec, field: value})
+      with np.load(self.model) as contents:
+        serialized = contents["exported"].tobytes()
+      digest = hashlib.sha256(serialized + b"\0" + spec_json.encode())
+      _rewrite(
+        self.model,
+        wrong,
+        spec=np.array(spec_json),
+        sha256=np.array(digest.hexdigest()),
+      )
+      with (
+        self.subTest(field),
+        self.assertRaisesRegex(errors.InvalidInputError, "its function takes"),
+      ):
+        exported_model.load(str(wrong))
+
+  def test_file_without_its_digest_is_refused(self):
+    older = self.root / "older.npz"
+    _rewrite(self.model, older, sha256=None)
+    with self.assertRaisesRegex(errors.InvalidInputError, "export the run"):
+      exported_model.load(str(older))
+
+  def test_jax_only_example_refuses_an_edited_file(self):
+    edited = self.root / "edited_for_example.npz"
+    spec = {**self.spec, "embedding_dim": 8, "step": 99}
+    _rewrite(self.model, edited, spec=np.array(json.dumps(spec)))
+    images = self.root / "images.npy"
+    np.save(images, np.zeros((1, 28, 28, 1), np.uint8))
+    run = subprocess.run(
+      [sys.executable, str(EXAMPLE), str(edited), str(images)]
+      + [str(self.root / "out.npy")],
+      env=tiny_run.subprocess_env(),
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+    self.assertNotEqual(run.returncode, 0)
+    self.assertIn("was changed after it was exported", run.stderr)
 
 
 if __name__ == "__main__":

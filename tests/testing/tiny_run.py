@@ -131,7 +131,9 @@ def run_command(
   argv: list[str],
   num_devices: int | None = None,
   xla_flags: tuple[str, ...] = (),
+  umask: int | None = None,
 ) -> subprocess.CompletedProcess:
+  """Runs a command on CPU in the repository (with ``umask`` if given)."""
   return subprocess.run(
     argv,
     cwd=REPO,
@@ -139,6 +141,7 @@ def run_command(
     capture_output=True,
     text=True,
     timeout=600,
+    umask=-1 if umask is None else umask,
   )
 
 

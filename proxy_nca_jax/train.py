@@ -25,6 +25,11 @@ on Cloud TPU VMs and in multi-task Slurm or Open MPI jobs JAX detects them
 (distributed.py states the rule). Only process 0 logs progress (the others
 log warnings and errors) and writes metrics. The final table of test-class
 metrics goes to stdout and to workdir/results.txt.
+
+Exit status: 0 finished; 1 refused (one line ``error: ...``: config, data,
+disk, divergence); 2 a usage error (flags, the config file); 75 stopped on
+request (SIGTERM) with the current step saved: rerun to resume
+(training/preemption.py).
 """
 
 import os
@@ -142,7 +147,7 @@ def main() -> None:
     )
   except preemption.Preempted as stopped:
     logging.warning("%s", stopped)
-    sys.exit(0)
+    sys.exit(preemption.EXIT_STATUS)
   if jax.process_index() == 0 and results:
     table = evaluation.results_table(results)
     workdirs.write_results(workdir, table)

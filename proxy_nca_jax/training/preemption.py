@@ -16,7 +16,10 @@
 Cloud TPU VMs, spot/preemptible GPUs and batch schedulers send SIGTERM some
 seconds before killing a job. The train loop asks ``should_stop(step)`` after
 every step; when it says yes the loop saves a checkpoint of that step and
-exits with status 0, and rerunning the same command resumes from it.
+the train command exits with status `EXIT_STATUS` (75, ``EX_TEMPFAIL`` of
+sysexits.h: not finished, try again), so a scheduler or an ``&&`` chain
+does not read the stop as a finished run; rerunning the same command
+resumes from the checkpoint.
 
 With one process a Python signal handler records the request. With several,
 every process must stop at the same step, so JAX's preemption sync point
@@ -31,6 +34,9 @@ import types
 import jax
 from absl import logging
 from jax.experimental import multihost_utils
+
+# The train command's exit status after a stop on request (module doc).
+EXIT_STATUS = 75
 
 
 class Preempted(Exception):  # noqa: N818 (an event, not an error)

@@ -14,9 +14,10 @@
 """Naming the images of a dataset that TensorFlow cannot decode.
 
 tf.data's decoders say that an image is bad, not which: when an iterator
-fails to decode, every image is decoded once more, one by one, and the
-error names those at fault (file name where the dataset records it, else
-position, with the class).
+fails to decode, every image is decoded once more, one by one, by the
+pipeline's decoder (an image folder's: data/image_files.py, which also
+refuses images by size), and the error names those at fault (file name
+where the dataset records it, else position, with the class).
 """
 
 from collections.abc import Iterator
@@ -25,14 +26,29 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from proxy_nca_jax.data import catalog, sources
+from proxy_nca_jax.data import catalog, image_files, sources
 
 # Bad images listed in a message before "... and N more".
 _MAX_LISTED = 10
 
 
+def _decode_error(encoded: bytes, dataset: str) -> str | None:
+  """Why the pipeline cannot decode ``encoded``, or None if it can."""
+  if dataset == catalog.IMAGE_FOLDER:
+    try:
+      image_files.decode_image(encoded, channels=3)
+    except image_files.DECODE_ERRORS as e:
+      return image_files.decode_error_reason(e)
+    return None
+  try:
+    tf.io.decode_image(encoded, expand_animations=False)
+  except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
+    return e.message.strip()
+  return None
+
+
 def undecodable_images(input_config: ml_collections.ConfigDict) -> list[str]:
-  """Names (or positions) of the images that TensorFlow cannot decode.
+  """Names (or positions) of the images that the pipeline cannot decode.
 
   Decodes every image once, one by one: for error messages only.
   """
@@ -40,11 +56,9 @@ def undecodable_images(input_config: ml_collections.ConfigDict) -> list[str]:
   ds = sources.read(input_config, dataset_builder, with_names=True)
   bad = []
   for position, example in enumerate(ds.as_numpy_iterator()):
-    try:
-      tf.io.decode_image(example["image"], expand_animations=False)
-    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
+    if reason := _decode_error(example["image"], input_config.dataset):
       name = example["name"].decode() or f"example #{position}"
-      bad.append(f"{name} (class {example['label']}): {e.message.strip()}")
+      bad.append(f"{name} (class {example['label']}): {reason}")
   return bad
 
 

@@ -30,6 +30,7 @@ import tensorflow_datasets as tfds
 
 from proxy_nca_jax import errors
 from proxy_nca_jax.data import catalog, rgb_preprocessing
+from proxy_nca_jax.data.builders import image_folder
 
 
 def normalize_pixels(images: Any, dataset: str) -> Any:
@@ -74,7 +75,14 @@ def decode_and_normalize(
   (S, S, 3) in the colour convention `input.color`; with a `seed`, the
   training augmentation, drawn from (seed, example['index']), else the
   evaluation resize and centre crop (rgb_preprocessing.py). 'index' is dropped.
+  An image folder's files are decoded as `index` and `search` decode them
+  (`image_folder.decode_rgb`), other colour datasets by TensorFlow.
   """
+  decode = (
+    image_folder.decode_rgb
+    if input_config.dataset == catalog.IMAGE_FOLDER
+    else rgb_preprocessing.decode_rgb
+  )
   if catalog.traits(input_config.dataset).grey:
     image_feature = dataset_builder.info.features["image"]
 
@@ -87,7 +95,7 @@ def decode_and_normalize(
   elif seed is None:
 
     def preprocess(example):
-      return rgb_preprocessing.eval_image(example["image"], input_config)
+      return rgb_preprocessing.eval_rgb(decode(example["image"]), input_config)
 
   else:
 
@@ -95,8 +103,8 @@ def decode_and_normalize(
       example_seed = tf.stack(
         [tf.constant(seed, tf.int64), tf.cast(example["index"], tf.int64)]
       )
-      return rgb_preprocessing.train_image(
-        example["image"], example_seed, input_config
+      return rgb_preprocessing.train_rgb(
+        decode(example["image"]), example_seed, input_config
       )
 
   def fn(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:

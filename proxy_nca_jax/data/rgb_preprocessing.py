@@ -192,15 +192,15 @@ def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
   return image[top : top + size, left : left + size]
 
 
-def train_image(
-  encoded: tf.Tensor,
+def train_rgb(
+  image: tf.Tensor,
   seed: tf.Tensor,
   input_config: ml_collections.ConfigDict,
 ) -> tf.Tensor:
-  """Encoded image -> float32 (S, S, 3) training input.
+  """RGB values 0-255 (H, W, 3) -> float32 (S, S, 3) training input.
 
   Args:
-    encoded: string, the encoded image.
+    image: the decoded image, any dtype.
     seed: int64 (2,), stateless seed of this example.
     input_config: the `config.input` section.
   """
@@ -208,7 +208,7 @@ def train_image(
     tf.random.experimental.stateless_split(seed, 2)
   )
   image = random_resized_crop(
-    decode_rgb(encoded),
+    image,
     crop_seed,
     size=input_config.image_size,
     scale=tuple(input_config.crop_scale),
@@ -217,6 +217,15 @@ def train_image(
   if input_config.random_flip:
     image = tf.image.stateless_random_flip_left_right(image, flip_seed)
   return normalize_colors(image, input_config.color)
+
+
+def train_image(
+  encoded: tf.Tensor,
+  seed: tf.Tensor,
+  input_config: ml_collections.ConfigDict,
+) -> tf.Tensor:
+  """Encoded image -> float32 (S, S, 3) training input (`train_rgb`)."""
+  return train_rgb(decode_rgb(encoded), seed, input_config)
 
 
 def eval_rgb(

@@ -23,10 +23,16 @@ splits.
 
 `check_folder` validates the layout and every image file before anything
 reads them: a class folder without images, images put directly in a split
-folder, empty or unreadable files are each one error that names the
+folder, empty or unreadable files, images the size policy refuses (too
+small or too large, data/image_files.py) are each one error that names the
 folders or files at fault. Images are opened and verified with PIL (header
 and structure; PNG checksums); damage that only a full decode finds (a
 truncated JPEG) is reported, by file name, when the pipeline decodes it.
+
+The builder reads the files' bytes; `decode_rgb` decodes them in the
+pipeline with `image_files.decode_image`, the decoder of `index` and
+`search`: EXIF orientation, 16-bit scaling and transparency are the same
+for training, evaluation and search.
 """
 
 import dataclasses
@@ -34,12 +40,13 @@ import hashlib
 import os
 import tempfile
 
+import numpy as np
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
-from PIL import Image
 
-from proxy_nca_jax.data import catalog
+from proxy_nca_jax.data import catalog, image_files
 
 # The one split of a flat ROOT/CLASS/IMAGE folder.
 FLAT_SPLIT = "all"
@@ -73,11 +80,13 @@ def _is_image(path: epath.Path) -> bool:
 
 
 def _unreadable_reason(path: epath.Path) -> str | None:
-  """Why PIL cannot read `path` as an image, or None if it can."""
+  """Why PIL cannot read `path` as an image or the size policy refuses it,
+  or None."""
   try:
     if path.stat().length == 0:
       return "empty file"
-    with path.open("rb") as f, Image.open(f) as image:
+    with path.open("rb") as f, image_files.open_image(f) as image:
+      image_files.check_image_size(image.size)
       image.verify()
   except Exception as e:  # PIL raises many kinds.
     return f"{type(e).__name__}: {e}"
@@ -162,7 +171,8 @@ class _FolderScan:
     empty: class folders without images.
     flat: images directly in a split folder.
     ignored: files that are not images (by suffix).
-    unreadable: images PIL cannot read, each with the reason.
+    unreadable: images PIL cannot read or the size policy refuses, each
+      with the reason.
   """
 
   counts: dict[str, int]
@@ -203,8 +213,8 @@ def check_folder(root: str | None) -> FolderContents:
 
   Raises:
     DatasetError: no folder given or found, a wrong layout, a class folder
-      without images, or files that are not readable images; the message
-      names them.
+      without images, or files that are not readable images or have a size
+      the decoding policy refuses; the message names them.
   """
   if root and epath.Path(root).is_dir() and is_flat(root):
     split_dirs = [epath.Path(root)]  # ROOT/CLASS/IMAGE: one split.
@@ -229,7 +239,8 @@ def check_folder(root: str | None) -> FolderContents:
     )
   if scan.unreadable:
     raise catalog.DatasetError(
-      f"{len(scan.unreadable)} file(s) in {root} are not readable images:\n"
+      f"{len(scan.unreadable)} file(s) in {root} are not readable images "
+      "or have a refused size:\n"
       f"{_listing(scan.unreadable)}\nReplace or remove them."
     )
   if scan.ignored:
@@ -251,3 +262,29 @@ def builder(root: str) -> tfds.folder_dataset.ImageFolder:
   """tfds's reader of `root` (call `check_folder` first); a flat `root` is
   read as the one split `FLAT_SPLIT`."""
   return tfds.folder_dataset.ImageFolder(layout_root(root))
+
+
+def _decoded_rgb(encoded: bytes) -> np.ndarray:
+  try:
+    return image_files.decode_image(encoded, channels=3)
+  except image_files.DECODE_ERRORS as error:
+    # A ValueError, which tf.data raises as the InvalidArgumentError that
+    # bad_images.py turns into a message naming the file.
+    raise image_files.BadImagesError(
+      image_files.decode_error_reason(error)
+    ) from error
+
+
+def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
+  """An image file's bytes (string) -> uint8 (H, W, 3), in a tf.data map.
+
+  `image_files.decode_image`, the one decoder of image files (its policy:
+  EXIF orientation, 16-bit scaling, transparency on white, size limits).
+
+  Raises:
+    tf.errors.InvalidArgumentError: (when run) the file cannot be decoded
+      or is refused.
+  """
+  image = tf.numpy_function(_decoded_rgb, [encoded], tf.uint8, stateful=False)
+  image.set_shape([None, None, 3])
+  return image

@@ -32,7 +32,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from absl import app  # noqa: E402
 
-from proxy_nca_jax import errors, quiet_logs  # noqa: E402
+from proxy_nca_jax import errors, quiet_logs, terminal  # noqa: E402
 
 # Exit statuses: a user's error (as absl's for an unexpected exception),
 # and a usage error (flags, the config file; as absl's).
@@ -41,8 +41,10 @@ USAGE_ERROR = 2
 
 
 def fail(message: str, status: int = USER_ERROR) -> None:
-  """Ends the command with ``error: message`` on stderr."""
-  sys.stderr.write(f"error: {message}\n")
+  """Ends the command with ``error: message`` on stderr (control characters
+  of file names in it escaped: ``terminal.printable``)."""
+  shown = terminal.printable(message, keep_newlines=True)
+  sys.stderr.write(f"error: {shown}\n")
   sys.exit(status)
 
 

@@ -31,7 +31,7 @@ import os
 import sys
 
 import jax
-from absl import flags
+from absl import flags, logging
 
 from proxy_nca_jax import command_line, deployment, errors
 from proxy_nca_jax.deployment import gallery, neighbours
@@ -66,9 +66,15 @@ def main() -> None:
   if _WORKDIR.value is None and _MODEL.value is None:
     source = {"workdir": None, "model": None, **found.record["source"]}
   embed, spec, _ = deployment.open_embedder(**source)
-  results = neighbours.search(
-    found, jax.jit(embed), spec, _QUERY.value, _K.value
-  )
+  k = min(_K.value, len(found.files))
+  if k < _K.value:
+    logging.warning(
+      "--k=%d is more than the gallery's %d images: each query gets all %d.",
+      _K.value,
+      k,
+      k,
+    )
+  results = neighbours.search(found, jax.jit(embed), spec, _QUERY.value, k)
   sys.stdout.write(neighbours.format_results(results) + "\n")
   parent = os.path.dirname(_OUT.value)
   if parent:
@@ -77,7 +83,8 @@ def main() -> None:
     json.dump(
       {
         "gallery": os.path.abspath(_GALLERY.value),
-        "k": _K.value,
+        "k": k,
+        "k_requested": _K.value,
         "model": spec.describe(),
         "queries": results,
       },

@@ -35,7 +35,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
-from proxy_nca_jax import errors
+from proxy_nca_jax import errors, terminal
 from proxy_nca_jax.data import image_files  # noqa: E402
 from proxy_nca_jax.deployment import embedder, gallery  # noqa: E402
 from proxy_nca_jax.evaluation import nearest  # noqa: E402
@@ -75,7 +75,7 @@ def search(
     embed: its model (checked against the gallery's spec).
     spec: the model's spec.
     query: an image file or a folder of them.
-    k: neighbours per query.
+    k: neighbours per query, 1 to the gallery's size.
 
   Returns:
     One record per query: ``query`` (path), ``class`` (or None) and
@@ -83,7 +83,13 @@ def search(
 
   Raises:
     gallery.ModelMismatchError: the model is not the gallery's.
+    errors.InvalidInputError: ``k`` out of range.
   """
+  size = found.embeddings.shape[0]
+  if not 1 <= k <= size:
+    raise errors.InvalidInputError(
+      f"k={k}: the gallery holds {size} images; ask for 1 to {size}."
+    )
   found.check_model(spec)
   folder, names = query_files(query)
   queries, _, bad = gallery.embed_files(embed, spec, folder, names)
@@ -91,7 +97,6 @@ def search(
     raise image_files.BadImagesError(
       image_files.bad_files_message(folder, bad, len(names))
     )
-  k = min(k, found.embeddings.shape[0])
   engine = nearest.DeviceGallery.from_array(found.embeddings)
   sims, rows = engine.search(queries, k)
   classes, labels = found.classes, found.labels
@@ -120,15 +125,18 @@ def search(
 
 
 def format_results(results: Sequence[dict[str, Any]]) -> str:
-  """The ranked lists as text, one block per query."""
+  """The ranked lists as text, one block per query; names escaped for the
+  terminal (``terminal.printable``)."""
+  show = terminal.printable
   lines = []
   for result in results:
-    known = f" (class {result['class']})" if result["class"] else ""
-    lines.append(f"{result['query']}{known}")
+    known = f" (class {show(result['class'])})" if result["class"] else ""
+    lines.append(f"{show(result['query'])}{known}")
     for item in result["neighbours"]:
-      label = f"  [{item['class']}]" if item["class"] is not None else ""
+      label = f"  [{show(item['class'])}]" if item["class"] is not None else ""
       lines.append(
-        f"  {item['rank']:>3}. {item['similarity']:.4f}  {item['file']}{label}"
+        f"  {item['rank']:>3}. {item['similarity']:.4f}  "
+        f"{show(item['file'])}{label}"
       )
   return "\n".join(lines)
 

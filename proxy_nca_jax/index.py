@@ -18,12 +18,16 @@ r"""Indexes a folder of images into a gallery for searching.
 
 Embeds every image file under DIR (recursively) with the run's newest
 checkpoint or an exported model, logging progress and the time left, and
-writes the gallery folder (deployment/gallery.py): ``embeddings.npy``
-(float32) and ``gallery.json`` (files, class-per-folder labels when every
-image is in a subfolder, the model's spec). Interrupted, the same command
-continues where it stopped; run again after adding images, it embeds only
-the new ones. A file that cannot be decoded stops it with a message naming
-it (what was embedded is kept); ``--skip_bad_files`` leaves such files out.
+writes the gallery folder (deployment/gallery.py): the embeddings (float32)
+and ``gallery.json`` (files, class-per-folder labels when every image is in
+a subfolder, the model's spec, counts and checksums that search checks).
+A new gallery replaces the old one atomically, and one index at a time
+writes a gallery (a lock). Interrupted, the same command continues where
+it stopped (progress is kept every --part_size files or 30 seconds); run
+again after adding images, it embeds only the new ones; a damaged gallery
+is rebuilt. A file that cannot be read or decoded (a dangling symbolic
+link, a corrupt image) stops it with a message naming it (what was
+embedded is kept); ``--skip_bad_files`` leaves such files out.
 """
 
 import sys
@@ -45,7 +49,7 @@ _OUT = flags.DEFINE_string("out", None, "The gallery folder to write.")
 _SKIP_BAD_FILES = flags.DEFINE_bool(
   "skip_bad_files",
   False,
-  "Leave files that cannot be decoded out (listed) instead of failing.",
+  "Leave files that cannot be read or decoded out (listed) instead of failing.",
 )
 _BATCH_SIZE = flags.DEFINE_integer(
   "batch_size", gallery.BATCH_SIZE, "Images per call of the network."
@@ -53,7 +57,8 @@ _BATCH_SIZE = flags.DEFINE_integer(
 _PART_SIZE = flags.DEFINE_integer(
   "part_size",
   gallery.PART_SIZE,
-  "Files per resumable part (an interrupted index loses at most one).",
+  "Files per resumable part, also kept every 30 s (an interrupted index "
+  "loses at most one).",
 )
 flags.mark_flags_as_required(["images", "out"])
 
@@ -75,7 +80,7 @@ def main() -> None:
   skipped = done.record["skipped"]
   if skipped:
     logging.warning(
-      "Skipped %d file(s) that cannot be decoded: %s",
+      "Skipped %d file(s) that cannot be read or decoded: %s",
       len(skipped),
       "; ".join(f"{s['file']} ({s['reason']})" for s in skipped),
     )

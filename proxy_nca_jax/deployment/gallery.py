@@ -13,32 +13,31 @@
 # limitations under the License.
 """A gallery: every image of a folder embedded once, for searching.
 
-A gallery is a folder G:
-
-- ``G/embeddings.npy``: float32 (N, D) unit-norm embeddings, row i of
-  ``files[i]``;
-- ``G/gallery.json``: ``files`` (paths relative to ``images``), ``labels``
-  and ``classes`` (class-per-folder names, or null), the model's ``spec``
-  (embedder.py) and ``source`` (its workdir or exported file), ``skipped``
-  files that cannot be decoded, and each file's size and modification time.
+A gallery is a folder G (its files: gallery_files.py): the float32 (N, D)
+unit-norm embeddings, row i of ``files[i]``, memory-mapped when opened,
+and ``G/gallery.json``: ``files`` (paths relative to ``images``),
+``labels`` and ``classes`` (class-per-folder names, or null), the model's
+``spec`` (embedder.py) and ``source`` (its workdir or exported file),
+``skipped`` files that cannot be read or decoded, each file's size and
+modification time, and the counts and hashes that `load` checks. A gallery
+is replaced atomically: a killed index leaves the old one or the new one.
 
 Files are listed and decoded as data/image_files.py says (`raw_pixels`: the
 model's input size). A file's class is the name of the folder holding it,
 when every file is in a subfolder (``ROOT/CLASS/IMAGE``, also
 ``ROOT/SPLIT/CLASS/IMAGE``); otherwise the gallery has no labels.
 
-Indexing is resumable and incremental. Embeddings are written in parts of
-`PART_SIZE` files under ``G/progress/`` (a part counts once its listing is
-written, after its array); a killed index continues after its last part.
-A rebuild of a finished gallery with the same model embeds only files that
-are new or whose size or modification time changed, and drops files that
-are gone.
+Indexing holds the folder's lock (workdir_lock.py) and is resumable and
+incremental. Embeddings are kept in parts under ``G/progress/``, one every
+`PART_SIZE` files (whole batches) or `PART_SECONDS` seconds, whichever
+comes first; a killed index continues after its last part. A rebuild of a
+finished gallery with the same model embeds only files that are new or
+whose size or modification time changed, and drops files that are gone; a
+damaged gallery is rebuilt from scratch.
 """
 
 import dataclasses
-import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -47,19 +46,20 @@ import jax
 import numpy as np
 from absl import logging
 
-from proxy_nca_jax import durations, errors
+from proxy_nca_jax import durations, errors, workdir_lock
 from proxy_nca_jax.data import image_files
-from proxy_nca_jax.deployment import embedder
+from proxy_nca_jax.deployment import embedder, gallery_files
 
-EMBEDDINGS = "embeddings.npy"
-RECORD = "gallery.json"
-PROGRESS = "progress"
-FORMAT_VERSION = 1
-# Files per resumable part, and images per call of the embedder.
+# A part every PART_SIZE files or PART_SECONDS seconds, whichever first.
 PART_SIZE = 4096
+PART_SECONDS = 30.0
+# Images per call of the embedder.
 BATCH_SIZE = 64
 # Seconds between progress lines.
 _REPORT_EVERY_S = 10.0
+# What is known of a file: ([size, mtime_ns] or None, its embedding or
+# None, why it could not be embedded or None).
+_Known = tuple[list[int] | None, np.ndarray | None, str | None]
 
 
 class ModelMismatchError(errors.InvalidInputError):
@@ -110,26 +110,17 @@ def _spec_fields(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(path: str) -> Gallery:
-  """Opens a finished gallery (embeddings memory-mapped, not read).
+  """Opens a finished gallery, checked (embeddings memory-mapped).
+
+  The embeddings file is read once to check its hash (search reads all of
+  it anyway).
 
   Raises:
-    FileNotFoundError: ``path`` holds no finished gallery.
+    errors.MissingFileError: ``path`` holds no finished gallery.
+    gallery_files.DamagedGalleryError: its files disagree, named.
   """
-  record_path = os.path.join(path, RECORD)
-  if not os.path.isfile(record_path):
-    progress = os.path.isdir(os.path.join(path, PROGRESS))
-    raise errors.MissingFileError(
-      f"--gallery={path} holds no finished gallery ({RECORD} missing)"
-      + (
-        "; its indexing was interrupted: run the same index command again "
-        "to finish it."
-        if progress
-        else "; make one with python -m proxy_nca_jax.index."
-      )
-    )
-  with open(record_path) as f:
-    record = json.load(f)
-  embeddings = np.load(os.path.join(path, EMBEDDINGS), mmap_mode="r")
+  record = gallery_files.read_record(path)
+  embeddings = gallery_files.open_embeddings(path, record)
   return Gallery(path=path, embeddings=embeddings, record=record)
 
 
@@ -145,22 +136,16 @@ def class_labels(
   return [index[name] for name in names], classes
 
 
-def _file_stat(path: str) -> list[int]:
-  stat = os.stat(path)
-  return [stat.st_size, stat.st_mtime_ns]
-
-
-def _write_json(path: str, record: dict[str, Any]) -> None:
-  partial = path + ".partial"
-  with open(partial, "w") as f:
-    json.dump(record, f)
-  os.replace(partial, path)
-
-
-def _write_npy(path: str, array: np.ndarray) -> None:
-  partial = path + ".partial.npy"
-  np.save(partial, array)
-  os.replace(partial, path)
+def _file_stat(folder: str, name: str) -> tuple[list[int] | None, str]:
+  """([size, mtime_ns], "") of a file, or (None, why it cannot be read)."""
+  path = os.path.join(folder, name)
+  try:
+    stat = os.stat(path)
+  except OSError as error:
+    if isinstance(error, FileNotFoundError) and os.path.islink(path):
+      return None, f"dangling symbolic link to {os.readlink(path)}"
+    return None, image_files.decode_error_reason(error)
+  return [stat.st_size, stat.st_mtime_ns], ""
 
 
 class _Progress:
@@ -232,45 +217,69 @@ def embed_files(
   return embeddings, kept, bad
 
 
-def _reusable(
-  out: str, spec: embedder.EmbedderSpec
-) -> dict[str, tuple[list[int], np.ndarray | None, str | None]]:
-  """Embeddings already made by this model in ``out``: name -> (stat,
-  embedding or None, reason it could not be decoded or None).
+def _reusable(out: str, spec: embedder.EmbedderSpec) -> dict[str, _Known]:
+  """What ``out`` already holds of this model's embeddings, by file: its
+  gallery (unless damaged: then nothing of it), then its parts.
 
   Raises:
     ModelMismatchError: ``out`` holds a gallery or parts of another model.
   """
-  found: dict[str, tuple[list[int], np.ndarray | None, str | None]] = {}
-  if os.path.isfile(os.path.join(out, RECORD)):
-    old = load(out)
-    old.check_model(spec)
-    for name, stat, row in zip(
-      old.files, old.record["stats"], old.embeddings, strict=True
-    ):
-      found[name] = (stat, row, None)
-    for item in old.record["skipped"]:
-      found[item["file"]] = (item["stat"], None, item["reason"])
-  progress = os.path.join(out, PROGRESS)
-  if not os.path.isdir(progress):
-    return found
-  for name in sorted(os.listdir(progress)):
-    if not name.endswith(".json"):
-      continue
-    with open(os.path.join(progress, name)) as f:
-      part = json.load(f)
+  found: dict[str, _Known] = {}
+  if os.path.isfile(os.path.join(out, gallery_files.RECORD)):
+    try:
+      old = load(out)
+    except gallery_files.DamagedGalleryError as error:
+      logging.warning("Embedding every file again. %s", error)
+    else:
+      old.check_model(spec)
+      for name, stat, row in zip(
+        old.files, old.record["stats"], old.embeddings, strict=True
+      ):
+        found[name] = (stat, row, None)
+      for item in old.record["skipped"]:
+        found[item["file"]] = (item["stat"], None, item["reason"])
+  for part, rows in gallery_files.read_parts(out):
     if part["weights"] != spec.weights:
       raise ModelMismatchError(
         f"{out} holds an unfinished index by another model (weights "
         f"{part['weights']}, given {spec.weights}): finish it with that "
         "model, or choose a new --out."
       )
-    rows = np.load(os.path.join(progress, name[: -len(".json")] + ".npy"))
     for file, stat, row in zip(part["files"], part["stats"], rows, strict=True):
       found[file] = (stat, row, None)
     for item in part["skipped"]:
       found[item["file"]] = (item["stat"], None, item["reason"])
   return found
+
+
+def _skipped(names: Sequence[str], known: dict[str, _Known]) -> list[Any]:
+  return [
+    {"file": name, "reason": known[name][2], "stat": known[name][0]}
+    for name in names
+  ]
+
+
+def _write_part(
+  out: str,
+  spec: embedder.EmbedderSpec,
+  names: list[str],
+  known: dict[str, _Known],
+) -> None:
+  """Keeps what is known of ``names`` as a part of the progress."""
+  kept = [name for name in names if known[name][1] is not None]
+  rows = np.zeros((len(kept), spec.embedding_dim), np.float32)
+  for i, name in enumerate(kept):
+    rows[i] = known[name][1]
+  gallery_files.write_part(
+    out,
+    rows,
+    {
+      "weights": spec.weights,
+      "files": kept,
+      "stats": [known[name][0] for name in kept],
+      "skipped": _skipped([n for n in names if n not in kept], known),
+    },
+  )
 
 
 def build(
@@ -282,6 +291,7 @@ def build(
   *,
   skip_bad_files: bool = False,
   part_size: int = PART_SIZE,
+  part_seconds: float = PART_SECONDS,
   batch_size: int = BATCH_SIZE,
   log: Callable[[str], None] = logging.info,
 ) -> Gallery:
@@ -293,8 +303,10 @@ def build(
     source: where the model came from, e.g. {"workdir": ...}, recorded.
     folder: the images.
     out: the gallery folder (created; resumed or updated if it exists).
-    skip_bad_files: leave undecodable files out instead of failing.
-    part_size: files per resumable part.
+    skip_bad_files: leave files that cannot be read or decoded out instead
+      of failing.
+    part_size: files per resumable part (rounded up to whole batches).
+    part_seconds: seconds of embedding after which a part is kept sooner.
     batch_size: images per call of ``embed``.
     log: where progress lines go.
 
@@ -303,8 +315,9 @@ def build(
 
   Raises:
     FileNotFoundError, ValueError: no folder, or no image in it.
-    image_files.BadImagesError: undecodable files and not
-      ``skip_bad_files`` (what was embedded is kept for the next try).
+    errors.InvalidInputError: another index is writing ``out``.
+    image_files.BadImagesError: files that cannot be read or decoded and
+      not ``skip_bad_files`` (what was embedded is kept for the next try).
     ModelMismatchError: ``out`` was made by another model.
   """
   if jax.process_count() > 1:
@@ -312,78 +325,68 @@ def build(
       "python -m proxy_nca_jax.index runs in one process."
     )
   files = image_files.list_images(folder)
-  stats = {name: _file_stat(os.path.join(folder, name)) for name in files}
-  os.makedirs(os.path.join(out, PROGRESS), exist_ok=True)
-  known = _reusable(out, spec)
-  todo = [name for name in files if known.get(name, (None,))[0] != stats[name]]
-  log(
-    f"{len(files)} image files under {folder}: {len(files) - len(todo)} "
-    f"already embedded, {len(todo)} to embed."
-  )
-  progress = _Progress(len(todo), log)
-  # Parts count once their listing exists; a lone array is overwritten.
-  existing = sum(
-    name.endswith(".json") for name in os.listdir(os.path.join(out, PROGRESS))
-  )
-  for number, start in enumerate(range(0, len(todo), part_size)):
-    names = todo[start : start + part_size]
-    rows, kept, bad = embed_files(
-      embed, spec, folder, names, batch_size, progress.add
+  with workdir_lock.hold(out, "is indexing into", "--out"):
+    gallery_files.remove_temporaries(out)
+    known = _reusable(out, spec)
+    unreadable: dict[str, _Known] = {}
+    for name in files:
+      stat, why = _file_stat(folder, name)
+      if stat is None:
+        unreadable[name] = (None, None, why)
+      elif known.get(name, (None,))[0] != stat:
+        known[name] = (stat, None, None)  # To embed.
+    known.update(unreadable)
+    todo = [
+      name
+      for name in files
+      if known[name][0] is not None
+      and known[name][1] is None
+      and known[name][2] is None
+    ]
+    log(
+      f"{len(files)} image files under {folder}: {len(files) - len(todo)} "
+      f"already embedded or skipped, {len(todo)} to embed."
     )
-    stem = os.path.join(out, PROGRESS, f"part-{existing + number:06d}")
-    _write_npy(stem + ".npy", rows)
-    _write_json(
-      stem + ".json",
+    progress, part, kept_at = _Progress(len(todo), log), [], time.monotonic()
+    for start in range(0, len(todo), batch_size):
+      names = todo[start : start + batch_size]
+      rows, kept, bad = embed_files(
+        embed, spec, folder, names, batch_size, progress.add
+      )
+      for name, row in zip(kept, rows, strict=True):
+        known[name] = (known[name][0], row, None)
+      for name, why in bad:
+        known[name] = (known[name][0], None, why)
+      part.extend(names)
+      if (
+        len(part) >= part_size
+        or start + batch_size >= len(todo)
+        or time.monotonic() - kept_at >= part_seconds
+      ):
+        _write_part(out, spec, part, known)
+        part, kept_at = [], time.monotonic()
+    bad = [name for name in files if known[name][1] is None]
+    if bad and (not skip_bad_files or len(bad) == len(files)):
+      raise image_files.BadImagesError(
+        image_files.bad_files_message(
+          folder, [(name, known[name][2]) for name in bad], len(files)
+        )
+      )
+    kept = [name for name in files if known[name][1] is not None]
+    labels, classes = class_labels(kept)
+    gallery_files.publish(
+      out,
+      [known[name][1] for name in kept],
+      spec.embedding_dim,
       {
-        "weights": spec.weights,
+        "images": os.path.abspath(folder),
         "files": kept,
-        "stats": [stats[name] for name in kept],
-        "skipped": [
-          {"file": name, "reason": why, "stat": stats[name]}
-          for name, why in bad
-        ],
+        "labels": labels,
+        "classes": classes,
+        "stats": [known[name][0] for name in kept],
+        "skipped": _skipped(bad, known),
+        "spec": dataclasses.asdict(spec),
+        "source": source,
       },
     )
-    for name, row in zip(kept, rows, strict=True):
-      known[name] = (stats[name], row, None)
-    for name, why in bad:
-      known[name] = (stats[name], None, why)
-  bad = [(name, known[name][2]) for name in files if known[name][1] is None]
-  if bad and (not skip_bad_files or len(bad) == len(files)):
-    raise image_files.BadImagesError(
-      image_files.bad_files_message(folder, bad, len(files))
-    )
-  kept = [name for name in files if known[name][1] is not None]
-  labels, classes = class_labels(kept)
-  embeddings = np.lib.format.open_memmap(
-    os.path.join(out, EMBEDDINGS + ".partial.npy"),
-    mode="w+",
-    dtype=np.float32,
-    shape=(len(kept), spec.embedding_dim),
-  )
-  for i, name in enumerate(kept):
-    embeddings[i] = known[name][1]
-  embeddings.flush()
-  del embeddings
-  os.replace(
-    os.path.join(out, EMBEDDINGS + ".partial.npy"),
-    os.path.join(out, EMBEDDINGS),
-  )
-  _write_json(
-    os.path.join(out, RECORD),
-    {
-      "format": FORMAT_VERSION,
-      "images": os.path.abspath(folder),
-      "files": kept,
-      "labels": labels,
-      "classes": classes,
-      "stats": [stats[name] for name in kept],
-      "skipped": [
-        {"file": name, "reason": why, "stat": stats[name]} for name, why in bad
-      ],
-      "spec": dataclasses.asdict(spec),
-      "source": source,
-    },
-  )
-  shutil.rmtree(os.path.join(out, PROGRESS))
   return load(out)

@@ -41,6 +41,7 @@ from proxy_nca_jax.deployment import (
   embedder,
   exported_model,
   gallery,
+  gallery_files,
   neighbours,
 )
 from tests.testing import fake_fashion_mnist, tiny_run
@@ -191,9 +192,9 @@ class GallerySearchTest(absltest.TestCase):
     with self.assertRaises(KeyboardInterrupt):
       self.build(self.images, out, interrupted, part_size=4)
     # Three parts of 4 files were written before the fourth call failed.
-    parts = sorted(os.listdir(out / gallery.PROGRESS))
+    parts = sorted(os.listdir(out / gallery_files.PROGRESS))
     self.assertEqual(
-      [p for p in parts if p.endswith(".json")][-1], "part-000002.json"
+      parts, ["part-000000.npz", "part-000001.npz", "part-000002.npz"]
     )
     with self.assertRaisesRegex(FileNotFoundError, "run the same index"):
       gallery.load(str(out))
@@ -202,7 +203,7 @@ class GallerySearchTest(absltest.TestCase):
     self.assertEqual(resumed.calls, 2)  # 6 files left, batches of 4.
     self.assertEqual(done.files, whole.files)
     np.testing.assert_array_equal(done.embeddings, whole.embeddings)
-    self.assertFalse((out / gallery.PROGRESS).exists())
+    self.assertFalse((out / gallery_files.PROGRESS).exists())
 
   def test_rebuild_embeds_only_new_and_changed_files(self):
     folder = self.root / "growing"

@@ -149,7 +149,10 @@ def main() -> None:
     logging.warning("%s", stopped)
     sys.exit(preemption.EXIT_STATUS)
   if jax.process_index() == 0 and results:
-    table = evaluation.results_table(results)
+    _, segments = workdirs.recorded_run(workdir)
+    table = evaluation.results_table(
+      results, [segment["from_step"] for segment in segments]
+    )
     workdirs.write_results(workdir, table)
     test_classes = pipeline.classes_of(config.input, "test")
     sys.stdout.write(

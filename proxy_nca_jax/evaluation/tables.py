@@ -58,17 +58,29 @@ def format_results_table(
   return "\n".join(lines)
 
 
-def results_table(results: Mapping[int, Mapping[str, float]]) -> str:
+def results_table(
+  results: Mapping[int, Mapping[str, float]],
+  config_changed_at: Sequence[int] = (),
+) -> str:
   """The first (untrained, when evaluated) and last evaluations, as text.
 
   Columns: every Recall@K of the results in order of K (all of those the
   config asks for, e.g. 1, 10, 100, 1000 on Stanford Online Products), then
   NMI and MAP@R.
+
+  Args:
+    results: metrics by step.
+    config_changed_at: the steps where an accepted config change started a
+      new segment of the run; a row after one says so (``step 9 (config
+      changed at step 6)``), so the table cannot pass for one recipe's.
   """
   steps = sorted(results)
   named = {}
   for step in dict.fromkeys((steps[0], steps[-1])):
+    changes = [start for start in config_changed_at if start <= step]
     name = f"step {step}" + (" (untrained)" if step == 0 else "")
+    if changes:
+      name += f" (config changed at step {', '.join(map(str, changes))})"
     named[name] = results[step]
   last = results[steps[-1]]
   recalls = sorted(

@@ -20,8 +20,10 @@ change to any field that can change the trained weights or the meaning of
 the metrics is refused (`ConfigChangeError`, listing each field old -> new
 and the two ways forward) unless the user accepts it; an accepted change is
 recorded as a new *segment* (``config.json``'s ``"_segments"``: the step it
-starts at and the changes) and as a ``config_segment`` scalar in the
-metrics at that step.
+starts at, the changes and the whole config of the segment it ends, so
+``config.json`` keeps every segment's config, the newest at its top level)
+and as a ``config_segment`` scalar in the metrics at that step; the final
+results table names the steps where the config changed.
 
 Free fields (`FREE_FIELDS`) cannot change results: logging and checkpoint
 cadence, report options, the evaluation batch and tile sizes, where data is
@@ -134,14 +136,17 @@ def segments_after(
   segments: list[dict[str, Any]],
   changes: Mapping[str, tuple[Any, Any]],
   step: int,
+  previous_config: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
-  """The recorded segments, plus one starting at ``step`` if ``changes``."""
+  """The recorded segments, plus one starting at ``step`` if ``changes``;
+  it keeps ``previous_config``, the config trained until ``step``."""
   segments = list(segments)
   if changes:
     segments.append(
       {
         "from_step": step,
         "changes": {k: [a, b] for k, (a, b) in changes.items()},
+        "config_before": dict(previous_config),
       }
     )
   return segments

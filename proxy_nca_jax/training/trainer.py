@@ -179,7 +179,10 @@ def _check_config_change(
   changes = config_changes.check_resume(
     recorded_config, config, tf_workdir, latest, accept
   )
-  return config_changes.segments_after(segments, changes, latest), changes
+  return (
+    config_changes.segments_after(segments, changes, latest, recorded_config),
+    changes,
+  )
 
 
 def _prepare(

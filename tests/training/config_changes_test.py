@@ -111,10 +111,13 @@ class ConfigChangesTest(tiny_run.PreparedDataTest):
     self.assertIn(9, results)
     with open(workdir / "config.json") as f:
       saved = json.load(f)
-    self.assertEqual(
-      saved["_segments"],
-      [{"from_step": 6, "changes": {"loss.scale": [16.0, 4.0]}}],
-    )
+    [segment] = saved["_segments"]
+    self.assertEqual(segment["from_step"], 6)
+    self.assertEqual(segment["changes"], {"loss.scale": [16.0, 4.0]})
+    # Every segment's whole config is kept: the first one's in the segment
+    # that ends it, the newest at the top level.
+    before = json.loads(tiny_run.tiny_config(self.root).to_json())
+    self.assertEqual(segment["config_before"], before)
     self.assertEqual(saved["loss"]["scale"], 4.0)
     # Tools still read the config; the metrics mark the segment's start.
     self.assertEqual(trained_model.read_config(str(workdir)).loss.scale, 4.0)

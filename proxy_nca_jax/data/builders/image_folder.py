@@ -264,7 +264,9 @@ def builder(root: str) -> tfds.folder_dataset.ImageFolder:
   return tfds.folder_dataset.ImageFolder(layout_root(root))
 
 
-def _decoded_rgb(encoded: bytes) -> np.ndarray:
+def _decoded_rgb(encoded: bytes | np.ndarray) -> np.ndarray:
+  if isinstance(encoded, np.ndarray):  # Run eagerly: a 0-d object array.
+    encoded = encoded.item()
   try:
     return image_files.decode_image(encoded, channels=3)
   except image_files.DECODE_ERRORS as error:

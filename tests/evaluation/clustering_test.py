@@ -11,30 +11,26 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tests for clustering: AMI against scikit-learn, k-means at large k.
+"""Tests of evaluation/clustering.py: k-means.
 
-NMI and the basic k-means properties are in evaluation_test.py; this file
-covers what large-scale clustering adds: adjusted mutual information, the
-batched k-means++ seeding used for thousands of clusters, segment-sum
-centroid updates and early stopping.
+Against scikit-learn's KMeans (inertia) and NMI on separated blobs, and
+checked by property: nearest-centroid assignments, tiling, empty clusters,
+seeding in proportion to weight, determinism, the best of the restarts;
+for k beyond ``_SEEDING_ROUNDS``, the batched k-means++ seeding,
+segment-sum centroid updates and early stopping.
 """
 
 from unittest import mock
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 from sklearn import cluster, metrics
 
-from proxy_nca_jax.evaluation import clustering, mutual_information
-
-
-def _blobs(num_clusters: int, per_cluster: int, seed: int = 0, spread=0.3):
-  rng = np.random.default_rng(seed)
-  centres = 10.0 * rng.normal(size=(num_clusters, 8))
-  labels = np.repeat(np.arange(num_clusters), per_cluster)
-  x = centres[labels] + spread * rng.normal(size=(len(labels), 8))
-  order = rng.permutation(len(labels))
-  return x[order].astype(np.float32), labels[order]
+from proxy_nca_jax import evaluation
+from proxy_nca_jax.evaluation import clustering
+from tests.testing import embedding_cases
 
 
 def _inertia(x, centroids, assignments) -> float:
@@ -42,64 +38,106 @@ def _inertia(x, centroids, assignments) -> float:
   return float(np.sum((x - centroids[np.asarray(assignments)]) ** 2))
 
 
-class AdjustedMutualInfoTest(parameterized.TestCase):
-  @parameterized.named_parameters(
-    ("few_classes", 300, 3, 4, 0),
-    ("many_classes", 500, 40, 25, 1),
-    ("tiny", 7, 2, 5, 2),
-    ("sop_like_many_small_clusters", 3000, 600, 550, 3),
-  )
-  def test_matches_sklearn(self, n, num_true, num_pred, seed):
-    rng = np.random.default_rng(seed)
-    labels_true = rng.integers(0, num_true, size=n)
-    # Correlated with the truth, so AMI is far from 0.
-    labels_pred = np.where(
-      rng.random(n) < 0.6, labels_true, rng.integers(0, num_pred, size=n)
+class KMeansTest(parameterized.TestCase):
+  def test_recovers_separated_blobs(self):
+    x, labels = embedding_cases.separated_blobs()
+    centroids, assignments = clustering.kmeans(x, 8, seed=0)
+    self.assertIsInstance(centroids, jax.Array)
+    self.assertEqual(centroids.shape, (8, 16))
+    self.assertEqual(assignments.shape, (400,))
+    self.assertEqual(assignments.dtype, jnp.int32)
+    self.assertEqual(
+      metrics.normalized_mutual_info_score(labels, np.asarray(assignments)),
+      1.0,
     )
-    result = mutual_information.adjusted_mutual_info(
-      labels_true, labels_pred * 3 - 7
-    )
-    expected = metrics.adjusted_mutual_info_score(labels_true, labels_pred)
-    self.assertIsInstance(result, float)
-    self.assertAlmostEqual(result, expected, places=9)
-
-  @parameterized.named_parameters(
-    ("identical", [0, 0, 1, 1, 2], [5, 5, 3, 3, 9]),
-    ("both_constant", [1, 1, 1], [4, 4, 4]),
-    ("one_constant", [0, 1, 0, 1], [2, 2, 2, 2]),
-    ("independent", [0, 0, 1, 1], [0, 1, 0, 1]),
-    ("all_singletons", [0, 1, 2, 3], [3, 2, 1, 0]),
-  )
-  def test_edge_cases_match_sklearn(self, labels_true, labels_pred):
-    self.assertAlmostEqual(
-      mutual_information.adjusted_mutual_info(labels_true, labels_pred),
-      metrics.adjusted_mutual_info_score(labels_true, labels_pred),
-      places=12,
+    reference = cluster.KMeans(8, n_init=10, random_state=0).fit(x)
+    self.assertLessEqual(
+      _inertia(x, centroids, assignments), reference.inertia_ * 1.01
     )
 
-  def test_near_zero_for_independent_labelings(self):
+  def test_assignments_are_nearest_centroids(self):
+    x, _ = embedding_cases.overlapping_blobs()
+    centroids, assignments = clustering.kmeans(x, 6, num_iters=5)
+    distances = np.sum((x[:, None] - np.asarray(centroids)[None]) ** 2, -1)
+    np.testing.assert_array_equal(assignments, np.argmin(distances, axis=1))
+
+  def test_tiling_does_not_change_the_result(self):
+    x, _ = embedding_cases.separated_blobs(num_clusters=5, per_cluster=41)
+    whole = clustering.kmeans(x, 5, seed=3)
+    # Tiles of 7 points: 30 tiles, the last one padded.
+    with mock.patch.object(clustering, "_KMEANS_TILE_ELEMENTS", 7 * 5):
+      tiled = clustering.kmeans(x, 5, seed=3)
+    np.testing.assert_array_equal(whole[1], tiled[1])
+    np.testing.assert_allclose(whole[0], tiled[0], rtol=1e-5, atol=1e-5)
+
+  def test_no_nan_with_k_close_to_n(self):
     rng = np.random.default_rng(0)
-    labels_true = rng.integers(0, 50, size=5000)
-    labels_pred = rng.integers(0, 50, size=5000)
-    self.assertLess(
-      abs(mutual_information.adjusted_mutual_info(labels_true, labels_pred)),
-      0.01,
-    )
-    # NMI, by contrast, is inflated by chance with many clusters.
-    self.assertGreater(
-      mutual_information.normalized_mutual_info(labels_true, labels_pred), 0.05
+    # 6 distinct points, each 4 times: k = 18 > 6 forces empty clusters.
+    # Integer coordinates make the distances exact, so once the 6 points are
+    # centres every seeding weight is exactly 0; none is the origin (padding).
+    points = np.arange(1, 25).reshape(6, 4) % 7 + 1
+    x = np.repeat(points, 4, axis=0).astype(np.float32)
+    # Tiles of 5 points: the last tile is padding but for 4 points.
+    with mock.patch.object(clustering, "_KMEANS_TILE_ELEMENTS", 5 * 18):
+      centroids, assignments = clustering.kmeans(x, 18, num_iters=10)
+    self.assertTrue(np.all(np.isfinite(centroids)))
+    self.assertEqual(_inertia(x, centroids, assignments), 0.0)
+    # Every centroid, empty cluster or not, is a data point, never padding.
+    for centroid in np.asarray(centroids):
+      self.assertIn(centroid.tolist(), x.tolist())
+    x = rng.normal(size=(20, 4)).astype(np.float32)
+    centroids, assignments = clustering.kmeans(x, 19)
+    self.assertTrue(np.all(np.isfinite(centroids)))
+    self.assertLen(np.unique(assignments), 19)
+
+  def test_seeding_draws_in_proportion_to_weight(self):
+    # Trailing zeros stand for padding.
+    weight = jnp.array([0.0, 1.0, 3.0, 0.0, 4.0, 0.0, 0.0])
+    draws = clustering._draw(jax.random.key(0), weight, 40_000)
+    frequency = np.bincount(np.asarray(draws), minlength=7) / 40_000
+    np.testing.assert_allclose(frequency, weight / 8.0, atol=0.01)
+    np.testing.assert_array_equal(frequency[weight == 0], 0.0)
+
+  def test_deterministic_for_a_seed(self):
+    x, _ = embedding_cases.overlapping_blobs()
+    first = clustering.kmeans(x, 6, seed=7)
+    second = clustering.kmeans(x, 6, seed=7)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    self.assertEqual(
+      evaluation.clustering_metrics(x, np.arange(240) % 6, seed=7),
+      evaluation.clustering_metrics(x, np.arange(240) % 6, seed=7),
     )
 
-  def test_rejects_mismatched_lengths(self):
+  def test_keeps_the_restart_with_the_lowest_inertia(self):
+    x, _ = embedding_cases.overlapping_blobs()
+    # Without Lloyd iterations the inertia is that of the seeding, which
+    # varies between restarts. Restart keys are split from one seed, so the
+    # first R restarts of R + 1 are those of R: inertia can only fall.
+    inertia = [
+      _inertia(x, *clustering.kmeans(x, 6, num_iters=0, num_restarts=r))
+      for r in range(1, 7)
+    ]
+    self.assertTrue(np.all(np.diff(inertia) <= 0.0), inertia)
+    self.assertLess(inertia[-1], inertia[0])
+
+  @parameterized.named_parameters(
+    ("k_zero", 0, {}),
+    ("k_above_n", 11, {}),
+    ("no_restart", 2, {"num_restarts": 0}),
+  )
+  def test_rejects_bad_arguments(self, k, kwargs):
     with self.assertRaises(ValueError):
-      mutual_information.adjusted_mutual_info([0, 1, 2], [0, 1])
+      clustering.kmeans(np.zeros((10, 2)), k, **kwargs)
 
 
 class LargeKMeansTest(parameterized.TestCase):
   """k beyond `_SEEDING_ROUNDS`: centres seeded in rounds of several."""
 
   def test_batched_seeding_recovers_blobs(self):
-    x, labels = _blobs(num_clusters=40, per_cluster=20)
+    x, labels = embedding_cases.separated_blobs(
+      num_clusters=40, per_cluster=20, dim=8
+    )
     with mock.patch.object(clustering, "_SEEDING_ROUNDS", 8):
       centroids, assignments = clustering.kmeans(
         x, 40, num_iters=30, num_restarts=2
@@ -115,7 +153,9 @@ class LargeKMeansTest(parameterized.TestCase):
     self.assertLess(_inertia(x, centroids, assignments), 0.5 * uniform.inertia_)
 
   def test_seeds_are_data_points_and_drawn_by_distance(self):
-    x, _ = _blobs(num_clusters=30, per_cluster=10, seed=1)
+    x, _ = embedding_cases.separated_blobs(
+      num_clusters=30, per_cluster=10, seed=1, dim=8
+    )
     with mock.patch.object(clustering, "_SEEDING_ROUNDS", 4):
       centroids, _ = clustering.kmeans(x, 30, num_iters=0, num_restarts=1)
     points = {tuple(row) for row in x.tolist()}
@@ -130,7 +170,9 @@ class LargeKMeansTest(parameterized.TestCase):
     self.assertGreater(len(np.unique(nearest_centre)), 25)
 
   def test_tiling_does_not_change_the_batched_result(self):
-    x, _ = _blobs(num_clusters=24, per_cluster=9, seed=2)
+    x, _ = embedding_cases.separated_blobs(
+      num_clusters=24, per_cluster=9, seed=2, dim=8
+    )
     with mock.patch.object(clustering, "_SEEDING_ROUNDS", 5):
       whole = clustering.kmeans(x, 24, seed=3, num_iters=8)
       with mock.patch.object(clustering, "_KMEANS_TILE_ELEMENTS", 7 * 24):
@@ -139,7 +181,9 @@ class LargeKMeansTest(parameterized.TestCase):
     np.testing.assert_array_equal(whole[0], tiled[0])
 
   def test_centroids_are_the_means_of_their_points(self):
-    x, _ = _blobs(num_clusters=12, per_cluster=15, seed=4, spread=3.0)
+    x, _ = embedding_cases.separated_blobs(
+      num_clusters=12, per_cluster=15, seed=4, spread=3.0, dim=8
+    )
     centroids, assignments = clustering.kmeans(x, 12, num_iters=200)
     assignments = np.asarray(assignments)
     for c in np.unique(assignments):
@@ -148,7 +192,9 @@ class LargeKMeansTest(parameterized.TestCase):
       )
 
   def test_tolerance_stops_early_without_changing_converged_result(self):
-    x, _ = _blobs(num_clusters=6, per_cluster=30, seed=5)
+    x, _ = embedding_cases.separated_blobs(
+      num_clusters=6, per_cluster=30, seed=5, dim=8
+    )
     exact = clustering.kmeans(x, 6, num_iters=100, num_restarts=1)
     loose = clustering.kmeans(
       x, 6, num_iters=100, num_restarts=1, tolerance=1e-4
@@ -158,7 +204,9 @@ class LargeKMeansTest(parameterized.TestCase):
       clustering.kmeans(x, 6, tolerance=-1.0)
 
   def test_stops_once_nothing_moves(self):
-    x, _ = _blobs(num_clusters=4, per_cluster=25, seed=6)
+    x, _ = embedding_cases.separated_blobs(
+      num_clusters=4, per_cluster=25, seed=6, dim=8
+    )
     keys = clustering.jax.random.split(clustering.jax.random.key(0), 1)
     tiles = clustering.jnp.asarray(x[None])
     valid = clustering.jnp.ones((1, len(x)), bool)

@@ -11,12 +11,16 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tests for evaluation: retrieval metrics, k-means, NMI and the table.
+"""Tests of the evaluation package's retrieval metrics and its summary.
 
-The retrieval metrics are checked against a brute-force float64 NumPy
-transcription of their definitions (tests/testing/references.py: full
-similarity matrix with exact copies tied on every CPU, self removed, stable
-argsort), NMI against scikit-learn.
+The retrieval metrics (evaluation/__init__.py, counting.py, sorted_prefix.py)
+are checked against a brute-force float64 NumPy transcription of their
+definitions (tests/testing/references.py: full similarity matrix with exact
+copies tied on every CPU, self removed, stable argsort), which is checked
+here too; so are the similarity engine (similarity.py) and
+``evaluate_embeddings``. k-means is tested in clustering_test.py, NMI and
+AMI in mutual_information_test.py, the tables in tables_test.py and the
+query/gallery protocols in query_gallery_test.py.
 """
 
 from unittest import mock
@@ -25,42 +29,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
-from sklearn import cluster, metrics
 
 from proxy_nca_jax import evaluation
-from proxy_nca_jax.evaluation import (
-  clustering,
-  counting_tiles,
-  mutual_information,
-  query_gallery,
-  similarity,
-  sorted_prefix,
-)
-from tests.testing import references
+from proxy_nca_jax.evaluation import counting_tiles, similarity, sorted_prefix
+from tests.testing import embedding_cases, references
 
 _KS = (1, 2, 4, 8)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-  return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
 def _random_case(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   rng = np.random.default_rng(seed)
-  return _unit(rng.normal(size=(200, 16))), rng.integers(0, 10, size=200)
-
-
-def _blobs_case(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-  rng = np.random.default_rng(seed)
-  centres = rng.normal(size=(6, 16))
-  labels = rng.integers(0, 6, size=240)
-  # Overlapping blobs, so that the metrics are far from 0 and from 1.
-  return _unit(centres[labels] + 0.8 * rng.normal(size=(240, 16))), labels
+  return embedding_cases.unit(rng.normal(size=(200, 16))), rng.integers(
+    0, 10, size=200
+  )
 
 
 def _duplicates_case(seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
   rng = np.random.default_rng(seed)
-  base = _unit(rng.normal(size=(50, 8)))
+  base = embedding_cases.unit(rng.normal(size=(50, 8)))
   rows = rng.integers(0, 50, size=180)
   # Copies of one vector carry different labels: only the tie rule decides.
   return base[rows], rng.integers(0, 4, size=180)
@@ -91,7 +77,7 @@ def _sop_like_case(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
   labels = rng.permutation(np.repeat(np.arange(40) * 7 - 50, sizes))
   centres = rng.normal(size=(40, 16))
   x = centres[(labels + 50) // 7] + 1.2 * rng.normal(size=(len(labels), 16))
-  return _unit(x), labels
+  return embedding_cases.unit(x), labels
 
 
 # Both exact algorithms: every R counted, or every R through sorted prefixes.
@@ -111,7 +97,7 @@ class RetrievalMetricsTest(parameterized.TestCase):
     _with_algorithm(
       [
         ("random", _random_case, 2048),
-        ("blobs", _blobs_case, 2048),
+        ("blobs", embedding_cases.overlapping_blobs, 2048),
         ("duplicated_embeddings", _duplicates_case, 2048),
         ("grid_ties", _grid_case, 2048),
         ("singleton_class", _singleton_case, 2048),
@@ -318,7 +304,7 @@ class RetrievalMetricsTest(parameterized.TestCase):
     self.assertTrue(np.isnan(result["r_precision"]))
 
   def test_blocks_compile_once_and_agree(self):
-    x, labels = _blobs_case()
+    x, labels = embedding_cases.overlapping_blobs()
     compiled = sorted_prefix._ranking_keys._cache_size()
     small_blocks = evaluation.retrieval_metrics(x, labels, block_size=23)
     # 240 queries in blocks of 23: 11 calls, the last one padded, 1 compile.
@@ -392,7 +378,9 @@ def _copies_case(
   edges of tiles of 1, 3 and 7 and in the padded last tile.
   """
   rng = np.random.default_rng(seed)
-  distinct = _unit(rng.normal(size=(max(num_items // 6, 2), dim)))
+  distinct = embedding_cases.unit(
+    rng.normal(size=(max(num_items // 6, 2), dim))
+  )
   rows = rng.integers(0, len(distinct), size=num_items)
   rows[[0, 1, 2, 6, 7, 8, num_items - 2, num_items - 1]] = 0
   return distinct[rows], rng.integers(0, 4, size=num_items)
@@ -442,8 +430,10 @@ class ReferenceTest(absltest.TestCase):
     # (two CPUs' float32 dots) ranks them differently for some seed.
     for seed in range(200):
       rng = np.random.default_rng(seed)
-      query = _unit(rng.normal(size=(1, 16)))[0]
-      positive = _unit(query[None] + 0.05 * rng.normal(size=(1, 16)))[0]
+      query = embedding_cases.unit(rng.normal(size=(1, 16)))[0]
+      positive = embedding_cases.unit(
+        query[None] + 0.05 * rng.normal(size=(1, 16))
+      )[0]
       negative = positive.copy()
       for k in rng.choice(16, 3, replace=False):
         toward = np.float32(rng.choice([-1, 1]) * np.inf)
@@ -476,7 +466,7 @@ class ReferenceTest(absltest.TestCase):
 
   def test_metric_bounds_are_the_metrics_when_float32_can_order_all(self):
     rng = np.random.default_rng(5)
-    x = _unit(rng.normal(size=(60, 8))).astype(np.float32)
+    x = embedding_cases.unit(rng.normal(size=(60, 8))).astype(np.float32)
     labels = rng.integers(0, 4, 60)
     queries, gallery = np.arange(60) < 20, np.arange(60) >= 20
     lowest, highest = references.query_gallery_metric_bounds(
@@ -505,8 +495,8 @@ class SimilarityEngineTest(parameterized.TestCase):
   def test_copies_get_identical_similarities(self, shape, dim):
     rng = np.random.default_rng(dim)
     bq, bg = shape
-    v = _unit(rng.normal(size=(1, dim)))
-    others = _unit(rng.normal(size=(max(bq, bg), dim)))
+    v = embedding_cases.unit(rng.normal(size=(1, dim)))
+    others = embedding_cases.unit(rng.normal(size=(max(bq, bg), dim)))
     # Queries: copies of v at every row; gallery: copies at every column.
     sims = np.asarray(
       jax.jit(similarity.similarities)(np.repeat(v, bq, axis=0), others[:bg])
@@ -527,8 +517,8 @@ class SimilarityEngineTest(parameterized.TestCase):
 
   def test_copies_on_different_devices_get_identical_similarities(self):
     rng = np.random.default_rng(0)
-    v = _unit(rng.normal(size=(1, 67)))
-    gallery = _unit(rng.normal(size=(24, 67)))
+    v = embedding_cases.unit(rng.normal(size=(1, 67)))
+    gallery = embedding_cases.unit(rng.normal(size=(24, 67)))
     mesh = jax.make_mesh((8,), ("data",))
     queries = jax.device_put(
       np.repeat(v, 8, axis=0),
@@ -594,159 +584,15 @@ class SimilarityEngineTest(parameterized.TestCase):
       self.assertGreater(np.sum(copies & (labels[:, None] != labels)), 20)
 
 
-def _separated_blobs(
-  num_clusters: int = 8, per_cluster: int = 50, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-  rng = np.random.default_rng(seed)
-  centres = 10.0 * rng.normal(size=(num_clusters, 16))
-  labels = np.repeat(np.arange(num_clusters), per_cluster)
-  x = centres[labels] + 0.3 * rng.normal(size=(len(labels), 16))
-  order = rng.permutation(len(labels))
-  return x[order].astype(np.float32), labels[order]
-
-
-def _inertia(x: np.ndarray, centroids, assignments) -> float:
-  centroids = np.asarray(centroids, np.float64)
-  return float(np.sum((x - centroids[np.asarray(assignments)]) ** 2))
-
-
-class KMeansTest(parameterized.TestCase):
-  def test_recovers_separated_blobs(self):
-    x, labels = _separated_blobs()
-    centroids, assignments = clustering.kmeans(x, 8, seed=0)
-    self.assertIsInstance(centroids, jax.Array)
-    self.assertEqual(centroids.shape, (8, 16))
-    self.assertEqual(assignments.shape, (400,))
-    self.assertEqual(assignments.dtype, jnp.int32)
-    self.assertEqual(
-      metrics.normalized_mutual_info_score(labels, np.asarray(assignments)),
-      1.0,
-    )
-    reference = cluster.KMeans(8, n_init=10, random_state=0).fit(x)
-    self.assertLessEqual(
-      _inertia(x, centroids, assignments), reference.inertia_ * 1.01
-    )
-
-  def test_assignments_are_nearest_centroids(self):
-    x, _ = _blobs_case()
-    centroids, assignments = clustering.kmeans(x, 6, num_iters=5)
-    distances = np.sum((x[:, None] - np.asarray(centroids)[None]) ** 2, -1)
-    np.testing.assert_array_equal(assignments, np.argmin(distances, axis=1))
-
-  def test_tiling_does_not_change_the_result(self):
-    x, _ = _separated_blobs(num_clusters=5, per_cluster=41)
-    whole = clustering.kmeans(x, 5, seed=3)
-    # Tiles of 7 points: 30 tiles, the last one padded.
-    with mock.patch.object(clustering, "_KMEANS_TILE_ELEMENTS", 7 * 5):
-      tiled = clustering.kmeans(x, 5, seed=3)
-    np.testing.assert_array_equal(whole[1], tiled[1])
-    np.testing.assert_allclose(whole[0], tiled[0], rtol=1e-5, atol=1e-5)
-
-  def test_no_nan_with_k_close_to_n(self):
-    rng = np.random.default_rng(0)
-    # 6 distinct points, each 4 times: k = 18 > 6 forces empty clusters.
-    # Integer coordinates make the distances exact, so once the 6 points are
-    # centres every seeding weight is exactly 0; none is the origin (padding).
-    points = np.arange(1, 25).reshape(6, 4) % 7 + 1
-    x = np.repeat(points, 4, axis=0).astype(np.float32)
-    # Tiles of 5 points: the last tile is padding but for 4 points.
-    with mock.patch.object(clustering, "_KMEANS_TILE_ELEMENTS", 5 * 18):
-      centroids, assignments = clustering.kmeans(x, 18, num_iters=10)
-    self.assertTrue(np.all(np.isfinite(centroids)))
-    self.assertEqual(_inertia(x, centroids, assignments), 0.0)
-    # Every centroid, empty cluster or not, is a data point, never padding.
-    for centroid in np.asarray(centroids):
-      self.assertIn(centroid.tolist(), x.tolist())
-    x = rng.normal(size=(20, 4)).astype(np.float32)
-    centroids, assignments = clustering.kmeans(x, 19)
-    self.assertTrue(np.all(np.isfinite(centroids)))
-    self.assertLen(np.unique(assignments), 19)
-
-  def test_seeding_draws_in_proportion_to_weight(self):
-    # Trailing zeros stand for padding.
-    weight = jnp.array([0.0, 1.0, 3.0, 0.0, 4.0, 0.0, 0.0])
-    draws = clustering._draw(jax.random.key(0), weight, 40_000)
-    frequency = np.bincount(np.asarray(draws), minlength=7) / 40_000
-    np.testing.assert_allclose(frequency, weight / 8.0, atol=0.01)
-    np.testing.assert_array_equal(frequency[weight == 0], 0.0)
-
-  def test_deterministic_for_a_seed(self):
-    x, _ = _blobs_case()
-    first = clustering.kmeans(x, 6, seed=7)
-    second = clustering.kmeans(x, 6, seed=7)
-    np.testing.assert_array_equal(first[0], second[0])
-    np.testing.assert_array_equal(first[1], second[1])
-    self.assertEqual(
-      evaluation.clustering_metrics(x, np.arange(240) % 6, seed=7),
-      evaluation.clustering_metrics(x, np.arange(240) % 6, seed=7),
-    )
-
-  def test_keeps_the_restart_with_the_lowest_inertia(self):
-    x, _ = _blobs_case()
-    # Without Lloyd iterations the inertia is that of the seeding, which
-    # varies between restarts. Restart keys are split from one seed, so the
-    # first R restarts of R + 1 are those of R: inertia can only fall.
-    inertia = [
-      _inertia(x, *clustering.kmeans(x, 6, num_iters=0, num_restarts=r))
-      for r in range(1, 7)
-    ]
-    self.assertTrue(np.all(np.diff(inertia) <= 0.0), inertia)
-    self.assertLess(inertia[-1], inertia[0])
-
-  @parameterized.named_parameters(
-    ("k_zero", 0, {}),
-    ("k_above_n", 11, {}),
-    ("no_restart", 2, {"num_restarts": 0}),
-  )
-  def test_rejects_bad_arguments(self, k, kwargs):
-    with self.assertRaises(ValueError):
-      clustering.kmeans(np.zeros((10, 2)), k, **kwargs)
-
-
-class NormalizedMutualInfoTest(parameterized.TestCase):
-  @parameterized.named_parameters(
-    ("few_classes", 300, 3, 4, 0),
-    ("many_classes", 500, 40, 25, 1),
-    ("tiny", 7, 2, 5, 2),
-  )
-  def test_matches_sklearn(self, n, num_true, num_pred, seed):
-    rng = np.random.default_rng(seed)
-    labels_true = rng.integers(0, num_true, size=n)
-    labels_pred = rng.integers(0, num_pred, size=n) * 3 - 7
-    expected = metrics.normalized_mutual_info_score(
-      labels_true, labels_pred, average_method="arithmetic"
-    )
-    result = mutual_information.normalized_mutual_info(labels_true, labels_pred)
-    self.assertIsInstance(result, float)
-    self.assertAlmostEqual(result, expected, places=12)
-
-  @parameterized.named_parameters(
-    ("identical", [0, 0, 1, 1, 2], [5, 5, 3, 3, 9]),
-    ("both_constant", [1, 1, 1], [4, 4, 4]),
-    ("one_constant", [0, 1, 0, 1], [2, 2, 2, 2]),
-    ("independent", [0, 0, 1, 1], [0, 1, 0, 1]),
-  )
-  def test_edge_cases_match_sklearn(self, labels_true, labels_pred):
-    self.assertAlmostEqual(
-      mutual_information.normalized_mutual_info(labels_true, labels_pred),
-      metrics.normalized_mutual_info_score(labels_true, labels_pred),
-      places=12,
-    )
-
-  def test_rejects_mismatched_lengths(self):
-    with self.assertRaises(ValueError):
-      mutual_information.normalized_mutual_info([0, 1, 2], [0, 1])
-
-
 class EvaluateEmbeddingsTest(absltest.TestCase):
   def test_clustering_metrics_on_separated_blobs(self):
-    x, labels = _separated_blobs(num_clusters=5)
+    x, labels = embedding_cases.separated_blobs(num_clusters=5)
     self.assertEqual(
       evaluation.clustering_metrics(x, labels), {"nmi": 1.0, "ami": 1.0}
     )
 
   def test_union_of_retrieval_and_clustering(self):
-    x, labels = _blobs_case()
+    x, labels = embedding_cases.overlapping_blobs()
     result = evaluation.evaluate_embeddings(
       x, labels, ks=(1, 4), block_size=64, kmeans_restarts=2, kmeans_iters=9
     )
@@ -767,118 +613,6 @@ class EvaluateEmbeddingsTest(absltest.TestCase):
         "ami",
       ],
     )
-
-
-class QueryGalleryTest(absltest.TestCase):
-  """``evals.query_gallery``: separate query and gallery sets."""
-
-  def test_per_class_takes_the_first_k_of_each_class_in_order(self):
-    labels = np.array([3, 1, 3, 3, 1, 7, 1, 3])
-    queries, gallery = query_gallery.first_per_class(labels, 2)
-    np.testing.assert_array_equal(queries, [0, 1, 2, 4, 5])
-    np.testing.assert_array_equal(gallery, [3, 6, 7])
-
-  def test_parses_each_form(self):
-    self.assertIsNone(query_gallery.parse(None))
-    self.assertEqual(query_gallery.parse("per_class:4").per_class, 4)
-    splits = query_gallery.parse("splits:query/gallery")
-    self.assertEqual((splits.query, splits.gallery), (("query",), ("gallery",)))
-    self.assertTrue(splits.needs_source_splits)
-    classes = query_gallery.parse("classes:5-6,9/5-9")
-    self.assertEqual(classes.query, (5, 6, 9))
-    self.assertEqual(classes.gallery, (5, 6, 7, 8, 9))
-    self.assertFalse(classes.needs_source_splits)
-
-  def test_bad_values_are_refused(self):
-    for bad in (
-      "per_class:0",
-      "per_class",
-      "halves",
-      "per_class:x",
-      "splits:query",
-      "splits:a/b/c",
-      "classes:5-6",
-      "classes:a/5",
-    ):
-      with self.assertRaisesRegex(ValueError, "use None .* 'classes:Q/G'"):
-        query_gallery.parse(bad)
-    with self.assertRaisesRegex(ValueError, "query classes \\[7\\] are not in"):
-      query_gallery.parse("classes:5-7/5-6")
-    with self.assertRaisesRegex(ValueError, "runs backwards"):
-      query_gallery.parse("classes:6-5/5-9")
-    with self.assertRaisesRegex(ValueError, "names split 'a' twice"):
-      query_gallery.parse("splits:a/a")
-
-  def test_what_the_data_cannot_serve_is_named(self):
-    with self.assertRaisesRegex(ValueError, "\\['gallery'\\].*'train', 'test'"):
-      query_gallery.check_available(
-        query_gallery.parse("splits:test/gallery"),
-        ("train", "test"),
-        (5, 6),
-        "splits:test/gallery",
-      )
-    with self.assertRaisesRegex(ValueError, "classes \\[7\\] that the"):
-      query_gallery.check_available(
-        query_gallery.parse("classes:5/5-7"), ("all",), (5, 6), "classes:5/5-7"
-      )
-
-
-class FormatResultsTableTest(absltest.TestCase):
-  def test_rows_columns_and_rounding(self):
-    rows = {
-      "step 0 (untrained)": {"recall@1": 0.891234, "map@r": 0.25, "nmi": 0.2},
-      "step 600": {"recall@1": 0.94004, "map@r": 0.333333, "nmi": 1.0},
-    }
-    table = evaluation.format_results_table(rows, ["recall@1", "map@r"])
-    lines = table.splitlines()
-    self.assertLen(lines, 4)
-    self.assertEqual(lines[0].split(), ["recall@1", "map@r"])
-    self.assertEqual(
-      lines[2].split(), ["step", "0", "(untrained)", "0.8912", "0.2500"]
-    )
-    self.assertEqual(lines[3].split(), ["step", "600", "0.9400", "0.3333"])
-    self.assertNotIn("nmi", table)
-    # Columns line up: every value ends where its header ends.
-    header_end = lines[0].index("map@r") + len("map@r")
-    self.assertEqual(lines[2].index("0.2500") + 6, header_end)
-    self.assertEqual(lines[3].index("0.3333") + 6, header_end)
-
-  def test_missing_metric(self):
-    table = evaluation.format_results_table({"a": {"nmi": 0.5}}, ["nmi", "x"])
-    self.assertEqual(table.splitlines()[-1].split(), ["a", "0.5000", "-"])
-
-
-class MarkdownTableTest(absltest.TestCase):
-  def test_header_rule_and_cells(self):
-    table = evaluation.markdown_table(
-      ["loss", "MAP@R", "seeds"], [["proxy_nca", 0.5, 3], ["npairs", "-", 1]]
-    )
-    self.assertEqual(
-      table,
-      "| loss | MAP@R | seeds |\n"
-      "|---|---|---|\n"
-      "| proxy_nca | 0.5 | 3 |\n"
-      "| npairs | - | 1 |",
-    )
-
-  def test_no_rows(self):
-    self.assertEqual(evaluation.markdown_table(["a"], []), "| a |\n|---|")
-
-
-class ResultsTableTest(absltest.TestCase):
-  def test_shows_every_recall_the_config_asks_for(self):
-    # Stanford Online Products' columns (configs/sop.py): Recall@1/10/100/
-    # 1000; the table once dropped every K but 1, 2, 4, 8.
-    metrics = {"recall@1000": 0.9, "recall@1": 0.5, "recall@100": 0.8}
-    metrics.update({"recall@10": 0.7, "nmi": 0.6, "map@r": 0.2, "ami": 0.1})
-    table = evaluation.results_table({0: metrics, 600: metrics})
-    header = table.splitlines()[0].split()
-    self.assertEqual(
-      header,
-      ["recall@1", "recall@10", "recall@100", "recall@1000", "nmi", "map@r"],
-    )
-    self.assertIn("step 0 (untrained)", table)
-    self.assertIn("0.9000", table.splitlines()[-1])
 
 
 if __name__ == "__main__":

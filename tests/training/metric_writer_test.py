@@ -11,12 +11,13 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tests of the scalars a run logs: metrics.jsonl and TensorBoard agree.
+"""Tests of training/metric_writer.py: metrics.jsonl and TensorBoard agree.
 
-The tiny run of tests/testing/tiny_run.py (``shared_run``: evaluations at
-steps 0, 3 and 6) is trained in-process; its TensorBoard event files are read
-back with TensorFlow's reader and compared with metrics.jsonl, the config and
-the checkpoint's proxies.
+Scalars written by hand, and those of the tiny run of tests/testing/
+tiny_run.py (``shared_run``: evaluations at steps 0, 3 and 6, trained
+in-process), are read back with TensorFlow's reader and compared with
+metrics.jsonl, the config and the checkpoint's proxies; after a resume,
+TensorBoard's own reader must show one value per step.
 """
 
 import pathlib
@@ -31,9 +32,6 @@ from tensorboard.backend.event_processing import plugin_event_accumulator
 from proxy_nca_jax.training import metric_writer
 from tests.testing import tiny_run
 
-# A real run: left out of make test-fast.
-pytestmark = pytest.mark.slow
-
 
 def _tensorboard_scalars(folder: pathlib.Path) -> dict[str, dict[int, float]]:
   """tag -> {step: value} of every scalar in the event files of a folder."""
@@ -46,6 +44,29 @@ def _tensorboard_scalars(folder: pathlib.Path) -> dict[str, dict[int, float]]:
   return scalars
 
 
+class MetricWriterTest(absltest.TestCase):
+  def test_jsonl_and_tensorboard_hold_the_scalars(self):
+    with tempfile.TemporaryDirectory() as workdir:
+      writer = metric_writer.MetricWriter(workdir)
+      writer.write_scalars(10, {"loss": 1.5, "lr/proxies": 0.01})
+      writer.write_scalars(20, {"loss": np.float32(0.25)})
+      writer.close()
+      self.assertEqual(
+        metric_writer.read_metrics(workdir),
+        [
+          {"step": 10, "loss": 1.5, "lr/proxies": 0.01},
+          {"step": 20, "loss": 0.25},
+        ],
+      )
+      # Read the event files back with TensorFlow's own reader.
+      seen = _tensorboard_scalars(pathlib.Path(workdir) / "tensorboard")
+      self.assertAlmostEqual(seen["loss"][10], 1.5)
+      self.assertAlmostEqual(seen["loss"][20], 0.25)
+      self.assertAlmostEqual(seen["lr/proxies"][10], 0.01, places=6)
+
+
+# A real run: left out of make test-fast.
+@pytest.mark.slow
 class LoggedScalarsTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
@@ -98,6 +119,7 @@ class LoggedScalarsTest(absltest.TestCase):
       self.assertEqual(sorted(self.scalars[f"test/{metric}"]), [0, 3, 6])
 
 
+@pytest.mark.slow
 class ResumedTensorBoardTest(absltest.TestCase):
   """After a resume, TensorBoard's own reader shows one value per step."""
 

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""config.proxies.num_proxies: defaults, dynamic assignment, clear refusals."""
+"""config.proxies.num_proxies (training/train_state.num_proxies, proxy_init):
+defaults, dynamic assignment, clear refusals, class-mean initialisation."""
 
 import numpy as np
 import pytest

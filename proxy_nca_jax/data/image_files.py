@@ -170,8 +170,7 @@ def check_image_size(
   if width * height > max_image_pixels:
     raise ImageSizeError(
       f"{width} x {height} = {width * height:,} pixels, more than the limit "
-      f"of {max_image_pixels:,} (max_image_pixels; raise it to accept "
-      "larger images)"
+      f"of {max_image_pixels:,} (max_image_pixels)"
     )
 
 

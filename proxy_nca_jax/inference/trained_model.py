@@ -192,6 +192,19 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
   )
 
 
+def network_signature(model_config: ml_collections.ConfigDict) -> dict:
+  """The fields of a checkpoint's run signature that fix the network's
+  variables (the rest of ``train_state.run_signature`` is the training's)."""
+  return {
+    "model": model_config.name,
+    "embedding_dim": model_config.embedding_dim,
+    "widths": list(model_config.widths),
+    "pooling": model_config.pooling,
+    "layer_norm": model_config.layer_norm,
+    "frozen_bn": model_config.frozen_bn,
+  }
+
+
 def _check_signature(
   config: ml_collections.ConfigDict,
   signature: dict[str, Any],
@@ -199,17 +212,9 @@ def _check_signature(
   step: int,
 ) -> None:
   """Refuses a config.json whose network is not the checkpoint's."""
-  wanted = {
-    "model": config.model.name,
-    "embedding_dim": config.model.embedding_dim,
-    "widths": list(config.model.widths),
-    "pooling": config.model.pooling,
-    "layer_norm": config.model.layer_norm,
-    "frozen_bn": config.model.frozen_bn,
-  }
   differences = {
     key: (signature.get(key), value)
-    for key, value in wanted.items()
+    for key, value in network_signature(config.model).items()
     if signature.get(key) != value
   }
   if differences:

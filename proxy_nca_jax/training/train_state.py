@@ -46,6 +46,7 @@ import optax
 from proxy_nca_jax import errors, models, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
+from proxy_nca_jax.inference import trained_model
 from proxy_nca_jax.models import pretrained
 from proxy_nca_jax.training import loss_binding
 
@@ -174,12 +175,7 @@ def run_signature(
   """
   mesh = parallel.create_mesh() if mesh is None else mesh
   return {
-    "model": config.model.name,
-    "embedding_dim": config.model.embedding_dim,
-    "widths": list(config.model.widths),
-    "pooling": config.model.pooling,
-    "layer_norm": config.model.layer_norm,
-    "frozen_bn": config.model.frozen_bn,
+    **trained_model.network_signature(config.model),
     "num_proxies": num_proxies,
     "proxy_rows": num_proxy_rows(config, num_proxies, mesh),
     "optimizer": config.optimizer.name,

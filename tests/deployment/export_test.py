@@ -19,7 +19,9 @@ in inference mode); the same images, as uint8 pixels recovered with
 Fashion-MNIST's published statistics, go through the exported file loaded
 by examples/embed_with_exported_model.py in a process that never imports
 this package, and through the SavedModel in TensorFlow. All three must
-agree within 1e-5.
+agree within 1e-5. The file is verified on load: edited by hand, carrying
+another model's function (the run's step-3 export), misdescribed by its
+spec or lacking its digest, it is refused; it respects the umask.
 """
 
 import hashlib
@@ -62,6 +64,15 @@ def _export(*flags: str) -> subprocess.CompletedProcess:
   )
 
 
+def _rewrite(source: pathlib.Path, target: pathlib.Path, **entries) -> None:
+  """``target``: ``source``'s entries, those given replaced (None: left
+  out)."""
+  with np.load(source) as contents:
+    kept = {name: contents[name] for name in contents.files}
+  kept.update(entries)
+  np.savez(target, **{k: v for k, v in kept.items() if v is not None})
+
+
 class ExportTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
@@ -86,6 +97,21 @@ class ExportTest(absltest.TestCase):
     np.testing.assert_allclose(pixels, cls.pixels, atol=1e-3)
     cls.model = cls.root / "model.npz"
     cls.export_run = _export(f"--workdir={cls.workdir}", f"--out={cls.model}")
+    # Another model of the same run (the step-3 checkpoint), made with a
+    # umask that leaves group read: the file respects it.
+    cls.other = cls.root / "other.npz"
+    cls.other_run = tiny_run.run_command(
+      [sys.executable, "-m", "proxy_nca_jax.export"]
+      + [f"--workdir={cls.workdir}", f"--out={cls.other}", "--step=3"],
+      umask=0o027,
+    )
+
+  def exported_spec(self) -> dict:
+    """The spec of the export (after checking both exports ran)."""
+    for run in (self.export_run, self.other_run):
+      self.assertEqual(run.returncode, 0, run.stderr)
+    with np.load(self.model) as contents:
+      return json.loads(str(contents["spec"]))
 
   @classmethod
   def tearDownClass(cls):
@@ -155,62 +181,19 @@ class ExportTest(absltest.TestCase):
     self.assertIn("is not the workdir of a training run", run.stderr)
     self.assertNotIn("Traceback", run.stderr)
 
-
-def _rewrite(source: pathlib.Path, target: pathlib.Path, **entries) -> None:
-  """``target``: ``source``'s entries, those given replaced (None: left
-  out)."""
-  with np.load(source) as contents:
-    kept = {name: contents[name] for name in contents.files}
-  kept.update(entries)
-  np.savez(target, **{k: v for k, v in kept.items() if v is not None})
-
-
-class ExportedFileIntegrityTest(absltest.TestCase):
-  """What `exported_model.load` refuses: the file is checked before use."""
-
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls._tmp = tempfile.TemporaryDirectory()
-    cls.root = pathlib.Path(cls._tmp.name)
-    cls.workdir, _, _ = tiny_run.shared_run()
-    cls.model = cls.root / "model.npz"
-    # Another model of the same run (the step-3 checkpoint), made with a
-    # umask that leaves group read: the file respects it.
-    cls.other = cls.root / "other.npz"
-    cls.runs = [
-      _export(f"--workdir={cls.workdir}", f"--out={cls.model}"),
-      tiny_run.run_command(
-        [sys.executable, "-m", "proxy_nca_jax.export"]
-        + [f"--workdir={cls.workdir}", f"--out={cls.other}", "--step=3"],
-        umask=0o027,
-      ),
-    ]
-    with np.load(cls.model) as contents:
-      cls.spec = json.loads(str(contents["spec"]))
-
-  @classmethod
-  def tearDownClass(cls):
-    cls._tmp.cleanup()
-    super().tearDownClass()
-
-  def setUp(self):
-    super().setUp()
-    for run in self.runs:
-      self.assertEqual(run.returncode, 0, run.stderr)
-
   def test_the_export_loads(self):
     embed, spec = exported_model.load(str(self.model))
-    self.assertEqual(spec.weights, self.spec["weights"])
+    self.assertEqual(spec.weights, self.exported_spec()["weights"])
     images = np.zeros((2, 28, 28, 1), np.uint8)
     self.assertEqual(np.asarray(embed(images)).shape, (2, 8))
 
   def test_file_respects_the_umask(self):
+    self.exported_spec()
     self.assertEqual(stat.S_IMODE(os.stat(self.other).st_mode), 0o640)
 
   def test_spec_edited_by_hand_is_refused(self):
     edited = self.root / "edited.npz"
-    spec = {**self.spec, "weights": "0123456789abcdef"}
+    spec = {**self.exported_spec(), "weights": "0123456789abcdef"}
     _rewrite(self.model, edited, spec=np.array(json.dumps(spec)))
     with self.assertRaisesRegex(
       errors.InvalidInputError, "was changed after it was exported"
@@ -218,6 +201,7 @@ class ExportedFileIntegrityTest(absltest.TestCase):
       exported_model.load(str(edited))
 
   def test_another_models_function_under_this_spec_is_refused(self):
+    self.exported_spec()
     swapped = self.root / "swapped.npz"
     with np.load(self.other) as contents:
       other_function = contents["exported"]
@@ -232,7 +216,7 @@ class ExportedFileIntegrityTest(absltest.TestCase):
     # can tell, before any image is embedded.
     for field, value in (("embedding_dim", 16), ("input_shape", [32, 32, 1])):
       wrong = self.root / f"wrong_{field}.npz"
-      spec_json = json.dumps({**self.spec, field: value})
+      spec_json = json.dumps({**self.exported_spec(), field: value})
       with np.load(self.model) as contents:
         serialized = contents["exported"].tobytes()
       digest = hashlib.sha256(serialized + b"\0" + spec_json.encode())
@@ -249,6 +233,7 @@ class ExportedFileIntegrityTest(absltest.TestCase):
         exported_model.load(str(wrong))
 
   def test_file_without_its_digest_is_refused(self):
+    self.exported_spec()
     older = self.root / "older.npz"
     _rewrite(self.model, older, sha256=None)
     with self.assertRaisesRegex(errors.InvalidInputError, "export the run"):
@@ -256,7 +241,7 @@ class ExportedFileIntegrityTest(absltest.TestCase):
 
   def test_jax_only_example_refuses_an_edited_file(self):
     edited = self.root / "edited_for_example.npz"
-    spec = {**self.spec, "embedding_dim": 8, "step": 99}
+    spec = {**self.exported_spec(), "embedding_dim": 8, "step": 99}
     _rewrite(self.model, edited, spec=np.array(json.dumps(spec)))
     images = self.root / "images.npy"
     np.save(images, np.zeros((1, 28, 28, 1), np.uint8))

@@ -183,6 +183,8 @@ def open_image(
   the policy.
   """
   file = io.BytesIO(source) if isinstance(source, bytes) else source
+  # The filters are process-wide: in tf.data's threads the worst case is
+  # this one warning ignored a little longer or shown once.
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     return Image.open(file)

@@ -17,6 +17,7 @@
 - exported_model.py: that function saved with ``jax.export`` (or as a TF
   SavedModel) and loaded back;
 - gallery.py: a folder of images embedded once, resumably;
+- gallery_files.py: a gallery's files, published atomically and checked;
 - neighbours.py: queries searched against a gallery, exactly.
 
 The commands are ``python -m proxy_nca_jax.export``, ``.index`` and

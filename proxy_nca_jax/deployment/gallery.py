@@ -229,7 +229,11 @@ def _reusable(out: str, spec: embedder.EmbedderSpec) -> dict[str, _Known]:
     try:
       old = load(out)
     except gallery_files.DamagedGalleryError as error:
-      logging.warning("Embedding every file again. %s", error)
+      logging.warning(
+        "The gallery %s is damaged (%s): embedding every file again.",
+        out,
+        error.problem,
+      )
     else:
       old.check_model(spec)
       for name, stat, row in zip(

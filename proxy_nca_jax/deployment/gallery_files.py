@@ -66,7 +66,15 @@ _writes = itertools.count(1)
 
 
 class DamagedGalleryError(errors.InvalidInputError):
-  """A gallery whose files disagree with each other or with its record."""
+  """A gallery whose files disagree with each other or with its record.
+
+  Attributes:
+    problem: what disagrees, naming the file.
+  """
+
+  def __init__(self, path: str, problem: str, rebuild: str):
+    super().__init__(f"The gallery {path} is damaged: {problem}. {rebuild}")
+    self.problem = problem
 
 
 def _wrote() -> None:
@@ -129,9 +137,11 @@ def _damaged(path: str, what: str, record: Any = None) -> DamagedGalleryError:
   )
   images = record.get("images", "DIR")
   return DamagedGalleryError(
-    f"The gallery {path} is damaged: {what}. Rebuild it: run "
-    f"python -m proxy_nca_jax.index {model} --images={images} --out={path} "
-    f"again (or delete {path} and index anew)."
+    path,
+    what,
+    f"Rebuild it: run python -m proxy_nca_jax.index {model} "
+    f"--images={images} --out={path} again (or delete {path} and index "
+    "anew).",
   )
 
 

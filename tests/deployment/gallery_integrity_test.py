@@ -226,7 +226,14 @@ class GalleryChecksTest(_GalleryTestCase):
       rf"{embeddings} holds 500 bytes, gallery\.json records 1088 "
       r"\(truncated or replaced\)",
     )
-    self.assert_gallery(self.build(self.images, out), want)
+    with self.assertLogs(level="WARNING") as logs:
+      self.assert_gallery(self.build(self.images, out), want)
+    self.assertIn(
+      f"The gallery {out} is damaged ({embeddings} holds 500 bytes, "
+      "gallery.json records 1088 (truncated or replaced)): embedding every "
+      "file again.",
+      logs.output[0],
+    )
     # The older gallery: 29 rows for 30 files, no checksums.
     out = self.root / "format_1"
     out.mkdir()

@@ -23,9 +23,7 @@ training time from hand-made metric records.
 import functools
 import itertools
 import os
-import pathlib
 import shutil
-import tempfile
 
 import hypothesis
 import jax
@@ -37,7 +35,6 @@ from hypothesis import strategies as st
 
 from configs import fashion_mnist
 from proxy_nca_jax import losses
-from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.training import metric_writer, trainer
 from research import (
   common,
@@ -177,21 +174,19 @@ class BoundTest(parameterized.TestCase):
 
 
 @pytest.mark.slow
-class BoundOnRealRunTest(absltest.TestCase):
+class BoundOnRealRunTest(tiny_run.PreparedDataTest):
   def test_measured_proxy_loss_is_the_logged_training_loss(self):
-    with tempfile.TemporaryDirectory() as tmp:
-      root = pathlib.Path(tmp)
-      tiny_run.write_data(root)
-      config = tiny_run.tiny_config(root, loss__form="paper", loss__scale=3.0)
-      pipeline.prepare_dataset(config.input)
-      workdir = str(root / "run")
-      trainer.train_and_evaluate(config, workdir)
-      results = rq1_bound.measure_run(workdir)
-      logged = {
-        r["step"]: r["loss"]
-        for r in metric_writer.read_metrics(workdir)
-        if "loss" in r
-      }
+    config = tiny_run.tiny_config(
+      self.root, loss__form="paper", loss__scale=3.0
+    )
+    workdir = str(self.root / "run")
+    trainer.train_and_evaluate(config, workdir)
+    results = rq1_bound.measure_run(workdir)
+    logged = {
+      r["step"]: r["loss"]
+      for r in metric_writer.read_metrics(workdir)
+      if "loss" in r
+    }
     self.assertEqual(sorted(results), [0, 3, 6])
     # The checkpoint at step 3 and the batch of step 4: what step 4 logged.
     np.testing.assert_allclose(results[3]["proxy_nca"], logged[4], rtol=1e-4)
@@ -226,12 +221,11 @@ class OrdinalTest(parameterized.TestCase):
 
 
 @pytest.mark.slow
-class RunRecordTest(absltest.TestCase):
+class RunRecordTest(tiny_run.PreparedDataTest):
   """A finished run is recorded under --out and reused from the record."""
 
   def test_record_replaces_the_workdir_until_a_checkpoint_is_needed(self):
-    root = pathlib.Path(self.enterContext(tempfile.TemporaryDirectory()))
-    tiny_run.write_data(root)
+    root = self.root
     self.enterContext(
       flagsaver.flagsaver(
         (common.OUT, str(root / "out")),
@@ -239,7 +233,6 @@ class RunRecordTest(absltest.TestCase):
       )
     )
     config = tiny_run.tiny_config(root, evals__at_step_zero=False)
-    pipeline.prepare_dataset(config.input)
     workdir = common.workdir_of("rq5", "tiny_seed0")
     trained = common.train(config, workdir)
     path = root / "out" / "runs" / "rq5" / "tiny_seed0.json"

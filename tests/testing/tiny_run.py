@@ -145,8 +145,10 @@ def run_command(
   )
 
 
-class PreparedDataTest(parameterized.TestCase):
-  """A test class whose ``cls.root`` holds the tiny dataset, prepared once."""
+class WrittenDataTest(parameterized.TestCase):
+  """A test class whose ``cls.root`` holds the tiny dataset's IDX files,
+  written once and not prepared (the first run prepares them, as a user's
+  first run does)."""
 
   @classmethod
   def setUpClass(cls):
@@ -154,12 +156,20 @@ class PreparedDataTest(parameterized.TestCase):
     cls._tmp = tempfile.TemporaryDirectory()
     cls.root = pathlib.Path(cls._tmp.name)
     write_data(cls.root)
-    pipeline.prepare_dataset(tiny_config(cls.root).input)
 
   @classmethod
   def tearDownClass(cls):
     cls._tmp.cleanup()
     super().tearDownClass()
+
+
+class PreparedDataTest(WrittenDataTest):
+  """A test class whose ``cls.root`` holds the tiny dataset, prepared once."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    pipeline.prepare_dataset(tiny_config(cls.root).input)
 
 
 def train_steps(config, mesh, num_steps: int):

@@ -23,7 +23,6 @@ import pathlib
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
 import chex
@@ -48,13 +47,10 @@ def last_logged_step(workdir: pathlib.Path) -> int:
   return max(steps, default=0)
 
 
-class FaultsTest(absltest.TestCase):
+class FaultsTest(tiny_run.WrittenDataTest):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls._tmp = tempfile.TemporaryDirectory()
-    cls.root = pathlib.Path(cls._tmp.name)
-    tiny_run.write_data(cls.root)
     cls.changes = {
       "schedule__num_steps": NUM_STEPS,
       "ckpt__every_steps": 10,
@@ -67,11 +63,6 @@ class FaultsTest(absltest.TestCase):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     cls.reference = tiny_run.latest_state(straight, cls.config)
-
-  @classmethod
-  def tearDownClass(cls):
-    cls._tmp.cleanup()
-    super().tearDownClass()
 
   def _start(self, workdir: pathlib.Path) -> subprocess.Popen:
     return subprocess.Popen(

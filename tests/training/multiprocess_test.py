@@ -22,13 +22,11 @@ checkpoint the two processes wrote together resumes in one process.
 import pathlib
 import socket
 import subprocess
-import tempfile
 
 import chex
 import pytest
 from absl.testing import absltest
 
-from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.training import metric_writer
 from tests.testing import tiny_run
 
@@ -52,77 +50,76 @@ def losses_by_step(workdir: pathlib.Path) -> dict[int, float]:
   }
 
 
-class MultiProcessTest(absltest.TestCase):
+class MultiProcessTest(tiny_run.PreparedDataTest):
   def test_two_processes_match_one_and_their_checkpoint_restores_in_one(self):
-    with tempfile.TemporaryDirectory() as tmp:
-      root = pathlib.Path(tmp)
-      tiny_run.write_data(root)
-      config = tiny_run.tiny_config(root, **CHANGES)
-      pipeline.prepare_dataset(config.input)
+    config = tiny_run.tiny_config(self.root, **CHANGES)
 
-      single = root / "single"
-      result = tiny_run.run_command(
-        [
-          *tiny_run.train_command(root, single, **CHANGES),
-          "--num_cpu_devices=8",
-        ]
-      )
-      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-
-      double = root / "double"
-      port = free_port()
-      processes = [
-        subprocess.Popen(
-          [
-            *tiny_run.train_command(root, double, **CHANGES),
-            "--num_cpu_devices=4",
-            f"--coordinator_address=127.0.0.1:{port}",
-            "--num_processes=2",
-            f"--process_id={i}",
-          ],
-          cwd=tiny_run.REPO,
-          env=tiny_run.subprocess_env(),
-          stdout=subprocess.DEVNULL,
-          stderr=subprocess.PIPE,
-          text=True,
-        )
-        for i in range(2)
+    single = self.root / "single"
+    result = tiny_run.run_command(
+      [
+        *tiny_run.train_command(self.root, single, **CHANGES),
+        "--num_cpu_devices=8",
       ]
-      logs = []
-      for process in processes:
-        _, stderr = process.communicate(timeout=600)
-        self.assertEqual(process.returncode, 0, stderr[-3000:])
-        logs.append(stderr)
-      # Process 0 logs the progress and writes each metric record once.
-      self.assertIn("step 8/8 loss", logs[0])
-      self.assertNotIn("step 8/8 loss", logs[1])
-      records = metric_writer.read_metrics(str(double))
-      logged = [r["step"] for r in records if "loss" in r]
-      self.assertEqual(logged, [2, 4, 6, 8])
+    )
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
 
-      # Same global batches, same 8-device program: the same training.
-      single_losses, double_losses = (
-        losses_by_step(single),
-        losses_by_step(double),
+    double = self.root / "double"
+    port = free_port()
+    processes = [
+      subprocess.Popen(
+        [
+          *tiny_run.train_command(self.root, double, **CHANGES),
+          "--num_cpu_devices=4",
+          f"--coordinator_address=127.0.0.1:{port}",
+          "--num_processes=2",
+          f"--process_id={i}",
+        ],
+        cwd=tiny_run.REPO,
+        env=tiny_run.subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
       )
-      self.assertEqual(sorted(single_losses), [2, 4, 6, 8])
-      self.assertEqual(sorted(double_losses), sorted(single_losses))
-      for step, loss in single_losses.items():
-        self.assertAlmostEqual(double_losses[step], loss, places=5)
-      step_1, state_1 = tiny_run.latest_state(single, config)
-      step_2, state_2 = tiny_run.latest_state(double, config)
-      self.assertEqual(step_1, step_2)
-      chex.assert_trees_all_close(state_2, state_1, atol=1e-5)
+      for i in range(2)
+    ]
+    logs = []
+    for process in processes:
+      _, stderr = process.communicate(timeout=600)
+      self.assertEqual(process.returncode, 0, stderr[-3000:])
+      logs.append(stderr)
+    # Process 0 logs the progress and writes each metric record once.
+    self.assertIn("step 8/8 loss", logs[0])
+    self.assertNotIn("step 8/8 loss", logs[1])
+    records = metric_writer.read_metrics(str(double))
+    logged = [r["step"] for r in records if "loss" in r]
+    self.assertEqual(logged, [2, 4, 6, 8])
 
-      # The 2-process checkpoint resumes in a 1-process run.
-      more = {**CHANGES, "schedule__num_steps": 10}
-      result = tiny_run.run_command(
-        [*tiny_run.train_command(root, double, **more), "--num_cpu_devices=8"]
-      )
-      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-      self.assertIn("Resuming from the checkpoint at step 8", result.stderr)
-      step, _ = tiny_run.latest_state(double, config)
-      self.assertEqual(step, 10)
+    # Same global batches, same 8-device program: the same training.
+    single_losses, double_losses = (
+      losses_by_step(single),
+      losses_by_step(double),
+    )
+    self.assertEqual(sorted(single_losses), [2, 4, 6, 8])
+    self.assertEqual(sorted(double_losses), sorted(single_losses))
+    for step, loss in single_losses.items():
+      self.assertAlmostEqual(double_losses[step], loss, places=5)
+    step_1, state_1 = tiny_run.latest_state(single, config)
+    step_2, state_2 = tiny_run.latest_state(double, config)
+    self.assertEqual(step_1, step_2)
+    chex.assert_trees_all_close(state_2, state_1, atol=1e-5)
+
+    # The 2-process checkpoint resumes in a 1-process run.
+    more = {**CHANGES, "schedule__num_steps": 10}
+    result = tiny_run.run_command(
+      [
+        *tiny_run.train_command(self.root, double, **more),
+        "--num_cpu_devices=8",
+      ]
+    )
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self.assertIn("Resuming from the checkpoint at step 8", result.stderr)
+    step, _ = tiny_run.latest_state(double, config)
+    self.assertEqual(step, 10)
 
 
 if __name__ == "__main__":

@@ -182,52 +182,49 @@ class TrainCommandTest(absltest.TestCase):
     self.assertFalse(list(self.workdir.glob("checkpoints/*")))
 
 
-class TrainEndToEndTest(absltest.TestCase):
+class TrainEndToEndTest(tiny_run.WrittenDataTest):
   def test_trains_and_prints_the_results_table(self):
-    with tempfile.TemporaryDirectory() as tmp:
-      root = pathlib.Path(tmp)
-      tiny_run.write_data(root)
-      workdir = root / "workdir"
-      argv = tiny_run.train_command(
-        root,
-        workdir,
-        schedule__num_steps=4,
-        ckpt__every_steps=2,
-        evals__at_step_zero=True,
-        report__at_end=True,
-      )
-      result = tiny_run.run_command([*argv, "--num_cpu_devices=2"])
-      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-      lines = result.stdout.splitlines()
-      header = next(line for line in lines if "recall@1" in line)
-      for key in ("recall@2", "recall@4", "recall@8", "nmi", "map@r"):
-        self.assertIn(key, header)
-      self.assertTrue(any("step 0 (untrained)" in line for line in lines))
-      self.assertTrue(any(line.startswith("step 4") for line in lines))
-      self.assertIn("steps/s", result.stderr)
-      self.assertIn("ETA", result.stderr)
-      table = (workdir / "results.txt").read_text()
-      self.assertIn("step 0 (untrained)", table)
-      self.assertTrue((workdir / "metrics.jsonl").exists())
-      # The evaluate command's files, written at the end of training (their
-      # content: reports/workdir_report_test.py).
-      for name in ("convergence", "retrieval_test", "projection_test"):
-        with Image.open(workdir / f"{name}.png") as png:
-          self.assertEqual((png.format, png.mode), ("PNG", "RGBA"))
-          self.assertGreater(png.size[0], 500)
-      saved = json.loads((workdir / "metrics_test.json").read_text())
-      self.assertEqual(saved["step"], 4)
-      last = metric_writer.read_metrics(str(workdir))
-      logged = {
-        k[5:]: v
-        for r in last
-        if r["step"] == 4
-        for k, v in r.items()
-        if k.startswith("test/")
-      }
-      self.assertNotEmpty(logged)
-      for key, value in logged.items():
-        self.assertAlmostEqual(saved["metrics"][key], value, places=5)
+    workdir = self.root / "workdir"
+    argv = tiny_run.train_command(
+      self.root,
+      workdir,
+      schedule__num_steps=4,
+      ckpt__every_steps=2,
+      evals__at_step_zero=True,
+      report__at_end=True,
+    )
+    result = tiny_run.run_command([*argv, "--num_cpu_devices=2"])
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if "recall@1" in line)
+    for key in ("recall@2", "recall@4", "recall@8", "nmi", "map@r"):
+      self.assertIn(key, header)
+    self.assertTrue(any("step 0 (untrained)" in line for line in lines))
+    self.assertTrue(any(line.startswith("step 4") for line in lines))
+    self.assertIn("steps/s", result.stderr)
+    self.assertIn("ETA", result.stderr)
+    table = (workdir / "results.txt").read_text()
+    self.assertIn("step 0 (untrained)", table)
+    self.assertTrue((workdir / "metrics.jsonl").exists())
+    # The evaluate command's files, written at the end of training (their
+    # content: reports/workdir_report_test.py).
+    for name in ("convergence", "retrieval_test", "projection_test"):
+      with Image.open(workdir / f"{name}.png") as png:
+        self.assertEqual((png.format, png.mode), ("PNG", "RGBA"))
+        self.assertGreater(png.size[0], 500)
+    saved = json.loads((workdir / "metrics_test.json").read_text())
+    self.assertEqual(saved["step"], 4)
+    last = metric_writer.read_metrics(str(workdir))
+    logged = {
+      k[5:]: v
+      for r in last
+      if r["step"] == 4
+      for k, v in r.items()
+      if k.startswith("test/")
+    }
+    self.assertNotEmpty(logged)
+    for key, value in logged.items():
+      self.assertAlmostEqual(saved["metrics"][key], value, places=5)
 
 
 if __name__ == "__main__":

@@ -54,12 +54,13 @@ from proxy_nca_jax.deployment import (
   gallery,
   gallery_files,
 )
-from tests.testing import fake_fashion_mnist, tiny_run
+from tests.deployment import gallery_search_test
+from tests.testing import tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow
 
-CLASSES = ("boot", "coat", "dress")
+CLASSES = gallery_search_test.CLASSES
 BATCH = 4  # Images per call, and files per part: many steps of writing.
 
 
@@ -70,16 +71,6 @@ def _exported_model() -> pathlib.Path:
   path = pathlib.Path(tempfile.mkdtemp(prefix="gallery_model_")) / "m.npz"
   exported_model.save(*embedder.from_workdir(str(workdir)), str(path))
   return path
-
-
-def _write_images(folder: pathlib.Path, per_class: int, seed: int) -> None:
-  """per_class 28 x 28 grey PNGs in each of three class folders."""
-  labels = np.repeat(np.arange(len(CLASSES)) + 5, per_class)
-  pixels = fake_fashion_mnist.class_images(labels, seed=seed)
-  for i, (label, image) in enumerate(zip(labels, pixels, strict=True)):
-    path = folder / CLASSES[label - 5] / f"{seed}_{i:03d}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
 
 
 class _GalleryTestCase(absltest.TestCase):
@@ -94,7 +85,7 @@ class _GalleryTestCase(absltest.TestCase):
     embed, cls.spec = exported_model.load(str(cls.model))
     cls.jitted = staticmethod(jax.jit(embed))  # A function, not a method.
     cls.images = cls.root / "images"
-    _write_images(cls.images, per_class=10, seed=1)
+    gallery_search_test.write_images(cls.images, per_class=10, seed=1)
 
   @classmethod
   def tearDownClass(cls):
@@ -396,7 +387,7 @@ class GalleryKillTest(_GalleryTestCase):
 
     # An update: 3 files new, 1 changed, 1 gone; 4 to embed (one part).
     (self.folder / "boot" / "1_000.png").unlink()
-    _write_images(self.folder, per_class=1, seed=2)
+    gallery_search_test.write_images(self.folder, per_class=1, seed=2)
     changed = self.folder / "coat" / "1_011.png"
     Image.fromarray(np.full((28, 28), 200, np.uint8)).save(changed)
     new = self.expected(self.folder)
@@ -406,7 +397,7 @@ class GalleryKillTest(_GalleryTestCase):
     self.assertEqual(self.state(out, old, new), "old")
     query = self.folder / "dress" / "1_025.png"
     results = self.root / "found.json"
-    run = subprocess.run(
+    run = tiny_run.run_command(
       [
         sys.executable,
         "-m",
@@ -416,12 +407,7 @@ class GalleryKillTest(_GalleryTestCase):
         "--k=5",
         f"--out={results}",
         "--grid=",
-      ],
-      cwd=tiny_run.REPO,
-      env=tiny_run.subprocess_env(),
-      capture_output=True,
-      text=True,
-      timeout=600,
+      ]
     )
     self.assertEqual(run.returncode, 0, run.stderr[-3000:])
     names = sorted(old)

@@ -58,7 +58,7 @@ def _command(name: str, *flags: str):
   )
 
 
-def _write_images(folder: pathlib.Path, per_class: int, seed: int) -> None:
+def write_images(folder: pathlib.Path, per_class: int, seed: int) -> None:
   """per_class 28 x 28 PNGs in each of three class folders."""
   labels = np.repeat(np.arange(len(CLASSES)) + 5, per_class)
   pixels = fake_fashion_mnist.class_images(labels, seed=seed)
@@ -92,7 +92,7 @@ class GallerySearchTest(absltest.TestCase):
     embed, cls.spec = embedder.from_workdir(str(cls.workdir))
     cls.embed = staticmethod(embed)  # A plain function, not a method.
     cls.images = cls.root / "images"
-    _write_images(cls.images, per_class=6, seed=1)
+    write_images(cls.images, per_class=6, seed=1)
 
   @classmethod
   def tearDownClass(cls):
@@ -211,7 +211,7 @@ class GallerySearchTest(absltest.TestCase):
     out = self.root / "growing_gallery"
     self.build(folder, out)
     os.remove(folder / "boot" / "1_000.png")
-    _write_images(folder, per_class=1, seed=2)  # 3 new files.
+    write_images(folder, per_class=1, seed=2)  # 3 new files.
     changed = folder / "coat" / "1_006.png"
     Image.fromarray(np.full((28, 28), 200, np.uint8)).save(changed)
     again = _Counting(self.embed)

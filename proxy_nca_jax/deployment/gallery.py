@@ -332,14 +332,12 @@ def build(
   with workdir_lock.hold(out, "is indexing into", "--out"):
     gallery_files.remove_temporaries(out)
     known = _reusable(out, spec)
-    unreadable: dict[str, _Known] = {}
     for name in files:
       stat, why = _file_stat(folder, name)
       if stat is None:
-        unreadable[name] = (None, None, why)
+        known[name] = (None, None, why)
       elif known.get(name, (None,))[0] != stat:
         known[name] = (stat, None, None)  # To embed.
-    known.update(unreadable)
     todo = [
       name
       for name in files

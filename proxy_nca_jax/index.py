@@ -35,7 +35,8 @@ import sys
 import jax
 from absl import flags, logging
 
-from proxy_nca_jax import command_line, deployment
+from proxy_nca_jax import command_line, deployment, terminal
+from proxy_nca_jax.data import image_files
 from proxy_nca_jax.deployment import gallery
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a training run.")
@@ -60,6 +61,12 @@ _PART_SIZE = flags.DEFINE_integer(
   "Files per resumable part, also kept every 30 s (an interrupted index "
   "loses at most one).",
 )
+_MAX_IMAGE_PIXELS = flags.DEFINE_integer(
+  "max_image_pixels",
+  image_files.MAX_IMAGE_PIXELS,
+  "Images with more pixels are refused (named, or skipped with "
+  "--skip_bad_files) instead of decoded.",
+)
 flags.mark_flags_as_required(["images", "out"])
 
 
@@ -76,13 +83,16 @@ def main() -> None:
     skip_bad_files=_SKIP_BAD_FILES.value,
     batch_size=_BATCH_SIZE.value,
     part_size=_PART_SIZE.value,
+    max_image_pixels=_MAX_IMAGE_PIXELS.value,
   )
   skipped = done.record["skipped"]
   if skipped:
     logging.warning(
       "Skipped %d file(s) that cannot be read or decoded: %s",
       len(skipped),
-      "; ".join(f"{s['file']} ({s['reason']})" for s in skipped),
+      terminal.printable(
+        "; ".join(f"{s['file']} ({s['reason']})" for s in skipped)
+      ),
     )
   classes = done.classes
   sys.stdout.write(

@@ -34,6 +34,7 @@ import jax
 from absl import flags, logging
 
 from proxy_nca_jax import command_line, deployment, errors
+from proxy_nca_jax.data import image_files
 from proxy_nca_jax.deployment import gallery, neighbours
 
 _GALLERY = flags.DEFINE_string(
@@ -55,6 +56,11 @@ _WORKDIR = flags.DEFINE_string(
 _MODEL = flags.DEFINE_string(
   "model", None, "The gallery's exported model, if moved since indexing."
 )
+_MAX_IMAGE_PIXELS = flags.DEFINE_integer(
+  "max_image_pixels",
+  image_files.MAX_IMAGE_PIXELS,
+  "Query images with more pixels are refused instead of decoded.",
+)
 flags.mark_flags_as_required(["gallery", "query"])
 
 
@@ -74,7 +80,9 @@ def main() -> None:
       k,
       k,
     )
-  results = neighbours.search(found, jax.jit(embed), spec, _QUERY.value, k)
+  results = neighbours.search(
+    found, jax.jit(embed), spec, _QUERY.value, k, _MAX_IMAGE_PIXELS.value
+  )
   sys.stdout.write(neighbours.format_results(results) + "\n")
   parent = os.path.dirname(_OUT.value)
   if parent:

@@ -176,6 +176,7 @@ def embed_files(
   names: Sequence[str],
   batch_size: int = BATCH_SIZE,
   on_batch: Callable[[int], None] = lambda count: None,
+  max_image_pixels: int = image_files.MAX_IMAGE_PIXELS,
 ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
   """Embeds image files in uint8 batches of ``batch_size`` (padded).
 
@@ -186,6 +187,7 @@ def embed_files(
     names: the files, relative to ``folder``.
     batch_size: images per call of ``embed``.
     on_batch: told how many files each batch covered (progress).
+    max_image_pixels: larger images are refused (``image_files``).
 
   Returns:
     (float32 embeddings of the decodable files, those files in order, the
@@ -198,7 +200,7 @@ def embed_files(
     for name in names[start : start + batch_size]:
       try:
         pixels = image_files.raw_pixels(
-          os.path.join(folder, name), spec.input_shape
+          os.path.join(folder, name), spec.input_shape, max_image_pixels
         )
       except image_files.DECODE_ERRORS as error:
         bad.append((name, image_files.decode_error_reason(error)))
@@ -297,6 +299,7 @@ def build(
   part_size: int = PART_SIZE,
   part_seconds: float = PART_SECONDS,
   batch_size: int = BATCH_SIZE,
+  max_image_pixels: int = image_files.MAX_IMAGE_PIXELS,
   log: Callable[[str], None] = logging.info,
 ) -> Gallery:
   """Embeds every image under ``folder`` into the gallery ``out``.
@@ -312,6 +315,7 @@ def build(
     part_size: files per resumable part (rounded up to whole batches).
     part_seconds: seconds of embedding after which a part is kept sooner.
     batch_size: images per call of ``embed``.
+    max_image_pixels: larger images are refused (``image_files``).
     log: where progress lines go.
 
   Returns:
@@ -353,7 +357,13 @@ def build(
     for start in range(0, len(todo), batch_size):
       names = todo[start : start + batch_size]
       rows, kept, bad = embed_files(
-        embed, spec, folder, names, batch_size, progress.add
+        embed,
+        spec,
+        folder,
+        names,
+        batch_size,
+        progress.add,
+        max_image_pixels,
       )
       for name, row in zip(kept, rows, strict=True):
         known[name] = (known[name][0], row, None)

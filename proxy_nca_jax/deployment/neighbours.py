@@ -67,6 +67,7 @@ def search(
   spec: embedder.EmbedderSpec,
   query: str,
   k: int,
+  max_image_pixels: int = image_files.MAX_IMAGE_PIXELS,
 ) -> list[dict[str, Any]]:
   """The k nearest gallery items of each query image.
 
@@ -76,6 +77,7 @@ def search(
     spec: the model's spec.
     query: an image file or a folder of them.
     k: neighbours per query, 1 to the gallery's size.
+    max_image_pixels: larger query images are refused (``image_files``).
 
   Returns:
     One record per query: ``query`` (path), ``class`` (or None) and
@@ -92,7 +94,9 @@ def search(
     )
   found.check_model(spec)
   folder, names = query_files(query)
-  queries, _, bad = gallery.embed_files(embed, spec, folder, names)
+  queries, _, bad = gallery.embed_files(
+    embed, spec, folder, names, max_image_pixels=max_image_pixels
+  )
   if bad:
     raise image_files.BadImagesError(
       image_files.bad_files_message(folder, bad, len(names))

@@ -32,7 +32,8 @@ from absl.testing import absltest
 from PIL import Image
 
 from proxy_nca_jax import terminal
-from proxy_nca_jax.deployment import embedder, gallery
+from proxy_nca_jax.data import image_files
+from proxy_nca_jax.deployment import embedder, gallery, neighbours
 from tests.testing import fake_fashion_mnist, tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
@@ -123,6 +124,43 @@ class SearchOutputTest(absltest.TestCase):
       "--k=10 is more than the gallery's 4 images: each query gets all 4.",
       self.search.stderr,
     )
+
+
+class PixelLimitTest(absltest.TestCase):
+  """--max_image_pixels reaches the decoding of index and search."""
+
+  def test_larger_images_are_refused_by_index_and_search(self):
+    root = pathlib.Path(tempfile.mkdtemp())
+    self.addCleanup(shutil.rmtree, root)
+    workdir, _, _ = tiny_run.shared_run()
+    embed, spec = embedder.from_workdir(str(workdir))
+    pixels = fake_fashion_mnist.class_images(np.array([5, 6, 7]), seed=4)
+    images = root / "images"
+    images.mkdir()
+    for i, image in enumerate(pixels[:2]):
+      Image.fromarray(image).save(images / f"small{i}.png")
+    big = np.kron(pixels[2], np.ones((2, 2), np.uint8))  # 56 x 56 = 3,136.
+    Image.fromarray(big).save(images / "big.png")
+    done = gallery.build(
+      embed,
+      spec,
+      {"workdir": str(workdir)},
+      str(images),
+      str(root / "gallery"),
+      skip_bad_files=True,
+      max_image_pixels=1000,  # 28 x 28 = 784 pass.
+      log=lambda line: None,
+    )
+    self.assertEqual(done.files, ["small0.png", "small1.png"])
+    [skipped] = done.record["skipped"]
+    self.assertEqual(skipped["file"], "big.png")
+    self.assertIn("more than the limit of 1,000", skipped["reason"])
+    with self.assertRaisesRegex(
+      image_files.BadImagesError, "more than the limit of 1,000"
+    ):
+      neighbours.search(
+        done, embed, spec, str(images / "big.png"), 1, max_image_pixels=1000
+      )
 
 
 if __name__ == "__main__":

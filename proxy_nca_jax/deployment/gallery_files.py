@@ -56,7 +56,7 @@ EMBEDDINGS_PREFIX = "embeddings"
 RECORD = "gallery.json"
 PROGRESS = "progress"
 FORMAT_VERSION = 2
-# Test hook (tests/deployment/gallery_faults_test.py): with this variable
+# Test hook (tests/deployment/gallery_integrity_test.py): with this variable
 # set to N, the process SIGKILLs itself after its N-th step of writing (a
 # temporary file written, renamed, or an old file removed).
 KILL_AFTER_WRITES_ENV = "PROXY_NCA_JAX_TEST_KILL_AFTER_WRITES"

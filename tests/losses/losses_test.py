@@ -11,7 +11,13 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tests of losses.py against float64 NumPy transcriptions of the equations."""
+"""Tests of the proxy losses against float64 NumPy transcriptions.
+
+Proxy-NCA (losses/proxy_nca.py), dynamic assignment (losses/dynamic.py),
+proxy ranking and Proxy-Anchor against tests/testing/loss_references.py;
+then properties and boundary errors of every loss, the data-point losses
+included (their values: pair_losses_test.py).
+"""
 
 import functools
 
@@ -24,12 +30,10 @@ import pytest
 from absl.testing import absltest, parameterized
 from hypothesis import strategies as st
 
-from configs import fashion_mnist
 from proxy_nca_jax import losses
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import _checks, dynamic, pair
-from proxy_nca_jax.training import loss_binding
-from tests.testing import references
+from proxy_nca_jax.losses import _checks, dynamic
+from tests.testing import loss_cases, loss_references, references
 
 
 def _jit(fn, **options):
@@ -37,150 +41,10 @@ def _jit(fn, **options):
   return jax.jit(functools.partial(fn, **options))
 
 
-def _create_loss_fn(loss_config):
-  """``loss_binding.create_loss_fn`` at step 0 (the step only draws sampled
-  negatives: tests/losses/sampled_proxies_test.py)."""
-  loss_fn = loss_binding.create_loss_fn(loss_config)
-  return lambda x, labels, proxies: loss_fn(x, labels, proxies, 0)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-  return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def reference_proxy_nca(
-  x, labels, proxies, form, scale, smoothing=0.0, a=1.0, b=1.0
-):
-  """Paper Eq. 4 (form='paper') or its softmax form, one sample at a time.
-
-  With smoothing > 0 (softmax form): cross-entropy against the target
-  1 - smoothing on the class proxy and smoothing / (C - 1) elsewhere.
-  Distances are |a x - b p|^2 between normalised vectors.
-  """
-  x, p = a * _unit(np.float64(x)), b * _unit(np.float64(proxies))
-  total = 0.0
-  for xi, yi in zip(x, labels, strict=True):
-    d = scale * np.sum((xi[None, :] - p) ** 2, axis=1)
-    if smoothing:
-      log_q = -d - np.log(np.sum(np.exp(-d)))
-      target = np.full(len(p), smoothing / (len(p) - 1))
-      target[yi] = 1.0 - smoothing
-      total += -np.sum(target * log_q)
-      continue
-    others = [z for z in range(len(p)) if form == "softmax" or z != yi]
-    total += -np.log(np.exp(-d[yi]) / np.sum(np.exp(-d[others])))
-  return total / len(x)
-
-
-def _proxy_distances(x, proxies, a=1.0, b=1.0):
-  x, p = a * _unit(np.float64(x)), b * _unit(np.float64(proxies))
-  return np.array([[np.sum((xi - pz) ** 2) for pz in p] for xi in x])
-
-
-def _dynamic_targets(x, proxies, similar, dissimilar):
-  """Yields (anchor, positive proxy, negative proxies) per valid anchor.
-
-  Groups: i and the samples similar to it. A group claims proxy q when more
-  of its samples have q as nearest proxy than of any group of a negative of
-  i. Negatives of i: proxies claimed by its negatives' groups; positive:
-  i's nearest proxy among the rest.
-  """
-  d = _proxy_distances(x, proxies)
-  nearest = [int(np.argmin(row)) for row in d]
-  n, num_proxies = len(x), len(proxies)
-
-  def votes(i, q):
-    group = [i] + [j for j in range(n) if similar[i][j]]
-    return sum(nearest[j] == q for j in group)
-
-  def claims(i, q):
-    rivals = [votes(k, q) for k in range(n) if dissimilar[i][k]]
-    return votes(i, q) > max(rivals, default=0)
-
-  for i in range(n):
-    negatives = [
-      q
-      for q in range(num_proxies)
-      if any(claims(k, q) for k in range(n) if dissimilar[i][k])
-    ]
-    free = [q for q in range(num_proxies) if q not in negatives]
-    if negatives and free:
-      yield i, min(free, key=lambda q: d[i, q]), negatives
-
-
-def reference_dynamic_proxy_nca(
-  x, proxies, similar, dissimilar, form, scale, a=1.0, b=1.0
-):
-  d = scale * _proxy_distances(x, proxies, a, b)
-  losses_ = []
-  for i, pos, negatives in _dynamic_targets(x, proxies, similar, dissimilar):
-    denominator = sum(np.exp(-d[i, z]) for z in negatives)
-    if form == "softmax":
-      denominator += np.exp(-d[i, pos])
-    losses_.append(-np.log(np.exp(-d[i, pos]) / denominator))
-  return float(np.mean(losses_)) if losses_ else 0.0
-
-
-def reference_proxy_ranking(x, labels, proxies, margin):
-  d = _proxy_distances(x, proxies)
-  terms = [
-    max(margin + d[i, y] - d[i, z], 0.0)
-    for i, y in enumerate(labels)
-    for z in range(len(proxies))
-    if z != y
-  ]
-  return float(np.mean(terms))
-
-
-def reference_dynamic_proxy_ranking(x, proxies, similar, dissimilar, margin):
-  d = _proxy_distances(x, proxies)
-  losses_ = []
-  for i, pos, negatives in _dynamic_targets(x, proxies, similar, dissimilar):
-    losses_.append(
-      np.mean([max(margin + d[i, pos] - d[i, z], 0.0) for z in negatives])
-    )
-  return float(np.mean(losses_)) if losses_ else 0.0
-
-
-def reference_proxy_anchor(x, labels, proxies, alpha, delta):
-  """Kim et al. 2020, Eq. 4, one proxy at a time."""
-  x, p = _unit(np.float64(x)), _unit(np.float64(proxies))
-  pulls, pushes = [], []
-  for c in range(len(p)):
-    s = x @ p[c]
-    members = [i for i, y in enumerate(labels) if y == c]
-    others = [i for i, y in enumerate(labels) if y != c]
-    if members:
-      pulls.append(np.log1p(np.sum(np.exp(-alpha * (s[members] - delta)))))
-    pushes.append(np.log1p(np.sum(np.exp(alpha * (s[others] + delta)))))
-  return np.mean(pulls) + np.mean(pushes)
-
-
 def label_relations(labels):
   labels = np.asarray(labels)
   same = labels[:, None] == labels[None, :]
   return same & ~np.eye(len(labels), dtype=bool), ~same
-
-
-def reference_triplet_semihard(x, labels, margin):
-  """FaceNet semi-hard triplet loss, written as explicit loops."""
-  x = _unit(np.float64(x))
-  n = len(x)
-  d = np.array(
-    [[np.sum((x[i] - x[j]) ** 2) for j in range(n)] for i in range(n)]
-  )
-  hinges = []
-  for a in range(n):
-    negatives = [k for k in range(n) if labels[k] != labels[a]]
-    if not negatives:
-      continue
-    for p in range(n):
-      if p == a or labels[p] != labels[a]:
-        continue
-      farther = [d[a, k] for k in negatives if d[a, k] > d[a, p]]
-      d_neg = min(farther) if farther else max(d[a, k] for k in negatives)
-      hinges.append(max(margin + d[a, p] - d_neg, 0.0))
-  return float(np.mean(hinges)) if hinges else 0.0
 
 
 class ProxyNcaLossTest(parameterized.TestCase):
@@ -200,7 +64,9 @@ class ProxyNcaLossTest(parameterized.TestCase):
       form=form,
       scale=scale,
     )
-    want = reference_proxy_nca(self.x, self.labels, self.proxies, form, scale)
+    want = loss_references.proxy_nca(
+      self.x, self.labels, self.proxies, form, scale
+    )
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
   @parameterized.parameters("paper", "softmax")
@@ -217,11 +83,13 @@ class ProxyNcaLossTest(parameterized.TestCase):
       scale=scale,
     )
     want_x = references.numerical_grad(
-      lambda x: reference_proxy_nca(x, self.labels, self.proxies, form, scale),
+      lambda x: loss_references.proxy_nca(
+        x, self.labels, self.proxies, form, scale
+      ),
       self.x,
     )
     want_p = references.numerical_grad(
-      lambda p: reference_proxy_nca(self.x, self.labels, p, form, scale),
+      lambda p: loss_references.proxy_nca(self.x, self.labels, p, form, scale),
       self.proxies,
     )
     np.testing.assert_allclose(grad_x, want_x, atol=2e-5)
@@ -292,62 +160,10 @@ class ProxyNcaLossTest(parameterized.TestCase):
       )
 
 
-class TripletSemihardLossTest(parameterized.TestCase):
-  @parameterized.parameters(0, 1, 2)
-  def test_value_matches_reference(self, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(16, 5)).astype(np.float32)
-    labels = rng.integers(0, 4, size=16).astype(np.int32)
-    got = pair.triplet_semihard_loss(x, labels, margin=0.2)
-    np.testing.assert_allclose(
-      got, reference_triplet_semihard(x, labels, 0.2), rtol=1e-5, atol=1e-6
-    )
-
-  def test_gradient_matches_reference(self):
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(8, 3)).astype(np.float32)
-    labels = np.array([0, 0, 1, 1, 2, 2, 0, 1], np.int32)
-    got = jax.jit(
-      jax.grad(pair.triplet_semihard_loss), static_argnames="margin"
-    )(x, labels, margin=1.0)
-    want = references.numerical_grad(
-      lambda v: reference_triplet_semihard(v, labels, 1.0), x
-    )
-    np.testing.assert_allclose(got, want, atol=2e-5)
-
-  def test_hand_computed_case(self):
-    # Unit vectors at 0, 90 and 180 degrees: anchor 0 and positive 1 are at
-    # squared distance 2; the only negative (2) is at 2 from 1 and 4 from 0.
-    x = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], np.float32)
-    labels = np.array([0, 0, 1], np.int32)
-    # Pair (0, 1): semi-hard negative at 4 -> max(0.5 + 2 - 4, 0) = 0.
-    # Pair (1, 0): d(1, 2) = 2 is not > 2, so the farthest negative (2) is
-    # used -> max(0.5 + 2 - 2, 0) = 0.5. Mean over the two pairs: 0.25.
-    got = pair.triplet_semihard_loss(x, labels, margin=0.5)
-    np.testing.assert_allclose(got, 0.25, rtol=1e-6)
-
-  def test_single_class_batch_is_zero_and_finite(self):
-    x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
-    labels = np.zeros(6, np.int32)
-    value, grad = jax.jit(jax.value_and_grad(pair.triplet_semihard_loss))(
-      x, labels
-    )
-    self.assertEqual(float(value), 0.0)
-    chex.assert_tree_all_finite(grad)
-
-
-def _data(seed, batch=12, dim=5, classes=4, num_proxies=None):
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(batch, dim)).astype(np.float32)
-  labels = rng.integers(0, classes, size=batch).astype(np.int32)
-  proxies = rng.normal(size=(num_proxies or classes, dim)).astype(np.float32)
-  return x, labels, proxies
-
-
 class ProxyNcaExtensionsTest(parameterized.TestCase):
   @parameterized.parameters((0.1, (1.0, 1.0)), (0.4, (2.0, 0.5)))
   def test_label_smoothing_and_norms_match_reference(self, smoothing, norms):
-    x, labels, proxies = _data(0)
+    x, labels, proxies = loss_cases.random_batch(0)
     a, b = norms
     loss = jax.jit(
       jax.value_and_grad(
@@ -366,7 +182,7 @@ class ProxyNcaExtensionsTest(parameterized.TestCase):
     value, (grad_x, grad_p) = loss(x, proxies)
 
     def ref(x, p):
-      return reference_proxy_nca(
+      return loss_references.proxy_nca(
         x, labels, p, "softmax", 3.0, smoothing=smoothing, a=a, b=b
       )
 
@@ -380,7 +196,7 @@ class ProxyNcaExtensionsTest(parameterized.TestCase):
 
   @parameterized.parameters("paper", "softmax")
   def test_norms_only_enter_through_their_product_with_scale(self, form):
-    x, labels, proxies = _data(1)
+    x, labels, proxies = loss_cases.random_batch(1)
     fn = jax.jit(
       jax.value_and_grad(losses.proxy_nca_loss, argnums=(0, 2)),
       static_argnames=("form", "scale", "embedding_norm", "proxy_norm"),
@@ -392,23 +208,23 @@ class ProxyNcaExtensionsTest(parameterized.TestCase):
     chex.assert_trees_all_close(split, single, rtol=1e-5, atol=1e-6)
 
   def test_zero_smoothing_is_the_softmax_form(self):
-    x, labels, proxies = _data(2)
+    x, labels, proxies = loss_cases.random_batch(2)
     np.testing.assert_allclose(
       losses.proxy_nca_loss(x, labels, proxies, label_smoothing=0.0),
-      reference_proxy_nca(x, labels, proxies, "softmax", 1.0),
+      loss_references.proxy_nca(x, labels, proxies, "softmax", 1.0),
       rtol=1e-5,
     )
 
   def test_labels_outside_the_proxies_are_left_out_inside_jit(self):
     # Traced labels cannot be checked: such samples are left out. (Concrete
     # ones raise: BoundaryErrorsTest.)
-    x, labels, proxies = _data(3)
+    x, labels, proxies = loss_cases.random_batch(3)
     outside = labels.copy()
     outside[:4] = [-1, 4, 99, 7]
     for form in _checks.PROXY_NCA_FORMS:
       np.testing.assert_allclose(
         _jit(losses.proxy_nca_loss, form=form, scale=2.0)(x, outside, proxies),
-        reference_proxy_nca(x[4:], labels[4:], proxies, form, 2.0),
+        loss_references.proxy_nca(x[4:], labels[4:], proxies, form, 2.0),
         rtol=1e-5,
       )
 
@@ -424,7 +240,7 @@ class ProxyNcaExtensionsTest(parameterized.TestCase):
     ("norm", dict(proxy_norm=0.0), "proxy_norm must be positive"),
   )
   def test_bad_options_raise(self, kwargs, message):
-    x, labels, proxies = _data(0)
+    x, labels, proxies = loss_cases.random_batch(0)
     with self.assertRaisesRegex(ValueError, message):
       losses.proxy_nca_loss(x, labels, proxies, **kwargs)
 
@@ -433,7 +249,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
   @parameterized.parameters(("paper", 2), ("softmax", 4), ("paper", 7))
   def test_labels_match_reference(self, form, num_proxies):
     # Fewer, as many and more proxies than the 4 classes.
-    x, labels, proxies = _data(4, num_proxies=num_proxies)
+    x, labels, proxies = loss_cases.random_batch(4, num_proxies=num_proxies)
     similar, dissimilar = label_relations(labels)
     fn = jax.jit(
       jax.value_and_grad(
@@ -446,7 +262,9 @@ class DynamicAssignmentTest(parameterized.TestCase):
     value, (grad_x, grad_p) = fn(x, proxies)
 
     def ref(x, p):
-      return reference_dynamic_proxy_nca(x, p, similar, dissimilar, form, 2.0)
+      return loss_references.dynamic_proxy_nca(
+        x, p, similar, dissimilar, form, 2.0
+      )
 
     np.testing.assert_allclose(value, ref(x, proxies), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
@@ -457,7 +275,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     )
 
   def test_triplets_match_reference_and_labels(self):
-    x, labels, proxies = _data(5, num_proxies=3)
+    x, labels, proxies = loss_cases.random_batch(5, num_proxies=3)
     n = len(labels)
     triplets = np.array(
       [
@@ -486,7 +304,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
       np.testing.assert_allclose(from_triplets, from_labels, rtol=1e-6)
 
   def test_relaxed_triplets_use_only_the_given_relations(self):
-    x, _, proxies = _data(6, batch=5, num_proxies=3)
+    x, _, proxies = loss_cases.random_batch(6, batch=5, num_proxies=3)
     # Anchor 0 is like 1 and unlike 2; anchor 3 is like 4 and unlike 0.
     # The -1 row and the out-of-range index 5 pad the triplets and are
     # ignored.
@@ -505,7 +323,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     got = dynamic.dynamic_proxy_nca_loss(
       x, proxies, similar, dissimilar, form="paper"
     )
-    want = reference_dynamic_proxy_nca(
+    want = loss_references.dynamic_proxy_nca(
       x, proxies, want_similar, want_dissimilar, "paper", 1.0
     )
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -513,7 +331,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
   def test_arg_min_carries_no_gradient(self):
     # Anchor 0, its positive 1 and its negative 2: the loss only moves the
     # anchor's positive and negative proxies.
-    x, _, proxies = _data(7, batch=3, num_proxies=5)
+    x, _, proxies = loss_cases.random_batch(7, batch=3, num_proxies=5)
     similar = jnp.array([[0, 1, 0], [0, 0, 0], [0, 0, 0]], bool)
     dissimilar = jnp.array([[0, 0, 1], [0, 0, 0], [0, 0, 0]], bool)
     grad_p = jax.jit(
@@ -522,7 +340,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
         argnums=1,
       )
     )(x, proxies, similar, dissimilar)
-    ((anchor, positive, negatives),) = _dynamic_targets(
+    ((anchor, positive, negatives),) = loss_references.dynamic_targets(
       x, proxies, np.asarray(similar), np.asarray(dissimilar)
     )
     self.assertEqual(anchor, 0)
@@ -555,7 +373,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     # group claims it, so no anchor has a negative, and the loss and its
     # gradients are 0 (the start of GLYPHS-ZS's dynamic runs, docs/glyphs_rq5).
     rng = np.random.default_rng(3)
-    proxies = _unit(rng.normal(size=(4, 5))).astype(np.float32)
+    proxies = loss_references.unit(rng.normal(size=(4, 5))).astype(np.float32)
     x = (proxies[0] + 0.01 * rng.normal(size=(6, 5))).astype(np.float32)
     labels = jnp.array([0, 0, 0, 1, 1, 1])
     similar, dissimilar = proxies_lib.relations_from_labels(labels)
@@ -584,14 +402,16 @@ class DynamicAssignmentTest(parameterized.TestCase):
 
   def test_supervised_anchors_are_the_reference_valid_anchors(self):
     for seed in range(5):
-      x, labels, proxies = _data(seed, batch=12, num_proxies=3)
+      x, labels, proxies = loss_cases.random_batch(
+        seed, batch=12, num_proxies=3
+      )
       similar, dissimilar = proxies_lib.relations_from_labels(labels)
       _, negatives = proxies_lib.dynamic_targets(
         proxies_lib.proxy_distances(x, proxies), similar, dissimilar
       )
       want = [
         i
-        for i, _, _ in _dynamic_targets(
+        for i, _, _ in loss_references.dynamic_targets(
           x, proxies, np.asarray(similar), np.asarray(dissimilar)
         )
       ]
@@ -608,7 +428,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     labels = np.tile(np.arange(4, dtype=np.int32), 3)
     x = proxies[labels] + 0.05 * rng.normal(size=(12, 6)).astype(np.float32)
     np.testing.assert_array_equal(
-      np.argmin(_proxy_distances(x, proxies), axis=1), labels
+      np.argmin(loss_references.proxy_distances(x, proxies), axis=1), labels
     )
     for form in _checks.PROXY_NCA_FORMS:
       static = _jit(losses.proxy_nca_loss, form=form, scale=4.0)(
@@ -627,7 +447,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     )
 
   def test_relation_shape_errors(self):
-    x, _, proxies = _data(0, batch=4)
+    x, _, proxies = loss_cases.random_batch(0, batch=4)
     good = jnp.zeros((4, 4), bool)
     with self.assertRaisesRegex(ValueError, "similar must be a bool array"):
       dynamic.dynamic_proxy_nca_loss(x, proxies, good[:3], good)
@@ -641,7 +461,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
 
 class ProxyRankingLossTest(parameterized.TestCase):
   def test_static_matches_reference(self):
-    x, labels, proxies = _data(9)
+    x, labels, proxies = loss_cases.random_batch(9)
     fn = jax.jit(
       jax.value_and_grad(
         lambda x, p: losses.proxy_ranking_loss(x, labels, p, margin=0.7),
@@ -651,7 +471,7 @@ class ProxyRankingLossTest(parameterized.TestCase):
     value, (grad_x, grad_p) = fn(x, proxies)
 
     def ref(x, p):
-      return reference_proxy_ranking(x, labels, p, 0.7)
+      return loss_references.proxy_ranking(x, labels, p, 0.7)
 
     np.testing.assert_allclose(value, ref(x, proxies), rtol=1e-5)
     np.testing.assert_allclose(
@@ -663,7 +483,7 @@ class ProxyRankingLossTest(parameterized.TestCase):
 
   @parameterized.parameters(2, 4, 6)
   def test_dynamic_matches_reference(self, num_proxies):
-    x, labels, proxies = _data(10, num_proxies=num_proxies)
+    x, labels, proxies = loss_cases.random_batch(10, num_proxies=num_proxies)
     similar, dissimilar = label_relations(labels)
     fn = jax.jit(
       jax.value_and_grad(
@@ -676,7 +496,9 @@ class ProxyRankingLossTest(parameterized.TestCase):
     value, (grad_x, grad_p) = fn(x, proxies)
 
     def ref(x, p):
-      return reference_dynamic_proxy_ranking(x, p, similar, dissimilar, 0.7)
+      return loss_references.dynamic_proxy_ranking(
+        x, p, similar, dissimilar, 0.7
+      )
 
     np.testing.assert_allclose(value, ref(x, proxies), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
@@ -696,7 +518,7 @@ class ProxyRankingLossTest(parameterized.TestCase):
     np.testing.assert_allclose(got, 0.25, rtol=1e-6)
 
   def test_bad_options_raise(self):
-    x, labels, proxies = _data(0)
+    x, labels, proxies = loss_cases.random_batch(0)
     with self.assertRaisesRegex(ValueError, "assignment must be one of"):
       losses.proxy_ranking_loss(x, labels, proxies, assignment="x")
     with self.assertRaisesRegex(ValueError, "at least two proxies"):
@@ -707,7 +529,7 @@ class ProxyAnchorLossTest(parameterized.TestCase):
   @parameterized.parameters((32.0, 0.1), (4.0, 0.3))
   def test_matches_reference(self, alpha, delta):
     # Class 5 has no sample: it only enters the negative term.
-    x, labels, proxies = _data(11, classes=5, num_proxies=6)
+    x, labels, proxies = loss_cases.random_batch(11, classes=5, num_proxies=6)
     fn = jax.jit(
       jax.value_and_grad(
         lambda x, p: losses.proxy_anchor_loss(
@@ -719,7 +541,7 @@ class ProxyAnchorLossTest(parameterized.TestCase):
     value, (grad_x, grad_p) = fn(x, proxies)
 
     def ref(x, p):
-      return reference_proxy_anchor(x, labels, p, alpha, delta)
+      return loss_references.proxy_anchor(x, labels, p, alpha, delta)
 
     np.testing.assert_allclose(value, ref(x, proxies), rtol=1e-5)
     np.testing.assert_allclose(
@@ -734,88 +556,6 @@ class ProxyAnchorLossTest(parameterized.TestCase):
       rtol=1e-4,
       atol=1e-4,
     )
-
-
-def loss_config(name, **overrides):
-  config = fashion_mnist.get_config().loss
-  config.name = name
-  for key, value in overrides.items():
-    config[key] = value
-  return config
-
-
-class CreateLossFnTest(parameterized.TestCase):
-  def test_config_defaults(self):
-    config = fashion_mnist.get_config().loss
-    self.assertEqual(config.name, "proxy_nca")
-    self.assertEqual(config.form, "softmax")
-    self.assertEqual(config.scale, 16.0)
-    self.assertEqual(config.margin, 0.2)
-    self.assertEqual(config.assignment, "static")
-    self.assertEqual(config.label_smoothing, 0.0)
-    self.assertEqual((config.embedding_norm, config.proxy_norm), (1.0, 1.0))
-    self.assertEqual(config.proxy_anchor_alpha, 32.0)
-    self.assertEqual(config.proxy_anchor_delta, 0.1)
-    self.assertEqual(config.lifted_margin, 1.0)
-    self.assertEqual(config.contrastive_margin, 1.0)
-
-  @parameterized.parameters(*losses.LOSSES)
-  def test_every_loss_dispatches_with_its_options(self, name):
-    x, labels, proxies = _data(12)
-    config = loss_config(name)
-    direct = {
-      "proxy_nca": lambda: losses.proxy_nca_loss(
-        x, labels, proxies, scale=16.0
-      ),
-      "proxy_ranking": lambda: losses.proxy_ranking_loss(
-        x, labels, proxies, margin=0.2
-      ),
-      "proxy_anchor": lambda: losses.proxy_anchor_loss(
-        x, labels, proxies, alpha=32.0, delta=0.1
-      ),
-      "triplet_all": lambda: pair.triplet_all_loss(x, labels),
-      "triplet_semihard": lambda: pair.triplet_semihard_loss(x, labels),
-      "triplet_batch_hard": lambda: pair.triplet_batch_hard_loss(x, labels),
-      "lifted_structure": lambda: pair.lifted_structure_loss(
-        x, labels, margin=1.0
-      ),
-      "npairs": lambda: pair.npairs_loss(x, labels, scale=16.0),
-      "contrastive": lambda: pair.contrastive_loss(x, labels, margin=1.0),
-      "nca": lambda: pair.nca_loss(x, labels, scale=16.0),
-    }[name]
-    got = _create_loss_fn(config)(x, labels, proxies)
-    np.testing.assert_allclose(got, direct(), rtol=1e-6)
-
-  def test_options_reach_the_loss(self):
-    x, labels, proxies = _data(13)
-    config = loss_config(
-      "proxy_nca", form="paper", scale=2.0, assignment="dynamic"
-    )
-    np.testing.assert_allclose(
-      _create_loss_fn(config)(x, labels, proxies),
-      losses.proxy_nca_loss(
-        x, labels, proxies, form="paper", scale=2.0, assignment="dynamic"
-      ),
-      rtol=1e-6,
-    )
-    config = loss_config("nca", form="paper", scale=2.0)
-    np.testing.assert_allclose(
-      _create_loss_fn(config)(x, labels, proxies),
-      pair.nca_loss(x, labels, form="paper", scale=2.0),
-      rtol=1e-6,
-    )
-
-  @parameterized.named_parameters(
-    ("name", dict(name="arcface"), "loss.name must be one of"),
-    ("form", dict(form="nca"), "form must be one of"),
-    ("smoothing", dict(form="paper", label_smoothing=0.1), "softmax"),
-    ("assignment", dict(name="proxy_ranking", assignment="x"), "assignment"),
-    ("nca_scale", dict(name="nca", scale=0.0), "scale must be positive"),
-  )
-  def test_bad_config_raises_when_created(self, overrides, message):
-    config = loss_config(overrides.pop("name", "proxy_nca"), **overrides)
-    with self.assertRaisesRegex(ValueError, message):
-      _create_loss_fn(config)
 
 
 # Property tests of every loss, through create_loss_fn: config.loss overrides
@@ -843,7 +583,8 @@ def _case_fn(case, jit=True):
   """value_and_grad of the case's loss w.r.t. embeddings and proxies."""
   name, overrides = PROPERTY_CASES[case]
   fn = jax.value_and_grad(
-    _create_loss_fn(loss_config(name, **overrides)), argnums=(0, 2)
+    loss_cases.create_loss_fn(loss_cases.loss_config(name, **overrides)),
+    argnums=(0, 2),
   )
   return jax.jit(fn) if jit else fn
 
@@ -946,7 +687,9 @@ class LossPropertiesTest(parameterized.TestCase):
       _assert_finite_everywhere(self, x, labels, proxies)
 
   def test_pair_losses_are_zero_without_positives_or_negatives(self):
-    x, _, proxies = _data(15, batch=BATCH, dim=DIM, classes=CLASSES)
+    x, _, proxies = loss_cases.random_batch(
+      15, batch=BATCH, dim=DIM, classes=CLASSES
+    )
     single_class = np.zeros(BATCH, np.int32)
     all_distinct = np.arange(BATCH, dtype=np.int32)
     for case, (name, _) in PROPERTY_CASES.items():
@@ -959,13 +702,17 @@ class LossPropertiesTest(parameterized.TestCase):
           self.assertEqual(float(value), 0.0, msg=case)
 
   def test_jit_matches_eager(self):
-    x, labels, proxies = _data(14, batch=BATCH, dim=DIM, classes=CLASSES)
+    x, labels, proxies = loss_cases.random_batch(
+      14, batch=BATCH, dim=DIM, classes=CLASSES
+    )
     x[1] = x[0]  # A duplicated embedding.
     x[2] = 0.0  # And a zero one.
     labels[:2] = labels[0]
     for case in PROPERTY_CASES:
       name, overrides = PROPERTY_CASES[case]
-      loss_fn = _create_loss_fn(loss_config(name, **overrides))
+      loss_fn = loss_cases.create_loss_fn(
+        loss_cases.loss_config(name, **overrides)
+      )
       with self.subTest(case):
         np.testing.assert_allclose(
           jax.jit(loss_fn)(x, labels, proxies),
@@ -985,13 +732,15 @@ class LossPropertiesTest(parameterized.TestCase):
   # Fewer and more proxies than the 4 classes.
   @parameterized.parameters(("proxy_nca", 2), ("proxy_ranking", 7))
   def test_dynamic_with_any_number_of_proxies(self, name, num_proxies):
-    x, labels, proxies = _data(
+    x, labels, proxies = loss_cases.random_batch(
       16, batch=BATCH, dim=DIM, classes=CLASSES, num_proxies=num_proxies
     )
     x[1] = x[0]  # A duplicated embedding.
     x[2] = 0.0  # And a zero one.
     labels[:2] = labels[0]
-    loss_fn = _create_loss_fn(loss_config(name, assignment="dynamic"))
+    loss_fn = loss_cases.create_loss_fn(
+      loss_cases.loss_config(name, assignment="dynamic")
+    )
     fn = jax.value_and_grad(loss_fn, argnums=(0, 2))
     value, grads = jax.jit(fn)(x, labels, proxies)
     chex.assert_tree_all_finite((value, grads))

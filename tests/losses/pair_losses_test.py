@@ -25,11 +25,9 @@ import itertools
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax import geometry
 from proxy_nca_jax.losses import pair
 from tests.testing import references
 
@@ -144,6 +142,24 @@ def reference_nca(x, labels, form, scale):
         z = sum(np.exp(-d[i, k]) for k in negatives[i])
         losses.append(-np.log(np.exp(-d[i, j]) / z))
   return float(np.mean(losses)) if losses else 0.0
+
+
+def reference_triplet_semihard(x, labels, margin):
+  """FaceNet semi-hard triplet loss, written as explicit loops."""
+  d = _sq(_unit(x))
+  n = len(x)
+  hinges = []
+  for a in range(n):
+    negatives = [k for k in range(n) if labels[k] != labels[a]]
+    if not negatives:
+      continue
+    for p in range(n):
+      if p == a or labels[p] != labels[a]:
+        continue
+      farther = [d[a, k] for k in negatives if d[a, k] > d[a, p]]
+      d_neg = min(farther) if farther else max(d[a, k] for k in negatives)
+      hinges.append(max(margin + d[a, p] - d_neg, 0.0))
+  return float(np.mean(hinges)) if hinges else 0.0
 
 
 # name: (loss, reference, options).
@@ -306,63 +322,48 @@ class PairLossesTest(parameterized.TestCase):
       pair.contrastive_loss(x[0], labels)
 
 
-class GeometryTest(parameterized.TestCase):
-  def test_masked_logsumexp_matches_numpy_and_is_safe_when_empty(self):
-    x = np.array([[1.0, 50.0, -3.0], [2.0, 0.0, 1.0]], np.float32)
-    mask = np.array([[True, False, True], [False, False, False]])
-    value, grad = jax.value_and_grad(
-      lambda x: jnp.sum(
-        jnp.where(
-          jnp.isfinite(geometry.masked_logsumexp(x, mask)),
-          geometry.masked_logsumexp(x, mask),
-          0.0,
-        )
-      )
-    )(x)
-    np.testing.assert_allclose(value, np.log(np.exp(1.0) + np.exp(-3.0)))
-    self.assertEqual(float(geometry.masked_logsumexp(x, mask)[1]), -np.inf)
-    softmax = np.exp([1.0, -3.0]) / np.sum(np.exp([1.0, -3.0]))
+class TripletSemihardLossTest(parameterized.TestCase):
+  @parameterized.parameters(0, 1, 2)
+  def test_value_matches_reference(self, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(16, 5)).astype(np.float32)
+    labels = rng.integers(0, 4, size=16).astype(np.int32)
+    got = pair.triplet_semihard_loss(x, labels, margin=0.2)
     np.testing.assert_allclose(
-      grad, [[softmax[0], 0.0, softmax[1]], [0.0, 0.0, 0.0]], rtol=1e-6
+      got, reference_triplet_semihard(x, labels, 0.2), rtol=1e-5, atol=1e-6
     )
 
-  @parameterized.parameters(0.0, 1e-30, 1.0, 1e30, 3e38)
-  def test_l2_normalize_is_finite_for_any_finite_magnitude(self, magnitude):
-    x = np.array([[magnitude, -magnitude, 0.0], [0.0, 0.0, 0.0]], np.float32)
-    value, grad = jax.value_and_grad(
-      lambda x: jnp.sum(geometry.l2_normalize(x)[:, 0])
-    )(x)
-    chex.assert_tree_all_finite((value, grad))
-    want = [np.sqrt(0.5), 0.0] if magnitude else [0.0, 0.0]
-    np.testing.assert_allclose(geometry.l2_normalize(x)[:, 0], want, rtol=1e-6)
+  def test_gradient_matches_reference(self):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    labels = np.array([0, 0, 1, 1, 2, 2, 0, 1], np.int32)
+    got = jax.jit(
+      jax.grad(pair.triplet_semihard_loss), static_argnames="margin"
+    )(x, labels, margin=1.0)
+    want = references.numerical_grad(
+      lambda v: reference_triplet_semihard(v, labels, 1.0), x
+    )
+    np.testing.assert_allclose(got, want, atol=2e-5)
 
-  def test_l2_normalize_jacobian(self):
-    # Hand-derived: d(x/|x|)/dx = (I - u u^T) / |x| with u = x / |x|, also
-    # for a vector with one non-zero coordinate; at a zero vector the
-    # documented choice is 2 I (bounded).
-    x = np.array([3.0, 0.0, -4.0], np.float32)
-    u = np.float64(x) / 5.0
-    jacobian = jax.jacobian(geometry.l2_normalize)(x)
-    np.testing.assert_allclose(
-      jacobian, (np.eye(3) - np.outer(u, u)) / 5.0, atol=1e-7
-    )
-    for value in (5.0, 3e-30, 7e37):
-      one_hot = np.array([0.0, value, 0.0], np.float32)
-      np.testing.assert_allclose(
-        jax.jacobian(geometry.l2_normalize)(one_hot),
-        (np.eye(3) - np.outer([0, 1, 0], [0, 1, 0])) / np.float64(value),
-        rtol=1e-6,
-      )
-    np.testing.assert_array_equal(
-      jax.jacobian(geometry.l2_normalize)(np.zeros(3, np.float32)),
-      2.0 * np.eye(3),
-    )
+  def test_hand_computed_case(self):
+    # Unit vectors at 0, 90 and 180 degrees: anchor 0 and positive 1 are at
+    # squared distance 2; the only negative (2) is at 2 from 1 and 4 from 0.
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], np.float32)
+    labels = np.array([0, 0, 1], np.int32)
+    # Pair (0, 1): semi-hard negative at 4 -> max(0.5 + 2 - 4, 0) = 0.
+    # Pair (1, 0): d(1, 2) = 2 is not > 2, so the farthest negative (2) is
+    # used -> max(0.5 + 2 - 2, 0) = 0.5. Mean over the two pairs: 0.25.
+    got = pair.triplet_semihard_loss(x, labels, margin=0.5)
+    np.testing.assert_allclose(got, 0.25, rtol=1e-6)
 
-  def test_euclidean_from_squared_has_finite_gradient_at_zero(self):
-    grad = jax.grad(lambda s: jnp.sum(geometry.euclidean_from_squared(s)))(
-      jnp.array([0.0, 4.0])
+  def test_single_class_batch_is_zero_and_finite(self):
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    labels = np.zeros(6, np.int32)
+    value, grad = jax.jit(jax.value_and_grad(pair.triplet_semihard_loss))(
+      x, labels
     )
-    np.testing.assert_allclose(grad, [0.0, 0.25])
+    self.assertEqual(float(value), 0.0)
+    chex.assert_tree_all_finite(grad)
 
 
 if __name__ == "__main__":

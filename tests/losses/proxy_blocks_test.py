@@ -13,9 +13,10 @@
 # limitations under the License.
 """Proxy-NCA taken a block of proxies at a time (losses/proxy_blocks.py).
 
-Against the float64 transcription of Eq. 4 (``losses_test``) and its
-finite-difference gradients, on one device and with the proxies sharded over
-8; and the point of it, measured on the compiled step: no (B, C) array.
+Against the float64 transcription of Eq. 4 (tests/testing/loss_references.py)
+and its finite-difference gradients, on one device and with the proxies
+sharded over 8; and the point of it, measured on the compiled step: no (B, C)
+array.
 """
 
 import functools
@@ -28,8 +29,7 @@ from absl.testing import absltest, parameterized
 from proxy_nca_jax import losses, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.losses import proxy_blocks, sharded
-from tests.losses import losses_test
-from tests.testing import references
+from tests.testing import loss_references, references
 
 NUM_CLASSES = 13
 # (form, label smoothing, embedding norm a, proxy norm b), as the reference
@@ -63,7 +63,7 @@ def _options(case: str) -> dict[str, object]:
 
 def _reference(case: str, x, labels, proxies) -> float:
   form, smoothing, a, b = CASES[case]
-  return losses_test.reference_proxy_nca(
+  return loss_references.proxy_nca(
     x, labels, proxies, form, 3.0, smoothing=smoothing, a=a, b=b
   )
 
@@ -118,9 +118,7 @@ class BlockedProxyNcaTest(parameterized.TestCase):
           losses.proxy_nca_loss, form=form, scale=2.0, block_size=4
         )
       )(x, outside, proxies)
-      want = losses_test.reference_proxy_nca(
-        x[3:], labels[3:], proxies, form, 2.0
-      )
+      want = loss_references.proxy_nca(x[3:], labels[3:], proxies, form, 2.0)
       np.testing.assert_allclose(got, want, rtol=2e-6)
 
   def test_zero_vectors_give_finite_values_and_gradients(self):

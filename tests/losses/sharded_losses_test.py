@@ -38,8 +38,7 @@ from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.losses import sharded
 from proxy_nca_jax.training import metric_writer, train_state, trainer
 from proxy_nca_jax.training import step as step_lib
-from tests.losses import losses_test
-from tests.testing import references, tiny_run
+from tests.testing import loss_references, references, tiny_run
 
 NUM_DEVICES = 8
 # name: (losses function, sharded function, options).
@@ -143,16 +142,14 @@ class ShardedLossesTest(parameterized.TestCase):
 
     # Independently of losses.py: float64 transcriptions of the equations.
     float64_losses = {
-      "paper": lambda p: losses_test.reference_proxy_nca(
-        x, labels, p, "paper", 3.0
-      ),
-      "softmax": lambda p: losses_test.reference_proxy_nca(
+      "paper": lambda p: loss_references.proxy_nca(x, labels, p, "paper", 3.0),
+      "softmax": lambda p: loss_references.proxy_nca(
         x, labels, p, "softmax", 9.0, a=2.0
       ),
-      "softmax_smoothed": lambda p: losses_test.reference_proxy_nca(
+      "softmax_smoothed": lambda p: loss_references.proxy_nca(
         x, labels, p, "softmax", 8.0, smoothing=0.1
       ),
-      "proxy_anchor": lambda p: losses_test.reference_proxy_anchor(
+      "proxy_anchor": lambda p: loss_references.proxy_anchor(
         x, labels, p, 32.0, 0.1
       ),
     }

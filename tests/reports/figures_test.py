@@ -27,11 +27,7 @@ from matplotlib import image as mpimg
 
 from proxy_nca_jax.evaluation import nearest
 from proxy_nca_jax.reports import figures
-
-
-def colour_pixels(png: np.ndarray, rgb, tolerance: float = 0.08) -> int:
-  """Pixels of an (H, W, 3 or 4) image within `tolerance` of `rgb`."""
-  return int(np.sum(np.all(np.abs(png[..., :3] - rgb) < tolerance, axis=-1)))
+from tests.testing import figure_colours
 
 
 def _images_and_embeddings(seed: int = 0):
@@ -61,8 +57,12 @@ class RetrievalGridTest(absltest.TestCase):
     self.assertGreater(png.shape[1], png.shape[0])
     correct = labels[neighbours] == labels[queries][:, None]
     self.assertTrue(correct.any() and not correct.all())
-    self.assertGreater(colour_pixels(png, figures.CORRECT_RGB), 100)
-    self.assertGreater(colour_pixels(png, figures.WRONG_RGB), 100)
+    self.assertGreater(
+      figure_colours.colour_pixels(png, figures.CORRECT_RGB), 100
+    )
+    self.assertGreater(
+      figure_colours.colour_pixels(png, figures.WRONG_RGB), 100
+    )
 
   def test_all_correct_has_no_red(self):
     images, labels, _ = _images_and_embeddings()
@@ -72,8 +72,10 @@ class RetrievalGridTest(absltest.TestCase):
     )
     figures.retrieval_grid(images, labels, [0, 10], neighbours, path)
     png = mpimg.imread(path)
-    self.assertGreater(colour_pixels(png, figures.CORRECT_RGB), 100)
-    self.assertEqual(colour_pixels(png, figures.WRONG_RGB), 0)
+    self.assertGreater(
+      figure_colours.colour_pixels(png, figures.CORRECT_RGB), 100
+    )
+    self.assertEqual(figure_colours.colour_pixels(png, figures.WRONG_RGB), 0)
 
 
 class EmbeddingProjectionTest(absltest.TestCase):

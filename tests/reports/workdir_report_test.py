@@ -39,8 +39,7 @@ from proxy_nca_jax.evaluation import query_gallery
 from proxy_nca_jax.inference import embedding, split_embedding
 from proxy_nca_jax.reports import figures, workdir_report
 from proxy_nca_jax.training import metric_writer, train_state, workdirs
-from tests.reports import figures_test
-from tests.testing import references, tiny_run
+from tests.testing import figure_colours, references, tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow
@@ -197,8 +196,8 @@ class EvaluateCommandTest(absltest.TestCase):
     with Image.open(self.workdir / "projection_test.png") as png:
       self.assertEqual(png.size, (600, 500))
     pixels = _rgb(self.workdir / "retrieval_test.png")
-    green = figures_test.colour_pixels(pixels, figures.CORRECT_RGB)
-    red = figures_test.colour_pixels(pixels, figures.WRONG_RGB)
+    green = figure_colours.colour_pixels(pixels, figures.CORRECT_RGB)
+    red = figure_colours.colour_pixels(pixels, figures.WRONG_RGB)
     # 48 framed neighbours, each with a frame of 2 image pixels drawn at
     # about 3 screen pixels per image pixel.
     self.assertGreater(green + red, 48 * 4 * 28 * 3)
@@ -235,8 +234,8 @@ class EvaluateCommandTest(absltest.TestCase):
     correct = labels[neighbours] == labels[queries][:, None]
     self.assertBetween(int(correct.sum()), 1, 47)
     pixels = _rgb(path)
-    green = figures_test.colour_pixels(pixels, figures.CORRECT_RGB)
-    red = figures_test.colour_pixels(pixels, figures.WRONG_RGB)
+    green = figure_colours.colour_pixels(pixels, figures.CORRECT_RGB)
+    red = figure_colours.colour_pixels(pixels, figures.WRONG_RGB)
     # Every thumbnail's frame has the same number of pixels: the colours
     # split in the proportion of correct to wrong neighbours.
     np.testing.assert_allclose(green / (green + red), correct.mean(), atol=0.03)

@@ -34,6 +34,7 @@ from absl.testing import absltest
 from PIL import Image
 
 from proxy_nca_jax import errors
+from proxy_nca_jax.deployment import embedder, exported_model
 from proxy_nca_jax.inference import trained_model
 from tests.testing import tiny_run
 
@@ -167,11 +168,9 @@ class MovedImageFolderTest(absltest.TestCase):
       *(f"--config.{k}={v}" for k, v in overrides.items()),
     )
     self.assertEqual(trained.returncode, 0, trained.stderr[-3000:])
+    # In-process before the move (where the old loading path also worked).
     before = tmp / "before.npz"
-    exported = _command(
-      "proxy_nca_jax.export", f"--workdir={workdir}", f"--out={before}"
-    )
-    self.assertEqual(exported.returncode, 0, exported.stderr[-3000:])
+    exported_model.save(*embedder.from_workdir(str(workdir)), str(before))
 
     moved = tmp / "moved"
     images.rename(moved)
@@ -180,10 +179,16 @@ class MovedImageFolderTest(absltest.TestCase):
       "proxy_nca_jax.export", f"--workdir={workdir}", f"--out={after}"
     )
     self.assertEqual(exported.returncode, 0, exported.stderr[-3000:])
-    with np.load(before) as old, np.load(after) as new:
-      self.assertEqual(sorted(old.files), sorted(new.files))
-      for key in old.files:
-        np.testing.assert_array_equal(old[key], new[key], err_msg=key)
+    # The same network: the same weights and the same embeddings.
+    (old_embed, old_spec), (new_embed, new_spec) = (
+      exported_model.load(str(before)),
+      exported_model.load(str(after)),
+    )
+    self.assertEqual(old_spec.weights, new_spec.weights)
+    pixels = np.random.default_rng(1).integers(
+      0, 256, (5, *new_spec.input_shape), np.uint8
+    )
+    np.testing.assert_array_equal(old_embed(pixels), new_embed(pixels))
 
     gallery = tmp / "gallery"
     indexed = _command(

@@ -221,7 +221,8 @@ def embed_files(
 
 def _reusable(out: str, spec: embedder.EmbedderSpec) -> dict[str, _Known]:
   """What ``out`` already holds of this model's embeddings, by file: its
-  gallery (unless damaged: then nothing of it), then its parts.
+  gallery (unless damaged: then nothing of it; its skipped files are not
+  kept), then its parts (an unfinished run's, skipped files included).
 
   Raises:
     ModelMismatchError: ``out`` holds a gallery or parts of another model.
@@ -242,8 +243,8 @@ def _reusable(out: str, spec: embedder.EmbedderSpec) -> dict[str, _Known]:
         old.files, old.record["stats"], old.embeddings, strict=True
       ):
         found[name] = (stat, row, None)
-      for item in old.record["skipped"]:
-        found[item["file"]] = (item["stat"], None, item["reason"])
+      # Its skipped files are tried again: a new run may be given a larger
+      # --max_image_pixels, or the file may have been mended in place.
   for part, rows in gallery_files.read_parts(out):
     if part["weights"] != spec.weights:
       raise ModelMismatchError(

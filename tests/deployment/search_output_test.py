@@ -161,6 +161,18 @@ class PixelLimitTest(absltest.TestCase):
       neighbours.search(
         done, embed, spec, str(images / "big.png"), 1, max_image_pixels=1000
       )
+    # Indexed again under the default limit, the skipped image is tried
+    # again and embedded.
+    again = gallery.build(
+      embed,
+      spec,
+      {"workdir": str(workdir)},
+      str(images),
+      str(root / "gallery"),
+      log=lambda line: None,
+    )
+    self.assertEqual(again.files, ["big.png", "small0.png", "small1.png"])
+    self.assertEqual(again.record["skipped"], [])
 
 
 if __name__ == "__main__":

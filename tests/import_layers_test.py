@@ -16,7 +16,7 @@
 Checked in fresh interpreters, by what ``sys.modules`` holds after the
 imports:
 
-- each ``proxy_nca_jax.evaluation`` module, alone: metrics only, so no
+- the ``proxy_nca_jax.evaluation`` modules: metrics only, so no
   ``training``, ``data``, ``models``, TensorFlow, matplotlib or flax;
 - the ``inference`` modules: no ``training``, ``reports`` or ``deployment``;
 - the ``training`` modules: no ``reports`` or ``deployment``;
@@ -24,9 +24,10 @@ imports:
   data (export, index, search): no ``training`` (a trained model is its
   config and its weights, loaded by ``inference.trained_model``).
 
-The inference and training modules import TensorFlow (seconds each), so
-each of those layers is imported in one interpreter: a module that loads a
-forbidden one is still caught, named as the first of its layer to load it.
+Each layer is imported in one interpreter, module after module (a fresh
+interpreter per module costs a JAX or TensorFlow start-up each): a module
+that loads a forbidden one is still caught, named as the first of its
+layer to load it.
 """
 
 import json
@@ -104,9 +105,7 @@ class ImportLayersTest(absltest.TestCase):
       ["proxy_nca_jax.evaluation.nearest", "proxy_nca_jax.evaluation.tables"],
       modules,
     )
-    for name in modules:
-      with self.subTest(name):
-        self.assert_none_loaded(_forbidden_loaded([name], forbidden))
+    self.assert_none_loaded(_forbidden_loaded(modules, forbidden))
 
   def test_inference_loads_no_training_and_nothing_above(self):
     forbidden = (

@@ -141,16 +141,20 @@ class PixelLimitTest(absltest.TestCase):
       Image.fromarray(image).save(images / f"small{i}.png")
     big = np.kron(pixels[2], np.ones((2, 2), np.uint8))  # 56 x 56 = 3,136.
     Image.fromarray(big).save(images / "big.png")
-    done = gallery.build(
-      embed,
-      spec,
-      {"workdir": str(workdir)},
-      str(images),
-      str(root / "gallery"),
-      skip_bad_files=True,
-      max_image_pixels=1000,  # 28 x 28 = 784 pass.
-      log=lambda line: None,
-    )
+
+    def index(**options) -> gallery.Gallery:
+      return gallery.build(
+        embed,
+        spec,
+        {"workdir": str(workdir)},
+        str(images),
+        str(root / "gallery"),
+        log=lambda line: None,
+        **options,
+      )
+
+    # 28 x 28 = 784 pixels pass.
+    done = index(skip_bad_files=True, max_image_pixels=1000)
     self.assertEqual(done.files, ["small0.png", "small1.png"])
     [skipped] = done.record["skipped"]
     self.assertEqual(skipped["file"], "big.png")
@@ -163,14 +167,7 @@ class PixelLimitTest(absltest.TestCase):
       )
     # Indexed again under the default limit, the skipped image is tried
     # again and embedded.
-    again = gallery.build(
-      embed,
-      spec,
-      {"workdir": str(workdir)},
-      str(images),
-      str(root / "gallery"),
-      log=lambda line: None,
-    )
+    again = index()
     self.assertEqual(again.files, ["big.png", "small0.png", "small1.png"])
     self.assertEqual(again.record["skipped"], [])
 

@@ -34,11 +34,9 @@ import pytest
 from absl.testing import absltest
 from PIL import Image
 
-from proxy_nca_jax import parallel
 from proxy_nca_jax.evaluation import query_gallery
-from proxy_nca_jax.inference import embedding, split_embedding
 from proxy_nca_jax.reports import figures, workdir_report
-from proxy_nca_jax.training import metric_writer, train_state, workdirs
+from proxy_nca_jax.training import metric_writer
 from tests.testing import figure_colours, references, tiny_run
 
 # Real runs and subprocesses: left out of make test-fast.
@@ -50,22 +48,6 @@ def _command(module: str, *flags: str) -> subprocess.CompletedProcess:
   # checkpoint: the same programs, so the same metrics to the last bit.
   return tiny_run.run_command(
     [sys.executable, "-m", module, *flags], num_devices=8
-  )
-
-
-def _embed_test_split(
-  workdir: pathlib.Path, *, with_sources: bool = False
-) -> split_embedding.EmbeddedSplit:
-  """The test split embedded by the run's newest checkpoint."""
-  config, model, state = workdirs.restore_train_state(str(workdir))
-  mesh = parallel.create_mesh()
-  return split_embedding.embed_split(
-    embedding.make_embed_fn(model, mesh),
-    train_state.inference_variables(state),
-    config.input,
-    "test",
-    mesh,
-    with_sources=with_sources,
   )
 
 
@@ -142,7 +124,7 @@ class EvaluateCommandTest(absltest.TestCase):
     self.assertEqual(saved["metrics"], result["metrics"])
     # Queries: the first two of each of the 5 test classes, against the
     # other 70 images, ranked by a float64 reference.
-    embedded = _embed_test_split(workdir)
+    embedded = tiny_run.embed_test_split(workdir)
     embeddings, labels = embedded.embeddings, embedded.labels
     queries, gallery = query_gallery.first_per_class(labels, 2)
     self.assertLen(queries, 10)
@@ -158,7 +140,7 @@ class EvaluateCommandTest(absltest.TestCase):
     result = workdir_report.evaluate_workdir(
       str(workdir), query_gallery="splits:test/train", max_projected=0
     )
-    embedded = _embed_test_split(workdir, with_sources=True)
+    embedded = tiny_run.embed_test_split(workdir, with_sources=True)
     embeddings, labels = embedded.embeddings, embedded.labels
     sources = embedded.source_splits
     # 5 test classes x (12 train + 4 test) images.

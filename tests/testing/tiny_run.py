@@ -34,7 +34,8 @@ from absl.testing import parameterized
 from configs import fashion_mnist
 from proxy_nca_jax import checkpointing, parallel
 from proxy_nca_jax.data import pipeline
-from proxy_nca_jax.training import setup, train_state, trainer
+from proxy_nca_jax.inference import embedding, split_embedding
+from proxy_nca_jax.training import setup, train_state, trainer, workdirs
 from tests.testing import fake_fashion_mnist
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -131,9 +132,7 @@ def run_command(
   argv: list[str],
   num_devices: int | None = None,
   xla_flags: tuple[str, ...] = (),
-  umask: int | None = None,
 ) -> subprocess.CompletedProcess:
-  """Runs a command on CPU in the repository (with ``umask`` if given)."""
   return subprocess.run(
     argv,
     cwd=REPO,
@@ -141,7 +140,6 @@ def run_command(
     capture_output=True,
     text=True,
     timeout=600,
-    umask=-1 if umask is None else umask,
   )
 
 
@@ -204,6 +202,27 @@ def latest_state(workdir: pathlib.Path, config):
     return step, jax.device_get(ckpt.restore(step, target, signature))
   finally:
     ckpt.close()
+
+
+def embed_test_split(
+  workdir: pathlib.Path,
+  mesh: jax.sharding.Mesh | None = None,
+  **options,
+) -> split_embedding.EmbeddedSplit:
+  """The test split embedded by the run's newest checkpoint along the
+  evaluation path (the whole train state restored, the tfds pipeline), a
+  reference for what loads the network alone; ``options`` go to
+  ``split_embedding.embed_split``."""
+  mesh = parallel.create_mesh() if mesh is None else mesh
+  config, model, state = workdirs.restore_train_state(str(workdir), mesh)
+  return split_embedding.embed_split(
+    embedding.make_embed_fn(model, mesh),
+    train_state.inference_variables(state),
+    config.input,
+    "test",
+    mesh,
+    **options,
+  )
 
 
 @functools.cache

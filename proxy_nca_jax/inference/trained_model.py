@@ -88,6 +88,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 
   Raises:
     errors.MissingFileError: ``workdir`` has no config.json.
+    errors.InvalidInputError: it is not valid JSON (edited or cut short).
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not tf.io.gfile.exists(path):
@@ -96,7 +97,14 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
       "(python -m proxy_nca_jax.train --workdir=...)."
     )
   with tf.io.gfile.GFile(path) as f:
-    saved = json.load(f, object_hook=_with_tuples)
+    text = f.read()
+  try:
+    saved = json.loads(text, object_hook=_with_tuples)
+  except json.JSONDecodeError as error:
+    raise errors.InvalidInputError(
+      f"{path} is not the JSON a training run writes ({error}): restore "
+      "it, or rerun the training command, which writes it again."
+    ) from None
   saved.pop(SEGMENTS_KEY, None)
   return config_defaults.with_defaults(ml_collections.ConfigDict(saved))
 

@@ -83,8 +83,10 @@ def save_config(
   if segments:
     record[trained_model.SEGMENTS_KEY] = segments
   path = os.path.join(workdir, trained_model.CONFIG_FILE)
-  with tf.io.gfile.GFile(path, "w") as f:
+  # Through a temporary file: a kill mid-write leaves the old config.json.
+  with tf.io.gfile.GFile(f"{path}.partial", "w") as f:
     f.write(json.dumps(record, indent=2))
+  tf.io.gfile.rename(f"{path}.partial", path, overwrite=True)
   trained_model.write_model_record(workdir, config, num_proxies)
 
 

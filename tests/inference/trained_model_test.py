@@ -109,6 +109,13 @@ class LoadTest(absltest.TestCase):
       with self.subTest(field), self.assertRaises(errors.InvalidInputError):
         trained_model.load(str(run))
 
+  def test_config_cut_short_is_refused(self):
+    run = self.copy_of_run()
+    text = (run / "config.json").read_text()
+    (run / "config.json").write_text(text[: len(text) // 2])
+    with self.assertRaisesRegex(errors.InvalidInputError, "is not the JSON"):
+      trained_model.load(str(run))
+
   def test_missing_files(self):
     empty = self.temporary_folder()
     with self.assertRaisesRegex(errors.MissingFileError, "not the workdir"):

@@ -248,6 +248,27 @@ class Checkpointer:
       raise
 
 
+def chosen_step(checkpoints: Any, step: int | None, directory: str) -> int:
+  """``step``, or the newest, of the complete checkpoints of ``directory``.
+
+  Args:
+    checkpoints: a `Checkpointer` or an orbax manager of ``directory``
+      (anything with ``latest_step()`` and ``all_steps()``).
+    step: the step asked for (None: the newest).
+    directory: their folder, for the message.
+
+  Raises:
+    errors.MissingFileError: no checkpoint, or none at ``step``.
+  """
+  step = checkpoints.latest_step() if step is None else step
+  if step is None or step not in checkpoints.all_steps():
+    raise errors.MissingFileError(
+      f"No checkpoint{'' if step is None else f' at step {step}'} in "
+      f"{directory}."
+    )
+  return step
+
+
 def restore_network(
   directory: str, step: int | None, target: Any
 ) -> tuple[dict[str, Any], dict[str, Any], int]:
@@ -273,12 +294,7 @@ def restore_network(
     raise errors.MissingFileError(f"No checkpoint in {directory}.")
   options = ocp.CheckpointManagerOptions(create=False)
   with ocp.CheckpointManager(directory, options=options) as manager:
-    step = manager.latest_step() if step is None else step
-    if step is None or step not in manager.all_steps():
-      raise errors.MissingFileError(
-        f"No checkpoint{'' if step is None else f' at step {step}'} in "
-        f"{directory}."
-      )
+    step = chosen_step(manager, step, directory)
     # The state holds the network as params['model'] beside the proxies.
     item = {
       "params": {"model": target["params"]},

@@ -64,7 +64,4 @@ def run(
     except errors.Error as error:
       fail(str(error))
 
-  if flags_parser is None:
-    app.run(command)
-  else:
-    app.run(command, flags_parser=flags_parser)
+  app.run(command, flags_parser=flags_parser or app.parse_flags_with_usage)

@@ -139,12 +139,7 @@ def restore_train_state(
     directory, every_steps=0, keep=config.ckpt.keep
   )
   try:
-    step = ckpt.latest_step() if step is None else step
-    if step is None or step not in ckpt.all_steps():
-      raise errors.MissingFileError(
-        f"No checkpoint{'' if step is None else f' at step {step}'} in "
-        f"{workdir}/checkpoints."
-      )
+    step = checkpointing.chosen_step(ckpt, step, directory)
     state = ckpt.restore(step, parts.abstract_state(), parts.signature())
   finally:
     ckpt.close()

@@ -42,6 +42,18 @@ OPTIONAL_FIELDS = (
   "loss.proxy_block_size",
   # Sampled negative proxies: before them, every proxy at every step.
   "loss.negative_fraction",
+  # The class-weight losses (losses/margin_softmax.py): read by them alone,
+  # so a config from before them trained another loss.
+  "loss.softmax_temperature",
+  "loss.cosine_scale",
+  "loss.cosface_margin",
+  "loss.arcface_margin",
+  "loss.sub_centers",
+  "loss.soft_triple_centers",
+  "loss.soft_triple_la",
+  "loss.soft_triple_gamma",
+  "loss.soft_triple_margin",
+  "loss.soft_triple_tau",
 )
 
 

@@ -124,15 +124,18 @@ def base_config(*, rgb_input: bool = False) -> ml_collections.ConfigDict:
   config.proxies.init_scale = 1.0
   # "replicated": every device holds all proxies. "sharded": the proxies and
   # their optimiser state are split by rows (classes) over the devices, for
-  # hundreds of thousands to millions of classes; losses proxy_nca (static)
-  # and proxy_anchor only (proxy_nca_jax/losses/sharded.py). Same results up
-  # to float32 rounding; params['proxies'] then has zero padding rows up to a
-  # multiple of the device count (checkpoints too).
+  # hundreds of thousands to millions of classes; losses proxy_nca (static),
+  # proxy_anchor and the class-weight losses (losses/sharded.py). Same
+  # results up to float32 rounding; params['proxies'] then has zero padding
+  # rows up to a multiple of the device count (of whole classes when a class
+  # has several centres; checkpoints too).
   config.proxies.sharding = "replicated"
 
   config.loss = ml_collections.ConfigDict()
   # One of proxy_nca_jax.losses.LOSSES. Proxy losses: "proxy_nca",
-  # "proxy_ranking", "proxy_anchor". Data-point baselines (they need
+  # "proxy_ranking", "proxy_anchor"; class-weight losses (docs/losses.md):
+  # "normalized_softmax", "cosface", "arcface", "subcenter_arcface",
+  # "soft_triple". Data-point baselines (they need
   # several images per class in a batch: set input.samples_per_class):
   # "triplet_all", "triplet_semihard", "triplet_batch_hard",
   # "lifted_structure", "npairs", "contrastive", "nca".
@@ -172,13 +175,39 @@ def base_config(*, rgb_input: bool = False) -> ml_collections.ConfigDict:
   # without the (batch, proxies) arrays. None: blocks of 4,096 above 65,536
   # proxies, 4x faster at a million on CPU (benchmarks/README.md).
   config.loss.proxy_block_size = config_dict.placeholder(int)
-  # proxy_nca, static: each step's denominator uses the batch's positive
-  # proxies and this fraction of the others, drawn from the seed and the
-  # step (Partial FC; losses/sampled_proxies.py); 1 uses every proxy.
+  # proxy_nca (static), normalized_softmax and the class-weight losses:
+  # each step's denominator uses the batch's classes and this fraction of
+  # the others, drawn from the seed and the step (Partial FC;
+  # losses/sampled_proxies.py); 1 uses every class.
   config.loss.negative_fraction = 1.0
   # proxy_anchor: scaling factor alpha and margin delta (Kim et al. 2020).
   config.loss.proxy_anchor_alpha = 32.0
   config.loss.proxy_anchor_delta = 0.1
+  # normalized_softmax: temperature T of the logits cos / T (Zhai & Wu 2019;
+  # pytorch-metric-learning's 0.05). It is proxy_nca's softmax form at
+  # scale 1 / (2 T).
+  config.loss.softmax_temperature = 0.05
+  # cosface, arcface, subcenter_arcface: the logits' scale s (64 in the
+  # papers and pytorch-metric-learning).
+  config.loss.cosine_scale = 64.0
+  # cosface: additive cosine margin m (Wang et al. 2018; 0.35).
+  config.loss.cosface_margin = 0.35
+  # arcface, subcenter_arcface: additive angular margin m in RADIANS (Deng
+  # et al. 2019: 0.5; pytorch-metric-learning 2.x's 28.6 is degrees, 0.499
+  # radians).
+  config.loss.arcface_margin = 0.5
+  # subcenter_arcface: sub-centres K per class (3 in Deng et al. 2020); the
+  # proxies then have K rows a class.
+  config.loss.sub_centers = 3
+  # soft_triple (Qian et al. 2019): centres K per class, scale lambda,
+  # centre softmax temperature gamma, margin delta, and the weight tau of the
+  # centre-merging regulariser (pytorch-metric-learning has no regulariser:
+  # tau 0).
+  config.loss.soft_triple_centers = 10
+  config.loss.soft_triple_la = 20.0
+  config.loss.soft_triple_gamma = 0.1
+  config.loss.soft_triple_margin = 0.01
+  config.loss.soft_triple_tau = 0.2
   # lifted_structure: margin alpha on Euclidean distances (Song et al. 2016).
   config.loss.lifted_margin = 1.0
   # contrastive: margin m on Euclidean distances between unit vectors

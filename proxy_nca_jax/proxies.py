@@ -287,12 +287,19 @@ def relations_from_triplets(
   return similar, dissimilar
 
 
-def padded_num_proxies(num_proxies: int, num_shards: int) -> int:
-  """C rounded up to a multiple of ``num_shards`` (rows of sharded proxies)."""
-  return -(-num_proxies // num_shards) * num_shards
+def padded_num_proxies(
+  num_proxies: int, num_shards: int, rows_per_class: int = 1
+) -> int:
+  """The rows of sharded proxies: ``num_proxies`` rounded up to a multiple
+  of ``num_shards`` whole classes of ``rows_per_class`` rows each (the
+  centres of a class stay on one device)."""
+  multiple = num_shards * rows_per_class
+  return -(-num_proxies // multiple) * multiple
 
 
-def pad_proxies(proxies: jax.Array, num_shards: int) -> jax.Array:
+def pad_proxies(
+  proxies: jax.Array, num_shards: int, rows_per_class: int = 1
+) -> jax.Array:
   """Appends zero rows up to ``padded_num_proxies``.
 
   Sharded proxies (``losses.sharded``) split their rows evenly over the
@@ -302,11 +309,15 @@ def pad_proxies(proxies: jax.Array, num_shards: int) -> jax.Array:
   Args:
     proxies: float array (C, D).
     num_shards: n, the number of devices the rows are split over.
+    rows_per_class: K, the consecutive rows of one class (several centres
+      a class: SubCenter-ArcFace, SoftTriple).
 
   Returns:
-    float array (R, D), R = ``padded_num_proxies(C, n)``; rows C..R-1 zero.
+    float array (R, D), R = ``padded_num_proxies(C, n, K)``; rows C..R-1
+    zero.
   """
-  extra = padded_num_proxies(proxies.shape[0], num_shards) - proxies.shape[0]
+  rows = padded_num_proxies(proxies.shape[0], num_shards, rows_per_class)
+  extra = rows - proxies.shape[0]
   return jnp.pad(proxies, ((0, extra), (0, 0)))
 
 

@@ -20,6 +20,11 @@ proxies itself (paper, Sec. 4). Modules:
 - ``proxy_nca``: Proxy-NCA ([1], Eq. 4, paper and softmax forms), proxy
   ranking ([1], Eq. 5) and Proxy-Anchor ([4]), with static assignment (one
   proxy per class) or, for the first two, dynamic assignment;
+- ``margin_softmax``: the class-weight losses, a softmax over cosine
+  similarities with a margin on the target class: Normalized Softmax ([5];
+  Proxy-NCA's softmax form at scale 1 / (2 T)), CosFace ([6]), ArcFace
+  ([7]), SubCenter-ArcFace ([8]) and SoftTriple ([9]), whose class weights
+  are the proxies (K rows a class for the last two);
 - ``dynamic``: dynamic assignment from similar/dissimilar relations;
 - ``pair``: the data-point baselines (triplet all / semi-hard / batch-hard,
   lifted structure, N-pairs, contrastive, NCA);
@@ -39,12 +44,29 @@ References:
       Distance Metric Learning using Proxies. ICCV 2017.
   [4] S. Kim, D. Kim, M. Cho, S. Kwak. Proxy Anchor Loss for Deep Metric
       Learning. CVPR 2020.
+  [5] A. Zhai, H.-Y. Wu. Classification is a Strong Baseline for Deep Metric
+      Learning. BMVC 2019.
+  [6] H. Wang et al. CosFace: Large Margin Cosine Loss for Deep Face
+      Recognition. CVPR 2018.
+  [7] J. Deng, J. Guo, N. Xue, S. Zafeiriou. ArcFace: Additive Angular Margin
+      Loss for Deep Face Recognition. CVPR 2019.
+  [8] J. Deng, J. Guo, T. Liu, M. Gong, S. Zafeiriou. Sub-center ArcFace.
+      ECCV 2020.
+  [9] Q. Qian et al. SoftTriple Loss: Deep Metric Learning Without Triplet
+      Sampling. ICCV 2019.
 """
 
 from proxy_nca_jax.losses._checks import ASSIGNMENTS, PROXY_NCA_FORMS
 from proxy_nca_jax.losses.dynamic import (
   dynamic_proxy_nca_loss,
   dynamic_proxy_ranking_loss,
+)
+from proxy_nca_jax.losses.margin_softmax import (
+  arcface_loss,
+  cosface_loss,
+  normalized_softmax_loss,
+  soft_triple_loss,
+  subcenter_arcface_loss,
 )
 from proxy_nca_jax.losses.pair import (
   NCA_FORMS,
@@ -62,7 +84,17 @@ from proxy_nca_jax.losses.proxy_nca import (
   proxy_ranking_loss,
 )
 
-PROXY_LOSSES = ("proxy_nca", "proxy_ranking", "proxy_anchor")
+# The class-weight losses of ``margin_softmax`` with their own cross-entropy
+# (Normalized Softmax is Proxy-NCA's).
+CLASS_WEIGHT_LOSSES = ("cosface", "arcface", "subcenter_arcface", "soft_triple")
+# The losses of learned proxies (class weights).
+PROXY_LOSSES = (
+  "proxy_nca",
+  "proxy_ranking",
+  "proxy_anchor",
+  "normalized_softmax",
+  *CLASS_WEIGHT_LOSSES,
+)
 PAIR_LOSSES = (
   "triplet_all",
   "triplet_semihard",
@@ -77,20 +109,26 @@ LOSSES = PROXY_LOSSES + PAIR_LOSSES
 
 __all__ = [
   "ASSIGNMENTS",
+  "CLASS_WEIGHT_LOSSES",
   "LOSSES",
   "NCA_FORMS",
   "PAIR_LOSSES",
   "PROXY_LOSSES",
   "PROXY_NCA_FORMS",
+  "arcface_loss",
   "contrastive_loss",
+  "cosface_loss",
   "dynamic_proxy_nca_loss",
   "dynamic_proxy_ranking_loss",
   "lifted_structure_loss",
   "nca_loss",
+  "normalized_softmax_loss",
   "npairs_loss",
   "proxy_anchor_loss",
   "proxy_nca_loss",
   "proxy_ranking_loss",
+  "soft_triple_loss",
+  "subcenter_arcface_loss",
   "triplet_all_loss",
   "triplet_batch_hard_loss",
   "triplet_semihard_loss",

@@ -124,3 +124,13 @@ def sample_proxies(
     valid, position[jnp.clip(labels, 0, num_proxies - 1)], -1
   )
   return rows, sampled_labels
+
+
+def class_rows(classes: jax.Array, rows_per_class: int) -> jax.Array:
+  """The proxy rows of ``classes`` (int (K,)) when each class owns
+  ``rows_per_class`` consecutive rows (several centres a class): int
+  (K rows_per_class,), class by class."""
+  if rows_per_class == 1:
+    return classes
+  offsets = jnp.arange(rows_per_class, dtype=classes.dtype)
+  return (classes[:, None] * rows_per_class + offsets).reshape(-1)

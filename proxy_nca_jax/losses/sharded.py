@@ -53,6 +53,18 @@ all-gather of the B x D embeddings and labels, and three or four
 all-reduces of B numbers (the max, the sums of exponentials, the positive
 logits, the logit sums); the gradient adds a psum of the embeddings'.
 
+The class-weight losses (``losses.margin_softmax``: CosFace, ArcFace,
+SubCenter-ArcFace, SoftTriple; Normalized Softmax is Proxy-NCA's softmax
+form): a class's K rows lie on one device (the rows are padded by whole
+classes, ``proxies.padded_num_proxies(C K, n K)``), so each device computes
+the class similarities S_c of its classes; the cross-entropy needs
+
+    logaddexp( logsumexp_{c != y} s S_c,  s psi(S_y) ) - s psi(S_y),
+
+whose log-sum-exp over the classes is combined over the shards as above and
+whose S_y is a ``psum`` of the masked local values; SoftTriple's
+regulariser is a ``psum`` of each device's sum over its classes.
+
 Proxy-Anchor ([2], Eq. 4):
 
     L = 1/|P+| sum_{p in P+} log(1 + sum_{x in X_p^+} exp(-a (s(x,p) - d)))
@@ -85,13 +97,22 @@ from proxy_nca_jax import errors, geometry, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.losses import (
   _checks,
+  margin_softmax,
   pair,
   proxy_blocks,
   proxy_nca,
   sampled_proxies,
 )
 
-SHARDED_LOSSES = ("proxy_nca", "proxy_anchor")
+SHARDED_LOSSES = (
+  "proxy_nca",
+  "proxy_anchor",
+  "normalized_softmax",
+  "cosface",
+  "arcface",
+  "subcenter_arcface",
+  "soft_triple",
+)
 _AXIS = parallel.DATA_AXIS
 
 
@@ -370,3 +391,113 @@ def sharded_proxy_anchor_loss(
     return pull_sum / jnp.maximum(pull_count, 1) + push_sum / num_proxies
 
   return _sharded(local_loss, mesh)(embeddings, labels, proxies)
+
+
+def sharded_margin_softmax_loss(
+  embeddings: jax.Array,
+  labels: jax.Array,
+  proxies: jax.Array,
+  spec: margin_softmax.MarginSoftmax,
+  *,
+  mesh: jax.sharding.Mesh,
+  num_classes: int,
+  negative_fraction: float = 1.0,
+  key: jax.Array | None = None,
+) -> jax.Array:
+  """``losses.margin_softmax.margin_softmax_loss`` with the class weights
+  sharded by classes.
+
+  With ``negative_fraction`` < 1, each device keeps the classes of the
+  batch it owns and a uniform sample of its other classes (K_k of its c
+  classes, ``losses.sampled_proxies``, from ``key`` folded with the device
+  index), and the loss (and SoftTriple's regulariser, over the sampled
+  classes) runs over the union of the shards' samples.
+
+  Args:
+    embeddings: float (B, D), any sharding. Normalised here.
+    labels: int (B,), classes in [0, num_classes) (others are left out).
+    proxies: float (R, D), R = K times a multiple of the mesh's ``data``
+      size, sharded by rows; class c in rows c K .. c K + K - 1, rows from
+      num_classes K on are padding.
+    spec: the loss and its options.
+    mesh: the device mesh.
+    num_classes: C, the real classes.
+    negative_fraction: in (0, 1]; below 1, the part of each device's other
+      classes sampled.
+    key: the step's sample key, needed when ``negative_fraction`` < 1.
+
+  Returns:
+    float32 scalar, replicated.
+
+  Raises:
+    ValueError: wrong shapes, rows that are not whole classes on every
+      device, or a sample without its key.
+  """
+  k = spec.centers_per_class
+  _checks.check_batch(embeddings, labels)
+  _checks.check_proxies(embeddings, proxies)
+  shards = mesh.shape[_AXIS]
+  rows = proxies.shape[0]
+  if rows % (shards * k) or not 1 <= num_classes * k <= rows:
+    raise errors.InvalidInputError(
+      f"Sharded class weights need a row count divisible by {shards} "
+      f"devices x {k} centres a class and at least num_classes x {k} = "
+      f"{num_classes * k} rows, got {rows}; pad them with "
+      "proxies.pad_proxies(proxies, num_shards, rows_per_class=K)."
+    )
+  local_classes = rows // shards // k
+  sampled = sampled_proxies.num_sampled(
+    negative_fraction, local_classes, labels.shape[0]
+  )
+  if negative_fraction < 1 and key is None:
+    raise errors.InvalidInputError(
+      "Sampled negative classes need the step's key: key=."
+    )
+
+  def local_loss(embeddings, labels, local_proxies, key):
+    offset = jax.lax.axis_index(_AXIS) * local_classes
+    num_real = jnp.clip(num_classes - offset, 0, local_classes)
+    local_labels = labels - offset
+    if negative_fraction < 1:
+      classes, local_labels = sampled_proxies.sample_proxies(
+        jax.random.fold_in(key, jax.lax.axis_index(_AXIS)),
+        local_labels,
+        local_classes,
+        sampled,
+        num_real,
+      )
+      local_proxies = local_proxies[sampled_proxies.class_rows(classes, k)]
+      num_real = jnp.minimum(num_real, sampled)
+    columns = local_proxies.shape[0] // k
+    dtype = margin_softmax.compute_dtype(embeddings, local_proxies)
+    x = geometry.l2_normalize(embeddings.astype(dtype))
+    similarity = spec.class_similarities(x, local_proxies.astype(dtype))
+    real = jnp.arange(columns) < num_real
+    positive = proxies_lib.static_assignment(local_labels, columns) & real
+    target = jax.lax.psum(
+      jnp.sum(jnp.where(positive, similarity, 0.0), axis=-1), _AXIS
+    )
+    negative_lse = distributed_logsumexp(
+      spec.scale * similarity, real & ~positive
+    )
+    valid = (labels >= 0) & (labels < num_classes)
+    loss = pair.masked_mean(spec.per_sample(negative_lse, target), valid)
+    if spec.has_regulariser():
+      pair_sum = jax.lax.psum(
+        spec.center_pair_sum(local_proxies.astype(dtype), real), _AXIS
+      )
+      classes_used = jax.lax.psum(num_real, _AXIS)
+      loss += spec.regulariser_scale(classes_used) * pair_sum
+    return loss
+
+  return jax.shard_map(
+    local_loss,
+    mesh=mesh,
+    in_specs=(
+      PartitionSpec(),
+      PartitionSpec(),
+      PartitionSpec(_AXIS),
+      PartitionSpec(),
+    ),
+    out_specs=PartitionSpec(),
+  )(embeddings, labels, proxies, key)

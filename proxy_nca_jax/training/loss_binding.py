@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from proxy_nca_jax import errors, losses
-from proxy_nca_jax.losses import sampled_proxies, sharded
+from proxy_nca_jax.losses import margin_softmax, sampled_proxies, sharded
 
 # (embeddings (B, D), labels (B,), proxies (C, D), step ()) -> scalar loss;
 # the step number draws the sampled negative proxies (loss.negative_fraction).
@@ -37,6 +37,7 @@ LossFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
   """The config fields each loss reads, as its keyword arguments."""
   triplet = {"margin": c.margin}
+  arcface = {"margin": c.arcface_margin, "scale": c.cosine_scale}
   return {
     "proxy_nca": {
       "form": c.form,
@@ -52,6 +53,20 @@ def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
       "alpha": c.proxy_anchor_alpha,
       "delta": c.proxy_anchor_delta,
     },
+    "normalized_softmax": {
+      "temperature": c.softmax_temperature,
+      "block_size": c.proxy_block_size,
+    },
+    "cosface": {"margin": c.cosface_margin, "scale": c.cosine_scale},
+    "arcface": arcface,
+    "subcenter_arcface": {**arcface, "centers_per_class": c.sub_centers},
+    "soft_triple": {
+      "centers_per_class": c.soft_triple_centers,
+      "la": c.soft_triple_la,
+      "gamma": c.soft_triple_gamma,
+      "margin": c.soft_triple_margin,
+      "tau": c.soft_triple_tau,
+    },
     "triplet_all": triplet,
     "triplet_semihard": triplet,
     "triplet_batch_hard": triplet,
@@ -62,14 +77,35 @@ def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
   }
 
 
+def centers_per_class(loss_config: ml_collections.ConfigDict) -> int:
+  """K, the proxy rows of one class: ``loss.sub_centers`` for
+  subcenter_arcface, ``loss.soft_triple_centers`` for soft_triple, else 1."""
+  options = loss_options(loss_config)[loss_config.name]
+  return options.get("centers_per_class", 1)
+
+
+def margin_softmax_spec(
+  loss_config: ml_collections.ConfigDict,
+) -> margin_softmax.MarginSoftmax:
+  """The ``MarginSoftmax`` of a cosface, arcface, subcenter_arcface or
+  soft_triple config."""
+  options = loss_options(loss_config)[loss_config.name]
+  return {
+    "cosface": margin_softmax.cosface_spec,
+    "arcface": margin_softmax.arcface_spec,
+    "subcenter_arcface": margin_softmax.arcface_spec,
+    "soft_triple": margin_softmax.soft_triple_spec,
+  }[loss_config.name](**options)
+
+
 def uses_static_assignment(loss_config: ml_collections.ConfigDict) -> bool:
   """Whether the configured loss needs one proxy per class.
 
-  True for Proxy-Anchor and for Proxy-NCA and proxy ranking with static
-  assignment; False for dynamic assignment and the data-point baselines
-  (which ignore the proxies).
+  True for Proxy-Anchor and the class-weight losses, and for Proxy-NCA
+  and proxy ranking with static assignment; False for dynamic assignment
+  and the data-point baselines (which ignore the proxies).
   """
-  if loss_config.name == "proxy_anchor":
+  if loss_config.name in ("proxy_anchor", *losses.CLASS_WEIGHT_LOSSES):
     return True
   return (
     loss_config.name in ("proxy_nca", "proxy_ranking")
@@ -89,10 +125,11 @@ def create_loss_fn(
   checkpoints of all kinds have the same structure). The options are
   checked here, by tracing the loss once on an abstract batch of two.
 
-  With ``loss.negative_fraction`` below 1 (Proxy-NCA, static assignment),
-  each step's loss uses the batch's positive proxies and that fraction of
-  the others, drawn from ``seed`` and the step (``losses.sampled_proxies``);
-  otherwise the step is ignored.
+  With ``loss.negative_fraction`` below 1 (Proxy-NCA with static
+  assignment, Normalized Softmax and the class-weight losses), each step's
+  loss uses the batch's classes and that fraction of the others (all K
+  rows of a class with several centres), drawn from ``seed`` and the step
+  (``losses.sampled_proxies``); otherwise the step is ignored.
 
   Raises:
     ValueError: an unknown name or a bad option.
@@ -119,7 +156,7 @@ def create_loss_fn(
     bound,
     jax.ShapeDtypeStruct((2, 1), jnp.float32),
     jax.ShapeDtypeStruct((2,), jnp.int32),
-    jax.ShapeDtypeStruct((2, 1), jnp.float32),
+    jax.ShapeDtypeStruct((2 * centers_per_class(loss_config), 1), jnp.float32),
     jax.ShapeDtypeStruct((), jnp.int32),
   )
   return bound
@@ -148,25 +185,40 @@ def _with_sampled_negatives(
   sampled_proxies.num_sampled(fraction, 1, 1)  # Checks the fraction.
   if fraction == 1:
     return _every_proxy(loss_fn)
-  if loss_config.name != "proxy_nca" or loss_config.assignment != "static":
+  if not supports_sampled_negatives(loss_config):
     raise errors.InvalidInputError(
-      f"loss.negative_fraction={fraction} needs loss.name='proxy_nca' with "
-      "loss.assignment='static' (one proxy per class), got "
-      f"loss.name={loss_config.name!r}, loss.assignment="
-      f"{loss_config.assignment!r}; use --config.loss.negative_fraction=1."
+      f"loss.negative_fraction={fraction} needs a loss with one proxy (or "
+      f"K centres) per class: loss.name in {SAMPLED_LOSSES}, proxy_nca with "
+      f"loss.assignment='static'; got loss.name={loss_config.name!r}, "
+      f"loss.assignment={loss_config.assignment!r}; use "
+      "--config.loss.negative_fraction=1."
     )
+  k = centers_per_class(loss_config)
 
   def sampled(embeddings, labels, proxies, step):
-    num_proxies = proxies.shape[0]
-    rows, sampled_labels = sampled_proxies.sample_proxies(
+    num_classes = proxies.shape[0] // k
+    classes, sampled_labels = sampled_proxies.sample_proxies(
       sampled_proxies.sample_key(seed, step),
       labels,
-      num_proxies,
-      sampled_proxies.num_sampled(fraction, num_proxies, labels.shape[0]),
+      num_classes,
+      sampled_proxies.num_sampled(fraction, num_classes, labels.shape[0]),
     )
+    rows = sampled_proxies.class_rows(classes, k)
     return loss_fn(embeddings, sampled_labels, proxies[rows])
 
   return sampled
+
+
+# The losses whose denominator can run over sampled classes
+# (loss.negative_fraction < 1); proxy_nca with static assignment too.
+SAMPLED_LOSSES = ("normalized_softmax", *losses.CLASS_WEIGHT_LOSSES)
+
+
+def supports_sampled_negatives(loss_config: ml_collections.ConfigDict) -> bool:
+  """Whether ``loss.negative_fraction`` < 1 applies to the configured loss."""
+  if loss_config.name == "proxy_nca":
+    return loss_config.assignment == "static"
+  return loss_config.name in SAMPLED_LOSSES
 
 
 def check_supported(loss_config: ml_collections.ConfigDict) -> None:
@@ -201,9 +253,10 @@ def create_sharded_loss_fn(
 
   The sharded counterpart of ``create_loss_fn``: the same config fields,
   the proxies (R, D) padded and sharded as ``training.train_state`` keeps
-  them, ``num_proxies`` real ones. Sampled negatives
-  (``loss.negative_fraction`` < 1) are drawn on each device from its own
-  rows, from ``seed`` and the step (``losses.sampled_proxies``).
+  them, ``num_proxies`` real rows (K a class for several centres a class).
+  Sampled negatives (``loss.negative_fraction`` < 1) are drawn on each
+  device from its own classes, from ``seed`` and the step
+  (``losses.sampled_proxies``).
 
   Raises:
     ValueError: a loss without a sharded form (``check_supported``) or a
@@ -211,9 +264,10 @@ def create_sharded_loss_fn(
   """
   check_supported(loss_config)
   create_loss_fn(loss_config)  # Checks the options.
-  options = loss_options(loss_config)[loss_config.name]
+  name = loss_config.name
+  options = loss_options(loss_config)[name]
   options.pop("assignment", None)
-  if loss_config.name == "proxy_anchor":
+  if name == "proxy_anchor":
     return _every_proxy(
       functools.partial(
         sharded.sharded_proxy_anchor_loss,
@@ -224,8 +278,34 @@ def create_sharded_loss_fn(
     )
   fraction = loss_config.negative_fraction
 
+  def key_of(step: jax.Array) -> jax.Array | None:
+    return sampled_proxies.sample_key(seed, step) if fraction < 1 else None
+
+  if name in losses.CLASS_WEIGHT_LOSSES:
+    spec = margin_softmax_spec(loss_config)
+    num_classes = spec.num_classes(num_proxies)
+
+    def bound_margin_softmax(embeddings, labels, proxies, step):
+      return sharded.sharded_margin_softmax_loss(
+        embeddings,
+        labels,
+        proxies,
+        spec,
+        mesh=mesh,
+        num_classes=num_classes,
+        negative_fraction=fraction,
+        key=key_of(step),
+      )
+
+    return bound_margin_softmax
+  if name == "normalized_softmax":
+    options = {
+      "form": "softmax",
+      "scale": margin_softmax.softmax_scale(options.pop("temperature")),
+      **options,
+    }
+
   def bound(embeddings, labels, proxies, step):
-    key = sampled_proxies.sample_key(seed, step) if fraction < 1 else None
     return sharded.sharded_proxy_nca_loss(
       embeddings,
       labels,
@@ -233,7 +313,7 @@ def create_sharded_loss_fn(
       mesh=mesh,
       num_proxies=num_proxies,
       negative_fraction=fraction,
-      key=key,
+      key=key_of(step),
       **options,
     )
 

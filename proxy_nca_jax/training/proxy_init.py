@@ -29,9 +29,10 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from proxy_nca_jax import errors
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
-from proxy_nca_jax.training import setup, train_state
+from proxy_nca_jax.training import loss_binding, setup, train_state
 
 
 def embed_training_batches(
@@ -96,6 +97,13 @@ def starting_state(
   state of those, when ``proxies.init`` says so."""
   if parts.config.proxies.init != "class_means":
     return state
+  if loss_binding.centers_per_class(parts.config.loss) > 1:
+    raise errors.InvalidInputError(
+      f"proxies.init='class_means' would start the "
+      f"{loss_binding.centers_per_class(parts.config.loss)} centres of each "
+      f"class of loss.name={parts.config.loss.name!r} at the same point, "
+      "where they would stay; use --config.proxies.init=normal."
+    )
   proxies = proxies_lib.pad_proxies(
     class_mean_proxy_init(parts.config, parts.model, state, parts.num_proxies),
     train_state.proxy_shards(parts.config, parts.mesh),

@@ -93,8 +93,13 @@ def proxy_shards(
 def num_proxy_rows(
   config: ml_collections.ConfigDict, num_proxies: int, mesh: jax.sharding.Mesh
 ) -> int:
-  """R: C, or C padded to a multiple of the device count when sharded."""
-  return proxies_lib.padded_num_proxies(num_proxies, proxy_shards(config, mesh))
+  """R: C, or C padded to a multiple of the device count when sharded (of
+  whole classes, for a loss with several centres a class)."""
+  return proxies_lib.padded_num_proxies(
+    num_proxies,
+    proxy_shards(config, mesh),
+    loss_binding.centers_per_class(config.loss),
+  )
 
 
 def real_proxies(state: TrainState, num_proxies: int) -> jax.Array:
@@ -126,7 +131,9 @@ def state_shardings(state: Any, mesh: jax.sharding.Mesh, sharding: str) -> Any:
 
 
 def num_proxies(config: ml_collections.ConfigDict) -> int:
-  """The number of proxies of a run: ``proxies.num_proxies`` or one a class.
+  """The number of proxies of a run: ``proxies.num_proxies`` or one a class
+  (K a class for a loss with K centres a class: SubCenter-ArcFace,
+  SoftTriple).
 
   Raises:
     ValueError: ``proxies.num_proxies`` is not positive, or differs from the
@@ -134,20 +141,21 @@ def num_proxies(config: ml_collections.ConfigDict) -> int:
       or the proxies start at the class means.
   """
   classes = pipeline.num_classes(config.input, "train")
+  centers = loss_binding.centers_per_class(config.loss)
   requested = config.proxies.num_proxies
   if requested is None:
-    return classes
+    return classes * centers
   if requested < 1:
     raise errors.InvalidInputError(
       f"proxies.num_proxies={requested} must be positive (None: one per "
       "training class)."
     )
-  if requested != classes:
+  if requested != classes * centers:
     if loss_binding.uses_static_assignment(config.loss):
       raise errors.InvalidInputError(
         f"proxies.num_proxies={requested} but there are {classes} training "
         f"classes, and loss.name={config.loss.name!r} with static "
-        "assignment needs one proxy per class: set "
+        f"assignment needs {centers} proxy row(s) per class: set "
         "--config.loss.assignment=dynamic (proxy_nca, proxy_ranking) or "
         "leave proxies.num_proxies unset."
       )
@@ -190,6 +198,7 @@ def init_state(
   embedding_dim: int,
   proxy_init_scale: float,
   num_shards: int = 1,
+  rows_per_class: int = 1,
 ) -> TrainState:
   """The state around an initialised network: proxies and optimiser state
   (pure; jit-able).
@@ -203,11 +212,13 @@ def init_state(
     proxy_init_scale: the proxies' initial standard deviation.
     num_shards: the proxies get zero padding rows up to a multiple of it;
       the first C rows do not depend on it.
+    rows_per_class: K, the rows of a class (several centres a class): the
+      padding keeps a class's rows on one device.
   """
   proxies = proxies_lib.init_proxies(
     proxy_key, num_proxies, embedding_dim, scale=proxy_init_scale
   )
-  proxies = proxies_lib.pad_proxies(proxies, num_shards)
+  proxies = proxies_lib.pad_proxies(proxies, num_shards, rows_per_class)
   params = {"model": variables["params"], "proxies": proxies}
   return TrainState(
     step=jnp.zeros((), jnp.int32),
@@ -264,6 +275,7 @@ def _initializer(
     embedding_dim=model.embedding_dim,
     proxy_init_scale=config.proxies.init_scale,
     num_shards=proxy_shards(config, mesh),
+    rows_per_class=loss_binding.centers_per_class(config.loss),
   )
   key = jax.random.key(config.seed)  # Abstract arguments' stand-in.
   shardings = state_shardings(

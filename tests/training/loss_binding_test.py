@@ -92,7 +92,7 @@ class CreateLossFnTest(parameterized.TestCase):
     )
 
   @parameterized.named_parameters(
-    ("name", dict(name="arcface"), "loss.name must be one of"),
+    ("name", dict(name="sphereface"), "loss.name must be one of"),
     ("form", dict(form="nca"), "form must be one of"),
     ("smoothing", dict(form="paper", label_smoothing=0.1), "softmax"),
     ("assignment", dict(name="proxy_ranking", assignment="x"), "assignment"),

@@ -45,7 +45,12 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from proxy_nca_jax import checkpointing, parallel, quiet_logs
+from proxy_nca_jax import (
+  checkpointing,
+  config_defaults,
+  parallel,
+  quiet_logs,
+)
 from proxy_nca_jax import losses as losses_lib
 from proxy_nca_jax.inference import (
   embedding,
@@ -222,13 +227,30 @@ def has_checkpoint(workdir: str, step: int) -> bool:
 
 
 def _recorded(config: ml_collections.ConfigDict, path: str) -> list | None:
-  """The metrics rows recorded at ``path`` for exactly ``config``, if any."""
+  """The metrics rows recorded at ``path`` for exactly ``config``, if any.
+
+  A record written before some of the schema's optional fields existed
+  (``config_defaults.OPTIONAL_FIELDS``) is completed with their defaults
+  first, the behaviour from before them: the run answers a config that has
+  those defaults, not one with another value.
+  """
   if not os.path.exists(path):
     return None
   with open(path) as f:
     record = json.load(f)
-  same = record["config"] == json.loads(config.to_json())
+  completed = config_defaults.with_defaults(
+    ml_collections.ConfigDict(record["config"])
+  )
+  same = json.loads(completed.to_json()) == json.loads(config.to_json())
   return record["metrics"] if same else None
+
+
+def recorded_run(
+  config: ml_collections.ConfigDict, workdir: str
+) -> list[dict] | None:
+  """The metrics rows of the run of ``config`` in ``workdir`` recorded under
+  --out (``record_path``), or None; never trains."""
+  return _recorded(config, record_path(trained_model.absolute(workdir)))
 
 
 def train(
@@ -394,8 +416,9 @@ def untrained_test_metrics(config: ml_collections.ConfigDict) -> dict:
     f"_kmeans{config.evals.kmeans_restarts}_test.json"
   )
   path = os.path.join(OUT.value, "runs", "untrained", name)
-  model, state = initial_state(config)
-  return cached_json(path, lambda: evaluate_state(config, model, state, "test"))
+  return cached_json(
+    path, lambda: evaluate_state(config, *initial_state(config), "test")
+  )
 
 
 def initial_state(config: ml_collections.ConfigDict):

@@ -25,30 +25,46 @@ classes never choose anything.
 
 With ``--search_steps`` > 0 each loss first gets the same small search on
 the validation classes (seed 0, ``--search_steps`` steps each): its own
-parameter (``SEARCHED``) at half, one and twice the config's value, then,
-for the proxy losses, the proxies' learning-rate multiplier at a third, one
-and three times the config's, with the parameter chosen. Each value is
-scored by its best validation MAP@R; another value replaces the config's
-only if it scores more than ``--search_margin`` above it (one seed of a
-short run: smaller differences are noise), the best such value (ties: the
-smaller). The seeds then run with the chosen settings.
+parameter (``SEARCHED``; for the softmax losses the logits' scale) at half,
+one and twice the config's value, then, for the proxy losses, the proxies'
+learning-rate multiplier at a third, one and three times the config's, with
+the parameter chosen. Each value is scored by its best validation MAP@R;
+another value replaces the config's only if it scores more than
+``--search_margin`` above it (one seed of a short run: smaller differences
+are noise), the best such value (ties: the smaller). The seeds then run
+with the chosen settings.
+
+``--losses`` (default: every run of ``RUNS``) names the losses to run, in
+order: each loss's search and seeds finish before the next loss starts, and
+results.md is written again after each. It shows every loss recorded under
+--out (runs are reused from their records, never retrained) and, when
+``--losses`` is a subset, a table and figures of those losses first, with a
+paragraph on where Proxy-NCA stands among them (rq4_report.py).
 
   python -m research.rq4_losses --out=docs/rq4
   python -m research.rq4_losses --out=docs/glyphs_rq4 \
       --config=configs/glyphs.py --num_steps=2000 --search_steps=500 \
       --select_every=250 --triplet_samples_per_class=8 \
       --max_eval_examples=10000
+  # Issue 32: the margin/softmax family against Proxy-NCA and the two best
+  # pair losses, on the runs above.
+  LOSSES=proxy_nca_paper,proxy_anchor,normalized_softmax,cosface,arcface
+  LOSSES=$LOSSES,subcenter_arcface,soft_triple,npairs,triplet_semihard
+  python -m research.rq4_losses --out=docs/glyphs_rq4 \
+      --config=configs/glyphs.py --num_steps=2000 --search_steps=500 \
+      --select_every=250 --triplet_samples_per_class=8 \
+      --max_eval_examples=10000 --seeds=0,1,2 --losses=$LOSSES
 """
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from absl import app, flags
 
-from proxy_nca_jax import evaluation, losses
+from proxy_nca_jax import losses
 from proxy_nca_jax.data import class_splits
-from research import common, plots, variants
+from research import common, rq4_report, variants
 
 SELECT_EVERY = flags.DEFINE_integer(
   "select_every", 50, "Evaluate the validation classes every this many steps."
@@ -94,21 +110,23 @@ SEARCHED = {
   "npairs": "loss.scale",
   "contrastive": "loss.contrastive_margin",
   "nca": "loss.scale",
+  # The softmax losses over class weights: the logits' scale, as Proxy-NCA's
+  # scale and Proxy-Anchor's alpha (normalized softmax's scale is 1 / T).
+  "normalized_softmax": "loss.softmax_temperature",
+  "cosface": "loss.cosine_scale",
+  "arcface": "loss.cosine_scale",
+  "subcenter_arcface": "loss.cosine_scale",
+  "soft_triple": "loss.soft_triple_la",
 }
 PROXY_LR = "optimizer.proxy_lr_mult"
 # Multiples of the config's value tried for a searched field.
 FACTORS = {PROXY_LR: (1 / 3, 1.0, 3.0)}
 PARAMETER_FACTORS = (0.5, 1.0, 2.0)
-COLUMNS = {
-  "recall@1": "R@1",
-  "recall@2": "R@2",
-  "recall@4": "R@4",
-  "recall@8": "R@8",
-  "nmi": "NMI",
-  "map@r": "MAP@R",
-  "r_precision": "R-Precision",
-}
 KEY = variants.KEY  # Validation MAP@R.
+
+
+class NotRecordedError(Exception):
+  """A run has no record under --out (a read-only look, ``run_records``)."""
 
 
 def searched_fields(name: str) -> list[str]:
@@ -181,7 +199,25 @@ def run_overrides(name: str, seed: int, steps: int) -> dict:
   return overrides
 
 
-def search(name: str, steps: int) -> tuple[dict[str, float], list[str]]:
+def run_records(
+  config, workdir: str, *, read_only: bool, needs_checkpoint: bool = False
+) -> list[dict]:
+  """``common.train``; or, ``read_only``, the recorded rows, never training.
+
+  Raises:
+    NotRecordedError: ``read_only`` and the run is not recorded.
+  """
+  if not read_only:
+    return common.train(config, workdir, needs_checkpoint=needs_checkpoint)
+  records = common.recorded_run(config, workdir)
+  if records is None:
+    raise NotRecordedError(workdir)
+  return records
+
+
+def search(
+  name: str, steps: int, *, read_only: bool = False
+) -> tuple[dict[str, float], list[str]]:
   """The settings of run ``name`` chosen on the validation classes, and a
   line per searched field: the values tried and their scores."""
   base = run_overrides(name, 0, steps)
@@ -192,9 +228,10 @@ def search(name: str, steps: int) -> tuple[dict[str, float], list[str]]:
     scores = {}
     for value in candidates(field, settings[field]):
       trial = {**settings, field: value}
-      records = common.train(
+      records = run_records(
         common.make_config({**base, **trial}),
         common.workdir_of(QUESTION, f"search/{name}/{settings_name(trial)}"),
+        read_only=read_only,
       )
       scores[value] = max(common.eval_curve(records, KEY).values())
     settings[field] = best_value(scores, SEARCH_MARGIN.value)
@@ -209,17 +246,21 @@ def selected_step(records: list[dict]) -> int:
   return max(sorted(val), key=lambda s: val[s])
 
 
-def selected_run(config, workdir: str) -> tuple[list[dict], dict]:
+def selected_run(
+  config, workdir: str, *, read_only: bool = False
+) -> tuple[list[dict], dict]:
   """A run's metrics rows and the test metrics of its checkpoint with the
   best validation MAP@R.
 
   A recorded run whose test metrics are kept too needs no workdir; one
   whose are not is trained again if its workdir is gone, and the step is
-  chosen on the rows of that training.
+  chosen on the rows of that training (``read_only``: NotRecordedError).
   """
-  records = common.train(config, workdir)
+  records = run_records(config, workdir, read_only=read_only)
   step = selected_step(records)
   path = common.beside_record(workdir, f"selected_test_step{step}")
+  if not os.path.exists(path) and read_only:
+    raise NotRecordedError(path)
   if not os.path.exists(path) and not common.has_checkpoint(workdir, step):
     records = common.train(config, workdir, needs_checkpoint=True)
     step = selected_step(records)
@@ -232,98 +273,77 @@ def selected_run(config, workdir: str) -> tuple[list[dict], dict]:
   return records, {"step": step, **common.cached_json(path, compute)}
 
 
-def results_table(
-  names: Sequence[str],
-  results: dict[str, list[dict]],
-  untrained: list[dict],
-  settings: dict[str, dict[str, float]],
-  seconds: dict[str, list[float]],
-) -> str:
-  rows = [
-    [
-      "untrained network",
-      *(common.mean_std([u[k] for u in untrained]) for k in COLUMNS),
-      "-",
-      "-",
-      "-",
-    ]
-  ]
-  for name in names:
-    rows.append(
-      [
-        name,
-        *(common.mean_std([r[k] for r in results[name]]) for k in COLUMNS),
-        settings_name(settings[name]) or "config",
-        ", ".join(str(r["step"]) for r in results[name]),
-        common.mean_std(seconds[name], 0),
-      ]
+def loss_outcome(
+  name: str, steps: int, seeds: list[int], *, read_only: bool = False
+) -> rq4_report.Outcome:
+  """Run ``name``'s search (``--search_steps``), then its seeds.
+
+  Raises:
+    NotRecordedError: ``read_only`` and one of its runs is not recorded.
+  """
+  settings, lines = {}, []
+  if SEARCH_STEPS.value:
+    settings, lines = search(name, SEARCH_STEPS.value, read_only=read_only)
+  chosen = settings_name(settings)
+  runs, selected, seconds = [], [], []
+  for seed in seeds:
+    config = common.make_config(
+      {**run_overrides(name, seed, steps), **settings}
     )
-  return evaluation.markdown_table(
-    [
-      "loss",
-      *COLUMNS.values(),
-      "settings",
-      "selected step per seed",
-      "training seconds",
-    ],
-    rows,
+    workdir = common.workdir_of(
+      QUESTION, "_".join(filter(None, [name, chosen, f"seed{seed}"]))
+    )
+    records, test = selected_run(config, workdir, read_only=read_only)
+    runs.append(records)
+    selected.append(test)
+    trained = common.training_seconds(records)
+    seconds.append(trained[max(trained)])
+  return rq4_report.Outcome(
+    loss=RUNS[name][0],
+    settings=chosen,
+    search_lines=tuple(f"- {name}: {line}" for line in lines),
+    runs=runs,
+    selected=selected,
+    seconds=seconds,
   )
 
 
-def main(argv: list[str]) -> None:
-  del argv
-  session = common.Session()
-  steps = common.num_steps(DEFAULT_STEPS)
-  seeds = common.seeds(DEFAULT_SEEDS)
-  names = common.losses_of(list(RUNS))
-  if unknown := sorted(set(names) - set(RUNS)):
-    raise app.UsageError(f"Unknown losses {unknown}; use {list(RUNS)}.")
-  settings, search_lines = {}, []
-  for name in names:
-    if SEARCH_STEPS.value:
-      settings[name], lines = search(name, SEARCH_STEPS.value)
-      search_lines += [f"- {name}: {line}" for line in lines]
-    else:
-      settings[name] = {}
-  results = {name: [] for name in names}
-  runs = {name: [] for name in names}
-  seconds = {name: [] for name in names}
-  untrained = []
-  for seed in seeds:  # Seed-major: every loss has a seed before the next.
-    for name in names:
-      config = common.make_config(
-        {**run_overrides(name, seed, steps), **settings[name]}
-      )
-      chosen = settings_name(settings[name])
-      workdir = common.workdir_of(
-        QUESTION, "_".join(filter(None, [name, chosen, f"seed{seed}"]))
-      )
-      records, selected = selected_run(config, workdir)
-      runs[name].append(records)
-      trained = common.training_seconds(records)
-      seconds[name].append(trained[max(trained)])
-      results[name].append(selected)
-    untrained.append(common.untrained_test_metrics(config))
-  title = common.dataset_title()
-  plots.seed_bars(
-    results,
-    untrained,
-    os.path.join(common.OUT.value, "losses.png"),
-    columns=COLUMNS,
-    title=f"{title}, checkpoint chosen on validation classes",
-  )
-  variants.plot_curves(
-    runs,
-    {name: (RUNS[name][0], settings[name]) for name in names},
-    os.path.join(common.OUT.value, "validation_curves.png"),
-    f"{title}: validation MAP@R over the steps, mean over seeds",
-  )
+def recorded_outcomes(
+  steps: int, seeds: list[int]
+) -> dict[str, rq4_report.Outcome]:
+  """The outcome of every run of ``RUNS`` whose runs are all recorded under
+  --out, in ``RUNS`` order; nothing is trained."""
+  outcomes = {}
+  for name in RUNS:
+    try:
+      outcomes[name] = loss_outcome(name, steps, seeds, read_only=True)
+    except NotRecordedError:
+      continue
+  return outcomes
+
+
+def write_results(
+  compared: list[str],
+  steps: int,
+  seeds: list[int],
+  session: common.Session,
+) -> None:
+  """results.md and figures of every loss recorded, ``compared`` first."""
+  outcomes = recorded_outcomes(steps, seeds)
+  untrained = [
+    common.untrained_test_metrics(
+      common.make_config(run_overrides(compared[0], seed, steps))
+    )
+    for seed in seeds
+  ]
+  config = common.make_config(run_overrides(compared[0], seeds[0], steps))
   splits = config.input
+  title = common.dataset_title()
   searched = (
     f"Settings searched on the validation classes ({SEARCH_STEPS.value} "
     "steps, seed 0; module docstring; another value replaces the config's "
     f"only if it beats it by more than {SEARCH_MARGIN.value:g}), values "
-    "tried: validation MAP@R:\n\n" + "\n".join(search_lines)
+    "tried: validation MAP@R:"
     if SEARCH_STEPS.value
     else "No search: every loss used its config settings."
   )
@@ -344,19 +364,30 @@ def main(argv: list[str]) -> None:
     "Mean ± sample std over seeds; the untrained row is the same network "
     "before any step."
   )
-  common.write_results(
+  rq4_report.write(
     common.OUT.value,
-    f"RQ4: zero-shot quality of every loss on {title}",
-    [
-      common.command_line(),
-      what,
-      searched,
-      results_table(names, results, untrained, settings, seconds),
-      "![losses](losses.png)",
-      "![validation curves](validation_curves.png)",
-      session.describe(),
-    ],
+    title,
+    [common.command_line(), what],
+    searched,
+    outcomes,
+    compared,
+    untrained,
+    [session.describe()],
   )
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  session = common.Session()
+  steps = common.num_steps(DEFAULT_STEPS)
+  seeds = common.seeds(DEFAULT_SEEDS)
+  compared = common.losses_of(list(RUNS))
+  if unknown := sorted(set(compared) - set(RUNS)):
+    raise app.UsageError(f"Unknown losses {unknown}; use {list(RUNS)}.")
+  # Loss by loss: each loss's results are complete before the next starts.
+  for name in compared:
+    loss_outcome(name, steps, seeds)
+    write_results(compared, steps, seeds, session)
 
 
 if __name__ == "__main__":

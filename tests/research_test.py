@@ -22,6 +22,7 @@ training time from hand-made metric records.
 
 import functools
 import itertools
+import json
 import os
 import shutil
 
@@ -34,7 +35,7 @@ from absl.testing import absltest, flagsaver, parameterized
 from hypothesis import strategies as st
 
 from configs import fashion_mnist
-from proxy_nca_jax import losses
+from proxy_nca_jax import config_defaults, losses
 from proxy_nca_jax.training import metric_writer, trainer
 from research import (
   common,
@@ -42,6 +43,7 @@ from research import (
   rq2_convergence,
   rq3_ordinal,
   rq4_losses,
+  rq4_report,
   rq5_assignment,
   sampled_negatives,
   slow_start,
@@ -431,6 +433,21 @@ class LossSearchTest(absltest.TestCase):
         section, key = field.split(".")
         self.assertIn(key, config[section], name)
 
+  def test_the_softmax_losses_search_the_scale_of_their_logits(self):
+    self.assertEqual(
+      {name: rq4_losses.SEARCHED[name] for name in losses.CLASS_WEIGHT_LOSSES},
+      {
+        "cosface": "loss.cosine_scale",
+        "arcface": "loss.cosine_scale",
+        "subcenter_arcface": "loss.cosine_scale",
+        "soft_triple": "loss.soft_triple_la",
+      },
+    )
+    self.assertEqual(
+      rq4_losses.searched_fields("normalized_softmax"),
+      ["loss.softmax_temperature", "optimizer.proxy_lr_mult"],
+    )
+
   def test_candidates_are_half_one_and_twice_config_first(self):
     self.assertEqual(rq4_losses.candidates("loss.scale", 8.0), [8.0, 4.0, 16.0])
     self.assertEqual(
@@ -469,6 +486,163 @@ class LossSearchTest(absltest.TestCase):
       ),
       "scale=8,proxy_lr_mult=33.3333",
     )
+
+
+class RecordFromBeforeNewFieldsTest(absltest.TestCase):
+  """A record of a config from before optional fields still answers it."""
+
+  def _record(self, config_json: dict) -> str:
+    path = os.path.join(self.create_tempdir().full_path, "run.json")
+    with open(path, "w") as f:
+      json.dump({"config": config_json, "metrics": [{"step": 6}]}, f)
+    return path
+
+  def test_missing_fields_count_as_their_defaults(self):
+    config = fashion_mnist.get_config()
+    old = json.loads(config.to_json())
+    new_fields = [f for f in config_defaults.OPTIONAL_FIELDS if "loss." in f]
+    self.assertIn("loss.cosine_scale", new_fields)
+    for field in new_fields:
+      del old["loss"][field.split(".")[1]]
+    path = self._record(old)
+    self.assertEqual(common._recorded(config, path), [{"step": 6}])
+    # A config with another value of a field the record lacks: not its run.
+    with config.unlocked():
+      config.loss.cosine_scale = 32.0
+    self.assertIsNone(common._recorded(config, path))
+
+  def test_a_recorded_value_other_than_the_default_is_not_reused(self):
+    config = fashion_mnist.get_config()
+    recorded = json.loads(config.to_json())
+    recorded["loss"]["cosine_scale"] = 32.0
+    self.assertIsNone(common._recorded(config, self._record(recorded)))
+
+
+_GLYPHS_RQ4 = os.path.join(
+  os.path.dirname(__file__), "..", "docs", "glyphs_rq4"
+)
+
+
+class GlyphsRecordsTest(absltest.TestCase):
+  """The committed docs/glyphs_rq4 runs answer their command (issue 32 runs
+  the new losses on top of them, retraining none)."""
+
+  def test_every_committed_loss_is_read_back_without_training(self):
+    config_file = os.path.join(_GLYPHS_RQ4, "..", "..", "configs", "glyphs.py")
+    with flagsaver.as_parsed(
+      out=_GLYPHS_RQ4,
+      config=config_file,
+      search_steps="500",
+      select_every="250",
+      triplet_samples_per_class="8",
+      max_eval_examples="10000",
+    ):
+      outcomes = rq4_losses.recorded_outcomes(2000, [0, 1, 2])
+    for name in (
+      "proxy_nca_paper",
+      "proxy_anchor",
+      "npairs",
+      "triplet_semihard",
+    ):
+      self.assertIn(name, outcomes)
+    # The table of docs/glyphs_rq4/results.md from before the new fields.
+    means = {
+      name: round(float(np.mean([r["map@r"] for r in o.selected])), 3)
+      for name, o in outcomes.items()
+    }
+    self.assertEqual(means["proxy_nca_paper"], 0.945)
+    self.assertEqual(means["npairs"], 0.895)
+    self.assertEqual(
+      outcomes["proxy_anchor"].settings,
+      "proxy_anchor_alpha=16,proxy_lr_mult=100",
+    )
+    self.assertEqual(
+      outcomes["triplet_semihard"].search_lines,
+      (
+        "- triplet_semihard: loss.margin 0.2: 0.819, 0.1: 0.799, "
+        "0.4: 0.843 -> 0.4",
+      ),
+    )
+
+
+def _outcome(map_at_r, nmi=0.5, loss="proxy_nca"):
+  """An outcome whose every metric is its seed's MAP@R, NMI aside."""
+  selected = [
+    {"step": 10, **dict.fromkeys(rq4_report.COLUMNS, m), "nmi": nmi}
+    for m in map_at_r
+  ]
+  rows = [
+    {"step": 10, "loss": 1.0, "steps_per_sec": 2.0},
+    {"step": 10, "val/map@r": 0.5},
+  ]
+  return rq4_report.Outcome(
+    loss=loss,
+    settings="",
+    search_lines=(),
+    runs=[rows] * len(map_at_r),
+    selected=selected,
+    seconds=[5.0] * len(map_at_r),
+  )
+
+
+class LossReportTest(absltest.TestCase):
+  """RQ4's report (research/rq4_report.py) from hand-made outcomes."""
+
+  def test_standing_ranks_proxy_nca_against_the_best_other(self):
+    outcomes = {
+      "proxy_nca_paper": _outcome([0.8, 0.9]),
+      "cosface": _outcome([0.9, 1.0], loss="cosface"),
+      "npairs": _outcome([0.5, 0.7], loss="npairs"),
+    }
+    text = rq4_report.standing(outcomes, "proxy_nca_paper")
+    self.assertIn(
+      "by MAP@R 2nd of 3 at 0.850 ± 0.071, the best being cosface at "
+      "0.950 ± 0.071 (difference -0.100)",
+      text,
+    )
+    self.assertIn(
+      "Ranked by mean test MAP@R: cosface 0.950, proxy_nca_paper 0.850, "
+      "npairs 0.600.",
+      text,
+    )
+
+  def test_a_subset_gets_its_own_table_and_the_missing_are_named(self):
+    out = self.create_tempdir().full_path
+    outcomes = {
+      "proxy_nca": _outcome([0.7, 0.7]),
+      "proxy_nca_paper": _outcome([0.8, 0.9]),
+      "npairs": _outcome([0.5, 0.7], loss="npairs"),
+    }
+    untrained = [dict.fromkeys(rq4_report.COLUMNS, 0.1)] * 2
+    path = rq4_report.write(
+      out,
+      "TOY",
+      ["head"],
+      "searched:",
+      outcomes,
+      ["proxy_nca_paper", "cosface", "npairs"],
+      untrained,
+      ["tail"],
+    )
+    with open(path) as f:
+      text = f.read()
+    self.assertIn("Not recorded yet (still to run): cosface.", text)
+    compared, every = text.split("## Every loss recorded")
+    self.assertIn("## The losses compared (2 recorded)", compared)
+    self.assertNotIn("| proxy_nca |", compared)
+    self.assertIn("| proxy_nca |", every)
+    self.assertIn(
+      "Where Proxy-NCA (proxy_nca_paper) stands among these 2", compared
+    )
+    for figure in (
+      "comparison",
+      "comparison_curves",
+      "losses",
+      "validation_curves",
+    ):
+      self.assertTrue(
+        os.path.exists(os.path.join(out, f"{figure}.png")), figure
+      )
 
 
 class AssignmentSettingsTest(absltest.TestCase):

@@ -170,12 +170,19 @@ def distributed_logsumexp(logits: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.where(nonempty, lse, -jnp.inf)
 
 
-def _sharded(fn, mesh: jax.sharding.Mesh):
-  """shard_map of ``fn(embeddings, labels, proxies)``: proxies row-split."""
+def _sharded(fn, mesh: jax.sharding.Mesh, with_key: bool = False):
+  """shard_map of ``fn(embeddings, labels, proxies[, key])``: the proxies
+  row-split, the rest (and the scalar result) replicated."""
+  key_spec = (PartitionSpec(),) if with_key else ()
   return jax.shard_map(
     fn,
     mesh=mesh,
-    in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(_AXIS)),
+    in_specs=(
+      PartitionSpec(),
+      PartitionSpec(),
+      PartitionSpec(_AXIS),
+      *key_spec,
+    ),
     out_specs=PartitionSpec(),
   )
 
@@ -328,17 +335,9 @@ def sharded_proxy_nca_loss(
     )
     return pair.masked_mean(per_sample, (labels >= 0) & (labels < num_proxies))
 
-  return jax.shard_map(
-    local_loss,
-    mesh=mesh,
-    in_specs=(
-      PartitionSpec(),
-      PartitionSpec(),
-      PartitionSpec(_AXIS),
-      PartitionSpec(),
-    ),
-    out_specs=PartitionSpec(),
-  )(embeddings, labels, proxies, key)
+  return _sharded(local_loss, mesh, with_key=True)(
+    embeddings, labels, proxies, key
+  )
 
 
 def sharded_proxy_anchor_loss(
@@ -490,14 +489,6 @@ def sharded_margin_softmax_loss(
       loss += spec.regulariser_scale(classes_used) * pair_sum
     return loss
 
-  return jax.shard_map(
-    local_loss,
-    mesh=mesh,
-    in_specs=(
-      PartitionSpec(),
-      PartitionSpec(),
-      PartitionSpec(_AXIS),
-      PartitionSpec(),
-    ),
-    out_specs=PartitionSpec(),
-  )(embeddings, labels, proxies, key)
+  return _sharded(local_loss, mesh, with_key=True)(
+    embeddings, labels, proxies, key
+  )

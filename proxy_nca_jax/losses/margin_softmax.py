@@ -54,7 +54,10 @@ scale=1 / (2 T))``, which is what ``normalized_softmax_loss`` computes (with
 its blocks, sharding and sampling).
 
 Precision: float32, or float64 when the inputs are float64 and JAX runs with
-x64 (the parity tests do).
+x64 (the parity tests do). Blocks: with one centre a class and more than
+65,536 classes (per device), the sums over the classes are taken 4,096 at a
+time with ``losses.proxy_blocks`` (``blocked_terms``; float32), as
+Proxy-NCA's are, so no (B, C) array is formed.
 
 References:
   [1] A. Zhai, H.-Y. Wu. Classification is a Strong Baseline for Deep Metric
@@ -77,7 +80,7 @@ import jax.numpy as jnp
 
 from proxy_nca_jax import errors, geometry
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import _checks, pair, proxy_nca
+from proxy_nca_jax.losses import _checks, pair, proxy_blocks, proxy_nca
 
 # psi, the margin on the target similarity (module docstring).
 TARGET_MARGINS = ("none", "additive_cosine", "additive_angle")
@@ -234,13 +237,61 @@ def compute_dtype(*arrays: jax.Array) -> jnp.dtype:
   return jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
 
 
+def uses_blocks(
+  spec: MarginSoftmax, block_size: int | None, rows: int
+) -> int | None:
+  """The block size of a loss over ``rows`` class rows, or None for every
+  logit at once: blocks of ``losses.proxy_blocks`` for one centre a class
+  (``proxy_blocks.chosen_block_size``: by default above 65,536 classes);
+  never with several centres a class (their similarity pools each class's
+  rows)."""
+  if spec.centers_per_class > 1:
+    return None
+  return proxy_blocks.chosen_block_size(block_size, rows)
+
+
+def blocked_terms(
+  embeddings: jax.Array,
+  rows: jax.Array,
+  labels: jax.Array,
+  first_column: jax.Array,
+  *,
+  scale: float,
+  num_columns: int | jax.Array,
+  block_size: int,
+) -> tuple[jax.Array, jax.Array]:
+  """One centre a class, a block of rows at a time (``losses.proxy_blocks``):
+  logsumexp_{c != y} s cos_c over the columns below ``num_columns``, and
+  s (cos_y - 1) where the label is among ``rows`` (0 elsewhere).
+
+  For unit x and w, -(s / 2) |x - w|^2 = s cos - s: these are Proxy-NCA's
+  paper-form terms at scale s / 2, the log-sum-exp shifted back by s; no
+  (B, C) array is formed. float32.
+  """
+  lse, _, positive = proxy_blocks.nca_terms(
+    embeddings,
+    rows,
+    labels,
+    first_column,
+    block_size=block_size,
+    scale=scale / 2,
+    embedding_norm=1.0,
+    proxy_norm=1.0,
+    num_columns=num_columns,
+    exclude_positive=True,
+  )
+  return lse + scale, positive
+
+
 def margin_softmax_loss(
   embeddings: jax.Array,
   labels: jax.Array,
   proxies: jax.Array,
   spec: MarginSoftmax,
+  *,
+  block_size: int | None = None,
 ) -> jax.Array:
-  """The loss ``spec`` describes (module docstring), every class at once.
+  """The loss ``spec`` describes (module docstring).
 
   Args:
     embeddings: float (B, D). Normalised here.
@@ -248,6 +299,9 @@ def margin_softmax_loss(
       traced labels) the sample is left out of the mean.
     proxies: float (C K, D), class c's centres in rows c K .. c K + K - 1.
     spec: the loss and its options.
+    block_size: one centre a class only: classes per block
+      (``blocked_terms``), or None for the automatic choice (blocks of
+      4,096 above 65,536 classes, as Proxy-NCA).
 
   Returns:
     Scalar: the mean over the samples with a class, plus SoftTriple's
@@ -257,15 +311,27 @@ def margin_softmax_loss(
   _checks.check_proxies(embeddings, proxies)
   num_classes = spec.num_classes(proxies.shape[0])
   _checks.check_static_labels(labels, num_classes)
+  valid = (labels >= 0) & (labels < num_classes)
+  block_size = uses_blocks(spec, block_size, num_classes)
+  if block_size is not None:
+    negative_lse, shifted_target = blocked_terms(
+      embeddings,
+      proxies,
+      labels,
+      jnp.zeros((), jnp.int32),
+      scale=spec.scale,
+      num_columns=num_classes,
+      block_size=block_size,
+    )
+    per_sample = spec.per_sample(negative_lse, shifted_target / spec.scale + 1)
+    return pair.masked_mean(per_sample, valid)
   dtype = compute_dtype(embeddings, proxies)
   x = geometry.l2_normalize(embeddings.astype(dtype))
   similarity = spec.class_similarities(x, proxies.astype(dtype))  # (B, C)
   positive = proxies_lib.static_assignment(labels, num_classes)
   target = jnp.sum(jnp.where(positive, similarity, 0.0), axis=-1)
   negative_lse = geometry.masked_logsumexp(spec.scale * similarity, ~positive)
-  loss = pair.masked_mean(
-    spec.per_sample(negative_lse, target), jnp.any(positive, axis=-1)
-  )
+  loss = pair.masked_mean(spec.per_sample(negative_lse, target), valid)
   if spec.has_regulariser():
     real = jnp.ones((num_classes,), bool)
     loss += spec.regulariser_scale(num_classes) * spec.center_pair_sum(
@@ -369,6 +435,7 @@ def cosface_loss(
   *,
   margin: float = 0.35,
   scale: float = 64.0,
+  block_size: int | None = None,
 ) -> jax.Array:
   """CosFace ([2], Eq. 4): target logit s (cos theta_y - m), others
   s cos theta_c. pytorch-metric-learning: ``CosFaceLoss`` (margin 0.35,
@@ -380,12 +447,14 @@ def cosface_loss(
     proxies: float (C, D), the class weights. Normalised here.
     margin: m, in cosine units (>= 0).
     scale: s > 0.
+    block_size: classes per block (``margin_softmax_loss``), None: auto.
 
   Returns:
     Scalar, the mean over the batch.
   """
+  spec = cosface_spec(margin=margin, scale=scale)
   return margin_softmax_loss(
-    embeddings, labels, proxies, cosface_spec(margin=margin, scale=scale)
+    embeddings, labels, proxies, spec, block_size=block_size
   )
 
 
@@ -396,6 +465,7 @@ def arcface_loss(
   *,
   margin: float = 0.5,
   scale: float = 64.0,
+  block_size: int | None = None,
 ) -> jax.Array:
   """ArcFace ([3], Eq. 3): target logit s cos(theta_y + m), others
   s cos theta_c; past theta_y = pi - m the target is s (cos theta_y -
@@ -408,12 +478,14 @@ def arcface_loss(
     proxies: float (C, D), the class weights. Normalised here.
     margin: m in radians, [0, pi).
     scale: s > 0.
+    block_size: classes per block (``margin_softmax_loss``), None: auto.
 
   Returns:
     Scalar, the mean over the batch.
   """
+  spec = arcface_spec(margin=margin, scale=scale)
   return margin_softmax_loss(
-    embeddings, labels, proxies, arcface_spec(margin=margin, scale=scale)
+    embeddings, labels, proxies, spec, block_size=block_size
   )
 
 

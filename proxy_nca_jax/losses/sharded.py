@@ -402,9 +402,14 @@ def sharded_margin_softmax_loss(
   num_classes: int,
   negative_fraction: float = 1.0,
   key: jax.Array | None = None,
+  block_size: int | None = None,
 ) -> jax.Array:
   """``losses.margin_softmax.margin_softmax_loss`` with the class weights
   sharded by classes.
+
+  With one centre a class and more classes per device than ``block_size``
+  (None: the automatic choice, per device), each device takes its sums a
+  block of classes at a time (``margin_softmax.blocked_terms``).
 
   With ``negative_fraction`` < 1, each device keeps the classes of the
   batch it owns and a uniform sample of its other classes (K_k of its c
@@ -424,6 +429,8 @@ def sharded_margin_softmax_loss(
     negative_fraction: in (0, 1]; below 1, the part of each device's other
       classes sampled.
     key: the step's sample key, needed when ``negative_fraction`` < 1.
+    block_size: classes per block on each device (one centre a class), or
+      None for the automatic choice.
 
   Returns:
     float32 scalar, replicated.
@@ -452,6 +459,8 @@ def sharded_margin_softmax_loss(
     raise errors.InvalidInputError(
       "Sampled negative classes need the step's key: key=."
     )
+  width = sampled if negative_fraction < 1 else local_classes
+  block_size = margin_softmax.uses_blocks(spec, block_size, width)
 
   def local_loss(embeddings, labels, local_proxies, key):
     offset = jax.lax.axis_index(_AXIS) * local_classes
@@ -468,23 +477,45 @@ def sharded_margin_softmax_loss(
       local_proxies = local_proxies[sampled_proxies.class_rows(classes, k)]
       num_real = jnp.minimum(num_real, sampled)
     columns = local_proxies.shape[0] // k
-    dtype = margin_softmax.compute_dtype(embeddings, local_proxies)
-    x = geometry.l2_normalize(embeddings.astype(dtype))
-    similarity = spec.class_similarities(x, local_proxies.astype(dtype))
-    real = jnp.arange(columns) < num_real
-    positive = proxies_lib.static_assignment(local_labels, columns) & real
-    target = jax.lax.psum(
-      jnp.sum(jnp.where(positive, similarity, 0.0), axis=-1), _AXIS
-    )
-    negative_lse = distributed_logsumexp(
-      spec.scale * similarity, real & ~positive
-    )
+    if block_size is not None:
+      # The blocks' column bound is static: number the columns so that the
+      # real ones lie below it (as sharded_proxy_nca_loss does).
+      if negative_fraction < 1:
+        first = sampled - num_real
+        column_labels = jnp.where(local_labels >= 0, local_labels + first, -1)
+        bound = sampled
+      else:
+        first, column_labels, bound = offset, labels, num_classes
+      local_lse, shifted = margin_softmax.blocked_terms(
+        embeddings,
+        local_proxies,
+        column_labels,
+        first,
+        scale=spec.scale,
+        num_columns=bound,
+        block_size=block_size,
+      )
+      negative_lse = distributed_logsumexp(
+        local_lse[:, None], jnp.isfinite(local_lse)[:, None]
+      )
+      target = jax.lax.psum(shifted, _AXIS) / spec.scale + 1
+    else:
+      dtype = margin_softmax.compute_dtype(embeddings, local_proxies)
+      x = geometry.l2_normalize(embeddings.astype(dtype))
+      similarity = spec.class_similarities(x, local_proxies.astype(dtype))
+      real = jnp.arange(columns) < num_real
+      positive = proxies_lib.static_assignment(local_labels, columns) & real
+      target = jax.lax.psum(
+        jnp.sum(jnp.where(positive, similarity, 0.0), axis=-1), _AXIS
+      )
+      negative_lse = distributed_logsumexp(
+        spec.scale * similarity, real & ~positive
+      )
     valid = (labels >= 0) & (labels < num_classes)
     loss = pair.masked_mean(spec.per_sample(negative_lse, target), valid)
     if spec.has_regulariser():
-      pair_sum = jax.lax.psum(
-        spec.center_pair_sum(local_proxies.astype(dtype), real), _AXIS
-      )
+      real = jnp.arange(columns) < num_real
+      pair_sum = jax.lax.psum(spec.center_pair_sum(local_proxies, real), _AXIS)
       classes_used = jax.lax.psum(num_real, _AXIS)
       loss += spec.regulariser_scale(classes_used) * pair_sum
     return loss

@@ -38,6 +38,7 @@ def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
   """The config fields each loss reads, as its keyword arguments."""
   triplet = {"margin": c.margin}
   arcface = {"margin": c.arcface_margin, "scale": c.cosine_scale}
+  blocks = {"block_size": c.proxy_block_size}
   return {
     "proxy_nca": {
       "form": c.form,
@@ -46,19 +47,16 @@ def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
       "embedding_norm": c.embedding_norm,
       "proxy_norm": c.proxy_norm,
       "assignment": c.assignment,
-      "block_size": c.proxy_block_size,
+      **blocks,
     },
     "proxy_ranking": {"margin": c.margin, "assignment": c.assignment},
     "proxy_anchor": {
       "alpha": c.proxy_anchor_alpha,
       "delta": c.proxy_anchor_delta,
     },
-    "normalized_softmax": {
-      "temperature": c.softmax_temperature,
-      "block_size": c.proxy_block_size,
-    },
-    "cosface": {"margin": c.cosface_margin, "scale": c.cosine_scale},
-    "arcface": arcface,
+    "normalized_softmax": {"temperature": c.softmax_temperature, **blocks},
+    "cosface": {"margin": c.cosface_margin, "scale": c.cosine_scale, **blocks},
+    "arcface": {**arcface, **blocks},
     "subcenter_arcface": {**arcface, "centers_per_class": c.sub_centers},
     "soft_triple": {
       "centers_per_class": c.soft_triple_centers,
@@ -89,7 +87,8 @@ def margin_softmax_spec(
 ) -> margin_softmax.MarginSoftmax:
   """The ``MarginSoftmax`` of a cosface, arcface, subcenter_arcface or
   soft_triple config."""
-  options = loss_options(loss_config)[loss_config.name]
+  options = dict(loss_options(loss_config)[loss_config.name])
+  options.pop("block_size", None)  # How it is computed, not which loss.
   return {
     "cosface": margin_softmax.cosface_spec,
     "arcface": margin_softmax.arcface_spec,
@@ -295,6 +294,7 @@ def create_sharded_loss_fn(
         num_classes=num_classes,
         negative_fraction=fraction,
         key=key_of(step),
+        block_size=loss_config.proxy_block_size,
       )
 
     return bound_margin_softmax

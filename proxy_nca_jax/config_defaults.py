@@ -49,6 +49,8 @@ OPTIONAL_FIELDS = (
   "loss.cosface_margin",
   "loss.arcface_margin",
   "loss.sub_centers",
+  "loss.dynamic_margin_bounds",
+  "loss.dynamic_margin_power",
   "loss.soft_triple_centers",
   "loss.soft_triple_la",
   "loss.soft_triple_gamma",

@@ -196,9 +196,15 @@ def base_config(*, rgb_input: bool = False) -> ml_collections.ConfigDict:
   # et al. 2019: 0.5; pytorch-metric-learning 2.x's 28.6 is degrees, 0.499
   # radians).
   config.loss.arcface_margin = 0.5
-  # subcenter_arcface: sub-centres K per class (3 in Deng et al. 2020); the
-  # proxies then have K rows a class.
+  # subcenter_arcface and dynamic_arcface: sub-centres K per class (3 in
+  # Deng et al. 2020); the proxies then have K rows a class.
   config.loss.sub_centers = 3
+  # dynamic_arcface (Ha et al. 2020; pytorch-metric-learning 3.0's
+  # DynamicArcFaceLoss): a margin per class m_c = a n_c^-power + b, in
+  # RADIANS, from the upper bound (smallest class) to the lower (largest);
+  # with cosine_scale and sub_centers.
+  config.loss.dynamic_margin_bounds = (0.05, 0.5)
+  config.loss.dynamic_margin_power = 0.25
   # soft_triple (Qian et al. 2019): centres K per class, scale lambda,
   # centre softmax temperature gamma, margin delta, and the weight tau of the
   # centre-merging regulariser (pytorch-metric-learning has no regulariser:

@@ -148,6 +148,16 @@ def proxy_rows(input_config: ml_collections.ConfigDict) -> np.ndarray:
   return table
 
 
+def train_class_counts(input_config: ml_collections.ConfigDict) -> np.ndarray:
+  """The training images of each training class, by proxy row, int64 (C,)
+  (what dynamic margins are derived from)."""
+  table = proxy_rows(input_config)
+  rows = table[sources.source_labels(input_config)]
+  return np.bincount(
+    rows[rows >= 0], minlength=num_classes(input_config, "train")
+  )
+
+
 def _log_train_input(
   classes: tuple[int, ...],
   samples_per_class: int,

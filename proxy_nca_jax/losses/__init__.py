@@ -64,6 +64,7 @@ from proxy_nca_jax.losses.dynamic import (
 from proxy_nca_jax.losses.margin_softmax import (
   arcface_loss,
   cosface_loss,
+  dynamic_arcface_loss,
   normalized_softmax_loss,
   soft_triple_loss,
   subcenter_arcface_loss,
@@ -86,7 +87,13 @@ from proxy_nca_jax.losses.proxy_nca import (
 
 # The class-weight losses of ``margin_softmax`` with their own cross-entropy
 # (Normalized Softmax is Proxy-NCA's).
-CLASS_WEIGHT_LOSSES = ("cosface", "arcface", "subcenter_arcface", "soft_triple")
+CLASS_WEIGHT_LOSSES = (
+  "cosface",
+  "arcface",
+  "subcenter_arcface",
+  "dynamic_arcface",
+  "soft_triple",
+)
 # The losses of learned proxies (class weights).
 PROXY_LOSSES = (
   "proxy_nca",
@@ -118,6 +125,7 @@ __all__ = [
   "arcface_loss",
   "contrastive_loss",
   "cosface_loss",
+  "dynamic_arcface_loss",
   "dynamic_proxy_nca_loss",
   "dynamic_proxy_ranking_loss",
   "lifted_structure_loss",

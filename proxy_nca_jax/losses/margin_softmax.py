@@ -47,6 +47,10 @@ tau times its centre-merging regulariser ([5], Eq. 11):
 (the 1e-5 of the authors' code keeps the square root's gradient finite when
 two centres meet).
 
+The dynamic-margin ArcFace ([6]; ``dynamic_arcface_loss``) is
+SubCenter-ArcFace with class c's own margin m_c = a n_c^-lambda + b from
+its training images n_c (``dynamic_margins``), for long-tailed classes.
+
 Normalized Softmax is Proxy-NCA's softmax form: -scale |x - p|^2 =
 2 scale x.p - 2 scale for unit vectors, and the constant cancels in the
 softmax, so temperature T is ``proxy_nca_loss(form='softmax',
@@ -70,6 +74,8 @@ References:
       Boosting Face Recognition by Large-Scale Noisy Web Faces. ECCV 2020.
   [5] Q. Qian, L. Shang, B. Sun, J. Hu, H. Li, R. Jin. SoftTriple Loss: Deep
       Metric Learning Without Triplet Sampling. ICCV 2019.
+  [6] Q. Ha, B. Bui, K. Le, H. Nguyen. Google Landmark Recognition 2020
+      Competition Third Place Solution. arXiv:2010.05350, 2020.
 """
 
 import dataclasses
@@ -77,6 +83,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from proxy_nca_jax import errors, geometry
 from proxy_nca_jax import proxies as proxies_lib
@@ -90,13 +97,16 @@ CENTER_POOLINGS = ("max", "soft")
 _REGULARISER_EPS = 1e-5
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class MarginSoftmax:
   """One loss of the family (module docstring), its static options.
 
   Attributes:
     scale: s, the logits' multiplier (> 0).
     margin: m (CosFace: cosine units; ArcFace: radians; SoftTriple: delta).
+    class_margins: ArcFace only, instead of ``margin``: float (C,), one
+      margin per class in radians (the dynamic margins of
+      ``dynamic_margins``), or None.
     target_margin: psi, one of ``TARGET_MARGINS``.
     centers_per_class: K, rows of the proxy matrix per class.
     center_pooling: "max" (SubCenter-ArcFace) or "soft" (SoftTriple); only
@@ -107,6 +117,7 @@ class MarginSoftmax:
 
   scale: float
   margin: float = 0.0
+  class_margins: np.ndarray | None = None
   target_margin: str = "none"
   centers_per_class: int = 1
   center_pooling: str = "max"
@@ -130,6 +141,15 @@ class MarginSoftmax:
         f"The angular margin is in radians and must be in [0, pi), got "
         f"{self.margin} (pytorch-metric-learning 2.x's 28.6 is degrees: "
         "0.4992 radians)."
+      )
+    if self.class_margins is not None and (
+      self.target_margin != "additive_angle"
+      or np.ndim(self.class_margins) != 1
+      or not np.all((self.class_margins >= 0) & (self.class_margins < math.pi))
+    ):
+      raise errors.InvalidInputError(
+        "class_margins must be one angular margin per class, in radians in "
+        "[0, pi), for an additive angular margin (ArcFace)."
       )
     if self.target_margin == "additive_cosine" and not self.margin >= 0:
       raise errors.InvalidInputError(
@@ -184,31 +204,40 @@ class MarginSoftmax:
     best = jnp.argmax(cosines, axis=-1)
     return jnp.take_along_axis(cosines, best[..., None], axis=-1)[..., 0]
 
-  def target(self, similarity: jax.Array) -> jax.Array:
-    """psi(S_y), the target similarity with its margin."""
+  def target(
+    self, similarity: jax.Array, labels: jax.Array | None = None
+  ) -> jax.Array:
+    """psi(S_y), the target similarity with its margin (with class margins:
+    each sample's class's, from ``labels``, the global classes)."""
     if self.target_margin == "additive_cosine":
       return similarity - self.margin
     if self.target_margin == "none":
       return similarity
+    margin = self.margin
+    if self.class_margins is not None:
+      margins = jnp.asarray(self.class_margins, similarity.dtype)
+      margin = margins[jnp.clip(labels, 0, len(self.class_margins) - 1)]
     cosine = jnp.clip(similarity, -1.0, 1.0)
     squared_sine = 1.0 - cosine * cosine
     positive = squared_sine > 0
     sine = jnp.where(
       positive, jnp.sqrt(jnp.where(positive, squared_sine, 1)), 0
     )
-    shifted = cosine * math.cos(self.margin) - sine * math.sin(self.margin)
+    shifted = cosine * jnp.cos(margin) - sine * jnp.sin(margin)
     # theta <= pi - m  <=>  cos theta >= -cos m.
     return jnp.where(
-      cosine >= -math.cos(self.margin),
-      shifted,
-      cosine - self.margin * math.sin(self.margin),
+      cosine >= -jnp.cos(margin), shifted, cosine - margin * jnp.sin(margin)
     )
 
   def per_sample(
-    self, negative_lse: jax.Array, target_similarity: jax.Array
+    self,
+    negative_lse: jax.Array,
+    target_similarity: jax.Array,
+    labels: jax.Array | None = None,
   ) -> jax.Array:
-    """L per sample from logsumexp_{c != y} s S_c and S_y."""
-    target_logit = self.scale * self.target(target_similarity)
+    """L per sample from logsumexp_{c != y} s S_c and S_y (``labels``: the
+    samples' global classes, read with class margins)."""
+    target_logit = self.scale * self.target(target_similarity, labels)
     return jnp.logaddexp(negative_lse, target_logit) - target_logit
 
   def center_pair_sum(self, rows: jax.Array, real: jax.Array) -> jax.Array:
@@ -323,7 +352,9 @@ def margin_softmax_loss(
       num_columns=num_classes,
       block_size=block_size,
     )
-    per_sample = spec.per_sample(negative_lse, shifted_target / spec.scale + 1)
+    per_sample = spec.per_sample(
+      negative_lse, shifted_target / spec.scale + 1, labels
+    )
     return pair.masked_mean(per_sample, valid)
   dtype = compute_dtype(embeddings, proxies)
   x = geometry.l2_normalize(embeddings.astype(dtype))
@@ -331,7 +362,7 @@ def margin_softmax_loss(
   positive = proxies_lib.static_assignment(labels, num_classes)
   target = jnp.sum(jnp.where(positive, similarity, 0.0), axis=-1)
   negative_lse = geometry.masked_logsumexp(spec.scale * similarity, ~positive)
-  loss = pair.masked_mean(spec.per_sample(negative_lse, target), valid)
+  loss = pair.masked_mean(spec.per_sample(negative_lse, target, labels), valid)
   if spec.has_regulariser():
     real = jnp.ones((num_classes,), bool)
     loss += spec.regulariser_scale(num_classes) * spec.center_pair_sum(
@@ -406,6 +437,52 @@ def arcface_spec(
     centers_per_class=centers_per_class,
     center_pooling="max",
   )
+
+
+def dynamic_margins(
+  class_counts: np.ndarray,
+  *,
+  margin_bounds: tuple[float, float] = (0.05, 0.5),
+  power: float = 0.25,
+) -> np.ndarray:
+  """Per-class ArcFace margins from the classes' sizes ([6], Sec. 3.3):
+
+      m_c = a n_c^(-lambda) + b,
+
+  a and b chosen so that the smallest class gets the upper bound and the
+  largest the lower (pytorch-metric-learning 3.0's ``DynamicArcFaceLoss``;
+  margins in radians). When every class has the same size, every class gets
+  the upper bound (the plain ArcFace margin).
+
+  Args:
+    class_counts: int (C,), the training images of each class (> 0).
+    margin_bounds: (lower, upper) in radians, 0 <= lower <= upper < pi.
+    power: lambda > 0.
+
+  Returns:
+    float64 (C,), radians.
+
+  Raises:
+    ValueError: an empty or non-positive count, or bad bounds or power.
+  """
+  counts = np.asarray(class_counts, np.float64)
+  lower, upper = margin_bounds
+  if counts.ndim != 1 or not counts.size or np.any(counts <= 0):
+    raise errors.InvalidInputError(
+      "class_counts must be a positive count for every class (a class "
+      "without training images has no margin to derive)."
+    )
+  if not 0 <= lower <= upper < math.pi or not power > 0:
+    raise errors.InvalidInputError(
+      f"margin_bounds must be 0 <= lower <= upper < pi (radians) and power "
+      f"> 0, got {margin_bounds} and {power}."
+    )
+  weights = counts**-power
+  smallest, largest = weights.max(), weights.min()
+  if smallest == largest:
+    return np.full(counts.shape, float(upper))
+  slope = (upper - lower) / (smallest - largest)
+  return slope * weights + (lower - slope * largest)
 
 
 def soft_triple_spec(
@@ -519,6 +596,66 @@ def subcenter_arcface_loss(
     margin=margin, scale=scale, centers_per_class=centers_per_class
   )
   return margin_softmax_loss(embeddings, labels, proxies, spec)
+
+
+def dynamic_arcface_loss(
+  embeddings: jax.Array,
+  labels: jax.Array,
+  proxies: jax.Array,
+  *,
+  class_counts: np.ndarray,
+  margin_bounds: tuple[float, float] = (0.05, 0.5),
+  power: float = 0.25,
+  scale: float = 64.0,
+  centers_per_class: int = 3,
+) -> jax.Array:
+  """SubCenter-ArcFace with a margin per class that grows as the class gets
+  smaller ([6]; ``dynamic_margins``), for long-tailed classes.
+  pytorch-metric-learning 3.0: ``DynamicArcFaceLoss`` (bounds (0.05, 0.5)
+  radians, power 0.25, 3 sub-centres).
+
+  Args:
+    embeddings: float (B, D). Normalised here.
+    labels: int (B,), values in [0, C).
+    proxies: float (C K, D), K sub-centres a class (K = 1: ArcFace with
+      class margins).
+    class_counts: int (C,), each class's training images.
+    margin_bounds: (lower, upper) margins in radians.
+    power: lambda.
+    scale: s > 0.
+    centers_per_class: K >= 1.
+
+  Returns:
+    Scalar, the mean over the batch.
+  """
+  spec = dynamic_arcface_spec(
+    class_counts=class_counts,
+    margin_bounds=margin_bounds,
+    power=power,
+    scale=scale,
+    centers_per_class=centers_per_class,
+  )
+  return margin_softmax_loss(embeddings, labels, proxies, spec)
+
+
+def dynamic_arcface_spec(
+  *,
+  class_counts: np.ndarray,
+  margin_bounds: tuple[float, float] = (0.05, 0.5),
+  power: float = 0.25,
+  scale: float = 64.0,
+  centers_per_class: int = 3,
+) -> MarginSoftmax:
+  """The dynamic-margin ArcFace's options ([6])."""
+  return MarginSoftmax(
+    scale=scale,
+    class_margins=dynamic_margins(
+      class_counts, margin_bounds=margin_bounds, power=power
+    ),
+    target_margin="additive_angle",
+    centers_per_class=centers_per_class,
+    center_pooling="max",
+  )
 
 
 def soft_triple_loss(

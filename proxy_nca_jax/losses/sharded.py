@@ -111,6 +111,7 @@ SHARDED_LOSSES = (
   "cosface",
   "arcface",
   "subcenter_arcface",
+  "dynamic_arcface",
   "soft_triple",
 )
 _AXIS = parallel.DATA_AXIS
@@ -512,7 +513,8 @@ def sharded_margin_softmax_loss(
         spec.scale * similarity, real & ~positive
       )
     valid = (labels >= 0) & (labels < num_classes)
-    loss = pair.masked_mean(spec.per_sample(negative_lse, target), valid)
+    per_sample = spec.per_sample(negative_lse, target, labels)
+    loss = pair.masked_mean(per_sample, valid)
     if spec.has_regulariser():
       real = jnp.arange(columns) < num_real
       pair_sum = jax.lax.psum(spec.center_pair_sum(local_proxies, real), _AXIS)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from proxy_nca_jax import errors, losses
 from proxy_nca_jax.losses import margin_softmax, sampled_proxies, sharded
@@ -58,6 +59,12 @@ def loss_options(c: ml_collections.ConfigDict) -> dict[str, dict[str, object]]:
     "cosface": {"margin": c.cosface_margin, "scale": c.cosine_scale, **blocks},
     "arcface": {**arcface, **blocks},
     "subcenter_arcface": {**arcface, "centers_per_class": c.sub_centers},
+    "dynamic_arcface": {
+      "margin_bounds": tuple(c.dynamic_margin_bounds),
+      "power": c.dynamic_margin_power,
+      "scale": c.cosine_scale,
+      "centers_per_class": c.sub_centers,
+    },
     "soft_triple": {
       "centers_per_class": c.soft_triple_centers,
       "la": c.soft_triple_la,
@@ -84,17 +91,39 @@ def centers_per_class(loss_config: ml_collections.ConfigDict) -> int:
 
 def margin_softmax_spec(
   loss_config: ml_collections.ConfigDict,
+  class_counts: np.ndarray | None = None,
 ) -> margin_softmax.MarginSoftmax:
-  """The ``MarginSoftmax`` of a cosface, arcface, subcenter_arcface or
-  soft_triple config."""
-  options = dict(loss_options(loss_config)[loss_config.name])
+  """The ``MarginSoftmax`` of a loss of ``losses.CLASS_WEIGHT_LOSSES``
+  (``class_counts``: dynamic_arcface's class sizes)."""
+  options = _bound_options(loss_config, class_counts)
   options.pop("block_size", None)  # How it is computed, not which loss.
   return {
     "cosface": margin_softmax.cosface_spec,
     "arcface": margin_softmax.arcface_spec,
     "subcenter_arcface": margin_softmax.arcface_spec,
+    "dynamic_arcface": margin_softmax.dynamic_arcface_spec,
     "soft_triple": margin_softmax.soft_triple_spec,
   }[loss_config.name](**options)
+
+
+def _bound_options(
+  loss_config: ml_collections.ConfigDict, class_counts: np.ndarray | None
+) -> dict[str, object]:
+  """The configured loss's keyword arguments, with the class sizes for
+  dynamic_arcface.
+
+  Raises:
+    ValueError: dynamic_arcface without class sizes.
+  """
+  options = dict(loss_options(loss_config)[loss_config.name])
+  if loss_config.name == "dynamic_arcface":
+    if class_counts is None:
+      raise errors.InvalidInputError(
+        "loss.name='dynamic_arcface' needs the training classes' sizes "
+        "(class_counts), which the trainer reads from the dataset."
+      )
+    options["class_counts"] = class_counts
+  return options
 
 
 def uses_static_assignment(loss_config: ml_collections.ConfigDict) -> bool:
@@ -113,7 +142,9 @@ def uses_static_assignment(loss_config: ml_collections.ConfigDict) -> bool:
 
 
 def create_loss_fn(
-  loss_config: ml_collections.ConfigDict, seed: int = 0
+  loss_config: ml_collections.ConfigDict,
+  seed: int = 0,
+  class_counts: np.ndarray | None = None,
 ) -> LossFn:
   """Binds the configured loss to ``(embeddings, labels, proxies, step)
   -> loss``.
@@ -129,6 +160,8 @@ def create_loss_fn(
   loss uses the batch's classes and that fraction of the others (all K
   rows of a class with several centres), drawn from ``seed`` and the step
   (``losses.sampled_proxies``); otherwise the step is ignored.
+  ``class_counts``, int (C,), the training images of each class, is read
+  by dynamic_arcface alone (its margins).
 
   Raises:
     ValueError: an unknown name or a bad option.
@@ -138,7 +171,7 @@ def create_loss_fn(
     raise errors.InvalidInputError(
       f"loss.name must be one of {losses.LOSSES}, got {name!r}."
     )
-  options = loss_options(loss_config)[name]
+  options = _bound_options(loss_config, class_counts)
   if name in losses.PROXY_LOSSES:
     loss_fn = functools.partial(getattr(losses, f"{name}_loss"), **options)
   else:
@@ -159,6 +192,14 @@ def create_loss_fn(
     jax.ShapeDtypeStruct((), jnp.int32),
   )
   return bound
+
+
+def check_options(loss_config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for a bad option of the configured loss, before the
+  dataset is read (dynamic_arcface's class sizes: two stand-ins, so that
+  its bounds and power are checked)."""
+  stand_in = np.array([1, 2]) if loss_config.name == "dynamic_arcface" else None
+  create_loss_fn(loss_config, class_counts=stand_in)
 
 
 def _every_proxy(
@@ -246,6 +287,7 @@ def create_sharded_loss_fn(
   mesh: jax.sharding.Mesh,
   num_proxies: int,
   seed: int = 0,
+  class_counts: np.ndarray | None = None,
 ) -> LossFn:
   """Binds the configured loss to ``(embeddings, labels, proxies, step)
   -> loss``.
@@ -262,7 +304,7 @@ def create_sharded_loss_fn(
       bad option.
   """
   check_supported(loss_config)
-  create_loss_fn(loss_config)  # Checks the options.
+  create_loss_fn(loss_config, class_counts=class_counts)  # Checks options.
   name = loss_config.name
   options = loss_options(loss_config)[name]
   options.pop("assignment", None)
@@ -281,7 +323,7 @@ def create_sharded_loss_fn(
     return sampled_proxies.sample_key(seed, step) if fraction < 1 else None
 
   if name in losses.CLASS_WEIGHT_LOSSES:
-    spec = margin_softmax_spec(loss_config)
+    spec = margin_softmax_spec(loss_config, class_counts)
     num_classes = spec.num_classes(num_proxies)
 
     def bound_margin_softmax(embeddings, labels, proxies, step):

@@ -61,7 +61,7 @@ def check_config(
     )
   if train_state.proxy_sharding(config) == "sharded":
     loss_binding.check_supported(config.loss)
-  loss_binding.create_loss_fn(config.loss)  # Checks the loss options.
+  loss_binding.check_options(config.loss)
   query_gallery.parse(config.evals.query_gallery)
 
 
@@ -166,14 +166,23 @@ def assemble(
   mesh = parallel.create_mesh() if mesh is None else mesh
   check_config(config, mesh)
   sharding = train_state.proxy_sharding(config)
-  loss_fn = loss_binding.create_loss_fn(config.loss, seed=config.seed)
+  class_counts = None
+  if config.loss.name == "dynamic_arcface":
+    class_counts = pipeline.train_class_counts(config.input)
+  loss_fn = loss_binding.create_loss_fn(
+    config.loss, seed=config.seed, class_counts=class_counts
+  )
   model = models.create_model(config.model)
   tx, schedules = optim.create_optimizer(config)
   if num_proxies is None:
     num_proxies = train_state.num_proxies(config)
   if sharding == "sharded":
     loss_fn = loss_binding.create_sharded_loss_fn(
-      config.loss, mesh, num_proxies, seed=config.seed
+      config.loss,
+      mesh,
+      num_proxies,
+      seed=config.seed,
+      class_counts=class_counts,
     )
   return RunParts(
     config=config,

@@ -116,6 +116,7 @@ SEARCHED = {
   "cosface": "loss.cosine_scale",
   "arcface": "loss.cosine_scale",
   "subcenter_arcface": "loss.cosine_scale",
+  "dynamic_arcface": "loss.cosine_scale",
   "soft_triple": "loss.soft_triple_la",
 }
 PROXY_LR = "optimizer.proxy_lr_mult"

@@ -440,6 +440,7 @@ class LossSearchTest(absltest.TestCase):
         "cosface": "loss.cosine_scale",
         "arcface": "loss.cosine_scale",
         "subcenter_arcface": "loss.cosine_scale",
+        "dynamic_arcface": "loss.cosine_scale",
         "soft_triple": "loss.soft_triple_la",
       },
     )

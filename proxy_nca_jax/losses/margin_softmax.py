@@ -578,7 +578,7 @@ def subcenter_arcface_loss(
   """SubCenter-ArcFace ([4], Eq. 1): ArcFace on S_c = max_k cos(x, w_ck),
   each class's nearest of its K sub-centres. pytorch-metric-learning:
   ``SubCenterArcFaceLoss`` (3 sub-centres; margin as ``arcface_loss``).
-  ``class_centers.subcenter_outliers`` lists the training images far from
+  ``subcenters.subcenter_outliers`` lists the training images far from
   their class's dominant sub-centre, as [4] does after training.
 
   Args:

@@ -20,6 +20,7 @@ included (their values: pair_losses_test.py).
 """
 
 import functools
+import inspect
 
 import chex
 import hypothesis
@@ -33,6 +34,7 @@ from hypothesis import strategies as st
 from proxy_nca_jax import losses
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.losses import _checks, dynamic
+from proxy_nca_jax.training import loss_binding
 from tests.testing import loss_cases, loss_references, references
 
 
@@ -573,19 +575,48 @@ PROPERTY_CASES = {
   "proxy_ranking": ("proxy_ranking", {}),
   "proxy_ranking_dynamic": ("proxy_ranking", {"assignment": "dynamic"}),
   "proxy_anchor": ("proxy_anchor", {}),
+  # The class-weight losses at the config's defaults (K = 3 sub-centres,
+  # 10 SoftTriple centres with tau = 0.2), and SoftTriple without tau.
+  **{
+    name: (name, {})
+    for name in ("normalized_softmax", *losses.CLASS_WEIGHT_LOSSES)
+  },
+  "soft_triple_no_tau": ("soft_triple", {"soft_triple_tau": 0.0}),
   **{name: (name, {}) for name in losses.PAIR_LOSSES},
   "nca_paper": ("nca", {"form": "paper"}),
 }
 BATCH, DIM, CLASSES = 8, 3, 4
+# dynamic_arcface's class sizes (its margins): all different.
+CLASS_COUNTS = np.array([1, 3, 9, 27])
+
+
+def _config(case):
+  name, overrides = PROPERTY_CASES[case]
+  return loss_cases.loss_config(name, **overrides)
+
+
+def _centers(case):
+  """K, the proxy rows of a class for the case's loss (1 but for the losses
+  with several centres a class)."""
+  return loss_binding.centers_per_class(_config(case))
+
+
+# Proxy rows the tests draw: each case takes its CLASSES * K first.
+MAX_CENTERS = max(_centers(case) for case in PROPERTY_CASES)
+
+
+def _case_proxies(case, proxies):
+  """The case's proxies, CLASSES * K rows, from CLASSES * MAX_CENTERS."""
+  return proxies[: CLASSES * _centers(case)]
+
+
+def _case_loss_fn(case):
+  return loss_cases.create_loss_fn(_config(case), class_counts=CLASS_COUNTS)
 
 
 def _case_fn(case, jit=True):
   """value_and_grad of the case's loss w.r.t. embeddings and proxies."""
-  name, overrides = PROPERTY_CASES[case]
-  fn = jax.value_and_grad(
-    loss_cases.create_loss_fn(loss_cases.loss_config(name, **overrides)),
-    argnums=(0, 2),
-  )
+  fn = jax.value_and_grad(_case_loss_fn(case), argnums=(0, 2))
   return jax.jit(fn) if jit else fn
 
 
@@ -594,7 +625,8 @@ _jitted_case_fn = functools.cache(_case_fn)
 
 def _assert_finite_everywhere(test, x, labels, proxies):
   for case in PROPERTY_CASES:
-    value, grads = _jitted_case_fn(case)(x, labels, proxies)
+    case_proxies = _case_proxies(case, proxies)
+    value, grads = _jitted_case_fn(case)(x, labels, case_proxies)
     with test.subTest(case):
       chex.assert_tree_all_finite((value, grads))
 
@@ -634,9 +666,16 @@ def _batches(draw):
     draw(st.lists(st.integers(0, CLASSES - 1), min_size=BATCH, max_size=BATCH)),
     np.int32,
   )
-  proxies = rows(CLASSES)
+  proxies = rows(CLASSES * MAX_CENTERS)
   order = np.array(draw(st.permutations(range(BATCH))))
   return x, labels, proxies, order
+
+
+class PropertyCasesTest(absltest.TestCase):
+  def test_every_loss_has_a_property_case(self):
+    self.assertSameElements(
+      {name for name, _ in PROPERTY_CASES.values()}, losses.LOSSES
+    )
 
 
 @pytest.mark.slow
@@ -650,8 +689,9 @@ class LossPropertiesTest(parameterized.TestCase):
   )
   @hypothesis.given(_batches())
   def test_finite_and_invariant_to_the_order_of_the_batch(self, batch):
-    x, labels, proxies, order = batch
+    x, labels, all_proxies, order = batch
     for case in PROPERTY_CASES:
+      proxies = _case_proxies(case, all_proxies)
       fn = _jitted_case_fn(case)
       value, (grad_x, grad_p) = fn(x, labels, proxies)
       chex.assert_tree_all_finite((value, grad_x, grad_p))
@@ -679,7 +719,7 @@ class LossPropertiesTest(parameterized.TestCase):
     x = magnitude * np.sign(rng.normal(size=(BATCH, DIM))).astype(np.float32)
     if duplicated:
       x[:] = x[0]
-    proxies = magnitude * np.ones((CLASSES, DIM), np.float32)
+    proxies = magnitude * np.ones((CLASSES * MAX_CENTERS, DIM), np.float32)
     for labels in (
       np.arange(BATCH, dtype=np.int32) % CLASSES,
       np.zeros(BATCH, np.int32),
@@ -702,17 +742,19 @@ class LossPropertiesTest(parameterized.TestCase):
           self.assertEqual(float(value), 0.0, msg=case)
 
   def test_jit_matches_eager(self):
-    x, labels, proxies = loss_cases.random_batch(
-      14, batch=BATCH, dim=DIM, classes=CLASSES
+    x, labels, all_proxies = loss_cases.random_batch(
+      14,
+      batch=BATCH,
+      dim=DIM,
+      classes=CLASSES,
+      num_proxies=CLASSES * MAX_CENTERS,
     )
     x[1] = x[0]  # A duplicated embedding.
     x[2] = 0.0  # And a zero one.
     labels[:2] = labels[0]
     for case in PROPERTY_CASES:
-      name, overrides = PROPERTY_CASES[case]
-      loss_fn = loss_cases.create_loss_fn(
-        loss_cases.loss_config(name, **overrides)
-      )
+      loss_fn = _case_loss_fn(case)
+      proxies = _case_proxies(case, all_proxies)
       with self.subTest(case):
         np.testing.assert_allclose(
           jax.jit(loss_fn)(x, labels, proxies),
@@ -720,14 +762,16 @@ class LossPropertiesTest(parameterized.TestCase):
           rtol=1e-5,
           atol=1e-5,
         )
-    # Gradients too where the arg-min and gathers of dynamic assignment are.
-    case = "proxy_nca_dynamic_paper"
-    chex.assert_trees_all_close(
-      _jitted_case_fn(case)(x, labels, proxies),
-      _case_fn(case, jit=False)(x, labels, proxies),
-      rtol=1e-5,
-      atol=1e-5,
-    )
+    # Gradients too where the arg-min and gathers of dynamic assignment
+    # are, and SubCenter-ArcFace's arg-max over sub-centres.
+    for case in ("proxy_nca_dynamic_paper", "subcenter_arcface"):
+      proxies = _case_proxies(case, all_proxies)
+      chex.assert_trees_all_close(
+        _jitted_case_fn(case)(x, labels, proxies),
+        _case_fn(case, jit=False)(x, labels, proxies),
+        rtol=1e-5,
+        atol=1e-5,
+      )
 
   # Fewer and more proxies than the 4 classes.
   @parameterized.parameters(("proxy_nca", 2), ("proxy_ranking", 7))
@@ -754,16 +798,31 @@ class LossPropertiesTest(parameterized.TestCase):
     np.testing.assert_allclose(grad_p, grads[1], atol=1e-5)
 
 
+def _proxy_loss(name, num_classes):
+  """(the proxy loss ``name`` with its defaults, its K): dynamic_arcface
+  with class sizes 1..num_classes."""
+  fn = getattr(losses, f"{name}_loss")
+  parameters = inspect.signature(fn).parameters
+  k = 1
+  if "centers_per_class" in parameters:
+    k = parameters["centers_per_class"].default
+  if "class_counts" in parameters:
+    fn = functools.partial(fn, class_counts=np.arange(1, num_classes + 1))
+  return fn, k
+
+
 class BoundaryErrorsTest(parameterized.TestCase):
   """The same ValueError from every loss for the same mistake."""
 
   def _all_losses(self, x, labels, proxies):
-    """(name, thunk) for every public loss on one batch."""
+    """(name, thunk) for every public loss on one batch; ``proxies``, one
+    row a class, repeated K times a class for a loss with K centres."""
     similar, dissimilar = label_relations(np.asarray(labels))
     for name in losses.PROXY_LOSSES:
+      fn, k = _proxy_loss(name, len(proxies))
       yield (
         name,
-        lambda n=name: getattr(losses, f"{n}_loss")(x, labels, proxies),
+        lambda fn=fn, k=k: fn(x, labels, np.repeat(proxies, k, axis=0)),
       )
     for name in losses.PAIR_LOSSES:
       yield name, lambda n=name: getattr(losses, f"{n}_loss")(x, labels)
@@ -786,14 +845,18 @@ class BoundaryErrorsTest(parameterized.TestCase):
       names.append(name)
     self.assertLen(names, len(losses.LOSSES) + 2)
 
-  @parameterized.parameters("proxy_nca", "proxy_ranking", "proxy_anchor")
+  @parameterized.parameters(*losses.PROXY_LOSSES)
   def test_concrete_labels_outside_the_proxies_are_named(self, name):
+    # 3 classes; with K centres a class, 3 K proxy rows: labels 3 and 7
+    # are outside the classes even where they are rows.
     rng = np.random.default_rng(0)
+    fn, k = _proxy_loss(name, 3)
     x = rng.normal(size=(6, 4)).astype(np.float32)
-    proxies = rng.normal(size=(3, 4)).astype(np.float32)
+    proxies = rng.normal(size=(3 * k, 4)).astype(np.float32)
     labels = np.array([0, 1, 2, 3, -1, 7])
-    fn = getattr(losses, f"{name}_loss")
-    with self.assertRaisesRegex(ValueError, r"labels -1, 3, 7 are not proxy"):
+    with self.assertRaisesRegex(
+      ValueError, r"labels -1, 3, 7 are not proxy rows \[0, 3\)"
+    ):
       fn(x, labels, proxies)
     with self.assertRaisesRegex(ValueError, r"labels 3 are not proxy"):
       fn(x[:4], jnp.asarray(labels[:4]), proxies)
@@ -802,7 +865,7 @@ class BoundaryErrorsTest(parameterized.TestCase):
     if name != "proxy_anchor":
       np.testing.assert_allclose(
         jax.jit(fn)(x, labels, proxies),
-        fn(x[:3], labels[:3], proxies),
+        jax.jit(fn)(x[:3], labels[:3], proxies),
         rtol=1e-6,
       )
 

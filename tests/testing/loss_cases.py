@@ -38,8 +38,9 @@ def loss_config(name, **overrides):
   return config
 
 
-def create_loss_fn(config):
+def create_loss_fn(config, class_counts=None):
   """``loss_binding.create_loss_fn`` at step 0 (the step only draws sampled
-  negatives: tests/losses/sampled_proxies_test.py)."""
-  loss_fn = loss_binding.create_loss_fn(config)
+  negatives: tests/losses/sampled_proxies_test.py); ``class_counts``, the
+  class sizes, for dynamic_arcface."""
+  loss_fn = loss_binding.create_loss_fn(config, class_counts=class_counts)
   return lambda x, labels, proxies: loss_fn(x, labels, proxies, 0)

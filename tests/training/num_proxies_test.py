@@ -39,6 +39,25 @@ class NumProxiesTest(tiny_run.PreparedDataTest):
     self.assertEqual(train_state.num_proxies(config), 3)
 
   @parameterized.parameters(
+    ("subcenter_arcface", {}, 15),
+    ("subcenter_arcface", {"loss__sub_centers": 2}, 10),
+    ("dynamic_arcface", {}, 15),
+    ("soft_triple", {}, 50),
+    ("soft_triple", {"loss__soft_triple_centers": 1}, 5),
+    ("cosface", {"loss__sub_centers": 2}, 5),  # One row a class.
+    ("normalized_softmax", {}, 5),
+  )
+  def test_losses_with_k_centres_have_k_rows_a_class(self, loss, changes, want):
+    # What the train command's state holds: classes x K rows, the default
+    # and the only accepted count.
+    config = tiny_run.tiny_config(self.root, loss__name=loss, **changes)
+    self.assertEqual(train_state.num_proxies(config), want)
+    config = tiny_run.tiny_config(
+      self.root, loss__name=loss, proxies__num_proxies=want, **changes
+    )
+    self.assertEqual(train_state.num_proxies(config), want)
+
+  @parameterized.parameters(
     ("proxy_nca", "dynamic", 3),
     ("proxy_nca", "dynamic", 12),
     ("proxy_ranking", "dynamic", 2),
@@ -57,7 +76,9 @@ class NumProxiesTest(tiny_run.PreparedDataTest):
   @parameterized.parameters(
     ("proxy_nca", "static", 3, "normal", "assignment=dynamic"),
     ("proxy_ranking", "static", 8, "normal", "assignment=dynamic"),
-    ("proxy_anchor", "static", 4, "normal", "one proxy per class"),
+    ("proxy_anchor", "static", 4, "normal", r"needs 1 proxy row\(s\) per"),
+    # The classes, where SubCenter-ArcFace needs K = 3 rows a class.
+    ("subcenter_arcface", "static", 5, "normal", r"needs 3 proxy row\(s\)"),
     ("proxy_nca", "dynamic", 3, "class_means", "init=normal"),
     ("proxy_nca", "dynamic", 0, "normal", "must be positive"),
   )

@@ -319,6 +319,7 @@ def margin_softmax_loss(
   spec: MarginSoftmax,
   *,
   block_size: int | None = None,
+  margin_classes: jax.Array | None = None,
 ) -> jax.Array:
   """The loss ``spec`` describes (module docstring).
 
@@ -331,6 +332,9 @@ def margin_softmax_loss(
     block_size: one centre a class only: classes per block
       (``blocked_terms``), or None for the automatic choice (blocks of
       4,096 above 65,536 classes, as Proxy-NCA).
+    margin_classes: int (B,), with class margins: the samples' classes in
+      them when ``labels`` number a subset of the classes (sampled
+      negatives); default ``labels``.
 
   Returns:
     Scalar: the mean over the samples with a class, plus SoftTriple's
@@ -341,6 +345,7 @@ def margin_softmax_loss(
   num_classes = spec.num_classes(proxies.shape[0])
   _checks.check_static_labels(labels, num_classes)
   valid = (labels >= 0) & (labels < num_classes)
+  margin_classes = labels if margin_classes is None else margin_classes
   block_size = uses_blocks(spec, block_size, num_classes)
   if block_size is not None:
     negative_lse, shifted_target = blocked_terms(
@@ -353,7 +358,7 @@ def margin_softmax_loss(
       block_size=block_size,
     )
     per_sample = spec.per_sample(
-      negative_lse, shifted_target / spec.scale + 1, labels
+      negative_lse, shifted_target / spec.scale + 1, margin_classes
     )
     return pair.masked_mean(per_sample, valid)
   dtype = compute_dtype(embeddings, proxies)
@@ -362,7 +367,8 @@ def margin_softmax_loss(
   positive = proxies_lib.static_assignment(labels, num_classes)
   target = jnp.sum(jnp.where(positive, similarity, 0.0), axis=-1)
   negative_lse = geometry.masked_logsumexp(spec.scale * similarity, ~positive)
-  loss = pair.masked_mean(spec.per_sample(negative_lse, target, labels), valid)
+  per_sample = spec.per_sample(negative_lse, target, margin_classes)
+  loss = pair.masked_mean(per_sample, valid)
   if spec.has_regulariser():
     real = jnp.ones((num_classes,), bool)
     loss += spec.regulariser_scale(num_classes) * spec.center_pair_sum(
@@ -608,6 +614,7 @@ def dynamic_arcface_loss(
   power: float = 0.25,
   scale: float = 64.0,
   centers_per_class: int = 3,
+  margin_classes: jax.Array | None = None,
 ) -> jax.Array:
   """SubCenter-ArcFace with a margin per class that grows as the class gets
   smaller ([6]; ``dynamic_margins``), for long-tailed classes.
@@ -624,6 +631,9 @@ def dynamic_arcface_loss(
     power: lambda.
     scale: s > 0.
     centers_per_class: K >= 1.
+    margin_classes: int (B,), each sample's class in ``class_counts`` when
+      ``labels`` and ``proxies`` are a subset of the classes (sampled
+      negatives); default ``labels``.
 
   Returns:
     Scalar, the mean over the batch.
@@ -635,7 +645,9 @@ def dynamic_arcface_loss(
     scale=scale,
     centers_per_class=centers_per_class,
   )
-  return margin_softmax_loss(embeddings, labels, proxies, spec)
+  return margin_softmax_loss(
+    embeddings, labels, proxies, spec, margin_classes=margin_classes
+  )
 
 
 def dynamic_arcface_spec(

@@ -244,6 +244,10 @@ def _with_sampled_negatives(
       sampled_proxies.num_sampled(fraction, num_classes, labels.shape[0]),
     )
     rows = sampled_proxies.class_rows(classes, k)
+    if loss_config.name == "dynamic_arcface":  # Margins of the real classes.
+      return loss_fn(
+        embeddings, sampled_labels, proxies[rows], margin_classes=labels
+      )
     return loss_fn(embeddings, sampled_labels, proxies[rows])
 
   return sampled

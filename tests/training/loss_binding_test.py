@@ -20,8 +20,6 @@ created. The losses' own values are tested in tests/losses/, sampled
 negatives in tests/losses/sampled_proxies_test.py.
 """
 
-import unittest
-
 import jax
 import numpy as np
 from absl.testing import absltest, parameterized
@@ -254,22 +252,13 @@ class CreateLossFnTest(parameterized.TestCase):
     ):
       loss_binding.create_loss_fn(config)
 
+  # dynamic_arcface: the sampled labels are positions among the sampled
+  # classes, and each sample must still get its own class's margin.
   @parameterized.parameters(
-    "proxy_nca",
-    "normalized_softmax",
-    *(name for name in losses.CLASS_WEIGHT_LOSSES if name != "dynamic_arcface"),
+    "proxy_nca", "normalized_softmax", *losses.CLASS_WEIGHT_LOSSES
   )
   def test_sampled_negatives_of_class_weight_losses(self, name):
     self._check_sampled_negatives(name)
-
-  # Bug (loss_binding._with_sampled_negatives): the sampled labels are
-  # positions in the sampled classes, and dynamic_arcface reads its class
-  # margins by label, so a sample gets the margin of the class at its
-  # position: here classes 0 and 1's (0.19 rad) instead of 2's and 3's
-  # (0.5 and 0.05). Remove the decorator when fixed.
-  @unittest.expectedFailure
-  def test_sampled_negatives_of_dynamic_arcface(self):
-    self._check_sampled_negatives("dynamic_arcface")
 
   def _check_sampled_negatives(self, name):
     """Two samples of classes 2 and 3 of 4, fraction 0.5: the step's

@@ -36,9 +36,27 @@ gradients and the step are timed for the plain formulation (every logit at
 once) and for each of --block_sizes (losses/proxy_blocks.py). The 8-device
 step is benchmarks/sharded_proxies.py's (run it with --devices=1 and 8).
 
-  python -m benchmarks.proxy_step_floor               # about 5 minutes
+Then the class-weight losses of --margin_losses (losses/margin_softmax.py)
+at the same C, their loss, loss + gradients and whole step (Adam on their
+weights), plain, in blocks (ArcFace) and with sampled negative classes at
+--negative_fractions (all centres of each sampled class):
+
+* ArcFace (scale 64, margin 0.5): one row a class, so Proxy-NCA's floor,
+  3 x 2 B C D flops and 6 x C x D x 4 bytes; the plain formulation, each
+  of --block_sizes (as CosFace and ArcFace take their sums in blocks above
+  65,536 classes), and the sampled classes in the automatic blocks;
+* SoftTriple (Qian et al. 2019: la 20, gamma 0.1, margin 0.01, tau 0.2), K =
+  --soft_triple_centers centres a class, C K rows: 3 x 2 B (C K) D flops
+  and 6 x C K x D x 4 bytes. K is 2 by default, not the paper's 10: at a
+  million classes the weights are then 2,000,000 x 128 x 4 B = 1 GB, 3 GB
+  with Adam's moments (10 centres would be 5 GB and 15 GB), and the plain
+  formulation holds a few (B, C K) float32 arrays of 2 GB each. SoftTriple
+  pools each class's K cosines, so it has no blocked form.
+
+  python -m benchmarks.proxy_step_floor               # Proxy-NCA: ~5 minutes
   GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python -m benchmarks.proxy_step_floor
   python -m benchmarks.proxy_step_floor --classes=100000
+  python -m benchmarks.proxy_step_floor --margin_losses=  # Proxy-NCA only
 """
 
 import functools
@@ -78,7 +96,19 @@ _BLOCK_SIZES = flags.DEFINE_list(
   "plain formulation.",
 )
 
+_MARGIN_LOSSES = flags.DEFINE_list(
+  "margin_losses",
+  ["arcface", "soft_triple"],
+  "Class-weight losses timed after Proxy-NCA: arcface, soft_triple.",
+)
+_SOFT_TRIPLE_CENTERS = flags.DEFINE_integer(
+  "soft_triple_centers",
+  2,
+  "SoftTriple's centres K a class (C K weight rows; module docstring).",
+)
+
 SCALE = 16.0
+MARGIN_LOSSES = ("arcface", "soft_triple")
 
 
 def _proxy_nca(e, p, *, labels, block_size):
@@ -96,6 +126,91 @@ def _sampled_proxy_nca(e, p, *, labels, num_sampled):
   return losses.proxy_nca_loss(
     e, sampled_labels, p[rows], form="softmax", scale=SCALE
   )
+
+
+def _arcface(e, p, labels, *, block_size=None):
+  """ArcFace at pytorch-metric-learning's scale and margin (radians)."""
+  return losses.arcface_loss(
+    e, labels, p, margin=0.5, scale=64.0, block_size=block_size
+  )
+
+
+def _soft_triple(e, p, labels, *, centers):
+  """SoftTriple, ``centers`` centres a class, the paper's other options."""
+  return losses.soft_triple_loss(e, labels, p, centers_per_class=centers)
+
+
+def _sampled_classes(e, p, *, labels, loss_fn, centers, num_sampled):
+  """``loss_fn`` on the positive classes and a uniform sample of the others
+  (losses/sampled_proxies.py), all ``centers`` rows of each, as
+  training/loss_binding.py samples them."""
+  classes, sampled_labels = sampled_proxies.sample_proxies(
+    sampled_proxies.sample_key(0, 0),
+    labels,
+    p.shape[0] // centers,
+    num_sampled,
+  )
+  rows = sampled_proxies.class_rows(classes, centers)
+  return loss_fn(e, p[rows], sampled_labels)
+
+
+def margin_variants(
+  name: str, c: int, b: int, labels: jax.Array, block_sizes: list[int]
+) -> list[tuple[str, Callable[..., jax.Array], float, int]]:
+  """(label, loss of (embeddings, weights), share of the classes, weight
+  rows) of each timed formulation of class-weight loss ``name``."""
+  if name == "arcface":
+    centers, loss_fn, label = 1, _arcface, "arcface"
+    # Block size C: the plain formulation.
+    formulations = [
+      (
+        f"{label} {'plain' if size >= c else f'blocks of {size}'}",
+        functools.partial(_arcface, labels=labels, block_size=size),
+      )
+      for size in [c] * _PLAIN.value + block_sizes
+    ]
+  else:
+    centers = _SOFT_TRIPLE_CENTERS.value
+    loss_fn = functools.partial(_soft_triple, centers=centers)
+    label = f"soft_triple K={centers}"
+    formulations = [
+      (f"{label} plain", functools.partial(loss_fn, labels=labels))
+    ] * _PLAIN.value
+  variants = [(v_label, fn, 1.0, c * centers) for v_label, fn in formulations]
+  for fraction in map(float, _NEGATIVE_FRACTIONS.value):
+    k = sampled_proxies.num_sampled(fraction, c, b)
+    sampled = functools.partial(
+      _sampled_classes,
+      labels=labels,
+      loss_fn=loss_fn,
+      centers=centers,
+      num_sampled=k,
+    )
+    variants.append(
+      (f"{label} sampled negatives {fraction}", sampled, k / c, c * centers)
+    )
+  return variants
+
+
+def floor_of(
+  rows: int, b: int, d: int, rates: dict[str, float]
+) -> dict[str, float]:
+  """The step's floor (module docstring) for ``rows`` weight rows."""
+  flops = 3 * 2 * b * rows * d
+  bytes_moved = 6 * rows * d * 4
+  flop_s = flops / (rates["peak_gflops (2048^3)"] * 1e9)
+  byte_s = bytes_moved / (rates["stream_gbs (C x D)"] * 1e9)
+  return {
+    "rows": rows,
+    "flops": flops,
+    "bytes": bytes_moved,
+    "flop_s_at_peak": flop_s,
+    "flop_s_at_logits_rate": flops
+    / (rates["logits_gflops (B x D @ D x C)"] * 1e9),
+    "byte_s": byte_s,
+    "floor_s (max)": max(flop_s, byte_s),
+    "floor_s (sum)": flop_s + byte_s,
+  }
 
 
 def median_s(fn: Callable[[], Any], repeats: int) -> float:
@@ -131,6 +246,11 @@ def stream_gbs(num: int, repeats: int) -> float:
 def main(argv: list[str]) -> None:
   del argv
   c, d, b, repeats = _CLASSES.value, _DIM.value, _BATCH.value, _REPEATS.value
+  unknown = set(_MARGIN_LOSSES.value) - set(MARGIN_LOSSES)
+  if unknown:
+    raise app.UsageError(
+      f"--margin_losses: {sorted(unknown)} not among {MARGIN_LOSSES}."
+    )
   report: dict[str, Any] = {
     "machine": cpu_timing.machine_description(),
     "jax": jax.__version__,
@@ -147,21 +267,14 @@ def main(argv: list[str]) -> None:
     "stream_gbs (C x D)": stream_gbs(c * d, repeats),
   }
   report["rates"] = rates
-  flops = 3 * 2 * b * c * d
-  bytes_moved = 6 * c * d * 4
-  flop_s = flops / (rates["peak_gflops (2048^3)"] * 1e9)
-  byte_s = bytes_moved / (rates["stream_gbs (C x D)"] * 1e9)
-  floor = max(flop_s, byte_s)
-  report["floor"] = {
-    "flops": flops,
-    "bytes": bytes_moved,
-    "flop_s_at_peak": flop_s,
-    "flop_s_at_logits_rate": flops
-    / (rates["logits_gflops (B x D @ D x C)"] * 1e9),
-    "byte_s": byte_s,
-    "floor_s (max)": floor,
-    "floor_s (sum)": flop_s + byte_s,
-  }
+  # Proxy-NCA and ArcFace: C rows.
+  report["floor"] = floor_of(c, b, d, rates)
+  flop_s = report["floor"]["flop_s_at_peak"]
+  byte_s = report["floor"]["byte_s"]
+  floor = report["floor"]["floor_s (max)"]
+  if "soft_triple" in _MARGIN_LOSSES.value:
+    rows = c * _SOFT_TRIPLE_CENTERS.value
+    report["floor soft_triple (C K rows)"] = floor_of(rows, b, d, rates)
 
   rng = np.random.default_rng(0)
   embeddings = jnp.asarray(rng.normal(size=(b, d)).astype(np.float32))
@@ -171,7 +284,8 @@ def main(argv: list[str]) -> None:
   opt_state = tx.init(proxies)
   logits = jax.jit(lambda p: embeddings @ p.T)
   report["parts"] = {}
-  # (label, loss of (embeddings, proxies), the share of C it compares with)
+  # (label, loss of (embeddings, proxies), the share of C it compares with,
+  # rows of the proxy matrix)
   variants = []
   block_sizes = [int(size) for size in _BLOCK_SIZES.value]
   # Block size C: the plain formulation, every logit at once.
@@ -182,6 +296,7 @@ def main(argv: list[str]) -> None:
         label,
         functools.partial(_proxy_nca, labels=labels, block_size=block_size),
         1.0,
+        c,
       )
     )
   for fraction in map(float, _NEGATIVE_FRACTIONS.value):
@@ -191,10 +306,27 @@ def main(argv: list[str]) -> None:
         f"sampled negatives {fraction}",
         functools.partial(_sampled_proxy_nca, labels=labels, num_sampled=k),
         k / c,
+        c,
       )
     )
+  for name in _MARGIN_LOSSES.value:
+    variants.extend(margin_variants(name, c, b, labels, block_sizes))
 
-  for label, loss_fn, share in variants:
+  # The weights of the current row count and their Adam state: SoftTriple's
+  # C K rows replace the C rows (one set held at a time).
+  held = {"rows": c, "proxies": proxies, "opt_state": opt_state}
+  del proxies, opt_state
+
+  for label, loss_fn, share, rows in variants:
+    if rows != held["rows"]:
+      held.clear()
+      weights = jax.random.normal(jax.random.key(1), (rows, d), jnp.float32)
+      held.update(rows=rows, proxies=weights, opt_state=tx.init(weights))
+      del weights
+    proxies, opt_state = held["proxies"], held["opt_state"]
+    own = report["floor"] if rows == c else floor_of(rows, b, d, rates)
+    flop_s, byte_s = own["flop_s_at_peak"], own["byte_s"]
+    floor = own["floor_s (max)"]
     # Both gradients, as in training: the embeddings' one is the third of
     # the floor's products.
     grad_fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1)))
@@ -222,8 +354,14 @@ def main(argv: list[str]) -> None:
 
     own_floor = max(share * flop_s, byte_s)
     parts = {
-      "loss": (lambda f=loss_fn: jax.jit(f)(embeddings, proxies), flop_s / 3),
-      "loss + gradients": (lambda g=grad_fn: g(embeddings, proxies), flop_s),
+      "loss": (
+        lambda f=loss_fn, p=proxies: jax.jit(f)(embeddings, p),
+        flop_s / 3,
+      ),
+      "loss + gradients": (
+        lambda g=grad_fn, p=proxies: g(embeddings, p),
+        flop_s,
+      ),
       "whole step": (train_step, floor),
     }
     if label == "plain":
@@ -235,9 +373,15 @@ def main(argv: list[str]) -> None:
         return optax.apply_updates(p, updates), state
 
       parts = {
-        "forward logits product": (lambda: logits(proxies), flop_s / 3),
+        "forward logits product": (
+          lambda p=proxies: logits(p),
+          flop_s / 3,
+        ),
         **parts,
-        "Adam update": (lambda g=grads: adam(proxies, opt_state, g), byte_s),
+        "Adam update": (
+          lambda g=grads, p=proxies, s=opt_state: adam(p, s, g),
+          byte_s,
+        ),
       }
     for name, (fn, part_floor) in parts.items():
       seconds = median_s(fn, repeats)

@@ -17,7 +17,9 @@ The sample: positives always in, the others uniform without replacement
 (counted over many keys), padding rows only after every proxy, the same for
 the same seed and step. The loss: the float64 Proxy-NCA of the sampled
 proxies, zero gradient for the others, with replicated proxies and with
-proxies sharded over 8 devices (each samples its own rows).
+proxies sharded over 8 devices (each samples its own rows); the same for
+the class-weight losses (Normalized Softmax, CosFace, ArcFace,
+SubCenter-ArcFace, SoftTriple) over the sampled classes, all K rows of each.
 """
 
 import functools
@@ -30,11 +32,11 @@ import optax
 from absl.testing import absltest, parameterized
 
 from configs import fashion_mnist
-from proxy_nca_jax import parallel
+from proxy_nca_jax import losses, parallel
 from proxy_nca_jax.losses import sampled_proxies
 from proxy_nca_jax.training import loss_binding, train_state
 from proxy_nca_jax.training import step as step_lib
-from tests.testing import loss_references
+from tests.testing import class_weight_references, loss_references
 
 
 def _loss_config(**overrides):
@@ -336,6 +338,215 @@ class ShardedSampledLossTest(parameterized.TestCase):
     np.testing.assert_allclose(
       loss_fn(self.x, self.labels, self.proxies, jnp.int32(3)), want, rtol=2e-6
     )
+
+
+class ClassWeightSampledLossTest(absltest.TestCase):
+  """Sampled negative classes of the class-weight losses, replicated: all K
+  rows of each sampled class, the batch's classes always."""
+
+  NUM_CLASSES, SAMPLED = 40, 10  # Fraction 0.25.
+
+  def test_is_the_loss_of_the_sampled_classes_and_only_they_learn(self):
+    seed, step = 7, 123
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 5)).astype(np.float32)
+    labels = rng.integers(0, self.NUM_CLASSES, size=6).astype(np.int32)
+    weights = {
+      name: rng.normal(size=(self.NUM_CLASSES * k, 5)).astype(np.float32)
+      for name, (_, _, k) in class_weight_references.CASES.items()
+    }
+    # The classes drawn, from the sampling function (its own properties
+    # are tested above), and each one's rows and position, by hand.
+    classes, _ = sampled_proxies.sample_proxies(
+      sampled_proxies.sample_key(seed, jnp.int32(step)),
+      jnp.asarray(labels),
+      self.NUM_CLASSES,
+      self.SAMPLED,
+    )
+    classes = np.asarray(classes)
+    self.assertContainsSubset(set(labels.tolist()), set(classes.tolist()))
+    position = {int(c): i for i, c in enumerate(classes)}
+    relabelled = np.array([position[int(y)] for y in labels], np.int32)
+    rows = {
+      name: np.array([c * k + j for c in classes for j in range(k)])
+      for name, (_, _, k) in class_weight_references.CASES.items()
+    }
+
+    def all_losses(x, labels, weights):
+      results = {}
+      for name in weights:
+        # One centre a class: blocks of 4 classes, the last one short.
+        config = class_weight_references.loss_config(name, proxy_block_size=4)
+        options = loss_binding.loss_options(config)[name]
+        full = functools.partial(getattr(losses, f"{name}_loss"), **options)
+        bound = {
+          fraction: loss_binding.create_loss_fn(
+            class_weight_references.loss_config(
+              name, negative_fraction=fraction, proxy_block_size=4
+            ),
+            seed=seed,
+          )
+          for fraction in (0.25, 1.0)
+        }
+        results[name] = {
+          "sampled": jax.value_and_grad(
+            lambda p, fn=bound[0.25]: fn(x, labels, p, jnp.int32(step))
+          )(weights[name]),
+          "one": bound[1.0](x, labels, weights[name], jnp.int32(step)),
+          "full": full(x, labels, weights[name]),
+        }
+      return results
+
+    results = jax.device_get(jax.jit(all_losses)(x, labels, weights))
+    for name, result in results.items():
+      with self.subTest(name):
+        k = class_weight_references.centers(name)
+        value, grad_p = result["sampled"]
+        want = class_weight_references.reference(
+          name, x, relabelled, weights[name][rows[name]]
+        )
+        np.testing.assert_allclose(value, want, rtol=2e-6)
+        grad_p = grad_p.reshape(self.NUM_CLASSES, k, 5)
+        left_out = np.setdiff1d(np.arange(self.NUM_CLASSES), classes)
+        self.assertLen(left_out, 30)
+        np.testing.assert_array_equal(grad_p[left_out], 0.0)
+        # Every sampled class learns (SubCenter-ArcFace: its nearest
+        # centres).
+        self.assertTrue(np.all(np.abs(grad_p[classes]).sum(axis=(1, 2)) > 0))
+        # Fraction 1: every class, the loss function's value bit for bit.
+        self.assertEqual(result["one"], result["full"])
+        np.testing.assert_allclose(
+          result["one"],
+          class_weight_references.reference(name, x, labels, weights[name]),
+          rtol=2e-6,
+        )
+
+
+class ShardedClassWeightSampledLossTest(parameterized.TestCase):
+  """Sampled negative classes of the class-weight losses with the weights
+  split over 8 devices, whole classes a device: each device samples its
+  positives and a part of its own classes (all K rows of each)."""
+
+  # 20 classes padded to 24, 3 a device: device 6 holds classes 18-20 (two
+  # classes, one padding class), device 7 classes 21-23 (padding only).
+  # Fraction 0.5 of 3 classes with batch 2: K_k = 2 classes a device.
+  NUM_CLASSES, ROOM, SAMPLED = 20, 24, 2
+
+  def setUp(self):
+    super().setUp()
+    rng = np.random.default_rng(4)
+    self.mesh = parallel.create_mesh()
+    self.x = rng.normal(size=(2, 5)).astype(np.float32)
+    self.labels = np.array([19, 4], np.int32)
+    self.weights = {}
+    for name in class_weight_references.CASES:
+      k = class_weight_references.centers(name)
+      rows = rng.normal(size=(self.ROOM * k, 5)).astype(np.float32)
+      rows[self.NUM_CLASSES * k :] = 0.0  # Padding rows stay zero.
+      self.weights[name] = rows
+
+  def values_and_grads(self, fraction, seed=0, step=0):
+    """{name: (value, d/d weights)} of every class-weight loss, sharded."""
+    fns = {
+      name: loss_binding.create_sharded_loss_fn(
+        class_weight_references.loss_config(name, negative_fraction=fraction),
+        self.mesh,
+        self.NUM_CLASSES * class_weight_references.centers(name),
+        seed=seed,
+      )
+      for name in self.weights
+    }
+
+    def all_losses(weights):
+      return {
+        name: jax.value_and_grad(
+          lambda p, fn=fn: fn(self.x, self.labels, p, jnp.int32(step))
+        )(weights[name])
+        for name, fn in fns.items()
+      }
+
+    weights = jax.device_put(self.weights, parallel.row_sharded(self.mesh))
+    return jax.device_get(jax.jit(all_losses)(weights))
+
+  def sampled_classes(self, seed, step):
+    """The real classes the devices draw, from the sampling function called
+    as each device does."""
+    key = sampled_proxies.sample_key(seed, jnp.int32(step))
+    classes = []
+    for device in range(8):
+      offset = 3 * device
+      local, _ = sampled_proxies.sample_proxies(
+        jax.random.fold_in(key, device),
+        jnp.asarray(self.labels) - offset,
+        3,
+        self.SAMPLED,
+        min(max(self.NUM_CLASSES - offset, 0), 3),
+      )
+      classes.extend(offset + np.asarray(local))
+    classes = np.array(classes)
+    return np.sort(classes[classes < self.NUM_CLASSES])
+
+  def reference(self, name, classes):
+    """The float64 loss over ``classes``' centres, relabelled by hand."""
+    k = class_weight_references.centers(name)
+    rows = np.array([c * k + j for c in classes for j in range(k)])
+    position = {int(c): i for i, c in enumerate(classes)}
+    return class_weight_references.reference(
+      name,
+      self.x,
+      [position[int(y)] for y in self.labels],
+      self.weights[name][rows],
+    )
+
+  def test_is_the_loss_of_the_shards_sampled_classes_and_only_they_learn(
+    self,
+  ):
+    seed, step = 5, 31
+    results = self.values_and_grads(0.5, seed, step)
+    classes = self.sampled_classes(seed, step)
+    # Devices 0-6 draw 2 real classes each; device 7 only padding.
+    self.assertLen(classes, 14)
+    self.assertContainsSubset({19, 4}, set(classes.tolist()))
+    for name, (value, grad) in results.items():
+      with self.subTest(name):
+        k = class_weight_references.centers(name)
+        np.testing.assert_allclose(
+          value, self.reference(name, classes), rtol=2e-6
+        )
+        grad = grad.reshape(self.ROOM, k, 5)
+        left_out = np.setdiff1d(np.arange(self.ROOM), classes)
+        np.testing.assert_array_equal(grad[left_out], 0.0)
+        self.assertTrue(np.all(np.abs(grad[classes]).sum(axis=(1, 2)) > 0))
+
+  def test_every_class_drawn_is_the_full_loss(self):
+    # 0.99 of 3 classes is 3: each device draws all of its classes, device
+    # 6 its padding class too. (Fraction 1 draws nothing: the sharded
+    # losses of sharded_losses_test.py.)
+    every_class = np.arange(self.NUM_CLASSES)
+    for name, (value, grad) in self.values_and_grads(0.99, step=3).items():
+      with self.subTest(name):
+        k = class_weight_references.centers(name)
+        np.testing.assert_allclose(
+          value, self.reference(name, every_class), rtol=2e-6
+        )
+        np.testing.assert_array_equal(grad[self.NUM_CLASSES * k :], 0.0)
+        real = grad[: self.NUM_CLASSES * k].reshape(self.NUM_CLASSES, k, 5)
+        self.assertTrue(np.all(np.abs(real).sum(axis=(1, 2)) > 0))
+
+  def test_same_step_same_sample_other_step_other_sample(self):
+    loss_fn = jax.jit(
+      loss_binding.create_sharded_loss_fn(
+        class_weight_references.loss_config(
+          "soft_triple", negative_fraction=0.5
+        ),
+        self.mesh,
+        self.NUM_CLASSES * 2,
+      )
+    )
+    weights = jax.device_put(
+      self.weights["soft_triple"], parallel.row_sharded(self.mesh)
+    )
+    _check_same_step_same_sample(self, loss_fn, self.x, self.labels, weights)
 
 
 if __name__ == "__main__":

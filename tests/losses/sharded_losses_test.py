@@ -15,8 +15,11 @@
 
 On the 8 fake CPU devices: the sharded losses against `losses` (values and
 gradients) and against float64 NumPy transcriptions of the equations, for
-class counts that 8 does and does not divide; a short sharded training run
-against the replicated one; sharded checkpoints; the errors.
+class counts that 8 does and does not divide; the class-weight losses
+(Normalized Softmax, CosFace, ArcFace, SubCenter-ArcFace, SoftTriple: K
+rows a class, whole classes on a device) on 1 and 8 devices the same way;
+short sharded training runs against the replicated ones; sharded
+checkpoints; the errors.
 """
 
 import functools
@@ -35,10 +38,20 @@ from jax.sharding import PartitionSpec
 
 from proxy_nca_jax import checkpointing, losses, parallel
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.losses import sharded
-from proxy_nca_jax.training import metric_writer, train_state, trainer
+from proxy_nca_jax.losses import margin_softmax, sharded
+from proxy_nca_jax.training import (
+  loss_binding,
+  metric_writer,
+  train_state,
+  trainer,
+)
 from proxy_nca_jax.training import step as step_lib
-from tests.testing import loss_references, references, tiny_run
+from tests.testing import (
+  class_weight_references,
+  loss_references,
+  references,
+  tiny_run,
+)
 
 NUM_DEVICES = 8
 # name: (losses function, sharded function, options).
@@ -204,27 +217,206 @@ class ShardedLossesTest(parameterized.TestCase):
     with tempfile.TemporaryDirectory() as tmp:
       workdir = os.path.join(tmp, "run")
       with self.assertRaisesRegex(
-        ValueError, rf"{what}.*\('proxy_nca', 'proxy_anchor'\).*replicated"
+        ValueError,
+        rf"{what}.*\('proxy_nca', 'proxy_anchor', .*\).*replicated",
       ):
         trainer.train_and_evaluate(config, workdir)
       self.assertFalse(os.path.exists(workdir))
 
 
+def _class_weight_problem(num_classes: int, seed: int = 0):
+  """Embeddings (12, 6), labels (12,) in [0, C), and for each class-weight
+  loss its weights (C K, 6)."""
+  x, labels, _ = _problem(num_classes, seed)
+  rng = np.random.default_rng(seed + 1)
+  weights = {
+    name: rng.normal(size=(num_classes * k, 6)).astype(np.float32)
+    for name, (_, _, k) in class_weight_references.CASES.items()
+  }
+  return x, labels, weights
+
+
+def _class_weight_values_and_grads(x, labels, weights, mesh=None, **overrides):
+  """{loss name: (value, d/d embeddings, d/d weights)}, one compilation.
+
+  Without a mesh: the replicated losses (``loss_binding.create_loss_fn``);
+  with one: the sharded losses (``create_sharded_loss_fn``) on the weights
+  padded by whole classes and split by rows. ``overrides``: loss config
+  fields.
+  """
+  fns = {}
+  for name, rows in weights.items():
+    config = class_weight_references.loss_config(name, **overrides)
+    if mesh is None:
+      fns[name] = loss_binding.create_loss_fn(config)
+    else:
+      fns[name] = loss_binding.create_sharded_loss_fn(config, mesh, len(rows))
+
+  def all_losses(x, labels, weights):
+    return {
+      name: jax.value_and_grad(
+        lambda e, p, fn=fn: fn(e, labels, p, jnp.int32(0)), argnums=(0, 1)
+      )(x, weights[name])
+      for name, fn in fns.items()
+    }
+
+  if mesh is not None:
+    weights = {
+      name: jax.device_put(
+        proxies_lib.pad_proxies(
+          jnp.asarray(rows), mesh.size, class_weight_references.centers(name)
+        ),
+        parallel.row_sharded(mesh),
+      )
+      for name, rows in weights.items()
+    }
+  results = jax.jit(all_losses)(x, labels, weights)
+  return {name: (v, *grads) for name, (v, grads) in results.items()}
+
+
+class ShardedClassWeightLossesTest(parameterized.TestCase):
+  """The class-weight losses with their K rows a class whole on a device."""
+
+  @parameterized.named_parameters(
+    ("one_device", 1, 5, False),
+    # 8 classes' room: devices 5-7 hold padding only.
+    ("padding_devices", 8, 5, True),
+    # 16 classes' room: device 6 holds a class and a padding class. One
+    # centre a class: each device's 2 classes one block at a time
+    # (margin_softmax.blocked_terms), against the replicated plain form.
+    ("padding_class_blocks", 8, 13, True, 1),
+  )
+  def test_matches_replicated_and_float64_numpy(
+    self, num_devices, num_classes, labels_outside, block_size=None
+  ):
+    mesh = parallel.create_mesh(jax.devices()[:num_devices])
+    x, labels, weights = _class_weight_problem(num_classes)
+    if labels_outside:
+      # A padding class's label and a negative one: left out of the mean.
+      labels[:2] = [num_classes + 1, -1]
+    kept = (labels >= 0) & (labels < num_classes)
+    expected = _class_weight_values_and_grads(x, labels, weights)
+    results = _class_weight_values_and_grads(
+      x, labels, weights, mesh, proxy_block_size=block_size
+    )
+    room = -(-num_classes // num_devices) * num_devices
+    for name, (value, grad_x, grad_p) in results.items():
+      with self.subTest(name):
+        k = class_weight_references.centers(name)
+        real = num_classes * k
+        want_value, want_grad_x, want_grad_p = expected[name]
+        chex.assert_shape(grad_p, (room * k, 6))
+        self.assertEqual(
+          [s.data.shape for s in grad_p.addressable_shards],
+          [(room * k // num_devices, 6)] * num_devices,
+        )
+        np.testing.assert_allclose(value, want_value, rtol=2e-6)
+        np.testing.assert_allclose(grad_x, want_grad_x, rtol=2e-5, atol=2e-6)
+        np.testing.assert_allclose(
+          grad_p[:real], want_grad_p, rtol=2e-5, atol=2e-6
+        )
+        # Padding rows: exactly zero gradient.
+        np.testing.assert_array_equal(grad_p[real:], 0.0)
+        # Independently of margin_softmax.py: the float64 transcription.
+        np.testing.assert_allclose(
+          value,
+          class_weight_references.reference(
+            name, x[kept], labels[kept], weights[name]
+          ),
+          rtol=2e-6,
+        )
+
+    if num_devices == 1:
+      return  # The replicated program: its gradients compared above.
+    # The sharded gradients against the float64 reference's.
+    for name, argnum, atol in (
+      ("soft_triple", 2, 2e-6),  # The regulariser's psum included.
+      ("subcenter_arcface", 1, 2e-5),
+      ("arcface", 1, 2e-5),
+    ):
+      with self.subTest(f"{name} numerical gradient"):
+        inputs = [x[kept], weights[name]]
+
+        def reference(v, name=name, argnum=argnum, inputs=inputs):
+          args = list(inputs)
+          args[argnum - 1] = v
+          return class_weight_references.reference(
+            name, args[0], labels[kept], args[1]
+          )
+
+        numerical = references.numerical_grad(reference, inputs[argnum - 1])
+        got = results[name][argnum]
+        rows = num_classes * class_weight_references.centers(name)
+        got = got[:rows] if argnum == 2 else got[kept]
+        np.testing.assert_allclose(got, numerical, rtol=1e-4, atol=atol)
+
+  def test_rows_that_are_not_whole_classes_on_each_device_are_an_error(self):
+    # 24 rows: 3 a device, not whole classes of K = 2 rows.
+    x, labels, _ = _problem(12)
+    spec = margin_softmax.soft_triple_spec(centers_per_class=2)
+    with self.assertRaisesRegex(
+      ValueError, r"divisible by 8 devices x 2 centres.*rows_per_class=K"
+    ):
+      sharded.sharded_margin_softmax_loss(
+        x,
+        labels,
+        jnp.zeros((24, 6)),
+        spec,
+        mesh=parallel.create_mesh(),
+        num_classes=12,
+      )
+
+  def test_a_sample_without_its_key_is_an_error(self):
+    x, labels, _ = _problem(8)
+    with self.assertRaisesRegex(ValueError, r"classes need the step's key"):
+      sharded.sharded_margin_softmax_loss(
+        x,
+        labels,
+        jnp.zeros((8, 6)),
+        margin_softmax.arcface_spec(),
+        mesh=parallel.create_mesh(),
+        num_classes=8,
+        negative_fraction=0.5,
+      )
+
+
 @pytest.mark.slow
 class ShardedTrainingTest(tiny_run.PreparedDataTest):
-  def test_sharded_run_equals_replicated_run(self):
+  @parameterized.named_parameters(
     # 5 proxies on 8 devices: 3 padding rows.
-    config = tiny_run.tiny_config(self.root, proxies__sharding="sharded")
-    workdir = self.root / "sharded"
+    ("proxy_nca", {}, 1),
+    # 3 sub-centres a class: 8 classes' room, 24 rows. Sampled classes:
+    # each device draws its one class (a batch of 16 leaves room for
+    # every positive), so the replicated run on every class is the
+    # reference.
+    (
+      "subcenter_arcface_sampled",
+      {"loss__name": "subcenter_arcface", "loss__sub_centers": 3},
+      3,
+      {"loss__negative_fraction": 0.5},
+    ),
+  )
+  def test_sharded_run_equals_replicated_run(
+    self, changes, k, sharded_changes=None
+  ):
+    config = tiny_run.tiny_config(
+      self.root,
+      proxies__sharding="sharded",
+      **changes,
+      **(sharded_changes or {}),
+    )
+    num_proxies = train_state.num_proxies(config)
+    self.assertEqual(num_proxies, tiny_run.NUM_PROXIES * k)
+    workdir = self.root / f"sharded_{k}"
     chex.clear_trace_counter()
     guarded = chex.assert_max_traces(step_lib.train_step, n=1)
     with mock.patch.object(step_lib, "train_step", guarded):
       trainer.train_and_evaluate(config, str(workdir))
 
-    replicated = tiny_run.tiny_config(self.root)
+    replicated = tiny_run.tiny_config(self.root, **changes)
     num_steps = replicated.schedule.num_steps
     expected_losses, expected = tiny_run.train_steps(
-      replicated, parallel.create_mesh(), num_steps
+      replicated, parallel.create_mesh(), num_steps, num_proxies
     )
     logged = {
       r["step"]: r["loss"]
@@ -237,9 +429,10 @@ class ShardedTrainingTest(tiny_run.PreparedDataTest):
       rtol=1e-5,
     )
 
-    # The final checkpoint restores onto sharded proxies and moments.
+    # The final checkpoint restores onto sharded proxies and moments: 8
+    # classes' room of K rows, K rows a device.
     mesh = parallel.create_mesh()
-    _, _, target = tiny_run.initial_state(config, mesh)
+    _, _, target = tiny_run.initial_state(config, mesh, num_proxies)
     ckpt = checkpointing.Checkpointer(
       str(workdir / "checkpoints"), every_steps=0, keep=10
     )
@@ -247,28 +440,26 @@ class ShardedTrainingTest(tiny_run.PreparedDataTest):
       restored = ckpt.restore(
         num_steps,
         target,
-        train_state.run_signature(config, tiny_run.NUM_PROXIES, mesh),
+        train_state.run_signature(config, num_proxies, mesh),
       )
     finally:
       ckpt.close()
     adam = restored.opt_state.inner_states["proxies"].inner_state[0]
     moments = (adam.mu["proxies"], adam.nu["proxies"])
     for array in (restored.params["proxies"], *moments):
-      chex.assert_shape(array, (NUM_DEVICES, 8))
+      chex.assert_shape(array, (NUM_DEVICES * k, 8))
       self.assertEqual(
         array.sharding.spec, PartitionSpec(parallel.DATA_AXIS, None)
       )
       self.assertEqual(
-        {s.data.shape for s in array.addressable_shards}, {(1, 8)}
+        {s.data.shape for s in array.addressable_shards}, {(k, 8)}
       )
-    real = jax.device_get(
-      train_state.real_proxies(restored, tiny_run.NUM_PROXIES)
-    )
+    real = jax.device_get(train_state.real_proxies(restored, num_proxies))
     np.testing.assert_allclose(
       real, expected.params["proxies"], rtol=1e-5, atol=2e-6
     )
     restored = jax.device_get(restored)
-    padding = restored.params["proxies"][tiny_run.NUM_PROXIES :]
+    padding = restored.params["proxies"][num_proxies:]
     np.testing.assert_array_equal(padding, 0.0)
     chex.assert_trees_all_close(
       restored.params["model"], expected.params["model"], atol=2e-5

@@ -170,9 +170,10 @@ class PreparedDataTest(WrittenDataTest):
     pipeline.prepare_dataset(tiny_config(cls.root).input)
 
 
-def train_steps(config, mesh, num_steps: int):
-  """(losses, final state on the host) of ``num_steps`` jitted steps."""
-  parts = setup.assemble(config, mesh, NUM_PROXIES)
+def train_steps(config, mesh, num_steps: int, num_proxies: int = NUM_PROXIES):
+  """(losses, final state on the host) of ``num_steps`` jitted steps
+  (``num_proxies``: K a class for a loss with K centres a class)."""
+  parts = setup.assemble(config, mesh, num_proxies)
   state = parts.initial_state()
   step_fn = parts.train_step()
   batches = pipeline.create_train_iterator(config.input, seed=0)
@@ -183,9 +184,9 @@ def train_steps(config, mesh, num_steps: int):
   return loss_values, jax.device_get(state)
 
 
-def initial_state(config, mesh):
+def initial_state(config, mesh, num_proxies: int = NUM_PROXIES):
   """(model, optimiser, freshly initialised state replicated on ``mesh``)."""
-  parts = setup.assemble(config, mesh, NUM_PROXIES)
+  parts = setup.assemble(config, mesh, num_proxies)
   return parts.model, parts.tx, parts.initial_state()
 
 

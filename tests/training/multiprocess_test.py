@@ -16,19 +16,30 @@
 Real processes of ``python -m proxy_nca_jax.train`` joined by
 ``jax.distributed.initialize`` over a loopback coordinator (CPU collectives).
 Also checked: only process 0 logs progress and writes metrics, and the
-checkpoint the two processes wrote together resumes in one process.
+checkpoint the two processes wrote together resumes in one process; and the
+sharded class-weight losses (ArcFace, and SubCenter-ArcFace and SoftTriple
+on sampled classes) over the 2 x 4 devices equal them on 1 x 8, values and
+gradients.
 """
 
 import pathlib
 import socket
 import subprocess
+import sys
+import tempfile
 
 import chex
+import numpy as np
 import pytest
 from absl.testing import absltest
 
+from proxy_nca_jax import parallel
 from proxy_nca_jax.training import metric_writer
-from tests.testing import tiny_run
+from tests.testing import (
+  class_weight_references,
+  sharded_class_weights,
+  tiny_run,
+)
 
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow
@@ -120,6 +131,55 @@ class MultiProcessTest(tiny_run.PreparedDataTest):
     self.assertIn("Resuming from the checkpoint at step 8", result.stderr)
     step, _ = tiny_run.latest_state(double, config)
     self.assertEqual(step, 10)
+
+
+class MultiProcessLossesTest(absltest.TestCase):
+  def test_sharded_class_weight_losses_match_one_process(self):
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+      out = pathlib.Path(tmp) / "results.npz"
+      processes = [
+        subprocess.Popen(
+          [
+            sys.executable,
+            "-m",
+            "tests.testing.sharded_class_weights",
+            f"--port={port}",
+            f"--process_id={i}",
+            f"--out={out}",
+          ],
+          cwd=tiny_run.REPO,
+          env=tiny_run.subprocess_env(),
+          stdout=subprocess.DEVNULL,
+          stderr=subprocess.PIPE,
+          text=True,
+        )
+        for i in range(2)
+      ]
+      for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        self.assertEqual(process.returncode, 0, stderr[-3000:])
+      with np.load(out) as results:
+        double = dict(results)
+    # The same program on this process's 8 devices.
+    single = sharded_class_weights.values_and_grads(parallel.create_mesh())
+    self.assertEqual(sorted(double), sorted(single))
+    self.assertLen(single, 3 * len(sharded_class_weights.LOSSES))
+    x, labels, weights = sharded_class_weights.problem()
+    np.testing.assert_allclose(
+      double["arcface value"],
+      class_weight_references.reference(
+        "arcface", x, labels, weights["arcface"]
+      ),
+      rtol=2e-6,
+    )
+    for key, want in single.items():
+      with self.subTest(key):
+        # The gradients' all-reduces add in another order across processes.
+        if key.endswith("value"):
+          np.testing.assert_allclose(double[key], want, rtol=1e-6)
+        else:
+          np.testing.assert_allclose(double[key], want, rtol=1e-5, atol=1e-6)
 
 
 if __name__ == "__main__":

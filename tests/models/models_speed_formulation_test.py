@@ -18,6 +18,8 @@ the same gradient, as the plain Flax formulation it replaces (the
 independent reference here), to float32 tolerance.
 """
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -237,33 +239,47 @@ class ConvNetSMatchesPlainFlaxTest(absltest.TestCase):
     model = models.ConvNetS(embedding_dim=16, widths=(8, 16, 32))
     plain = PlainConvNetS(embedding_dim=16, widths=(8, 16, 32))
     images = jax.random.normal(jax.random.key(0), (6, 28, 28, 1))
-    variables = model.init(jax.random.key(1), images, train=False)
+    # Jitted, both sides: one compilation each instead of one per operation
+    # (op by op, the two networks' hundreds of small programs took most of
+    # this test's time).
+    variables = jax.jit(functools.partial(model.init, train=False))(
+      jax.random.key(1), images
+    )
     plain_variables = {k: _to_plain(v) for k, v in variables.items()}
     # Same parameter values, only the (flattened) names differ.
     self.assertEqual(
       jax.tree.structure(plain_variables),
-      jax.tree.structure(plain.init(jax.random.key(1), images, train=False)),
+      jax.tree.structure(
+        jax.eval_shape(
+          functools.partial(plain.init, train=False),
+          jax.random.key(1),
+          images,
+        )
+      ),
     )
     target = jax.random.normal(jax.random.key(2), (6, 16))
 
-    def loss(params, net, stats, to_names):
-      out, updates = net.apply(
-        {"params": to_names(params), "batch_stats": stats},
-        images,
-        train=True,
-        mutable=["batch_stats"],
-      )
-      return jnp.sum(out * target), (out, updates["batch_stats"])
+    def loss_and_grads(net, to_names):
+      def loss(params, stats):
+        out, updates = net.apply(
+          {"params": to_names(params), "batch_stats": stats},
+          images,
+          train=True,
+          mutable=["batch_stats"],
+        )
+        return jnp.sum(out * target), (out, updates["batch_stats"])
+
+      return jax.jit(jax.value_and_grad(loss, has_aux=True))
 
     def same(tree):
       return tree
 
-    (got_loss, (got_out, got_stats)), got_grads = jax.value_and_grad(
-      loss, has_aux=True
-    )(variables["params"], model, variables["batch_stats"], same)
-    (want_loss, (want_out, want_stats)), want_grads = jax.value_and_grad(
-      loss, has_aux=True
-    )(variables["params"], plain, plain_variables["batch_stats"], _to_plain)
+    (got_loss, (got_out, got_stats)), got_grads = loss_and_grads(model, same)(
+      variables["params"], variables["batch_stats"]
+    )
+    (want_loss, (want_out, want_stats)), want_grads = loss_and_grads(
+      plain, _to_plain
+    )(variables["params"], plain_variables["batch_stats"])
 
     np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_out, want_out, rtol=1e-5, atol=1e-6)

@@ -21,12 +21,17 @@ it: a program compiled once in the run is loaded, not compiled again, by the
 next test, worker or process that needs it. A loaded program is the one that
 was compiled, so no assertion is weakened; set ``JAX_COMPILATION_CACHE_DIR``
 to choose the folder yourself.
+
+With pytest-xdist's ``--dist loadscope`` (``make test``), the scopes in
+``LONG_SCOPES`` are handed out first (``pytest_xdist_make_scheduler``).
 """
 
 import atexit
 import os
 import shutil
 import tempfile
+
+import pytest
 
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,3 +49,46 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 import jax  # noqa: E402  (must follow the environment set-up above)
 
 jax.config.update("jax_num_cpu_devices", 8)
+
+
+# The scopes (a class, or a module's functions) that take a minute or more
+# of a worker on 2 cores, longest first (docs/testing.md). pytest-xdist's
+# loadscope hands out the scopes with the most tests first, which leaves
+# these, of one to seven tests each, to the end of the run: there one of
+# them kept a worker busy for minutes after the other had run out of work.
+# Started first, they are evened out by the hundreds of short scopes. A
+# scope renamed or gone is only not moved.
+LONG_SCOPES = (
+  "tests/training/paper_configs_e2e_test.py::BirdsAndCarsTest",
+  "tests/accelerator_benchmark_test.py::AcceleratorSmokeTest",
+  "tests/training/paper_configs_e2e_test.py::ProductsAndResNetTest",
+  "tests/training/faults_test.py::FaultsTest",
+  "tests/training/multiprocess_test.py::MultiProcessTest",
+  "tests/inference/trained_model_test.py::MovedImageFolderTest",
+  "tests/deployment/gallery_integrity_test.py::GalleryKillTest",
+  "tests/install_test.py::CoreInstallTest",
+  "tests/import_layers_test.py::ImportLayersTest",
+  "tests/training/train_command_test.py::TrainCommandTest",
+  "tests/models/backbones_test.py::SmallResNetTest",
+  "tests/training/trainer_test.py::TrainerTest",
+)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+  """loadscope, with ``LONG_SCOPES`` handed out before the other scopes."""
+  if config.getvalue("dist") != "loadscope":
+    return None
+  from xdist.scheduler import LoadScopeScheduling
+
+  class LongScopesFirst(LoadScopeScheduling):
+    def _assign_work_unit(self, node):
+      if not getattr(self, "_long_scopes_moved", False):
+        # The first call: the queue holds every scope.
+        self._long_scopes_moved = True
+        for scope in reversed(LONG_SCOPES):
+          if scope in self.workqueue:
+            self.workqueue.move_to_end(scope, last=False)
+      super()._assign_work_unit(node)
+
+  return LongScopesFirst(config, log)

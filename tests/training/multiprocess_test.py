@@ -34,7 +34,7 @@ import pytest
 from absl.testing import absltest
 
 from proxy_nca_jax import parallel
-from proxy_nca_jax.training import metric_writer
+from proxy_nca_jax.training import metric_writer, trainer
 from tests.testing import (
   class_weight_references,
   sharded_class_weights,
@@ -65,14 +65,13 @@ class MultiProcessTest(tiny_run.PreparedDataTest):
   def test_two_processes_match_one_and_their_checkpoint_restores_in_one(self):
     config = tiny_run.tiny_config(self.root, **CHANGES)
 
+    # The 1 x 8 reference trains in this process, on its 8 devices
+    # (conftest): the program of the command with --num_cpu_devices=8,
+    # without a second TensorFlow start-up. The command's own single-process
+    # runs are the fault and train-command tests'.
+    self.assertEqual(parallel.create_mesh().size, 8)
     single = self.root / "single"
-    result = tiny_run.run_command(
-      [
-        *tiny_run.train_command(self.root, single, **CHANGES),
-        "--num_cpu_devices=8",
-      ]
-    )
-    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    trainer.train_and_evaluate(config, str(single))
 
     double = self.root / "double"
     port = free_port()
@@ -119,16 +118,19 @@ class MultiProcessTest(tiny_run.PreparedDataTest):
     self.assertEqual(step_1, step_2)
     chex.assert_trees_all_close(state_2, state_1, atol=1e-5)
 
-    # The 2-process checkpoint resumes in a 1-process run.
-    more = {**CHANGES, "schedule__num_steps": 10}
-    result = tiny_run.run_command(
-      [
-        *tiny_run.train_command(self.root, double, **more),
-        "--num_cpu_devices=8",
-      ]
+    # The 2-process checkpoint resumes in a 1-process run (this one's 8
+    # devices).
+    more = tiny_run.tiny_config(
+      self.root, **{**CHANGES, "schedule__num_steps": 10}
     )
-    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-    self.assertIn("Resuming from the checkpoint at step 8", result.stderr)
+    with self.assertLogs(level="INFO") as resumed:
+      trainer.train_and_evaluate(more, str(double))
+    self.assertTrue(
+      any(
+        "Resuming from the checkpoint at step 8" in r for r in resumed.output
+      ),
+      resumed.output,
+    )
     step, _ = tiny_run.latest_state(double, config)
     self.assertEqual(step, 10)
 

@@ -48,10 +48,15 @@ pytestmark = pytest.mark.slow
 
 FMNIST_MEAN, FMNIST_STD = 0.2860, 0.3530
 EXAMPLE = tiny_run.REPO / "examples" / "embed_with_exported_model.py"
-# Runs the example and says whether it imported this package.
+# Runs the example (argv: EXAMPLE MODEL, then IMAGES OUT pairs), once per
+# pair as its command line would, in one interpreter (one JAX start-up),
+# and says whether it imported this package.
 _RUN_EXAMPLE = (
-  "import runpy, sys; sys.argv = sys.argv[1:]; "
-  "runpy.run_path(sys.argv[0], run_name='__main__'); "
+  "import runpy, sys\n"
+  "example, model, *files = sys.argv[1:]\n"
+  "for images, out in zip(files[::2], files[1::2], strict=True):\n"
+  "  sys.argv = [example, model, images, out]\n"
+  "  runpy.run_path(example, run_name='__main__')\n"
   "print('imported proxy_nca_jax:', 'proxy_nca_jax' in sys.modules)"
 )
 
@@ -123,22 +128,30 @@ class ExportTest(absltest.TestCase):
 
   def test_jax_only_load_equals_evaluation_path_at_any_batch_size(self):
     self.assertEqual(self.export_run.returncode, 0, self.export_run.stderr)
-    for count in (1, 7, len(self.pixels)):
+    counts = (1, 7, len(self.pixels))
+    files = []
+    for count in counts:
       images, out = self.root / f"in{count}.npy", self.root / f"out{count}.npy"
       np.save(images, self.pixels[:count])
-      run = subprocess.run(
-        [sys.executable, "-c", _RUN_EXAMPLE, str(EXAMPLE), str(self.model)]
-        + [str(images), str(out)],
-        cwd=self.root,
-        env=tiny_run.subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-      )
-      self.assertEqual(run.returncode, 0, run.stderr)
-      self.assertIn("imported proxy_nca_jax: False", run.stdout)
+      files += [str(images), str(out)]
+    run = subprocess.run(
+      [sys.executable, "-c", _RUN_EXAMPLE, str(EXAMPLE), str(self.model)]
+      + files,
+      cwd=self.root,
+      env=tiny_run.subprocess_env(),
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+    self.assertEqual(run.returncode, 0, run.stderr)
+    self.assertIn("imported proxy_nca_jax: False", run.stdout)
+    for count in counts:
+      self.assertIn(f"{count} images -> ({count}, 8) embeddings", run.stdout)
       np.testing.assert_allclose(
-        np.load(out), self.embeddings[:count], rtol=0, atol=1e-5
+        np.load(self.root / f"out{count}.npy"),
+        self.embeddings[:count],
+        rtol=0,
+        atol=1e-5,
       )
 
   def test_file_records_what_a_user_needs(self):

@@ -57,7 +57,26 @@ class MetricWriter:
     if resumed_from is not None:
       # Before this writer's own file exists: the mark sorts before it.
       self.restart_after(resumed_from)
+      self._wait_for_a_later_second()
     self._summary = tf.summary.create_file_writer(self._tensorboard)
+
+  def _wait_for_a_later_second(self) -> None:
+    """Sleeps (at most a second) until the clock is past the second of the
+    newest event file, so that this writer's file sorts after it and after
+    the restart mark.
+
+    TensorFlow names a file events.out.tfevents.<second>.<host>.<pid>.
+    <count>.v2 and TensorBoard reads them in name order: within one second
+    the pid and the process's writer count decide, compared as text ("10"
+    before "9"), and a resumed run's events could be read before the ones
+    they replace.
+    """
+    names = _event_files(self._tensorboard)
+    if not names:
+      return
+    newest = max(int(name.split(".")[3]) for name in names)
+    while time.time() < newest + 1:
+      time.sleep(newest + 1 - time.time())
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     """Records ``scalars`` (name -> number) at ``step``."""
@@ -78,13 +97,9 @@ class MetricWriter:
     (TensorBoard reads them in name order): its reader then purges the
     earlier-written events of later steps.
     """
-    if not self._enabled or not tf.io.gfile.isdir(self._tensorboard):
+    if not self._enabled:
       return
-    names = sorted(
-      n
-      for n in tf.io.gfile.listdir(self._tensorboard)
-      if n.startswith("events.out.tfevents")
-    )
+    names = sorted(_event_files(self._tensorboard))
     if not names:
       return
     event = event_pb2.Event(
@@ -105,6 +120,17 @@ class MetricWriter:
     if self._enabled:
       self._summary.flush()
       self._summary.close()
+
+
+def _event_files(tensorboard: str) -> list[str]:
+  """The TensorBoard event files (and restart marks) in ``tensorboard``."""
+  if not tf.io.gfile.isdir(tensorboard):
+    return []
+  return [
+    name
+    for name in tf.io.gfile.listdir(tensorboard)
+    if name.startswith("events.out.tfevents")
+  ]
 
 
 def keep_until(workdir: str, step: int) -> int:

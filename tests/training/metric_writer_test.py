@@ -20,6 +20,7 @@ metrics.jsonl, the config and the checkpoint's proxies; after a resume,
 TensorBoard's own reader must show one value per step.
 """
 
+import os
 import pathlib
 import tempfile
 
@@ -124,6 +125,24 @@ class ResumedTensorBoardTest(absltest.TestCase):
   """After a resume, TensorBoard's own reader shows one value per step."""
 
   def test_interrupted_segment_is_purged(self):
+    self._check_resumes_are_purged()
+
+  def test_purged_when_the_writer_count_gains_a_digit(self):
+    # TensorFlow numbers the writers of a process in the event file's name
+    # (...<pid>.<count>.v2), compared as text: with the first writer at
+    # count 9 (or 99, ...), the resumed one's "10" sorts before it unless
+    # its file falls in a later second. Throw-away writers bring the
+    # process's count to 8 (or 98, ...).
+    scratch = tempfile.TemporaryDirectory()
+    self.addCleanup(scratch.cleanup)
+    while True:
+      tf.summary.create_file_writer(scratch.name).close()
+      count = max(int(name.split(".")[-2]) for name in os.listdir(scratch.name))
+      if set(str(count + 1)) == {"9"}:
+        break
+    self._check_resumes_are_purged()
+
+  def _check_resumes_are_purged(self):
     tmp = tempfile.TemporaryDirectory()
     self.addCleanup(tmp.cleanup)
     workdir = pathlib.Path(tmp.name)

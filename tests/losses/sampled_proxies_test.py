@@ -53,6 +53,25 @@ def _check_same_step_same_sample(test, loss_fn, x, labels, proxies):
   test.assertNotEqual(at[0], at[2])
 
 
+def drawn_by_devices(labels, seed, step, num_real, num_sampled):
+  """The global rows (classes) 8 devices of 3 rows each draw at ``step``:
+  the sampling function called as each device of the sharded loss calls it
+  (its own key, its own rows, the real ones below ``num_real``)."""
+  key = sampled_proxies.sample_key(seed, jnp.int32(step))
+  rows = []
+  for device in range(8):
+    offset = 3 * device
+    local, _ = sampled_proxies.sample_proxies(
+      jax.random.fold_in(key, device),
+      jnp.asarray(labels) - offset,
+      3,
+      num_sampled,
+      min(max(num_real - offset, 0), 3),
+    )
+    rows.extend(offset + np.asarray(local))
+  return np.array(rows)
+
+
 class SampleTest(parameterized.TestCase):
   def test_positives_always_in_and_labels_point_at_them(self):
     labels = jnp.array([3, 17, 3, 0, 29], jnp.int32)
@@ -248,19 +267,9 @@ class ShardedSampledLossTest(parameterized.TestCase):
   def sampled_rows(self, seed, step):
     """The global rows each device draws, from the sampling function (its
     own properties are tested above) called as each device does."""
-    key = sampled_proxies.sample_key(seed, jnp.int32(step))
-    rows = []
-    for device in range(8):
-      offset = 3 * device
-      local, _ = sampled_proxies.sample_proxies(
-        jax.random.fold_in(key, device),
-        jnp.asarray(self.labels) - offset,
-        3,
-        self.SAMPLED,
-        min(max(self.NUM_PROXIES - offset, 0), 3),
-      )
-      rows.extend(offset + np.asarray(local))
-    return np.array(rows)
+    return drawn_by_devices(
+      self.labels, seed, step, self.NUM_PROXIES, self.SAMPLED
+    )
 
   @parameterized.parameters(
     dict(form="softmax"),
@@ -471,19 +480,9 @@ class ShardedClassWeightSampledLossTest(parameterized.TestCase):
   def sampled_classes(self, seed, step):
     """The real classes the devices draw, from the sampling function called
     as each device does."""
-    key = sampled_proxies.sample_key(seed, jnp.int32(step))
-    classes = []
-    for device in range(8):
-      offset = 3 * device
-      local, _ = sampled_proxies.sample_proxies(
-        jax.random.fold_in(key, device),
-        jnp.asarray(self.labels) - offset,
-        3,
-        self.SAMPLED,
-        min(max(self.NUM_CLASSES - offset, 0), 3),
-      )
-      classes.extend(offset + np.asarray(local))
-    classes = np.array(classes)
+    classes = drawn_by_devices(
+      self.labels, seed, step, self.NUM_CLASSES, self.SAMPLED
+    )
     return np.sort(classes[classes < self.NUM_CLASSES])
 
   def reference(self, name, classes):

@@ -13,6 +13,7 @@
 # limitations under the License.
 """Tests of trainer.py: sharding equivalence, compile-once, resume, results."""
 
+import functools
 import json
 import pathlib
 import shutil
@@ -113,8 +114,8 @@ class TrainerTest(tiny_run.PreparedDataTest):
       jax.device_get(state), self._final_state(workdir, config)
     )
     images = np.zeros((8, 28, 28, 1), np.float32)
-    out = model.apply(
-      train_state.inference_variables(state), images, train=False
+    out = jax.jit(functools.partial(model.apply, train=False))(
+      train_state.inference_variables(state), images
     )
     chex.assert_shape(out, (8, config.model.embedding_dim))
     with self.assertRaisesRegex(FileNotFoundError, "not the workdir"):

@@ -29,7 +29,14 @@ Colour convention (`input.color`), what each backbone's weights expect:
 * "bn_inception": BGR channel order, values 0-255 minus the per-channel
   means (B, G, R) = (104, 117, 128) (Caffe's BN-Inception).
 * "imagenet": RGB, values / 255, minus (0.485, 0.456, 0.406), divided by
-  (0.229, 0.224, 0.225) (torchvision's ResNet-50).
+  (0.229, 0.224, 0.225) (torchvision's ResNet-50, DeiT, DINOv2).
+* "inception": RGB, values / 255, minus 0.5, divided by 0.5 (the original
+  and AugReg ViTs in timm).
+* "clip": RGB, values / 255, minus (0.48145466, 0.4578275, 0.40821073),
+  divided by (0.26862954, 0.26130258, 0.27577711) (OpenAI CLIP).
+
+A run from imported ViT weights takes the convention their import recorded
+(data/weights_recipe.py).
 """
 
 import dataclasses
@@ -65,6 +72,15 @@ COLOR_CONVENTIONS = {
     scale=1 / 255,
     mean=(0.485, 0.456, 0.406),
     std=(0.229, 0.224, 0.225),
+  ),
+  "inception": ColorConvention(
+    bgr=False, scale=1 / 255, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
+  ),
+  "clip": ColorConvention(
+    bgr=False,
+    scale=1 / 255,
+    mean=(0.48145466, 0.4578275, 0.40821073),
+    std=(0.26862954, 0.26130258, 0.27577711),
   ),
 }
 _MAX_CROP_ATTEMPTS = 10

@@ -29,6 +29,9 @@ from tests.testing import fake_images
 BN_INCEPTION_BGR_MEAN = np.array([104.0, 117.0, 128.0])
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+# OpenAI CLIP's (clip/clip.py's Normalize); the original ViTs' 0.5.
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711])
 
 
 def reference_colors(rgb: np.ndarray, color: str) -> np.ndarray:
@@ -36,6 +39,10 @@ def reference_colors(rgb: np.ndarray, color: str) -> np.ndarray:
   rgb = rgb.astype(np.float64)
   if color == "bn_inception":
     return rgb[..., ::-1] - BN_INCEPTION_BGR_MEAN
+  if color == "inception":
+    return rgb / 127.5 - 1.0
+  if color == "clip":
+    return (rgb / 255.0 - CLIP_MEAN) / CLIP_STD
   return (rgb / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
 
 
@@ -51,7 +58,7 @@ def random_image(shape, seed=0) -> np.ndarray:
 
 
 class AugmentationTest(parameterized.TestCase):
-  @parameterized.parameters("bn_inception", "imagenet")
+  @parameterized.parameters("bn_inception", "imagenet", "inception", "clip")
   def test_color_conventions(self, color):
     image = random_image((5, 7))
     got = rgb_preprocessing.normalize_colors(image.astype(np.float32), color)

@@ -16,7 +16,8 @@
 Every config built on `config_schema.base_config` has every field. Configs
 written before a field existed (a workdir's saved ``config.json``, a user's
 own config file) may lack it; `with_defaults` adds each missing field of
-`OPTIONAL_FIELDS` with its default in the schema, which is the behaviour
+`OPTIONAL_FIELDS` (dotted paths; a missing subsection such as ``model.vit``
+is added) with its default in the schema, which is the behaviour
 from before the field, so the code below reads every field directly instead
 of guessing at each use.
 """
@@ -56,6 +57,21 @@ OPTIONAL_FIELDS = (
   "loss.soft_triple_gamma",
   "loss.soft_triple_margin",
   "loss.soft_triple_tau",
+  # The ViT backbones' options: read by them alone, so a config from before
+  # them trained another network.
+  *(
+    f"model.vit.{field}"
+    for field in (
+      "layout",
+      "registers",
+      "position_size",
+      "layer_scale",
+      "prefix_positions",
+      "projection_dim",
+      "readout",
+      "drop_path",
+    )
+  ),
 )
 
 
@@ -73,10 +89,14 @@ def with_defaults(
   defaults = config_schema.base_config()
   with config.unlocked():
     for key in OPTIONAL_FIELDS:
-      section_name, field = key.split(".")
-      if section_name not in config:
+      *sections, field = key.split(".")
+      if sections[0] not in config:
         continue  # Not a run config's section: nothing to complete.
-      section = config[section_name]
+      section, default = config, defaults
+      for name in sections:
+        if name not in section:  # A subsection added with its fields.
+          section[name] = ml_collections.ConfigDict()
+        section, default = section[name], default[name]
       if field not in section:
-        section[field] = defaults[section_name][field]
+        section[field] = default[field]
   return config

@@ -114,6 +114,31 @@ def base_config(*, rgb_input: bool = False) -> ml_collections.ConfigDict:
   config.model.frozen_bn = False
   config.model.dtype = "float32"
   config.model.pretrained = config_dict.placeholder(str)
+  # The Vision Transformers (model.name vit_ti16 ... vit_b32, vit_test;
+  # models/vit.py, docs/backbones.md); model.dtype applies to them too.
+  # layout: the weights' family, "timm", "dinov2" or "clip" (LayerNorm eps,
+  # activation, how position embeddings are resized). registers: register
+  # tokens. position_size: the image side in pixels the position embeddings
+  # were learned at (timm and CLIP 224, DINOv2's hub models 518); other
+  # sizes resize them. layer_scale: LayerScale (DINOv2, DeiT III).
+  # prefix_positions: the class (and in timm's layout register) tokens have
+  # position embeddings (False: timm's no_embed_class). projection_dim:
+  # CLIP's final projection (None: none). These six must be those of the
+  # weights in model.pretrained: python -m proxy_nca_jax.import_weights
+  # prints them. readout: the feature map the head pools: "token" (the
+  # class token), "patches" (the patch tokens, pooled by model.pooling) or
+  # "gap" (the normed mean of the patch tokens, timm's fc_norm models).
+  # drop_path: stochastic depth rate of the last block (0: none; > 0 needs
+  # the 'dropout' rng in training).
+  config.model.vit = ml_collections.ConfigDict()
+  config.model.vit.layout = "timm"
+  config.model.vit.registers = 0
+  config.model.vit.position_size = 224
+  config.model.vit.layer_scale = False
+  config.model.vit.prefix_positions = True
+  config.model.vit.projection_dim = config_dict.placeholder(int)
+  config.model.vit.readout = "token"
+  config.model.vit.drop_path = 0.0
 
   config.proxies = ml_collections.ConfigDict()
   # Number of proxies. None: one per training class (what static assignment

@@ -13,9 +13,11 @@
 # limitations under the License.
 """Embedding networks.
 
-Three backbones, each followed by the same embedding head: convnet-S (below),
-ResNet-50 (resnet.py) and BN-Inception (bn_inception.py), chosen by
-``config.model.name`` (``create_model``).
+Backbones, each followed by the same embedding head: convnet-S (below),
+ResNet-50 (resnet.py), BN-Inception (bn_inception.py) and the Vision
+Transformers (vit.py: ``vit_ti16`` ... ``vit_b32``, sizes Ti/S/B with patches
+14/16/32, and the two-block ``vit_test``), chosen by ``config.model.name``
+(``create_model``); a ViT's options are ``config.model.vit``.
 
 convnet-S (../shared/DESIGN.md, the FMNIST-ZS model): conv3x3(32)-BN-ReLU x2,
 maxpool; conv3x3(64)-BN-ReLU x2, maxpool; conv3x3(128)-BN-ReLU; global average
@@ -29,8 +31,9 @@ are ProxyNCA++'s head (Teh et al., ECCV 2020, Sec. 3.3-3.4).
 
 Parameter layout: the embedding layer is the submodule named ``embedding``
 (``HEAD_MODULE``); everything else is the backbone. The optimiser gives each
-group its own learning rate (see optim.py). ResNet-50 and BN-Inception sit
-under ``BACKBONE_MODULE``, the subtree that pretrained weights replace.
+group its own learning rate (see optim.py). ResNet-50, BN-Inception and the
+ViTs sit under ``BACKBONE_MODULE``, the subtree that pretrained weights
+replace. A ViT has no batch statistics: its variables are ``params`` alone.
 
 Speed (CPU): convnet-S is built from ``max_pool_2x2`` and ``BatchNormReLU``
 (fast_layers.py), the stock Flax layers' function and gradient written by
@@ -45,7 +48,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from proxy_nca_jax import errors, geometry
-from proxy_nca_jax.models import bn_inception, resnet
+from proxy_nca_jax.models import bn_inception, resnet, vit
 from proxy_nca_jax.models.fast_layers import (
   BatchNormReLU,
   max_pool_2x2,
@@ -56,7 +59,7 @@ from proxy_nca_jax.models.fast_layers import (
 
 HEAD_MODULE = "embedding"
 BACKBONE_MODULE = "backbone"
-MODELS = ("convnet_s", "resnet50", "bn_inception")
+MODELS = ("convnet_s", "resnet50", "bn_inception", *vit.MODELS)
 POOLINGS = ("avg", "max")
 DTYPES = ("float32", "bfloat16")
 
@@ -168,8 +171,9 @@ class BackboneEmbedder(nn.Module):
 
   Attributes:
     backbone: module mapping (images, train=...) to a (B, H, W, C) feature
-      map, e.g. ``resnet.ResNet()`` or ``bn_inception.BNInception()``; its
-      variables are the subtree ``BACKBONE_MODULE``.
+      map, e.g. ``resnet.ResNet()``, ``bn_inception.BNInception()`` or
+      ``vit.VisionTransformer()``; its variables are the subtree
+      ``BACKBONE_MODULE``.
     embedding_dim: size of the output embedding.
     pooling: global pooling of the head, "avg" or "max".
     layer_norm: LayerNorm on the pooled features (see ``embedding_head``).
@@ -187,7 +191,8 @@ class BackboneEmbedder(nn.Module):
     Args:
       images: float array (B, H, W, 3), normalised as the backbone expects.
       train: use batch statistics (and update the running ones) if True;
-        a backbone with frozen BatchNorm uses its running statistics.
+        a backbone with frozen BatchNorm uses its running statistics; a
+        ViT applies stochastic depth (model.vit.drop_path).
 
     Returns:
       float32 array (B, embedding_dim) of unit-norm embeddings.
@@ -204,7 +209,7 @@ class BackboneEmbedder(nn.Module):
 
 
 def create_backbone(model_config: ml_collections.ConfigDict) -> nn.Module:
-  """The feature extractor of ``resnet50`` or ``bn_inception``."""
+  """The feature extractor of ``resnet50``, ``bn_inception`` or a ViT."""
   if model_config.dtype not in DTYPES:
     raise errors.InvalidInputError(
       f"Unknown model.dtype {model_config.dtype!r}; choose one of {DTYPES}."
@@ -216,9 +221,34 @@ def create_backbone(model_config: ml_collections.ConfigDict) -> nn.Module:
     return bn_inception.BNInception(
       frozen_bn=model_config.frozen_bn, dtype=dtype
     )
+  if model_config.name in vit.MODELS:
+    return _create_vit(model_config, dtype)
   raise errors.InvalidInputError(
     f"{model_config.name!r} has no separate backbone; choose one of "
     f"{MODELS[1:]}."
+  )
+
+
+def _create_vit(
+  model_config: ml_collections.ConfigDict, dtype: jnp.dtype
+) -> vit.VisionTransformer:
+  if model_config.frozen_bn:
+    raise errors.InvalidInputError(
+      f"{model_config.name} has no BatchNorm: model.frozen_bn applies to "
+      "resnet50 and bn_inception; set it to False."
+    )
+  options = model_config.vit
+  return vit.VisionTransformer(
+    size=vit.SIZES[model_config.name],
+    layout=options.layout,
+    registers=options.registers,
+    position_size=options.position_size,
+    prefix_positions=options.prefix_positions,
+    layer_scale=options.layer_scale,
+    projection_dim=options.projection_dim,
+    readout=options.readout,
+    drop_path=options.drop_path,
+    dtype=dtype,
   )
 
 
@@ -246,8 +276,9 @@ def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
     )
   if model_config.frozen_bn or model_config.dtype != "float32":
     raise errors.InvalidInputError(
-      "model.frozen_bn and model.dtype apply to resnet50 and bn_inception; "
-      "convnet_s trains its BatchNorm in float32."
+      "model.frozen_bn and model.dtype apply to resnet50 and bn_inception "
+      "(model.dtype to the ViTs too); convnet_s trains its BatchNorm in "
+      "float32."
     )
   return ConvNetS(
     embedding_dim=model_config.embedding_dim,

@@ -57,6 +57,9 @@ OPTIONAL_FIELDS = (
   "loss.soft_triple_gamma",
   "loss.soft_triple_margin",
   "loss.soft_triple_tau",
+  # The ViT fine-tuning options of the optimiser: off before them.
+  "optimizer.layer_decay",
+  "optimizer.decay_matrices_only",
   # The ViT backbones' options: read by them alone, so a config from before
   # them trained another network.
   *(

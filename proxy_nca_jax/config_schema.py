@@ -258,6 +258,12 @@ def base_config(*, rgb_input: bool = False) -> ml_collections.ConfigDict:
   # trains with Adam eps 1.0.
   config.optimizer.eps = 1e-8
   config.optimizer.momentum = 0.9  # sgd and rmsprop.
+  # ViT backbones (training/optim.py): layer-wise learning-rate decay d,
+  # block i of L learning at d^(L - i) times the backbone rate (1: off).
+  config.optimizer.layer_decay = 1.0
+  # Weight decay on weight matrices and kernels only, not on biases, norms,
+  # LayerScale gains, tokens or position embeddings (timm's fine-tuning).
+  config.optimizer.decay_matrices_only = False
 
   config.schedule = ml_collections.ConfigDict()
   config.schedule.num_steps = 600
@@ -308,8 +314,10 @@ def _add_rgb_input(input_config: ml_collections.ConfigDict) -> None:
   # Preprocessing (data/rgb_preprocessing.py). Training: random resized
   # crop of crop_scale of the area and crop_ratio aspect, to image_size, and
   # a horizontal flip; evaluation: shorter side to eval_resize, centre crop
-  # image_size. color: "bn_inception" (BGR, 0-255, minus 104/117/128) or
-  # "imagenet" (RGB / 255, ImageNet mean/std): the backbone's convention.
+  # image_size. color: the backbone's convention: "bn_inception" (BGR,
+  # 0-255, minus 104/117/128), "imagenet" (RGB / 255, ImageNet mean/std),
+  # "inception" (RGB / 127.5 - 1), "clip" (OpenAI CLIP's mean/std), or
+  # "weights": the one imported ViT weights record (training/vit_recipe.py).
   input_config.image_size = 227
   input_config.eval_resize = 256
   input_config.crop_scale = (0.08, 1.0)

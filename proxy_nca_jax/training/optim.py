@@ -23,12 +23,31 @@ With ``model.frozen_bn`` a fourth group, ``frozen``, holds the BatchNorm
 scales and biases: their updates are zero (no learning rate, no weight decay,
 no optimiser state), so with the running statistics, which a frozen
 BatchNorm does not update either, the layer stays exactly as loaded.
+
+Two options of the Vision Transformer fine-tuning recipe (BEiT, Bao et al.,
+ICLR 2022, Sec. 2.6; MAE, He et al., CVPR 2022, App. A.2; timm):
+
+* ``optimizer.layer_decay`` (layer-wise learning-rate decay) d < 1: the
+  backbone parameter of layer l out of L + 1 learns at d^(L + 1 - l) times
+  the backbone rate, where the patch embedding, class and register tokens,
+  position embeddings and CLIP's pre-norm are layer 0, block i is layer
+  i + 1 and the final norm (and CLIP's projection) layer L + 1 (so it
+  learns at the full rate, like the head). Applied as a per-parameter factor
+  on the group's update, which equals a learning rate scaled by it for every
+  optimiser here (their state is built from gradients, never from the rate;
+  AdamW's decoupled decay is scaled with the rate, as torch's per-group
+  learning rate does);
+* ``optimizer.decay_matrices_only``: weight decay on weight matrices and
+  convolution kernels only, not on biases, normalisation scales, LayerScale
+  gains, tokens or position embeddings (timm's ``no_weight_decay``).
 """
 
 import functools
+import re
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -38,6 +57,12 @@ GROUPS = ("backbone", "head", "proxies", "frozen")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 DECAYS = ("constant", "cosine")
 _BN_LEAVES = {"scale", "bias"}
+# ViT parameter names (models/vit.py): the blocks, and what comes before them.
+_VIT_BLOCK = re.compile(r"blocks_(\d+)")
+_VIT_EMBEDDING = {"patch_embed", "cls_token", "reg_token", "pos_embed"}
+_VIT_EMBEDDING_NORM = "norm_pre"
+# Leaves that are no weight matrix though they may have 2+ dimensions.
+_NOT_MATRICES = {"cls_token", "reg_token", "pos_embed"}
 
 
 def batch_norm_modules(params: dict) -> set[tuple[str, ...]]:
@@ -77,6 +102,61 @@ def param_groups(params: dict, *, frozen_bn: bool = False) -> dict:
   return jax.tree_util.tree_map_with_path(label, params)
 
 
+def _path_keys(path: tuple) -> list:
+  return [getattr(k, "key", None) for k in path]
+
+
+def vit_layer(keys: list, depth: int) -> int:
+  """Layer of a ViT backbone parameter (module docstring): 0 to depth + 1."""
+  for key in keys:
+    match = _VIT_BLOCK.fullmatch(str(key))
+    if match:
+      return int(match.group(1)) + 1
+  if _VIT_EMBEDDING_NORM in keys or _VIT_EMBEDDING.intersection(keys):
+    return 0
+  return depth + 1
+
+
+def layer_decay_factors(
+  *, layer_decay: float, depth: int
+) -> optax.GradientTransformation:
+  """Scales each ViT backbone update by layer_decay^(depth + 1 - layer).
+
+  Args:
+    layer_decay: the decay d, in (0, 1].
+    depth: the number of transformer blocks L.
+
+  Returns:
+    A stateless transformation for the backbone group (leaves of other
+    groups are masked out by ``optax.partition`` and not visited).
+  """
+
+  def update_fn(updates, state, params=None):
+    del params
+
+    def scale(path: tuple, update: jax.Array) -> jax.Array:
+      layer = vit_layer(_path_keys(path), depth)
+      return update * jnp.asarray(
+        layer_decay ** (depth + 1 - layer), update.dtype
+      )
+
+    return jax.tree_util.tree_map_with_path(scale, updates), state
+
+  return optax.GradientTransformation(
+    lambda params: optax.EmptyState(), update_fn
+  )
+
+
+def is_weight_matrix(path: tuple, leaf: jax.Array) -> bool:
+  """Weight decay target of ``decay_matrices_only``: kernels, 2+ dims."""
+  keys = _path_keys(path)
+  return leaf.ndim >= 2 and not _NOT_MATRICES.intersection(keys)
+
+
+def _decay_mask(params):
+  return jax.tree_util.tree_map_with_path(is_weight_matrix, params)
+
+
 def learning_rate_schedule(
   base_lr: float, schedule_config: ml_collections.ConfigDict
 ) -> optax.Schedule:
@@ -113,8 +193,9 @@ def group_schedules(
 def _base_optimizer(
   opt: ml_collections.ConfigDict, lr: optax.Schedule, weight_decay: float
 ) -> optax.GradientTransformation:
+  mask = _decay_mask if opt.decay_matrices_only else None
   if opt.name == "adamw":
-    return optax.adamw(lr, eps=opt.eps, weight_decay=weight_decay)
+    return optax.adamw(lr, eps=opt.eps, weight_decay=weight_decay, mask=mask)
   if opt.name == "adam":
     base = optax.adam(lr, eps=opt.eps)
   elif opt.name == "rmsprop":
@@ -126,8 +207,27 @@ def _base_optimizer(
     base = optax.sgd(lr, momentum=opt.momentum)
   if weight_decay:
     # Coupled L2: the decay term goes through the optimiser like a gradient.
-    return optax.chain(optax.add_decayed_weights(weight_decay), base)
+    return optax.chain(optax.add_decayed_weights(weight_decay, mask), base)
   return base
+
+
+def _check_layer_decay(config: ml_collections.ConfigDict) -> int:
+  """The ViT depth that ``optimizer.layer_decay`` applies to (0: off)."""
+  decay = config.optimizer.layer_decay
+  if decay == 1.0:
+    return 0
+  if not 0.0 < decay < 1.0:
+    raise errors.InvalidInputError(
+      f"optimizer.layer_decay must be in (0, 1] (1: off), got {decay}."
+    )
+  size = models.vit.SIZES.get(config.model.name)
+  if size is None:
+    raise errors.InvalidInputError(
+      "optimizer.layer_decay applies to the ViT backbones "
+      f"({', '.join(models.vit.MODELS)}), not {config.model.name!r}; "
+      "set it to 1."
+    )
+  return size.depth
 
 
 def create_optimizer(
@@ -158,6 +258,12 @@ def create_optimizer(
     group: _base_optimizer(opt, schedules[group], decay[group])
     for group in schedules
   }
+  depth = _check_layer_decay(config)
+  if depth:
+    transforms["backbone"] = optax.chain(
+      transforms["backbone"],
+      layer_decay_factors(layer_decay=opt.layer_decay, depth=depth),
+    )
   transforms["frozen"] = optax.set_to_zero()
   labels = functools.partial(param_groups, frozen_bn=config.model.frozen_bn)
   return optax.partition(transforms, labels), schedules

@@ -49,14 +49,17 @@ setuptools.setup(
       "scikit-learn>=1.5",
       "ruff>=0.6",
       "hypothesis>=6.100",  # Property tests of the losses.
-      # PyTorch references of ResNet-50 / BN-Inception and weight import.
+      # PyTorch references of ResNet-50 / BN-Inception / ViTs and weight
+      # import (.pth and .safetensors files).
       "torch==2.13.0",
+      "safetensors>=0.4",
       # The accelerator benchmark's smoke test runs its peers.
       "pytorch-metric-learning>=2.8",
       "faiss-cpu",
     ],
-    # python -m proxy_nca_jax.import_weights (reading PyTorch files).
-    "weights": ["torch==2.13.0"],
+    # python -m proxy_nca_jax.import_weights (reading PyTorch and
+    # safetensors files).
+    "weights": ["torch==2.13.0", "safetensors>=0.4"],
     # Preparing the paper's datasets with tfds: caltech_birds2011 reads its
     # segmentation masks with OpenCV, cars196 its annotations with scipy.
     "datasets": [

@@ -13,39 +13,59 @@
 # limitations under the License.
 """Pretrained backbones: PyTorch state dicts to Flax variables, and back in.
 
-The files users have are PyTorch state dicts: torchvision's ResNet-50
-(``resnet50-0676ba61.pth``, ``resnet50-19c8e357.pth``, ...) and the
-BN-Inception port used by metric-learning code (``bn_inception-52deb4733.pth``).
-``import_weights`` reads one with ``torch.load(weights_only=True)`` (a file
-that would run code when unpickled is refused), checks every key and shape
-against the Flax backbone, converts it and saves it as an orbax checkpoint,
-so training needs no torch: ``config.model.pretrained`` names that folder and
-``load_pretrained`` puts it in place of the backbone's initial variables.
+The files users have are state dicts: torchvision's ResNet-50
+(``resnet50-0676ba61.pth``, ``resnet50-19c8e357.pth``, ...), the
+BN-Inception port used by metric-learning code (``bn_inception-52deb4733.pth``)
+and Vision Transformers in the layouts of timm, DINOv2 and OpenAI CLIP
+(vit_weights.py), as ``.pth`` or ``.safetensors``. ``import_weights`` reads
+one safely (weight_files.py: ``torch.load(weights_only=True)``), checks every
+key and shape against the Flax backbone, converts it and saves it as an
+orbax checkpoint, so training needs no torch: ``config.model.pretrained``
+names that folder and ``load_pretrained`` puts it in place of the backbone's
+initial variables.
 
-Conversion: convolution weights OIHW -> HWIO; BatchNorm ``weight``/``bias``
--> params ``scale``/``bias``, ``running_mean``/``running_var`` ->
-batch_stats ``mean``/``var``; ``num_batches_tracked`` and the ImageNet
-classifier (``fc``, ``last_linear``) are dropped. The BN-Inception file
-stores BatchNorm vectors as (1, C); they are accepted and flattened.
+Beside the variables, JSON metadata: ``arch``, ``source`` (file name),
+``sha256``, ``num_params``, and ``preprocessing``, the input the weights
+expect (inputs.py), which ``preprocessing`` reads back. A ViT's also holds
+``layout``, ``normalization`` and ``vit``, the ``model.vit`` options the
+weights need (``vit_options``); ``load_pretrained`` refuses a network built
+with other ones.
+
+Conversion (CNNs): convolution weights OIHW -> HWIO; BatchNorm
+``weight``/``bias`` -> params ``scale``/``bias``,
+``running_mean``/``running_var`` -> batch_stats ``mean``/``var``;
+``num_batches_tracked`` and the ImageNet classifier (``fc``,
+``last_linear``) are dropped. The BN-Inception file stores BatchNorm vectors
+as (1, C); they are accepted and flattened. ViTs: vit_weights.py.
 """
 
-import hashlib
+import dataclasses
 import os
-import pickle
 from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl import logging
 from flax import traverse_util
 
 from proxy_nca_jax import checkpointing, errors
-from proxy_nca_jax.models import bn_inception, resnet
+from proxy_nca_jax.models import (
+  bn_inception,
+  inputs,
+  resnet,
+  vit,
+  vit_weights,
+  weight_files,
+)
+from proxy_nca_jax.models.inputs import Preprocessing
+from proxy_nca_jax.models.weight_files import WeightImportError
 
-ARCHS = ("resnet50", "bn_inception")
+CNN_ARCHS = ("resnet50", "bn_inception")
+ARCHS = (*CNN_ARCHS, *vit.MODELS)
 # The ImageNet classifier of each file; the embedding head replaces it.
 CLASSIFIER_KEYS = {
   "resnet50": ("fc.weight", "fc.bias"),
@@ -59,20 +79,27 @@ _TORCH_LEAF = {
   ("batch_stats", "mean"): "running_mean",
   ("batch_stats", "var"): "running_var",
 }
-_SHOWN = 6  # Keys listed per kind of problem in an error message.
 
 
-class WeightImportError(errors.InvalidInputError):
-  """A weights file that cannot be imported (wrong format or architecture)."""
+# The model.vit options that fix the network the weights fit.
+VIT_WEIGHT_OPTIONS = (
+  "layout",
+  "registers",
+  "position_size",
+  "layer_scale",
+  "prefix_positions",
+  "projection_dim",
+)
 
 
 def backbone(arch: str) -> nn.Module:
-  """The Flax feature extractor that ``arch``'s files fit."""
+  """The Flax feature extractor that a CNN ``arch``'s files fit (a ViT's
+  depends on the file: vit_weights.backbone)."""
   if arch == "resnet50":
     return resnet.ResNet()
   if arch == "bn_inception":
     return bn_inception.BNInception()
-  raise WeightImportError(f"Unknown arch {arch!r}; choose one of {ARCHS}.")
+  raise WeightImportError(f"Unknown arch {arch!r}; choose one of {CNN_ARCHS}.")
 
 
 def expected_shapes(arch: str) -> dict[tuple[str, ...], tuple[int, ...]]:
@@ -105,12 +132,6 @@ def _torch_shape(flat_key: tuple[str, ...], shape: tuple[int, ...]) -> tuple:
     h, w, i, o = shape
     return (o, i, h, w)
   return shape
-
-
-def _listed(kind: str, items: list[str]) -> str:
-  shown = ", ".join(items[:_SHOWN])
-  more = f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
-  return f"{len(items)} {kind} ({shown}{more})"
 
 
 def convert_state_dict(
@@ -160,7 +181,7 @@ def convert_state_dict(
   ]
   if missing or unexpected or wrong:
     problems = [
-      _listed(kind, items)
+      weight_files.listed(kind, items)
       for kind, items in (
         ("expected keys missing", missing),
         ("unexpected keys", unexpected),
@@ -177,129 +198,143 @@ def convert_state_dict(
   return traverse_util.unflatten_dict(converted)
 
 
-def read_state_dict(path: str) -> dict[str, np.ndarray]:
-  """Reads a PyTorch state dict safely (``torch.load(weights_only=True)``).
-
-  Args:
-    path: a ``.pth``/``.pt`` file written by ``torch.save``.
-
-  Returns:
-    Names to NumPy arrays (floating tensors as float32).
-
-  Raises:
-    FileNotFoundError: no such file.
-    WeightImportError: torch is not installed, the file is not a PyTorch
-      file, holds objects other than tensors (which unpickling would run),
-      or is not a mapping of names to tensors.
-  """
-  try:
-    import torch  # Optional: only importing weights needs it.
-  except ImportError as error:
-    raise WeightImportError(
-      "Reading PyTorch weights needs torch: pip install -e '.[weights]' "
-      "(torch==2.13.0). Training from the converted folder does not."
-    ) from error
-  if not os.path.isfile(path):
-    raise errors.MissingFileError(f"No weights file at {path}.")
-  try:
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-  except pickle.UnpicklingError as error:
-    if "weights only" not in str(error).lower():
-      raise _unreadable(path, error) from error
-    raise WeightImportError(
-      f"{path} was refused by torch.load(weights_only=True): it holds "
-      "objects other than tensors, and unpickling them could run code "
-      f"({_unpickler_reason(error)}). Only plain state dicts are read; "
-      "re-save one from a copy you trust with torch.save(model.state_dict(), "
-      "PATH)."
-    ) from error
-  except Exception as error:  # Whatever a malformed file makes torch raise.
-    raise _unreadable(path, error) from error
-  if isinstance(loaded, Mapping) and isinstance(
-    loaded.get("state_dict"), Mapping
-  ):
-    loaded = loaded["state_dict"]  # A training checkpoint around it.
-  if not isinstance(loaded, Mapping) or not all(
-    isinstance(value, torch.Tensor) for value in loaded.values()
-  ):
-    raise WeightImportError(
-      f"{path} holds a {type(loaded).__name__}, not a state dict (names to "
-      "tensors); save model.state_dict()."
-    )
-  return {
-    name: (
-      value.detach().to(torch.float32).numpy()
-      if value.is_floating_point()
-      else value.numpy()
-    )
-    for name, value in loaded.items()
-  }
-
-
-def _unreadable(path: str, error: Exception) -> WeightImportError:
-  return WeightImportError(
-    f"{path} is not a PyTorch file torch.load can read "
-    f"({type(error).__name__}: {error})."
-  )
-
-
-def _unpickler_reason(error: Exception) -> str:
-  """The line of torch's weights_only message that names the culprit."""
-  for line in str(error).splitlines():
-    if "WeightsUnpickler error:" in line:
-      return line.split("WeightsUnpickler error:")[1].split(". ")[0].strip()
-  return "unsupported content"
-
-
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
-def import_weights(arch: str, torch_weights: str, out: str) -> dict[str, Any]:
-  """Converts a PyTorch weights file into an orbax folder for training.
+def import_weights(
+  arch: str,
+  torch_weights: str,
+  out: str,
+  *,
+  layout: str | None = None,
+  normalization: str | None = None,
+) -> dict[str, Any]:
+  """Converts a PyTorch or safetensors weights file into an orbax folder.
 
   Everything is read and checked before anything is written.
 
   Args:
-    arch: "resnet50" or "bn_inception".
-    torch_weights: path of the PyTorch state dict.
+    arch: one of ``ARCHS``.
+    torch_weights: path of the state dict (``.pth``, ``.safetensors``).
     out: folder to create (must not exist).
+    layout: a ViT's layout, "timm", "dinov2" or "clip" (None: told by the
+      keys, vit_weights.infer_layout).
+    normalization: a ViT's input normalisation, a key of
+      ``inputs.NORMALIZATIONS`` (None: the layout's; timm's must be given).
 
   Returns:
-    The metadata saved beside the variables (arch, source, sha256, counts).
+    The metadata saved beside the variables (see the module docstring).
 
   Raises:
     FileExistsError: ``out`` exists.
-    FileNotFoundError, WeightImportError: see ``read_state_dict`` and
-      ``convert_state_dict``.
+    FileNotFoundError, WeightImportError: see weight_files.read_state_dict,
+      ``convert_state_dict`` and vit_weights.convert_state_dict.
   """
-  backbone(arch)  # Unknown arch: say so before reading anything.
+  if arch not in ARCHS:  # Say so before reading anything.
+    raise WeightImportError(f"Unknown arch {arch!r}; choose one of {ARCHS}.")
+  if arch in CNN_ARCHS and (layout or normalization):
+    raise WeightImportError(
+      f"--layout and --normalization apply to the ViTs, not to {arch}; "
+      "leave them out."
+    )
+  if layout is not None and layout not in vit.LAYOUTS:
+    raise WeightImportError(
+      f"Unknown layout {layout!r}; choose one of {vit.LAYOUTS}."
+    )
+  if normalization is not None and normalization not in inputs.NORMALIZATIONS:
+    raise WeightImportError(
+      f"Unknown normalization {normalization!r}; choose one of "
+      f"{tuple(inputs.NORMALIZATIONS)}."
+    )
   out = os.path.abspath(out)
   if os.path.exists(out):
     raise errors.AlreadyExistsError(
       f"{out} already exists; choose a new --out (or remove it)."
     )
-  variables = convert_state_dict(
-    arch, read_state_dict(torch_weights), source=torch_weights
-  )
+  state = weight_files.read_state_dict(torch_weights)
+  if arch in CNN_ARCHS:
+    variables = convert_state_dict(arch, state, source=torch_weights)
+    extra, preprocessing_ = {}, inputs.CNN_PREPROCESSING[arch]
+  else:
+    layout = layout or vit_weights.infer_layout(state)
+    variables, options = vit_weights.convert_state_dict(
+      arch, layout, state, source=torch_weights
+    )
+    normalization = normalization or inputs.LAYOUT_NORMALIZATION.get(layout)
+    if normalization is None:
+      raise WeightImportError(
+        "timm's ViTs were trained with different input normalisations: "
+        "pass --normalization=inception for the original and AugReg ViTs "
+        "(mean = std = 0.5), =imagenet for DeiT, DeiT III and timm's DINOv2 "
+        "ports; the model's pretrained_cfg (mean, std) says which."
+      )
+    extra = {"layout": layout, "normalization": normalization, "vit": options}
+    # DINOv2's position grid is 518 px; it evaluates at 224.
+    side = 224 if layout == "dinov2" else options["position_size"]
+    preprocessing_ = Preprocessing(side, *inputs.NORMALIZATIONS[normalization])
   metadata = {
     "arch": arch,
     "source": os.path.basename(torch_weights),
-    "sha256": _sha256(torch_weights),
+    "sha256": weight_files.sha256(torch_weights),
     "num_params": int(
       sum(leaf.size for leaf in jax.tree.leaves(variables["params"]))
     ),
+    **extra,
+    "preprocessing": dataclasses.asdict(preprocessing_),
   }
   checkpointing.save_pretrained(out, variables, metadata)
   return metadata
 
 
+def _metadata(directory: str) -> dict[str, Any]:
+  if not os.path.isdir(directory):
+    raise errors.MissingFileError(
+      f"model.pretrained={directory} does not exist; create it with python "
+      "-m proxy_nca_jax.import_weights --arch=... --torch_weights=... "
+      f"--out={directory}"
+    )
+  return checkpointing.restore_pretrained_metadata(directory)
+
+
+def preprocessing(directory: str) -> Preprocessing:
+  """The input the weights in ``directory`` (``import_weights``) expect.
+
+  Folders written before the metadata held it get their architecture's.
+
+  Raises:
+    FileNotFoundError: no such folder.
+  """
+  metadata = _metadata(os.path.abspath(directory))
+  recorded = metadata.get("preprocessing")
+  if recorded is None:
+    return inputs.CNN_PREPROCESSING[metadata["arch"]]
+  return Preprocessing(
+    **{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}
+  )
+
+
+def vit_options(directory: str) -> dict[str, Any]:
+  """The ``model.vit`` options of the ViT weights in ``directory``.
+
+  ``VIT_WEIGHT_OPTIONS`` must be set to these; ``readout`` is the one the
+  weights were trained with (the config may choose another).
+
+  Raises:
+    FileNotFoundError: no such folder.
+    WeightImportError: the folder holds a CNN's weights.
+  """
+  directory = os.path.abspath(directory)
+  metadata = _metadata(directory)
+  if "vit" not in metadata:
+    raise WeightImportError(
+      f"{directory} holds {metadata.get('arch')} weights, not a ViT's."
+    )
+  return dict(metadata["vit"])
+
+
 def load_pretrained(
-  directory: str, arch: str, target: dict[str, Any]
+  directory: str,
+  arch: str,
+  target: dict[str, Any],
+  *,
+  model_config: ml_collections.ConfigDict | None = None,
 ) -> dict[str, Any]:
   """Reads a folder written by ``import_weights``.
 
@@ -307,24 +342,22 @@ def load_pretrained(
     directory: the ``--out`` folder of ``python -m
       proxy_nca_jax.import_weights``.
     arch: the model being trained (``config.model.name``).
-    target: the backbone's initial ``{'params', 'batch_stats'}`` (arrays
-      or jax.ShapeDtypeStruct); gives shapes, dtypes and shardings.
+    target: the backbone's initial variables, ``{'params', 'batch_stats'}``
+      (a ViT's: ``{'params'}``; any other collection is left out), arrays
+      or jax.ShapeDtypeStruct; gives shapes, dtypes and shardings.
+    model_config: ``config.model``; a ViT's ``VIT_WEIGHT_OPTIONS`` are then
+      checked against the weights' (without it, only what changes shapes).
 
   Returns:
     The pretrained variables, placed like ``target``.
 
   Raises:
     FileNotFoundError: no such folder.
-    WeightImportError: the folder holds another architecture.
+    WeightImportError: the folder holds another architecture, or a ViT
+      built with other options (the message names the fields to set).
   """
   directory = os.path.abspath(directory)
-  if not os.path.isdir(directory):
-    raise errors.MissingFileError(
-      f"model.pretrained={directory} does not exist; create it with python "
-      "-m proxy_nca_jax.import_weights --arch=... --torch_weights=... "
-      f"--out={directory}"
-    )
-  metadata = checkpointing.restore_pretrained_metadata(directory)
+  metadata = _metadata(directory)
   if metadata.get("arch") != arch:
     raise WeightImportError(
       f"model.pretrained={directory} holds {metadata.get('arch')} weights, "
@@ -336,4 +369,39 @@ def load_pretrained(
     metadata.get("source"),
     metadata.get("sha256"),
   )
-  return checkpointing.restore_pretrained(directory, target)
+  if arch in CNN_ARCHS:
+    return checkpointing.restore_pretrained(directory, target)
+  _check_vit_options(directory, metadata, target, model_config)
+  return checkpointing.restore_pretrained(
+    directory, {"params": target["params"]}
+  )
+
+
+def _check_vit_options(
+  directory: str,
+  metadata: dict[str, Any],
+  target: dict[str, Any],
+  model_config: ml_collections.ConfigDict | None,
+) -> None:
+  stored = metadata["vit"]
+  if model_config is not None:
+    differ = [f for f in VIT_WEIGHT_OPTIONS if model_config.vit[f] != stored[f]]
+  else:
+    expected = vit_weights.expected_shapes(metadata["arch"], stored)
+    got = traverse_util.flatten_dict({"params": target["params"]})
+    same = set(got) == set(expected) and all(
+      tuple(got[k].shape) == expected[k] for k in expected
+    )
+    # Which fields differ is unknown: every one the weights set.
+    differ = (
+      [] if same else [f for f in VIT_WEIGHT_OPTIONS if stored[f] is not None]
+    )
+  if differ:
+    flags = " ".join(
+      f"--config.model.vit.{field}={stored[field]}" for field in differ
+    )
+    raise WeightImportError(
+      f"model.pretrained={directory} holds {metadata['arch']} weights in "
+      f"the {stored['layout']} layout that need other model.vit options "
+      f"than the config's: set {flags}."
+    )

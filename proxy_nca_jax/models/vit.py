@@ -41,34 +41,28 @@ Options, as the checkpoints users bring have them:
 
 DINOv2 is facebookresearch/dinov2's hub code, CLIP OpenAI's visual tower.
 
-Position embeddings: ``pos_embed`` holds one vector per patch of the
-``position_size`` image and, with ``prefix_positions``, one per prefix
-token: all prefix tokens (class and registers) in timm's layout, the class
-token alone in DINOv2's and CLIP's (DINOv2's registers get none). Without
-``prefix_positions`` (timm's ``no_embed_class``) no prefix token gets one.
-At another input size the patch grid is resized as the family does it in
-PyTorch (interpolation.py, exact): bicubic to the new grid with antialiasing
-(timm's ``resample_abs_pos_embed``, open_clip's ``resize_pos_embed``,
-DINOv2's hub models with registers), or, for DINOv2's hub models without
-registers, bicubic without antialiasing at the scale factor
-(n + 0.1) / grid (``interpolate_offset=0.1`` in facebookresearch/dinov2's
-``interpolate_pos_encoding``, the current hub code).
+Position embeddings: one per patch of the ``position_size`` image and, with
+``prefix_positions``, one per prefix token: all prefix tokens in timm's
+layout, the class token alone in DINOv2's and CLIP's; without it (timm's
+``no_embed_class``) none. At another input size the patch grid is resized
+as the family does it in PyTorch (interpolation.py, exact): bicubic with
+antialiasing to the new grid (timm's ``resample_abs_pos_embed``, open_clip's
+``resize_pos_embed``, DINOv2's hub models with registers), or bicubic
+without antialiasing at the scale factor (n + 0.1) / grid for DINOv2's hub
+models without registers (``interpolate_offset=0.1`` of the current
+facebookresearch/dinov2 ``interpolate_pos_encoding``).
 
-The feature map (``readout``), which the shared embedding head pools:
-"token": (B, 1, 1, C), the final-normed class token (timm's and DINOv2's
-default, CLIP's output); "patches": (B, H / p, W / p, C), the final-normed
-patch tokens, so ``model.pooling`` avg or max pools them; "gap": (B, 1, 1,
-C), the final norm of the patch tokens' mean (timm's ``global_pool='avg'``
-with ``fc_norm``). With ``projection_dim`` (CLIP's ``proj``) every vector
-read out is projected, C becomes ``projection_dim``. Image sides that are no
-multiple of the patch size lose their last pixels (the convolution's
-floor), as in timm.
+The feature map the shared embedding head pools (``readout``): "token",
+(B, 1, 1, C), the final-normed class token; "patches", (B, H // p, W // p,
+C), the final-normed patch tokens, pooled by ``model.pooling``; "gap",
+(B, 1, 1, C), the final norm of the patch tokens' mean (timm's ``fc_norm``).
+CLIP's ``proj`` (``projection_dim``) then projects every vector. Image sides
+that are no multiple of p lose their last pixels, as in timm.
 
-Parameter names mirror timm's state-dict keys with ``.`` written as ``_``
-between a module and its index (``blocks_3/attn/qkv``), and ``ls1``/``ls2``
-for LayerScale's ``gamma``. Computation runs in ``dtype`` (bfloat16 on
-accelerators), parameters stay float32; softmax and LayerNorm statistics
-are float32.
+Parameter names mirror timm's keys, ``_`` between a module and its index
+(``blocks_3/attn/qkv``), ``ls1``/``ls2`` for LayerScale's ``gamma``.
+Computation runs in ``dtype`` (bfloat16 on accelerators), parameters stay
+float32; softmax and LayerNorm statistics are float32.
 """
 
 import dataclasses

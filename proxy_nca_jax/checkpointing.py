@@ -298,7 +298,8 @@ def restore_network(
     # The state holds the network as params['model'] beside the proxies.
     item = {
       "params": {"model": target["params"]},
-      "batch_stats": target["batch_stats"],
+      # A network without BatchNorm (a ViT) has none: {}.
+      "batch_stats": target.get("batch_stats", {}),
     }
     restored = manager.restore(
       step,

@@ -140,6 +140,7 @@ class RunParts:
       self.mesh,
       state_sharding,
       self.num_proxies,
+      seed=self.config.seed,
     )
 
 

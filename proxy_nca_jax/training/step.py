@@ -32,6 +32,18 @@ from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.training import loss_binding, train_state
 
 Batch = dict[str, jax.Array]
+# Folded into the seed's key first: the network's own randomness in training
+# (a ViT's stochastic depth) gets a stream of its own, apart from the
+# initialisation and the sampled negatives (losses/sampled_proxies.py).
+_DROPOUT_STREAM = 0xD70F
+
+
+def dropout_key(seed: int, step: jax.Array) -> jax.Array:
+  """The ``'dropout'`` rng of step ``step``: the same on a resumed run, and
+  on any number of devices (JAX's partitionable threefry)."""
+  return jax.random.fold_in(
+    jax.random.fold_in(jax.random.key(seed), _DROPOUT_STREAM), step
+  )
 
 
 def train_step(
@@ -42,6 +54,7 @@ def train_step(
   tx: optax.GradientTransformation,
   loss_fn: loss_binding.LossFn,
   num_proxies: int | None = None,
+  seed: int = 0,
 ) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
   """One optimisation step on a (global, sharded) batch.
 
@@ -49,6 +62,8 @@ def train_step(
   (XLA inserts the cross-device reductions), so the result does not depend on
   how many devices share the batch. ``num_proxies``: the real proxies, rows
   [0, C) of ``params['proxies']`` (default: all rows), for the logged norms.
+  ``seed``: the run's seed, for the network's ``'dropout'`` rng
+  (`dropout_key`; networks without randomness ignore it).
   """
 
   def objective(params):
@@ -57,9 +72,11 @@ def train_step(
       batch["image"],
       train=True,
       mutable=["batch_stats"],
+      rngs={"dropout": dropout_key(seed, state.step)},
     )
     loss = loss_fn(embeddings, batch["label"], params["proxies"], state.step)
-    return loss, updates["batch_stats"]
+    # A network without BatchNorm (a ViT) updates no statistics.
+    return loss, updates.get("batch_stats", state.batch_stats)
 
   (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(
     state.params
@@ -87,6 +104,7 @@ def make_train_step(
   mesh: jax.sharding.Mesh,
   state_sharding: Any = None,
   num_proxies: int | None = None,
+  seed: int = 0,
 ) -> Callable[
   [train_state.TrainState, Batch],
   tuple[train_state.TrainState, dict[str, jax.Array]],
@@ -106,13 +124,20 @@ def make_train_step(
       default all replicated.
     num_proxies: the real proxies (rows of ``params['proxies']`` before the
       padding of sharded proxies); default all rows.
+    seed: the run's seed (`train_step`).
   """
   if state_sharding is None:
     state_sharding = parallel.replicated(mesh)
 
   def step(state: train_state.TrainState, batch: Batch):
     return train_step(
-      state, batch, model=model, tx=tx, loss_fn=loss_fn, num_proxies=num_proxies
+      state,
+      batch,
+      model=model,
+      tx=tx,
+      loss_fn=loss_fn,
+      num_proxies=num_proxies,
+      seed=seed,
     )
 
   return jax.jit(

@@ -223,7 +223,8 @@ def init_state(
   return TrainState(
     step=jnp.zeros((), jnp.int32),
     params=params,
-    batch_stats=variables["batch_stats"],
+    # A network without BatchNorm (a ViT) has no statistics: {}.
+    batch_stats=variables.get("batch_stats", {}),
     opt_state=tx.init(params),
   )
 
@@ -339,7 +340,7 @@ def with_pretrained_backbone(
     config.model.name,
     {
       "params": state.params["model"][name],
-      "batch_stats": state.batch_stats[name],
+      "batch_stats": state.batch_stats.get(name, {}),
     },
   )
   params = {
@@ -348,7 +349,10 @@ def with_pretrained_backbone(
   }
   return state.replace(
     params=params,
-    batch_stats={**state.batch_stats, name: loaded["batch_stats"]},
+    batch_stats={
+      **state.batch_stats,
+      **({name: loaded["batch_stats"]} if "batch_stats" in loaded else {}),
+    },
     opt_state=jax.jit(
       tx.init,
       out_shardings=jax.tree.map(lambda x: x.sharding, state.opt_state),

@@ -28,7 +28,8 @@ Three layouts of the same network (vit.py), told apart by their keys when
   positional_embedding, ln_pre, transformer.resblocks.N.{ln_1,
   attn.in_proj_weight/bias, attn.out_proj, ln_2, mlp.c_fc, mlp.c_proj},
   ln_post, proj}``; the text tower is dropped. A state dict of the visual
-  tower alone (no ``visual.`` prefix) is read too.
+  tower alone (no ``visual.`` prefix) is read too. open_clip's own models
+  share these keys but use GELU, not QuickGELU: no file tells them apart.
 
 What the file fixes beyond the size (``--arch``) becomes the ``model.vit``
 options it needs (``file_options``): registers, LayerScale, the position

@@ -23,6 +23,13 @@ Two recipes, chosen by the config argument ``recipe=...``:
   ResNet-50, global max pooling + LayerNorm, 512-d, softmax with temperature
   1/9 (scale 9), Adam at 4e-3 with proxies 1e5 times faster, 4 images of
   each of 8 classes per batch of 32, crop 256 of 288.
+* ``vit``: fine-tuning an imported Vision Transformer
+  (proxy_nca_jax/data/vit_recipe.py): the architecture, its options and its
+  colour normalisation from ``--config.model.pretrained=DIR`` (python -m
+  proxy_nca_jax.import_weights; ViT-S/16 from random weights without it),
+  class token into 512-d, AdamW 5e-5 with weight decay 0.05 on matrices,
+  layer-wise decay 0.75, 5% warm-up then cosine, stochastic depth 0.1,
+  proxies 100 times faster, softmax form at scale 9, crop 224 of 256.
 
 Other argument items, comma-separated: ``val`` (hold out the last half of
 the train classes for model selection, as ProxyNCA++ does, and evaluate
@@ -38,8 +45,9 @@ import ``configs``).
 import ml_collections
 
 from proxy_nca_jax import config_schema
+from proxy_nca_jax.data import vit_recipe
 
-RECIPES = ("paper", "proxynca_pp")
+RECIPES = ("paper", "proxynca_pp", "vit")
 
 
 def parse_arg(arg: str | None, allowed_flags: tuple[str, ...]) -> dict:
@@ -118,6 +126,8 @@ def get_config(
     config.optimizer.eps = 1.0
     epochs = 40
   config.schedule.num_steps = epochs * num_train_images // 32
+  if options["recipe"] == "vit":
+    vit_recipe.apply(config)
   config.evals.every_steps = 5 * num_train_images // 32  # About 5 epochs.
   config.evals.recall_ks = recall_ks
   config.ckpt.every_steps = config.evals.every_steps

@@ -317,7 +317,7 @@ def _add_rgb_input(input_config: ml_collections.ConfigDict) -> None:
   # image_size. color: the backbone's convention: "bn_inception" (BGR,
   # 0-255, minus 104/117/128), "imagenet" (RGB / 255, ImageNet mean/std),
   # "inception" (RGB / 127.5 - 1), "clip" (OpenAI CLIP's mean/std), or
-  # "weights": the one imported ViT weights record (training/vit_recipe.py).
+  # "weights": the one imported ViT weights record (data/vit_recipe.py).
   input_config.image_size = 227
   input_config.eval_resize = 256
   input_config.crop_scale = (0.08, 1.0)

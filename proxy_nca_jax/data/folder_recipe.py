@@ -16,7 +16,10 @@
 ``configs/image_folder.py`` leaves ``model.name = "auto"`` unless a recipe
 is asked for; at start-up `resolve` looks at the folder and the config:
 
-- ``model.pretrained`` given: the paper recipe (BN-Inception, 64-d,
+- ``model.pretrained`` holding imported ViT weights: the ViT fine-tuning
+  recipe (vit_recipe.py: the weights' architecture, AdamW with layer-wise
+  decay, 224 px in the colours the weights expect);
+- other ``model.pretrained`` given: the paper recipe (BN-Inception, 64-d,
   RMSprop, 227 px), made for ImageNet-pretrained weights;
 - no weights and small images (median shorter side <= `SMALL_SIDE` px, on a
   sample of `_SAMPLED` files): the FMNIST-ZS recipe (convnet-S, 64-d, Adam
@@ -36,6 +39,7 @@ from absl import logging
 from etils import epath
 from PIL import Image
 
+from proxy_nca_jax.data import vit_recipe
 from proxy_nca_jax.data.builders import image_folder
 
 AUTO = "auto"
@@ -71,6 +75,18 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   Any other config is returned unchanged.
   """
   if config.model.name != AUTO:
+    return config
+  if vit_recipe.holds_vit(config.model.pretrained):
+    with config.unlocked():
+      vit_recipe.apply(config)
+    logging.info(
+      "Recipe for your images: ViT fine-tuning (AdamW %g, layer decay %g, "
+      "%d px): ViT weights given in %s.",
+      config.optimizer.learning_rate,
+      config.optimizer.layer_decay,
+      config.input.image_size,
+      config.model.pretrained,
+    )
     return config
   sides = _shorter_sides(config.input.image_folder or "")
   side = int(statistics.median(sides)) if sides else None

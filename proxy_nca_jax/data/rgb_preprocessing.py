@@ -36,7 +36,7 @@ Colour convention (`input.color`), what each backbone's weights expect:
   divided by (0.26862954, 0.26130258, 0.27577711) (OpenAI CLIP).
 
 A run from imported ViT weights takes the convention their import recorded
-(data/weights_recipe.py).
+(data/vit_recipe.py).
 """
 
 import dataclasses

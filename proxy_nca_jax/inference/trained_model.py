@@ -45,6 +45,16 @@ from proxy_nca_jax import checkpointing, config_defaults, errors, models
 from proxy_nca_jax.data import catalog
 
 CONFIG_FILE = "config.json"
+# The model.vit options that make another ViT network (models/vit.py).
+VIT_NETWORK_FIELDS = (
+  "layout",
+  "registers",
+  "position_size",
+  "layer_scale",
+  "prefix_positions",
+  "projection_dim",
+  "readout",
+)
 MODEL_FILE = "model.json"
 CHECKPOINTS = "checkpoints"
 # config.json's key for the accepted config changes (training's record,
@@ -202,8 +212,10 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
 
 def network_signature(model_config: ml_collections.ConfigDict) -> dict:
   """The fields of a checkpoint's run signature that fix the network's
-  variables (the rest of ``train_state.run_signature`` is the training's)."""
-  return {
+  variables (the rest of ``train_state.run_signature`` is the training's);
+  a ViT's also those of its ``model.vit`` options that fix its variables or
+  what it reads out (not ``drop_path``, which acts in training only)."""
+  signature = {
     "model": model_config.name,
     "embedding_dim": model_config.embedding_dim,
     "widths": list(model_config.widths),
@@ -211,6 +223,11 @@ def network_signature(model_config: ml_collections.ConfigDict) -> dict:
     "layer_norm": model_config.layer_norm,
     "frozen_bn": model_config.frozen_bn,
   }
+  if model_config.name in models.vit.MODELS:
+    signature["vit"] = {
+      field: model_config.vit[field] for field in VIT_NETWORK_FIELDS
+    }
+  return signature
 
 
 def _check_signature(

@@ -342,6 +342,7 @@ def with_pretrained_backbone(
       "params": state.params["model"][name],
       "batch_stats": state.batch_stats.get(name, {}),
     },
+    model_config=config.model,
   )
   params = {
     **state.params,

@@ -39,7 +39,7 @@ from jax.experimental import multihost_utils
 
 from proxy_nca_jax import checkpointing, config_defaults, durations, parallel
 from proxy_nca_jax import proxies as proxies_lib
-from proxy_nca_jax.data import folder_recipe, pipeline
+from proxy_nca_jax.data import folder_recipe, pipeline, vit_recipe
 from proxy_nca_jax.inference import embedding
 from proxy_nca_jax.training import (
   config_changes,
@@ -84,7 +84,9 @@ def train_and_evaluate(
     metrics.jsonl, so a resumed run still reports the untrained baseline).
   """
   tf_workdir = workdirs.check_training_workdir(workdir)
-  config = folder_recipe.resolve(config_defaults.with_defaults(config))
+  config = vit_recipe.from_weights(
+    folder_recipe.resolve(config_defaults.with_defaults(config))
+  )
   mesh = parallel.create_mesh() if mesh is None else mesh
   parts = _prepare(config, mesh)
   with run_lock.hold(tf_workdir):

@@ -18,13 +18,16 @@ depth trains on the tiny generated FMNIST-ZS data through the trainer; its
 test metrics beat the untrained network's. Its export (``jax.export``,
 symbolic batch), loaded back, equals the evaluation path within 1e-5 at two
 batch sizes; a gallery of images indexed with it finds each query image
-first among its neighbours. Eight fake devices train it as one device does,
+first among its neighbours; a config.json edited to another readout is
+refused by the loader. Eight fake devices train it as one device does,
 stochastic depth included (the 'dropout' key does not depend on the
 sharding). The model refuses stochastic depth without a 'dropout' key
 (tests/models/vit_test.py), so these runs also show the step passes one.
 """
 
+import json
 import pathlib
+import shutil
 import tempfile
 
 import chex
@@ -33,13 +36,14 @@ import numpy as np
 import pytest
 from absl.testing import absltest
 
-from proxy_nca_jax import parallel
+from proxy_nca_jax import errors, parallel
 from proxy_nca_jax.deployment import (
   embedder,
   exported_model,
   gallery,
   neighbours,
 )
+from proxy_nca_jax.inference import trained_model
 from proxy_nca_jax.training import trainer
 from tests.deployment import gallery_search_test
 from tests.testing import tiny_run
@@ -122,6 +126,15 @@ class VitEndToEndTest(tiny_run.PreparedDataTest):
       self.assertEqual(first["index"], i)
       self.assertAlmostEqual(first["similarity"], 1.0, places=5)
     self.assertEqual(gallery.load(str(self.out / "gallery")).spec, spec)
+
+  def test_a_config_json_with_other_vit_options_is_refused(self):
+    copy = self.out / "edited_run"
+    shutil.copytree(self.workdir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["model"]["vit"]["readout"] = "patches"
+    (copy / "config.json").write_text(json.dumps(config))
+    with self.assertRaisesRegex(errors.InvalidInputError, "'vit'"):
+      trained_model.load(str(copy))
 
   def test_eight_devices_match_one_device(self):
     # SGD: the key bias's gradient is exactly zero in theory (attention is

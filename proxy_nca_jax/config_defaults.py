@@ -62,19 +62,7 @@ OPTIONAL_FIELDS = (
   "optimizer.decay_matrices_only",
   # The ViT backbones' options: read by them alone, so a config from before
   # them trained another network.
-  *(
-    f"model.vit.{field}"
-    for field in (
-      "layout",
-      "registers",
-      "position_size",
-      "layer_scale",
-      "prefix_positions",
-      "projection_dim",
-      "readout",
-      "drop_path",
-    )
-  ),
+  *(f"model.vit.{field}" for field in config_schema.base_config().model.vit),
 )
 
 

@@ -74,7 +74,7 @@ def vit_flags(metadata: dict) -> list[str]:
   defaults = config_schema.base_config().model.vit
   return [
     f"--config.model.vit.{field}={metadata['vit'][field]}"
-    for field in (*pretrained.VIT_WEIGHT_OPTIONS, "readout")
+    for field in vit.NETWORK_OPTIONS
     if metadata["vit"][field] != defaults[field]
   ]
 

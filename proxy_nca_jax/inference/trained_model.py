@@ -45,16 +45,6 @@ from proxy_nca_jax import checkpointing, config_defaults, errors, models
 from proxy_nca_jax.data import catalog
 
 CONFIG_FILE = "config.json"
-# The model.vit options that make another ViT network (models/vit.py).
-VIT_NETWORK_FIELDS = (
-  "layout",
-  "registers",
-  "position_size",
-  "layer_scale",
-  "prefix_positions",
-  "projection_dim",
-  "readout",
-)
 MODEL_FILE = "model.json"
 CHECKPOINTS = "checkpoints"
 # config.json's key for the accepted config changes (training's record,
@@ -225,7 +215,7 @@ def network_signature(model_config: ml_collections.ConfigDict) -> dict:
   }
   if model_config.name in models.vit.MODELS:
     signature["vit"] = {
-      field: model_config.vit[field] for field in VIT_NETWORK_FIELDS
+      field: model_config.vit[field] for field in models.vit.NETWORK_OPTIONS
     }
   return signature
 

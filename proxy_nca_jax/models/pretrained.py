@@ -82,14 +82,7 @@ _TORCH_LEAF = {
 
 
 # The model.vit options that fix the network the weights fit.
-VIT_WEIGHT_OPTIONS = (
-  "layout",
-  "registers",
-  "position_size",
-  "layer_scale",
-  "prefix_positions",
-  "projection_dim",
-)
+VIT_WEIGHT_OPTIONS = vit.WEIGHT_OPTIONS
 
 
 def backbone(arch: str) -> nn.Module:
@@ -180,17 +173,11 @@ def convert_state_dict(
     if key not in dropped and not key.endswith("num_batches_tracked")
   ]
   if missing or unexpected or wrong:
-    problems = [
-      weight_files.listed(kind, items)
-      for kind, items in (
-        ("expected keys missing", missing),
-        ("unexpected keys", unexpected),
-        ("shapes differ", wrong),
-      )
-      if items
-    ]
+    problems = weight_files.mismatches(
+      missing=missing, unexpected=unexpected, wrong=wrong
+    )
     raise WeightImportError(
-      f"{source} is not a {arch} state dict: {'; '.join(problems)}. Check "
+      f"{source} is not a {arch} state dict: {problems}. Check "
       f"--arch (one of {ARCHS}) and that the file holds the backbone's "
       "state_dict()."
     )

@@ -75,6 +75,17 @@ from proxy_nca_jax import errors
 from proxy_nca_jax.models import interpolation
 
 LAYOUTS = ("timm", "dinov2", "clip")
+# The options (config.model.vit) that fix which weights fit the network...
+WEIGHT_OPTIONS = (
+  "layout",
+  "registers",
+  "position_size",
+  "layer_scale",
+  "prefix_positions",
+  "projection_dim",
+)
+# ... and with the readout, which function a set of weights computes.
+NETWORK_OPTIONS = (*WEIGHT_OPTIONS, "readout")
 READOUTS = ("token", "patches", "gap")
 PATCH_SIZES = (14, 16, 32)
 # Gain of LayerScale at initialisation (DINOv2's training recipe).

@@ -334,18 +334,12 @@ def convert_state_dict(
   dropped = [key for key in state if _dropped(layout, key, prefix)]
   unexpected = [key for key in state if key not in dropped]
   if missing or unexpected or wrong:
-    problems = [
-      weight_files.listed(kind, items)
-      for kind, items in (
-        ("expected keys missing", missing),
-        ("unexpected keys", unexpected),
-        ("shapes differ", wrong),
-      )
-      if items
-    ]
+    problems = weight_files.mismatches(
+      missing=missing, unexpected=unexpected, wrong=wrong
+    )
     raise WeightImportError(
       f"{source} is not a {arch} state dict in the {layout} layout: "
-      f"{'; '.join(problems)}.{_size_hint(arch, layout, state_dict)} Check "
+      f"{problems}.{_size_hint(arch, layout, state_dict)} Check "
       f"--arch (one of {vit.MODELS}) and --layout (one of {vit.LAYOUTS}), "
       "and that the file holds the model's state_dict()."
     )

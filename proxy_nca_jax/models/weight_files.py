@@ -47,6 +47,23 @@ def listed(kind: str, items: list[str]) -> str:
   return f"{len(items)} {kind} ({shown}{more})"
 
 
+def mismatches(
+  *, missing: list[str], unexpected: list[str], wrong: list[str]
+) -> str:
+  """The problems of a state dict against the expected keys, '; '-joined
+  ('' when there are none)."""
+  problems = [
+    listed(kind, items)
+    for kind, items in (
+      ("expected keys missing", missing),
+      ("unexpected keys", unexpected),
+      ("shapes differ", wrong),
+    )
+    if items
+  ]
+  return "; ".join(problems)
+
+
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
   """Reads a state dict from a PyTorch or safetensors file.
 

@@ -15,13 +15,16 @@
 
 The benchmarks here ran on 2 cores shared with other people's jobs, so each
 timing records how much CPU *other* processes used meanwhile (``LoadMeter``)
-and can keep only the quiet stretches (``time_quietly``).
+and can keep only the quiet stretches (``time_quietly``). ``lscpu_fields``
+and ``cpu_kind`` name the machine a result belongs to.
 """
 
 import ctypes
 import os
 import platform
+import re
 import statistics
+import subprocess
 import threading
 import time
 import tracemalloc
@@ -39,7 +42,9 @@ class LoadMeter:
   """Cores used by *other* processes between ``start`` and ``stop``.
 
   Reads /proc/stat (all CPU time but idle and iowait, steal included) and
-  subtracts this process's own user + system time (all its threads).
+  subtracts this process's own user + system time (all its threads) and
+  that of the child processes it has waited for (a benchmark run as a
+  command is not another job).
   """
 
   def __init__(self):
@@ -52,7 +57,8 @@ class LoadMeter:
     busy = sum(fields) - fields[3] - fields[4]
     with open("/proc/self/stat") as f:
       own = f.read().rsplit(")", 1)[1].split()
-    return busy, int(own[11]) + int(own[12]), time.perf_counter()
+    # utime, stime, cutime, cstime (proc(5): fields 14 to 17).
+    return busy, sum(int(v) for v in own[11:15]), time.perf_counter()
 
   def start(self) -> None:
     self._begin = self._read()
@@ -147,6 +153,42 @@ def machine_description() -> dict[str, str]:
     "python": platform.python_version(),
     "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
   }
+
+
+def lscpu_fields() -> dict[str, str]:
+  """``lscpu``'s fields ('Model name', 'Vendor ID', 'CPU family', 'Model',
+  'Flags', 'L3 cache', ...); {} where lscpu is missing or fails."""
+  try:
+    out = subprocess.run(
+      ["lscpu"],
+      capture_output=True,
+      text=True,
+      check=True,
+      env={**os.environ, "LC_ALL": "C"},
+    ).stdout
+  except (OSError, subprocess.CalledProcessError):
+    return {}
+  fields = {}
+  for line in out.splitlines():
+    key, colon, value = line.partition(":")
+    if colon and key.strip() not in fields:
+      fields[key.strip()] = value.strip()
+  return fields
+
+
+def cpu_kind(fields: dict[str, str]) -> str:
+  """A file-name slug for the kind of CPU, from ``lscpu_fields``: the model
+  name without trademarks, clock and filler words, then the family and
+  model numbers, which tell apart CPUs that a VM names alike (e.g.
+  'amd_epyc_f25_m17', a Zen 4; 'amd_epyc_f25_m1', a Zen 3)."""
+  name = fields.get("Model name") or platform.machine() or "cpu"
+  name = re.sub(r"\(r\)|\(tm\)|@.*$", " ", name.lower())
+  words = [w for w in re.split(r"[^a-z0-9]+", name) if w]
+  words = [w for w in words if w not in ("cpu", "processor")]
+  kind = "_".join(words) or "cpu"
+  if fields.get("CPU family") and fields.get("Model"):
+    kind += f"_f{fields['CPU family']}_m{fields['Model']}"
+  return kind
 
 
 def _rss() -> tuple[int, int]:

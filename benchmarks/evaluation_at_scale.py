@@ -17,8 +17,8 @@ SOP-sized synthetic embeddings (60,502 x 512, 11,316 classes of 2 to 12
 images, like Stanford Online Products' test split; class centres plus
 Gaussian noise, L2-normalised). Measured side by side in one process:
 
-- Retrieval: Recall@{1,10,100,1000}, MAP@R and R-Precision, each query
-  against the other 60,501 images.
+- Retrieval (``retrieval_side_by_side``): Recall@{1,10,100,1000}, MAP@R and
+  R-Precision, each query against the other 60,501 images.
   * ours: ``evaluation.per_query_scores`` (exact, blocked, symmetric).
   * faiss: ``IndexFlatIP`` exact search for k = max(1000, max R) + 1
     neighbours (timed: index and search), then, untimed, the query removed
@@ -28,8 +28,14 @@ Gaussian noise, L2-normalised). Measured side by side in one process:
     r_precision, mean_average_precision_at_r; k = max_bin_count).
   Per-query disagreements with faiss are listed with the float32 gap
   between the similarities whose order differs (near-ties).
-- Clustering, k = 11,316: our ``clustering.kmeans`` vs ``faiss.Kmeans``,
-  the same number of Lloyd iterations and one run each; NMI and AMI of both.
+- Clustering, k = 11,316 (kmeans_at_equal_work.py): our
+  ``clustering.kmeans`` and ``faiss.Kmeans`` at equal work: the same
+  seeds (ours, handed to faiss), the same number of Lloyd iterations (the
+  number ours ran before its centroids stopped moving, at most
+  ``--kmeans_iters``; faiss's own early stop turned off), all points (no
+  subsampling); each side's Lloyd iterations timed apart from the seeding
+  and the final assignment; NMI, AMI and inertia of both (README.md,
+  "k-means at equal work").
 
 Time: wall clock of the call, best of ``--repeats`` (our first call also
 compiles; its time is reported separately). Peak extra memory: the largest
@@ -58,26 +64,37 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from benchmarks import kmeans_at_equal_work
 from benchmarks.cpu_timing import measure
 from proxy_nca_jax import evaluation
-from proxy_nca_jax.evaluation import clustering, mutual_information
 
-_QUICK = flags.DEFINE_bool("quick", False, "6,000 points, 1,121 classes.")
-_NUM = flags.DEFINE_integer("num", 60_502, "Number of embeddings.")
-_CLASSES = flags.DEFINE_integer("classes", 11_316, "Number of classes.")
-_DIM = flags.DEFINE_integer("dim", 512, "Embedding dimension.")
-_NOISE = flags.DEFINE_float(
-  "noise", 0.11, "Per-dimension noise around a class centre."
-)
-_BLOCK = flags.DEFINE_integer(
-  "block_size", evaluation.DEFAULT_BLOCK_SIZE, "Our tile side."
-)
-_REPEATS = flags.DEFINE_integer("repeats", 2, "Timed runs of each method.")
-_KMEANS_ITERS = flags.DEFINE_integer(
-  "kmeans_iters", 10, "Lloyd iterations of both k-means."
-)
-_PML = flags.DEFINE_bool("pml", True, "Also run pytorch-metric-learning.")
-_JSON_OUT = flags.DEFINE_string("json_out", None, "Also write results here.")
+# Per-dimension noise around a class centre: SOP-like nearest-neighbour
+# difficulty (Recall@1 about 0.46).
+SOP_NOISE = 0.11
+
+# The command's flags exist only when this file runs as the command:
+# summary.py imports the functions below beside other benchmarks' whose
+# flags have the same names (absl refuses a name defined twice).
+if __name__ == "__main__":
+  _QUICK = flags.DEFINE_bool("quick", False, "6,000 points, 1,121 classes.")
+  _NUM = flags.DEFINE_integer("num", 60_502, "Number of embeddings.")
+  _CLASSES = flags.DEFINE_integer("classes", 11_316, "Number of classes.")
+  _DIM = flags.DEFINE_integer("dim", 512, "Embedding dimension.")
+  _NOISE = flags.DEFINE_float(
+    "noise", SOP_NOISE, "Per-dimension noise around a class centre."
+  )
+  _BLOCK = flags.DEFINE_integer(
+    "block_size", evaluation.DEFAULT_BLOCK_SIZE, "Our tile side."
+  )
+  _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed runs of each method.")
+  _KMEANS_ITERS = flags.DEFINE_integer(
+    "kmeans_iters",
+    10,
+    "Most Lloyd iterations (ours stops earlier once its centroids stop "
+    "moving; faiss then runs as many).",
+  )
+  _PML = flags.DEFINE_bool("pml", True, "Also run pytorch-metric-learning.")
+  _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write results here.")
 
 _KS = (1, 10, 100, 1000)
 _SOP_SIZES = np.arange(2, 13)
@@ -242,12 +259,71 @@ def explain_differences(
   }
 
 
+def retrieval_side_by_side(
+  x: np.ndarray,
+  labels: np.ndarray,
+  *,
+  block_size: int = evaluation.DEFAULT_BLOCK_SIZE,
+  repeats: int = 2,
+  pml: bool = False,
+) -> dict[str, Any]:
+  """Our exact retrieval metrics, faiss's and (``pml``) PML's on one set.
+
+  Args:
+    x: (N, D) float32 unit-norm embeddings, each a query against the rest.
+    labels: (N,) int labels.
+    block_size: our tile side.
+    repeats: timed calls of each method (best kept); ours is called once
+      more before, to compile.
+    pml: also run pytorch-metric-learning's AccuracyCalculator.
+
+  Returns:
+    {'retrieval': {method: `measure`'s timing and memory, ours also
+    'first_call_s'}, 'values': {method: metric values}, 'differences_vs_faiss':
+    `explain_differences`, 'faiss_k': neighbours faiss searched}.
+  """
+  r = np.bincount(labels)[labels] - 1
+  k = max(1000, int(r.max())) + 1
+
+  def ours():
+    return evaluation.per_query_scores(
+      x, labels, max_k=max(_KS), block_size=block_size
+    )
+
+  compile_run = measure(ours, 1)
+  runs = {"ours": measure(ours, repeats)}
+  runs["ours"]["first_call_s"] = compile_run["best_s"]
+  # Measured: building the index and searching; removing each query from
+  # its own list is bookkeeping of this benchmark, left out.
+  runs["faiss"] = measure(lambda: faiss_search(x, k), repeats)
+  found, _ = without_self(*runs["faiss"]["result"])
+  runs["faiss"]["result"] = None
+  faiss_scores = scores_from_neighbours(found, labels, r)
+  if pml:
+    runs["pml"] = measure(lambda: pml_metrics(x, labels), repeats)
+  values = {
+    "ours": evaluation.summarize_retrieval(runs["ours"]["result"], _KS),
+    "faiss": evaluation.summarize_retrieval(faiss_scores, _KS),
+  }
+  if pml:
+    values["pml"] = runs["pml"]["result"]
+  return {
+    "retrieval": {
+      name: {key: value for key, value in run.items() if key != "result"}
+      for name, run in runs.items()
+    },
+    "values": values,
+    "differences_vs_faiss": explain_differences(
+      runs["ours"]["result"], faiss_scores, x, labels, k - 1
+    ),
+    "faiss_k": k,
+  }
+
+
 def main(argv: list[str]) -> None:
   del argv
   num, classes = (6000, 1121) if _QUICK.value else (_NUM.value, _CLASSES.value)
   x, labels = sop_like_embeddings(num, classes, _DIM.value, _NOISE.value)
-  r = np.bincount(labels)[labels] - 1
-  k = max(1000, int(r.max())) + 1
   report: dict[str, Any] = {
     "data": {"num": num, "classes": classes, "dim": _DIM.value},
     "machine": {
@@ -260,73 +336,18 @@ def main(argv: list[str]) -> None:
     },
   }
   print(f"{num} x {_DIM.value}, {classes} classes; load {os.getloadavg()}")
-
-  def ours():
-    return evaluation.per_query_scores(
-      x, labels, max_k=max(_KS), block_size=_BLOCK.value
+  report.update(
+    retrieval_side_by_side(
+      x,
+      labels,
+      block_size=_BLOCK.value,
+      repeats=_REPEATS.value,
+      pml=_PML.value,
     )
-
-  compile_run = measure(ours, 1)
-  runs = {"ours": measure(ours, _REPEATS.value)}
-  runs["ours"]["first_call_s"] = compile_run["best_s"]
-  # Measured: building the index and searching; removing each query from
-  # its own list is bookkeeping of this benchmark, left out.
-  runs["faiss"] = measure(lambda: faiss_search(x, k), _REPEATS.value)
-  found, _ = without_self(*runs["faiss"]["result"])
-  runs["faiss"]["result"] = None
-  faiss_scores = scores_from_neighbours(found, labels, r)
-  if _PML.value:
-    runs["pml"] = measure(lambda: pml_metrics(x, labels), _REPEATS.value)
-
-  values = {
-    "ours": evaluation.summarize_retrieval(runs["ours"]["result"], _KS),
-    "faiss": evaluation.summarize_retrieval(faiss_scores, _KS),
-  }
-  if _PML.value:
-    values["pml"] = runs["pml"]["result"]
-  report["retrieval"] = {
-    name: {key: value for key, value in run.items() if key != "result"}
-    for name, run in runs.items()
-  }
-  report["values"] = values
-  report["differences_vs_faiss"] = explain_differences(
-    runs["ours"]["result"], faiss_scores, x, labels, k - 1
   )
-  del found, faiss_scores
-
-  def our_kmeans(num_iters: int = _KMEANS_ITERS.value):
-    _, assignments = clustering.kmeans(
-      x, classes, num_iters=num_iters, num_restarts=1
-    )
-    return np.asarray(assignments)
-
-  # Compiles (the iteration count is not part of the compiled program).
-  warmup = measure(lambda: our_kmeans(0), 1)
-
-  def faiss_kmeans():
-    kmeans = faiss.Kmeans(
-      x.shape[1],
-      classes,
-      niter=_KMEANS_ITERS.value,
-      nredo=1,
-      seed=0,
-      max_points_per_centroid=num,  # No subsampling: all points, as ours.
-      min_points_per_centroid=1,
-    )
-    kmeans.train(x)
-    return kmeans.index.search(x, 1)[1][:, 0]
-
-  clusters = {"ours": measure(our_kmeans, 1), "faiss": measure(faiss_kmeans, 1)}
-  report["kmeans"] = {
-    name: {
-      "nmi": mutual_information.normalized_mutual_info(labels, run["result"]),
-      "ami": mutual_information.adjusted_mutual_info(labels, run["result"]),
-      **{key: value for key, value in run.items() if key != "result"},
-    }
-    for name, run in clusters.items()
-  }
-  report["kmeans"]["iterations"] = _KMEANS_ITERS.value
-  report["kmeans"]["ours_compile_and_seeding_s"] = warmup["best_s"]
+  report["kmeans"] = kmeans_at_equal_work.compare(
+    x, labels, classes, max_iters=_KMEANS_ITERS.value
+  )
   print(format_report(report))
   if _JSON_OUT.value:
     with open(_JSON_OUT.value, "w") as f:
@@ -379,27 +400,17 @@ def format_report(report: dict[str, Any]) -> str:
     )
   else:
     differences = "every query is scored the same as from faiss's lists."
-  kmeans = report["kmeans"]
-  clusters = evaluation.markdown_table(
+  return "\n".join(
     [
-      f"k-means, {kmeans['iterations']} iterations",
-      "time (s)",
-      "extra RSS (MB)",
-      "NMI",
-      "AMI",
-    ],
-    [
-      [
-        name,
-        f"{kmeans[name]['best_s']:.1f}",
-        f"{kmeans[name]['rss_extra_mb']:.0f}",
-        f"{kmeans[name]['nmi']:.4f}",
-        f"{kmeans[name]['ami']:.4f}",
-      ]
-      for name in ("ours", "faiss")
-    ],
+      retrieval,
+      "",
+      values,
+      "",
+      differences,
+      "",
+      kmeans_at_equal_work.format_table(report["kmeans"]),
+    ]
   )
-  return "\n".join([retrieval, "", values, "", differences, "", clusters])
 
 
 if __name__ == "__main__":

@@ -75,37 +75,41 @@ from benchmarks import cpu_timing
 from proxy_nca_jax import losses
 from proxy_nca_jax.losses import sampled_proxies
 
-_CLASSES = flags.DEFINE_integer("classes", 1_000_000, "Proxies C.")
-_DIM = flags.DEFINE_integer("dim", 128, "Embedding dimension D.")
-_BATCH = flags.DEFINE_integer("batch", 256, "Embeddings per step B.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls (median).")
-_JSON_OUT = flags.DEFINE_string("json_out", None, "Also write results here.")
-_PLAIN = flags.DEFINE_bool(
-  "plain", True, "Also time the plain formulation (every logit at once)."
-)
-_NEGATIVE_FRACTIONS = flags.DEFINE_list(
-  "negative_fractions",
-  ["0.3", "0.1"],
-  "Sampled negative proxies (loss.negative_fraction) timed after the "
-  "block sizes.",
-)
-_BLOCK_SIZES = flags.DEFINE_list(
-  "block_sizes",
-  ["65536", "16384", "4096"],
-  "Proxy-NCA's blocks of proxies (losses/proxy_blocks.py) timed after the "
-  "plain formulation.",
-)
+# The command's flags exist only when this file runs as the command:
+# summary.py imports the functions below beside other benchmarks' whose
+# flags have the same names (absl refuses a name defined twice).
+if __name__ == "__main__":
+  _CLASSES = flags.DEFINE_integer("classes", 1_000_000, "Proxies C.")
+  _DIM = flags.DEFINE_integer("dim", 128, "Embedding dimension D.")
+  _BATCH = flags.DEFINE_integer("batch", 256, "Embeddings per step B.")
+  _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls (median).")
+  _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write results here.")
+  _PLAIN = flags.DEFINE_bool(
+    "plain", True, "Also time the plain formulation (every logit at once)."
+  )
+  _NEGATIVE_FRACTIONS = flags.DEFINE_list(
+    "negative_fractions",
+    ["0.3", "0.1"],
+    "Sampled negative proxies (loss.negative_fraction) timed after the "
+    "block sizes.",
+  )
+  _BLOCK_SIZES = flags.DEFINE_list(
+    "block_sizes",
+    ["65536", "16384", "4096"],
+    "Proxy-NCA's blocks of proxies (losses/proxy_blocks.py) timed after the "
+    "plain formulation.",
+  )
 
-_MARGIN_LOSSES = flags.DEFINE_list(
-  "margin_losses",
-  ["arcface", "soft_triple"],
-  "Class-weight losses timed after Proxy-NCA: arcface, soft_triple.",
-)
-_SOFT_TRIPLE_CENTERS = flags.DEFINE_integer(
-  "soft_triple_centers",
-  2,
-  "SoftTriple's centres K a class (C K weight rows; module docstring).",
-)
+  _MARGIN_LOSSES = flags.DEFINE_list(
+    "margin_losses",
+    ["arcface", "soft_triple"],
+    "Class-weight losses timed after Proxy-NCA: arcface, soft_triple.",
+  )
+  _SOFT_TRIPLE_CENTERS = flags.DEFINE_integer(
+    "soft_triple_centers",
+    2,
+    "SoftTriple's centres K a class (C K weight rows; module docstring).",
+  )
 
 SCALE = 16.0
 MARGIN_LOSSES = ("arcface", "soft_triple")
@@ -192,12 +196,18 @@ def margin_variants(
   return variants
 
 
+def step_work(rows: int, b: int, d: int) -> tuple[int, int]:
+  """(flops, bytes) the step cannot avoid (module docstring): 3 products
+  of 2 B rows D flops; the weights and Adam's two moments read and written
+  once, 6 rows D float32."""
+  return 3 * 2 * b * rows * d, 6 * rows * d * 4
+
+
 def floor_of(
   rows: int, b: int, d: int, rates: dict[str, float]
 ) -> dict[str, float]:
   """The step's floor (module docstring) for ``rows`` weight rows."""
-  flops = 3 * 2 * b * rows * d
-  bytes_moved = 6 * rows * d * 4
+  flops, bytes_moved = step_work(rows, b, d)
   flop_s = flops / (rates["peak_gflops (2048^3)"] * 1e9)
   byte_s = bytes_moved / (rates["stream_gbs (C x D)"] * 1e9)
   return {
@@ -211,6 +221,42 @@ def floor_of(
     "floor_s (max)": max(flop_s, byte_s),
     "floor_s (sum)": flop_s + byte_s,
   }
+
+
+def compiled_step(
+  loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
+  tx: optax.GradientTransformation,
+  embeddings: jax.Array,
+  proxies: jax.Array,
+) -> tuple[Callable[[], tuple[jax.Array, jax.Array]], float]:
+  """The whole train step on a copy of ``proxies``, compiled.
+
+  Loss and both gradients, then ``tx``'s update of the proxies; the
+  proxies and the optimiser state are donated, updated in place, as in
+  the train step.
+
+  Returns:
+    (a call that runs one step and returns (loss, embeddings' gradient),
+    the step's scratch memory in GiB).
+  """
+
+  @functools.partial(jax.jit, donate_argnums=(1, 2))
+  def step(e, p, state):
+    loss, (e_grad, p_grad) = jax.value_and_grad(loss_fn, argnums=(0, 1))(e, p)
+    updates, state = tx.update(p_grad, state, p)
+    return optax.apply_updates(p, updates), state, loss, e_grad
+
+  trained = {"proxies": jnp.copy(proxies), "state": tx.init(proxies)}
+  # Compiled once: for its memory analysis and for the timed calls.
+  compiled = step.lower(embeddings, proxies, trained["state"]).compile()
+
+  def train_step() -> tuple[jax.Array, jax.Array]:
+    trained["proxies"], trained["state"], loss, e_grad = compiled(
+      embeddings, trained["proxies"], trained["state"]
+    )
+    return loss, e_grad
+
+  return train_step, compiled.memory_analysis().temp_size_in_bytes / 1024**3
 
 
 def median_s(fn: Callable[[], Any], repeats: int) -> float:
@@ -331,26 +377,9 @@ def main(argv: list[str]) -> None:
     # the floor's products.
     grad_fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1)))
 
-    # The proxies and Adam's moments are donated, updated in place, as in
-    # the train step.
-    @functools.partial(jax.jit, donate_argnums=(1, 2))
-    def step(e, p, state, loss_fn=loss_fn):
-      loss, (e_grad, p_grad) = jax.value_and_grad(loss_fn, argnums=(0, 1))(e, p)
-      updates, state = tx.update(p_grad, state, p)
-      return optax.apply_updates(p, updates), state, loss, e_grad
-
-    trained = {"proxies": jnp.copy(proxies), "state": tx.init(proxies)}
-    # Compiled once: for its memory analysis and for the timed calls.
-    compiled = step.lower(embeddings, proxies, opt_state).compile()
-    report["parts"][f"{label}: step scratch GiB"] = (
-      compiled.memory_analysis().temp_size_in_bytes / 1024**3
+    train_step, report["parts"][f"{label}: step scratch GiB"] = compiled_step(
+      loss_fn, tx, embeddings, proxies
     )
-
-    def train_step(step=compiled, trained=trained):
-      trained["proxies"], trained["state"], loss, e_grad = step(
-        embeddings, trained["proxies"], trained["state"]
-      )
-      return loss, e_grad
 
     own_floor = max(share * flop_s, byte_s)
     parts = {

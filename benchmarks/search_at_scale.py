@@ -43,6 +43,7 @@ import os
 import shutil
 import tempfile
 import time
+from typing import Any
 
 import faiss
 import jax
@@ -54,16 +55,20 @@ from benchmarks.cpu_timing import measure
 from proxy_nca_jax import evaluation
 from proxy_nca_jax.evaluation import nearest
 
-_GALLERY = flags.DEFINE_integer("gallery", 1_000_000, "Gallery size.")
-_DIM = flags.DEFINE_integer("dim", 128, "Embedding dimension.")
-_CLASSES = flags.DEFINE_integer("classes", 10_000, "Class centres.")
-_QUERIES = flags.DEFINE_integer("queries", 1_000, "Queries of the batch.")
-_SINGLE = flags.DEFINE_integer(
-  "single_queries", 20, "Single-query searches timed (median)."
-)
-_K = flags.DEFINE_integer("k", 10, "Neighbours per query.")
-_REPEATS = flags.DEFINE_integer("repeats", 2, "Timed runs of each batch.")
-_JSON_OUT = flags.DEFINE_string("json_out", None, "Also write results here.")
+# The command's flags exist only when this file runs as the command:
+# summary.py imports the functions below beside other benchmarks' whose
+# flags have the same names (absl refuses a name defined twice).
+if __name__ == "__main__":
+  _GALLERY = flags.DEFINE_integer("gallery", 1_000_000, "Gallery size.")
+  _DIM = flags.DEFINE_integer("dim", 128, "Embedding dimension.")
+  _CLASSES = flags.DEFINE_integer("classes", 10_000, "Class centres.")
+  _QUERIES = flags.DEFINE_integer("queries", 1_000, "Queries of the batch.")
+  _SINGLE = flags.DEFINE_integer(
+    "single_queries", 20, "Single-query searches timed (median)."
+  )
+  _K = flags.DEFINE_integer("k", 10, "Neighbours per query.")
+  _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed runs of each batch.")
+  _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write results here.")
 
 
 def clustered_unit_vectors(
@@ -98,22 +103,49 @@ def compare_lists(
   return {"queries_differing": int(len(differ)), "max_gap": worst}
 
 
-def main(argv: list[str]) -> None:
-  del argv
-  machine = cpu_timing.machine_description()
-  num, dim, k = _GALLERY.value, _DIM.value, _K.value
+def side_by_side(
+  num: int = 1_000_000,
+  dim: int = 128,
+  classes: int = 10_000,
+  queries: int = 1_000,
+  k: int = 10,
+  repeats: int = 2,
+  single_queries: int = 20,
+) -> dict[str, Any]:
+  """Our search and faiss's on a ``num`` x ``dim`` gallery (module docstring).
+
+  Returns:
+    {'gallery', 'queries', 'k', 'build_and_search' and 'search_batch' (per
+    side: `measure`'s timing and memory of the batch of ``queries``),
+    'single_query_s' (per side: the median of ``single_queries`` searches
+    of one query; the load averages), 'lists' (`compare_lists`)}.
+  """
   # As the search command opens a gallery: the .npy that index writes,
   # memory-mapped (both engines read it from there).
   folder = tempfile.mkdtemp(prefix="search_at_scale_")
-  path = os.path.join(folder, "embeddings.npy")
-  np.save(path, clustered_unit_vectors(num, _CLASSES.value, dim, seed=0))
-  gallery = np.load(path, mmap_mode="r")
-  queries = clustered_unit_vectors(_QUERIES.value, _CLASSES.value, dim, 1)
-  print(f"{machine}\ngallery {num} x {dim}, {len(queries)} queries, k={k}")
+  try:
+    path = os.path.join(folder, "embeddings.npy")
+    np.save(path, clustered_unit_vectors(num, classes, dim, seed=0))
+    gallery = np.load(path, mmap_mode="r")
+    batch = clustered_unit_vectors(queries, classes, dim, 1)
+    return _timed_searches(gallery, batch, k, repeats, single_queries)
+  finally:
+    shutil.rmtree(folder)
 
-  # Compile once outside the timing (shapes of both batch sizes).
-  warm = nearest.DeviceGallery.from_array(gallery[: 2 * nearest._GROUP])
-  warm.search(queries[:1], 1)
+
+def _timed_searches(
+  gallery: np.ndarray,
+  queries: np.ndarray,
+  k: int,
+  repeats: int,
+  single_queries: int,
+) -> dict[str, Any]:
+  """`side_by_side`'s measurements on a memory-mapped gallery."""
+  dim = gallery.shape[1]
+  # Compile outside the timing: the shapes of both batch sizes, k and the
+  # gallery's chunks.
+  warm = nearest.DeviceGallery.from_array(gallery)
+  warm.search(queries, k), warm.search(queries[:1], k)
   del warm
 
   def ours_build_and_search():
@@ -125,43 +157,58 @@ def main(argv: list[str]) -> None:
     index.add(gallery)
     return index, index.search(queries, k)
 
-  report = {"machine": machine, "gallery": [num, dim], "k": k}
-  ours = measure(ours_build_and_search, _REPEATS.value)
-  theirs = measure(faiss_build_and_search, _REPEATS.value)
+  ours = measure(ours_build_and_search, repeats)
+  theirs = measure(faiss_build_and_search, repeats)
   engine, (_, our_rows) = ours.pop("result")
   index, (_, their_rows) = theirs.pop("result")
-
-  def timed_search(fn):
-    return measure(fn, _REPEATS.value)
-
-  ours_search = timed_search(lambda: engine.search(queries, k))
-  theirs_search = timed_search(lambda: index.search(queries, k))
+  ours_search = measure(lambda: engine.search(queries, k), repeats)
+  theirs_search = measure(lambda: index.search(queries, k), repeats)
   ours_search.pop("result"), theirs_search.pop("result")
 
   def single(fn):
     times = []
-    for q in range(_SINGLE.value):
+    for q in range(single_queries):
       start = time.perf_counter()
       fn(queries[q : q + 1])
       times.append(time.perf_counter() - start)
     return float(np.median(times)), os.getloadavg()[0]
 
-  engine.search(queries[:1], k)  # Compile the batch-1 shapes.
   ours_single, load_ours = single(lambda q: engine.search(q, k))
   theirs_single, load_theirs = single(lambda q: index.search(q, k))
-  report.update(
-    {
-      "build_and_search": {"ours": ours, "faiss": theirs},
-      "search_batch": {"ours": ours_search, "faiss": theirs_search},
-      "single_query_s": {
-        "ours": ours_single,
-        "faiss": theirs_single,
-        "load_1min": [load_ours, load_theirs],
-      },
-      "lists": compare_lists(gallery, queries, our_rows, their_rows),
-    }
+  return {
+    "gallery": list(gallery.shape),
+    "queries": len(queries),
+    "k": k,
+    "build_and_search": {"ours": ours, "faiss": theirs},
+    "search_batch": {"ours": ours_search, "faiss": theirs_search},
+    "single_query_s": {
+      "ours": ours_single,
+      "faiss": theirs_single,
+      "load_1min": [load_ours, load_theirs],
+    },
+    "lists": compare_lists(gallery, queries, our_rows, their_rows),
+  }
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  machine = cpu_timing.machine_description()
+  print(
+    f"{machine}\ngallery {_GALLERY.value} x {_DIM.value}, "
+    f"{_QUERIES.value} queries, k={_K.value}"
   )
-  shutil.rmtree(folder)
+  report = {
+    "machine": machine,
+    **side_by_side(
+      _GALLERY.value,
+      _DIM.value,
+      _CLASSES.value,
+      _QUERIES.value,
+      _K.value,
+      _REPEATS.value,
+      _SINGLE.value,
+    ),
+  }
   print(format_report(report))
   if _JSON_OUT.value:
     with open(_JSON_OUT.value, "w") as f:
@@ -173,7 +220,7 @@ def format_report(report: dict) -> str:
   both = report["build_and_search"]
   batch = report["search_batch"]
   single = report["single_query_s"]
-  queries = _QUERIES.value
+  queries = report["queries"]
   ours_rss, faiss_rss = (both[n]["rss_extra_mb"] for n in ("ours", "faiss"))
   ours_anon, faiss_anon = (both[n]["anon_extra_mb"] for n in ("ours", "faiss"))
   table = evaluation.markdown_table(

@@ -43,6 +43,14 @@ def _jit(fn, **options):
   return jax.jit(functools.partial(fn, **options))
 
 
+@jax.jit
+def _dynamic_targets(x, proxies, similar, dissimilar):
+  """``proxies.dynamic_targets`` of the batch's distances, jitted."""
+  return proxies_lib.dynamic_targets(
+    proxies_lib.proxy_distances(x, proxies), similar, dissimilar
+  )
+
+
 def label_relations(labels):
   labels = np.asarray(labels)
   same = labels[:, None] == labels[None, :]
@@ -102,21 +110,20 @@ class ProxyNcaLossTest(parameterized.TestCase):
     # (the positive is not in the denominator), the softmax form cannot.
     proxies = np.eye(4, dtype=np.float32)
     labels = np.arange(4, dtype=np.int32)
-    paper = losses.proxy_nca_loss(
-      proxies, labels, proxies, form="paper", scale=3.0
+    paper = _jit(losses.proxy_nca_loss, form="paper", scale=3.0)(
+      proxies, labels, proxies
     )
-    soft = losses.proxy_nca_loss(
-      proxies, labels, proxies, form="softmax", scale=3.0
+    soft = _jit(losses.proxy_nca_loss, form="softmax", scale=3.0)(
+      proxies, labels, proxies
     )
     # Hand value: d_pos = 0, d_neg = 3 * 2 = 6 for the 3 others.
     np.testing.assert_allclose(paper, np.log(3) - 6.0, rtol=1e-6)
     np.testing.assert_allclose(soft, np.log(1 + 3 * np.exp(-6.0)), rtol=1e-5)
 
   def test_invariant_to_embedding_and_proxy_norms(self):
-    base = losses.proxy_nca_loss(self.x, self.labels, self.proxies, scale=2.0)
-    scaled = losses.proxy_nca_loss(
-      7.0 * self.x, self.labels, 0.1 * self.proxies, scale=2.0
-    )
+    fn = _jit(losses.proxy_nca_loss, scale=2.0)
+    base = fn(self.x, self.labels, self.proxies)
+    scaled = fn(7.0 * self.x, self.labels, 0.1 * self.proxies)
     np.testing.assert_allclose(base, scaled, rtol=1e-5)
 
   def test_zero_vectors_give_finite_loss_and_gradients(self):
@@ -322,8 +329,8 @@ class DynamicAssignmentTest(parameterized.TestCase):
     want_dissimilar[0, 2] = want_dissimilar[3, 0] = True
     np.testing.assert_array_equal(similar, want_similar)
     np.testing.assert_array_equal(dissimilar, want_dissimilar)
-    got = dynamic.dynamic_proxy_nca_loss(
-      x, proxies, similar, dissimilar, form="paper"
+    got = _jit(dynamic.dynamic_proxy_nca_loss, form="paper")(
+      x, proxies, similar, dissimilar
     )
     want = loss_references.dynamic_proxy_nca(
       x, proxies, want_similar, want_dissimilar, "paper", 1.0
@@ -361,9 +368,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     x = unit(np.array([5.0, -5.0, 100.0, 115.0, 125.0]))
     labels = np.array([0, 0, 0, 1, 1])
     similar, dissimilar = proxies_lib.relations_from_labels(jnp.asarray(labels))
-    positive, negatives = proxies_lib.dynamic_targets(
-      proxies_lib.proxy_distances(x, proxies), similar, dissimilar
-    )
+    positive, negatives = _dynamic_targets(x, proxies, similar, dissimilar)
     # Sample 2 sits at B's proxy: it is pushed from it and pulled to its
     # nearest unclaimed-by-B proxy, A's proxy 0 (100 degrees away, proxy 2 is
     # 140 degrees away); B's samples keep proxy 1 and are pushed from 0.
@@ -379,13 +384,13 @@ class DynamicAssignmentTest(parameterized.TestCase):
     x = (proxies[0] + 0.01 * rng.normal(size=(6, 5))).astype(np.float32)
     labels = jnp.array([0, 0, 0, 1, 1, 1])
     similar, dissimilar = proxies_lib.relations_from_labels(labels)
-    _, negatives = proxies_lib.dynamic_targets(
-      proxies_lib.proxy_distances(x, proxies), similar, dissimilar
-    )
+    _, negatives = _dynamic_targets(x, proxies, similar, dissimilar)
     self.assertFalse(np.any(proxies_lib.supervised_anchors(negatives)))
-    loss, grads = jax.value_and_grad(
-      functools.partial(dynamic.dynamic_proxy_nca_loss, scale=8.0),
-      argnums=(0, 1),
+    loss, grads = jax.jit(
+      jax.value_and_grad(
+        functools.partial(dynamic.dynamic_proxy_nca_loss, scale=8.0),
+        argnums=(0, 1),
+      )
     )(jnp.asarray(x), jnp.asarray(proxies), similar, dissimilar)
     self.assertEqual(float(loss), 0.0)
     for grad in grads:
@@ -394,9 +399,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
     # votes to 2), class 0 proxy 3 (1 to 0), so every anchor has a negative:
     # the proxy the other class claims.
     x[2] = proxies[3]
-    _, negatives = proxies_lib.dynamic_targets(
-      proxies_lib.proxy_distances(x, proxies), similar, dissimilar
-    )
+    _, negatives = _dynamic_targets(x, proxies, similar, dissimilar)
     np.testing.assert_array_equal(
       negatives, [[True] + [False] * 3] * 3 + [[False] * 3 + [True]] * 3
     )
@@ -408,9 +411,7 @@ class DynamicAssignmentTest(parameterized.TestCase):
         seed, batch=12, num_proxies=3
       )
       similar, dissimilar = proxies_lib.relations_from_labels(labels)
-      _, negatives = proxies_lib.dynamic_targets(
-        proxies_lib.proxy_distances(x, proxies), similar, dissimilar
-      )
+      _, negatives = _dynamic_targets(x, proxies, similar, dissimilar)
       want = [
         i
         for i, _, _ in loss_references.dynamic_targets(
@@ -514,8 +515,8 @@ class ProxyRankingLossTest(parameterized.TestCase):
     # Sample on proxy 0; proxies 1 (orthogonal, d = 2) and 2 (opposite,
     # d = 4): hinges max(0, 2.5 + 0 - 2) = 0.5 and max(0, 2.5 - 4) = 0.
     proxies = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], np.float32)
-    got = losses.proxy_ranking_loss(
-      proxies[:1], np.array([0], np.int32), proxies, margin=2.5
+    got = _jit(losses.proxy_ranking_loss, margin=2.5)(
+      proxies[:1], np.array([0], np.int32), proxies
     )
     np.testing.assert_allclose(got, 0.25, rtol=1e-6)
 

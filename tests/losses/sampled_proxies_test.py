@@ -194,7 +194,7 @@ class SampledLossTest(parameterized.TestCase):
     )
     for step in (0, 9):
       np.testing.assert_allclose(
-        loss_fn(self.x, self.labels, self.proxies, jnp.int32(step)),
+        jax.jit(loss_fn)(self.x, self.labels, self.proxies, jnp.int32(step)),
         want,
         rtol=2e-6,
       )
@@ -345,7 +345,9 @@ class ShardedSampledLossTest(parameterized.TestCase):
       3.0,
     )
     np.testing.assert_allclose(
-      loss_fn(self.x, self.labels, self.proxies, jnp.int32(3)), want, rtol=2e-6
+      jax.jit(loss_fn)(self.x, self.labels, self.proxies, jnp.int32(3)),
+      want,
+      rtol=2e-6,
     )
 
 

@@ -21,6 +21,7 @@ batch-order invariance, jit == eager, zero on batches without pairs) are in
 losses_test.py.
 """
 
+import functools
 import itertools
 
 import chex
@@ -30,6 +31,12 @@ from absl.testing import absltest, parameterized
 
 from proxy_nca_jax.losses import pair
 from tests.testing import references
+
+
+def _jit(fn, **options):
+  """``fn`` with ``options`` bound, jitted (eager evaluation compiles each
+  operation)."""
+  return jax.jit(functools.partial(fn, **options))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -233,11 +240,11 @@ class PairLossesTest(parameterized.TestCase):
     labels = np.array([0, 0, 1], np.int32)
     # Triplets (0, 1, 2): 0.5 + 2 - 4 -> 0; (1, 0, 2): 0.5 + 2 - 2 = 0.5.
     np.testing.assert_allclose(
-      pair.triplet_all_loss(x, labels, margin=0.5), 0.25, rtol=1e-6
+      _jit(pair.triplet_all_loss, margin=0.5)(x, labels), 0.25, rtol=1e-6
     )
     # Anchor 2 has no positive: batch-hard averages anchors 0 and 1 only.
     np.testing.assert_allclose(
-      pair.triplet_batch_hard_loss(x, labels, margin=0.5),
+      _jit(pair.triplet_batch_hard_loss, margin=0.5)(x, labels),
       0.25,
       rtol=1e-6,
     )
@@ -249,7 +256,7 @@ class PairLossesTest(parameterized.TestCase):
     labels = np.array([0, 0, 1], np.int32)
     want = (2 * 1.0 + 2 * 0.5 * (1.5 - np.sqrt(2)) ** 2) / 6
     np.testing.assert_allclose(
-      pair.contrastive_loss(x, labels, margin=1.5), want, rtol=1e-5
+      _jit(pair.contrastive_loss, margin=1.5)(x, labels), want, rtol=1e-5
     )
 
   @parameterized.parameters(0.5, 1.0, 2.0)
@@ -266,14 +273,11 @@ class PairLossesTest(parameterized.TestCase):
     x = np.repeat(poles, 8, axis=0).astype(np.float32)
     labels = np.repeat(np.arange(8), 8).astype(np.int32)
     j = margin + np.log(2 * (8 * np.exp(-2.0) + 48 * np.exp(-np.sqrt(2.0))))
-    got = pair.lifted_structure_loss(x, labels, margin=margin)
-    np.testing.assert_allclose(got, 0.5 * j**2, rtol=1e-5)
+    loss = _jit(pair.lifted_structure_loss, margin=margin)
+    np.testing.assert_allclose(loss(x, labels), 0.5 * j**2, rtol=1e-5)
     random_x, _ = _batch(3, size=64, dim=8)
     floor = 0.5 * (margin - 2.0 + np.log(112.0)) ** 2
-    self.assertGreater(
-      float(pair.lifted_structure_loss(random_x, labels, margin=margin)),
-      floor,
-    )
+    self.assertGreater(float(loss(random_x, labels)), floor)
 
   def test_npairs_with_two_per_class_is_the_multiclass_n_pair_loss(self):
     # Sohn's N-pair-mc loss on pairs (x_i, x_i+) with the other pairs'
@@ -290,7 +294,7 @@ class PairLossesTest(parameterized.TestCase):
       logits = [f[i] @ f[k] for k in others]
       total += np.log1p(np.sum(np.exp(np.array(logits) - f[i] @ f[j])))
       count += 1
-    got = pair.npairs_loss(np.float32(x), labels, scale=0.5)
+    got = _jit(pair.npairs_loss, scale=0.5)(np.float32(x), labels)
     np.testing.assert_allclose(got, total / count, rtol=1e-5)
 
   def test_nca_softmax_with_one_positive_is_softmax_cross_entropy(self):
@@ -304,7 +308,7 @@ class PairLossesTest(parameterized.TestCase):
         d[1, 0] + np.log(np.sum(np.exp(-np.delete(d[1], 1)))),
       ]
     )
-    got = pair.nca_loss(x, labels, form="softmax", scale=2.0)
+    got = _jit(pair.nca_loss, form="softmax", scale=2.0)(x, labels)
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
   def test_nca_rejects_bad_options(self):
@@ -328,7 +332,7 @@ class TripletSemihardLossTest(parameterized.TestCase):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(16, 5)).astype(np.float32)
     labels = rng.integers(0, 4, size=16).astype(np.int32)
-    got = pair.triplet_semihard_loss(x, labels, margin=0.2)
+    got = _jit(pair.triplet_semihard_loss, margin=0.2)(x, labels)
     np.testing.assert_allclose(
       got, reference_triplet_semihard(x, labels, 0.2), rtol=1e-5, atol=1e-6
     )
@@ -353,7 +357,7 @@ class TripletSemihardLossTest(parameterized.TestCase):
     # Pair (0, 1): semi-hard negative at 4 -> max(0.5 + 2 - 4, 0) = 0.
     # Pair (1, 0): d(1, 2) = 2 is not > 2, so the farthest negative (2) is
     # used -> max(0.5 + 2 - 2, 0) = 0.5. Mean over the two pairs: 0.25.
-    got = pair.triplet_semihard_loss(x, labels, margin=0.5)
+    got = _jit(pair.triplet_semihard_loss, margin=0.5)(x, labels)
     np.testing.assert_allclose(got, 0.25, rtol=1e-6)
 
   def test_single_class_batch_is_zero_and_finite(self):

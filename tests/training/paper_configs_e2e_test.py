@@ -127,8 +127,9 @@ class _EndToEnd(parameterized.TestCase):
     ):
       results = trainer.train_and_evaluate(config, str(workdir), mesh)
       evaluated = workdir_report.evaluate_workdir(str(workdir), mesh=mesh)
-      if export:
-        self.check_export(workdir, tmp, rng, mesh)
+    restored, model, state = workdirs.restore_train_state(str(workdir), mesh)
+    if export:
+      self.check_export(workdir, tmp, rng, restored, model, state)
 
     # No pretrained weights here: the run says what that means.
     self.assertTrue(
@@ -152,7 +153,6 @@ class _EndToEnd(parameterized.TestCase):
     self.assertLen(losses, STEPS)
     self.assertTrue(all(math.isfinite(x) for x in losses), losses)
 
-    restored, _, state = workdirs.restore_train_state(str(workdir), mesh)
     self.assertEqual(restored.model.name, backbone)
     self.assertEqual(int(state.step), STEPS)
     self.assertEqual(state.params["proxies"].shape, (num_train, embedding_dim))
@@ -172,12 +172,12 @@ class _EndToEnd(parameterized.TestCase):
     self.assertGreater(near(ORANGE), 54 * 16 * 16)
     self.assertEqual(near(ORANGE[::-1]), 0)
 
-  def check_export(self, workdir, tmp, rng, mesh):
+  def check_export(self, workdir, tmp, rng, config, model, state):
     """The exported embedder (40 x 48 inputs, resized inside) equals the
     evaluation recipe (TF resize, crop, colours) and the checkpoint's
-    network (restored on the run's one device) within 1e-5."""
+    network (``config``, ``model`` and ``state`` restored on the run's one
+    device) within 1e-5."""
     pixels = rng.integers(0, 256, (5, 40, 48, 3), dtype=np.uint8)
-    config, model, state = workdirs.restore_train_state(str(workdir), mesh)
     prepared = np.stack(
       [rgb_preprocessing.eval_rgb(image, config.input) for image in pixels]
     )

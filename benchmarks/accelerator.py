@@ -17,17 +17,21 @@
   python -m benchmarks.accelerator --smoke --out=/tmp/smoke   # CPU, tiny
 
 Side by side in one process, each case timed after a warm-up call (which
-compiles), the median of ``--repeats`` timed calls:
+compiles), the median of ``--timed`` timed calls:
 
 1. Backbone train steps, images/s at ``--image_size`` px, batch ``--batch``:
    ResNet-50 with the ProxyNCA++ recipe (max pooling, layer norm, 512-d) and
-   BN-Inception with the paper's (average pooling, 64-d), both with Proxy-NCA
-   in its softmax form (scale 9) over 100 proxies (CUB's training classes).
-   Ours: the run's jitted train step (``setup.assemble``), backbone in
-   bfloat16 (``model.dtype``), Adam. PyTorch: the same network written in
-   PyTorch (benchmarks/torch_networks.py), ``channels_last``, autocast to
-   bfloat16, pytorch-metric-learning's ``ProxyNCALoss``, Adam; a step is
-   forward, backward and both optimiser updates.
+   BN-Inception with the paper's (average pooling, 64-d), both with Adam,
+   and ViT-S/16 with the ViT recipe at equal work (side_by_side.vit_config:
+   AdamW, class token into 512-d; no layer decay, no stochastic depth), all
+   with Proxy-NCA in its softmax form (scale 9) over 100 proxies (CUB's
+   training classes). Ours: the run's jitted train step
+   (``setup.assemble``), backbone in bfloat16 (``model.dtype``). PyTorch:
+   the same network written in PyTorch (benchmarks/torch_networks.py,
+   side_by_side.TorchEmbedder; the CNNs ``channels_last``), autocast to
+   bfloat16, pytorch-metric-learning's ``ProxyNCALoss``, the same optimiser
+   and learning rates (side_by_side.torch_optimizer); a step is forward,
+   backward and the optimiser update.
 2. Proxy-NCA loss and gradient (with respect to the embeddings and the
    proxies), batch ``--batch`` x 512, at 11,318 (SOP's training classes)
    and 1,000,000 proxies: ``losses.proxy_nca_loss`` jitted against
@@ -38,11 +42,11 @@ compiles), the median of ``--repeats`` timed calls:
    the installed faiss has GPU support.
 
 Writes OUT.md (one Markdown table per part, the device and versions) and
-OUT.json. ``--smoke`` runs every part at tiny shapes (32 px, batch 4, 100 and
-1,000 proxies, 2,000 x 64 embeddings, one timed call) on whatever device is
-there; the test suite runs it, so the command is known to work before a GPU
-ever runs it. Needs the benchmark extra (torch==2.13.0,
-pytorch-metric-learning, faiss-cpu).
+OUT.json. ``--smoke`` runs every part at tiny shapes (32 px, batch 4, the
+two-block ``vit_test`` for ViT-S/16, 100 and 1,000 proxies, 2,000 x 64
+embeddings, one timed call) on whatever device is there; the test suite
+runs it, so the command is known to work before a GPU ever runs it. Needs
+the benchmark extra (torch==2.13.0, pytorch-metric-learning, faiss-cpu).
 """
 
 import json
@@ -56,14 +60,13 @@ import ml_collections
 import numpy as np
 import pytorch_metric_learning
 import torch
-import torch.nn.functional as F
 from absl import app, flags
 from pytorch_metric_learning import losses as pml_losses
-from torch import nn
 
-from benchmarks import cpu_timing, evaluation_at_scale, torch_networks
+from benchmarks import cpu_timing, evaluation_at_scale, side_by_side
 from configs import cub200
 from proxy_nca_jax import evaluation, losses, parallel
+from proxy_nca_jax.models import vit
 from proxy_nca_jax.training import setup
 
 _OUT = flags.DEFINE_string(
@@ -78,7 +81,15 @@ _PARTS = flags.DEFINE_list(
 )
 
 PARTS = ("backbones", "loss", "evaluation")
-BACKBONES = {"resnet50": "proxynca_pp", "bn_inception": "paper"}
+# Each backbone's recipe (configs/benchmark_common.py).
+BACKBONES = {
+  "resnet50": "proxynca_pp",
+  "bn_inception": "paper",
+  "vit_s16": "vit",
+}
+_BACKBONES = flags.DEFINE_list(
+  "backbones", list(BACKBONES), "Backbones timed by the backbones part."
+)
 TRAIN_CLASSES = 100  # CUB-200-2011's training classes.
 SOFTMAX_SCALE = 9.0
 EMBEDDING_DIM = 512
@@ -98,8 +109,10 @@ def _shapes() -> dict[str, Any]:
       "loss_proxies": (100, 1000),
       "sop": (2000, 400),
       "dim": 64,
+      "vit": vit.TEST_MODEL,
     }
   return {
+    "vit": "vit_s16",
     "batch": _BATCH.value,
     "image_size": _IMAGE_SIZE.value,
     "timed": _TIMED.value,
@@ -119,10 +132,18 @@ def _sync(device: torch.device) -> None:
 
 
 def backbone_config(
-  name: str, batch: int, image_size: int
+  name: str, batch: int, image_size: int, model: str | None = None
 ) -> ml_collections.ConfigDict:
   """CUB's config of ``name``'s recipe, random weights, bfloat16 backbone,
-  softmax Proxy-NCA at scale 9 (what pml's ProxyNCALoss computes)."""
+  softmax Proxy-NCA at scale 9 (what pml's ProxyNCALoss computes).
+
+  ``model``: the network, when not ``name`` (``vit_test`` for ``vit_s16``
+  in a smoke run).
+  """
+  if BACKBONES[name] == "vit":
+    return side_by_side.vit_config(
+      model or name, batch, image_size, dtype="bfloat16"
+    )
   config = cub200.get_config(f"recipe={BACKBONES[name]}")
   with config.unlocked():
     config.input.batch_size = batch
@@ -135,34 +156,11 @@ def backbone_config(
   return config
 
 
-class TorchEmbedder(nn.Module):
-  """A PyTorch backbone, its global pooling and the embedding head of the
-  recipe (models.EmbeddingHead: linear, optional layer norm, L2 norm)."""
-
-  def __init__(self, config: ml_collections.ConfigDict):
-    super().__init__()
-    if config.model.name == "resnet50":
-      self.backbone, features = torch_networks.TorchResNet50(), 2048
-    else:
-      self.backbone, features = torch_networks.TorchBNInception(), 1024
-    self.max_pool = config.model.pooling == "max"
-    self.linear = nn.Linear(features, config.model.embedding_dim)
-    self.norm = (
-      nn.LayerNorm(config.model.embedding_dim)
-      if config.model.layer_norm
-      else nn.Identity()
-    )
-
-  def forward(self, images: torch.Tensor) -> torch.Tensor:
-    x = self.backbone.features(images)
-    x = x.amax(dim=(2, 3)) if self.max_pool else x.mean(dim=(2, 3))
-    return F.normalize(self.norm(self.linear(x.float())), dim=1)
-
-
 def time_backbone(name: str, shapes: dict[str, Any]) -> dict[str, Any]:
   """Train-step images/s of ours and of PyTorch for one backbone."""
   batch, size = shapes["batch"], shapes["image_size"]
-  config = backbone_config(name, batch, size)
+  model = shapes["vit"] if BACKBONES[name] == "vit" else name
+  config = backbone_config(name, batch, size, model)
   rng = np.random.default_rng(0)
   images = rng.normal(size=(batch, size, size, 3)).astype(np.float32)
   labels = rng.integers(0, TRAIN_CLASSES, batch).astype(np.int32)
@@ -178,32 +176,37 @@ def time_backbone(name: str, shapes: dict[str, Any]) -> dict[str, Any]:
     jax.block_until_ready(metrics)
 
   device = _torch_device()
-  net = TorchEmbedder(config).to(device, memory_format=torch.channels_last)
+  # channels_last helps PyTorch's convolutions; a ViT's tokens are
+  # flattened from the standard layout, as in timm.
+  memory_format = (
+    torch.contiguous_format if model in vit.MODELS else torch.channels_last
+  )
+  net = side_by_side.TorchEmbedder(config)
+  net = net.to(device, memory_format=memory_format)
   loss_fn = pml_losses.ProxyNCALoss(
     num_classes=TRAIN_CLASSES,
     embedding_size=config.model.embedding_dim,
     softmax_scale=SOFTMAX_SCALE,
   ).to(device)
-  lr = config.optimizer.learning_rate
-  net_opt = torch.optim.Adam(net.parameters(), lr=lr)
-  proxy_opt = torch.optim.Adam(
-    loss_fn.parameters(), lr=lr * config.optimizer.proxy_lr_mult
-  )
+  optimizer = side_by_side.torch_optimizer(config, net, loss_fn.parameters())
   x = torch.from_numpy(images).permute(0, 3, 1, 2).to(device)
-  x = x.contiguous(memory_format=torch.channels_last)
+  x = x.contiguous(memory_format=memory_format)
   y = torch.from_numpy(labels).long().to(device)
 
   def theirs() -> None:
-    net_opt.zero_grad(set_to_none=True)
-    proxy_opt.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=torch.bfloat16):
       embeddings = net(x)
     loss_fn(embeddings.float(), y).backward()
-    net_opt.step()
-    proxy_opt.step()
+    optimizer.step()
     _sync(device)
 
-  row = {"backbone": name, "recipe": BACKBONES[name], "batch": batch}
+  row = {
+    "backbone": model,
+    "recipe": BACKBONES[name],
+    "batch": batch,
+    "optimizer": config.optimizer.name,
+  }
   for who, fn in (("ours", ours), ("pytorch", theirs)):
     timing = cpu_timing.median_after_warmup(fn, shapes["timed"])
     row[who] = {**timing, "images_per_s": batch / timing["median_s"]}
@@ -406,6 +409,11 @@ def main(argv: list[str]) -> None:
   unknown = sorted(set(_PARTS.value) - set(PARTS))
   if unknown:
     raise app.UsageError(f"Unknown --parts {unknown}; use {list(PARTS)}.")
+  unknown = sorted(set(_BACKBONES.value) - set(BACKBONES))
+  if unknown:
+    raise app.UsageError(
+      f"Unknown --backbones {unknown}; use {list(BACKBONES)}."
+    )
   shapes = _shapes()
   report: dict[str, Any] = {
     "smoke": _SMOKE.value,
@@ -413,7 +421,7 @@ def main(argv: list[str]) -> None:
     "machine": describe_devices(),
   }
   if "backbones" in _PARTS.value:
-    report["backbones"] = [time_backbone(n, shapes) for n in BACKBONES]
+    report["backbones"] = [time_backbone(n, shapes) for n in _BACKBONES.value]
   if "loss" in _PARTS.value:
     report["loss"] = [time_loss(c, shapes) for c in shapes["loss_proxies"]]
   if "evaluation" in _PARTS.value:

@@ -53,7 +53,6 @@ of ``make glyphs-fonts``).
 import copy
 import json
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,7 +69,7 @@ from ml_collections import config_flags
 from pytorch_metric_learning import losses as pml_losses
 from torch import nn
 
-from benchmarks import cpu_timing
+from benchmarks import cpu_timing, side_by_side
 from proxy_nca_jax import evaluation, models, parallel, quiet_logs
 from proxy_nca_jax.data import class_splits, pipeline, sources
 from proxy_nca_jax.inference import embedding, split_evaluation
@@ -273,21 +272,6 @@ def embed_jax(
   return embeddings
 
 
-def _summary(times: list[float], quiet: list[bool]) -> dict[str, float]:
-  times_ms = np.asarray(times) * 1e3
-  quiet_ms = times_ms[np.asarray(quiet, bool)]
-  return {
-    "median_ms": float(np.median(times_ms)),
-    "p10_ms": float(np.percentile(times_ms, 10)),
-    "p90_ms": float(np.percentile(times_ms, 90)),
-    "timed_steps": len(times_ms),
-    "quiet_median_ms": (
-      float(np.median(quiet_ms)) if len(quiet_ms) else float("nan")
-    ),
-    "quiet_steps": len(quiet_ms),
-  }
-
-
 def main(argv: list[str]) -> None:
   del argv
   quiet_logs.quiet_libraries()
@@ -399,48 +383,33 @@ def main(argv: list[str]) -> None:
     proxy_opt.step()
     return loss
 
-  meter = cpu_timing.LoadMeter()
-  runs = {
-    name: {"times": [], "quiet": [], "losses": []}
-    for name in ("PyTorch", "ours")
-  }
   feeds = {
     name: train_batches(train_x, train_y, batch_size, _DATA_SEED.value)
-    for name in runs
+    for name in ("PyTorch", "ours")
   }
-  done = 0
-  while done < steps:
-    chunk = min(_CHUNK.value, steps - done)
-    for name, run in runs.items():
-      chunk_times = []
-      meter.start()
-      for _ in range(chunk):
-        images, labels = next(feeds[name])
-        if name == "PyTorch":
-          x, y = to_torch_images(images), torch.from_numpy(labels).long()
-          start = time.perf_counter()
-          loss = torch_step(x, y)
-          elapsed = time.perf_counter() - start
-        else:
-          batch = parallel.global_batch(
-            {"image": images, "label": labels}, mesh
-          )
-          start = time.perf_counter()
-          state, step_metrics = step_fn(state, batch)
-          jax.block_until_ready((state, step_metrics))
-          elapsed = time.perf_counter() - start
-          loss = step_metrics["loss"]
-        chunk_times.append(elapsed)
-        run["losses"].append(
-          float(loss.detach() if name == "PyTorch" else loss)
-        )
-      is_quiet = meter.stop() < _QUIET.value
-      first = len(run["losses"]) - chunk
-      for i, elapsed in enumerate(chunk_times):
-        if first + i >= _WARMUP.value:
-          run["times"].append(elapsed)
-          run["quiet"].append(is_quiet)
-    done += chunk
+
+  def torch_side() -> tuple[float, float, float]:
+    images, labels = next(feeds["PyTorch"])
+    x, y = to_torch_images(images), torch.from_numpy(labels).long()
+    seconds, cpu_seconds, loss = side_by_side.timed(lambda: torch_step(x, y))
+    return seconds, cpu_seconds, float(loss.detach())
+
+  def our_side() -> tuple[float, float, float]:
+    nonlocal state
+    images, labels = next(feeds["ours"])
+    batch = parallel.global_batch({"image": images, "label": labels}, mesh)
+    seconds, cpu_seconds, (state, step_metrics) = side_by_side.timed(
+      lambda: jax.block_until_ready(step_fn(state, batch))
+    )
+    return seconds, cpu_seconds, float(step_metrics["loss"])
+
+  runs = side_by_side.alternate(
+    {"PyTorch": torch_side, "ours": our_side},
+    num_steps=steps,
+    chunk_steps=_CHUNK.value,
+    warmup_steps=_WARMUP.value,
+    quiet_threshold=_QUIET.value,
+  )
 
   metrics[f"PyTorch, {steps} steps"] = split_evaluation.evaluate_with_config(
     embed_torch(net, test_x), test_y, config
@@ -451,7 +420,7 @@ def main(argv: list[str]) -> None:
     config,
   )
   for name, run in runs.items():
-    results[name] = _summary(run["times"], run["quiet"])
+    results[name] = side_by_side.summarize(run)
     results[name]["final_loss_mean_last_50"] = float(
       np.mean(run["losses"][-50:])
     )

@@ -63,16 +63,24 @@ jax.config.update("jax_num_cpu_devices", 8)
 LONG_SCOPES = (
   "tests/training/paper_configs_e2e_test.py::BirdsAndCarsTest",
   "tests/accelerator_benchmark_test.py::AcceleratorSmokeTest",
+  # On the first worker after BirdsAndCarsTest (xdist gives a worker its
+  # next scope while it has two tests or fewer left): Products loads
+  # BN-Inception's initialisation from the cache instead of compiling it.
   "tests/training/paper_configs_e2e_test.py::ProductsAndResNetTest",
-  "tests/training/faults_test.py::FaultsTest",
-  "tests/training/multiprocess_test.py::MultiProcessTest",
-  "tests/inference/trained_model_test.py::MovedImageFolderTest",
-  "tests/deployment/gallery_integrity_test.py::GalleryKillTest",
-  "tests/install_test.py::CoreInstallTest",
-  "tests/import_layers_test.py::ImportLayersTest",
+  "tests/training/faults_test.py::InterruptionsTest",
   "tests/training/train_command_test.py::TrainCommandTest",
-  "tests/models/backbones_test.py::SmallResNetTest",
+  "tests/training/faults_test.py::FaultsTest",
+  "tests/reports/workdir_report_test.py::EvaluateCommandTest",
+  "tests/losses/losses_test.py::LossPropertiesTest",
+  "tests/inference/trained_model_test.py::MovedImageFolderTest",
+  "tests/training/vit_e2e_test.py::VitEndToEndTest",
+  "tests/training/multiprocess_test.py::MultiProcessTest",
+  "tests/deployment/gallery_integrity_test.py::GalleryKillTest",
   "tests/training/trainer_test.py::TrainerTest",
+  "tests/deployment/export_test.py::ExportTest",
+  "tests/deployment/gallery_search_test.py::GallerySearchTest",
+  "tests/install_test.py::CoreInstallTest",
+  "tests/data/fashion_mnist_idx_test.py::FashionMnistIdxTest",
 )
 
 

@@ -15,6 +15,8 @@
 
 The runs are real processes of ``python -m proxy_nca_jax.train`` on
 generated data; the reference is the same command run without interruption.
+Two classes (two pytest-xdist scopes): the interruptions, which share that
+reference, and the other faults, which do not need it.
 """
 
 import json
@@ -47,7 +49,9 @@ def last_logged_step(workdir: pathlib.Path) -> int:
   return max(steps, default=0)
 
 
-class FaultsTest(tiny_run.WrittenDataTest):
+class InterruptionsTest(tiny_run.WrittenDataTest):
+  """SIGTERM and kill -9, then a resume: the uninterrupted run's state."""
+
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
@@ -118,6 +122,10 @@ class FaultsTest(tiny_run.WrittenDataTest):
       process.communicate(timeout=60)
       self.assertEqual(process.returncode, -signal.SIGKILL)
     self._resume_and_compare(workdir)
+
+
+class FaultsTest(tiny_run.WrittenDataTest):
+  """Divergence, a full disk and warnings: one clear message each."""
 
   def test_divergence_stops_with_a_message_and_keeps_the_last_checkpoint(self):
     workdir = self.root / "diverge"

@@ -90,8 +90,8 @@ def apply(config: ml_collections.ConfigDict) -> None:
 def holds_vit(directory: str | None) -> bool:
   """Whether ``directory`` (``model.pretrained``) holds imported ViT
   weights; False for None or a CNN's weights."""
-  if not directory:
-    return False
+  if not directory or not os.path.isdir(directory):
+    return False  # Loading the weights names a missing folder.
   try:
     pretrained.vit_options(directory)
   except pretrained.WeightImportError:

@@ -48,6 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 from proxy_nca_jax import errors
+from proxy_nca_jax.models import inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,21 +68,12 @@ COLOR_CONVENTIONS = {
   "bn_inception": ColorConvention(
     bgr=True, scale=1.0, mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0)
   ),
-  "imagenet": ColorConvention(
-    bgr=False,
-    scale=1 / 255,
-    mean=(0.485, 0.456, 0.406),
-    std=(0.229, 0.224, 0.225),
-  ),
-  "inception": ColorConvention(
-    bgr=False, scale=1 / 255, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
-  ),
-  "clip": ColorConvention(
-    bgr=False,
-    scale=1 / 255,
-    mean=(0.48145466, 0.4578275, 0.40821073),
-    std=(0.26862954, 0.26130258, 0.27577711),
-  ),
+  # RGB / 255, then the published mean and std of each family's weights
+  # (models/inputs.py): "imagenet", "inception", "clip".
+  **{
+    name: ColorConvention(bgr=False, scale=1 / 255, mean=mean, std=std)
+    for name, (mean, std) in inputs.NORMALIZATIONS.items()
+  },
 }
 _MAX_CROP_ATTEMPTS = 10
 

@@ -87,16 +87,22 @@ def apply(config: ml_collections.ConfigDict) -> None:
   )
 
 
+def _vit_metadata(directory: str | None) -> dict | None:
+  """The import metadata of the ViT weights in ``directory``, read once;
+  None for no folder (loading the weights names a missing one) or a CNN's
+  weights."""
+  if not directory or not os.path.isdir(directory):
+    return None
+  metadata = checkpointing.restore_pretrained_metadata(
+    os.path.abspath(directory)
+  )
+  return metadata if "vit" in metadata else None
+
+
 def holds_vit(directory: str | None) -> bool:
   """Whether ``directory`` (``model.pretrained``) holds imported ViT
-  weights; False for None or a CNN's weights."""
-  if not directory or not os.path.isdir(directory):
-    return False  # Loading the weights names a missing folder.
-  try:
-    pretrained.vit_options(directory)
-  except pretrained.WeightImportError:
-    return False
-  return True
+  weights; False for None, a missing folder or a CNN's weights."""
+  return _vit_metadata(directory) is not None
 
 
 def from_weights(
@@ -109,18 +115,15 @@ def from_weights(
   Raises:
     errors.InvalidInputError: ``input.color = "weights"`` with a CNN, or
       weights whose normalisation has no convention here.
-    FileNotFoundError: ``model.pretrained`` names no folder.
   """
   if "color" not in config.input:  # Grey-level datasets: no convention.
     return config
-  vit_weights = holds_vit(config.model.pretrained)
+  metadata = _vit_metadata(config.model.pretrained)
   with config.unlocked():
-    if vit_weights:
-      options = pretrained.vit_options(config.model.pretrained)
+    if metadata is not None:
+      options = metadata["vit"]
       if config.model.name == AUTO:
-        config.model.name = checkpointing.restore_pretrained_metadata(
-          os.path.abspath(config.model.pretrained)
-        )["arch"]
+        config.model.name = metadata["arch"]
       for field in pretrained.VIT_WEIGHT_OPTIONS:
         config.model.vit[field] = options[field]
       logging.info(
@@ -130,7 +133,7 @@ def from_weights(
       )
     if config.input.color != FROM_WEIGHTS:
       return config
-    if vit_weights:
+    if metadata is not None:
       config.input.color = convention_of(
         pretrained.preprocessing(config.model.pretrained)
       )

@@ -21,8 +21,17 @@ of the log (quiet_logs.py) and turns the package's own errors
 (``errors.Error``: a bad flag, config or file, a missing dataset) into one
 line ``error: ...`` with exit status 1. Any other exception is a bug and
 keeps its traceback.
+
+Before ``main`` runs, `run` moves everything the imports made (JAX,
+TensorFlow, flax: millions of objects) out of the garbage collector's
+reach (``gc.freeze``): it lives as long as the process anyway, and the
+collections during the run and at exit no longer walk it (the tiny
+training command of the tests, with its programs in the compilation
+cache: 7.5 s instead of 9.4 s on 2 cores). What the command itself
+creates is collected as usual, so its files and writers are finalised.
 """
 
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -64,4 +73,5 @@ def run(
     except errors.Error as error:
       fail(str(error))
 
+  gc.freeze()
   app.run(command, flags_parser=flags_parser or app.parse_flags_with_usage)

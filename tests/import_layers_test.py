@@ -22,7 +22,10 @@ imports:
 - the ``training`` modules: no ``reports`` or ``deployment``;
 - ``deployment`` and the commands that use a trained model without its
   data (export, index, search): no ``training`` (a trained model is its
-  config and its weights, loaded by ``inference.trained_model``).
+  config and its weights, loaded by ``inference.trained_model``), and no
+  TensorFlow or TensorFlow Datasets (their images are decoded by
+  ``data.image_files``; importing TensorFlow would add seconds to each
+  command's start-up).
 
 Each layer is imported module after module, and several layers one after
 the other in one interpreter (a fresh interpreter costs a JAX or TensorFlow
@@ -59,7 +62,11 @@ NOT_IN_INFERENCE = (
   "proxy_nca_jax.deployment",
 )
 NOT_IN_TRAINING = ("proxy_nca_jax.reports", "proxy_nca_jax.deployment")
-NOT_IN_DEPLOYMENT = ("proxy_nca_jax.training",)
+NOT_IN_DEPLOYMENT = (
+  "proxy_nca_jax.training",
+  "tensorflow",
+  "tensorflow_datasets",
+)
 # The commands that use a trained model without its data.
 COMMANDS = (
   "proxy_nca_jax.export",
@@ -172,7 +179,7 @@ class ImportLayersTest(absltest.TestCase):
     self.assertEqual(list(training["found"]), _modules("training"))
     self.assert_none_loaded(training)
 
-  def test_deployment_and_its_commands_load_no_training(self):
+  def test_deployment_and_its_commands_load_no_training_or_tensorflow(self):
     modules = _modules("deployment")
     self.assertIn("proxy_nca_jax.deployment.embedder", modules)
     deployment, *commands = _forbidden_loaded(

@@ -14,47 +14,21 @@
 """How encoded images become the network's inputs.
 
 The grey-level datasets (Fashion-MNIST, GLYPHS-ZS) are normalised by their
-pixel statistics (`normalize_pixels`), the one normalisation of training,
-evaluation and the exported embedder; the colour datasets follow the
-colour convention ``input.color`` (rgb_preprocessing.py).
+pixel statistics, the colour datasets follow the colour convention
+``input.color`` (rgb_preprocessing.py); both rules are those of
+input_conventions.py, shared with the exported embedder.
 `decode_and_normalize` is the map of the iterators (pipeline.py) that turns
 an encoded example into a float32 input, augmented for training.
 """
 
 from collections.abc import Callable
-from typing import Any
 
 import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from proxy_nca_jax import errors
-from proxy_nca_jax.data import catalog, rgb_preprocessing
+from proxy_nca_jax.data import catalog, input_conventions, rgb_preprocessing
 from proxy_nca_jax.data.builders import image_folder
-
-
-def normalize_pixels(images: Any, dataset: str) -> Any:
-  """The network's input from float pixel values in [0, 255].
-
-  The one normalisation of training, evaluation and the exported embedder:
-  ``(x / 255 - mean) / std`` with the dataset's pixel statistics.
-
-  Args:
-    images: float array (NumPy or TensorFlow) of any shape, values 0-255.
-    dataset: the ``input.dataset`` the network was trained on (a supported
-      one).
-
-  Returns:
-    The normalised images, same shape and type as ``images``.
-  """
-  traits = catalog.traits(dataset)
-  if not traits.grey:
-    raise errors.InvalidInputError(
-      f"Images of {dataset!r} are prepared by the colour convention of "
-      f"input.color (rgb_preprocessing.py), not by pixel statistics."
-    )
-  mean, std = traits.pixel_stats
-  return (images / 255.0 - mean) / std
 
 
 def check_preprocessing(input_config: ml_collections.ConfigDict) -> None:
@@ -71,10 +45,11 @@ def decode_and_normalize(
   """Returns a map function: encoded image -> float32 model input.
 
   Fashion-MNIST and GLYPHS-ZS: grayscale, (x / 255 - mean) / std with the
-  dataset's pixel statistics (`normalize_pixels`). Other datasets:
-  (S, S, 3) in the colour convention `input.color`; with a `seed`, the
-  training augmentation, drawn from (seed, example['index']), else the
-  evaluation resize and centre crop (rgb_preprocessing.py). 'index' is dropped.
+  dataset's pixel statistics (input_conventions.normalize_pixels). Other
+  datasets: (S, S, 3) in the colour convention `input.color`; with a
+  `seed`, the training augmentation, drawn from (seed, example['index']),
+  else the evaluation resize and centre crop (rgb_preprocessing.py).
+  'index' is dropped.
   An image folder's files are decoded as `index` and `search` decode them
   (`image_folder.decode_rgb`), other colour datasets by TensorFlow.
   """
@@ -90,7 +65,7 @@ def decode_and_normalize(
       image = tf.cast(
         image_feature.decode_example(example["image"]), tf.float32
       )
-      return normalize_pixels(image, input_config.dataset)
+      return input_conventions.normalize_pixels(image, input_config.dataset)
 
   elif seed is None:
 

@@ -64,8 +64,8 @@ from proxy_nca_jax.data import (
   balanced_batches,
   catalog,
   class_splits,
+  input_conventions,
   network_inputs,
-  rgb_preprocessing,
   sources,
   train_batches,
 )
@@ -133,7 +133,7 @@ def display_images(
   if traits.grey:
     mean, std = traits.pixel_stats
     return np.clip(np.asarray(images) * std + mean, 0.0, 1.0)
-  return rgb_preprocessing.displayable_rgb(images, input_config.color)
+  return input_conventions.displayable_rgb(images, input_config.color)
 
 
 def proxy_rows(input_config: ml_collections.ConfigDict) -> np.ndarray:
@@ -216,7 +216,7 @@ def create_train_iterator(
     process_count:
       'image': float32 (b, *image_shape(input_config)): Fashion-MNIST
         (x / 255 - 0.2860) / 0.3530; other datasets augmented and in the
-        colour convention `input.color` (rgb_preprocessing.py).
+        colour convention `input.color` (input_conventions.py).
       'label': int32 (b,), in [0, num_classes(input_config, 'train')), the
         position of the class in `train_classes` minus `val_classes`.
 

@@ -25,56 +25,21 @@ Evaluation: the shorter side resized to `input.eval_resize` R (the longer
 one to round(long * R / short)), then the central S x S window (top-left
 corner at ((H - S) // 2, (W - S) // 2)).
 
-Colour convention (`input.color`), what each backbone's weights expect:
-* "bn_inception": BGR channel order, values 0-255 minus the per-channel
-  means (B, G, R) = (104, 117, 128) (Caffe's BN-Inception).
-* "imagenet": RGB, values / 255, minus (0.485, 0.456, 0.406), divided by
-  (0.229, 0.224, 0.225) (torchvision's ResNet-50, DeiT, DINOv2).
-* "inception": RGB, values / 255, minus 0.5, divided by 0.5 (the original
-  and AugReg ViTs in timm).
-* "clip": RGB, values / 255, minus (0.48145466, 0.4578275, 0.40821073),
-  divided by (0.26862954, 0.26130258, 0.27577711) (OpenAI CLIP).
+Colour convention (`input.color`): data/input_conventions.py, the rules
+shared with the exported embedder.
 
 A run from imported ViT weights takes the convention their import recorded
 (data/vit_recipe.py).
 """
 
-import dataclasses
 import numbers
-from typing import Any
 
 import ml_collections
-import numpy as np
 import tensorflow as tf
 
 from proxy_nca_jax import errors
-from proxy_nca_jax.models import inputs
+from proxy_nca_jax.data import input_conventions
 
-
-@dataclasses.dataclass(frozen=True)
-class ColorConvention:
-  """x -> (x * scale - mean) / std per channel, after an optional RGB->BGR.
-
-  `mean` and `std` are in the output channel order.
-  """
-
-  bgr: bool
-  scale: float
-  mean: tuple[float, float, float]
-  std: tuple[float, float, float]
-
-
-COLOR_CONVENTIONS = {
-  "bn_inception": ColorConvention(
-    bgr=True, scale=1.0, mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0)
-  ),
-  # RGB / 255, then the published mean and std of each family's weights
-  # (models/inputs.py): "imagenet", "inception", "clip".
-  **{
-    name: ColorConvention(bgr=False, scale=1 / 255, mean=mean, std=std)
-    for name, (mean, std) in inputs.NORMALIZATIONS.items()
-  },
-}
 _MAX_CROP_ATTEMPTS = 10
 
 
@@ -110,11 +75,11 @@ def check_config(input_config: ml_collections.ConfigDict) -> None:
     )
   _check_range("crop_scale", input_config.crop_scale, 1.0)
   _check_range("crop_ratio", input_config.crop_ratio, None)
-  if input_config.color not in COLOR_CONVENTIONS:
+  if input_config.color not in input_conventions.COLOR_CONVENTIONS:
     raise errors.InvalidInputError(
       f"input.color={input_config.color!r}; use one of "
-      f"{', '.join(COLOR_CONVENTIONS)} (the convention of the backbone's "
-      "pretrained weights)."
+      f"{', '.join(input_conventions.COLOR_CONVENTIONS)} (the convention "
+      "of the backbone's pretrained weights)."
     )
 
 
@@ -123,20 +88,6 @@ def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
   image.set_shape([None, None, 3])
   return image
-
-
-def normalize_colors(pixels: Any, color: str) -> Any:
-  """float32 RGB values in [0, 255], (..., 3) -> `color`'s convention.
-
-  The one colour normalisation of training, evaluation (TF tensors) and the
-  exported embedder (JAX arrays); NumPy arrays work too.
-  """
-  convention = COLOR_CONVENTIONS[color]
-  if convention.bgr:
-    pixels = pixels[..., ::-1]
-  mean = np.asarray(convention.mean, np.float32)
-  std = np.asarray(convention.std, np.float32)
-  return (pixels * convention.scale - mean) / std
 
 
 def random_resized_crop(
@@ -170,21 +121,9 @@ def random_resized_crop(
   return tf.image.resize(crop, (size, size), antialias=True)
 
 
-def shorter_side_shape(height: int, width: int, side: int) -> tuple[int, int]:
-  """(H, W) resized so min(H, W) == side, keeping the aspect ratio.
-
-  `resize_shorter_side`'s rule for sizes known in Python (the exported
-  embedder's static shapes): the longer side rounded half to even, as
-  ``tf.round``.
-  """
-  if height <= width:
-    return side, round(width * side / height)
-  return round(height * side / width), side
-
-
 def resize_shorter_side(image: tf.Tensor, side: int) -> tf.Tensor:
   """Resizes (H, W, C) so min(H, W) == side, keeping the aspect ratio
-  (`shorter_side_shape`'s rule, computed in the graph)."""
+  (input_conventions.shorter_side_shape's rule, computed in the graph)."""
   shape = tf.cast(tf.shape(image)[:2], tf.float64)
   factor = side / tf.reduce_min(shape)
   new_shape = tf.cast(tf.round(shape * factor), tf.int32)
@@ -224,7 +163,7 @@ def train_rgb(
   )
   if input_config.random_flip:
     image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-  return normalize_colors(image, input_config.color)
+  return input_conventions.normalize_colors(image, input_config.color)
 
 
 def train_image(
@@ -242,7 +181,7 @@ def eval_rgb(
   """RGB values 0-255 (H, W, 3) -> float32 (S, S, 3) evaluation input."""
   image = resize_shorter_side(image, input_config.eval_resize)
   image = center_crop(image, input_config.image_size)
-  return normalize_colors(image, input_config.color)
+  return input_conventions.normalize_colors(image, input_config.color)
 
 
 def eval_image(
@@ -250,16 +189,3 @@ def eval_image(
 ) -> tf.Tensor:
   """Encoded image -> float32 (S, S, 3) evaluation input."""
   return eval_rgb(decode_rgb(encoded), input_config)
-
-
-def displayable_rgb(images: np.ndarray, color: str) -> np.ndarray:
-  """Network inputs in `color`'s convention -> RGB in [0, 1], for figures.
-
-  The inverse of `normalize_colors` (channel order back to RGB), clipped.
-  """
-  convention = COLOR_CONVENTIONS[color]
-  rgb = np.asarray(images, np.float32) * np.asarray(convention.std)
-  rgb = (rgb + np.asarray(convention.mean)) / convention.scale
-  if convention.bgr:
-    rgb = rgb[..., ::-1]
-  return np.clip(rgb / 255.0, 0.0, 1.0)

@@ -42,7 +42,7 @@ import ml_collections
 from absl import logging
 
 from proxy_nca_jax import checkpointing, errors
-from proxy_nca_jax.data import rgb_preprocessing
+from proxy_nca_jax.data import input_conventions
 from proxy_nca_jax.models import inputs, pretrained, vit
 
 # input.color: the convention recorded by the imported weights.
@@ -144,7 +144,7 @@ def from_weights(
         f'input.color="{FROM_WEIGHTS}" takes the normalisation of imported '
         f"ViT weights; model.name={config.model.name} with "
         f"model.pretrained={config.model.pretrained}: set input.color to "
-        f"one of {', '.join(rgb_preprocessing.COLOR_CONVENTIONS)}."
+        f"one of {', '.join(input_conventions.COLOR_CONVENTIONS)}."
       )
   logging.info(
     "input.color=%s: the normalisation the weights expect.",
@@ -155,7 +155,7 @@ def from_weights(
 
 def convention_of(preprocessing: inputs.Preprocessing) -> str:
   """The ``input.color`` convention equal to the weights' normalisation."""
-  for name, convention in rgb_preprocessing.COLOR_CONVENTIONS.items():
+  for name, convention in input_conventions.COLOR_CONVENTIONS.items():
     order = "bgr" if convention.bgr else "rgb"
     # Conventions scale 0-255 pixels; the weights record [0, 1] ones.
     factor = convention.scale * 255.0
@@ -175,5 +175,5 @@ def convention_of(preprocessing: inputs.Preprocessing) -> str:
     f"The weights expect pixels in [0, 1] normalised with mean "
     f"{preprocessing.mean} and std {preprocessing.std} "
     f"({preprocessing.channel_order}), which no input.color convention "
-    "has; add one to data/rgb_preprocessing.py."
+    "has; add one to data/input_conventions.py."
   )

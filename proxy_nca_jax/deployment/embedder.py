@@ -19,7 +19,7 @@ JAX, everything between a decoded image and the embedding:
 
 - grey-level datasets (Fashion-MNIST, GLYPHS-ZS): the input size is the
   dataset's image size, and pixels are normalised by the dataset's
-  statistics (``network_inputs.normalize_pixels``);
+  statistics (``input_conventions.normalize_pixels``);
 - colour datasets: the evaluation recipe (rgb_preprocessing.py): the
   shorter side resized to ``input.eval_resize`` (antialiased bilinear,
   ``jax.image.resize``, which matches ``tf.image.resize`` to 6e-5 of a
@@ -50,8 +50,7 @@ import numpy as np
 from proxy_nca_jax import errors
 from proxy_nca_jax.data import (
   catalog,
-  network_inputs,
-  rgb_preprocessing,
+  input_conventions,
 )
 from proxy_nca_jax.inference import trained_model
 
@@ -145,7 +144,7 @@ def preprocessing(
 
     def grey(images: jax.Array) -> jax.Array:
       pixels = images.astype(jnp.float32)
-      return network_inputs.normalize_pixels(pixels, input_config.dataset)
+      return input_conventions.normalize_pixels(pixels, input_config.dataset)
 
     return grey
 
@@ -154,7 +153,7 @@ def preprocessing(
     raise errors.InvalidInputError(
       f"Colour inputs must be (H, W, 3), got {input_shape}."
     )
-  resized = rgb_preprocessing.shorter_side_shape(height, width, side)
+  resized = input_conventions.shorter_side_shape(height, width, side)
   top, left = (resized[0] - crop) // 2, (resized[1] - crop) // 2
 
   def colour(images: jax.Array) -> jax.Array:
@@ -167,7 +166,7 @@ def preprocessing(
         antialias=True,
       )
     pixels = pixels[:, top : top + crop, left : left + crop]
-    return rgb_preprocessing.normalize_colors(pixels, input_config.color)
+    return input_conventions.normalize_colors(pixels, input_config.color)
 
   return colour
 

@@ -39,7 +39,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import tensorflow as tf
+from etils import epath
 
 from proxy_nca_jax import checkpointing, config_defaults, errors, models
 from proxy_nca_jax.data import catalog
@@ -90,14 +90,13 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     errors.MissingFileError: ``workdir`` has no config.json.
     errors.InvalidInputError: it is not valid JSON (edited or cut short).
   """
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not tf.io.gfile.exists(path):
+  path = epath.Path(workdir) / CONFIG_FILE
+  if not path.exists():
     raise errors.MissingFileError(
       f"{path} not found: {workdir} is not the workdir of a training run "
       "(python -m proxy_nca_jax.train --workdir=...)."
     )
-  with tf.io.gfile.GFile(path) as f:
-    text = f.read()
+  text = path.read_text()
   try:
     saved = json.loads(text, object_hook=_with_tuples)
   except json.JSONDecodeError as error:
@@ -131,18 +130,17 @@ def write_model_record(
     "input_shape": list(config_input_shape(config.input)),
     "num_proxies": num_proxies,
   }
-  path = os.path.join(workdir, MODEL_FILE)
-  with tf.io.gfile.GFile(f"{path}.partial", "w") as f:
-    f.write(json.dumps(record, indent=1) + "\n")
-  tf.io.gfile.rename(f"{path}.partial", path, overwrite=True)
+  path = epath.Path(workdir) / MODEL_FILE
+  partial = path.with_name(f"{MODEL_FILE}.partial")
+  partial.write_text(json.dumps(record, indent=1) + "\n")
+  partial.replace(path)
 
 
 def _model_record(workdir: str) -> dict[str, Any] | None:
-  path = os.path.join(workdir, MODEL_FILE)
-  if not tf.io.gfile.exists(path):
+  path = epath.Path(workdir) / MODEL_FILE
+  if not path.exists():
     return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return json.loads(path.read_text())
 
 
 def load(workdir: str, step: int | None = None) -> TrainedModel:

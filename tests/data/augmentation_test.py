@@ -22,10 +22,10 @@ from absl.testing import absltest, parameterized
 from PIL import Image
 
 from configs import cub200
-from proxy_nca_jax.data import rgb_preprocessing
+from proxy_nca_jax.data import input_conventions, rgb_preprocessing
 from tests.testing import fake_images
 
-# Published conventions, written out independently of rgb_preprocessing.py.
+# Published conventions, written out independently of input_conventions.py.
 BN_INCEPTION_BGR_MEAN = np.array([104.0, 117.0, 128.0])
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
@@ -61,7 +61,7 @@ class AugmentationTest(parameterized.TestCase):
   @parameterized.parameters("bn_inception", "imagenet", "inception", "clip")
   def test_color_conventions(self, color):
     image = random_image((5, 7))
-    got = rgb_preprocessing.normalize_colors(image.astype(np.float32), color)
+    got = input_conventions.normalize_colors(image.astype(np.float32), color)
     self.assertEqual(got.dtype, np.float32)
     np.testing.assert_allclose(
       got, reference_colors(image, color), rtol=1e-6, atol=1e-5

@@ -39,9 +39,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-from etils import epath
 
-from proxy_nca_jax import checkpointing, config_defaults, errors, models
+from proxy_nca_jax import (
+  checkpointing,
+  config_defaults,
+  errors,
+  models,
+  url_files,
+)
 from proxy_nca_jax.data import catalog
 
 CONFIG_FILE = "config.json"
@@ -80,7 +85,7 @@ class TrainedModel:
 
 def absolute(workdir: str) -> str:
   """Local paths made absolute (orbax needs it); URLs (gs://...) kept."""
-  return workdir if "://" in workdir else os.path.abspath(workdir)
+  return workdir if url_files.is_url(workdir) else os.path.abspath(workdir)
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
@@ -90,13 +95,14 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     errors.MissingFileError: ``workdir`` has no config.json.
     errors.InvalidInputError: it is not valid JSON (edited or cut short).
   """
-  path = epath.Path(workdir) / CONFIG_FILE
-  if not path.exists():
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not url_files.exists(path):
     raise errors.MissingFileError(
       f"{path} not found: {workdir} is not the workdir of a training run "
       "(python -m proxy_nca_jax.train --workdir=...)."
     )
-  text = path.read_text()
+  with url_files.open(path) as f:
+    text = f.read()
   try:
     saved = json.loads(text, object_hook=_with_tuples)
   except json.JSONDecodeError as error:
@@ -130,17 +136,18 @@ def write_model_record(
     "input_shape": list(config_input_shape(config.input)),
     "num_proxies": num_proxies,
   }
-  path = epath.Path(workdir) / MODEL_FILE
-  partial = path.with_name(f"{MODEL_FILE}.partial")
-  partial.write_text(json.dumps(record, indent=1) + "\n")
-  partial.replace(path)
+  path = os.path.join(workdir, MODEL_FILE)
+  with url_files.open(f"{path}.partial", "w") as f:
+    f.write(json.dumps(record, indent=1) + "\n")
+  url_files.replace(f"{path}.partial", path)
 
 
 def _model_record(workdir: str) -> dict[str, Any] | None:
-  path = epath.Path(workdir) / MODEL_FILE
-  if not path.exists():
+  path = os.path.join(workdir, MODEL_FILE)
+  if not url_files.exists(path):
     return None
-  return json.loads(path.read_text())
+  with url_files.open(path) as f:
+    return json.load(f)
 
 
 def load(workdir: str, step: int | None = None) -> TrainedModel:

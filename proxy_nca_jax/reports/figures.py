@@ -14,7 +14,7 @@
 """Figures of an evaluation: retrieval grid, 2-D projection, convergence.
 
 All figures are drawn with matplotlib's Agg backend (no display needed) and
-saved as PNG through etils.epath, so a path may be a gs:// URL:
+saved as PNG through url_files.py, so a path may be a gs:// URL:
 
 - `retrieval_grid`: a few queries with their top-8 neighbours, each
   neighbour framed green if it is of the query's class, red if not (drawn
@@ -35,9 +35,8 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
-from etils import epath  # noqa: E402
 
-from proxy_nca_jax import errors
+from proxy_nca_jax import errors, url_files
 
 # Frame colours of the retrieval grid (RGB): same class / other class.
 CORRECT_RGB = (0.0, 0.7, 0.0)
@@ -138,7 +137,7 @@ def retrieval_grid(
 
 def _save(fig: matplotlib.figure.Figure, path: str) -> None:
   """Writes ``fig`` as a PNG to ``path`` (local or gs://) and closes it."""
-  with epath.Path(path).open("wb") as f:
+  with url_files.open(path, "wb") as f:
     fig.savefig(f, format="png", dpi=100)
   plt.close(fig)
 

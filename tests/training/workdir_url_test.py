@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Workdir files go through tf.io.gfile, so a gs:// workdir works.
+"""Workdir files go through tf.io.gfile (directly on the training side,
+through url_files.py elsewhere), so a gs:// workdir works.
 
 There is no GCS here. The same code paths run on a local folder and on
 TensorFlow's in-memory ``ram://`` file system, which, like ``gs://``, only

@@ -1,0 +1,61 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Files at a local path or at a URL (``gs://...``), TensorFlow only for URLs.
+
+A workdir and its figures may live on Cloud Storage: TensorFlow's
+``tf.io.gfile`` reaches ``gs://`` and its other file systems (``ram://``,
+what the tests use in its place). Local paths use Python's own files, so a
+command that reads only local files (export, index, search) does not pay
+TensorFlow's import, about 3 s of its start-up. The training side, which
+imports TensorFlow for its pipelines anyway, uses ``tf.io.gfile`` directly.
+"""
+
+import builtins
+import os
+from typing import IO, Any
+
+
+def is_url(path: str) -> bool:
+  """Whether ``path`` is a URL (``scheme://...``) rather than a local path."""
+  return "://" in str(path)
+
+
+def _gfile() -> Any:
+  # Imported for URLs only: TensorFlow's import is seconds long.
+  import tensorflow as tf  # noqa: PLC0415
+
+  return tf.io.gfile
+
+
+def exists(path: str) -> bool:
+  """Whether the file or folder ``path`` exists."""
+  return _gfile().exists(path) if is_url(path) else os.path.exists(path)
+
+
+def open(path: str, mode: str = "r") -> IO:  # noqa: A001  (as builtins.open)
+  """Opens ``path`` (modes ``r``, ``w``, ``rb``, ``wb``) as a file object;
+  text is UTF-8, as gfile's, whatever the locale."""
+  if is_url(path):
+    return _gfile().GFile(path, mode)
+  encoding = None if "b" in mode else "utf-8"
+  return builtins.open(path, mode, encoding=encoding)
+
+
+def replace(source: str, target: str) -> None:
+  """Renames ``source`` to ``target``, replacing it if it exists (atomic
+  on a local file system)."""
+  if is_url(source):
+    _gfile().rename(source, target, overwrite=True)
+  else:
+    os.replace(source, target)

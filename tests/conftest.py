@@ -36,6 +36,8 @@ import pytest
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# As command_line.py: TensorFlow does not import Keras (1.4 s a process).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   # Made by the first process (pytest, or xdist's controller); the workers
   # and launched commands inherit the variable and use the same folder.

@@ -63,12 +63,9 @@ jax.config.update("jax_num_cpu_devices", 8)
 # Started first, they are evened out by the hundreds of short scopes. A
 # scope renamed or gone is only not moved.
 LONG_SCOPES = (
-  "tests/training/paper_configs_e2e_test.py::BirdsAndCarsTest",
+  "tests/training/paper_configs_e2e_test.py::PaperRecipeTest",
   "tests/accelerator_benchmark_test.py::AcceleratorSmokeTest",
-  # On the first worker after BirdsAndCarsTest (xdist gives a worker its
-  # next scope while it has two tests or fewer left): Products loads
-  # BN-Inception's initialisation from the cache instead of compiling it.
-  "tests/training/paper_configs_e2e_test.py::ProductsAndResNetTest",
+  "tests/training/paper_configs_e2e_test.py::ProxyNcaPlusPlusRecipeTest",
   "tests/training/faults_test.py::InterruptionsTest",
   "tests/training/train_command_test.py::TrainCommandTest",
   "tests/training/faults_test.py::FaultsTest",

@@ -38,7 +38,9 @@ from tests.testing import tiny_run, tmpfs
 # Real runs and subprocesses: left out of make test-fast.
 pytestmark = pytest.mark.slow
 
-NUM_STEPS = 150  # Long enough to be interrupted half-way (a few seconds).
+# Long enough to be interrupted past step 20 and again 10 steps later, with
+# steps to spare (about 25 ms a step alone; checkpoints every 10 steps).
+NUM_STEPS = 80
 
 
 def last_logged_step(workdir: pathlib.Path) -> int:

@@ -134,9 +134,7 @@ def from_weights(
     if config.input.color != FROM_WEIGHTS:
       return config
     if metadata is not None:
-      config.input.color = convention_of(
-        pretrained.preprocessing(config.model.pretrained)
-      )
+      config.input.color = convention_of(pretrained.preprocessing_of(metadata))
     elif config.model.name in vit.MODELS:
       config.input.color = "imagenet"
     else:

@@ -288,7 +288,12 @@ def preprocessing(directory: str) -> Preprocessing:
   Raises:
     FileNotFoundError: no such folder.
   """
-  metadata = _metadata(os.path.abspath(directory))
+  return preprocessing_of(_metadata(os.path.abspath(directory)))
+
+
+def preprocessing_of(metadata: dict[str, Any]) -> Preprocessing:
+  """`preprocessing` from the import metadata already read (``checkpointing
+  .restore_pretrained_metadata``)."""
   recorded = metadata.get("preprocessing")
   if recorded is None:
     return inputs.CNN_PREPROCESSING[metadata["arch"]]

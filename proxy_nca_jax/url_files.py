@@ -17,8 +17,10 @@ A workdir and its figures may live on Cloud Storage: TensorFlow's
 ``tf.io.gfile`` reaches ``gs://`` and its other file systems (``ram://``,
 what the tests use in its place). Local paths use Python's own files, so a
 command that reads only local files (export, index, search) does not pay
-TensorFlow's import, about 3 s of its start-up. The training side, which
-imports TensorFlow for its pipelines anyway, uses ``tf.io.gfile`` directly.
+TensorFlow's import, about 3 s of its start-up. `write_text` is the one
+atomic write of a workdir's JSON records (config.json, model.json); the
+rest of the training side, which imports TensorFlow for its pipelines
+anyway, uses ``tf.io.gfile`` directly.
 """
 
 import builtins
@@ -52,10 +54,13 @@ def open(path: str, mode: str = "r") -> IO:  # noqa: A001  (as builtins.open)
   return builtins.open(path, mode, encoding=encoding)
 
 
-def replace(source: str, target: str) -> None:
-  """Renames ``source`` to ``target``, replacing it if it exists (atomic
-  on a local file system)."""
-  if is_url(source):
-    _gfile().rename(source, target, overwrite=True)
+def write_text(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` through ``path.partial`` and a rename: a
+  kill mid-write leaves the old file (atomic on a local file system)."""
+  partial = f"{path}.partial"
+  with open(partial, "w") as f:
+    f.write(text)
+  if is_url(path):
+    _gfile().rename(partial, path, overwrite=True)
   else:
-    os.replace(source, target)
+    os.replace(partial, path)

@@ -136,10 +136,9 @@ def write_model_record(
     "input_shape": list(config_input_shape(config.input)),
     "num_proxies": num_proxies,
   }
-  path = os.path.join(workdir, MODEL_FILE)
-  with url_files.open(f"{path}.partial", "w") as f:
-    f.write(json.dumps(record, indent=1) + "\n")
-  url_files.replace(f"{path}.partial", path)
+  url_files.write_text(
+    os.path.join(workdir, MODEL_FILE), json.dumps(record, indent=1) + "\n"
+  )
 
 
 def _model_record(workdir: str) -> dict[str, Any] | None:

@@ -31,7 +31,7 @@ import jax
 import ml_collections
 import tensorflow as tf
 
-from proxy_nca_jax import checkpointing, errors
+from proxy_nca_jax import checkpointing, errors, url_files
 from proxy_nca_jax.inference import trained_model
 from proxy_nca_jax.training import setup, train_state
 
@@ -82,11 +82,11 @@ def save_config(
   record = json.loads(config.to_json())
   if segments:
     record[trained_model.SEGMENTS_KEY] = segments
-  path = os.path.join(workdir, trained_model.CONFIG_FILE)
   # Through a temporary file: a kill mid-write leaves the old config.json.
-  with tf.io.gfile.GFile(f"{path}.partial", "w") as f:
-    f.write(json.dumps(record, indent=2))
-  tf.io.gfile.rename(f"{path}.partial", path, overwrite=True)
+  url_files.write_text(
+    os.path.join(workdir, trained_model.CONFIG_FILE),
+    json.dumps(record, indent=2),
+  )
   trained_model.write_model_record(workdir, config, num_proxies)
 
 

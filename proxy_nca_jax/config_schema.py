@@ -275,7 +275,7 @@ def base_config(*, rgb_input: bool = False) -> ml_collections.ConfigDict:
   config.evals.split = "test"  # Split evaluated periodically.
   config.evals.at_step_zero = True  # The untrained baseline.
   config.evals.recall_ks = (1, 2, 4, 8)
-  config.evals.block_size = 2048  # Queries per block of the similarity work.
+  config.evals.block_size = 1024  # Queries per block of the similarity work.
   config.evals.kmeans_restarts = 3
   config.evals.kmeans_iters = 50
   # None: every image of the split queries the others (leave-one-out);

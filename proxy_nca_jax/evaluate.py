@@ -14,7 +14,7 @@
 r"""Evaluates the newest checkpoint of a training run: metrics and figures.
 
   python -m proxy_nca_jax.evaluate --workdir=workdirs/fashion_mnist \
-      [--split=test] [--max_examples=N] [--block_size=2048] \
+      [--split=test] [--max_examples=N] [--block_size=1024] \
       [--query_gallery=per_class:K|splits:Q/G|classes:Q/G]
 
 Loads the run's config and newest checkpoint from the workdir, embeds the

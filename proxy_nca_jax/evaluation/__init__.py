@@ -59,7 +59,7 @@ in reports/.
 Typical use:
 
   metrics = evaluation.evaluate_embeddings(
-      embeddings, labels, ks=(1, 2, 4, 8), block_size=2048,
+      embeddings, labels, ks=(1, 2, 4, 8), block_size=1024,
       kmeans_restarts=3, kmeans_iters=50)
   print(evaluation.format_results_table({'step 600': metrics}, ['map@r']))
 """
@@ -84,8 +84,10 @@ from proxy_nca_jax.evaluation.tables import (
 
 # Default side of a similarity tile (queries per block). At 60,502 x 512 the
 # extra memory is the embeddings on the device (124 MB) plus a few tiles of
-# 16 MB; see benchmarks/README.md for the measured peak.
-DEFAULT_BLOCK_SIZE = 2048
+# 4 MB; see benchmarks/README.md for the measured peak. Tiles of 1024 were
+# 30% faster than tiles of 2048 there (same run, 2-core AMD EPYC): the
+# counting passes over a tile run from cache (benchmarks/README.md, issue 34).
+DEFAULT_BLOCK_SIZE = 1024
 # Largest R handled by counting (one pass over a tile per positive); above
 # it the sorted-prefix algorithm is faster.
 MAX_COUNTED_R = 32

@@ -17,14 +17,17 @@ A workdir and its figures may live on Cloud Storage: TensorFlow's
 ``tf.io.gfile`` reaches ``gs://`` and its other file systems (``ram://``,
 what the tests use in its place). Local paths use Python's own files, so a
 command that reads only local files (export, index, search) does not pay
-TensorFlow's import, about 3 s of its start-up. `write_text` is the one
-atomic write of a workdir's JSON records (config.json, model.json); the
-rest of the training side, which imports TensorFlow for its pipelines
-anyway, uses ``tf.io.gfile`` directly.
+TensorFlow's import, about 3 s of its start-up. `write_atomically` is the
+one whole-or-nothing write of a workdir's records (config.json, model.json,
+metrics.jsonl when a resume drops rows) and of an exported model; the rest
+of the training side, which imports TensorFlow for its pipelines anyway,
+uses ``tf.io.gfile`` directly.
 """
 
 import builtins
 import os
+import tempfile
+from collections.abc import Callable
 from typing import IO, Any
 
 
@@ -54,13 +57,48 @@ def open(path: str, mode: str = "r") -> IO:  # noqa: A001  (as builtins.open)
   return builtins.open(path, mode, encoding=encoding)
 
 
-def write_text(path: str, text: str) -> None:
-  """Writes ``text`` to ``path`` through ``path.partial`` and a rename: a
-  kill mid-write leaves the old file (atomic on a local file system)."""
-  partial = f"{path}.partial"
-  with open(partial, "w") as f:
-    f.write(text)
+def _umask() -> int:
+  umask = os.umask(0o022)
+  os.umask(umask)
+  return umask
+
+
+def write_atomically(
+  path: str, write: Callable[[IO], None], mode: str = "w"
+) -> None:
+  """Writes ``path`` whole or not at all: ``write(f)`` fills a temporary
+  file beside it (opened with ``mode``, "w" or "wb"), which is then renamed
+  over ``path``, so a kill mid-write leaves the old file.
+
+  Locally the temporary file has a unique name (two writers never share
+  one), reaches the disk before the rename, and gets the permissions of a
+  file ``open`` creates (0666 less the umask). At a URL it is
+  ``path.partial``, renamed by ``tf.io.gfile``.
+  """
   if is_url(path):
+    partial = f"{path}.partial"
+    with _gfile().GFile(partial, mode) as f:
+      write(f)
     _gfile().rename(partial, path, overwrite=True)
-  else:
+    return
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  handle, partial = tempfile.mkstemp(
+    dir=folder, prefix=f"{os.path.basename(path)}.", suffix=".partial"
+  )
+  try:
+    encoding = None if "b" in mode else "utf-8"
+    with os.fdopen(handle, mode, encoding=encoding) as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.chmod(partial, 0o666 & ~_umask())
     os.replace(partial, path)
+  except BaseException:
+    os.unlink(partial)
+    raise
+
+
+def write_text(path: str, text: str) -> None:
+  """`write_atomically` of ``text`` (UTF-8)."""
+  write_atomically(path, lambda f: f.write(text))

@@ -52,13 +52,12 @@ the exporting one (backward compatibility) and up to 3 weeks before it
 
 import hashlib
 import os
-import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proxy_nca_jax import errors
+from proxy_nca_jax import errors, url_files
 from proxy_nca_jax.deployment import embedder
 
 # Lowered for each, so that one file serves CPU, GPU and TPU hosts.
@@ -79,36 +78,13 @@ def content_digest(exported: bytes, spec_json: str) -> str:
   return hashlib.sha256(exported + b"\0" + spec_json.encode()).hexdigest()
 
 
-def _current_umask() -> int:
-  umask = os.umask(0o022)
-  os.umask(umask)
-  return umask
-
-
-def _write_atomically(path: str, write) -> None:
-  """Writes ``path`` through a temporary file renamed over it, with the
-  permissions of a file created by ``open`` (0666 less the umask; the
-  temporary file's own are 0600)."""
-  parent = os.path.dirname(os.path.abspath(path))
-  os.makedirs(parent, exist_ok=True)
-  handle, partial = tempfile.mkstemp(dir=parent, suffix=".partial")
-  try:
-    with os.fdopen(handle, "wb") as f:
-      write(f)
-    os.chmod(partial, 0o666 & ~_current_umask())
-    os.replace(partial, path)
-  except BaseException:
-    os.unlink(partial)
-    raise
-
-
 def save(
   embed: embedder.EmbedFn, spec: embedder.EmbedderSpec, path: str
 ) -> None:
   """Writes the exported embedder and its spec to ``path`` (.npz)."""
   serialized = bytes(export(embed, spec).serialize())
   spec_json = spec.to_json()
-  _write_atomically(
+  url_files.write_atomically(
     path,
     lambda f: np.savez(
       f,
@@ -116,6 +92,7 @@ def save(
       spec=np.array(spec_json),
       sha256=np.array(content_digest(serialized, spec_json)),
     ),
+    mode="wb",
   )
 
 

@@ -95,6 +95,14 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     errors.MissingFileError: ``workdir`` has no config.json.
     errors.InvalidInputError: it is not valid JSON (edited or cut short).
   """
+  return read_config_and_segments(workdir)[0]
+
+
+def read_config_and_segments(
+  workdir: str,
+) -> tuple[ml_collections.ConfigDict, list[dict[str, Any]]]:
+  """`read_config`, and the run's segments (training/config_changes.py)
+  as the file records them, from one read of config.json."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not url_files.exists(path):
     raise errors.MissingFileError(
@@ -111,7 +119,10 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
       "it, or rerun the training command, which writes it again."
     ) from None
   saved.pop(SEGMENTS_KEY, None)
-  return config_defaults.with_defaults(ml_collections.ConfigDict(saved))
+  # The segments as written (their lists stay lists).
+  segments = json.loads(text).get(SEGMENTS_KEY, [])
+  config = config_defaults.with_defaults(ml_collections.ConfigDict(saved))
+  return config, segments
 
 
 def _with_tuples(record: dict) -> dict:

@@ -36,6 +36,8 @@ import jax
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2
 
+from proxy_nca_jax import url_files
+
 
 def _jsonl(workdir: str) -> str:
   return os.path.join(workdir, "metrics.jsonl")
@@ -144,10 +146,9 @@ def keep_until(workdir: str, step: int) -> int:
   records = read_metrics_if_any(workdir)
   kept = [r for r in records if r["step"] <= step]
   if len(kept) < len(records):
-    partial = _jsonl(workdir) + ".partial"
-    with tf.io.gfile.GFile(partial, "w") as f:
-      f.write("".join(json.dumps(r) + "\n" for r in kept))
-    tf.io.gfile.rename(partial, _jsonl(workdir), overwrite=True)
+    url_files.write_text(
+      _jsonl(workdir), "".join(json.dumps(r) + "\n" for r in kept)
+    )
   return len(records) - len(kept)
 
 

@@ -99,12 +99,10 @@ def write_results(workdir: str, table: str) -> None:
 def recorded_run(workdir: str) -> tuple[dict, list[dict]] | None:
   """(the recorded config as a dict, defaults added; its segments), or None
   when ``workdir`` has no config.json."""
-  path = os.path.join(workdir, trained_model.CONFIG_FILE)
-  if not tf.io.gfile.exists(path):
+  if not tf.io.gfile.exists(os.path.join(workdir, trained_model.CONFIG_FILE)):
     return None
-  with tf.io.gfile.GFile(path) as f:
-    segments = json.load(f).get(trained_model.SEGMENTS_KEY, [])
-  return trained_model.read_config(workdir).to_dict(), segments
+  config, segments = trained_model.read_config_and_segments(workdir)
+  return config.to_dict(), segments
 
 
 def restore_train_state(

@@ -34,22 +34,27 @@ What train_step_vs_pytorch.py (convnet-S), vit_train_step_vs_pytorch.py
   proxies). It refuses what it does not mirror.
 * ``alternate``: each side's steps in turn, a chunk at a time, so both see
   the same machine load, each chunk's load measured
-  (``cpu_timing.LoadMeter``); ``summarize`` its times.
+  (``cpu_timing.LoadMeter``); ``summarize`` its times. ``AlternationFlags``
+  are the command-line flags of the alternation and of the two sides'
+  threads, defined once for both train-step benchmarks.
 
 pytorch-metric-learning's ``ProxyNCALoss(softmax_scale=s)`` is our
 ``proxy_nca_loss(form="softmax", scale=s)``: both normalise embeddings and
 proxies (accelerator_benchmark_test checks the values agree).
 """
 
+import dataclasses
+import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 import torch
 import torch.nn.functional as F
-from absl import logging
+from absl import flags, logging
 from torch import nn
 
 from benchmarks import cpu_timing, torch_networks
@@ -193,6 +198,61 @@ def torch_optimizer(
   ]
   kind = torch.optim.AdamW if opt.name == "adamw" else torch.optim.Adam
   return kind(groups, lr=lr, eps=opt.eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlternationFlags:
+  """The flags of `alternate` and of each side's threads (`define_flags`)."""
+
+  warmup_steps: flags.FlagHolder[int]
+  chunk_steps: flags.FlagHolder[int]
+  quiet_threshold: flags.FlagHolder[float]
+  cpu_devices: flags.FlagHolder[int]
+  torch_threads: flags.FlagHolder[int]
+
+  def use_cores(self) -> int:
+    """Sets JAX's CPU devices and torch's threads (default: one per core);
+    returns the number of cores."""
+    cores = os.cpu_count() or 1
+    jax.config.update("jax_num_cpu_devices", self.cpu_devices.value or cores)
+    torch.set_num_threads(self.torch_threads.value or cores)
+    return cores
+
+  def alternation(self) -> dict[str, Any]:
+    """`alternate`'s keyword arguments but the steps."""
+    return {
+      "chunk_steps": self.chunk_steps.value,
+      "warmup_steps": self.warmup_steps.value,
+      "quiet_threshold": self.quiet_threshold.value,
+    }
+
+
+def define_flags(*, warmup_steps: int, chunk_steps: int) -> AlternationFlags:
+  """Defines the alternation's flags with a benchmark's defaults (once per
+  process: absl flags are global)."""
+  return AlternationFlags(
+    warmup_steps=flags.DEFINE_integer(
+      "warmup_steps",
+      warmup_steps,
+      "First steps of each side left out of timing.",
+    ),
+    chunk_steps=flags.DEFINE_integer(
+      "chunk_steps", chunk_steps, "Steps per turn when the two sides alternate."
+    ),
+    quiet_threshold=flags.DEFINE_float(
+      "quiet_threshold",
+      0.1,
+      "Cores other processes may use during a chunk for it to count as quiet.",
+    ),
+    cpu_devices=flags.DEFINE_integer(
+      "cpu_devices",
+      0,
+      "JAX CPU devices the batch is sharded over (0: one per core).",
+    ),
+    torch_threads=flags.DEFINE_integer(
+      "torch_threads", 0, "torch.set_num_threads (0: one per core)."
+    ),
+  )
 
 
 def alternate(

@@ -52,7 +52,6 @@ of ``make glyphs-fonts``).
 
 import copy
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,25 +100,7 @@ _SCALE = flags.DEFINE_float(
   "Proxy-NCA scale for both (PML softmax_scale, our loss.scale; default: "
   "the config's).",
 )
-_CPU_DEVICES = flags.DEFINE_integer(
-  "cpu_devices",
-  0,
-  "JAX CPU devices the batch is sharded over (0: one per core).",
-)
-_TORCH_THREADS = flags.DEFINE_integer(
-  "torch_threads", 0, "torch.set_num_threads (0: one per core)."
-)
-_WARMUP = flags.DEFINE_integer(
-  "warmup_steps", 10, "First steps of each framework left out of timing."
-)
-_CHUNK = flags.DEFINE_integer(
-  "chunk_steps", 20, "Steps per turn when the two trainings alternate."
-)
-_QUIET = flags.DEFINE_float(
-  "quiet_threshold",
-  0.1,
-  "Cores other processes may use during a chunk for it to count as quiet.",
-)
+_ALTERNATION = side_by_side.define_flags(warmup_steps=10, chunk_steps=20)
 _EVAL_EXAMPLES = flags.DEFINE_integer(
   "eval_examples",
   None,
@@ -277,17 +258,15 @@ def main(argv: list[str]) -> None:
   quiet_logs.quiet_libraries()
   steps = 60 if _QUICK.value else _STEPS.value
   eval_examples = 5000 if _QUICK.value else _EVAL_EXAMPLES.value
-  if steps <= _WARMUP.value:
+  if steps <= _ALTERNATION.warmup_steps.value:
     raise app.UsageError(
       f"--steps={steps} leaves nothing to time after --warmup_steps="
-      f"{_WARMUP.value}."
+      f"{_ALTERNATION.warmup_steps.value}."
     )
   malloc_tuned = _TUNE_MALLOC.value and cpu_timing.tune_malloc()
   if _TUNE_MALLOC.value and not malloc_tuned:
     raise app.UsageError("--tune_malloc needs glibc (mallopt).")
-  cores = os.cpu_count() or 1
-  jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value or cores)
-  torch.set_num_threads(_TORCH_THREADS.value or cores)
+  _ALTERNATION.use_cores()
   torch.manual_seed(_SEED.value)
 
   config = _CONFIG.value
@@ -406,9 +385,7 @@ def main(argv: list[str]) -> None:
   runs = side_by_side.alternate(
     {"PyTorch": torch_side, "ours": our_side},
     num_steps=steps,
-    chunk_steps=_CHUNK.value,
-    warmup_steps=_WARMUP.value,
-    quiet_threshold=_QUIET.value,
+    **_ALTERNATION.alternation(),
   )
 
   metrics[f"PyTorch, {steps} steps"] = split_evaluation.evaluate_with_config(

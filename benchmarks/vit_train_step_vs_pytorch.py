@@ -81,27 +81,11 @@ _CLASSES = flags.DEFINE_integer("classes", 100, "Proxies (label range).")
 _STEPS = flags.DEFINE_integer(
   "steps", 12, "Train steps of each side, warm-up included."
 )
-_WARMUP = flags.DEFINE_integer(
-  "warmup_steps", 2, "First steps of each side left out of timing."
-)
-_CHUNK = flags.DEFINE_integer(
-  "chunk_steps", 3, "Steps per turn when the two sides alternate."
-)
+_ALTERNATION = side_by_side.define_flags(warmup_steps=2, chunk_steps=3)
 _DISTINCT = flags.DEFINE_integer(
   "distinct_batches", 4, "Random batches, cycled through by both sides."
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Weights, proxies and batches.")
-_CPU_DEVICES = flags.DEFINE_integer(
-  "cpu_devices", 0, "JAX CPU devices the batch is sharded over (0: cores)."
-)
-_TORCH_THREADS = flags.DEFINE_integer(
-  "torch_threads", 0, "torch.set_num_threads (0: one per core)."
-)
-_QUIET = flags.DEFINE_float(
-  "quiet_threshold",
-  0.1,
-  "Cores other processes may use during a chunk for it to count as quiet.",
-)
 _TOLERANCE = flags.DEFINE_float(
   "tolerance", 1e-4, "Largest |difference| of the untrained embeddings."
 )
@@ -177,12 +161,10 @@ def cpu_record() -> dict[str, str]:
 def main(argv: list[str]) -> None:
   del argv
   quiet_logs.quiet_libraries()
-  if _STEPS.value <= _WARMUP.value:
+  if _STEPS.value <= _ALTERNATION.warmup_steps.value:
     raise app.UsageError("--steps must exceed --warmup_steps.")
   load_before = os.getloadavg()
-  cores = os.cpu_count() or 1
-  jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value or cores)
-  torch.set_num_threads(_TORCH_THREADS.value or cores)
+  cores = _ALTERNATION.use_cores()
   torch.manual_seed(_SEED.value)
   arch, batch, size = _MODEL.value, _BATCH.value, _IMAGE_SIZE.value
   batches = random_batches(
@@ -263,9 +245,7 @@ def main(argv: list[str]) -> None:
   runs = side_by_side.alternate(
     {"PyTorch": torch_side, "ours": our_side},
     num_steps=_STEPS.value,
-    chunk_steps=_CHUNK.value,
-    warmup_steps=_WARMUP.value,
-    quiet_threshold=_QUIET.value,
+    **_ALTERNATION.alternation(),
   )
   results: dict[str, Any] = {
     "model": arch,
@@ -273,8 +253,8 @@ def main(argv: list[str]) -> None:
     "image_size": size,
     "classes": _CLASSES.value,
     "steps": _STEPS.value,
-    "warmup_steps": _WARMUP.value,
-    "chunk_steps": _CHUNK.value,
+    "warmup_steps": _ALTERNATION.warmup_steps.value,
+    "chunk_steps": _ALTERNATION.chunk_steps.value,
     "optimizer": {
       "name": config.optimizer.name,
       "learning_rate": config.optimizer.learning_rate,

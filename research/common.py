@@ -226,8 +226,25 @@ def has_checkpoint(workdir: str, step: int) -> bool:
   return os.path.isdir(workdir) and step in checkpoint_steps(workdir)
 
 
+# (section, field) of the config whose value changes no recorded number,
+# so a record answers a config that differs from it there: the retrieval
+# metrics are exact whatever the size of the similarity tiles
+# (tests/evaluation/evaluation_test.py checks identical results across
+# sizes), which only sets how fast the evaluation runs.
+_NO_EFFECT_FIELDS = (("evals", "block_size"),)
+
+
+def _compared(config: ml_collections.ConfigDict) -> dict:
+  """``config`` as plain JSON without `_NO_EFFECT_FIELDS`."""
+  values = json.loads(config.to_json())
+  for section, field in _NO_EFFECT_FIELDS:
+    values.get(section, {}).pop(field, None)
+  return values
+
+
 def _recorded(config: ml_collections.ConfigDict, path: str) -> list | None:
-  """The metrics rows recorded at ``path`` for exactly ``config``, if any.
+  """The metrics rows recorded at ``path`` for ``config``, if any: a run of
+  the same config up to `_NO_EFFECT_FIELDS`.
 
   A record written before some of the schema's optional fields existed
   (``config_defaults.OPTIONAL_FIELDS``) is completed with their defaults
@@ -241,7 +258,7 @@ def _recorded(config: ml_collections.ConfigDict, path: str) -> list | None:
   completed = config_defaults.with_defaults(
     ml_collections.ConfigDict(record["config"])
   )
-  same = json.loads(completed.to_json()) == json.loads(config.to_json())
+  same = _compared(completed) == _compared(config)
   return record["metrics"] if same else None
 
 

@@ -518,6 +518,19 @@ class RecordFromBeforeNewFieldsTest(absltest.TestCase):
     recorded["loss"]["cosine_scale"] = 32.0
     self.assertIsNone(common._recorded(config, self._record(recorded)))
 
+  def test_a_record_with_other_similarity_tiles_is_reused(self):
+    # The tile size changes no metric (exact evaluation): the records of
+    # docs/glyphs_rq4, made with tiles of 2048, answer today's default.
+    config = fashion_mnist.get_config()
+    recorded = json.loads(config.to_json())
+    recorded["evals"]["block_size"] = 2 * config.evals.block_size
+    self.assertEqual(
+      common._recorded(config, self._record(recorded)), [{"step": 6}]
+    )
+    # Another free field (it changes which rows exist) still does not.
+    recorded["evals"]["every_steps"] = config.evals.every_steps + 1
+    self.assertIsNone(common._recorded(config, self._record(recorded)))
+
 
 _GLYPHS_RQ4 = os.path.join(
   os.path.dirname(__file__), "..", "docs", "glyphs_rq4"

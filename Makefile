@@ -13,6 +13,7 @@ ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST := -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
+DNNL_HEADER := /usr/include/oneapi/dnnl/dnnl.hpp
 BIN := $(VENV)/bin
 # pip's own noise (e.g. mirrors without a package) is not ours to show.
 # setuptools' "Editable installation" banner is not a problem of ours.
@@ -37,18 +38,18 @@ GLYPH_FONT_PACKAGES := fonts-arphic-bkai00mp fonts-arphic-bsmi00lp \
   fonts-oradano-mincho-gsrr fonts-konatu fonts-migmix fonts-umeplus \
   fonts-unfonts-core fonts-nanum fonts-baekmuk
 
-.PHONY: train test test-fast lint benchmark fashion-mnist glyphs-fonts clean
+.PHONY: train test test-fast lint benchmark fashion-mnist test-packages glyphs-fonts clean
 
 train: $(VENV)/.installed fashion-mnist
 	$(BIN)/python -m proxy_nca_jax.train --config=$(CONFIG) \
 	  --workdir=$(WORKDIR) $$(test -d $(FMNIST_DIR) || \
 	  echo --config.input.download=True) $(ARGS)
 
-test: $(VENV)/.installed-test fashion-mnist lint
+test: $(VENV)/.installed-test test-packages lint
 	$(BIN)/python $(PYTEST)
 
 # The inner loop: everything but the tests marked slow (docs/testing.md).
-test-fast: $(VENV)/.installed-test fashion-mnist lint
+test-fast: $(VENV)/.installed-test test-packages lint
 	$(BIN)/python $(PYTEST) -m "not slow"
 
 lint: $(VENV)/.installed-test
@@ -85,6 +86,20 @@ fashion-mnist:
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	else echo "apt-get not found: Fashion-MNIST will be downloaded by tfds."; \
+	fi
+
+# What the tests need from Debian, in one apt-get call: Fashion-MNIST and
+# oneDNN's headers (benchmarks/onednn_conv.py, built by its test).
+test-packages:
+	@missing=""; \
+	[ -d $(FMNIST_DIR) ] || missing="dataset-fashion-mnist"; \
+	[ -f $(DNNL_HEADER) ] || missing="$$missing libdnnl-dev"; \
+	if [ -z "$$missing" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	else echo "apt-get not found: install $$missing (docs/testing.md)."; \
 	fi
 
 # The GLYPHS-ZS fonts (about 1 GB) where apt is available.

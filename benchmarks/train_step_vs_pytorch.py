@@ -51,7 +51,9 @@ of ``make glyphs-fonts``).
 """
 
 import copy
+import dataclasses
 import json
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,7 +70,7 @@ from ml_collections import config_flags
 from pytorch_metric_learning import losses as pml_losses
 from torch import nn
 
-from benchmarks import cpu_timing, side_by_side
+from benchmarks import cpu_timing, onednn_conv, side_by_side
 from proxy_nca_jax import evaluation, models, parallel, quiet_logs
 from proxy_nca_jax.data import class_splits, pipeline, sources
 from proxy_nca_jax.inference import embedding, split_evaluation
@@ -105,6 +107,12 @@ _EVAL_EXAMPLES = flags.DEFINE_integer(
   "eval_examples",
   None,
   "Test images evaluated, a fixed random subset (default: all).",
+)
+_ONEDNN_CONV = flags.DEFINE_bool(
+  "onednn_conv",
+  False,
+  "Our convolutions through oneDNN (benchmarks/onednn_conv.py: builds it "
+  "with g++; needs libdnnl-dev).",
 )
 _TUNE_MALLOC = flags.DEFINE_bool(
   "tune_malloc",
@@ -292,6 +300,10 @@ def main(argv: list[str]) -> None:
   # Ours.
   mesh = parallel.create_mesh()
   parts = setup.assemble(config, mesh, num_classes)
+  if _ONEDNN_CONV.value:
+    onednn_conv.register(onednn_conv.build(tempfile.mkdtemp()))
+    conv = onednn_conv.conv_factory(mesh)
+    parts = dataclasses.replace(parts, model=parts.model.clone(conv=conv))
   model, state, step_fn = parts.model, parts.initial_state(), parts.train_step()
   embed_fn = embedding.make_embed_fn(model, mesh)
   init_params = jax.device_get(state.params)
@@ -323,6 +335,7 @@ def main(argv: list[str]) -> None:
       "pytorch_metric_learning": pytorch_metric_learning.__version__,
     },
     "malloc_tuned": malloc_tuned,
+    "onednn_conv": _ONEDNN_CONV.value,
     "jax_devices": len(jax.devices()),
     "torch_threads": torch.get_num_threads(),
     "same_init": _SAME_INIT.value,
@@ -424,7 +437,8 @@ def print_report(results: dict[str, Any]) -> None:
     f"proxies, {results['train_images']} train images, Proxy-NCA softmax "
     f"scale {results['softmax_scale']:g}, "
     f"same init: {results['same_init']}, malloc tuned: "
-    f"{results['malloc_tuned']}"
+    f"{results['malloc_tuned']}, oneDNN convolutions: "
+    f"{results.get('onednn_conv', False)}"
   )
   print(
     f"{machine['cpu']}; jax {machine['jax']} ({results['jax_devices']} CPU "

@@ -40,7 +40,7 @@ Speed (CPU): convnet-S is built from ``max_pool_2x2`` and ``BatchNormReLU``
 hand for XLA CPU; they are importable from here.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -102,6 +102,17 @@ def embedding_head(
   return geometry.l2_normalize(x)
 
 
+# Makes convnet-S's convolution: (output features, module name) -> module.
+ConvFactory = Callable[[int, str], nn.Module]
+
+
+def conv3x3(features: int, name: str) -> nn.Module:
+  """convnet-S's convolution: 3x3, stride 1, SAME padding, no bias (XLA's).
+  Another `ConvFactory` must keep its parameter (``kernel``, HWIO) and
+  function; benchmarks/onednn_conv.py is one."""
+  return nn.Conv(features, (3, 3), padding="SAME", use_bias=False, name=name)
+
+
 class ConvBNReLU(nn.Module):
   """3x3 convolution (no bias), BatchNorm and ReLU.
 
@@ -111,10 +122,11 @@ class ConvBNReLU(nn.Module):
   """
 
   features: int
+  conv: ConvFactory = conv3x3
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False)(x)
+    x = self.conv(self.features, "Conv_0")(x)
     return BatchNormReLU(
       use_running_average=not train,
       momentum=0.9,
@@ -131,12 +143,14 @@ class ConvNetS(nn.Module):
     widths: channels of the three stages (two, two and one convolutions).
     pooling: global pooling of the head, "avg" or "max".
     layer_norm: LayerNorm on the pooled features (see ``embedding_head``).
+    conv: makes each convolution (default: XLA's, `conv3x3`).
   """
 
   embedding_dim: int = 64
   widths: Sequence[int] = (32, 64, 128)
   pooling: str = "avg"
   layer_norm: bool = False
+  conv: ConvFactory = conv3x3
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
@@ -152,12 +166,12 @@ class ConvNetS(nn.Module):
     first, second, third = self.widths
     x = images
     for features in (first, first):
-      x = ConvBNReLU(features)(x, train=train)
+      x = ConvBNReLU(features, self.conv)(x, train=train)
     x = max_pool_2x2(x)
     for features in (second, second):
-      x = ConvBNReLU(features)(x, train=train)
+      x = ConvBNReLU(features, self.conv)(x, train=train)
     x = max_pool_2x2(x)
-    x = ConvBNReLU(third)(x, train=train)
+    x = ConvBNReLU(third, self.conv)(x, train=train)
     return embedding_head(
       x,
       embedding_dim=self.embedding_dim,

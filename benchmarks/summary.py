@@ -31,9 +31,10 @@ command keeps the full sizes and every option), one row each
 - search_batch, search_one: ``nearest.DeviceGallery`` vs faiss
   ``IndexFlatIP``, a batch and one query (search_at_scale.py); floor:
   2 Q N D flops or reading the gallery, 4 N D bytes;
-- train_step: convnet-S vs PyTorch + PML (train_step_vs_pytorch.py, run as
-  its own command: it sets one JAX CPU device per core before JAX starts);
-  no floor counted;
+- train_step, train_step_onednn: convnet-S vs PyTorch + PML
+  (train_step_vs_pytorch.py, run as its own command: it sets one JAX CPU
+  device per core before JAX starts), with XLA's convolutions and with
+  oneDNN's (``--onednn_conv``, benchmarks/onednn_conv.py); no floor counted;
 - proxy_step: the Proxy-NCA step at C proxies in blocks
   (proxy_step_floor.py); no peer; floor: 3 x 2 B C D flops or 6 C D x 4
   bytes.

@@ -194,9 +194,11 @@ def train_step_row(result: dict[str, Any]) -> dict[str, Any]:
     side: {m: result["metrics"][f"{side}, {steps} steps"][m] for m in keep}
     for side in ("ours", "PyTorch")
   }
+  onednn = result.get("onednn_conv", False)
   return make_row(
-    "train_step",
-    f"convnet-S train step, batch {result['batch_size']} "
+    "train_step_onednn" if onednn else "train_step",
+    f"convnet-S train step, batch {result['batch_size']}"
+    f"{', oneDNN convolutions' if onednn else ''} "
     f"({result['dataset']}; median of {ours['timed_steps']} steps)",
     ours["median_ms"] / 1e3,
     "PyTorch + PML ProxyNCALoss",
@@ -214,28 +216,33 @@ def train_step_row(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_step_rows(sizes: dict[str, Any], rates: dict[str, Any]):
-  """train_step_vs_pytorch as a command (it chooses its JAX devices)."""
+  """train_step_vs_pytorch as a command (it chooses its JAX devices), with
+  XLA's convolutions and with oneDNN's (benchmarks/onednn_conv.py)."""
   del rates
+  rows = []
   with tempfile.TemporaryDirectory() as folder:
-    out = os.path.join(folder, "train_step.json")
-    command = [
-      sys.executable,
-      "-m",
-      "benchmarks.train_step_vs_pytorch",
-      *sizes["train_step"],
-      f"--json_out={out}",
-    ]
-    done = subprocess.run(
-      command,
-      cwd=REPO,
-      env={**os.environ, "JAX_PLATFORMS": "cpu"},
-      capture_output=True,
-      text=True,
-    )
-    if done.returncode:
-      raise RuntimeError(f"{' '.join(command)}:\n{done.stderr[-3000:]}")
-    with open(out) as f:
-      return [train_step_row(json.load(f))]
+    for convolutions in ("--noonednn_conv", "--onednn_conv"):
+      out = os.path.join(folder, f"train_step{convolutions}.json")
+      command = [
+        sys.executable,
+        "-m",
+        "benchmarks.train_step_vs_pytorch",
+        *sizes["train_step"],
+        convolutions,
+        f"--json_out={out}",
+      ]
+      done = subprocess.run(
+        command,
+        cwd=REPO,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+      )
+      if done.returncode:
+        raise RuntimeError(f"{' '.join(command)}:\n{done.stderr[-3000:]}")
+      with open(out) as f:
+        rows.append(train_step_row(json.load(f)))
+  return rows
 
 
 BENCHMARKS = {

@@ -106,6 +106,10 @@ class SummarySmokeTest(absltest.TestCase):
     self.assertEqual(row["ours_over_peer"], 0.03 / 0.024)
     self.assertIsNone(row["floor_s"])
     self.assertEqual(row["details"]["trained_metrics"]["ours"], metrics)
+    self.assertEqual(row["key"], "train_step")
+    onednn = summary_rows.train_step_row({**result, "onednn_conv": True})
+    self.assertEqual(onednn["key"], "train_step_onednn")
+    self.assertIn("oneDNN convolutions", onednn["work"])
 
   def test_tables_from_the_written_files(self):
     table = summary.render_results(self.folder)

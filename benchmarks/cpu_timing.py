@@ -200,28 +200,63 @@ def _rss() -> tuple[int, int]:
   return resident * page, (resident - shared) * page
 
 
+def _peak_rss() -> int | None:
+  """The kernel's peak resident set size of this process (VmHWM) in bytes,
+  or None where /proc/self/status lacks it."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return None
+
+
+def _reset_peak_rss() -> bool:
+  """Resets VmHWM to the current resident set size (Linux >= 4.0: "5" to
+  /proc/self/clear_refs); False where that is not possible."""
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
 class _PeakRss:
-  """Samples the resident set size in a thread; peak minus start, in MB
-  (``extra_mb``; ``anon_extra_mb`` for the anonymous part)."""
+  """Peak resident set size during a block, minus the size at its start, in
+  MB (``extra_mb``; ``anon_extra_mb`` for the anonymous part).
+
+  The total's peak is the kernel's own (VmHWM, reset at the start), exact
+  and free. The anonymous part has no kernel peak: a thread samples it every
+  `SAMPLE_S`. (Sampling every millisecond, as this did before, took a core's
+  share from the work it measured: our retrieval call 14.8 -> 18.4-20.5 s
+  on 2 cores.)
+  """
+
+  SAMPLE_S = 0.02
 
   def __enter__(self):
     self.start = _rss()
     self.peak = self.start
+    self._kernel_peak = _reset_peak_rss()
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._sample, daemon=True)
     self._thread.start()
     return self
 
   def _sample(self):
-    while not self._stop.is_set():
+    while not self._stop.wait(self.SAMPLE_S):
       self.peak = tuple(map(max, self.peak, _rss()))
-      time.sleep(0.001)
 
   def __exit__(self, *exc):
     self._stop.set()
     self._thread.join()
     self.peak = tuple(map(max, self.peak, _rss()))
-    self.extra_mb = (self.peak[0] - self.start[0]) / 2**20
+    kernel_peak = _peak_rss() if self._kernel_peak else None
+    total = max(self.peak[0], kernel_peak or 0)
+    self.extra_mb = (total - self.start[0]) / 2**20
     self.anon_extra_mb = (self.peak[1] - self.start[1]) / 2**20
 
 

@@ -39,9 +39,8 @@ Gaussian noise, L2-normalised). Measured side by side in one process:
 
 Time: wall clock of the call, best of ``--repeats`` (our first call also
 compiles; its time is reported separately). Peak extra memory: the largest
-resident set size (/proc/self/statm, sampled every millisecond by a
-thread) during
-the call, minus the resident set size just before it; tracemalloc's peak of
+resident set size during the call (the kernel's VmHWM, reset before
+it), minus the resident set size just before it; tracemalloc's peak of
 Python-visible allocations (NumPy, PyTorch CPU tensors) is given beside it.
 The load average of the machine is printed with every measurement.
 

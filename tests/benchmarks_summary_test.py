@@ -24,10 +24,11 @@ import json
 import pathlib
 import tempfile
 
+import numpy as np
 import pytest
 from absl.testing import absltest
 
-from benchmarks import summary, summary_rows
+from benchmarks import cpu_timing, summary, summary_rows
 
 # Compiles the evaluation, k-means, search and proxy-step programs.
 pytestmark = pytest.mark.slow
@@ -35,6 +36,20 @@ pytestmark = pytest.mark.slow
 _ROWS = ["retrieval", "kmeans", "search_batch", "search_one", "proxy_step"]
 _VERSIONS = ["jax", "jaxlib", "numpy", "torch", "faiss"]
 _VERSIONS.append("pytorch_metric_learning")
+
+
+class MeasureTest(absltest.TestCase):
+  def test_peak_memory_of_a_short_lived_allocation(self):
+    # 256 MiB touched and freed within the call: the kernel's peak sees it
+    # even if no sample falls inside; nothing is held after.
+    def allocate():
+      block = np.ones(64 * 2**20, np.float32)
+      return float(block[::4096].sum())
+
+    run = cpu_timing.measure(allocate, repeats=2)
+    self.assertEqual(run["result"], 64 * 2**20 / 4096)
+    self.assertBetween(run["rss_extra_mb"], 250, 300)
+    self.assertLen(run["seconds"], 2)
 
 
 class SummarySmokeTest(absltest.TestCase):

@@ -236,23 +236,17 @@ ffi::Error KernelGrad(int64_t threads, ffi::Buffer<ffi::F32> x,
   return ffi::Error::Success();
 }
 
+// The three handlers' signature: (threads; two float32 buffers) -> one.
+auto Signature() {
+  return ffi::Ffi::Bind()
+      .Attr<int64_t>("threads")
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Ret<ffi::Buffer<ffi::F32>>();
+}
+
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(OneDnnConvForward, Forward,
-                              ffi::Ffi::Bind()
-                                  .Attr<int64_t>("threads")
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(OneDnnConvInputGrad, InputGrad,
-                              ffi::Ffi::Bind()
-                                  .Attr<int64_t>("threads")
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(OneDnnConvKernelGrad, KernelGrad,
-                              ffi::Ffi::Bind()
-                                  .Attr<int64_t>("threads")
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(OneDnnConvForward, Forward, Signature());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(OneDnnConvInputGrad, InputGrad, Signature());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(OneDnnConvKernelGrad, KernelGrad, Signature());

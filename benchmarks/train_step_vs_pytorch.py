@@ -301,7 +301,8 @@ def main(argv: list[str]) -> None:
   mesh = parallel.create_mesh()
   parts = setup.assemble(config, mesh, num_classes)
   if _ONEDNN_CONV.value:
-    onednn_conv.register(onednn_conv.build(tempfile.mkdtemp()))
+    with tempfile.TemporaryDirectory() as folder:  # Loaded, then removed.
+      onednn_conv.register(onednn_conv.build(folder))
     conv = onednn_conv.conv_factory(mesh)
     parts = dataclasses.replace(parts, model=parts.model.clone(conv=conv))
   model, state, step_fn = parts.model, parts.initial_state(), parts.train_step()

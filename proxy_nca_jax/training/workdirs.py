@@ -99,9 +99,10 @@ def write_results(workdir: str, table: str) -> None:
 def recorded_run(workdir: str) -> tuple[dict, list[dict]] | None:
   """(the recorded config as a dict, defaults added; its segments), or None
   when ``workdir`` has no config.json."""
-  if not tf.io.gfile.exists(os.path.join(workdir, trained_model.CONFIG_FILE)):
+  try:
+    config, segments = trained_model.read_config_and_segments(workdir)
+  except errors.MissingFileError:
     return None
-  config, segments = trained_model.read_config_and_segments(workdir)
   return config.to_dict(), segments
 
 

@@ -88,11 +88,13 @@ fashion-mnist:
 	else echo "apt-get not found: Fashion-MNIST will be downloaded by tfds."; \
 	fi
 
-# What the tests need from Debian, in one apt-get call: Fashion-MNIST and
-# oneDNN's headers (benchmarks/onednn_conv.py, built by its test).
+# What the tests need from Debian, in one apt-get call: Fashion-MNIST, g++
+# (proxy_nca_jax/native, whose tests require its kernels) and oneDNN's
+# headers (benchmarks/onednn_conv.py, built by its test).
 test-packages:
 	@missing=""; \
 	[ -d $(FMNIST_DIR) ] || missing="dataset-fashion-mnist"; \
+	command -v g++ >/dev/null 2>&1 || missing="$$missing g++"; \
 	[ -f $(DNNL_HEADER) ] || missing="$$missing libdnnl-dev"; \
 	if [ -z "$$missing" ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1; then \

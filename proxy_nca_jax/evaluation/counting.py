@@ -283,7 +283,14 @@ def per_query_scores(
   if symmetric:
     arrays["g"] = arrays["q"]  # One copy on the device.
   arrays = jax.device_put(arrays, replicated)
-  sweep = counting_tiles.tile_sweep(mesh, bq, bg, num_members, symmetric)
+  sweep = counting_tiles.tile_sweep(
+    mesh,
+    bq,
+    bg,
+    num_members,
+    symmetric,
+    native_counts=counting_tiles.counts_natively(mesh),
+  )
   chunk = _TILES_PER_DEVICE * mesh.size
   sweeps = _Sweeps(sweep, arrays, split, chunk, bq, bg, symmetric)
 

@@ -17,8 +17,14 @@ A tile is the (block x block) similarities of a query block and a gallery
 block. For each of its queries it gives the similarities of the query's
 class members inside the tile and counts, for each positive threshold, the
 items ranked before it; with the set as its own gallery the tile also does
-so, transposed, for the queries of its columns. `tile_sweep` maps a list of
-tiles, sharded over a 1-D mesh of this process's devices (`tile_mesh`).
+so for the queries of its columns. `tile_sweep` maps a list of tiles,
+sharded over a 1-D mesh of this process's devices (`tile_mesh`).
+
+The counts are the native kernel's on CPU devices where it is built
+(`proxy_nca_jax.native`: one read of the tile for all thresholds, columns in
+place, 0.3 s instead of 5.5 s for SOP's 60,502 items on 2 cores), else
+XLA's (one pass per threshold, the columns through a transposed copy):
+both give the same integers.
 """
 
 import functools
@@ -26,6 +32,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from proxy_nca_jax import native
 from proxy_nca_jax.evaluation import similarity
 
 
@@ -60,15 +67,34 @@ def _count_before(
   return jax.lax.fori_loop(0, num, count, init)
 
 
-def _members(sims: jax.Array, start: jax.Array, offset: jax.Array, num: int):
-  """(B, num) sims[a, start[a] + s - offset], NaN outside the tile."""
+def _members(
+  sims: jax.Array, start: jax.Array, offset: jax.Array, num: int, columns: bool
+):
+  """(Q, num) sims[q, start[q] + s - offset], NaN outside the tile.
+
+  The queries are the tile's rows, or with `columns` its columns.
+  """
+  items = sims.shape[0] if columns else sims.shape[1]
   pos = start[:, None] + jnp.arange(num) - offset
-  inside = (pos >= 0) & (pos < sims.shape[1])
-  pos = jnp.clip(pos, 0, sims.shape[1] - 1)
-  return jnp.where(inside, jnp.take_along_axis(sims, pos, axis=1), jnp.nan)
+  inside = (pos >= 0) & (pos < items)
+  pos = jnp.clip(pos, 0, items - 1)
+  if columns:
+    found = jnp.take_along_axis(sims, pos.T, axis=0).T
+  else:
+    found = jnp.take_along_axis(sims, pos, axis=1)
+  return jnp.where(inside, found, jnp.nan)
 
 
-def _tile(tile, arrays, *, bq: int, bg: int, num_members: int, symmetric):
+def _tile(
+  tile,
+  arrays,
+  *,
+  bq: int,
+  bg: int,
+  num_members: int,
+  symmetric: bool,
+  native_counts: bool,
+):
   """Similarities of one (query block, gallery block) tile and their use.
 
   Args:
@@ -78,13 +104,18 @@ def _tile(tile, arrays, *, bq: int, bg: int, num_members: int, symmetric):
     bq: queries per block.
     bg: gallery items per block.
     num_members: most gallery items of one query's class.
-    symmetric: queries are the gallery; the tile also counts for the
-      queries of its columns, against its rows.
+    symmetric: queries are the gallery; the tile also serves the queries of
+      its columns, against its rows.
+    native_counts: count with the native kernel (`native.count_before`),
+      which reads the tile once and the columns in place; else XLA's
+      `_count_before`, on the transposed tile for the columns.
 
   Returns:
     dict of 'rows' and, if symmetric, 'cols': members (b, num_members)
     float32 similarities of class members inside the tile (NaN elsewhere)
-    and counts (b, M) int32.
+    and counts (b, M) int32. Both passes run this one program (pass 1
+    counts nothing, pass 2 ignores the members), so the similarities they
+    compare come from the same compiled product.
   """
   i, j = tile[0] * bq, tile[1] * bg
   a = arrays
@@ -93,32 +124,52 @@ def _tile(tile, arrays, *, bq: int, bg: int, num_members: int, symmetric):
     jax.lax.dynamic_slice_in_dim(a["g"], j, bg),
   )
 
-  def side(s, first, items, num):
-    rows = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=first)
-    return {
-      "members": _members(
-        s, rows(a["member_start"], slice_size=s.shape[0]), items, num_members
-      ),
-      "counts": _count_before(
-        s,
-        rows(a["thresholds"], slice_size=s.shape[0]),
-        rows(a["threshold_index"], slice_size=s.shape[0]),
-        jax.lax.dynamic_slice_in_dim(a["index"], items, s.shape[1]),
-        num,
-      ),
-    }
+  def side(first, items, num, columns):
+    queries = sims.shape[1] if columns else sims.shape[0]
+    rows = functools.partial(
+      jax.lax.dynamic_slice_in_dim, start_index=first, slice_size=queries
+    )
+    members = _members(
+      sims, rows(a["member_start"]), items, num_members, columns
+    )
+    counted = (
+      rows(a["thresholds"]),
+      rows(a["threshold_index"]),
+      jax.lax.dynamic_slice_in_dim(a["index"], items, sims.size // queries),
+      num,
+    )
+    if native_counts:
+      counts = native.count_before(sims, *counted, columns=columns)
+    else:
+      counts = _count_before(sims.T if columns else sims, *counted)
+    return {"members": members, "counts": counts}
 
-  out = {"rows": side(sims, i, j, tile[2])}
+  out = {"rows": side(i, j, tile[2], columns=False)}
   if symmetric:
-    out["cols"] = side(sims.T, j, i, tile[3])
+    out["cols"] = side(j, i, tile[3], columns=True)
   return out
 
 
 @functools.cache
-def tile_sweep(mesh, bq: int, bg: int, num_members: int, symmetric: bool):
-  """Jitted: tiles (T, 4) sharded over `mesh` -> stacked `_tile` outputs."""
+def tile_sweep(
+  mesh,
+  bq: int,
+  bg: int,
+  num_members: int,
+  symmetric: bool,
+  native_counts: bool,
+):
+  """Jitted: tiles (T, 4) sharded over `mesh` -> stacked `_tile` outputs.
+
+  `native_counts`: count with the native kernel (see `counts_natively`).
+  """
   tile_fn = functools.partial(
-    _tile, bq=bq, bg=bg, num_members=num_members, symmetric=symmetric
+    _tile,
+    bq=bq,
+    bg=bg,
+    num_members=num_members,
+    symmetric=symmetric,
+    native_counts=native_counts,
   )
 
   def local(tiles, arrays):
@@ -134,6 +185,11 @@ def tile_sweep(mesh, bq: int, bg: int, num_members: int, symmetric: bool):
       check_vma=False,
     )
   )
+
+
+def counts_natively(mesh: jax.sharding.Mesh) -> bool:
+  """Whether the tiles on `mesh` can count with the native kernel (CPU)."""
+  return mesh.devices.flat[0].platform == "cpu" and native.available()
 
 
 def tile_mesh(mesh: jax.sharding.Mesh | None) -> jax.sharding.Mesh:

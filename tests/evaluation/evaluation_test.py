@@ -23,6 +23,7 @@ AMI in mutual_information_test.py, the tables in tables_test.py and the
 query/gallery protocols in query_gallery_test.py.
 """
 
+import contextlib
 from unittest import mock
 
 import jax
@@ -80,15 +81,31 @@ def _sop_like_case(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
   return embedding_cases.unit(x), labels
 
 
-# Both exact algorithms: every R counted, or every R through sorted prefixes.
-_ALGORITHMS = (("counting", 10**9), ("sorted_prefix", 0))
+# Both exact algorithms: every R counted (with the native counting kernel,
+# and with XLA's), or every R through sorted prefixes.
+_ALGORITHMS = ("counting", "counting_xla", "sorted_prefix")
+
+
+@contextlib.contextmanager
+def _using(algorithm: str):
+  """Makes `evaluation` take `algorithm` for every R."""
+  max_counted = 0 if algorithm == "sorted_prefix" else 10**9
+  with contextlib.ExitStack() as stack:
+    stack.enter_context(
+      mock.patch.object(evaluation, "MAX_COUNTED_R", max_counted)
+    )
+    if algorithm == "counting_xla":
+      stack.enter_context(
+        mock.patch.object(counting_tiles, "counts_natively", lambda _: False)
+      )
+    yield
 
 
 def _with_algorithm(cases):
   return [
-    (f"{name}_{algorithm}", *rest, max_counted)
+    (f"{name}_{algorithm}", *rest, algorithm)
     for name, *rest in cases
-    for algorithm, max_counted in _ALGORITHMS
+    for algorithm in _ALGORITHMS
   ]
 
 
@@ -111,11 +128,11 @@ class RetrievalMetricsTest(parameterized.TestCase):
     )
   )
   def test_matches_brute_force_reference(
-    self, make_case, block_size, max_counted
+    self, make_case, block_size, algorithm
   ):
     x, labels = make_case()
     ks = (1, 2, 4, 8, 16, 500)  # 500 > N - 1: every positive counts.
-    with mock.patch.object(evaluation, "MAX_COUNTED_R", max_counted):
+    with _using(algorithm):
       result = evaluation.retrieval_metrics(
         x, labels, ks=ks, block_size=block_size
       )
@@ -136,7 +153,7 @@ class RetrievalMetricsTest(parameterized.TestCase):
     )
   )
   def test_separate_gallery_matches_brute_force(
-    self, make_case, block_size, max_counted
+    self, make_case, block_size, algorithm
   ):
     x, labels = make_case()
     labels = labels.copy()
@@ -147,7 +164,7 @@ class RetrievalMetricsTest(parameterized.TestCase):
     query_x = x[queries].copy()
     query_x[5] = x[gallery[4]]
     ks = (1, 3, 10, len(gallery), len(gallery) + 5)
-    with mock.patch.object(evaluation, "MAX_COUNTED_R", max_counted):
+    with _using(algorithm):
       result = evaluation.retrieval_metrics(
         query_x,
         labels[queries],
@@ -169,18 +186,19 @@ class RetrievalMetricsTest(parameterized.TestCase):
   def test_algorithms_agree_query_by_query(self, make_case, block_size):
     x, labels = make_case()
     scores = []
-    for _, max_counted in _ALGORITHMS:
-      with mock.patch.object(evaluation, "MAX_COUNTED_R", max_counted):
+    for algorithm in _ALGORITHMS:
+      with _using(algorithm):
         scores.append(
           evaluation.per_query_scores(
             x, labels, max_k=len(x), block_size=block_size
           )
         )
-    for key in ("first_positive_rank", "hits", "r"):
-      np.testing.assert_array_equal(scores[0][key], scores[1][key], key)
-    np.testing.assert_allclose(
-      scores[0]["precision_sum"], scores[1]["precision_sum"], atol=1e-12
-    )
+    for other in scores[1:]:
+      for key in ("first_positive_rank", "hits", "r"):
+        np.testing.assert_array_equal(scores[0][key], other[key], key)
+      np.testing.assert_allclose(
+        scores[0]["precision_sum"], other["precision_sum"], atol=1e-12
+      )
 
   def test_one_and_eight_devices_agree(self):
     x, labels = _sop_like_case()
@@ -201,7 +219,14 @@ class RetrievalMetricsTest(parameterized.TestCase):
     counting_tiles.tile_sweep.cache_clear()
     evaluation.retrieval_metrics(x, labels, block_size=20)
     (sweep,) = [
-      counting_tiles.tile_sweep(mesh, 20, 20, 12, True)
+      counting_tiles.tile_sweep(
+        mesh,
+        20,
+        20,
+        12,
+        True,
+        native_counts=counting_tiles.counts_natively(mesh),
+      )
       for mesh in [counting_tiles.tile_mesh(None)]
     ]
     self.assertEqual(counting_tiles.tile_sweep.cache_info().currsize, 1)
@@ -527,9 +552,7 @@ class SimilarityEngineTest(parameterized.TestCase):
     sims = np.asarray(jax.jit(similarity.similarities)(queries, gallery))
     np.testing.assert_array_equal(sims, np.broadcast_to(sims[:1], sims.shape))
 
-  @parameterized.product(
-    block_size=(1, 3, 7, 2048), algorithm=("counting", "sorted_prefix")
-  )
+  @parameterized.product(block_size=(1, 3, 7, 2048), algorithm=_ALGORITHMS)
   def test_metrics_exact_for_copies_across_tiles_and_devices(
     self, block_size, algorithm
   ):
@@ -537,7 +560,6 @@ class SimilarityEngineTest(parameterized.TestCase):
     expected = references.retrieval_per_query(x, labels)
     one = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
     eight = jax.make_mesh((8,), ("data",))
-    max_counted = dict(_ALGORITHMS)[algorithm]
     results = []
     # The set as it is, permuted, and with its features padded by zeros
     # (another vector remainder; the same dot products).
@@ -551,7 +573,7 @@ class SimilarityEngineTest(parameterized.TestCase):
       if want is None:
         want = references.retrieval_per_query(xs, ys)
       for mesh in (one, eight):
-        with mock.patch.object(evaluation, "MAX_COUNTED_R", max_counted):
+        with _using(algorithm):
           got = evaluation.per_query_scores(
             xs, ys, max_k=len(xs), block_size=block_size, mesh=mesh
           )

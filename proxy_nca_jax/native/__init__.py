@@ -1,0 +1,32 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Native CPU kernels, called through XLA's FFI, compiled on first use.
+
+Where XLA:CPU's code for a step is measurably slow, a C++ kernel beside
+this file does it instead: library.py compiles the sources with the
+machine's g++ for the machine's CPU the first time a process asks for
+them, keeps the library in a cache folder (one per source, compiler, jaxlib
+and CPU) and registers its FFI targets. Without g++ (or with
+``PROXY_NCA_JAX_NATIVE=0``) every caller keeps XLA's version, with the
+same results: each kernel is tested against a float64 NumPy reference and
+against its XLA twin.
+
+- count_before.cc (counting.py): the counting pass of the exact retrieval
+  metrics (evaluation/counting_tiles.py).
+"""
+
+from proxy_nca_jax.native.counting import count_before
+from proxy_nca_jax.native.library import available
+
+__all__ = ["available", "count_before"]

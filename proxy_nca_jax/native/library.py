@@ -1,0 +1,139 @@
+# Copyright 2026 The proxy_nca_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Compiling, caching and registering the native kernels (see __init__).
+
+The library is built with ``-march=native``, so its cache key holds the
+CPU's model and instruction-set flags with the sources, the compiler's
+version and jaxlib's (whose FFI headers it is compiled against): a cache
+folder shared by machines of different kinds (a home directory on a pod)
+keeps one library per kind. A build writes a unique temporary file and
+renames it, so processes building at once each get a whole library.
+"""
+
+import ctypes
+import functools
+import hashlib
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import tempfile
+
+import jax
+import jaxlib
+from absl import logging
+
+# Set to 0 to keep XLA's versions of every kernel.
+SWITCH = "PROXY_NCA_JAX_NATIVE"
+# The cache folder (default: $XDG_CACHE_HOME or ~/.cache, proxy_nca_jax).
+CACHE = "PROXY_NCA_JAX_CACHE"
+
+_SOURCES = (pathlib.Path(__file__).with_name("count_before.cc"),)
+_TARGETS = ("CountBefore",)
+_FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
+
+
+def cache_folder() -> pathlib.Path:
+  """Where compiled libraries are kept."""
+  if os.environ.get(CACHE):
+    return pathlib.Path(os.environ[CACHE])
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+  return pathlib.Path(base) / "proxy_nca_jax"
+
+
+def _cpu_description() -> str:
+  """The CPU's model and flags (Linux), else what `platform` knows."""
+  try:
+    lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+  except OSError:
+    return platform.processor() + platform.machine()
+  wanted = ("vendor_id", "cpu family", "model", "model name", "flags")
+  keep = {}
+  for line in lines:
+    key, _, value = line.partition(":")
+    if key.strip() in wanted:
+      keep.setdefault(key.strip(), value.strip())
+  return repr(sorted(keep.items()))
+
+
+def _compiler_version(compiler: str) -> str:
+  result = subprocess.run(
+    [compiler, "--version"], capture_output=True, text=True, check=True
+  )
+  return result.stdout
+
+
+def build(compiler: str = "g++") -> pathlib.Path:
+  """Compiles the sources into the cache (unless there); returns the path.
+
+  Raises:
+    RuntimeError: no compiler, or the build failed (its message inside).
+  """
+  if shutil.which(compiler) is None:
+    raise RuntimeError(
+      f"no {compiler} on the PATH (Debian/Ubuntu: apt-get install g++)"
+    )
+  include = jax.ffi.include_dir()
+  key = hashlib.sha256()
+  for part in (
+    *(source.read_bytes() for source in _SOURCES),
+    " ".join(_FLAGS).encode(),
+    _compiler_version(compiler).encode(),
+    jaxlib.__version__.encode(),
+    _cpu_description().encode(),
+  ):
+    key.update(hashlib.sha256(part).digest())
+  folder = cache_folder() / "native" / key.hexdigest()[:24]
+  library = folder / "libproxy_nca_native.so"
+  if library.exists():
+    return library
+  folder.mkdir(parents=True, exist_ok=True)
+  handle, partial = tempfile.mkstemp(dir=folder, suffix=".so.partial")
+  os.close(handle)
+  command = [compiler, *_FLAGS, "-w", f"-I{include}"]
+  command += [*map(str, _SOURCES), "-o", partial]
+  result = subprocess.run(command, capture_output=True, text=True)
+  if result.returncode:
+    os.unlink(partial)
+    raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+  os.chmod(partial, 0o755)
+  os.replace(partial, library)
+  return library
+
+
+@functools.cache
+def available() -> bool:
+  """Whether the native kernels are registered (built first if needed).
+
+  False where ``PROXY_NCA_JAX_NATIVE=0`` or the build failed; the reason
+  is logged once, and callers keep XLA's versions.
+  """
+  if os.environ.get(SWITCH, "1") == "0":
+    return False
+  try:
+    library = build()
+    handles = ctypes.cdll.LoadLibrary(str(library))
+  except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
+    logging.warning(
+      "Native CPU kernels unavailable, XLA's slower versions used instead "
+      "(same results): %s",
+      error,
+    )
+    return False
+  for name in _TARGETS:
+    jax.ffi.register_ffi_target(
+      name, jax.ffi.pycapsule(getattr(handles, name)), platform="cpu"
+    )
+  return True

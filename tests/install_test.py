@@ -116,8 +116,9 @@ class CoreInstallTest(absltest.TestCase):
     runner = (
       "import importlib.util, json, runpy, sys\n"
       f"runpy.run_path({str(example)!r}, run_name='__main__')\n"
-      "import proxy_nca_jax\n"
+      "import proxy_nca_jax, proxy_nca_jax.native\n"
       "print(json.dumps({'package': proxy_nca_jax.__file__,\n"
+      "  'native': proxy_nca_jax.native.available(),\n"
       f"  'loaded': [m for m in {HEAVY!r} if m in sys.modules],\n"
       f"  'installed': [m for m in {NOT_INSTALLED!r}\n"
       "                if importlib.util.find_spec(m)]}))\n"
@@ -131,6 +132,8 @@ class CoreInstallTest(absltest.TestCase):
     self.assertTrue(found["package"].startswith(str(venv)), found)
     self.assertEqual(found["loaded"], [], found)
     self.assertEqual(found["installed"], [], found)
+    # The wheel carries the kernels' sources, and they build there.
+    self.assertTrue(found["native"], ran.stderr)
 
 
 if __name__ == "__main__":

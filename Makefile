@@ -89,8 +89,8 @@ fashion-mnist:
 	fi
 
 # What the tests need from Debian, in one apt-get call: Fashion-MNIST, g++
-# (proxy_nca_jax/native, whose tests require its kernels) and oneDNN's
-# headers (benchmarks/onednn_conv.py, built by its test).
+# and oneDNN's headers (proxy_nca_jax/native, whose tests require its
+# kernels).
 test-packages:
 	@missing=""; \
 	[ -d $(FMNIST_DIR) ] || missing="dataset-fashion-mnist"; \

@@ -217,7 +217,7 @@ def train_step_row(result: dict[str, Any]) -> dict[str, Any]:
 
 def train_step_rows(sizes: dict[str, Any], rates: dict[str, Any]):
   """train_step_vs_pytorch as a command (it chooses its JAX devices), with
-  XLA's convolutions and with oneDNN's (benchmarks/onednn_conv.py)."""
+  XLA's convolutions and with oneDNN's (model.conv="onednn")."""
   del rates
   rows = []
   with tempfile.TemporaryDirectory() as folder:

@@ -51,9 +51,7 @@ of ``make glyphs-fonts``).
 """
 
 import copy
-import dataclasses
 import json
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,8 +68,8 @@ from ml_collections import config_flags
 from pytorch_metric_learning import losses as pml_losses
 from torch import nn
 
-from benchmarks import cpu_timing, onednn_conv, side_by_side
-from proxy_nca_jax import evaluation, models, parallel, quiet_logs
+from benchmarks import cpu_timing, side_by_side
+from proxy_nca_jax import evaluation, models, native, parallel, quiet_logs
 from proxy_nca_jax.data import class_splits, pipeline, sources
 from proxy_nca_jax.inference import embedding, split_evaluation
 from proxy_nca_jax.training import setup, train_state
@@ -111,8 +109,8 @@ _EVAL_EXAMPLES = flags.DEFINE_integer(
 _ONEDNN_CONV = flags.DEFINE_bool(
   "onednn_conv",
   False,
-  "Our convolutions through oneDNN (benchmarks/onednn_conv.py: builds it "
-  "with g++; needs libdnnl-dev).",
+  "Our convolutions through oneDNN (model.conv='onednn', "
+  "proxy_nca_jax/native/convolution.py; needs g++ and libdnnl-dev).",
 )
 _TUNE_MALLOC = flags.DEFINE_bool(
   "tune_malloc",
@@ -299,12 +297,14 @@ def main(argv: list[str]) -> None:
 
   # Ours.
   mesh = parallel.create_mesh()
-  parts = setup.assemble(config, mesh, num_classes)
   if _ONEDNN_CONV.value:
-    with tempfile.TemporaryDirectory() as folder:  # Loaded, then removed.
-      onednn_conv.register(onednn_conv.build(folder))
-    conv = onednn_conv.conv_factory(mesh)
-    parts = dataclasses.replace(parts, model=parts.model.clone(conv=conv))
+    if not native.available("onednn_conv"):
+      raise SystemExit(
+        "--onednn_conv: oneDNN's kernels did not build (the warning above "
+        "says why); apt-get install g++ libdnnl-dev."
+      )
+    config.model.conv = "onednn"
+  parts = setup.assemble(config, mesh, num_classes)
   model, state, step_fn = parts.model, parts.initial_state(), parts.train_step()
   embed_fn = embedding.make_embed_fn(model, mesh)
   init_params = jax.device_get(state.params)

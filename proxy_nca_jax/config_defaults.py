@@ -57,6 +57,8 @@ OPTIONAL_FIELDS = (
   "loss.soft_triple_gamma",
   "loss.soft_triple_margin",
   "loss.soft_triple_tau",
+  # convnet-S's convolutions through oneDNN: XLA's before.
+  "model.conv",
   # The ViT fine-tuning options of the optimiser: off before them.
   "optimizer.layer_decay",
   "optimizer.decay_matrices_only",

@@ -99,6 +99,11 @@ def base_config(*, rgb_input: bool = False) -> ml_collections.ConfigDict:
   config.model.name = "convnet_s"  # In proxy_nca_jax.models.MODELS.
   config.model.embedding_dim = 64
   config.model.widths = (32, 64, 128)  # convnet_s only.
+  # convnet_s only: its convolutions in training, "xla" or "onednn"
+  # (oneDNN's through XLA's FFI, proxy_nca_jax/native: faster on CPU, the
+  # same function to float32 rounding; needs g++ and libdnnl-dev, else
+  # XLA's with a warning). Evaluation, embedding and export use XLA's.
+  config.model.conv = "xla"
   # Embedding head: global "avg" or "max" pooling, and a LayerNorm (no
   # affine parameters) on the pooled features; max + LayerNorm is
   # ProxyNCA++'s head.

@@ -118,7 +118,7 @@ class CoreInstallTest(absltest.TestCase):
       f"runpy.run_path({str(example)!r}, run_name='__main__')\n"
       "import proxy_nca_jax, proxy_nca_jax.native\n"
       "print(json.dumps({'package': proxy_nca_jax.__file__,\n"
-      "  'native': proxy_nca_jax.native.available(),\n"
+      "  'native': proxy_nca_jax.native.available('counting'),\n"
       f"  'loaded': [m for m in {HEAVY!r} if m in sys.modules],\n"
       f"  'installed': [m for m in {NOT_INSTALLED!r}\n"
       "                if importlib.util.find_spec(m)]}))\n"

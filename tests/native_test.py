@@ -80,7 +80,7 @@ class CountBeforeTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    if not native.available():
+    if not native.available("counting"):
       raise AssertionError("The native kernels did not build: is g++ there?")
 
   @parameterized.product(
@@ -158,9 +158,9 @@ class LibraryTest(absltest.TestCase):
   def test_builds_once_into_the_cache_folder(self):
     with tempfile.TemporaryDirectory() as cache:
       with mock.patch.dict(os.environ, {library.CACHE: cache}):
-        first = library.build()
+        first = library.build("counting")
         stamp = first.stat().st_mtime_ns
-        second = library.build()
+        second = library.build("counting")
       self.assertEqual(first, second)
       self.assertEqual(second.stat().st_mtime_ns, stamp)
       self.assertTrue(first.is_relative_to(pathlib.Path(cache)))
@@ -169,24 +169,27 @@ class LibraryTest(absltest.TestCase):
 
   def test_a_missing_compiler_is_named_with_the_install_step(self):
     with self.assertRaisesRegex(RuntimeError, "apt-get install g\\+\\+"):
-      library.build(compiler="no-such-compiler")
+      library.build("counting", compiler="no-such-compiler")
 
   def test_a_failed_build_reports_the_compiler_error(self):
     with tempfile.TemporaryDirectory() as cache:
       broken = pathlib.Path(cache) / "broken.cc"
       broken.write_text("this is not C++\n")
+      kernels = library.Kernels((str(broken),), ("Nothing",))
       with (
         mock.patch.dict(os.environ, {library.CACHE: cache}),
-        mock.patch.object(library, "_SOURCES", (broken,)),
-        self.assertRaisesRegex(RuntimeError, "failed:\n.*error"),
+        mock.patch.dict(library.KERNELS, {"broken": kernels}),
+        self.assertRaisesRegex(
+          RuntimeError, "failed \\(it needs g\\+\\+.*\\):\n.*error"
+        ),
       ):
-        library.build()
+        library.build("broken")
       # The failed build leaves no library and no temporary behind.
       self.assertEqual(list(pathlib.Path(cache).rglob("*.so*")), [])
 
   def test_the_switch_turns_the_kernels_off(self):
     with mock.patch.dict(os.environ, {library.SWITCH: "0"}):
-      self.assertFalse(library.available.__wrapped__())
+      self.assertFalse(library.available.__wrapped__("counting"))
 
   def test_falls_back_with_a_warning_when_the_build_fails(self):
     with (
@@ -196,7 +199,7 @@ class LibraryTest(absltest.TestCase):
       ),
       self.assertLogs(level="WARNING") as logs,
     ):
-      self.assertFalse(library.available.__wrapped__())
+      self.assertFalse(library.available.__wrapped__("counting"))
     self.assertIn("no g++ on the PATH", "\n".join(logs.output))
 
 

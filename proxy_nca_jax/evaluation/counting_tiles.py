@@ -190,7 +190,7 @@ def tile_sweep(
 
 def counts_natively(mesh: jax.sharding.Mesh) -> bool:
   """Whether the tiles on `mesh` can count with the native kernel (CPU)."""
-  return mesh.devices.flat[0].platform == "cpu" and native.available()
+  return mesh.devices.flat[0].platform == "cpu" and native.available("counting")
 
 
 def tile_mesh(mesh: jax.sharding.Mesh | None) -> jax.sharding.Mesh:

@@ -109,7 +109,7 @@ ConvFactory = Callable[[int, str], nn.Module]
 def conv3x3(features: int, name: str) -> nn.Module:
   """convnet-S's convolution: 3x3, stride 1, SAME padding, no bias (XLA's).
   Another `ConvFactory` must keep its parameter (``kernel``, HWIO) and
-  function; benchmarks/onednn_conv.py is one."""
+  function; native/convolution.py's (oneDNN) is one."""
   return nn.Conv(features, (3, 3), padding="SAME", use_bias=False, name=name)
 
 
@@ -266,8 +266,22 @@ def _create_vit(
   )
 
 
-def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
-  """Builds the model named by ``model_config.name``."""
+# Values of ``model.conv``: convnet-S's convolution in training.
+CONVOLUTIONS = ("xla", "onednn")
+
+
+def create_model(
+  model_config: ml_collections.ConfigDict, conv: ConvFactory = conv3x3
+) -> nn.Module:
+  """Builds the model named by ``model_config.name``.
+
+  Args:
+    model_config: ``config.model``.
+    conv: convnet-S's convolution (default XLA's). ``model.conv`` is only
+      checked here: the trainer passes oneDNN's for ``"onednn"``
+      (training/setup.py); a trained network is used with XLA's, the same
+      weights and function.
+  """
   if model_config.name not in MODELS:
     raise errors.InvalidInputError(
       f"Unknown model {model_config.name!r}; choose one of {MODELS}."
@@ -276,6 +290,16 @@ def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
     raise errors.InvalidInputError(
       f"Unknown model.pooling {model_config.pooling!r}; choose one of "
       f"{POOLINGS}."
+    )
+  if model_config.conv not in CONVOLUTIONS:
+    raise errors.InvalidInputError(
+      f"Unknown model.conv {model_config.conv!r}; choose one of {CONVOLUTIONS}."
+    )
+  if model_config.conv != "xla" and model_config.name != "convnet_s":
+    raise errors.InvalidInputError(
+      f"model.conv={model_config.conv!r} is convnet_s's option; "
+      f"{model_config.name} trains with XLA's convolutions "
+      "(model.conv='xla')."
     )
   if model_config.name != "convnet_s":
     return BackboneEmbedder(
@@ -299,4 +323,5 @@ def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
     widths=tuple(model_config.widths),
     pooling=model_config.pooling,
     layer_norm=model_config.layer_norm,
+    conv=conv,
   )

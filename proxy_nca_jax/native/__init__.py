@@ -14,16 +14,20 @@
 """Native CPU kernels, called through XLA's FFI, compiled on first use.
 
 Where XLA:CPU's code for a step is measurably slow, a C++ kernel beside
-this file does it instead: library.py compiles the sources with the
-machine's g++ for the machine's CPU the first time a process asks for
-them, keeps the library in a cache folder (one per source, compiler, jaxlib
-and CPU) and registers its FFI targets. Without g++ (or with
-``PROXY_NCA_JAX_NATIVE=0``) every caller keeps XLA's version, with the
-same results: each kernel is tested against a float64 NumPy reference and
-against its XLA twin.
+this file does it instead: library.py compiles each library of
+`library.KERNELS` with the machine's g++ for the machine's CPU the first
+time a process asks for it, keeps it in a cache folder (one per source,
+compiler, jaxlib and CPU) and registers its FFI targets. Where a library
+cannot be built (no g++, no oneDNN, or ``PROXY_NCA_JAX_NATIVE=0``) its
+callers keep XLA's version. Each kernel is tested against a float64 NumPy
+reference.
 
-- count_before.cc (counting.py): the counting pass of the exact retrieval
-  metrics (evaluation/counting_tiles.py).
+- count_before.cc (counting.py; library "counting"): the counting pass of
+  the exact retrieval metrics (evaluation/counting_tiles.py); the same
+  integers as XLA's.
+- onednn_conv.cc (convolution.py; library "onednn_conv"): convnet-S's
+  convolutions through oneDNN, for training (``model.conv = "onednn"``);
+  XLA's function to float32 rounding.
 """
 
 from proxy_nca_jax.native.counting import count_before

@@ -30,7 +30,7 @@ def count_before(
 
   For query a and threshold m, the items x with sim(a, x) > t[a, m], or
   equal and index(x) < threshold_index[a, m]. CPU only, once
-  `library.available()` is True.
+  `library.available("counting")` is True.
 
   Args:
     sims: (R, C) float32 similarity tile.

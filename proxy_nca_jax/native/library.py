@@ -13,6 +13,9 @@
 # limitations under the License.
 """Compiling, caching and registering the native kernels (see __init__).
 
+`KERNELS` lists the libraries, each built and loaded on its own, so one
+that needs a missing package (oneDNN) leaves the others usable.
+
 The library is built with ``-march=native``, so its cache key holds the
 CPU's model and instruction-set flags with the sources, the compiler's
 version and jaxlib's (whose FFI headers it is compiled against): a cache
@@ -22,6 +25,7 @@ renames it, so processes building at once each get a whole library.
 """
 
 import ctypes
+import dataclasses
 import functools
 import hashlib
 import os
@@ -40,9 +44,41 @@ SWITCH = "PROXY_NCA_JAX_NATIVE"
 # The cache folder (default: $XDG_CACHE_HOME or ~/.cache, proxy_nca_jax).
 CACHE = "PROXY_NCA_JAX_CACHE"
 
-_SOURCES = (pathlib.Path(__file__).with_name("count_before.cc"),)
-_TARGETS = ("CountBefore",)
+_HERE = pathlib.Path(__file__).parent
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC")
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernels:
+  """One library of kernels: its sources, FFI targets and needs.
+
+  Attributes:
+    sources: C++ files beside this module.
+    targets: the FFI handler symbols it defines.
+    flags: compiler flags beyond `_FLAGS`.
+    link: libraries to link (``-l...``).
+    needs: what to install when the build fails (said in the error).
+  """
+
+  sources: tuple[str, ...]
+  targets: tuple[str, ...]
+  flags: tuple[str, ...] = ()
+  link: tuple[str, ...] = ()
+  needs: str = "g++ (Debian/Ubuntu: apt-get install g++)"
+
+
+KERNELS = {
+  # The counting pass of the exact retrieval metrics (counting.py).
+  "counting": Kernels(("count_before.cc",), ("CountBefore",)),
+  # convnet-S's 3x3 convolution through oneDNN (convolution.py).
+  "onednn_conv": Kernels(
+    ("onednn_conv.cc",),
+    ("OneDnnConvForward", "OneDnnConvInputGrad", "OneDnnConvKernelGrad"),
+    flags=("-fopenmp",),
+    link=("-ldnnl",),
+    needs="g++ and oneDNN (Debian/Ubuntu: apt-get install g++ libdnnl-dev)",
+  ),
+}
 
 
 def cache_folder() -> pathlib.Path:
@@ -75,47 +111,54 @@ def _compiler_version(compiler: str) -> str:
   return result.stdout
 
 
-def build(compiler: str = "g++") -> pathlib.Path:
-  """Compiles the sources into the cache (unless there); returns the path.
+def build(name: str, compiler: str = "g++") -> pathlib.Path:
+  """Compiles library `name` of `KERNELS` into the cache (unless there).
+
+  Returns:
+    The library's path.
 
   Raises:
-    RuntimeError: no compiler, or the build failed (its message inside).
+    RuntimeError: no compiler, or the build failed (its message and what
+      to install inside).
   """
+  kernels = KERNELS[name]
   if shutil.which(compiler) is None:
-    raise RuntimeError(
-      f"no {compiler} on the PATH (Debian/Ubuntu: apt-get install g++)"
-    )
-  include = jax.ffi.include_dir()
+    raise RuntimeError(f"no {compiler} on the PATH; install {kernels.needs}")
+  sources = [_HERE / source for source in kernels.sources]
+  command = [compiler, *_FLAGS, *kernels.flags, "-w"]
+  command += [f"-I{jax.ffi.include_dir()}", *map(str, sources)]
   key = hashlib.sha256()
   for part in (
-    *(source.read_bytes() for source in _SOURCES),
-    " ".join(_FLAGS).encode(),
+    *(source.read_bytes() for source in sources),
+    " ".join([*command[1:], *kernels.link]).encode(),
     _compiler_version(compiler).encode(),
     jaxlib.__version__.encode(),
     _cpu_description().encode(),
   ):
     key.update(hashlib.sha256(part).digest())
-  folder = cache_folder() / "native" / key.hexdigest()[:24]
-  library = folder / "libproxy_nca_native.so"
+  folder = cache_folder() / "native" / f"{name}-{key.hexdigest()[:24]}"
+  library = folder / f"lib{name}.so"
   if library.exists():
     return library
   folder.mkdir(parents=True, exist_ok=True)
   handle, partial = tempfile.mkstemp(dir=folder, suffix=".so.partial")
   os.close(handle)
-  command = [compiler, *_FLAGS, "-w", f"-I{include}"]
-  command += [*map(str, _SOURCES), "-o", partial]
+  command += ["-o", partial, *kernels.link]
   result = subprocess.run(command, capture_output=True, text=True)
   if result.returncode:
     os.unlink(partial)
-    raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    raise RuntimeError(
+      f"{' '.join(command)} failed (it needs {kernels.needs}):\n"
+      f"{result.stderr[-3000:]}"
+    )
   os.chmod(partial, 0o755)
   os.replace(partial, library)
   return library
 
 
 @functools.cache
-def available() -> bool:
-  """Whether the native kernels are registered (built first if needed).
+def available(name: str) -> bool:
+  """Whether library `name` of `KERNELS` is registered (built if needed).
 
   False where ``PROXY_NCA_JAX_NATIVE=0`` or the build failed; the reason
   is logged once, and callers keep XLA's versions.
@@ -123,17 +166,17 @@ def available() -> bool:
   if os.environ.get(SWITCH, "1") == "0":
     return False
   try:
-    library = build()
-    handles = ctypes.cdll.LoadLibrary(str(library))
+    handles = ctypes.cdll.LoadLibrary(str(build(name)))
   except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
     logging.warning(
-      "Native CPU kernels unavailable, XLA's slower versions used instead "
-      "(same results): %s",
+      "Native CPU kernels %r unavailable, XLA's slower versions used "
+      "instead: %s",
+      name,
       error,
     )
     return False
-  for name in _TARGETS:
+  for target in KERNELS[name].targets:
     jax.ffi.register_ffi_target(
-      name, jax.ffi.pycapsule(getattr(handles, name)), platform="cpu"
+      target, jax.ffi.pycapsule(getattr(handles, target)), platform="cpu"
     )
   return True

@@ -52,6 +52,7 @@ FREE_FIELDS = (
   "evals.at_step_zero",
   "evals.block_size",
   "loss.proxy_block_size",
+  "model.conv",
   "evals.recall_ks",
   "input.eval_batch_size",
   "input.data_dir",

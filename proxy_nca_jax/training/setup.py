@@ -32,11 +32,13 @@ import flax.linen as nn
 import jax
 import ml_collections
 import optax
+from absl import logging
 
-from proxy_nca_jax import errors, models, parallel
+from proxy_nca_jax import errors, models, native, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.data import pipeline
 from proxy_nca_jax.evaluation import query_gallery
+from proxy_nca_jax.native import convolution
 from proxy_nca_jax.training import loss_binding, optim, step, train_state
 
 
@@ -144,6 +146,29 @@ class RunParts:
     )
 
 
+def training_conv(
+  model_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh
+) -> models.ConvFactory:
+  """convnet-S's convolution in training, by ``model.conv``.
+
+  oneDNN's (native/convolution.py) for ``"onednn"`` on CPU devices where
+  its library builds; else XLA's, with a warning for ``"onednn"`` (the same
+  function to float32 rounding, only slower on CPU).
+  """
+  if model_config.conv != "onednn" or model_config.name != "convnet_s":
+    return models.conv3x3  # create_model rejects what is not allowed.
+  if mesh.devices.flat[0].platform != "cpu":
+    logging.warning("model.conv='onednn' is for CPUs: XLA's used here.")
+    return models.conv3x3
+  if not native.available("onednn_conv"):
+    logging.warning(
+      "model.conv='onednn' without oneDNN's kernels (see the warning "
+      "above): XLA's convolutions used."
+    )
+    return models.conv3x3
+  return convolution.conv_factory(mesh)
+
+
 def assemble(
   config: ml_collections.ConfigDict,
   mesh: jax.sharding.Mesh | None = None,
@@ -173,7 +198,9 @@ def assemble(
   loss_fn = loss_binding.create_loss_fn(
     config.loss, seed=config.seed, class_counts=class_counts
   )
-  model = models.create_model(config.model)
+  model = models.create_model(
+    config.model, conv=training_conv(config.model, mesh)
+  )
   tx, schedules = optim.create_optimizer(config)
   if num_proxies is None:
     num_proxies = train_state.num_proxies(config)

@@ -11,24 +11,30 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""benchmarks/onednn_conv.py: oneDNN's convolution equals the definition.
+"""native/convolution.py: oneDNN's convolution equals the definition.
 
 The library is built here (g++ and Debian's libdnnl-dev, which make test
 installs). Its three products are compared with a float64 NumPy
 transcription of the definition (a sum over the nine taps of the padded
-input), on one device and sharded over 8, and convnet-S built with it
-keeps the stock network's parameters and function.
+input), on one device and sharded over 8; convnet-S built with it keeps the
+stock network's parameters and function; ``model.conv = "onednn"`` trains
+with it, to the weights of XLA's convolutions within float32 rounding.
 """
 
+import pathlib
 import tempfile
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
-from benchmarks import onednn_conv
-from proxy_nca_jax import models, parallel
+from proxy_nca_jax import errors, models, native, parallel
+from proxy_nca_jax.inference import trained_model
+from proxy_nca_jax.native import convolution as onednn_conv
+from proxy_nca_jax.training import setup, trainer
+from tests.testing import tiny_run
 
 
 def _reference(x: np.ndarray, kernel: np.ndarray, dy: np.ndarray):
@@ -53,7 +59,8 @@ class OneDnnConvTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    onednn_conv.register(onednn_conv.build(tempfile.mkdtemp()))
+    if not native.available("onednn_conv"):
+      raise AssertionError("oneDNN's kernels did not build: libdnnl-dev?")
 
   def _case(self, batch: int, seed: int = 0):
     rng = np.random.default_rng(seed)
@@ -129,14 +136,68 @@ class OneDnnConvTest(absltest.TestCase):
       want_grads,
     )
 
-  def test_missing_compiler_or_headers_is_one_message(self):
-    original = onednn_conv._HEADER
-    onednn_conv._HEADER = original.with_name("no_such_header.hpp")
-    try:
-      with self.assertRaisesRegex(RuntimeError, "apt-get install"):
-        onednn_conv.build(tempfile.mkdtemp())
-    finally:
-      onednn_conv._HEADER = original
+  def test_the_config_chooses_the_training_convolution(self):
+    mesh = parallel.create_mesh(jax.devices()[:2])
+    config = tiny_run.tiny_config(pathlib.Path(tempfile.mkdtemp()))
+    self.assertIs(setup.training_conv(config.model, mesh), models.conv3x3)
+    config.model.conv = "onednn"
+    made = setup.training_conv(config.model, mesh)(8, "Conv_0")
+    self.assertIsInstance(made, onednn_conv.OneDnnConv3x3)
+    # Where the kernels cannot be built: XLA's, and a warning says so.
+    with (
+      mock.patch.object(native, "available", lambda name: False),
+      self.assertLogs(level="WARNING") as logs,
+    ):
+      self.assertIs(setup.training_conv(config.model, mesh), models.conv3x3)
+    self.assertIn("XLA's convolutions used", "\n".join(logs.output))
+
+  def test_bad_model_conv_is_one_clear_error(self):
+    config = tiny_run.tiny_config(pathlib.Path(tempfile.mkdtemp()))
+    config.model.conv = "cudnn"
+    with self.assertRaisesRegex(errors.InvalidInputError, "model.conv"):
+      models.create_model(config.model)
+    config.model.conv = "onednn"
+    config.model.name = "resnet50"
+    with self.assertRaisesRegex(errors.InvalidInputError, "convnet_s's"):
+      models.create_model(config.model)
+
+
+class OneDnnTrainingTest(tiny_run.PreparedDataTest):
+  def test_training_with_onednn_matches_xla(self):
+    mesh = parallel.create_mesh(jax.devices()[:8])
+    runs = {}
+    for conv in ("xla", "onednn"):
+      config = tiny_run.tiny_config(self.root, model__conv=conv)
+      runs[conv] = tiny_run.train_steps(config, mesh, num_steps=5)
+    # Five steps from the same start and batches: the same losses and
+    # weights to float32 rounding (other summation orders, amplified a
+    # little by the steps).
+    np.testing.assert_allclose(runs["onednn"][0], runs["xla"][0], rtol=1e-4)
+    jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4),
+      runs["onednn"][1].params,
+      runs["xla"][1].params,
+    )
+
+  def test_a_run_trained_with_onednn_loads_with_xla(self):
+    config = tiny_run.tiny_config(
+      self.root, model__conv="onednn", schedule__num_steps=3
+    )
+    workdir = str(self.root / "onednn_run")
+    trainer.train_and_evaluate(config, workdir)
+    loaded = trained_model.load(workdir)
+    self.assertIs(loaded.model.conv, models.conv3x3)
+    images = jnp.asarray(
+      np.random.default_rng(2).random((8, *loaded.input_shape)), jnp.float32
+    )
+    mesh = parallel.create_mesh(jax.devices()[:8])
+    trained_with = loaded.model.clone(conv=onednn_conv.conv_factory(mesh))
+    np.testing.assert_allclose(
+      loaded.model.apply(loaded.variables, images, train=False),
+      trained_with.apply(loaded.variables, images, train=False),
+      rtol=1e-4,
+      atol=1e-5,
+    )
 
 
 if __name__ == "__main__":

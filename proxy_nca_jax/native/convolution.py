@@ -11,16 +11,17 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""convnet-S's convolutions through oneDNN: issue 34's item 4, an experiment.
+"""convnet-S's convolutions through oneDNN (onednn_conv.cc): issue 34's item 4.
 
 XLA:CPU's convolutions, above all their kernel gradient, run well below
 oneDNN's, which PyTorch uses. Here the three products of a 3x3 convolution
 (forward, input gradient, kernel gradient) are oneDNN's, called through
-XLA's FFI (onednn_conv.cc), and `conv_factory` hands them to
-``models.ConvNetS(conv=...)`` in place of ``nn.Conv``: the same parameter
-(``kernel``, HWIO, ``nn.Conv``'s initialiser), the same function to float32
-rounding (tests/benchmarks_onednn_conv_test.py checks all three products
-against float64 NumPy). ``benchmarks.train_step_vs_pytorch --onednn_conv``
+XLA's FFI, and `conv_factory` hands them to ``models.ConvNetS(conv=...)``
+in place of ``nn.Conv``: the same parameter (``kernel``, HWIO, ``nn.Conv``'s
+initialiser), the same function to float32 rounding
+(tests/native_convolution_test.py checks all three products against
+float64 NumPy). ``config.model.conv = "onednn"`` trains with it
+(training/setup.py); ``benchmarks.train_step_vs_pytorch --onednn_conv``
 times it against PyTorch.
 
 Each device computes its share of the batch (``jax.shard_map`` over the
@@ -29,69 +30,19 @@ mesh's ``data`` axis; the kernel gradient is summed over the devices), with
 An FFI call is opaque to XLA's partitioner, which would otherwise gather
 the whole batch onto every device.
 
-Not in the library: the FFI target exists only in a process that built and
-registered it, so a jax.export of such a network would not load elsewhere;
-it needs ``g++`` and oneDNN's headers (Debian: ``apt-get install
-libdnnl-dev``; 2.6.3 here). `build` names what is missing.
+Training only: the FFI target exists only in a process that built and
+registered it (``library.available("onednn_conv")``: g++ and oneDNN's
+headers, Debian's ``libdnnl-dev``), so a trained network is loaded, embedded
+and exported with XLA's convolution (the same weights).
 """
 
-import ctypes
 import functools
 import os
-import pathlib
-import shutil
-import subprocess
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
-
-SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
-_HEADER = pathlib.Path("/usr/include/oneapi/dnnl/dnnl.hpp")
-_TARGETS = ("OneDnnConvForward", "OneDnnConvInputGrad", "OneDnnConvKernelGrad")
-
-
-def build(out_dir: str) -> str:
-  """Compiles onednn_conv.cc into ``out_dir``; returns the library's path.
-
-  Raises:
-    RuntimeError: g++ or oneDNN's headers are missing, or the build failed.
-  """
-  if shutil.which("g++") is None or not _HEADER.exists():
-    raise RuntimeError(
-      "Building the oneDNN convolution needs g++ and oneDNN's headers "
-      f"({_HEADER}): apt-get install g++ libdnnl-dev."
-    )
-  library = os.path.join(out_dir, "libonednn_conv.so")
-  command = [
-    "g++",
-    "-O2",
-    "-std=c++17",
-    "-shared",
-    "-fPIC",
-    "-fopenmp",
-    "-w",  # XLA's FFI headers warn under g++ 12.
-    f"-I{jax.ffi.include_dir()}",
-    str(SOURCE),
-    "-o",
-    library,
-    "-ldnnl",
-  ]
-  result = subprocess.run(command, capture_output=True, text=True)
-  if result.returncode:
-    raise RuntimeError(f"g++ failed:\n{result.stderr[-2000:]}")
-  return library
-
-
-@functools.cache
-def register(library: str) -> None:
-  """Registers the three FFI targets of ``library`` for the CPU (once)."""
-  handles = ctypes.cdll.LoadLibrary(library)
-  for name in _TARGETS:
-    jax.ffi.register_ffi_target(
-      name, jax.ffi.pycapsule(getattr(handles, name)), platform="cpu"
-    )
 
 
 def _call(target: str, shape: tuple[int, ...], threads: int, *args):
@@ -181,9 +132,10 @@ class OneDnnConv3x3(nn.Module):
 
 def conv_factory(mesh: jax.sharding.Mesh, threads: int | None = None):
   """A ``models.ConvFactory`` of `OneDnnConv3x3` (threads per device,
-  default: the cores over the mesh's devices)."""
+  default: this process's cores over its devices of the mesh)."""
   if threads is None:
-    threads = max(1, (os.cpu_count() or 1) // mesh.size)
+    cores = len(os.sched_getaffinity(0))
+    threads = max(1, cores // len(mesh.local_devices))
 
   def make(features: int, name: str) -> nn.Module:
     return OneDnnConv3x3(features, mesh, threads, name=name)

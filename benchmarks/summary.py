@@ -34,7 +34,8 @@ command keeps the full sizes and every option), one row each
 - train_step, train_step_onednn: convnet-S vs PyTorch + PML
   (train_step_vs_pytorch.py, run as its own command: it sets one JAX CPU
   device per core before JAX starts), with XLA's convolutions and with
-  oneDNN's (``--onednn_conv``, proxy_nca_jax/native/convolution.py); no floor counted;
+  oneDNN's (``--onednn_conv``, proxy_nca_jax/native/convolution.py; left
+  out where it does not build); no floor counted;
 - proxy_step: the Proxy-NCA step at C proxies in blocks
   (proxy_step_floor.py); no peer; floor: 3 x 2 B C D flops or 6 C D x 4
   bytes.

@@ -39,6 +39,7 @@ from benchmarks import (
   proxy_step_floor,
   search_at_scale,
 )
+from proxy_nca_jax import native
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -217,11 +218,22 @@ def train_step_row(result: dict[str, Any]) -> dict[str, Any]:
 
 def train_step_rows(sizes: dict[str, Any], rates: dict[str, Any]):
   """train_step_vs_pytorch as a command (it chooses its JAX devices), with
-  XLA's convolutions and with oneDNN's (model.conv="onednn")."""
+  XLA's convolutions and, where its kernels build, with oneDNN's
+  (model.conv="onednn"; without g++ or libdnnl-dev that row is left out
+  and a line says why)."""
   del rates
   rows = []
+  variants = ["--noonednn_conv"]
+  if native.available("onednn_conv"):
+    variants.append("--onednn_conv")
+  else:
+    print(
+      "train_step_onednn left out: oneDNN's kernels did not build "
+      "(apt-get install g++ libdnnl-dev)",
+      file=sys.stderr,
+    )
   with tempfile.TemporaryDirectory() as folder:
-    for convolutions in ("--noonednn_conv", "--onednn_conv"):
+    for convolutions in variants:
       out = os.path.join(folder, f"train_step{convolutions}.json")
       command = [
         sys.executable,

@@ -57,10 +57,11 @@ def open(path: str, mode: str = "r") -> IO:  # noqa: A001  (as builtins.open)
   return builtins.open(path, mode, encoding=encoding)
 
 
-def _umask() -> int:
+def new_file_mode() -> int:
+  """The permissions ``open`` gives a new file: 0666 less the umask."""
   umask = os.umask(0o022)
   os.umask(umask)
-  return umask
+  return 0o666 & ~umask
 
 
 def write_atomically(
@@ -92,7 +93,7 @@ def write_atomically(
       write(f)
       f.flush()
       os.fsync(f.fileno())
-    os.chmod(partial, 0o666 & ~_umask())
+    os.chmod(partial, new_file_mode())
     os.replace(partial, path)
   except BaseException:
     os.unlink(partial)

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from proxy_nca_jax import errors
+from proxy_nca_jax import errors, url_files
 
 EMBEDDINGS_PREFIX = "embeddings"
 RECORD = "gallery.json"
@@ -87,7 +87,9 @@ def _wrote() -> None:
 def _write_temporary(
   folder: str, suffix: str, write: Callable[[str], None]
 ) -> str:
-  """``write(a new temporary path in folder)``, flushed to disk; the path."""
+  """``write(a new temporary path in folder)``, flushed to disk, with the
+  permissions ``open`` gives a new file (mkstemp's are 0600: a gallery
+  built by one account must be readable by a server's); the path."""
   fd, temporary = tempfile.mkstemp(
     dir=folder, prefix=_TEMP_PREFIX, suffix=suffix
   )
@@ -95,6 +97,7 @@ def _write_temporary(
   write(temporary)
   with open(temporary, "rb+") as f:
     os.fsync(f.fileno())
+  os.chmod(temporary, url_files.new_file_mode())
   _wrote()
   return temporary
 

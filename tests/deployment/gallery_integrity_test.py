@@ -36,6 +36,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -164,6 +165,13 @@ class GalleryChecksTest(_GalleryTestCase):
       sorted(os.listdir(self.good)),
       [self.built.record["embeddings"]["file"], "gallery.json"],
     )
+    # Readable by another account, as files open() creates (not mkstemp's
+    # 0600): open()'s mode under this process's umask.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in os.listdir(self.good):
+      mode = stat.S_IMODE(os.stat(self.good / name).st_mode)
+      self.assertEqual(mode, 0o666 & ~umask, name)
 
   def test_rows_and_files_that_disagree_are_refused(self):
     record = json.loads((self.good / "gallery.json").read_text())

@@ -28,18 +28,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-from matplotlib import pyplot as plt  # noqa: E402
+import numpy as np
 
 from proxy_nca_jax import errors, terminal
-from proxy_nca_jax.data import image_files  # noqa: E402
-from proxy_nca_jax.deployment import embedder, gallery  # noqa: E402
-from proxy_nca_jax.evaluation import nearest  # noqa: E402
-from proxy_nca_jax.reports import figures  # noqa: E402
+from proxy_nca_jax.data import image_files
+from proxy_nca_jax.deployment import embedder, gallery
+from proxy_nca_jax.evaluation import nearest
 
 
 def query_files(query: str) -> tuple[str, list[str]]:
@@ -164,9 +158,14 @@ def draw(
   query's class is known, else the neighbour's class colour (tab20), none
   without labels.
   """
+  # matplotlib (0.3 s to import) only for a search that draws.
+  from matplotlib import colormaps
+
+  from proxy_nca_jax.reports import figures
+
   shape = found.spec.input_shape
   images = found.record["images"]
-  palette = plt.get_cmap("tab20")
+  palette = colormaps["tab20"]
   rows = []
   for result in results[:max_queries]:
     row = [

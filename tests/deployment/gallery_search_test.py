@@ -26,6 +26,7 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -278,6 +279,23 @@ class GallerySearchTest(absltest.TestCase):
       gallery.build(
         jax.jit(embed), spec, {"model": str(older)}, str(self.images), str(out)
       )
+
+
+class SearchStartTest(absltest.TestCase):
+  def test_search_loads_matplotlib_only_to_draw(self):
+    # A fresh interpreter: this one has loaded matplotlib already.
+    loaded = subprocess.run(
+      [
+        sys.executable,
+        "-c",
+        "import sys, proxy_nca_jax.search; print('matplotlib' in sys.modules)",
+      ],
+      capture_output=True,
+      text=True,
+      check=True,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    self.assertEqual(loaded.stdout.strip(), "False", loaded.stderr)
 
 
 if __name__ == "__main__":

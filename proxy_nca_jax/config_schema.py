@@ -202,8 +202,9 @@ def base_config(*, rgb_input: bool = False) -> ml_collections.ConfigDict:
   # proxy_nca, static: with more proxies than this (per device when the
   # proxies are sharded), the sums over them are taken a block of this many
   # at a time (losses/proxy_blocks.py): the same loss to float32 rounding,
-  # without the (batch, proxies) arrays. None: blocks of 4,096 above 65,536
-  # proxies, 4x faster at a million on CPU (benchmarks/README.md).
+  # without the (batch, proxies) arrays. None: blocks of about 4,096 above
+  # 65,536 proxies (a multiple of 8 dividing the rows where one lies in
+  # (2,048, 4,096]), 4x faster at a million on CPU (benchmarks/README.md).
   config.loss.proxy_block_size = config_dict.placeholder(int)
   # proxy_nca (static), normalized_softmax and the class-weight losses:
   # each step's denominator uses the batch's classes and this fraction of

@@ -59,8 +59,8 @@ its blocks, sharding and sampling).
 
 Precision: float32, or float64 when the inputs are float64 and JAX runs with
 x64 (the parity tests do). Blocks: with one centre a class and more than
-65,536 classes (per device), the sums over the classes are taken 4,096 at a
-time with ``losses.proxy_blocks`` (``blocked_terms``; float32), as
+65,536 classes (per device), the sums over the classes are taken about
+4,096 at a time with ``losses.proxy_blocks`` (``blocked_terms``; float32), as
 Proxy-NCA's are, so no (B, C) array is formed.
 
 References:
@@ -331,7 +331,7 @@ def margin_softmax_loss(
     spec: the loss and its options.
     block_size: one centre a class only: classes per block
       (``blocked_terms``), or None for the automatic choice (blocks of
-      4,096 above 65,536 classes, as Proxy-NCA).
+      about 4,096 above 65,536 classes, as Proxy-NCA).
     margin_classes: int (B,), with class margins: the samples' classes in
       them when ``labels`` number a subset of the classes (sampled
       negatives); default ``labels``.

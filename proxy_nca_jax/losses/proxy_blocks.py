@@ -79,14 +79,24 @@ AUTO_ABOVE = 65_536
 def chosen_block_size(block_size: int | None, num_rows: int) -> int | None:
   """The block size to use for ``num_rows`` proxy rows, or None for every
   logit at once: ``block_size`` when it is below ``num_rows``, and for
-  ``block_size=None`` the automatic choice (``AUTO_BLOCK_SIZE`` above
-  ``AUTO_ABOVE`` rows).
+  ``block_size=None`` the automatic choice above ``AUTO_ABOVE`` rows:
+  ``AUTO_BLOCK_SIZE``, or the largest divisor of ``num_rows`` above half of
+  it (4,000 for 1,000,000 rows), so that no remainder block needs its
+  gradient rows joined to the others' (`_map_blocks`: 0.45 GiB more
+  scratch at 1M x 128).
 
   Raises:
     ValueError: a block size that is not a positive integer.
   """
   if block_size is None:
-    return AUTO_BLOCK_SIZE if num_rows > AUTO_ABOVE else None
+    if num_rows <= AUTO_ABOVE:
+      return None
+    divisors = (
+      size
+      for size in range(AUTO_BLOCK_SIZE, AUTO_BLOCK_SIZE // 2, -8)
+      if num_rows % size == 0
+    )
+    return next(divisors, AUTO_BLOCK_SIZE)
   whole = isinstance(block_size, int) and not isinstance(block_size, bool)
   if not whole or block_size < 1:
     raise errors.InvalidInputError(
@@ -174,6 +184,37 @@ def _fold_blocks(
   return carry
 
 
+def _map_blocks(
+  num_rows: int,
+  block_size: int,
+  step: Callable[[jax.Array | int, int, Carry], tuple[Carry, jax.Array]],
+  carry: Carry,
+) -> tuple[Carry, jax.Array]:
+  """`_fold_blocks` for a ``step`` that also returns its rows' output:
+  (final carry, the outputs concatenated along axis 0).
+
+  The full blocks run in a ``jax.lax.scan``, whose stacked outputs are
+  written in place: a (num_rows, ...) array carried through a loop and
+  updated a block at a time cost more than the blocks' own work (the
+  proxies' gradient at 1M x 128: 2.61 s against 1.96 s for the backward
+  pass on the 2-core AMD EPYC). The carry takes its type (inside
+  ``jax.shard_map``, varying over the proxies' mesh axes) from a step over
+  zero rows, which adds exact zeros.
+  """
+  full, rest = divmod(num_rows, block_size)
+  carry, _ = step(0, 0, carry)
+
+  def scanned(carry, i):
+    return step(i * block_size, block_size, carry)
+
+  carry, stacked = jax.lax.scan(scanned, carry, jnp.arange(full))
+  outputs = [stacked.reshape(-1, *stacked.shape[2:])]
+  if rest:
+    carry, last = step(full * block_size, rest, carry)
+    outputs.append(last)
+  return carry, jnp.concatenate(outputs) if rest else outputs[0]
+
+
 def _forward(
   x: jax.Array,
   proxies: jax.Array,
@@ -249,8 +290,7 @@ def _logsumexp_and_sum_bwd(options, residuals, cotangents):
   lse_grad, sum_grad = cotangents
   finite_lse = jnp.where(jnp.isfinite(lse), lse, 0.0)
 
-  def backward(start, size, carry):
-    x_grad, proxies_grad = carry
+  def backward(start, size, x_grad):
     block, mask = _block_and_mask(
       proxies, labels, first_column, start, size, options
     )
@@ -262,16 +302,10 @@ def _logsumexp_and_sum_bwd(options, residuals, cotangents):
       mask, lse_grad[:, None] * softmax + sum_grad[:, None], 0.0
     )
     block_x_grad, block_grad = pullback(logits_grad)
-    proxies_grad = jax.lax.dynamic_update_slice_in_dim(
-      proxies_grad, block_grad.astype(proxies_grad.dtype), start, axis=0
-    )
-    return x_grad + block_x_grad, proxies_grad
+    return x_grad + block_x_grad, block_grad.astype(proxies.dtype)
 
-  x_grad, proxies_grad = _fold_blocks(
-    proxies.shape[0],
-    options.block_size,
-    backward,
-    (jnp.zeros_like(x), jnp.zeros_like(proxies)),
+  x_grad, proxies_grad = _map_blocks(
+    proxies.shape[0], options.block_size, backward, jnp.zeros_like(x)
   )
   return x_grad, proxies_grad, None, None
 

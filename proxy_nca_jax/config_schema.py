@@ -203,7 +203,7 @@ def base_config(*, rgb_input: bool = False) -> ml_collections.ConfigDict:
   # proxies are sharded), the sums over them are taken a block of this many
   # at a time (losses/proxy_blocks.py): the same loss to float32 rounding,
   # without the (batch, proxies) arrays. None: blocks of about 4,096 above
-  # 65,536 proxies (a multiple of 8 dividing the rows where one lies in
+  # 65,536 proxies (a divisor of the rows where one lies in
   # (2,048, 4,096]), 4x faster at a million on CPU (benchmarks/README.md).
   config.loss.proxy_block_size = config_dict.placeholder(int)
   # proxy_nca (static), normalized_softmax and the class-weight losses:

@@ -93,7 +93,7 @@ def chosen_block_size(block_size: int | None, num_rows: int) -> int | None:
       return None
     divisors = (
       size
-      for size in range(AUTO_BLOCK_SIZE, AUTO_BLOCK_SIZE // 2, -8)
+      for size in range(AUTO_BLOCK_SIZE, AUTO_BLOCK_SIZE // 2, -1)
       if num_rows % size == 0
     )
     return next(divisors, AUTO_BLOCK_SIZE)

@@ -105,7 +105,7 @@ def proxy_nca_loss(
   to float32 rounding, with a fraction of the memory and a quarter of the
   time at a million proxies (benchmarks/README.md). ``None`` chooses: blocks
   of about 4,096 above 65,536 proxies (``proxy_blocks.chosen_block_size``:
-  a multiple of 8 dividing their number where one lies in (2,048, 4,096]).
+  a divisor of their number where one lies in (2,048, 4,096]).
 
   Args:
     embeddings: float array (B, D). Normalised here; need not be unit norm.

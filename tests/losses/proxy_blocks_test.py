@@ -166,10 +166,9 @@ class BlockedProxyNcaTest(parameterized.TestCase):
     self.assertIsNone(choose(None, proxy_blocks.AUTO_ABOVE))
     # 65,537 is prime: blocks of 4,096 and a remainder.
     self.assertEqual(choose(None, proxy_blocks.AUTO_ABOVE + 1), 4096)
-    # Else the largest divisor in (2,048, 4,096] that is a multiple of 8:
-    # no remainder block.
+    # Else the largest divisor in (2,048, 4,096]: no remainder block.
     self.assertEqual(choose(None, 1_000_000), 4000)
-    self.assertEqual(choose(None, 125_000), 4096)  # Only 3,125 divides.
+    self.assertEqual(choose(None, 125_000), 3125)
     self.assertEqual(choose(None, 3000 * 40), 4000)
     self.assertEqual(choose(None, 4096 * 17), 4096)
     self.assertIsNone(choose(13, 13))  # One block is every logit at once.

@@ -15,7 +15,7 @@
 // convnet-S's convolution (3x3, stride 1, SAME padding, NHWC activations,
 // HWIO kernel, float32) through oneDNN, as three XLA FFI handlers: the
 // forward pass, the input gradient and the kernel gradient. Built and used
-// by benchmarks/onednn_conv.py (issue 34, item 4).
+// by native/convolution.py (model.conv = "onednn"; issue 34, item 4).
 //
 // oneDNN's primitives are made once per shape and kept. Each call passes its
 // own scratchpad (scratchpad_mode::user): with the library's shared one, two

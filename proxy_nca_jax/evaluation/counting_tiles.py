@@ -23,9 +23,8 @@ sharded over a 1-D mesh of this process's devices (`tile_mesh`).
 The counts are the native kernel's on CPU devices where it is built
 (`proxy_nca_jax.native`: one read of the tile for all thresholds, columns in
 place; about 1 s instead of 5.5 s of a 60,502-item SOP-like set on 2 Zen 4
-cores), else
-XLA's (one pass per threshold, the columns through a transposed copy):
-both give the same integers.
+cores), else XLA's (one pass per threshold, the columns through a
+transposed copy): both give the same integers.
 """
 
 import functools

@@ -22,7 +22,7 @@ setuptools.setup(
     include=["proxy_nca_jax", "proxy_nca_jax.*"]
   ),
   # The native kernels' sources, compiled on first use (native/library.py).
-  package_data={"proxy_nca_jax.native": ["*.cc"]},
+  package_data={"proxy_nca_jax.native": ["*.cc", "*.h"]},
   install_requires=[
     "jax>=0.8.0",
     "flax>=0.11.0",

@@ -43,8 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proxy_nca_jax import errors
+from proxy_nca_jax import errors, native
 from proxy_nca_jax.evaluation import similarity
+from proxy_nca_jax.native import screening
 
 # Consecutive columns whose maximum stands for them in the first selection.
 _GROUP = 64
@@ -53,6 +54,17 @@ _GROUP = 64
 # 128 on a 2-core AMD EPYC (benchmarks/README.md, "Search at scale").
 DEFAULT_BLOCK_ROWS = 256
 DEFAULT_CHUNK_ROWS = 16384
+# Screening (`DeviceGallery`): batches of at least _SCREENED_QUERIES
+# queries, for at most _SCREENED_NEIGHBOURS neighbours; _SCREENED_BATCH
+# queries per screening call, each listing at most max(_SCREEN_CAPACITY,
+# 4 k) items; the listed items scored in float32 for _RESCORED queries at a
+# time, at least _RESCORED_WIDTH items (a power of two) per product.
+_SCREENED_QUERIES = 32
+_SCREENED_NEIGHBOURS = 1024
+_SCREENED_BATCH = 4096
+_SCREEN_CAPACITY = 256
+_RESCORED = 128
+_RESCORED_WIDTH = 1024
 
 
 @functools.partial(jax.jit, static_argnames=("k", "masked"))
@@ -106,20 +118,65 @@ def _merge_chunk(
   return merged, jnp.take_along_axis(rows, order, axis=1)
 
 
+@functools.partial(jax.jit, static_argnames=("k", "capacity"))
+def _screen(queries, packed, size, query_margins, exclude, *, k, capacity):
+  return screening.screen(
+    queries, packed, size, query_margins, exclude, k=k, capacity=capacity
+  )
+
+
+@functools.partial(jax.jit, static_argnames=("k",))
+def _best_of_items(
+  queries: jax.Array,
+  rows: jax.Array,
+  items: jax.Array,
+  exclude: jax.Array,
+  *,
+  k: int,
+) -> tuple[jax.Array, jax.Array]:
+  """The k best of listed gallery rows, by float32 similarity then index.
+
+  Args:
+    queries: (B, D) float32.
+    rows: (U, D) float32, the gallery rows of ``items``.
+    items: (U,) int32 gallery indices, ascending, then -1 for padding.
+    exclude: (B,) int32, an item each query must not return, or -1.
+    k: neighbours kept.
+  """
+  sims = similarity.similarities(queries, rows)
+  keep = (items >= 0)[None, :] & (items[None, :] != exclude[:, None])
+  values, positions = jax.lax.top_k(jnp.where(keep, sims, -jnp.inf), k)
+  return values, items[positions]
+
+
 @dataclasses.dataclass
 class DeviceGallery:
   """A gallery's unit embeddings on the device, in equal chunks.
 
-  Build it once (`from_array`) and search it many times (`search`).
+  Build it once (`from_array`) and search it many times (`search`). With
+  ``screened`` (`from_array`'s default on CPUs with AVX-512 BF16), a batch
+  of queries is first screened with bfloat16 similarities
+  (`native.screening`: a proven bound keeps every item that can be in a
+  query's top k) and only the items listed are scored in float32: the same
+  answer at nearly twice float32's rate.
   """
 
   chunks: list[jax.Array]
   size: int
   chunk_rows: int
+  # With screening: the float32 rows (to score the items listed), the
+  # packed bfloat16 gallery and its largest norm.
+  rows: np.ndarray | None = None
+  packed: jax.Array | None = None
+  largest_norm: float = 0.0
 
   @classmethod
   def from_array(
-    cls, gallery: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    cls,
+    gallery: np.ndarray,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    *,
+    screened: bool | None = None,
   ) -> "DeviceGallery":
     """Copies ``gallery`` (G, D) float32 (a memory map is fine) in chunks.
 
@@ -127,6 +184,14 @@ class DeviceGallery:
     size, and no larger than the gallery needs. On CPU, chunks of a
     64-byte-aligned array (a memory-mapped ``.npy``, for one) are used in
     place, not copied: do not modify ``gallery`` while searching it.
+
+    Args:
+      gallery: (G, D) float32.
+      chunk_rows: gallery rows per chunk.
+      screened: screen batches with bfloat16 similarities (class
+        docstring); default: where it pays, on a CPU with AVX-512 BF16 and
+        the native kernel built. A gallery with non-finite values is never
+        screened.
     """
     gallery = np.asarray(gallery)
     if gallery.ndim != 2 or gallery.shape[0] == 0:
@@ -143,7 +208,21 @@ class DeviceGallery:
           [part, np.zeros((rows - part.shape[0], part.shape[1]), np.float32)]
         )
       chunks.append(jax.device_put(part))
-    return cls(chunks=chunks, size=size, chunk_rows=rows)
+    engine = cls(chunks=chunks, size=size, chunk_rows=rows)
+    if screened is None:
+      screened = _screening_pays()
+    if (
+      screened
+      and native.available("screening")
+      and screening.screenable(gallery)
+    ):
+      engine.rows = gallery
+      engine.packed = jax.device_put(screening.pack_gallery(gallery))
+      engine.largest_norm = max(
+        float(np.linalg.norm(gallery[i : i + rows], axis=1).max())
+        for i in range(0, size, rows)
+      )
+    return engine
 
   @property
   def dim(self) -> int:
@@ -183,18 +262,110 @@ class DeviceGallery:
         f"k={k} must be between 1 and {usable} for a gallery of "
         f"{self.size} items{', each query left out' * (exclude is not None)}."
       )
+    excluded = np.full(len(queries), -1, np.int32)
+    if exclude is not None:
+      excluded[:] = np.asarray(exclude, np.int32)
+    if (
+      self.packed is None
+      or len(queries) < _SCREENED_QUERIES
+      or k > _SCREENED_NEIGHBOURS
+    ):
+      return self._search_all(queries, excluded, k, block_rows)
+    return self._search_screened(queries, excluded, k)
+
+  def _search_screened(
+    self, queries: np.ndarray, excluded: np.ndarray, k: int
+  ) -> tuple[np.ndarray, np.ndarray]:
+    """`search` by screening (class docstring); the queries it cannot
+    screen (non-finite, or too many near-ties) are searched in full."""
+    sims = np.empty((len(queries), k), np.float32)
+    found = np.empty((len(queries), k), np.int64)
+    finite = np.array([screening.screenable(query) for query in queries])
+    screened = np.flatnonzero(finite)
+    left = [np.flatnonzero(~finite)]
+    for start in range(0, len(screened), _SCREENED_BATCH):
+      batch = screened[start : start + _SCREENED_BATCH]
+      # Padded to whole rescoring groups (fewer shapes to compile).
+      padded = np.zeros(-(-len(batch) // _RESCORED) * _RESCORED, np.int64)
+      padded[: len(batch)] = batch
+      listed, counts = jax.device_get(
+        _screen(
+          jnp.asarray(queries[padded]),
+          self.packed,
+          jnp.int32(self.size),
+          jnp.asarray(screening.margins(queries[padded], self.largest_norm)),
+          jnp.asarray(excluded[padded]),
+          k=k,
+          capacity=max(_SCREEN_CAPACITY, 4 * k),
+        )
+      )
+      counts = np.where(np.arange(len(padded)) < len(batch), counts, -2)
+      left.append(padded[counts == -1])
+      for group in range(0, len(padded), _RESCORED):
+        kept = group + np.flatnonzero(counts[group : group + _RESCORED] >= 0)
+        if len(kept):
+          rows = padded[group : group + _RESCORED]
+          sims[padded[kept]], found[padded[kept]] = self._best_listed(
+            queries[rows], excluded[rows], listed[kept], k, kept - group
+          )
+    rest = np.concatenate(left)
+    if len(rest):
+      sims[rest], found[rest] = self._search_all(
+        queries[rest], excluded[rest], k, DEFAULT_BLOCK_ROWS
+      )
+    return sims, found
+
+  def _best_listed(
+    self,
+    queries: np.ndarray,
+    excluded: np.ndarray,
+    listed: np.ndarray,
+    k: int,
+    wanted: np.ndarray,
+  ) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of the items listed for ``queries[wanted]``, in float32.
+
+    All the group's queries are scored against the union of their lists
+    (one product): a superset of each query's list, hence of its top k.
+    """
+    items = np.unique(listed)
+    items = items[items >= 0]
+    width = max(_RESCORED_WIDTH, 1 << (len(items) - 1).bit_length())
+    padded_items = np.full(width, -1, np.int32)
+    padded_items[: len(items)] = items
+    rows = np.zeros((width, self.dim), np.float32)
+    rows[: len(items)] = self.rows[items]
+    values, indices = jax.device_get(
+      _best_of_items(
+        jnp.asarray(queries),
+        jnp.asarray(rows),
+        jnp.asarray(padded_items),
+        jnp.asarray(excluded),
+        k=k,
+      )
+    )
+    return values[wanted], indices[wanted]
+
+  def _search_all(
+    self,
+    queries: np.ndarray,
+    excluded: np.ndarray,
+    k: int,
+    block_rows: int,
+  ) -> tuple[np.ndarray, np.ndarray]:
+    """`search` over every float32 similarity, chunk by chunk."""
     num = queries.shape[0]
     block = max(1, min(block_rows, num))
     padded = -(-num // block) * block
     query_rows = np.zeros((padded, self.dim), np.float32)
     query_rows[:num] = queries
-    excluded = np.full(padded, -1, np.int32)
-    if exclude is not None:
-      excluded[:num] = np.asarray(exclude, np.int32)
+    padded_excluded = np.full(padded, -1, np.int32)
+    padded_excluded[:num] = excluded
+    masked_always = bool((excluded >= 0).any())
 
     def search_block(start: int) -> tuple[np.ndarray, np.ndarray]:
       block_queries = jnp.asarray(query_rows[start : start + block])
-      block_excluded = jnp.asarray(excluded[start : start + block])
+      block_excluded = jnp.asarray(padded_excluded[start : start + block])
       best = (
         jnp.full((block, k), -jnp.inf, jnp.float32),
         jnp.full((block, k), -1, jnp.int32),
@@ -210,7 +381,7 @@ class DeviceGallery:
           block_excluded,
           best,
           k=k,
-          masked=exclude is not None or rows < self.chunk_rows,
+          masked=masked_always or rows < self.chunk_rows,
         )
       return jax.device_get(best)
 
@@ -221,6 +392,14 @@ class DeviceGallery:
     sims = np.concatenate([s for s, _ in results])[:num]
     rows = np.concatenate([r for _, r in results])[:num]
     return sims, rows.astype(np.int64)
+
+
+def _screening_pays() -> bool:
+  """Screening is the default on CPUs with AVX-512 BF16 (twice float32's
+  rate); elsewhere its portable kernel would be slower than XLA's dot."""
+  return jax.default_backend() == "cpu" and "avx512_bf16" in (
+    native.library.cpu_flags()
+  )
 
 
 def nearest_neighbours(

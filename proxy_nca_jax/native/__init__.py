@@ -25,6 +25,9 @@ reference.
 - count_before.cc (counting.py; library "counting"): the counting pass of
   the exact retrieval metrics (evaluation/counting_tiles.py); the same
   integers as XLA's.
+- screened_search.cc (screening.py; library "screening"): the bfloat16
+  screening of the exact top-k search (evaluation/nearest.py); it lists a
+  superset of each query's top k, proven by an error bound.
 - onednn_conv.cc (convolution.py; library "onednn_conv"): convnet-S's
   convolutions through oneDNN, for training (``model.conv = "onednn"``);
   XLA's function to float32 rounding.

@@ -70,6 +70,8 @@ class Kernels:
 KERNELS = {
   # The counting pass of the exact retrieval metrics (counting.py).
   "counting": Kernels(("count_before.cc",), ("CountBefore",)),
+  # The bfloat16 screening of the exact top-k search (screening.py).
+  "screening": Kernels(("screened_search.cc",), ("ScreenCandidates",)),
   # convnet-S's 3x3 convolution through oneDNN (convolution.py).
   "onednn_conv": Kernels(
     ("onednn_conv.cc",),
@@ -104,6 +106,20 @@ def _cpu_description() -> str:
   return repr(sorted(keep.items()))
 
 
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+  """The CPU's instruction-set flags (Linux's /proc/cpuinfo; else none)."""
+  try:
+    lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+  except OSError:
+    return frozenset()
+  for line in lines:
+    key, _, value = line.partition(":")
+    if key.strip() == "flags":
+      return frozenset(value.split())
+  return frozenset()
+
+
 def _compiler_version(compiler: str) -> str:
   result = subprocess.run(
     [compiler, "--version"], capture_output=True, text=True, check=True
@@ -130,6 +146,7 @@ def build(name: str, compiler: str = "g++") -> pathlib.Path:
   key = hashlib.sha256()
   for part in (
     *(source.read_bytes() for source in sources),
+    *(header.read_bytes() for header in sorted(_HERE.glob("*.h"))),
     " ".join([*command[1:], *kernels.link]).encode(),
     _compiler_version(compiler).encode(),
     jaxlib.__version__.encode(),

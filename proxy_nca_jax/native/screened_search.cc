@@ -1,0 +1,263 @@
+// Copyright 2026 The proxy_nca_jax Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// The screening pass of the exact top-k search (native/screening.py,
+// evaluation/nearest.py) as one XLA FFI handler for the CPU. For each query
+// it lists the gallery items that may belong to the query's exact top k:
+// every item whose bfloat16 similarity `a` is at least the k-th largest `a`
+// seen so far minus the query's margin (twice a proven bound on |a - s|,
+// where s is the float32 similarity; screening.py). The few listed items
+// are then scored in float32 by XLA, which orders them exactly.
+//
+// The bfloat16 products run on AVX-512 BF16 (VDPBF16PS: two bf16 products
+// summed into each float32 lane, twice float32's rate) where the compiler
+// targets it; elsewhere a portable loop computes the same kind of value
+// (exact products, float32 sums), within the same bound, more slowly.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
+
+#include "parallel_for.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using proxy_nca_jax::ParallelFor;
+
+namespace {
+
+// The packed gallery (screening.pack_gallery): panels of kLanes items; in a
+// panel, feature pair p of item j is the 32-bit word p * kLanes + j (low
+// half: feature 2p, high half: feature 2p + 1).
+constexpr int64_t kLanes = 16;
+// A micro-tile: kQueries queries x kPanels panels (8 x 48 similarities in
+// 24 vector registers).
+constexpr int64_t kQueries = 8;
+constexpr int64_t kPanels = 3;
+// Panels per gallery block (1,056 items, 264 KiB at 128 features): a block
+// stays in L2 while every query of a task passes over it.
+constexpr int64_t kBlockPanels = 22 * kPanels;
+
+// bfloat16 of a float32, rounded to nearest even (finite inputs).
+inline uint32_t ToBf16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  return (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+}
+
+inline float FromBf16(uint32_t half) {
+  const uint32_t bits = half << 16;
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+// The kQueries x (kPanels * kLanes) bf16 similarities of a micro-tile.
+// queries: kQueries rows of `pairs` words; panels: kPanels panels, `stride`
+// words apart.
+void MicroTile(const uint32_t* queries, const uint32_t* panels, int64_t pairs,
+               int64_t stride, float* out) {
+#if defined(__AVX512BF16__)
+  __m512 acc[kQueries][kPanels];
+  for (int64_t m = 0; m < kQueries; ++m) {
+    for (int64_t n = 0; n < kPanels; ++n) acc[m][n] = _mm512_setzero_ps();
+  }
+  for (int64_t p = 0; p < pairs; ++p) {
+    __m512bh items[kPanels];
+    for (int64_t n = 0; n < kPanels; ++n) {
+      items[n] = (__m512bh)_mm512_loadu_si512(panels + n * stride + p * kLanes);
+    }
+    for (int64_t m = 0; m < kQueries; ++m) {
+      const __m512bh query =
+          (__m512bh)_mm512_set1_epi32(static_cast<int>(queries[m * pairs + p]));
+      for (int64_t n = 0; n < kPanels; ++n) {
+        acc[m][n] = _mm512_dpbf16_ps(acc[m][n], items[n], query);
+      }
+    }
+  }
+  for (int64_t m = 0; m < kQueries; ++m) {
+    for (int64_t n = 0; n < kPanels; ++n) {
+      _mm512_storeu_ps(out + (m * kPanels + n) * kLanes, acc[m][n]);
+    }
+  }
+#else
+  std::fill(out, out + kQueries * kPanels * kLanes, 0.0f);
+  for (int64_t p = 0; p < pairs; ++p) {
+    for (int64_t m = 0; m < kQueries; ++m) {
+      const uint32_t q = queries[m * pairs + p];
+      const float q0 = FromBf16(q & 0xffffu), q1 = FromBf16(q >> 16);
+      for (int64_t n = 0; n < kPanels; ++n) {
+        const uint32_t* g = panels + n * stride + p * kLanes;
+        float* o = out + (m * kPanels + n) * kLanes;
+        for (int64_t j = 0; j < kLanes; ++j) {
+          o[j] += FromBf16(g[j] >> 16) * q1;
+          o[j] += FromBf16(g[j] & 0xffffu) * q0;
+        }
+      }
+    }
+  }
+#endif
+}
+
+// One query's screening: the k largest bf16 similarities so far (a min-heap)
+// and the items listed (bf16 similarity, gallery index).
+struct Screen {
+  std::vector<float> best;
+  std::vector<std::pair<float, int32_t>> listed;
+  float margin = 0.0f;
+  // Items with a bf16 similarity below it cannot enter the top k.
+  float threshold = -std::numeric_limits<float>::infinity();
+  bool overflowed = false;
+
+  void Raise() {
+    threshold = std::nextafter(best.front() - margin,
+                               -std::numeric_limits<float>::infinity());
+  }
+
+  // Drops the listed items below the threshold.
+  void Compact() {
+    const float t = threshold;
+    listed.erase(std::remove_if(listed.begin(), listed.end(),
+                                [t](const auto& item) { return item.first < t; }),
+                 listed.end());
+  }
+
+  void Offer(float similarity, int32_t item, size_t k, size_t capacity) {
+    if (similarity < threshold) return;
+    if (listed.size() == capacity) {
+      Compact();
+      if (listed.size() > capacity - capacity / 4) {  // Ties, or near ones.
+        overflowed = true;
+        threshold = std::numeric_limits<float>::infinity();
+        listed.clear();
+        return;
+      }
+    }
+    listed.emplace_back(similarity, item);
+    if (best.size() < k) {
+      best.push_back(similarity);
+      std::push_heap(best.begin(), best.end(), std::greater<float>());
+      if (best.size() == k) Raise();
+    } else if (similarity > best.front()) {
+      std::pop_heap(best.begin(), best.end(), std::greater<float>());
+      best.back() = similarity;
+      std::push_heap(best.begin(), best.end(), std::greater<float>());
+      Raise();
+    }
+  }
+};
+
+ffi::Error ScreenCandidatesImpl(ffi::ThreadPool pool,
+                                ffi::Buffer<ffi::F32> queries,
+                                ffi::Buffer<ffi::U16> gallery,
+                                ffi::Buffer<ffi::S32> size_buffer,
+                                ffi::Buffer<ffi::F32> margins,
+                                ffi::Buffer<ffi::S32> exclude,
+                                ffi::ResultBuffer<ffi::S32> candidates,
+                                ffi::ResultBuffer<ffi::S32> counts, int64_t k) {
+  const auto q_dims = queries.dimensions();
+  const auto g_dims = gallery.dimensions();
+  const auto c_dims = candidates->dimensions();
+  if (q_dims.size() != 2 || g_dims.size() != 4 || c_dims.size() != 2 ||
+      g_dims[2] != kLanes || g_dims[3] != 2 || g_dims[0] % kPanels != 0) {
+    return ffi::Error::InvalidArgument("unexpected shapes (screening.py)");
+  }
+  const int64_t num = q_dims[0], dim = q_dims[1], pairs = g_dims[1];
+  const int64_t panels = g_dims[0], capacity = c_dims[1];
+  const int64_t size = size_buffer.typed_data()[0];
+  if (pairs * 2 < dim || pairs * 2 > dim + 1 || c_dims[0] != num ||
+      size > panels * kLanes || k < 1 || capacity < 2 * k) {
+    return ffi::Error::InvalidArgument("inconsistent sizes (screening.py)");
+  }
+  const float* query_data = queries.typed_data();
+  const uint32_t* packed =
+      reinterpret_cast<const uint32_t*>(gallery.typed_data());
+  const int64_t stride = pairs * kLanes;  // Words per panel.
+  // One task per thread, each a share of the queries: the gallery is read
+  // from memory once per task.
+  const int64_t groups = (num + kQueries - 1) / kQueries;
+  const int64_t tasks = std::max<int64_t>(
+      1, std::min<int64_t>(pool.num_threads(), groups));
+  ParallelFor(pool, tasks, [&](int64_t task) {
+    const int64_t first = groups * task / tasks * kQueries;
+    const int64_t last = std::min(num, groups * (task + 1) / tasks * kQueries);
+    const int64_t count = last - first;
+    const int64_t padded = (count + kQueries - 1) / kQueries * kQueries;
+    std::vector<uint32_t> words(padded * pairs, 0);
+    std::vector<Screen> screens(padded);
+    for (int64_t a = 0; a < count; ++a) {
+      const float* q = query_data + (first + a) * dim;
+      for (int64_t d = 0; d < dim; ++d) {
+        words[a * pairs + d / 2] |= ToBf16(q[d]) << (16 * (d % 2));
+      }
+      screens[a].margin = margins.typed_data()[first + a];
+      screens[a].best.reserve(k);
+      screens[a].listed.reserve(capacity);
+    }
+    for (int64_t a = count; a < padded; ++a) {  // Padding lists nothing.
+      screens[a].threshold = std::numeric_limits<float>::infinity();
+    }
+    const int32_t* excluded = exclude.typed_data() + first;
+    alignas(64) float tile[kQueries * kPanels * kLanes];
+    for (int64_t block = 0; block < panels; block += kBlockPanels) {
+      const int64_t block_end = std::min(panels, block + kBlockPanels);
+      for (int64_t group = 0; group < padded; group += kQueries) {
+        Screen* screen = screens.data() + group;
+        for (int64_t panel = block; panel < block_end; panel += kPanels) {
+          MicroTile(words.data() + group * pairs, packed + panel * stride,
+                    pairs, stride, tile);
+          for (int64_t m = 0; m < kQueries; ++m) {
+            const float* row = tile + m * kPanels * kLanes;
+            const float t = screen[m].threshold;
+            bool any = false;
+            for (int64_t j = 0; j < kPanels * kLanes; ++j) any |= row[j] >= t;
+            if (!any) continue;
+            for (int64_t j = 0; j < kPanels * kLanes; ++j) {
+              const int64_t item = panel * kLanes + j;
+              if (item >= size || item == excluded[group + m]) continue;
+              screen[m].Offer(row[j], static_cast<int32_t>(item), k, capacity);
+            }
+          }
+        }
+      }
+    }
+    for (int64_t a = 0; a < count; ++a) {
+      Screen& s = screens[a];
+      int32_t* out = candidates->typed_data() + (first + a) * capacity;
+      std::fill(out, out + capacity, -1);
+      if (s.overflowed || s.best.size() < static_cast<size_t>(k)) {
+        counts->typed_data()[first + a] = -1;
+        continue;
+      }
+      s.Compact();
+      std::sort(s.listed.begin(), s.listed.end(),
+                [](const auto& x, const auto& y) { return x.second < y.second; });
+      for (size_t i = 0; i < s.listed.size(); ++i) out[i] = s.listed[i].second;
+      counts->typed_data()[first + a] = static_cast<int32_t>(s.listed.size());
+    }
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ScreenCandidates, ScreenCandidatesImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::U16>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Attr<int64_t>("k"));

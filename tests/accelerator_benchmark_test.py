@@ -22,9 +22,13 @@ faiss's neighbour lists.
 The command runs with XLA:CPU's backend optimisation off: its CPU code is
 never what a GPU runs and its speed is not checked, and the two CNNs'
 train steps then compile in 82 s instead of 117 s (the command alone, on
-the 2-core development machine). The ViT case (``vit_test`` standing in for
-ViT-S/16) adds about 6 s of CPU time (initialisation 1.7 s, compiling the
-step 3.1 s, PyTorch's side 0.6 s; measured 2026-12-06).
+the 2-core development machine). Of the two CNNs only ResNet-50 runs here:
+BN-Inception goes through the same code of the command (its recipe is a
+config, its network compiles in tests/training/paper_configs_e2e_test.py and
+its PyTorch twin runs in tests/models/weight_import_test.py), and leaving it
+out keeps about 35 s of compiling off the suite. The ViT case (``vit_test``
+standing in for ViT-S/16) adds about 6 s of CPU time (initialisation 1.7 s,
+compiling the step 3.1 s, PyTorch's side 0.6 s; measured 2026-12-06).
 """
 
 import json
@@ -53,6 +57,7 @@ class AcceleratorSmokeTest(absltest.TestCase):
         "-m",
         "benchmarks.accelerator",
         "--smoke",
+        "--backbones=resnet50,vit_s16",
         f"--out={cls.out}",
       ],
       num_devices=1,
@@ -68,10 +73,10 @@ class AcceleratorSmokeTest(absltest.TestCase):
     self.assertTrue(report["smoke"])
     self.assertEqual(
       [r["backbone"] for r in report["backbones"]],
-      ["resnet50", "bn_inception", "vit_test"],  # vit_test for ViT-S/16.
+      ["resnet50", "vit_test"],  # vit_test for ViT-S/16.
     )
     self.assertEqual(
-      [r["optimizer"] for r in report["backbones"]], ["adam", "adam", "adamw"]
+      [r["optimizer"] for r in report["backbones"]], ["adam", "adamw"]
     )
     for row in report["backbones"]:
       self.assertGreater(row["ours"]["images_per_s"], 0)

@@ -158,17 +158,18 @@ class DeviceGallery:
   of queries is first screened with bfloat16 similarities
   (`native.screening`: a proven bound keeps every item that can be in a
   query's top k) and only the items listed are scored in float32: the same
-  answer at nearly twice float32's rate.
+  answer at nearly twice float32's rate. The bfloat16 copy (half the
+  gallery's size) is made at the first screened search.
   """
 
   chunks: list[jax.Array]
   size: int
   chunk_rows: int
-  # With screening: the float32 rows (to score the items listed), the
-  # packed bfloat16 gallery and its largest norm.
+  # The float32 rows, kept to score the items a screening lists; None when
+  # not screened.
   rows: np.ndarray | None = None
-  packed: jax.Array | None = None
-  largest_norm: float = 0.0
+  # The packed bfloat16 gallery and its largest norm, once made.
+  bfloat16: tuple[jax.Array, float] | None = None
 
   @classmethod
   def from_array(
@@ -211,18 +212,30 @@ class DeviceGallery:
     engine = cls(chunks=chunks, size=size, chunk_rows=rows)
     if screened is None:
       screened = _screening_pays()
-    if (
-      screened
-      and native.available("screening")
-      and screening.screenable(gallery)
-    ):
+    if screened and native.available("screening"):
       engine.rows = gallery
-      engine.packed = jax.device_put(screening.pack_gallery(gallery))
-      engine.largest_norm = max(
-        float(np.linalg.norm(gallery[i : i + rows], axis=1).max())
-        for i in range(0, size, rows)
-      )
     return engine
+
+  @property
+  def screened(self) -> bool:
+    """Whether batches are screened (none once the gallery was found
+    non-finite)."""
+    return self.rows is not None
+
+  def _bfloat16_gallery(self) -> tuple[jax.Array, float] | None:
+    """`bfloat16`, made on first use; None (and no more screening) for a
+    gallery with values screening cannot bound (`screening.screenable`)."""
+    if self.bfloat16 is None and self.rows is not None:
+      if not screening.screenable(self.rows):
+        self.rows = None
+        return None
+      norm = max(
+        float(np.linalg.norm(self.rows[i : i + self.chunk_rows], axis=1).max())
+        for i in range(0, self.size, self.chunk_rows)
+      )
+      packed = jax.device_put(screening.pack_gallery(self.rows))
+      self.bfloat16 = (packed, norm)
+    return self.bfloat16
 
   @property
   def dim(self) -> int:
@@ -266,9 +279,10 @@ class DeviceGallery:
     if exclude is not None:
       excluded[:] = np.asarray(exclude, np.int32)
     if (
-      self.packed is None
+      not self.screened
       or len(queries) < _SCREENED_QUERIES
       or k > _SCREENED_NEIGHBOURS
+      or self._bfloat16_gallery() is None
     ):
       return self._search_all(queries, excluded, k, block_rows)
     return self._search_screened(queries, excluded, k)
@@ -278,6 +292,7 @@ class DeviceGallery:
   ) -> tuple[np.ndarray, np.ndarray]:
     """`search` by screening (class docstring); the queries it cannot
     screen (non-finite, or too many near-ties) are searched in full."""
+    packed, largest_norm = self.bfloat16
     sims = np.empty((len(queries), k), np.float32)
     found = np.empty((len(queries), k), np.int64)
     finite = np.array([screening.screenable(query) for query in queries])
@@ -291,9 +306,9 @@ class DeviceGallery:
       listed, counts = jax.device_get(
         _screen(
           jnp.asarray(queries[padded]),
-          self.packed,
+          packed,
           jnp.int32(self.size),
-          jnp.asarray(screening.margins(queries[padded], self.largest_norm)),
+          jnp.asarray(screening.margins(queries[padded], largest_norm)),
           jnp.asarray(excluded[padded]),
           k=k,
           capacity=max(_SCREEN_CAPACITY, 4 * k),

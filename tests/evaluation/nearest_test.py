@@ -70,7 +70,7 @@ class NearestTest(parameterized.TestCase):
     engine = nearest.DeviceGallery.from_array(
       gallery, chunk_rows, screened=screened
     )
-    self.assertEqual(engine.packed is not None, screened)
+    self.assertEqual(engine.screened, screened)
     sims, rows = engine.search(queries, k, block_rows=block)
     want_sims, want_rows = _reference(queries, gallery, k)
     np.testing.assert_array_equal(rows, want_rows)
@@ -125,6 +125,17 @@ class NearestTest(parameterized.TestCase):
     np.testing.assert_allclose(
       want[0][:60], -np.sort(-sims[:60], axis=1)[:, :64], atol=1e-6
     )
+
+  def test_a_gallery_with_a_nan_is_searched_in_full(self):
+    rng = np.random.default_rng(6)
+    gallery = _grid_vectors(rng, 200, 8)
+    gallery[17, 2] = np.nan
+    queries = _grid_vectors(rng, 40, 8)
+    engine = nearest.DeviceGallery.from_array(gallery, screened=True)
+    sims, rows = engine.search(queries, 3)
+    self.assertFalse(engine.screened)
+    want = nearest.DeviceGallery.from_array(gallery, screened=False)
+    np.testing.assert_array_equal(rows, want.search(queries, 3)[1])
 
   def test_k_is_checked(self):
     engine = nearest.DeviceGallery.from_array(np.eye(4, dtype=np.float32))

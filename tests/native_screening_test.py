@@ -47,6 +47,7 @@ class PackTest(parameterized.TestCase):
     gallery[0, 0] = np.float32(1 + 2**-8)
     gallery[0, 1 % dim] = np.float32(1 + 3 * 2**-8)
     packed = screening.pack_gallery(gallery)
+    self.assertEqual(packed.ctypes.data % 64, 0)  # device_put uses it in place.
     self.assertEqual(packed.shape[0] % 3, 0)
     self.assertEqual(packed.shape[1:], (-(-dim // 2), 16, 2))
     # Back to (items, features): panel, item in panel; pair, half.

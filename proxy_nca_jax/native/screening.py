@@ -43,6 +43,8 @@ Galleries or queries with non-finite values or magnitudes near float32's
 range are not screened (`screenable`).
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,11 +86,17 @@ def pack_gallery(gallery: np.ndarray) -> np.ndarray:
   Returns:
     (P, ceil(D / 2), 16, 2) uint16: panels of 16 items (P a multiple of 3,
     the last items zero), feature pair p of item j of a panel at [., p, j].
+    64-byte aligned, so that `jax.device_put` on CPU uses it in place
+    instead of holding a second copy.
   """
   size, dim = gallery.shape
   pairs = -(-dim // 2)
   panels = _PANELS * -(-size // (_LANES * _PANELS))
-  packed = np.zeros((panels, pairs, _LANES, 2), np.uint16)
+  shape = (panels, pairs, _LANES, 2)
+  memory = np.zeros(2 * math.prod(shape) + 64, np.uint8)
+  offset = -memory.ctypes.data % 64
+  packed = memory[offset : offset + 2 * math.prod(shape)].view(np.uint16)
+  packed = packed.reshape(shape)
   step = _PACK_ROWS  # A multiple of the panel's 16 items.
   for start in range(0, size, step):
     rows = _bfloat16_bits(gallery[start : start + step])

@@ -30,7 +30,8 @@ command keeps the full sizes and every option), one row each
   the retrieval's set; floor: L x 2 N k D flops;
 - search_batch, search_one: ``nearest.DeviceGallery`` vs faiss
   ``IndexFlatIP``, a batch and one query (search_at_scale.py); floor:
-  2 Q N D flops or reading the gallery, 4 N D bytes;
+  2 Q N D flops or reading the gallery, 4 N D bytes (float32's: a batch
+  screened in bfloat16, on CPUs with AVX-512 BF16, can go below it);
 - train_step, train_step_onednn: convnet-S vs PyTorch + PML
   (train_step_vs_pytorch.py, run as its own command: it sets one JAX CPU
   device per core before JAX starts), with XLA's convolutions and with

@@ -131,10 +131,11 @@ def search_rows(sizes: dict[str, Any], rates: dict[str, Any]):
   (n, d), q, k = found["gallery"], found["queries"], found["k"]
   batch, single = found["search_batch"], found["single_query_s"]
   memory = found["build_and_search"]
+  screened = ", bfloat16-screened" if found["screened"] else ""
   return [
     make_row(
       "search_batch",
-      f"top-{k} search, batch of {q:,}, {n:,} x {d}",
+      f"top-{k} search, batch of {q:,}, {n:,} x {d}{screened}",
       batch["ours"]["best_s"],
       "faiss IndexFlatIP",
       batch["faiss"]["best_s"],

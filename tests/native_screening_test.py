@@ -16,10 +16,13 @@
 The packed gallery against ml_dtypes' bfloat16 rounding; the margin against
 the worst rounding error that can be built; the kernel's lists against
 float64 similarities (tests/testing/references.py, no BLAS): they hold every
-item that can be in the top k and nothing far below it. The screened search
+item that can be in the top k and nothing far below it, in the AVX-512 BF16
+build (where the CPU has it) and the portable one. The screened search
 itself is checked in tests/evaluation/nearest_test.py. make test installs
 g++, so the kernel must build here.
 """
+
+from unittest import mock
 
 import jax.numpy as jnp
 import ml_dtypes
@@ -27,7 +30,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 from proxy_nca_jax import native
-from proxy_nca_jax.native import screening
+from proxy_nca_jax.native import library, screening
 from tests.testing import references
 
 
@@ -87,25 +90,36 @@ class MarginTest(absltest.TestCase):
     self.assertGreater(error, 0.9 * bound)  # Not a loose bound.
 
 
+_FAST = "ScreenCandidates"  # AVX-512 BF16 where the CPU has it.
+_PORTABLE = "ScreenCandidatesPortable"  # What CPUs without it run.
+
+
 class ScreenTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
     assert native.available("screening"), "the screening kernel did not build"
+    portable = library.Kernels(
+      ("screened_search.cc",), (_PORTABLE,), flags=("-DPROXY_NCA_JAX_PORTABLE",)
+    )
+    with mock.patch.dict(library.KERNELS, {"screening_portable": portable}):
+      assert native.available("screening_portable"), "no portable build"
 
   @parameterized.named_parameters(
-    ("remainders", 997, 33, 5, 37),
-    ("features_128", 600, 128, 10, 8),
-    ("k_1", 300, 16, 1, 9),
-    ("near_copies", 500, 64, 8, 16),
+    ("remainders", 997, 33, 5, 37, _FAST),
+    ("features_128", 600, 128, 10, 8, _FAST),
+    ("k_1", 300, 16, 1, 9, _FAST),
+    ("near_copies", 500, 64, 8, 16, _FAST),
+    ("remainders_portable", 997, 33, 5, 37, _PORTABLE),
+    ("near_copies_portable", 500, 64, 8, 16, _PORTABLE),
   )
   def test_lists_every_possible_neighbour_and_little_else(
-    self, size, dim, k, num
+    self, size, dim, k, num, target
   ):
     rng = np.random.default_rng(size + dim)
     gallery = _clustered(rng, size, dim)
     queries = _clustered(rng, num, dim)
-    if self._testMethodName.endswith("near_copies"):
+    if "near_copies" in self._testMethodName:
       # Copies of each query differing below bfloat16's resolution.
       for a in range(num):
         gallery[rng.integers(0, size, 6)] = queries[a] * (
@@ -121,6 +135,7 @@ class ScreenTest(parameterized.TestCase):
       jnp.asarray(exclude),
       k=k,
       capacity=max(256, 4 * k),
+      target=target,
     )
     listed, counts = np.asarray(listed), np.asarray(counts)
     sims = references.similarities(queries, gallery)

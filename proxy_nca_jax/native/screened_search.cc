@@ -13,6 +13,8 @@
 // summed into each float32 lane, twice float32's rate) where the compiler
 // targets it; elsewhere a portable loop computes the same kind of value
 // (exact products, float32 sums), within the same bound, more slowly.
+// Built with -DPROXY_NCA_JAX_PORTABLE, the portable loop is used on any CPU
+// and the handler is ScreenCandidatesPortable (the tests check both).
 
 #include <algorithm>
 #include <cmath>
@@ -23,7 +25,8 @@
 #include <utility>
 #include <vector>
 
-#if defined(__AVX512BF16__)
+#if defined(__AVX512BF16__) && !defined(PROXY_NCA_JAX_PORTABLE)
+#define PROXY_NCA_JAX_BF16_INSTRUCTIONS
 #include <immintrin.h>
 #endif
 
@@ -66,7 +69,7 @@ inline float FromBf16(uint32_t half) {
 // words apart.
 void MicroTile(const uint32_t* queries, const uint32_t* panels, int64_t pairs,
                int64_t stride, float* out) {
-#if defined(__AVX512BF16__)
+#if defined(PROXY_NCA_JAX_BF16_INSTRUCTIONS)
   __m512 acc[kQueries][kPanels];
   for (int64_t m = 0; m < kQueries; ++m) {
     for (int64_t n = 0; n < kPanels; ++n) acc[m][n] = _mm512_setzero_ps();
@@ -250,7 +253,14 @@ ffi::Error ScreenCandidatesImpl(ffi::ThreadPool pool,
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(ScreenCandidates, ScreenCandidatesImpl,
+#if defined(PROXY_NCA_JAX_PORTABLE)
+#define PROXY_NCA_JAX_SCREEN_CANDIDATES ScreenCandidatesPortable
+#else
+#define PROXY_NCA_JAX_SCREEN_CANDIDATES ScreenCandidates
+#endif
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(PROXY_NCA_JAX_SCREEN_CANDIDATES,
+                              ScreenCandidatesImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()

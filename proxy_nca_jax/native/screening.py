@@ -137,6 +137,7 @@ def screen(
   *,
   k: int,
   capacity: int,
+  target: str = "ScreenCandidates",
 ) -> tuple[jax.Array, jax.Array]:
   """Each query's listed items (module docstring); CPU only, once
   `library.available("screening")` is True.
@@ -150,6 +151,8 @@ def screen(
     exclude: (Q,) int32, an item each query must not list (or -1).
     k: the neighbours wanted, at most the gallery's usable items.
     capacity: the most items listed per query, >= 2 k.
+    target: the FFI handler (the tests also call the portable build's,
+      ``ScreenCandidatesPortable``).
 
   Returns:
     ((Q, capacity) int32 items in index order, -1 after the last;
@@ -160,7 +163,7 @@ def screen(
     jax.ShapeDtypeStruct((queries.shape[0], capacity), jnp.int32),
     jax.ShapeDtypeStruct((queries.shape[0],), jnp.int32),
   )
-  return jax.ffi.ffi_call("ScreenCandidates", shapes)(
+  return jax.ffi.ffi_call(target, shapes)(
     queries,
     packed,
     jnp.asarray(size, jnp.int32),

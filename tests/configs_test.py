@@ -69,6 +69,22 @@ class ConfigFieldsTest(parameterized.TestCase):
     self.assertContainsSubset(rgb_only, _fields(cub200.get_config()))
 
 
+class PaperConfigsTest(parameterized.TestCase):
+  @parameterized.parameters(
+    # The Recall@K columns of each dataset's table in the paper.
+    ("cub200", (1, 2, 4, 8)),
+    ("cars196", (1, 2, 4, 8)),
+    ("sop", (1, 10, 100, 1000)),
+  )
+  def test_report_the_papers_recall_columns_at_its_embedding_size(
+    self, name, recall_ks
+  ):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    self.assertEqual(tuple(config.evals.recall_ks), recall_ks)
+    self.assertEqual(config.model.name, "bn_inception")
+    self.assertEqual(config.model.embedding_dim, 64)
+
+
 class OverridableTest(parameterized.TestCase):
   @parameterized.parameters(*CONFIGS)
   def test_fields_that_default_to_none_take_a_command_line_value(

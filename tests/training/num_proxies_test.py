@@ -14,6 +14,9 @@
 """config.proxies.num_proxies (training/train_state.num_proxies, proxy_init):
 defaults, dynamic assignment, clear refusals, class-mean initialisation."""
 
+import functools
+
+import jax
 import numpy as np
 import pytest
 from absl.testing import absltest, parameterized
@@ -127,11 +130,13 @@ class NumProxiesTest(tiny_run.PreparedDataTest):
       "params": state.params["model"],
       "batch_stats": state.batch_stats,
     }
+    # Jitted flax (one compilation, not 16 batches of eager operations).
+    apply = jax.jit(
+      functools.partial(parts.model.apply, train=True, mutable=["batch_stats"])
+    )
     embeddings, labels = [], []
     for _, batch in zip(range(16), batches, strict=False):
-      out, _ = parts.model.apply(
-        variables, batch["image"], train=True, mutable=["batch_stats"]
-      )
+      out, _ = apply(variables, batch["image"])
       embeddings.append(np.float64(out))
       labels.append(np.asarray(batch["label"]))
     embeddings, labels = np.concatenate(embeddings), np.concatenate(labels)

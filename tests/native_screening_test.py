@@ -66,6 +66,9 @@ class PackTest(parameterized.TestCase):
       vectors = np.ones((3, 2), np.float32)
       vectors[1, 1] = bad
       self.assertFalse(screening.screenable(vectors), bad)
+      np.testing.assert_array_equal(
+        screening.screenable_rows(vectors), [True, False, True]
+      )
 
 
 class MarginTest(absltest.TestCase):

@@ -295,7 +295,7 @@ class DeviceGallery:
     packed, largest_norm = self.bfloat16
     sims = np.empty((len(queries), k), np.float32)
     found = np.empty((len(queries), k), np.int64)
-    finite = np.array([screening.screenable(query) for query in queries])
+    finite = screening.screenable_rows(queries)
     screened = np.flatnonzero(finite)
     left = [np.flatnonzero(~finite)]
     for start in range(0, len(screened), _SCREENED_BATCH):

@@ -46,9 +46,9 @@ constexpr int64_t kLanes = 16;
 // 24 vector registers).
 constexpr int64_t kQueries = 8;
 constexpr int64_t kPanels = 3;
-// Panels per gallery block (1,056 items, 264 KiB at 128 features): a block
-// stays in L2 while every query of a task passes over it.
-constexpr int64_t kBlockPanels = 22 * kPanels;
+// Bytes of a gallery block (whole micro-tiles of panels): a block stays in
+// cache while every query of a task passes over it.
+constexpr int64_t kBlockBytes = 64 * 1024;
 
 // bfloat16 of a float32, rounded to nearest even (finite inputs).
 inline uint32_t ToBf16(float value) {
@@ -64,11 +64,13 @@ inline float FromBf16(uint32_t half) {
   return value;
 }
 
-// The kQueries x (kPanels * kLanes) bf16 similarities of a micro-tile.
-// queries: kQueries rows of `pairs` words; panels: kPanels panels, `stride`
-// words apart.
-void MicroTile(const uint32_t* queries, const uint32_t* panels, int64_t pairs,
-               int64_t stride, float* out) {
+// The kQueries x (kPanels * kLanes) bf16 similarities of a micro-tile,
+// written to `out`; returns a bit per query, set where one of its
+// similarities reaches its threshold. queries: kQueries rows of `pairs`
+// words; panels: kPanels panels, `stride` words apart.
+uint32_t MicroTile(const uint32_t* queries, const uint32_t* panels,
+                   int64_t pairs, int64_t stride, const float* thresholds,
+                   float* out) {
 #if defined(PROXY_NCA_JAX_BF16_INSTRUCTIONS)
   __m512 acc[kQueries][kPanels];
   for (int64_t m = 0; m < kQueries; ++m) {
@@ -87,11 +89,17 @@ void MicroTile(const uint32_t* queries, const uint32_t* panels, int64_t pairs,
       }
     }
   }
+  uint32_t hits = 0;
   for (int64_t m = 0; m < kQueries; ++m) {
+    const __m512 threshold = _mm512_set1_ps(thresholds[m]);
+    __mmask16 reached = 0;
     for (int64_t n = 0; n < kPanels; ++n) {
       _mm512_storeu_ps(out + (m * kPanels + n) * kLanes, acc[m][n]);
+      reached |= _mm512_cmp_ps_mask(acc[m][n], threshold, _CMP_GE_OQ);
     }
+    hits |= static_cast<uint32_t>(reached != 0) << m;
   }
+  return hits;
 #else
   std::fill(out, out + kQueries * kPanels * kLanes, 0.0f);
   for (int64_t p = 0; p < pairs; ++p) {
@@ -108,6 +116,14 @@ void MicroTile(const uint32_t* queries, const uint32_t* panels, int64_t pairs,
       }
     }
   }
+  uint32_t hits = 0;
+  for (int64_t m = 0; m < kQueries; ++m) {
+    const float* row = out + m * kPanels * kLanes;
+    for (int64_t j = 0; j < kPanels * kLanes; ++j) {
+      if (row[j] >= thresholds[m]) hits |= 1u << m;
+    }
+  }
+  return hits;
 #endif
 }
 
@@ -211,19 +227,24 @@ ffi::Error ScreenCandidatesImpl(ffi::ThreadPool pool,
     }
     const int32_t* excluded = exclude.typed_data() + first;
     alignas(64) float tile[kQueries * kPanels * kLanes];
-    for (int64_t block = 0; block < panels; block += kBlockPanels) {
-      const int64_t block_end = std::min(panels, block + kBlockPanels);
+    float thresholds[kQueries];
+    const int64_t block_panels = std::max<int64_t>(
+        kPanels, kBlockBytes / (stride * 4) / kPanels * kPanels);
+    for (int64_t block = 0; block < panels; block += block_panels) {
+      const int64_t block_end = std::min(panels, block + block_panels);
       for (int64_t group = 0; group < padded; group += kQueries) {
         Screen* screen = screens.data() + group;
         for (int64_t panel = block; panel < block_end; panel += kPanels) {
-          MicroTile(words.data() + group * pairs, packed + panel * stride,
-                    pairs, stride, tile);
           for (int64_t m = 0; m < kQueries; ++m) {
+            thresholds[m] = screen[m].threshold;
+          }
+          const uint32_t hits =
+              MicroTile(words.data() + group * pairs, packed + panel * stride,
+                        pairs, stride, thresholds, tile);
+          if (!hits) continue;
+          for (int64_t m = 0; m < kQueries; ++m) {
+            if (!(hits >> m & 1u)) continue;
             const float* row = tile + m * kPanels * kLanes;
-            const float t = screen[m].threshold;
-            bool any = false;
-            for (int64_t j = 0; j < kPanels * kLanes; ++j) any |= row[j] >= t;
-            if (!any) continue;
             for (int64_t j = 0; j < kPanels * kLanes; ++j) {
               const int64_t item = panel * kLanes + j;
               if (item >= size || item == excluded[group + m]) continue;

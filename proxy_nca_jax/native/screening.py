@@ -59,14 +59,21 @@ _LARGEST = 1e18
 _PACK_ROWS = 65536
 
 
-def screenable(vectors: np.ndarray) -> bool:
-  """Whether ``vectors`` may be screened: finite, magnitudes <= 1e18."""
+def screenable_rows(vectors: np.ndarray) -> np.ndarray:
+  """(N,) bool: which rows of ``vectors`` (N, D) may be screened (finite,
+  magnitudes at most 1e18)."""
   vectors = np.asarray(vectors)
+  return np.isfinite(vectors).all(axis=1) & (
+    np.abs(vectors).max(axis=1, initial=0.0) <= _LARGEST
+  )
+
+
+def screenable(vectors: np.ndarray) -> bool:
+  """Whether all of ``vectors`` (N, D) may be screened; read in slices (a
+  memory-mapped gallery is not loaded whole)."""
   return all(
-    np.isfinite(part).all() and np.abs(part).max(initial=0.0) <= _LARGEST
-    for part in (
-      vectors[i : i + _PACK_ROWS] for i in range(0, len(vectors), _PACK_ROWS)
-    )
+    screenable_rows(vectors[i : i + _PACK_ROWS]).all()
+    for i in range(0, len(vectors), _PACK_ROWS)
   )
 
 

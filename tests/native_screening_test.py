@@ -15,7 +15,7 @@
 
 The packed gallery against ml_dtypes' bfloat16 rounding; the margin against
 the worst rounding error that can be built; the kernel's lists against
-float64 similarities (tests/testing/references.py, no BLAS): they hold every
+float64 similarities (NumPy's einsum, no BLAS): they hold every
 item that can be in the top k and nothing far below it, in the AVX-512 BF16
 build (where the CPU has it) and the portable one. The screened search
 itself is checked in tests/evaluation/nearest_test.py. make test installs
@@ -31,7 +31,6 @@ from absl.testing import absltest, parameterized
 
 from proxy_nca_jax import native
 from proxy_nca_jax.native import library, screening
-from tests.testing import references
 
 
 def _clustered(rng, num, dim, classes=20, noise=0.3):
@@ -39,6 +38,13 @@ def _clustered(rng, num, dim, classes=20, noise=0.3):
   x = centres[rng.integers(0, classes, num)]
   x = x + noise * rng.standard_normal((num, dim))
   return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _float64_similarities(queries, gallery):
+  """Dot products in float64 by NumPy's einsum (its own loops, no BLAS)."""
+  return np.einsum(
+    "qd,gd->qg", queries.astype(np.float64), gallery.astype(np.float64)
+  )
 
 
 class PackTest(parameterized.TestCase):
@@ -85,7 +91,7 @@ class MarginTest(absltest.TestCase):
     ]
     error = abs(
       float(rounded[0][0] @ rounded[1][0])
-      - float(references.similarities(queries, gallery)[0, 0])
+      - float(_float64_similarities(queries, gallery)[0, 0])
     )
     norm = float(np.linalg.norm(gallery.astype(np.float64)))
     bound = float(screening.margins(queries, norm)[0]) / 2
@@ -113,6 +119,9 @@ class ScreenTest(parameterized.TestCase):
     ("features_128", 600, 128, 10, 8, _FAST),
     ("k_1", 300, 16, 1, 9, _FAST),
     ("near_copies", 500, 64, 8, 16, _FAST),
+    # Several of the kernel's chunks of queries per thread (64 KiB of
+    # bfloat16 queries: 128 at 256 features) for up to 15 threads.
+    ("chunks_of_queries", 400, 256, 3, 2000, _FAST),
     ("remainders_portable", 997, 33, 5, 37, _PORTABLE),
     ("near_copies_portable", 500, 64, 8, 16, _PORTABLE),
   )
@@ -141,7 +150,7 @@ class ScreenTest(parameterized.TestCase):
       target=target,
     )
     listed, counts = np.asarray(listed), np.asarray(counts)
-    sims = references.similarities(queries, gallery)
+    sims = _float64_similarities(queries, gallery)
     left_out = exclude >= 0
     sims[np.flatnonzero(left_out), exclude[left_out]] = -np.inf
     self.assertTrue((counts >= k).all(), counts)

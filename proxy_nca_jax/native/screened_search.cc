@@ -46,9 +46,12 @@ constexpr int64_t kLanes = 16;
 // 24 vector registers).
 constexpr int64_t kQueries = 8;
 constexpr int64_t kPanels = 3;
-// Bytes of a gallery block (whole micro-tiles of panels): a block stays in
-// cache while every query of a task passes over it.
+// Bytes of a gallery block (whole micro-tiles of panels) and of a chunk of
+// a task's queries (whole micro-tiles of queries): both stay in L2 while
+// every query of the chunk passes over the block, so the gallery is read
+// from memory once per chunk and a chunk once per block.
 constexpr int64_t kBlockBytes = 64 * 1024;
+constexpr int64_t kChunkBytes = 64 * 1024;
 
 // bfloat16 of a float32, rounded to nearest even (finite inputs).
 inline uint32_t ToBf16(float value) {
@@ -230,25 +233,31 @@ ffi::Error ScreenCandidatesImpl(ffi::ThreadPool pool,
     float thresholds[kQueries];
     const int64_t block_panels = std::max<int64_t>(
         kPanels, kBlockBytes / (stride * 4) / kPanels * kPanels);
-    for (int64_t block = 0; block < panels; block += block_panels) {
-      const int64_t block_end = std::min(panels, block + block_panels);
-      for (int64_t group = 0; group < padded; group += kQueries) {
-        Screen* screen = screens.data() + group;
-        for (int64_t panel = block; panel < block_end; panel += kPanels) {
-          for (int64_t m = 0; m < kQueries; ++m) {
-            thresholds[m] = screen[m].threshold;
-          }
-          const uint32_t hits =
-              MicroTile(words.data() + group * pairs, packed + panel * stride,
-                        pairs, stride, thresholds, tile);
-          if (!hits) continue;
-          for (int64_t m = 0; m < kQueries; ++m) {
-            if (!(hits >> m & 1u)) continue;
-            const float* row = tile + m * kPanels * kLanes;
-            for (int64_t j = 0; j < kPanels * kLanes; ++j) {
-              const int64_t item = panel * kLanes + j;
-              if (item >= size || item == excluded[group + m]) continue;
-              screen[m].Offer(row[j], static_cast<int32_t>(item), k, capacity);
+    const int64_t chunk_queries = std::max<int64_t>(
+        kQueries, kChunkBytes / (pairs * 4) / kQueries * kQueries);
+    for (int64_t chunk = 0; chunk < padded; chunk += chunk_queries) {
+      const int64_t chunk_end = std::min(padded, chunk + chunk_queries);
+      for (int64_t block = 0; block < panels; block += block_panels) {
+        const int64_t block_end = std::min(panels, block + block_panels);
+        for (int64_t group = chunk; group < chunk_end; group += kQueries) {
+          Screen* screen = screens.data() + group;
+          for (int64_t panel = block; panel < block_end; panel += kPanels) {
+            for (int64_t m = 0; m < kQueries; ++m) {
+              thresholds[m] = screen[m].threshold;
+            }
+            const uint32_t hits = MicroTile(
+                words.data() + group * pairs, packed + panel * stride, pairs,
+                stride, thresholds, tile);
+            if (!hits) continue;
+            for (int64_t m = 0; m < kQueries; ++m) {
+              if (!(hits >> m & 1u)) continue;
+              const float* row = tile + m * kPanels * kLanes;
+              for (int64_t j = 0; j < kPanels * kLanes; ++j) {
+                const int64_t item = panel * kLanes + j;
+                if (item >= size || item == excluded[group + m]) continue;
+                screen[m].Offer(row[j], static_cast<int32_t>(item), k,
+                                capacity);
+              }
             }
           }
         }

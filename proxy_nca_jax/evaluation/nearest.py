@@ -54,12 +54,15 @@ _GROUP = 64
 # 128 on a 2-core AMD EPYC (benchmarks/README.md, "Search at scale").
 DEFAULT_BLOCK_ROWS = 256
 DEFAULT_CHUNK_ROWS = 16384
-# Screening (`DeviceGallery`): batches of at least _SCREENED_QUERIES
-# queries, for at most _SCREENED_NEIGHBOURS neighbours; _SCREENED_BATCH
+# Screening (`DeviceGallery`): by default for galleries of at least
+# _SCREENED_ITEMS items (below, float32 is quick and no kernel is built);
+# batches of at least _SCREENED_QUERIES queries, for at most
+# _SCREENED_NEIGHBOURS neighbours; _SCREENED_BATCH
 # queries per screening call, each listing at most max(_SCREEN_CAPACITY,
 # 4 k) items; the listed items scored in float32 for _RESCORED queries at a
 # time, at least _RESCORED_WIDTH items (a power of two) per product.
-_SCREENED_QUERIES = 32
+_SCREENED_QUERIES = 2
+_SCREENED_ITEMS = 65536
 _SCREENED_NEIGHBOURS = 1024
 _SCREENED_BATCH = 4096
 _SCREEN_CAPACITY = 256
@@ -190,9 +193,10 @@ class DeviceGallery:
       gallery: (G, D) float32.
       chunk_rows: gallery rows per chunk.
       screened: screen batches with bfloat16 similarities (class
-        docstring); default: where it pays, on a CPU with AVX-512 BF16 and
-        the native kernel built. A gallery with non-finite values is never
-        screened.
+        docstring); default: where it pays, galleries of at least
+        `_SCREENED_ITEMS` items on a CPU with AVX-512 BF16. The kernel is
+        built at the first screened search; where it cannot be, or for a
+        gallery with non-finite values, the search is not screened.
     """
     gallery = np.asarray(gallery)
     if gallery.ndim != 2 or gallery.shape[0] == 0:
@@ -211,8 +215,8 @@ class DeviceGallery:
       chunks.append(jax.device_put(part))
     engine = cls(chunks=chunks, size=size, chunk_rows=rows)
     if screened is None:
-      screened = _screening_pays()
-    if screened and native.available("screening"):
+      screened = size >= _SCREENED_ITEMS and _screening_pays()
+    if screened:
       engine.rows = gallery
     return engine
 
@@ -223,10 +227,13 @@ class DeviceGallery:
     return self.rows is not None
 
   def _bfloat16_gallery(self) -> tuple[jax.Array, float] | None:
-    """`bfloat16`, made on first use; None (and no more screening) for a
-    gallery with values screening cannot bound (`screening.screenable`)."""
+    """`bfloat16`, made on first use; None (and no more screening) where
+    the kernel cannot be built or for a gallery with values screening
+    cannot bound (`screening.screenable`)."""
     if self.bfloat16 is None and self.rows is not None:
-      if not screening.screenable(self.rows):
+      if not (
+        native.available("screening") and screening.screenable(self.rows)
+      ):
         self.rows = None
         return None
       norm = max(
@@ -300,8 +307,12 @@ class DeviceGallery:
     left = [np.flatnonzero(~finite)]
     for start in range(0, len(screened), _SCREENED_BATCH):
       batch = screened[start : start + _SCREENED_BATCH]
-      # Padded to whole rescoring groups (fewer shapes to compile).
-      padded = np.zeros(-(-len(batch) // _RESCORED) * _RESCORED, np.int64)
+      # Padded to a power of two up to a rescoring group, then to whole
+      # groups: few shapes to compile, little padding for small batches.
+      size = 1 << max(3, (len(batch) - 1).bit_length())
+      if size > _RESCORED:
+        size = -(-len(batch) // _RESCORED) * _RESCORED
+      padded = np.zeros(size, np.int64)
       padded[: len(batch)] = batch
       listed, counts = jax.device_get(
         _screen(

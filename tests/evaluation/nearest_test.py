@@ -49,7 +49,7 @@ def _reference(queries, gallery, k, exclude=None):
 class NearestTest(parameterized.TestCase):
   def setUp(self):
     super().setUp()
-    # Screen batches of any size (the engine screens 32 queries or more).
+    # Screen one-query batches too (the engine screens 2 queries or more).
     patch = mock.patch.object(nearest, "_SCREENED_QUERIES", 1)
     patch.start()
     self.addCleanup(patch.stop)
@@ -136,6 +136,11 @@ class NearestTest(parameterized.TestCase):
     self.assertFalse(engine.screened)
     want = nearest.DeviceGallery.from_array(gallery, screened=False)
     np.testing.assert_array_equal(rows, want.search(queries, 3)[1])
+
+  def test_small_galleries_are_not_screened_by_default(self):
+    # Below nearest._SCREENED_ITEMS float32 is quick: no kernel is built.
+    gallery = _grid_vectors(np.random.default_rng(7), 1000, 8)
+    self.assertFalse(nearest.DeviceGallery.from_array(gallery).screened)
 
   def test_k_is_checked(self):
     engine = nearest.DeviceGallery.from_array(np.eye(4, dtype=np.float32))

@@ -91,33 +91,33 @@ def cache_folder() -> pathlib.Path:
   return pathlib.Path(base) / "proxy_nca_jax"
 
 
+@functools.cache
+def _cpuinfo() -> dict[str, str] | None:
+  """The first value of each field of Linux's /proc/cpuinfo (None
+  elsewhere)."""
+  try:
+    lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+  except OSError:
+    return None
+  fields = {}
+  for line in lines:
+    key, _, value = line.partition(":")
+    fields.setdefault(key.strip(), value.strip())
+  return fields
+
+
 def _cpu_description() -> str:
   """The CPU's model and flags (Linux), else what `platform` knows."""
-  try:
-    lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-  except OSError:
+  fields = _cpuinfo()
+  if fields is None:
     return platform.processor() + platform.machine()
   wanted = ("vendor_id", "cpu family", "model", "model name", "flags")
-  keep = {}
-  for line in lines:
-    key, _, value = line.partition(":")
-    if key.strip() in wanted:
-      keep.setdefault(key.strip(), value.strip())
-  return repr(sorted(keep.items()))
+  return repr(sorted((key, fields[key]) for key in wanted if key in fields))
 
 
-@functools.cache
 def cpu_flags() -> frozenset[str]:
   """The CPU's instruction-set flags (Linux's /proc/cpuinfo; else none)."""
-  try:
-    lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-  except OSError:
-    return frozenset()
-  for line in lines:
-    key, _, value = line.partition(":")
-    if key.strip() == "flags":
-      return frozenset(value.split())
-  return frozenset()
+  return frozenset((_cpuinfo() or {}).get("flags", "").split())
 
 
 def _compiler_version(compiler: str) -> str:

@@ -55,7 +55,8 @@ class PackTest(parameterized.TestCase):
     # Exact halfway cases round to even.
     gallery[0, 0] = np.float32(1 + 2**-8)
     gallery[0, 1 % dim] = np.float32(1 + 3 * 2**-8)
-    packed = screening.pack_gallery(gallery)
+    packed, norm = screening.pack_gallery(gallery)
+    self.assertAlmostEqual(norm, np.linalg.norm(gallery, axis=1).max(), 5)
     self.assertEqual(packed.ctypes.data % 64, 0)  # device_put uses it in place.
     self.assertEqual(packed.shape[0] % 3, 0)
     self.assertEqual(packed.shape[1:], (-(-dim // 2), 16, 2))
@@ -66,14 +67,24 @@ class PackTest(parameterized.TestCase):
     self.assertEqual(rows[0, 0], np.float32(1).view(np.uint32) >> 16)
     self.assertFalse(rows[size:].any() or rows[:, dim:].any())
 
-  def test_screenable(self):
-    self.assertTrue(screening.screenable(np.ones((3, 2), np.float32)))
+  def test_slices_give_the_whole_arrays_answer(self):
+    gallery = np.random.default_rng(2).standard_normal((100, 6))
+    gallery = gallery.astype(np.float32)
+    whole, norm = screening.pack_gallery(gallery)
+    with mock.patch.object(screening, "_PACK_ROWS", 16):
+      sliced, sliced_norm = screening.pack_gallery(gallery)
+    np.testing.assert_array_equal(sliced, whole)
+    self.assertEqual(sliced_norm, norm)
+
+  def test_values_that_cannot_be_screened_are_refused(self):
+    self.assertIsNotNone(screening.pack_gallery(np.ones((3, 2), np.float32)))
     for bad in (np.nan, np.inf, 1e20):
-      vectors = np.ones((3, 2), np.float32)
-      vectors[1, 1] = bad
-      self.assertFalse(screening.screenable(vectors), bad)
+      vectors = np.ones((40, 2), np.float32)
+      vectors[33, 1] = bad
+      with mock.patch.object(screening, "_PACK_ROWS", 16):  # A later slice.
+        self.assertIsNone(screening.pack_gallery(vectors), bad)
       np.testing.assert_array_equal(
-        screening.screenable_rows(vectors), [True, False, True]
+        screening.screenable_rows(vectors[32:35]), [True, False, True]
       )
 
 
@@ -141,7 +152,7 @@ class ScreenTest(parameterized.TestCase):
     margins = screening.margins(queries, np.linalg.norm(gallery, axis=1).max())
     listed, counts = screening.screen(
       jnp.asarray(queries),
-      jnp.asarray(screening.pack_gallery(gallery)),
+      jnp.asarray(screening.pack_gallery(gallery)[0]),
       size,
       jnp.asarray(margins),
       jnp.asarray(exclude),
@@ -173,7 +184,7 @@ class ScreenTest(parameterized.TestCase):
     queries = gallery[:3]
     listed, counts = screening.screen(
       jnp.asarray(queries),
-      jnp.asarray(screening.pack_gallery(gallery)),
+      jnp.asarray(screening.pack_gallery(gallery)[0]),
       700,
       jnp.asarray(screening.margins(queries, 1.0)),
       jnp.asarray(np.full(3, -1, np.int32)),

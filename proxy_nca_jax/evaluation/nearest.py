@@ -229,19 +229,16 @@ class DeviceGallery:
   def _bfloat16_gallery(self) -> tuple[jax.Array, float] | None:
     """`bfloat16`, made on first use; None (and no more screening) where
     the kernel cannot be built or for a gallery with values screening
-    cannot bound (`screening.screenable`)."""
+    cannot bound (`screening.pack_gallery`)."""
     if self.bfloat16 is None and self.rows is not None:
-      if not (
-        native.available("screening") and screening.screenable(self.rows)
-      ):
+      made = None
+      if native.available("screening"):
+        made = screening.pack_gallery(self.rows)
+      if made is None:
         self.rows = None
         return None
-      norm = max(
-        float(np.linalg.norm(self.rows[i : i + self.chunk_rows], axis=1).max())
-        for i in range(0, self.size, self.chunk_rows)
-      )
-      packed = jax.device_put(screening.pack_gallery(self.rows))
-      self.bfloat16 = (packed, norm)
+      packed, norm = made
+      self.bfloat16 = (jax.device_put(packed), norm)
     return self.bfloat16
 
   @property
@@ -314,12 +311,13 @@ class DeviceGallery:
         size = -(-len(batch) // _RESCORED) * _RESCORED
       padded = np.zeros(size, np.int64)
       padded[: len(batch)] = batch
+      batch_queries = queries[padded]
       listed, counts = jax.device_get(
         _screen(
-          jnp.asarray(queries[padded]),
+          jnp.asarray(batch_queries),
           packed,
           jnp.int32(self.size),
-          jnp.asarray(screening.margins(queries[padded], largest_norm)),
+          jnp.asarray(screening.margins(batch_queries, largest_norm)),
           jnp.asarray(excluded[padded]),
           k=k,
           capacity=max(_SCREEN_CAPACITY, 4 * k),

@@ -40,7 +40,7 @@ products in any order:
 The margin is rounded up to float32 and the kernel lowers each threshold by
 one more float32 step, so the comparisons' own rounding cannot drop an item.
 Galleries or queries with non-finite values or magnitudes near float32's
-range are not screened (`screenable`).
+range are not screened (`screenable_rows`).
 """
 
 import math
@@ -68,15 +68,6 @@ def screenable_rows(vectors: np.ndarray) -> np.ndarray:
   )
 
 
-def screenable(vectors: np.ndarray) -> bool:
-  """Whether all of ``vectors`` (N, D) may be screened; read in slices (a
-  memory-mapped gallery is not loaded whole)."""
-  return all(
-    screenable_rows(vectors[i : i + _PACK_ROWS]).all()
-    for i in range(0, len(vectors), _PACK_ROWS)
-  )
-
-
 def _bfloat16_bits(values: np.ndarray) -> np.ndarray:
   """uint16 bits of float32 ``values`` rounded to nearest-even bfloat16."""
   bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
@@ -84,8 +75,10 @@ def _bfloat16_bits(values: np.ndarray) -> np.ndarray:
   return ((bits + rounding) >> np.uint32(16)).astype(np.uint16)
 
 
-def pack_gallery(gallery: np.ndarray) -> np.ndarray:
-  """The gallery's bfloat16 rows in screened_search.cc's layout.
+def pack_gallery(gallery: np.ndarray) -> tuple[np.ndarray, float] | None:
+  """The gallery's bfloat16 rows in screened_search.cc's layout, and its
+  largest row norm, in one pass over it; None if a row cannot be screened
+  (`screenable_rows`).
 
   Args:
     gallery: (G, D) float32 (a memory map is read in slices).
@@ -94,7 +87,8 @@ def pack_gallery(gallery: np.ndarray) -> np.ndarray:
     (P, ceil(D / 2), 16, 2) uint16: panels of 16 items (P a multiple of 3,
     the last items zero), feature pair p of item j of a panel at [., p, j].
     64-byte aligned, so that `jax.device_put` on CPU uses it in place
-    instead of holding a second copy.
+    instead of holding a second copy. And the largest Euclidean norm of the
+    rows (`margins`' ``gallery_norm``).
   """
   size, dim = gallery.shape
   pairs = -(-dim // 2)
@@ -104,9 +98,14 @@ def pack_gallery(gallery: np.ndarray) -> np.ndarray:
   offset = -memory.ctypes.data % 64
   packed = memory[offset : offset + 2 * math.prod(shape)].view(np.uint16)
   packed = packed.reshape(shape)
+  largest_norm = 0.0
   step = _PACK_ROWS  # A multiple of the panel's 16 items.
   for start in range(0, size, step):
-    rows = _bfloat16_bits(gallery[start : start + step])
+    part = np.asarray(gallery[start : start + step], np.float32)
+    if not screenable_rows(part).all():
+      return None
+    largest_norm = max(largest_norm, float(np.linalg.norm(part, axis=1).max()))
+    rows = _bfloat16_bits(part)
     count = rows.shape[0]
     padded = np.zeros((-(-count // _LANES) * _LANES, 2 * pairs), np.uint16)
     padded[:count, :dim] = rows
@@ -114,7 +113,7 @@ def pack_gallery(gallery: np.ndarray) -> np.ndarray:
     packed[first : first + padded.shape[0] // _LANES] = padded.reshape(
       -1, _LANES, pairs, 2
     ).transpose(0, 2, 1, 3)
-  return packed
+  return packed, largest_norm
 
 
 def margins(queries: np.ndarray, gallery_norm: float) -> np.ndarray:
@@ -151,7 +150,7 @@ def screen(
 
   Args:
     queries: (Q, D) float32, finite.
-    packed: `pack_gallery`'s array.
+    packed: `pack_gallery`'s packed array.
     size: int32 scalar, the gallery's items (the rest of `packed` is
       padding).
     query_margins: (Q,) float32, `margins`.

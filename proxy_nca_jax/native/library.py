@@ -72,6 +72,10 @@ KERNELS = {
   "counting": Kernels(("count_before.cc",), ("CountBefore",)),
   # The bfloat16 screening of the exact top-k search (screening.py).
   "screening": Kernels(("screened_search.cc",), ("ScreenCandidates",)),
+  # Proxy-NCA's sums over the proxies and their gradients (proxy_sums.py).
+  "proxy_sums": Kernels(
+    ("proxy_sums.cc",), ("ProxySumsForward", "ProxySumsBackward")
+  ),
   # convnet-S's 3x3 convolution through oneDNN (convolution.py).
   "onednn_conv": Kernels(
     ("onednn_conv.cc",),

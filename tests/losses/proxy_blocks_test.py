@@ -20,7 +20,9 @@ array. CosFace and ArcFace in blocks (losses/margin_softmax.py,
 ``blocked_terms``) against their own float64 loop transcription below.
 """
 
+import contextlib
 import functools
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -97,17 +99,32 @@ def _assert_matches_reference(
   return np.asarray(grad_p)
 
 
+def _sums(kernel: str) -> contextlib.AbstractContextManager:
+  """Where the blocked sums are taken: "native" (native/proxy_sums.cc, on
+  this CPU once it builds) or "xla" (XLA's blocks, as where it cannot)."""
+  if kernel == "native":
+    if not proxy_blocks._native(jnp.zeros(1), jnp.zeros(1)):
+      raise AssertionError("the proxy_sums kernel did not build (g++?)")
+    return contextlib.nullcontext()
+  return mock.patch.object(proxy_blocks, "_native", return_value=False)
+
+
 class BlockedProxyNcaTest(parameterized.TestCase):
   # Block sizes: one proxy, a size that leaves a remainder (13 = 2 x 5 + 3)
   # and one that divides nothing evenly but the whole (12: one full block
-  # and a remainder of one).
-  @parameterized.product(case=list(CASES), block_size=[1, 5, 12])
-  def test_value_and_gradients_match_float64_reference(self, case, block_size):
+  # and a remainder of one); the native kernel takes its own blocks.
+  @parameterized.product(
+    case=list(CASES), block_size=[1, 5, 12], kernel=["native", "xla"]
+  )
+  def test_value_and_gradients_match_float64_reference(
+    self, case, block_size, kernel
+  ):
     x, labels, proxies = _problem()
     loss = functools.partial(
       losses.proxy_nca_loss, block_size=block_size, **_options(case)
     )
-    _assert_matches_reference(case, loss, x, labels, proxies, proxies)
+    with _sums(kernel):
+      _assert_matches_reference(case, loss, x, labels, proxies, proxies)
 
   def test_labels_outside_the_proxies_are_left_out_inside_jit(self):
     x, labels, proxies = _problem(1)
@@ -187,9 +204,13 @@ class ShardedBlockedProxyNcaTest(parameterized.TestCase):
   # 13 proxies on 8 devices: 16 rows, 2 per device (the last three rows
   # padding); blocks of one row, and of two with 37 proxies (5 per device:
   # two full blocks and a remainder).
-  @parameterized.product(case=list(CASES), shape=[(NUM_CLASSES, 1), (37, 2)])
+  @parameterized.product(
+    case=list(CASES),
+    shape=[(NUM_CLASSES, 1), (37, 2)],
+    kernel=["native", "xla"],
+  )
   def test_matches_float64_reference_and_padding_gets_no_gradient(
-    self, case, shape
+    self, case, shape, kernel
   ):
     num_proxies, block_size = shape
     mesh = parallel.create_mesh()
@@ -208,7 +229,8 @@ class ShardedBlockedProxyNcaTest(parameterized.TestCase):
       block_size=block_size,
       **_options(case),
     )
-    grad_p = _assert_matches_reference(case, loss, x, labels, proxies, padded)
+    with _sums(kernel):
+      grad_p = _assert_matches_reference(case, loss, x, labels, proxies, padded)
     np.testing.assert_array_equal(grad_p[num_proxies:], 0.0)
 
 

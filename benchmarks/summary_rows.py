@@ -159,7 +159,8 @@ def search_rows(sizes: dict[str, Any], rates: dict[str, Any]):
 
 def proxy_step_rows(sizes: dict[str, Any], rates: dict[str, Any]):
   """The Proxy-NCA train step at C proxies vs its floor, in the library's
-  automatic blocks (every logit at once at the smoke size)."""
+  automatic blocks (every logit at once at the smoke size), whose sums are
+  native/proxy_sums.cc's where it builds."""
   s = sizes["proxy_step"]
   c, d, b = s["classes"], s["dim"], s["batch"]
   block = proxy_blocks.chosen_block_size(None, c) or c
@@ -173,13 +174,18 @@ def proxy_step_rows(sizes: dict[str, Any], rates: dict[str, Any]):
   step, scratch_gib = proxy_step_floor.compiled_step(
     loss_fn, optax.adam(1e-2), embeddings, proxies
   )
+  if block >= c:
+    blocks = "every logit at once"
+  elif proxy_blocks.native_sums(embeddings, proxies):
+    blocks = "native blocked sums"
+  else:
+    blocks = f"XLA's blocks of {block:,}"
   del proxies
   flops, bytes_ = proxy_step_floor.step_work(c, b, d)
   return [
     make_row(
       "proxy_step",
-      f"Proxy-NCA train step, {c:,} proxies x {d}, batch {b}, "
-      + (f"blocks of {block:,}" if block < c else "every logit at once"),
+      f"Proxy-NCA train step, {c:,} proxies x {d}, batch {b}, {blocks}",
       proxy_step_floor.median_s(step, sizes["step_repeats"]),
       None,
       None,

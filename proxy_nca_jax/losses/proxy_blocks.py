@@ -223,7 +223,7 @@ def _map_blocks(
   return carry, jnp.concatenate(outputs) if rest else outputs[0]
 
 
-def _native(x: jax.Array, proxies: jax.Array) -> bool:
+def native_sums(x: jax.Array, proxies: jax.Array) -> bool:
   """Whether native/proxy_sums.cc takes both passes: float32 on the CPU,
   where its library builds (XLA:CPU runs these products at about half its
   peak rate; benchmarks/README.md)."""
@@ -250,7 +250,7 @@ def _forward(
   first_column: jax.Array,
   options: BlockOptions,
 ) -> tuple[jax.Array, jax.Array]:
-  if _native(x, proxies):
+  if native_sums(x, proxies):
     return proxy_sums.logsumexp_and_sum(
       x, proxies, labels, first_column, **_native_options(options)
     )
@@ -321,7 +321,7 @@ def _logsumexp_and_sum_fwd(x, proxies, labels, first_column, options):
 def _logsumexp_and_sum_bwd(options, residuals, cotangents):
   x, proxies, labels, first_column, lse = residuals
   lse_grad, sum_grad = cotangents
-  if _native(x, proxies):
+  if native_sums(x, proxies):
     x_grad, proxies_grad = proxy_sums.logsumexp_and_sum_grad(
       x,
       proxies,

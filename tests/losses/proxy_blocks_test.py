@@ -103,10 +103,10 @@ def _sums(kernel: str) -> contextlib.AbstractContextManager:
   """Where the blocked sums are taken: "native" (native/proxy_sums.cc, on
   this CPU once it builds) or "xla" (XLA's blocks, as where it cannot)."""
   if kernel == "native":
-    if not proxy_blocks._native(jnp.zeros(1), jnp.zeros(1)):
+    if not proxy_blocks.native_sums(jnp.zeros(1), jnp.zeros(1)):
       raise AssertionError("the proxy_sums kernel did not build (g++?)")
     return contextlib.nullcontext()
-  return mock.patch.object(proxy_blocks, "_native", return_value=False)
+  return mock.patch.object(proxy_blocks, "native_sums", return_value=False)
 
 
 class BlockedProxyNcaTest(parameterized.TestCase):

@@ -13,14 +13,13 @@
 // with the same online log-sum-exp, but XLA:CPU runs the products of this
 // shape (B x D times D x block, D = 128) at about half its peak rate, and
 // the step forms them four times. Here the proxies are taken 96 rows at a
-// time: normalised into a row-major and a transposed panel, their logits
-// against every sample formed by register tiles (8 rows x 48 or 32
-// columns, sums in one fixed order for every pair, on the machine's widest
-// vectors) into a block that stays in L2, and turned into the sums (and,
-// backward, into both gradients' products) before the next block. Blocks
-// are split over XLA's intra-op threads in a fixed number of chunks whose
-// partial sums are joined in chunk order: the result does not depend on
-// the number of threads.
+// time: normalised, their products with every sample formed by register
+// tiles (12 or 8 rows x 32 columns, register_tile.h) into a (rows, samples)
+// block that stays in L2, then turned into the sums, sixteen samples a
+// vector (and, backward, into both gradients' products) before the next
+// block. Blocks are split over XLA's intra-op threads in a fixed number of
+// chunks whose partial sums are joined in chunk order: the result does not
+// depend on the number of threads.
 
 #include <algorithm>
 #include <cmath>
@@ -32,19 +31,19 @@
 #include <vector>
 
 #include "parallel_for.h"
+#include "register_tile.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using proxy_nca_jax::kLanes;
 using proxy_nca_jax::ParallelFor;
+using proxy_nca_jax::Tile;
+using proxy_nca_jax::Vec;
 
 namespace {
 
-// 16 float32: a 64-byte vector (AVX-512 registers where the CPU has them,
-// pairs or quadruples of narrower ones elsewhere).
-typedef float Vec __attribute__((vector_size(64)));
 typedef int32_t IntVec __attribute__((vector_size(64)));
-constexpr int64_t kLanes = 16;
-// Proxy rows per block: two 48-column forward tiles, twelve 8-row tiles.
+// Proxy rows per block: eight 12-row tiles, six 16-lane vectors.
 constexpr int64_t kBlock = 96;
 // Chunks of blocks with their own partial sums (at most).
 constexpr int64_t kChunks = 32;
@@ -62,31 +61,6 @@ Floats Zeros(int64_t count) {
 }
 
 Vec Broadcast(float value) { return Vec{} + value; }
-
-// out[i][16 j + l] (+)= sum_k a[i * row_step + k * depth_step] b[k][16 j + l]
-// for an R x 16 C tile, k < depth: the sums of every pair in one order.
-template <int R, int C, bool kAdd>
-inline void Tile(const float* a, int64_t row_step, int64_t depth_step,
-                 const float* b, int64_t b_stride, int64_t depth, float* out,
-                 int64_t out_stride) {
-  Vec acc[R][C] = {};
-  for (int64_t k = 0; k < depth; ++k) {
-    Vec column[C];
-    for (int j = 0; j < C; ++j) {
-      column[j] = *reinterpret_cast<const Vec*>(b + k * b_stride + 16 * j);
-    }
-    for (int i = 0; i < R; ++i) {
-      const float s = a[i * row_step + k * depth_step];
-      for (int j = 0; j < C; ++j) acc[i][j] += s * column[j];
-    }
-  }
-  for (int i = 0; i < R; ++i) {
-    for (int j = 0; j < C; ++j) {
-      Vec* target = reinterpret_cast<Vec*>(out + i * out_stride + 16 * j);
-      *target = kAdd ? *target + acc[i][j] : acc[i][j];
-    }
-  }
-}
 
 // exp(x) to about an ulp: x = n ln 2 + r, |r| <= ln 2 / 2, e^r by its
 // Taylor polynomial of degree 7 (remainder < 6e-9 relatively), 2^n from its

@@ -351,9 +351,6 @@ void BlockBackward(const Problem& p, int64_t start, const float* finite_lse,
                    float* x_grad, float* row_sums, float* q_grad,
                    float* proxies_grad) {
   const int64_t pdim = p.padded_dim, pbatch = p.padded_batch;
-  alignas(64) float column_sums[kBlock];
-  Vec column_vectors[kBlock];
-  for (int64_t r = 0; r < kBlock; ++r) column_vectors[r] = Vec{};
   for (int64_t b = 0; b < pbatch; b += kLanes) {
     const Vec shift = Load(finite_lse + b), g_lse = Load(lse_grad + b);
     const Vec g_sum = Load(sum_grad + b);
@@ -373,11 +370,9 @@ void BlockBackward(const Problem& p, int64_t start, const float* finite_lse,
       const Vec value = p.scale * g * slope;
       Store(h, value);
       rows += value;
-      column_vectors[r] += value;
     }
     Store(row_sums + b, Load(row_sums + b) + rows);
   }
-  for (int64_t r = 0; r < kBlock; ++r) column_sums[r] = Sum(column_vectors[r]);
   // x_grad (B, D) += H (B, block) q (block, D); H is stored transposed.
   for (int64_t b = 0; b < pbatch; b += 8) {
     for (int64_t d = 0; d < pdim; d += 32) {
@@ -393,8 +388,10 @@ void BlockBackward(const Problem& p, int64_t start, const float* finite_lse,
                          pdim);
     }
   }
-  // dL/dq_z = 2 (q_grad_z - q_z column_sum_z); through q = b y, y = p'/|p'|:
+  // dL/dq_z = 2 (q_grad_z - q_z sum_b H_bz); through q = b y, y = p'/|p'|:
   // dL/dp = b (g - y (y . g)) / |p| with g = dL/dq, or 2 b g for a zero row.
+  // The Jacobian takes out g's part along q, so the second term of dL/dq
+  // is left out.
   for (int64_t r = 0; r < block.valid_rows; ++r) {
     const float* q = block.q.get() + r * pdim;
     float* g = q_grad + r * pdim;
@@ -405,17 +402,13 @@ void BlockBackward(const Problem& p, int64_t start, const float* finite_lse,
       }
       continue;
     }
+    // With y = q / b: y (y . g) = q (q . g) / b^2.
     Vec along{};
+    for (int64_t d = 0; d < pdim; d += kLanes) along += Load(q + d) * Load(g + d);
+    const float along_q = Sum(along) / (p.proxy_norm * p.proxy_norm);
+    const float factor = 2.0f * p.proxy_norm * block.inverse_norm[r];
     for (int64_t d = 0; d < pdim; d += kLanes) {
-      const Vec v = 2.0f * (Load(g + d) - Load(q + d) * column_sums[r]);
-      Store(g + d, v);
-      along += Load(q + d) * v;
-    }
-    const float y_scale = 1.0f / p.proxy_norm;
-    const float y_along = Sum(along) * y_scale;
-    const float factor = p.proxy_norm * block.inverse_norm[r];
-    for (int64_t d = 0; d < pdim; d += kLanes) {
-      Store(g + d, factor * (Load(g + d) - Load(q + d) * y_scale * y_along));
+      Store(g + d, factor * (Load(g + d) - Load(q + d) * along_q));
     }
     std::copy_n(g, p.dim, out);
   }

@@ -29,7 +29,8 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 from proxy_nca_jax import native
-from proxy_nca_jax.native import proxy_sums
+from proxy_nca_jax.losses import proxy_blocks
+from proxy_nca_jax.native import library, proxy_sums
 from tests.testing import references
 
 
@@ -162,6 +163,12 @@ class ProxySumsTest(parameterized.TestCase):
       return np.einsum("b,bd->d", g * 2 * options["scale"], x)
 
     return gradient
+
+  def test_the_loss_takes_it_for_float32_on_avx512_cpus_only(self):
+    f32, bf16 = jnp.zeros((2, 4)), jnp.zeros((2, 4), jnp.bfloat16)
+    avx512 = "avx512f" in library.cpu_flags()
+    self.assertEqual(proxy_blocks.native_sums(f32, f32), avx512)
+    self.assertFalse(proxy_blocks.native_sums(f32, bf16))
 
   def test_no_selected_column_gives_minus_infinity_and_zero_gradients(self):
     x = np.eye(2, 4, dtype=np.float32)

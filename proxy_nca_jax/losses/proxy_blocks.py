@@ -38,8 +38,8 @@ to float32 rounding; only the order of the sums differs. The matrix products
 are one more than the plain formulation's three (the forward product is
 done again in the backward pass), and the memory is B x block floats.
 
-On the CPU, where its library builds (``native.available("proxy_sums")``),
-both passes of float32 sums are native/proxy_sums.cc's: the same
+On a CPU with AVX-512, where its library builds (`native_sums`), both
+passes of float32 sums are native/proxy_sums.cc's: the same
 arithmetic, with register-tiled products that XLA:CPU runs at about half
 its peak rate in this shape; its blocks are its own (``block_size`` then
 only decides that the sums are blocked). A 1M-proxy step: 2.85 -> 2.11 s on
@@ -224,12 +224,15 @@ def _map_blocks(
 
 
 def native_sums(x: jax.Array, proxies: jax.Array) -> bool:
-  """Whether native/proxy_sums.cc takes both passes: float32 on the CPU,
-  where its library builds (XLA:CPU runs these products at about half its
-  peak rate; benchmarks/README.md)."""
+  """Whether native/proxy_sums.cc takes both passes: float32 on a CPU with
+  AVX-512, where its library builds (XLA:CPU runs these products at about
+  half its peak rate; benchmarks/README.md). Its 16-float vectors would be
+  split in narrower registers elsewhere: 20 s instead of 0.7 s for a 1M
+  proxy forward pass built for AVX2, so XLA's blocks stay there."""
   return (
     jax.default_backend() == "cpu"
     and x.dtype == proxies.dtype == jnp.float32
+    and "avx512f" in native.library.cpu_flags()
     and native.available("proxy_sums")
   )
 

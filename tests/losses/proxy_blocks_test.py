@@ -111,11 +111,15 @@ def _sums(kernel: str) -> contextlib.AbstractContextManager:
 
 
 class BlockedProxyNcaTest(parameterized.TestCase):
-  # Block sizes: one proxy, a size that leaves a remainder (13 = 2 x 5 + 3)
-  # and one that divides nothing evenly but the whole (12: one full block
-  # and a remainder of one); the native kernel takes its own blocks.
+  # XLA's block sizes: one proxy, a size that leaves a remainder (13 =
+  # 2 x 5 + 3) and one that divides nothing evenly but the whole (12: one
+  # full block and a remainder of one); the native kernel takes its own
+  # blocks (native_proxy_sums_test.py has their remainders), any size below
+  # the proxies' number sends the sums to it.
   @parameterized.product(
-    case=list(CASES), block_size=[1, 5, 12], kernel=["native", "xla"]
+    [dict(block_size=size, kernel="xla") for size in (1, 5, 12)]
+    + [dict(block_size=5, kernel="native")],
+    case=list(CASES),
   )
   def test_value_and_gradients_match_float64_reference(
     self, case, block_size, kernel

@@ -106,6 +106,8 @@ struct Problem {
   float scale, proxy_norm;
   int64_t num_columns, first_column;
   bool exclude_positive;
+  int64_t blocks;  // of kBlock rows
+  int64_t chunks;  // of blocks, with their own partial sums
   const float* proxies;
   Floats x;    // (padded_batch, padded_dim)
   Floats x_t;  // (padded_dim, padded_batch): x transposed
@@ -128,6 +130,8 @@ Problem Describe(ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi::F32>& proxies,
   p.num_columns = num_columns;
   p.first_column = first_column;
   p.exclude_positive = exclude_positive;
+  p.blocks = (p.rows + kBlock - 1) / kBlock;
+  p.chunks = std::max<int64_t>(1, std::min(p.blocks, kChunks));
   p.proxies = proxies.typed_data();
   p.x = Zeros(p.padded_batch * p.padded_dim);
   p.x_t = Zeros(p.padded_dim * p.padded_batch);
@@ -310,8 +314,7 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
   const Problem p =
       Describe(x, proxies, labels, first_column.typed_data()[0], scale,
                proxy_norm, num_columns, exclude_positive);
-  const int64_t blocks = (p.rows + kBlock - 1) / kBlock;
-  const int64_t chunks = std::max<int64_t>(1, std::min(blocks, kChunks));
+  const int64_t blocks = p.blocks, chunks = p.chunks;
   std::vector<Sums> partial;
   for (int64_t c = 0; c < chunks; ++c) partial.emplace_back(p.padded_batch);
   ParallelFor(pool, chunks, [&](int64_t c) {
@@ -443,8 +446,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
   for (int64_t b = 0; b < p.batch; ++b) finite_lse[b] = Finite(finite_lse[b]);
   const Floats g_lse = Padded(p, lse_grad.typed_data());
   const Floats g_sum = Padded(p, sum_grad.typed_data());
-  const int64_t blocks = (p.rows + kBlock - 1) / kBlock;
-  const int64_t chunks = std::max<int64_t>(1, std::min(blocks, kChunks));
+  const int64_t blocks = p.blocks, chunks = p.chunks;
   std::vector<Floats> partial_x(chunks), partial_rows(chunks);
   ParallelFor(pool, chunks, [&](int64_t c) {
     Block block(p);

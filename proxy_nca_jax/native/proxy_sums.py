@@ -81,7 +81,9 @@ def logsumexp_and_sum(
   batch = x.shape[0]
   results = (jax.ShapeDtypeStruct((batch,), jnp.float32),) * 2
   inputs = (x, proxies, labels, first_column)
-  lse, logit_sum = jax.ffi.ffi_call("ProxySumsForward", results)(
+  lse, logit_sum = jax.ffi.ffi_call(
+    "ProxySumsForward", results, vmap_method="sequential"
+  )(
     x,
     proxies,
     labels.astype(jnp.int32),
@@ -120,7 +122,9 @@ def logsumexp_and_sum_grad(
     jax.ShapeDtypeStruct(x.shape, jnp.float32),
     jax.ShapeDtypeStruct(proxies.shape, jnp.float32),
   )
-  x_grad, proxies_grad = jax.ffi.ffi_call("ProxySumsBackward", results)(
+  x_grad, proxies_grad = jax.ffi.ffi_call(
+    "ProxySumsBackward", results, vmap_method="sequential"
+  )(
     x,
     proxies,
     labels.astype(jnp.int32),

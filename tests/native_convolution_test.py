@@ -34,7 +34,7 @@ from proxy_nca_jax import errors, models, native, parallel
 from proxy_nca_jax.inference import trained_model
 from proxy_nca_jax.native import convolution as onednn_conv
 from proxy_nca_jax.training import setup, trainer
-from tests.testing import tiny_run
+from tests.testing import native_kernels, tiny_run
 
 
 def _reference(x: np.ndarray, kernel: np.ndarray, dy: np.ndarray):
@@ -59,8 +59,7 @@ class OneDnnConvTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    if not native.available("onednn_conv"):
-      raise AssertionError("oneDNN's kernels did not build: libdnnl-dev?")
+    native_kernels.require("onednn_conv")
 
   def _case(self, batch: int, seed: int = 0):
     rng = np.random.default_rng(seed)

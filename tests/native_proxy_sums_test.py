@@ -28,10 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax import native
 from proxy_nca_jax.losses import proxy_blocks
 from proxy_nca_jax.native import library, proxy_sums
-from tests.testing import references
+from tests.testing import native_kernels, references
 
 
 def _reference(x, proxies, labels, first, *, scale, b, num_columns, exclude):
@@ -57,8 +56,7 @@ class ProxySumsTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    if not native.available("proxy_sums"):
-      raise AssertionError("the proxy_sums kernel did not build (g++?)")
+    native_kernels.require("proxy_sums")
 
   # (samples, rows, features): one block and a remainder of 4 rows; 33
   # samples (a 32-sample tile and one more); 20 features (padded to 32);

@@ -31,6 +31,7 @@ from absl.testing import absltest, parameterized
 
 from proxy_nca_jax import native
 from proxy_nca_jax.native import library, screening
+from tests.testing import native_kernels
 
 
 def _clustered(rng, num, dim, classes=20, noise=0.3):
@@ -118,7 +119,7 @@ class ScreenTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    assert native.available("screening"), "the screening kernel did not build"
+    native_kernels.require("screening")
     portable = library.Kernels(
       ("screened_search.cc",), (_PORTABLE,), flags=("-DPROXY_NCA_JAX_PORTABLE",)
     )

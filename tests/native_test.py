@@ -33,6 +33,7 @@ from absl.testing import absltest, parameterized
 from proxy_nca_jax import native
 from proxy_nca_jax.evaluation import counting_tiles
 from proxy_nca_jax.native import library
+from tests.testing import native_kernels
 
 
 def _reference_counts(sims, thresholds, threshold_index, item_index, num):
@@ -80,8 +81,7 @@ class CountBeforeTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    if not native.available("counting"):
-      raise AssertionError("The native kernels did not build: is g++ there?")
+    native_kernels.require("counting")
 
   @parameterized.product(
     shape=((1, 1), (5, 3), (37, 100), (70, 129), (16, 64)),

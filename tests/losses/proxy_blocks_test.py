@@ -29,10 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax import losses, native, parallel
+from proxy_nca_jax import losses, parallel
 from proxy_nca_jax import proxies as proxies_lib
 from proxy_nca_jax.losses import margin_softmax, proxy_blocks, sharded
-from tests.testing import loss_references, references
+from tests.testing import loss_references, native_kernels, references
 
 NUM_CLASSES = 13
 # (form, label smoothing, embedding norm a, proxy norm b), as the reference
@@ -103,8 +103,8 @@ def _sums(kernel: str) -> contextlib.AbstractContextManager:
   """Where the blocked sums are taken: "native" (native/proxy_sums.cc, which
   the loss takes on CPUs with AVX-512; forced here on any CPU) or "xla"
   (XLA's blocks, as elsewhere)."""
-  if kernel == "native" and not native.available("proxy_sums"):
-    raise AssertionError("the proxy_sums kernel did not build (g++?)")
+  if kernel == "native":
+    native_kernels.require("proxy_sums")
   return mock.patch.object(
     proxy_blocks, "native_sums", return_value=kernel == "native"
   )

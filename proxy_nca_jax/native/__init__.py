@@ -30,8 +30,8 @@ reference.
   superset of each query's top k, proven by an error bound.
 - proxy_sums.cc (proxy_sums.py; library "proxy_sums"): Proxy-NCA's sums
   over the proxies and both gradients (losses/proxy_blocks.py, the blocked
-  form used above 65,536 proxies a device); XLA's blocks to float32
-  rounding.
+  form used above 65,536 proxies a device, on CPUs with AVX-512); XLA's
+  blocks to float32 rounding.
 - onednn_conv.cc (convolution.py; library "onednn_conv"): convnet-S's
   convolutions through oneDNN, for training (``model.conv = "onednn"``);
   XLA's function to float32 rounding.

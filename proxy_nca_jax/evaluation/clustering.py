@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proxy_nca_jax import errors
+from proxy_nca_jax import errors, native
+from proxy_nca_jax.native import nearest_centroid
 
 # Upper bound on the (points x centroids) distance tile in k-means, in
 # elements (16 MiB of float32), so memory is O(tile * k), not O(N * k).
@@ -39,6 +40,8 @@ _KMEANS_TILE_ELEMENTS = 1 << 22
 # reclustering step, Bahmani et al. 2012), so k = 11,316 costs about one
 # Lloyd iteration instead of 11,316 passes over the data.
 _SEEDING_ROUNDS = 128
+# From this many clusters on, `kmeans` screens by default (see there).
+_SCREENED_CLUSTERS = 1024
 
 
 def _squared_distances(
@@ -50,22 +53,12 @@ def _squared_distances(
   return jnp.maximum(x_sq[:, None] - 2.0 * cross + c_sq[None, :], 0.0)
 
 
-def _assign(
+def _nearest_by_xla(
   x_tiles: jax.Array, valid_tiles: jax.Array, centroids: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-  """Assigns points to their nearest centroid, one tile of points at a time.
-
-  Args:
-    x_tiles: (T, B, D) float32 points, padded.
-    valid_tiles: (T, B) bool, False on padding.
-    centroids: (k, D) float32.
-
-  Returns:
-    assignments (T, B) int32, per-centroid sums (k, D) and counts (k,) of the
-    valid points, and the inertia (sum of squared distances), float32 scalar.
-  """
-  k, d = centroids.shape
-
+) -> tuple[jax.Array, jax.Array]:
+  """Each point's nearest centroid by XLA's float32 products, one tile of
+  points at a time: (T, B) int32 assignments and the inertia (sum of the
+  valid points' squared distances), float32 scalar."""
   c_sq = jnp.sum(centroids * centroids, axis=1)
 
   def tile(inertia, inputs):
@@ -82,6 +75,44 @@ def _assign(
   inertia, assignments = jax.lax.scan(
     tile, jnp.zeros(()), (x_tiles, valid_tiles)
   )
+  return assignments, inertia
+
+
+def _nearest_screened(
+  x_tiles: jax.Array, valid_tiles: jax.Array, centroids: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """`_nearest_by_xla`'s results from the bfloat16-screened kernel
+  (native/nearest_centroid.py): the float64 nearest centroids."""
+  tiles, size, dim = x_tiles.shape
+  nearest, distances, _ = nearest_centroid.nearest(
+    x_tiles.reshape(-1, dim), centroids
+  )
+  inertia = jnp.sum(jnp.where(valid_tiles.reshape(-1), distances, 0.0))
+  return nearest.reshape(tiles, size), inertia
+
+
+def _assign(
+  x_tiles: jax.Array,
+  valid_tiles: jax.Array,
+  centroids: jax.Array,
+  screened: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Assigns points to their nearest centroid (`_nearest_screened` or
+  `_nearest_by_xla`).
+
+  Args:
+    x_tiles: (T, B, D) float32 points, padded.
+    valid_tiles: (T, B) bool, False on padding.
+    centroids: (k, D) float32.
+    screened: whether to use the screened kernel.
+
+  Returns:
+    assignments (T, B) int32, per-centroid sums (k, D) and counts (k,) of the
+    valid points, and the inertia (sum of squared distances), float32 scalar.
+  """
+  k, d = centroids.shape
+  nearest = _nearest_screened if screened else _nearest_by_xla
+  assignments, inertia = nearest(x_tiles, valid_tiles, centroids)
   # Padding goes to segment k, which segment_sum drops. Summing in point
   # order (not by a one-hot matmul) costs O(N * D), not O(N * k * D).
   segments = jnp.where(valid_tiles, assignments, k).reshape(-1)
@@ -184,7 +215,7 @@ def _kmeans_plus_plus(
   return centroids
 
 
-@functools.partial(jax.jit, static_argnames=("k",))
+@functools.partial(jax.jit, static_argnames=("k", "screened"))
 def _kmeans_single(
   key: jax.Array,
   x_tiles: jax.Array,
@@ -193,11 +224,12 @@ def _kmeans_single(
   num_iters: jax.Array,
   *,
   k: int,
+  screened: bool,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """One k-means run: seeding then at most `num_iters` Lloyd iterations.
 
   Stops early once the centroids move by at most `tolerance` (total squared
-  shift, already scaled).
+  shift, already scaled). ``screened``: `_assign`'s.
 
   Returns (centroids (k, D), assignments (T, B) int32, inertia scalar,
   iterations run int32).
@@ -209,7 +241,7 @@ def _kmeans_single(
 
   def lloyd(carry):
     i, centroids, _ = carry
-    _, sums, counts, _ = _assign(x_tiles, valid_tiles, centroids)
+    _, sums, counts, _ = _assign(x_tiles, valid_tiles, centroids, screened)
     means = sums / jnp.maximum(counts, 1.0)[:, None]
     # An empty cluster keeps its previous centroid instead of becoming NaN.
     updated = jnp.where(counts[:, None] > 0, means, centroids)
@@ -222,8 +254,34 @@ def _kmeans_single(
   iters, centroids, _ = jax.lax.while_loop(
     going_on, lloyd, (jnp.int32(0), centroids, jnp.float32(jnp.inf))
   )
-  assignments, _, _, inertia = _assign(x_tiles, valid_tiles, centroids)
+  assignments, _, _, inertia = _assign(
+    x_tiles, valid_tiles, centroids, screened
+  )
   return centroids, assignments, inertia, iters
+
+
+def _screened(x: np.ndarray, k: int, screening: bool | None) -> bool:
+  """Whether `kmeans` (``screening``: its argument) screens; see there."""
+  if screening is False:
+    return False
+  runs = (
+    jax.default_backend() == "cpu"
+    and nearest_centroid.screenable(x)
+    and native.available("nearest_centroid")
+  )
+  if screening is None:
+    return (
+      k >= _SCREENED_CLUSTERS
+      and "avx512_bf16" in native.library.cpu_flags()
+      and runs
+    )
+  if not runs:
+    raise errors.InvalidInputError(
+      "kmeans(screening=True) needs the CPU backend, finite points of "
+      "norms at most 1e18 and the native kernel (g++; PROXY_NCA_JAX_NATIVE "
+      "not 0). Pass screening=None to screen only where it can."
+    )
+  return True
 
 
 def kmeans(
@@ -234,6 +292,7 @@ def kmeans(
   num_iters: int = 50,
   num_restarts: int = 3,
   tolerance: float = 0.0,
+  screening: bool | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """K-means clustering in JAX; keeps the restart with the lowest inertia.
 
@@ -249,6 +308,14 @@ def kmeans(
   centroid, so no NaN appears. Deterministic for a given seed (on GPU,
   segment sums use atomics and can differ in the last bits).
 
+  Screening: with many clusters on a CPU with AVX-512 BF16, each point's
+  nearest centroid comes from a native kernel that rules out most centroids
+  in bfloat16, at twice float32's rate, and decides among the rest in
+  float64 (native/nearest_centroid.py: an error bound proves the nearest is
+  never ruled out). Its assignments are the float64 ones; XLA's float32
+  products agree with them except where two centroids are within float32
+  rounding of a point's nearest distance.
+
   Args:
     x: (N, D) float array of points (computed in float32).
     k: number of clusters, 1 <= k <= N.
@@ -256,13 +323,18 @@ def kmeans(
     num_iters: most Lloyd iterations per restart.
     num_restarts: number of independent seedings.
     tolerance: early-stopping threshold, relative (see above), >= 0.
+    screening: None (default) screens where it pays: the CPU backend, a
+      CPU with AVX-512 BF16, k >= 1,024, finite points of norms at most
+      1e18, and the kernel built. True screens wherever the kernel runs
+      (slowly without AVX-512 BF16), False never.
 
   Returns:
     centroids: (k, D) float32.
     assignments: (N,) int32, index of each point's nearest centroid.
 
   Raises:
-    ValueError: on malformed inputs or arguments out of range.
+    ValueError: on malformed inputs or arguments out of range, or
+      ``screening=True`` where the kernel cannot run.
   """
   x = np.asarray(x, dtype=np.float32)
   if x.ndim != 2:
@@ -283,11 +355,18 @@ def kmeans(
   x_tiles = jnp.asarray(x_tiles.reshape(num_tiles, tile, -1))
   valid = jnp.asarray(valid.reshape(num_tiles, tile))
   scaled_tolerance = jnp.float32(tolerance * np.mean(np.var(x, axis=0)))
+  screened = _screened(x, k, screening)
 
   best = None
   for key in jax.random.split(jax.random.key(seed), num_restarts):
     result = _kmeans_single(
-      key, x_tiles, valid, scaled_tolerance, jnp.int32(num_iters), k=k
+      key,
+      x_tiles,
+      valid,
+      scaled_tolerance,
+      jnp.int32(num_iters),
+      k=k,
+      screened=screened,
     )
     # Strict comparison: the earliest restart wins ties (determinism).
     if best is None or float(result[2]) < float(best[2]):

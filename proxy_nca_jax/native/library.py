@@ -72,6 +72,8 @@ KERNELS = {
   "counting": Kernels(("count_before.cc",), ("CountBefore",)),
   # The bfloat16 screening of the exact top-k search (screening.py).
   "screening": Kernels(("screened_search.cc",), ("ScreenCandidates",)),
+  # k-means' nearest centroids, screened in bfloat16 (nearest_centroid.py).
+  "nearest_centroid": Kernels(("nearest_centroid.cc",), ("NearestCentroid",)),
   # Proxy-NCA's sums over the proxies and their gradients (proxy_sums.py).
   "proxy_sums": Kernels(
     ("proxy_sums.cc",), ("ProxySumsForward", "ProxySumsBackward")

@@ -9,12 +9,9 @@
 // where s is the float32 similarity; screening.py). The few listed items
 // are then scored in float32 by XLA, which orders them exactly.
 //
-// The bfloat16 products run on AVX-512 BF16 (VDPBF16PS: two bf16 products
-// summed into each float32 lane, twice float32's rate) where the compiler
-// targets it; elsewhere a portable loop computes the same kind of value
-// (exact products, float32 sums), within the same bound, more slowly.
-// Built with -DPROXY_NCA_JAX_PORTABLE, the portable loop is used on any CPU
-// and the handler is ScreenCandidatesPortable (the tests check both).
+// The bfloat16 products are bf16_tile.h's micro-tiles (AVX-512 BF16, or
+// its portable loop). Built with -DPROXY_NCA_JAX_PORTABLE, the handler is
+// ScreenCandidatesPortable (the tests check both builds).
 
 #include <algorithm>
 #include <cmath>
@@ -25,110 +22,21 @@
 #include <utility>
 #include <vector>
 
-#if defined(__AVX512BF16__) && !defined(PROXY_NCA_JAX_PORTABLE)
-#define PROXY_NCA_JAX_BF16_INSTRUCTIONS
-#include <immintrin.h>
-#endif
-
+#include "bf16_tile.h"
 #include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 using proxy_nca_jax::ParallelFor;
+using proxy_nca_jax::bf16::kBlockBytes;
+using proxy_nca_jax::bf16::kChunkBytes;
+using proxy_nca_jax::bf16::kLanes;
+using proxy_nca_jax::bf16::kPanels;
+using proxy_nca_jax::bf16::kQueries;
+using proxy_nca_jax::bf16::MicroTile;
+using proxy_nca_jax::bf16::ToBf16;
 
 namespace {
-
-// The packed gallery (screening.pack_gallery): panels of kLanes items; in a
-// panel, feature pair p of item j is the 32-bit word p * kLanes + j (low
-// half: feature 2p, high half: feature 2p + 1).
-constexpr int64_t kLanes = 16;
-// A micro-tile: kQueries queries x kPanels panels (8 x 48 similarities in
-// 24 vector registers).
-constexpr int64_t kQueries = 8;
-constexpr int64_t kPanels = 3;
-// Bytes of a gallery block (whole micro-tiles of panels) and of a chunk of
-// a task's queries (whole micro-tiles of queries): both stay in L2 while
-// every query of the chunk passes over the block, so the gallery is read
-// from memory once per chunk and a chunk once per block.
-constexpr int64_t kBlockBytes = 64 * 1024;
-constexpr int64_t kChunkBytes = 64 * 1024;
-
-// bfloat16 of a float32, rounded to nearest even (finite inputs).
-inline uint32_t ToBf16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof(bits));
-  return (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
-}
-
-inline float FromBf16(uint32_t half) {
-  const uint32_t bits = half << 16;
-  float value;
-  std::memcpy(&value, &bits, sizeof(value));
-  return value;
-}
-
-// The kQueries x (kPanels * kLanes) bf16 similarities of a micro-tile,
-// written to `out`; returns a bit per query, set where one of its
-// similarities reaches its threshold. queries: kQueries rows of `pairs`
-// words; panels: kPanels panels, `stride` words apart.
-uint32_t MicroTile(const uint32_t* queries, const uint32_t* panels,
-                   int64_t pairs, int64_t stride, const float* thresholds,
-                   float* out) {
-#if defined(PROXY_NCA_JAX_BF16_INSTRUCTIONS)
-  __m512 acc[kQueries][kPanels];
-  for (int64_t m = 0; m < kQueries; ++m) {
-    for (int64_t n = 0; n < kPanels; ++n) acc[m][n] = _mm512_setzero_ps();
-  }
-  for (int64_t p = 0; p < pairs; ++p) {
-    __m512bh items[kPanels];
-    for (int64_t n = 0; n < kPanels; ++n) {
-      items[n] = (__m512bh)_mm512_loadu_si512(panels + n * stride + p * kLanes);
-    }
-    for (int64_t m = 0; m < kQueries; ++m) {
-      const __m512bh query =
-          (__m512bh)_mm512_set1_epi32(static_cast<int>(queries[m * pairs + p]));
-      for (int64_t n = 0; n < kPanels; ++n) {
-        acc[m][n] = _mm512_dpbf16_ps(acc[m][n], items[n], query);
-      }
-    }
-  }
-  uint32_t hits = 0;
-  for (int64_t m = 0; m < kQueries; ++m) {
-    const __m512 threshold = _mm512_set1_ps(thresholds[m]);
-    __mmask16 reached = 0;
-    for (int64_t n = 0; n < kPanels; ++n) {
-      _mm512_storeu_ps(out + (m * kPanels + n) * kLanes, acc[m][n]);
-      reached |= _mm512_cmp_ps_mask(acc[m][n], threshold, _CMP_GE_OQ);
-    }
-    hits |= static_cast<uint32_t>(reached != 0) << m;
-  }
-  return hits;
-#else
-  std::fill(out, out + kQueries * kPanels * kLanes, 0.0f);
-  for (int64_t p = 0; p < pairs; ++p) {
-    for (int64_t m = 0; m < kQueries; ++m) {
-      const uint32_t q = queries[m * pairs + p];
-      const float q0 = FromBf16(q & 0xffffu), q1 = FromBf16(q >> 16);
-      for (int64_t n = 0; n < kPanels; ++n) {
-        const uint32_t* g = panels + n * stride + p * kLanes;
-        float* o = out + (m * kPanels + n) * kLanes;
-        for (int64_t j = 0; j < kLanes; ++j) {
-          o[j] += FromBf16(g[j] >> 16) * q1;
-          o[j] += FromBf16(g[j] & 0xffffu) * q0;
-        }
-      }
-    }
-  }
-  uint32_t hits = 0;
-  for (int64_t m = 0; m < kQueries; ++m) {
-    const float* row = out + m * kPanels * kLanes;
-    for (int64_t j = 0; j < kPanels * kLanes; ++j) {
-      if (row[j] >= thresholds[m]) hits |= 1u << m;
-    }
-  }
-  return hits;
-#endif
-}
 
 // One query's screening: the k largest bf16 similarities so far (a min-heap)
 // and the items listed (bf16 similarity, gallery index).
@@ -247,7 +155,7 @@ ffi::Error ScreenCandidatesImpl(ffi::ThreadPool pool,
             }
             const uint32_t hits = MicroTile(
                 words.data() + group * pairs, packed + panel * stride, pairs,
-                stride, thresholds, tile);
+                stride, /*bias=*/nullptr, thresholds, tile);
             if (!hits) continue;
             for (int64_t m = 0; m < kQueries; ++m) {
               if (!(hits >> m & 1u)) continue;

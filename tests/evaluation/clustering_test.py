@@ -28,9 +28,9 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from sklearn import cluster, metrics
 
-from proxy_nca_jax import evaluation
+from proxy_nca_jax import evaluation, native
 from proxy_nca_jax.evaluation import clustering
-from tests.testing import embedding_cases
+from tests.testing import embedding_cases, native_kernels
 
 
 def _inertia(x, centroids, assignments) -> float:
@@ -203,7 +203,8 @@ class LargeKMeansTest(parameterized.TestCase):
     with self.assertRaises(ValueError):
       clustering.kmeans(x, 6, tolerance=-1.0)
 
-  def test_stops_once_nothing_moves(self):
+  @parameterized.parameters(False, True)
+  def test_stops_once_nothing_moves(self, screened):
     x, _ = embedding_cases.separated_blobs(
       num_clusters=4, per_cluster=25, seed=6, dim=8
     )
@@ -217,8 +218,47 @@ class LargeKMeansTest(parameterized.TestCase):
       clustering.jnp.float32(0.0),
       clustering.jnp.int32(1000),
       k=4,
+      screened=screened,
     )
     self.assertLess(int(iterations), 50)
+
+
+class ScreenedKMeansTest(parameterized.TestCase):
+  """The assignments screened in bfloat16 (native/nearest_centroid.py)."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    native_kernels.require("nearest_centroid")
+
+  def test_equals_xlas_float32_assignments_away_from_ties(self):
+    rng = np.random.default_rng(11)
+    centres = rng.standard_normal((50, 32))
+    x = centres[rng.integers(0, 50, 1500)] + 0.7 * rng.standard_normal(
+      (1500, 32)
+    )
+    x = x.astype(np.float32)
+    screened = clustering.kmeans(x, 60, num_iters=6, screening=True)
+    unscreened = clustering.kmeans(x, 60, num_iters=6, screening=False)
+    np.testing.assert_array_equal(screened[1], unscreened[1])
+    np.testing.assert_array_equal(screened[0], unscreened[0])
+    # The float64 nearest centroids (no BLAS), ties by the lowest index.
+    centroids = np.asarray(screened[0], np.float64)
+    diff = x.astype(np.float64)[:, None, :] - centroids[None]
+    nearest = np.argmin(np.sum(diff * diff, axis=-1), axis=1)
+    np.testing.assert_array_equal(screened[1], nearest)
+
+  def test_where_it_screens(self):
+    x = np.random.default_rng(0).standard_normal((2000, 8)).astype(np.float32)
+    bf16 = "avx512_bf16" in native.library.cpu_flags()
+    self.assertEqual(clustering._screened(x, 1024, None), bf16)
+    self.assertFalse(clustering._screened(x, 1023, None))
+    self.assertFalse(clustering._screened(x, 1024, False))
+    self.assertTrue(clustering._screened(x, 3, True))
+    x[5, 2] = np.nan
+    self.assertFalse(clustering._screened(x, 1024, None))
+    with self.assertRaisesRegex(ValueError, "screening=None"):
+      clustering.kmeans(x, 3, screening=True)
 
 
 if __name__ == "__main__":

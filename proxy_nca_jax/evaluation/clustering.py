@@ -215,6 +215,49 @@ def _kmeans_plus_plus(
   return centroids
 
 
+def _relocate_to_empty_clusters(
+  sums: jax.Array,
+  counts: jax.Array,
+  x_tiles: jax.Array,
+  valid_tiles: jax.Array,
+  assignments: jax.Array,
+  centroids: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+  """Gives each empty cluster a point farthest from its centroid.
+
+  scikit-learn's relocation (``_relocate_empty_clusters_dense``): the E
+  empty clusters, in index order, take the E points farthest from their
+  assigned centroids, farthest first; each moved point leaves the sum and
+  count of its former cluster. (faiss splits a large cluster instead.)
+
+  Args:
+    sums: (k, D) per-cluster sums of the points; counts: (k,) float32.
+    x_tiles, valid_tiles, assignments: (T, B, D), (T, B), (T, B) as in
+      `_assign`.
+    centroids: (k, D), those the points were assigned to.
+
+  Returns:
+    The updated (sums, counts).
+  """
+  k, d = centroids.shape
+  x = x_tiles.reshape(-1, d)
+  assigned = assignments.reshape(-1)
+  distances = jnp.sum((x - centroids[assigned]) ** 2, axis=1)
+  distances = jnp.where(valid_tiles.reshape(-1), distances, -jnp.inf)
+  _, farthest = jax.lax.top_k(distances, min(k, distances.shape[0]))
+  empty = counts == 0
+  # Empty cluster j takes the farthest point of rank (empties before j).
+  rank = jnp.cumsum(empty) - 1
+  moved = farthest[jnp.clip(rank, 0, farthest.shape[0] - 1)]
+  moved_x = jnp.where(empty[:, None], x[moved], 0.0)
+  left = jnp.where(empty, assigned[moved], k)  # k: dropped by the scatter.
+  sums = sums.at[left].add(-moved_x, mode="drop")
+  counts = counts.at[left].add(-1.0, mode="drop")
+  sums = jnp.where(empty[:, None], moved_x, sums)
+  counts = jnp.where(empty, 1.0, counts)
+  return sums, counts
+
+
 @functools.partial(jax.jit, static_argnames=("k", "screened"))
 def _kmeans_single(
   key: jax.Array,
@@ -241,9 +284,22 @@ def _kmeans_single(
 
   def lloyd(carry):
     i, centroids, _ = carry
-    _, sums, counts, _ = _assign(x_tiles, valid_tiles, centroids, screened)
+    assignments, sums, counts, _ = _assign(
+      x_tiles, valid_tiles, centroids, screened
+    )
+    sums, counts = jax.lax.cond(
+      jnp.any(counts == 0),
+      _relocate_to_empty_clusters,
+      lambda *args: args[:2],
+      sums,
+      counts,
+      x_tiles,
+      valid_tiles,
+      assignments,
+      centroids,
+    )
     means = sums / jnp.maximum(counts, 1.0)[:, None]
-    # An empty cluster keeps its previous centroid instead of becoming NaN.
+    # A cluster still empty keeps its previous centroid, not NaN.
     updated = jnp.where(counts[:, None] > 0, means, centroids)
     return i + 1, updated, jnp.sum((updated - centroids) ** 2)
 
@@ -304,8 +360,10 @@ def kmeans(
   default 0 it stops only when no centroid moves, so the result is that of
   exactly `num_iters` iterations. Distances are computed in tiles of points
   so that memory is O(tile * k) rather than O(N * k); centroid sums are
-  segment sums, O(N * D). A cluster that becomes empty keeps its previous
-  centroid, so no NaN appears. Deterministic for a given seed (on GPU,
+  segment sums, O(N * D). A cluster left empty by an assignment takes a
+  point farthest from its centroid (`_relocate_to_empty_clusters`, as
+  scikit-learn); one still empty keeps its previous centroid, so no NaN
+  appears. Deterministic for a given seed (on GPU,
   segment sums use atomics and can differ in the last bits).
 
   Screening: with many clusters on a CPU with AVX-512 BF16, each point's

@@ -223,6 +223,50 @@ class LargeKMeansTest(parameterized.TestCase):
     self.assertLess(int(iterations), 50)
 
 
+class EmptyClusterTest(absltest.TestCase):
+  def test_empty_clusters_take_the_farthest_points(self):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((20, 3)).astype(np.float32)
+    centroids = rng.standard_normal((5, 3)).astype(np.float32)
+    assigned = rng.choice([0, 2, 3], 20)  # Clusters 1 and 4 are empty.
+    sums = np.zeros((5, 3), np.float32)
+    np.add.at(sums, assigned, x)
+    counts = np.bincount(assigned, minlength=5).astype(np.float32)
+    # Padding (the last 4 of 24) never moves, however far.
+    tiles = np.concatenate([x, np.full((4, 3), 99.0, np.float32)])
+    valid = np.arange(24) < 20
+    got_sums, got_counts = jax.jit(clustering._relocate_to_empty_clusters)(
+      jnp.asarray(sums),
+      jnp.asarray(counts),
+      jnp.asarray(tiles.reshape(2, 12, 3)),
+      jnp.asarray(valid.reshape(2, 12)),
+      jnp.asarray(np.append(assigned, [0] * 4).reshape(2, 12)),
+      jnp.asarray(centroids),
+    )
+    # In float64: the farthest point goes to cluster 1, the next to 4.
+    distances = np.sum((x - centroids[assigned]).astype(np.float64) ** 2, 1)
+    first, second = np.argsort(-distances)[:2]
+    want_sums, want_counts = sums.copy(), counts.copy()
+    for point, cluster_id in ((first, 1), (second, 4)):
+      want_sums[assigned[point]] -= x[point]
+      want_counts[assigned[point]] -= 1
+      want_sums[cluster_id] = x[point]
+      want_counts[cluster_id] = 1
+    np.testing.assert_allclose(got_sums, want_sums, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(got_counts, want_counts)
+
+  def test_seeds_drawn_twice_do_not_leave_clusters_empty(self):
+    # Seeding in 2 rounds of 75 draws with replacement repeats points: a
+    # repeated seed's cluster is empty (ties go to the lower index) until
+    # it is given a point.
+    x = np.random.default_rng(5).standard_normal((200, 4)).astype(np.float32)
+    with mock.patch.object(clustering, "_SEEDING_ROUNDS", 2):
+      seeds, _ = clustering.kmeans(x, 150, num_iters=0, num_restarts=1)
+      _, assignments = clustering.kmeans(x, 150, num_iters=5, num_restarts=1)
+    self.assertLess(len(np.unique(np.asarray(seeds), axis=0)), 150)
+    self.assertLen(np.unique(np.asarray(assignments)), 150)
+
+
 class ScreenedKMeansTest(parameterized.TestCase):
   """The assignments screened in bfloat16 (native/nearest_centroid.py)."""
 

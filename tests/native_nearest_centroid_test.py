@@ -40,9 +40,14 @@ _PORTABLE = "NearestCentroidPortable"  # What CPUs without it run.
 
 
 def _float64_distances(points, centroids):
-  """(N, K) squared distances in float64, elementwise (no BLAS)."""
-  diff = points.astype(np.float64)[:, None, :] - centroids.astype(np.float64)
-  return np.sum(diff * diff, axis=-1)
+  """(N, K) squared distances in float64 by NumPy's einsum (its own loops,
+  no BLAS): |x|^2 - 2 x . c + |c|^2, equal rows giving equal values."""
+  x, c = points.astype(np.float64), centroids.astype(np.float64)
+  return (
+    np.einsum("nd,nd->n", x, x)[:, None]
+    - 2 * np.einsum("nd,kd->nk", x, c)
+    + np.einsum("kd,kd->k", c, c)
+  )
 
 
 def _bf16(values):
@@ -89,7 +94,7 @@ class MarginTest(parameterized.TestCase):
       points[:5] = below
       centroids[:5] = 2 * below
     # a = bf16 products summed (exactly, here) less h in float32; s exact.
-    a = _bf16(points) @ _bf16(centroids).T - (
+    a = np.einsum("nd,kd->nk", _bf16(points), _bf16(centroids)) - (
       0.5 * np.sum(centroids.astype(np.float32) ** 2, axis=1)
     )
     s = -0.5 * _float64_distances(points, centroids) + 0.5 * np.sum(

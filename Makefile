@@ -15,6 +15,7 @@ PYTEST := -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 DNNL_HEADER := /usr/include/oneapi/dnnl/dnnl.hpp
 BIN := $(VENV)/bin
+COMMA := ,
 # pip's own noise (e.g. mirrors without a package) is not ours to show.
 # setuptools' "Editable installation" banner is not a problem of ours.
 PIP := PYTHONWARNINGS="ignore:Editable installation" \
@@ -60,17 +61,25 @@ benchmark: $(VENV)/.installed-benchmark fashion-mnist
 	$(BIN)/python -m benchmarks.train_step_vs_pytorch --softmax_scale=8
 	$(BIN)/python -m benchmarks.evaluation_at_scale
 
-$(VENV)/.installed: setup.py
+# $(call install,EXTRAS,IMPORTS): the venv (made if missing) with the
+# package and its EXTRAS in one pip call, then IMPORTS checked.
+define install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip 2>/dev/null
-	$(PIP) -e ".[train]" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import proxy_nca_jax.train"
+	$(PIP) -e ".[$(1)]" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import $(2)"
+endef
+
+$(VENV)/.installed: setup.py
+	$(call install,train,proxy_nca_jax.train)
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) -e ".[test]" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import sklearn, pytest, xdist, torch, faiss, pytorch_metric_learning"
-	touch $@
+# The train and test extras in one pip call (a fresh machine's make test
+# saves a second resolution and import check): it also stands for
+# .installed.
+$(VENV)/.installed-test: setup.py
+	$(call install,train$(COMMA)test,proxy_nca_jax.train$(COMMA) sklearn$(COMMA) pytest$(COMMA) xdist$(COMMA) torch$(COMMA) faiss$(COMMA) pytorch_metric_learning)
+	touch $(VENV)/.installed $@
 
 $(VENV)/.installed-benchmark: $(VENV)/.installed
 	$(PIP) -e ".[benchmark]" 2>&1 | grep -v "is ignored: it is neither" || true

@@ -28,6 +28,10 @@ reference.
 - screened_search.cc (screening.py; library "screening"): the bfloat16
   screening of the exact top-k search (evaluation/nearest.py); it lists a
   superset of each query's top k, proven by an error bound.
+- nearest_centroid.cc (nearest_centroid.py; library "nearest_centroid"):
+  k-means' nearest centroids (evaluation/clustering.py, from 1,024
+  clusters on CPUs with AVX-512 BF16), screened in bfloat16 and decided in
+  float64; its micro-tiles are screened_search.cc's (bf16_tile.h).
 - proxy_sums.cc (proxy_sums.py; library "proxy_sums"): Proxy-NCA's sums
   over the proxies and both gradients (losses/proxy_blocks.py, the blocked
   form used above 65,536 proxies a device, on CPUs with AVX-512); XLA's

@@ -21,6 +21,7 @@ stock network's parameters and function; ``model.conv = "onednn"`` trains
 with it, to the weights of XLA's convolutions within float32 rounding.
 """
 
+import functools
 import pathlib
 import tempfile
 from unittest import mock
@@ -107,8 +108,9 @@ class OneDnnConvTest(absltest.TestCase):
     images = np.random.default_rng(1).normal(size=(4, 28, 28, 1))
     images = jnp.asarray(images, jnp.float32)
     key = jax.random.key(0)
-    variables = stock.init(key, images, train=False)
-    fast_variables = fast.init(key, images, train=False)
+    init = lambda model: jax.jit(functools.partial(model.init, train=False))  # noqa: E731
+    variables = init(stock)(key, images)
+    fast_variables = init(fast)(key, images)
     # Same tree, same initial values (nn.Conv's initialiser, same names).
     jax.tree.map(np.testing.assert_array_equal, variables, fast_variables)
 
@@ -183,17 +185,19 @@ class OneDnnTrainingTest(tiny_run.PreparedDataTest):
       self.root, model__conv="onednn", schedule__num_steps=3
     )
     workdir = str(self.root / "onednn_run")
-    trainer.train_and_evaluate(config, workdir)
+    mesh = parallel.create_mesh(jax.devices()[:8])
+    trainer.train_and_evaluate(config, workdir, mesh)
     loaded = trained_model.load(workdir)
     self.assertIs(loaded.model.conv, models.conv3x3)
     images = jnp.asarray(
       np.random.default_rng(2).random((8, *loaded.input_shape)), jnp.float32
     )
-    mesh = parallel.create_mesh(jax.devices()[:8])
     trained_with = loaded.model.clone(conv=onednn_conv.conv_factory(mesh))
+    # Jitted: one compilation each instead of one per operation.
+    embed = lambda model: jax.jit(functools.partial(model.apply, train=False))  # noqa: E731
     np.testing.assert_allclose(
-      loaded.model.apply(loaded.variables, images, train=False),
-      trained_with.apply(loaded.variables, images, train=False),
+      embed(loaded.model)(loaded.variables, images),
+      embed(trained_with)(loaded.variables, images),
       rtol=1e-4,
       atol=1e-5,
     )

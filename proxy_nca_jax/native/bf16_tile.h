@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #if defined(__AVX512BF16__) && !defined(PROXY_NCA_JAX_PORTABLE)
 #define PROXY_NCA_JAX_BF16_INSTRUCTIONS
@@ -132,6 +133,81 @@ inline uint32_t MicroTile(const uint32_t* queries, const uint32_t* panels,
   }
   return hits;
 #endif
+}
+
+// A task's share of `num` rows (queries or points) when split into `tasks`
+// parts of whole micro-tiles: rows [first, first + count), padded to
+// `padded` rows.
+struct Share {
+  int64_t first, count, padded;
+};
+
+// How many tasks `num` rows make for a pool of `threads` (one each, at most
+// one per micro-tile of rows).
+inline int64_t NumTasks(int64_t threads, int64_t num) {
+  const int64_t groups = (num + kQueries - 1) / kQueries;
+  return std::max<int64_t>(1, std::min<int64_t>(threads, groups));
+}
+
+inline Share TaskShare(int64_t num, int64_t task, int64_t tasks) {
+  const int64_t groups = (num + kQueries - 1) / kQueries;
+  const int64_t first = groups * task / tasks * kQueries;
+  const int64_t last = std::min(num, groups * (task + 1) / tasks * kQueries);
+  const int64_t count = last - first;
+  return {first, count, (count + kQueries - 1) / kQueries * kQueries};
+}
+
+// `count` rows of `dim` floats as bf16 words, `pairs` words a row, zero on
+// the padding up to `padded` rows.
+inline std::vector<uint32_t> Bf16Rows(const float* rows, int64_t count,
+                                      int64_t padded, int64_t dim,
+                                      int64_t pairs) {
+  std::vector<uint32_t> words(padded * pairs, 0);
+  for (int64_t a = 0; a < count; ++a) {
+    for (int64_t d = 0; d < dim; ++d) {
+      words[a * pairs + d / 2] |= ToBf16(rows[a * dim + d]) << (16 * (d % 2));
+    }
+  }
+  return words;
+}
+
+// Every micro-tile of `padded` rows (`words`) against every one of the
+// `num_panels` packed panels, in chunks of rows and blocks of panels that
+// both stay in L2 (kChunkBytes, kBlockBytes), so the panels are read from
+// memory once per chunk. For each micro-tile where a row reaches its
+// threshold, `threshold(row)` taken as the tile starts, calls
+// visit(first row, first panel, hits, tile) with MicroTile's results;
+// `bias`, if given, holds one float per item of the panels. Each row meets
+// the items in index order.
+template <typename Threshold, typename Visit>
+void ScanTiles(const uint32_t* words, int64_t padded, const uint32_t* panels,
+               int64_t num_panels, int64_t pairs, const float* bias,
+               const Threshold& threshold, const Visit& visit) {
+  const int64_t stride = pairs * kLanes;  // Words per panel.
+  alignas(64) float tile[kQueries * kPanels * kLanes];
+  float thresholds[kQueries];
+  const int64_t block_panels = std::max<int64_t>(
+      kPanels, kBlockBytes / (stride * 4) / kPanels * kPanels);
+  const int64_t chunk_rows = std::max<int64_t>(
+      kQueries, kChunkBytes / (pairs * 4) / kQueries * kQueries);
+  for (int64_t chunk = 0; chunk < padded; chunk += chunk_rows) {
+    const int64_t chunk_end = std::min(padded, chunk + chunk_rows);
+    for (int64_t block = 0; block < num_panels; block += block_panels) {
+      const int64_t block_end = std::min(num_panels, block + block_panels);
+      for (int64_t group = chunk; group < chunk_end; group += kQueries) {
+        for (int64_t panel = block; panel < block_end; panel += kPanels) {
+          for (int64_t m = 0; m < kQueries; ++m) {
+            thresholds[m] = threshold(group + m);
+          }
+          const uint32_t hits = MicroTile(
+              words + group * pairs, panels + panel * stride, pairs, stride,
+              bias == nullptr ? nullptr : bias + panel * kLanes, thresholds,
+              tile);
+          if (hits) visit(group, panel, hits, tile);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace bf16

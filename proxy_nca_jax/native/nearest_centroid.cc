@@ -32,13 +32,14 @@
 
 namespace ffi = xla::ffi;
 using proxy_nca_jax::ParallelFor;
-using proxy_nca_jax::bf16::kBlockBytes;
-using proxy_nca_jax::bf16::kChunkBytes;
+using proxy_nca_jax::bf16::Bf16Rows;
 using proxy_nca_jax::bf16::kLanes;
 using proxy_nca_jax::bf16::kPanels;
 using proxy_nca_jax::bf16::kQueries;
-using proxy_nca_jax::bf16::MicroTile;
-using proxy_nca_jax::bf16::ToBf16;
+using proxy_nca_jax::bf16::NumTasks;
+using proxy_nca_jax::bf16::ScanTiles;
+using proxy_nca_jax::bf16::Share;
+using proxy_nca_jax::bf16::TaskShare;
 
 namespace {
 
@@ -92,8 +93,8 @@ ffi::Error NearestCentroidImpl(
   const int64_t panels = p_dims[0], size = c_dims[0];
   if (pairs * 2 < dim || pairs * 2 > dim + 1 || c_dims[1] != dim ||
       size < 1 || size > panels * kLanes ||
-      half_norms.element_count() != panels * kLanes ||
-      margins.element_count() != num) {
+      static_cast<int64_t>(half_norms.element_count()) != panels * kLanes ||
+      static_cast<int64_t>(margins.element_count()) != num) {
     return ffi::Error::InvalidArgument("inconsistent sizes (nearest_centroid.py)");
   }
   const float* x_data = points.typed_data();
@@ -103,77 +104,51 @@ ffi::Error NearestCentroidImpl(
   for (int64_t c = 0; c < size; ++c) {
     half[c] = 0.5 * Dot(c_data + c * dim, c_data + c * dim, dim);
   }
-  const int64_t stride = pairs * kLanes;  // Words per panel.
-  const int64_t groups = (num + kQueries - 1) / kQueries;
-  const int64_t tasks =
-      std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), groups));
+  const int64_t tasks = NumTasks(pool.num_threads(), num);
   ParallelFor(pool, tasks, [&](int64_t task) {
-    const int64_t first = groups * task / tasks * kQueries;
-    const int64_t last = std::min(num, groups * (task + 1) / tasks * kQueries);
-    const int64_t count = last - first;
-    const int64_t padded = (count + kQueries - 1) / kQueries * kQueries;
-    std::vector<uint32_t> words(padded * pairs, 0);
+    // Plain variables: lambdas cannot capture structured bindings (C++17).
+    const Share share = TaskShare(num, task, tasks);
+    const int64_t first = share.first, count = share.count;
+    const int64_t padded = share.padded;
+    const std::vector<uint32_t> words =
+        Bf16Rows(x_data + first * dim, count, padded, dim, pairs);
     std::vector<Search> searches(padded);
     for (int64_t a = 0; a < count; ++a) {
-      const float* x = x_data + (first + a) * dim;
-      for (int64_t d = 0; d < dim; ++d) {
-        words[a * pairs + d / 2] |= ToBf16(x[d]) << (16 * (d % 2));
-      }
       searches[a].margin = margins.typed_data()[first + a];
     }
     for (int64_t a = count; a < padded; ++a) {  // Padding scores nothing.
       searches[a].peak = searches[a].threshold =
           std::numeric_limits<float>::infinity();
     }
-    alignas(64) float tile[kQueries * kPanels * kLanes];
-    float thresholds[kQueries];
-    const int64_t block_panels = std::max<int64_t>(
-        kPanels, kBlockBytes / (stride * 4) / kPanels * kPanels);
-    const int64_t chunk_points = std::max<int64_t>(
-        kQueries, kChunkBytes / (pairs * 4) / kQueries * kQueries);
-    for (int64_t chunk = 0; chunk < padded; chunk += chunk_points) {
-      const int64_t chunk_end = std::min(padded, chunk + chunk_points);
-      for (int64_t block = 0; block < panels; block += block_panels) {
-        const int64_t block_end = std::min(panels, block + block_panels);
-        for (int64_t group = chunk; group < chunk_end; group += kQueries) {
-          Search* search = searches.data() + group;
-          for (int64_t panel = block; panel < block_end; panel += kPanels) {
-            for (int64_t m = 0; m < kQueries; ++m) {
-              thresholds[m] = search[m].threshold;
+    ScanTiles(
+        words.data(), padded, words_in, panels, pairs, half_norms.typed_data(),
+        [&](int64_t row) { return searches[row].threshold; },
+        [&](int64_t group, int64_t panel, uint32_t hits, const float* tile) {
+          const int64_t items =
+              std::min<int64_t>(kPanels * kLanes, size - panel * kLanes);
+          for (int64_t m = 0; m < kQueries && items > 0; ++m) {
+            if (!(hits >> m & 1u)) continue;
+            Search& s = searches[group + m];
+            const float* row = tile + m * kPanels * kLanes;
+            const float peak = *std::max_element(row, row + items);
+            if (peak > s.peak) {
+              s.peak = peak;
+              s.threshold = std::nextafter(
+                  peak - s.margin, -std::numeric_limits<float>::infinity());
             }
-            const int64_t items =
-                std::min<int64_t>(kPanels * kLanes, size - panel * kLanes);
-            const uint32_t hits = MicroTile(
-                words.data() + group * pairs, words_in + panel * stride, pairs,
-                stride, half_norms.typed_data() + panel * kLanes, thresholds,
-                tile);
-            if (!hits || items <= 0) continue;
-            for (int64_t m = 0; m < kQueries; ++m) {
-              if (!(hits >> m & 1u)) continue;
-              Search& s = search[m];
-              const float* row = tile + m * kPanels * kLanes;
-              const float peak = *std::max_element(row, row + items);
-              if (peak > s.peak) {
-                s.peak = peak;
-                s.threshold = std::nextafter(
-                    peak - s.margin, -std::numeric_limits<float>::infinity());
-              }
-              const float* x = x_data + (first + group + m) * dim;
-              for (int64_t j = 0; j < items; ++j) {
-                if (!(row[j] >= s.threshold)) continue;
-                const int64_t c = panel * kLanes + j;
-                const double score = Dot(x, c_data + c * dim, dim) - half[c];
-                ++s.scored;
-                if (score > s.best) {  // Items come in index order.
-                  s.best = score;
-                  s.nearest = static_cast<int32_t>(c);
-                }
+            const float* x = x_data + (first + group + m) * dim;
+            for (int64_t j = 0; j < items; ++j) {
+              if (!(row[j] >= s.threshold)) continue;
+              const int64_t c = panel * kLanes + j;
+              const double score = Dot(x, c_data + c * dim, dim) - half[c];
+              ++s.scored;
+              if (score > s.best) {  // Items come in index order.
+                s.best = score;
+                s.nearest = static_cast<int32_t>(c);
               }
             }
           }
-        }
-      }
-    }
+        });
     for (int64_t a = 0; a < count; ++a) {
       const Search& s = searches[a];
       const float* x = x_data + (first + a) * dim;

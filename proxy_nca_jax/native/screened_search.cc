@@ -28,13 +28,14 @@
 
 namespace ffi = xla::ffi;
 using proxy_nca_jax::ParallelFor;
-using proxy_nca_jax::bf16::kBlockBytes;
-using proxy_nca_jax::bf16::kChunkBytes;
+using proxy_nca_jax::bf16::Bf16Rows;
 using proxy_nca_jax::bf16::kLanes;
 using proxy_nca_jax::bf16::kPanels;
 using proxy_nca_jax::bf16::kQueries;
-using proxy_nca_jax::bf16::MicroTile;
-using proxy_nca_jax::bf16::ToBf16;
+using proxy_nca_jax::bf16::NumTasks;
+using proxy_nca_jax::bf16::ScanTiles;
+using proxy_nca_jax::bf16::Share;
+using proxy_nca_jax::bf16::TaskShare;
 
 namespace {
 
@@ -111,24 +112,18 @@ ffi::Error ScreenCandidatesImpl(ffi::ThreadPool pool,
   const float* query_data = queries.typed_data();
   const uint32_t* packed =
       reinterpret_cast<const uint32_t*>(gallery.typed_data());
-  const int64_t stride = pairs * kLanes;  // Words per panel.
   // One task per thread, each a share of the queries: the gallery is read
-  // from memory once per task.
-  const int64_t groups = (num + kQueries - 1) / kQueries;
-  const int64_t tasks = std::max<int64_t>(
-      1, std::min<int64_t>(pool.num_threads(), groups));
+  // from memory once per chunk of a task's queries.
+  const int64_t tasks = NumTasks(pool.num_threads(), num);
   ParallelFor(pool, tasks, [&](int64_t task) {
-    const int64_t first = groups * task / tasks * kQueries;
-    const int64_t last = std::min(num, groups * (task + 1) / tasks * kQueries);
-    const int64_t count = last - first;
-    const int64_t padded = (count + kQueries - 1) / kQueries * kQueries;
-    std::vector<uint32_t> words(padded * pairs, 0);
+    // Plain variables: lambdas cannot capture structured bindings (C++17).
+    const Share share = TaskShare(num, task, tasks);
+    const int64_t first = share.first, count = share.count;
+    const int64_t padded = share.padded;
+    const std::vector<uint32_t> words =
+        Bf16Rows(query_data + first * dim, count, padded, dim, pairs);
     std::vector<Screen> screens(padded);
     for (int64_t a = 0; a < count; ++a) {
-      const float* q = query_data + (first + a) * dim;
-      for (int64_t d = 0; d < dim; ++d) {
-        words[a * pairs + d / 2] |= ToBf16(q[d]) << (16 * (d % 2));
-      }
       screens[a].margin = margins.typed_data()[first + a];
       screens[a].best.reserve(k);
       screens[a].listed.reserve(capacity);
@@ -137,40 +132,21 @@ ffi::Error ScreenCandidatesImpl(ffi::ThreadPool pool,
       screens[a].threshold = std::numeric_limits<float>::infinity();
     }
     const int32_t* excluded = exclude.typed_data() + first;
-    alignas(64) float tile[kQueries * kPanels * kLanes];
-    float thresholds[kQueries];
-    const int64_t block_panels = std::max<int64_t>(
-        kPanels, kBlockBytes / (stride * 4) / kPanels * kPanels);
-    const int64_t chunk_queries = std::max<int64_t>(
-        kQueries, kChunkBytes / (pairs * 4) / kQueries * kQueries);
-    for (int64_t chunk = 0; chunk < padded; chunk += chunk_queries) {
-      const int64_t chunk_end = std::min(padded, chunk + chunk_queries);
-      for (int64_t block = 0; block < panels; block += block_panels) {
-        const int64_t block_end = std::min(panels, block + block_panels);
-        for (int64_t group = chunk; group < chunk_end; group += kQueries) {
-          Screen* screen = screens.data() + group;
-          for (int64_t panel = block; panel < block_end; panel += kPanels) {
-            for (int64_t m = 0; m < kQueries; ++m) {
-              thresholds[m] = screen[m].threshold;
-            }
-            const uint32_t hits = MicroTile(
-                words.data() + group * pairs, packed + panel * stride, pairs,
-                stride, /*bias=*/nullptr, thresholds, tile);
-            if (!hits) continue;
-            for (int64_t m = 0; m < kQueries; ++m) {
-              if (!(hits >> m & 1u)) continue;
-              const float* row = tile + m * kPanels * kLanes;
-              for (int64_t j = 0; j < kPanels * kLanes; ++j) {
-                const int64_t item = panel * kLanes + j;
-                if (item >= size || item == excluded[group + m]) continue;
-                screen[m].Offer(row[j], static_cast<int32_t>(item), k,
-                                capacity);
-              }
+    ScanTiles(
+        words.data(), padded, packed, panels, pairs, /*bias=*/nullptr,
+        [&](int64_t row) { return screens[row].threshold; },
+        [&](int64_t group, int64_t panel, uint32_t hits, const float* tile) {
+          for (int64_t m = 0; m < kQueries; ++m) {
+            if (!(hits >> m & 1u)) continue;
+            const float* row = tile + m * kPanels * kLanes;
+            for (int64_t j = 0; j < kPanels * kLanes; ++j) {
+              const int64_t item = panel * kLanes + j;
+              if (item >= size || item == excluded[group + m]) continue;
+              screens[group + m].Offer(row[j], static_cast<int32_t>(item), k,
+                                       capacity);
             }
           }
-        }
-      }
-    }
+        });
     for (int64_t a = 0; a < count; ++a) {
       Screen& s = screens[a];
       int32_t* out = candidates->typed_data() + (first + a) * capacity;

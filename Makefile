@@ -64,8 +64,8 @@ benchmark: $(VENV)/.installed-benchmark fashion-mnist
 # $(call install,EXTRAS,IMPORTS): the venv (made if missing) with the
 # package and its EXTRAS in one pip call, then IMPORTS checked. pip does not
 # byte-compile (one file at a time); compileall does it on every core, the
-# same .pyc files (unreadable ones skipped, as pip does): 92 s -> 60 s for
-# the test install on 2 cores.
+# same .pyc files (unreadable ones skipped, as pip does): a fresh
+# .installed-test took 69 s against 101 s on 2 cores (docs/testing.md).
 define install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip 2>/dev/null
@@ -86,8 +86,7 @@ $(VENV)/.installed-test: setup.py
 	touch $(VENV)/.installed $@
 
 $(VENV)/.installed-benchmark: $(VENV)/.installed
-	$(PIP) -e ".[benchmark]" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import torch, pytorch_metric_learning, faiss"
+	$(call install,benchmark,torch$(COMMA) pytorch_metric_learning$(COMMA) faiss)
 	touch $@
 
 # Fashion-MNIST from Debian's dataset-fashion-mnist where apt is available;

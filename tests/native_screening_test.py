@@ -79,6 +79,14 @@ class PackTest(parameterized.TestCase):
 
   def test_values_that_cannot_be_screened_are_refused(self):
     self.assertIsNotNone(screening.pack_gallery(np.ones((3, 2), np.float32)))
+    # Norms, not entries: 512 entries of 1e17 make a norm of 2.3e18, whose
+    # products could reach float32's range in a sum.
+    np.testing.assert_array_equal(
+      screening.screenable_rows(
+        np.stack([np.full(512, 1e17), np.full(512, 1e16)]).astype(np.float32)
+      ),
+      [False, True],
+    )
     for bad in (np.nan, np.inf, 1e20):
       vectors = np.ones((40, 2), np.float32)
       vectors[33, 1] = bad

@@ -39,7 +39,7 @@ products in any order:
 
 The margin is rounded up to float32 and the kernel lowers each threshold by
 one more float32 step, so the comparisons' own rounding cannot drop an item.
-Galleries or queries with non-finite values or magnitudes near float32's
+Galleries or queries with non-finite values or norms near float32's
 range are not screened (`screenable_rows`).
 """
 
@@ -53,19 +53,20 @@ import numpy as np
 # (screened_search.cc's kLanes and kPanels).
 _LANES = 16
 _PANELS = 3
-# Values beyond it are not screened: their bfloat16 products could overflow.
-_LARGEST = 1e18
+# Rows of larger norms are not screened: by Cauchy-Schwarz every partial
+# sum of a bfloat16 product then stays below 1e36 (float32's range: 3.4e38).
+_LARGEST_NORM = 1e18
 # Gallery rows converted at a time by `pack_gallery`.
 _PACK_ROWS = 65536
 
 
 def screenable_rows(vectors: np.ndarray) -> np.ndarray:
   """(N,) bool: which rows of ``vectors`` (N, D) may be screened (finite,
-  magnitudes at most 1e18)."""
+  norms at most 1e18)."""
   vectors = np.asarray(vectors)
-  return np.isfinite(vectors).all(axis=1) & (
-    np.abs(vectors).max(axis=1, initial=0.0) <= _LARGEST
-  )
+  with np.errstate(over="ignore", invalid="ignore"):  # inf: refused.
+    norms = np.linalg.norm(vectors, axis=1)
+  return np.isfinite(vectors).all(axis=1) & (norms <= _LARGEST_NORM)
 
 
 def _bfloat16_bits(values: np.ndarray) -> np.ndarray:

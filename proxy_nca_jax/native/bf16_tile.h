@@ -20,6 +20,9 @@
 #include <cstring>
 #include <vector>
 
+#include "parallel_for.h"
+#include "xla/ffi/api/ffi.h"
+
 #if defined(__AVX512BF16__) && !defined(PROXY_NCA_JAX_PORTABLE)
 #define PROXY_NCA_JAX_BF16_INSTRUCTIONS
 #include <immintrin.h>
@@ -135,27 +138,12 @@ inline uint32_t MicroTile(const uint32_t* queries, const uint32_t* panels,
 #endif
 }
 
-// A task's share of `num` rows (queries or points) when split into `tasks`
-// parts of whole micro-tiles: rows [first, first + count), padded to
+// A task's share of `num` rows (queries or points) when split into
+// `tasks` parts of whole micro-tiles: rows [first, first + count), padded to
 // `padded` rows.
 struct Share {
   int64_t first, count, padded;
 };
-
-// How many tasks `num` rows make for a pool of `threads` (one each, at most
-// one per micro-tile of rows).
-inline int64_t NumTasks(int64_t threads, int64_t num) {
-  const int64_t groups = (num + kQueries - 1) / kQueries;
-  return std::max<int64_t>(1, std::min<int64_t>(threads, groups));
-}
-
-inline Share TaskShare(int64_t num, int64_t task, int64_t tasks) {
-  const int64_t groups = (num + kQueries - 1) / kQueries;
-  const int64_t first = groups * task / tasks * kQueries;
-  const int64_t last = std::min(num, groups * (task + 1) / tasks * kQueries);
-  const int64_t count = last - first;
-  return {first, count, (count + kQueries - 1) / kQueries * kQueries};
-}
 
 // `count` rows of `dim` floats as bf16 words, `pairs` words a row, zero on
 // the padding up to `padded` rows.
@@ -169,6 +157,25 @@ inline std::vector<uint32_t> Bf16Rows(const float* rows, int64_t count,
     }
   }
   return words;
+}
+
+// Splits the `num` rows of `dim` floats over the pool's threads, one task
+// each (at most one per micro-tile of rows), and calls body(share, words)
+// in every task with its share and its rows as bf16 words, `pairs` a row.
+template <typename Body>
+void ForEachShare(xla::ffi::ThreadPool& pool, const float* rows, int64_t num,
+                  int64_t dim, int64_t pairs, const Body& body) {
+  const int64_t groups = (num + kQueries - 1) / kQueries;
+  const int64_t tasks =
+      std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), groups));
+  ParallelFor(pool, tasks, [&](int64_t task) {
+    const int64_t first = groups * task / tasks * kQueries;
+    const int64_t last = std::min(num, groups * (task + 1) / tasks * kQueries);
+    const int64_t count = last - first;
+    const int64_t padded = (count + kQueries - 1) / kQueries * kQueries;
+    const Share share{first, count, padded};
+    body(share, Bf16Rows(rows + first * dim, count, padded, dim, pairs));
+  });
 }
 
 // Every micro-tile of `padded` rows (`words`) against every one of the

@@ -27,19 +27,15 @@
 #include <vector>
 
 #include "bf16_tile.h"
-#include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
-using proxy_nca_jax::ParallelFor;
-using proxy_nca_jax::bf16::Bf16Rows;
+using proxy_nca_jax::bf16::ForEachShare;
 using proxy_nca_jax::bf16::kLanes;
 using proxy_nca_jax::bf16::kPanels;
 using proxy_nca_jax::bf16::kQueries;
-using proxy_nca_jax::bf16::NumTasks;
 using proxy_nca_jax::bf16::ScanTiles;
 using proxy_nca_jax::bf16::Share;
-using proxy_nca_jax::bf16::TaskShare;
 
 namespace {
 
@@ -104,14 +100,10 @@ ffi::Error NearestCentroidImpl(
   for (int64_t c = 0; c < size; ++c) {
     half[c] = 0.5 * Dot(c_data + c * dim, c_data + c * dim, dim);
   }
-  const int64_t tasks = NumTasks(pool.num_threads(), num);
-  ParallelFor(pool, tasks, [&](int64_t task) {
-    // Plain variables: lambdas cannot capture structured bindings (C++17).
-    const Share share = TaskShare(num, task, tasks);
+  ForEachShare(pool, x_data, num, dim, pairs,
+               [&](const Share& share, const std::vector<uint32_t>& words) {
     const int64_t first = share.first, count = share.count;
     const int64_t padded = share.padded;
-    const std::vector<uint32_t> words =
-        Bf16Rows(x_data + first * dim, count, padded, dim, pairs);
     std::vector<Search> searches(padded);
     for (int64_t a = 0; a < count; ++a) {
       searches[a].margin = margins.typed_data()[first + a];

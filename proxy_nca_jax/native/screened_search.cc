@@ -23,19 +23,15 @@
 #include <vector>
 
 #include "bf16_tile.h"
-#include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
-using proxy_nca_jax::ParallelFor;
-using proxy_nca_jax::bf16::Bf16Rows;
+using proxy_nca_jax::bf16::ForEachShare;
 using proxy_nca_jax::bf16::kLanes;
 using proxy_nca_jax::bf16::kPanels;
 using proxy_nca_jax::bf16::kQueries;
-using proxy_nca_jax::bf16::NumTasks;
 using proxy_nca_jax::bf16::ScanTiles;
 using proxy_nca_jax::bf16::Share;
-using proxy_nca_jax::bf16::TaskShare;
 
 namespace {
 
@@ -114,14 +110,10 @@ ffi::Error ScreenCandidatesImpl(ffi::ThreadPool pool,
       reinterpret_cast<const uint32_t*>(gallery.typed_data());
   // One task per thread, each a share of the queries: the gallery is read
   // from memory once per chunk of a task's queries.
-  const int64_t tasks = NumTasks(pool.num_threads(), num);
-  ParallelFor(pool, tasks, [&](int64_t task) {
-    // Plain variables: lambdas cannot capture structured bindings (C++17).
-    const Share share = TaskShare(num, task, tasks);
+  ForEachShare(pool, query_data, num, dim, pairs,
+               [&](const Share& share, const std::vector<uint32_t>& words) {
     const int64_t first = share.first, count = share.count;
     const int64_t padded = share.padded;
-    const std::vector<uint32_t> words =
-        Bf16Rows(query_data + first * dim, count, padded, dim, pairs);
     std::vector<Screen> screens(padded);
     for (int64_t a = 0; a < count; ++a) {
       screens[a].margin = margins.typed_data()[first + a];

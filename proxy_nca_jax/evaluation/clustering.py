@@ -320,17 +320,17 @@ def _screened(x: np.ndarray, k: int, screening: bool | None) -> bool:
   """Whether `kmeans` (``screening``: its argument) screens; see there."""
   if screening is False:
     return False
+  if screening is None and (
+    k < _SCREENED_CLUSTERS or "avx512_bf16" not in native.library.cpu_flags()
+  ):
+    return False  # Before the checks below: they scan x, build the kernel.
   runs = (
     jax.default_backend() == "cpu"
     and nearest_centroid.screenable(x)
     and native.available("nearest_centroid")
   )
   if screening is None:
-    return (
-      k >= _SCREENED_CLUSTERS
-      and "avx512_bf16" in native.library.cpu_flags()
-      and runs
-    )
+    return runs
   if not runs:
     raise errors.InvalidInputError(
       "kmeans(screening=True) needs the CPU backend, finite points of "

@@ -31,6 +31,10 @@ setuptools.setup(
     "chex>=0.1.90",
     "absl-py>=2.1",
     "ml-collections>=1.0",
+    # jax's dtypes. 0.7.0 takes 0.56 s to import (0.6.0: 4 ms; it adds its
+    # ufunc loops one by one, each a scan of those before), which every
+    # command and test process paid at start-up (docs/testing.md).
+    "ml-dtypes>=0.5,!=0.7.0",
   ],
   extras_require={
     # The commands: train, evaluate, embed, export, index, search.

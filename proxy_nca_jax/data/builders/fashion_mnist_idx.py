@@ -40,6 +40,7 @@ from absl import logging
 from etils import epath
 
 from proxy_nca_jax import errors
+from proxy_nca_jax.data.builders import grey_png
 
 URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 # Split name -> (images file, labels file), as named by Zalando and Debian.
@@ -264,4 +265,5 @@ class FashionMnistIdx(tfds.core.GeneratorBasedBuilder):
     images, labels = read_split(images_path, labels_path)
     logging.info("Read %d examples from %s", len(images), images_path)
     for index, (image, label) in enumerate(zip(images, labels, strict=True)):
-      yield index, {"image": image[..., None], "label": label, "index": index}
+      png = grey_png.encode(image, IMAGE_SHAPE)
+      yield index, {"image": png, "label": label, "index": index}

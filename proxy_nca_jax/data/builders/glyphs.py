@@ -47,7 +47,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from proxy_nca_jax import errors
-from proxy_nca_jax.data.builders import glyph_faces
+from proxy_nca_jax.data.builders import glyph_faces, grey_png
 
 # Multiplier of the spread order: a prime, so that it visits every code point
 # of any range shorter than it exactly once.
@@ -297,12 +297,14 @@ class Glyphs(tfds.core.GeneratorBasedBuilder):
     classes: Sequence[tuple[int, list[tuple[str, np.ndarray]]]],
     first_label: int,
   ) -> Iterator[tuple[int, dict[str, object]]]:
+    size = self.builder_config.image_size
+    shape = (size, size, 1)
     for label, (code_point, images) in enumerate(classes, first_label):
       for position, (face, image) in enumerate(images):
         yield (
           code_point * 10_000 + position,
           {
-            "image": image[..., None],
+            "image": grey_png.encode(image, shape),
             "label": label,
             "code_point": code_point,
             "face": face,

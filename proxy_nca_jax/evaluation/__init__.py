@@ -27,7 +27,12 @@ this order, so results are exact and deterministic, ties included. Exact
 means exact for the float32 similarities: two that differ only beyond
 float32 precision (about 1e-7) tie here and rank by index, where a float64
 ranking could order them the other way. Each query-gallery similarity is
-computed once and that one value is used everywhere it is compared.
+computed once and that one value is used everywhere it is compared. (On
+CPUs with AVX-512 BF16 the counting of a large set that is its own gallery
+is screened in bfloat16, `counting.screens`: there each similarity is the
+float64 dot product rounded to float32, which XLA's float32 sums can miss by
+a rounding, so such a pair may swap between the two paths, as it may
+between two CPUs' XLA.)
 
 The N x N similarity matrix is never built. Two exact algorithms, chosen by
 the largest R (other items of a query's class in the gallery):
@@ -141,13 +146,14 @@ def per_query_scores(
   max_k: int = 1,
   block_size: int = DEFAULT_BLOCK_SIZE,
   mesh: jax.sharding.Mesh | None = None,
+  screening: bool | None = None,
 ) -> dict[str, np.ndarray]:
   """Each query's rank of its first positive, precision sum and hits.
 
   Arguments as `retrieval_metrics`; `max_k` is the largest K that will be
   asked of the result (ranks of first positives beyond the first
   max(max_k, R) neighbours may be reported as inf by the sorted-prefix
-  algorithm).
+  algorithm and the screened counting).
 
   Returns:
     dict of (Nq,) arrays, in query order:
@@ -189,7 +195,15 @@ def per_query_scores(
     scores = np.full(len(yq), np.inf), np.zeros(len(yq)), np.zeros(len(yq))
   elif max_r <= MAX_COUNTED_R:
     scores = counting.per_query_scores(
-      q, yq, g, yg, block_size, symmetric, mesh
+      q,
+      yq,
+      g,
+      yg,
+      block_size,
+      symmetric,
+      mesh,
+      max_k,
+      counting.screens(q, symmetric, screening),
     )
   else:
     depth = min(max(max_r, max_k), g.shape[0] - symmetric)
@@ -228,6 +242,7 @@ def retrieval_metrics(
   ks: Sequence[int] = (1, 2, 4, 8),
   block_size: int = DEFAULT_BLOCK_SIZE,
   mesh: jax.sharding.Mesh | None = None,
+  screening: bool | None = None,
 ) -> dict[str, float]:
   """Recall@K, Precision@1, R-Precision and MAP@R of the queries.
 
@@ -262,6 +277,13 @@ def retrieval_metrics(
       extra memory grows as block_size^2 (see `DEFAULT_BLOCK_SIZE`).
     mesh: tiles are spread over this process's devices of `mesh` (default:
       all local devices); the result does not depend on it.
+    screening: how the counting algorithm computes a set that is its own
+      gallery (`counting.screens`): None (default) screens in bfloat16
+      from `counting.SCREENED_ITEMS` items on CPUs with AVX-512 BF16, True
+      always (an error where it cannot run), False never. Screened, the
+      similarities ranked are the float64 dot products rounded to float32
+      (the ranking is as exact; pairs that XLA's float32 sums put within a
+      rounding of each other may swap, as between two CPUs' XLA).
 
   Returns:
     {'recall@K' for K in ks, 'precision@1', 'r_precision', 'map@r'}, Python
@@ -283,6 +305,7 @@ def retrieval_metrics(
     max_k=max(ks),
     block_size=block_size,
     mesh=mesh,
+    screening=screening,
   )
   return summarize_retrieval(scores, ks)
 

@@ -20,6 +20,12 @@ similarity tiles spread over the devices; with the set as its own gallery
 only tiles on and above the diagonal are computed. This module is the host
 side: the layout by class, the two passes and the scores; the tiles are
 computed on the devices by counting_tiles.py.
+
+On CPUs with AVX-512 BF16, a large set that is its own gallery is counted
+by a native kernel instead (`screens`, native/screened_counting.py): every
+pair's similarity in bfloat16 once, each pair near a threshold scored again
+exactly; the similarities ranked are then the float64 dot products rounded
+to float32, the same value for a pair however it is reached.
 """
 
 import dataclasses
@@ -30,12 +36,17 @@ from typing import Any
 import jax
 import numpy as np
 
+from proxy_nca_jax import errors, native
 from proxy_nca_jax.evaluation import counting_tiles
+from proxy_nca_jax.native import screened_counting
 
 # Tiles one device computes per call of the counting algorithm.
 _TILES_PER_DEVICE = 4
 # Gallery index of padding: never ranked before a tying item.
 _PAD_INDEX = np.iinfo(np.int32).max
+# From this many items on, a set that is its own gallery is screened by
+# default (`screens`).
+SCREENED_ITEMS = 16384
 
 
 def _padded(
@@ -248,6 +259,73 @@ def _scores(
   return rank[unsort], precision_sum[unsort], hit.sum(axis=1)[unsort]
 
 
+def screens(q: np.ndarray, symmetric: bool, screening: bool | None) -> bool:
+  """Whether the counting of `q` is screened (``screening``: None where it
+  pays and can run, True always, False never).
+
+  It pays for a set that is its own gallery of `SCREENED_ITEMS` items or
+  more on a CPU with AVX-512 BF16; it runs on the CPU backend, for finite
+  rows of norms at most 1e18, once the native kernel is built.
+
+  Raises:
+    InvalidInputError: ``screening`` is True and it cannot run.
+  """
+  if screening is False:
+    return False
+  if screening is None and (
+    len(q) < SCREENED_ITEMS or "avx512_bf16" not in native.library.cpu_flags()
+  ):
+    return False  # Before the checks below: they scan q, build the kernel.
+  runs = (
+    symmetric
+    and jax.default_backend() == "cpu"
+    and screened_counting.screenable(q)
+    and native.available("screened_counting")
+  )
+  if screening is None:
+    return runs
+  if not runs:
+    raise errors.InvalidInputError(
+      "screening=True needs the set as its own gallery, the CPU backend, "
+      "finite embeddings of norms at most 1e18 and the native kernel (g++; "
+      "PROXY_NCA_JAX_NATIVE not 0). Pass screening=None to screen only "
+      "where it can."
+    )
+  return True
+
+
+def _screened_scores(
+  q: np.ndarray,
+  q_order: np.ndarray,
+  start: np.ndarray,
+  count: np.ndarray,
+  r: np.ndarray,
+  num_members: int,
+  num_thresholds: int,
+  max_k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The counting of a set that is its own gallery, screened in bfloat16
+  by the native kernels (native/screened_counting.py); first positives
+  ranked max(max_k, R) or beyond get rank inf."""
+  items = np.take(q, q_order, axis=0)
+  members = screened_counting.member_similarities(
+    items, start, count, num_members
+  )
+  thresholds, threshold_index, valid, _ = _positive_thresholds(
+    members, start, count, r, q_order, len(q), num_thresholds, True
+  )
+  counts, _ = screened_counting.counts(
+    items, thresholds, threshold_index, q_order.astype(np.int32), max_k
+  )
+  rank, precision_sum, hits = _scores(
+    counts.astype(np.int64), valid, r, num_thresholds, q_order
+  )
+  query_r = np.empty_like(r)
+  query_r[q_order] = r
+  rank[rank >= np.maximum(max_k, query_r)] = np.inf
+  return rank, precision_sum, hits
+
+
 def per_query_scores(
   q: np.ndarray,
   yq: np.ndarray,
@@ -256,15 +334,24 @@ def per_query_scores(
   block_size: int,
   symmetric: bool,
   mesh: jax.sharding.Mesh | None,
+  max_k: int,
+  screened: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Per-query scores by the counting algorithm.
 
-  See `evaluation.per_query_scores` for the arguments and outputs.
+  See `evaluation.per_query_scores` for the arguments and outputs;
+  ``screened`` (see `screens`) counts with the native kernels, on the CPU,
+  whatever ``mesh`` and ``block_size``, and may report first positives
+  ranked max(max_k, R) or beyond as inf.
   """
   nq, ng = q.shape[0], g.shape[0]
   q_order, g_order, start, count = _class_layout(yq, yg, symmetric)
   r = count - symmetric
   num_members, num_thresholds = int(count.max()), max(int(r.max()), 1)
+  if screened:
+    return _screened_scores(
+      q, q_order, start, count, r, num_members, num_thresholds, max_k
+    )
 
   bq, bg = min(block_size, nq), min(block_size, ng)
   tq, tg = math.ceil(nq / bq), math.ceil(ng / bg)

@@ -4,7 +4,8 @@
 // bfloat16 screening's shared parts: the packed layout of the screened
 // vectors and the micro-tile of their bf16 dot products, summed in float32
 // (native/screening.py). Used by the exact top-k search's screening
-// (screened_search.cc) and k-means' nearest centroids (nearest_centroid.cc).
+// (screened_search.cc), k-means' nearest centroids (nearest_centroid.cc) and
+// the counting of the exact retrieval metrics (screened_counting.cc).
 //
 // The products run on AVX-512 BF16 (VDPBF16PS: two bf16 products summed
 // into each float32 lane, twice float32's rate) where the compiler targets
@@ -58,6 +59,29 @@ inline float FromBf16(uint32_t half) {
   float value;
   std::memcpy(&value, &bits, sizeof(value));
   return value;
+}
+
+// x . y in float64, the score screened items get again: the products of
+// two float32 are exact, the sums run in kDoubles lanes then across them,
+// always in this order (on any CPU, whatever the build).
+typedef double Doubles __attribute__((vector_size(64)));
+inline constexpr int64_t kDoubles = 8;
+
+inline double Dot(const float* x, const float* y, int64_t dim) {
+  Doubles acc = {};
+  int64_t d = 0;
+  for (; d + kDoubles <= dim; d += kDoubles) {
+    Doubles a, b;
+    for (int64_t i = 0; i < kDoubles; ++i) {
+      a[i] = x[d + i];
+      b[i] = y[d + i];
+    }
+    acc += a * b;
+  }
+  double sum = 0.0;
+  for (int64_t i = 0; i < kDoubles; ++i) sum += acc[i];
+  for (; d < dim; ++d) sum += static_cast<double>(x[d]) * y[d];
+  return sum;
 }
 
 // The kQueries x (kPanels * kLanes) bf16 similarities of a micro-tile,

@@ -74,6 +74,11 @@ KERNELS = {
   "screening": Kernels(("screened_search.cc",), ("ScreenCandidates",)),
   # k-means' nearest centroids, screened in bfloat16 (nearest_centroid.py).
   "nearest_centroid": Kernels(("nearest_centroid.cc",), ("NearestCentroid",)),
+  # The counting of the exact retrieval metrics, screened in bfloat16
+  # (screened_counting.py).
+  "screened_counting": Kernels(
+    ("screened_counting.cc",), ("MemberSimilarities", "ScreenedCounts")
+  ),
   # Proxy-NCA's sums over the proxies and their gradients (proxy_sums.py).
   "proxy_sums": Kernels(
     ("proxy_sums.cc",), ("ProxySumsForward", "ProxySumsBackward")

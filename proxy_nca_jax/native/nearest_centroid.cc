@@ -30,6 +30,7 @@
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using proxy_nca_jax::bf16::Dot;
 using proxy_nca_jax::bf16::ForEachShare;
 using proxy_nca_jax::bf16::kLanes;
 using proxy_nca_jax::bf16::kPanels;
@@ -38,28 +39,6 @@ using proxy_nca_jax::bf16::ScanTiles;
 using proxy_nca_jax::bf16::Share;
 
 namespace {
-
-typedef double Doubles __attribute__((vector_size(64)));
-constexpr int64_t kDoubles = 8;
-
-// x . y in float64: the products of two float32 are exact, the sums run in
-// kDoubles lanes then across them, always in this order.
-double Dot(const float* x, const float* y, int64_t dim) {
-  Doubles acc = {};
-  int64_t d = 0;
-  for (; d + kDoubles <= dim; d += kDoubles) {
-    Doubles a, b;
-    for (int64_t i = 0; i < kDoubles; ++i) {
-      a[i] = x[d + i];
-      b[i] = y[d + i];
-    }
-    acc += a * b;
-  }
-  double sum = 0.0;
-  for (int64_t i = 0; i < kDoubles; ++i) sum += acc[i];
-  for (; d < dim; ++d) sum += static_cast<double>(x[d]) * y[d];
-  return sum;
-}
 
 // One point's search: the running peak of a, the threshold it sets, and the
 // best float64 score so far.

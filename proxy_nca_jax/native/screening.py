@@ -69,7 +69,7 @@ def screenable_rows(vectors: np.ndarray) -> np.ndarray:
   return np.isfinite(vectors).all(axis=1) & (norms <= _LARGEST_NORM)
 
 
-def _bfloat16_bits(values: np.ndarray) -> np.ndarray:
+def bfloat16_bits(values: np.ndarray) -> np.ndarray:
   """uint16 bits of float32 ``values`` rounded to nearest-even bfloat16."""
   bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
   rounding = np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
@@ -106,7 +106,7 @@ def pack_gallery(gallery: np.ndarray) -> tuple[np.ndarray, float] | None:
     if not screenable_rows(part).all():
       return None
     largest_norm = max(largest_norm, float(np.linalg.norm(part, axis=1).max()))
-    rows = _bfloat16_bits(part)
+    rows = bfloat16_bits(part)
     count = rows.shape[0]
     padded = np.zeros((-(-count // _LANES) * _LANES, 2 * pairs), np.uint16)
     padded[:count, :dim] = rows

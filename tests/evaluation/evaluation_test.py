@@ -31,8 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax import evaluation
-from proxy_nca_jax.evaluation import counting_tiles, similarity, sorted_prefix
+from proxy_nca_jax import evaluation, native
+from proxy_nca_jax.evaluation import (
+  counting,
+  counting_tiles,
+  similarity,
+  sorted_prefix,
+)
 from tests.testing import embedding_cases, references
 
 _KS = (1, 2, 4, 8)
@@ -82,8 +87,10 @@ def _sop_like_case(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
 
 
 # Both exact algorithms: every R counted (with the native counting kernel,
-# and with XLA's), or every R through sorted prefixes.
+# and with XLA's), or every R through sorted prefixes; for a set that is its
+# own gallery, also counted screened in bfloat16 (native/screened_counting).
 _ALGORITHMS = ("counting", "counting_xla", "sorted_prefix")
+_SYMMETRIC_ALGORITHMS = (*_ALGORITHMS, "counting_screened")
 
 
 @contextlib.contextmanager
@@ -98,17 +105,27 @@ def _using(algorithm: str):
       stack.enter_context(
         mock.patch.object(counting_tiles, "counts_natively", lambda _: False)
       )
+    if algorithm == "counting_screened":
+      # The default rule, at any size and on any CPU (without AVX-512 BF16
+      # the kernel's portable loop runs).
+      flags = native.library.cpu_flags() | {"avx512_bf16"}
+      stack.enter_context(mock.patch.object(counting, "SCREENED_ITEMS", 0))
+      stack.enter_context(
+        mock.patch.object(native.library, "cpu_flags", lambda: flags)
+      )
     yield
 
 
-def _with_algorithm(cases):
+def _with_algorithm(cases, algorithms=_ALGORITHMS):
   """Each (name, make_case, block_size) case with each algorithm; XLA's
-  counting (the fallback) only where the set spans several blocks."""
+  counting (the fallback) only where the set spans several blocks, the
+  screened one (which has no blocks) only where it does not."""
   return [
     (f"{name}_{algorithm}", *rest, algorithm)
     for name, *rest in cases
-    for algorithm in _ALGORITHMS
+    for algorithm in algorithms
     if algorithm != "counting_xla" or rest[-1] < 2048
+    if algorithm != "counting_screened" or rest[-1] == 2048
   ]
 
 
@@ -127,7 +144,8 @@ class RetrievalMetricsTest(parameterized.TestCase):
         ("duplicates_in_blocks", _duplicates_case, 7),
         ("sop_like_in_blocks", _sop_like_case, 10),
         ("block_of_three", _duplicates_case, 3),
-      ]
+      ],
+      _SYMMETRIC_ALGORITHMS,
     )
   )
   def test_matches_brute_force_reference(
@@ -189,7 +207,7 @@ class RetrievalMetricsTest(parameterized.TestCase):
   def test_algorithms_agree_query_by_query(self, make_case, block_size):
     x, labels = make_case()
     scores = []
-    for algorithm in _ALGORITHMS:
+    for algorithm in _SYMMETRIC_ALGORITHMS:
       with _using(algorithm):
         scores.append(
           evaluation.per_query_scores(

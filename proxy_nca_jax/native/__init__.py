@@ -32,6 +32,11 @@ reference.
   k-means' nearest centroids (evaluation/clustering.py, from 1,024
   clusters on CPUs with AVX-512 BF16), screened in bfloat16 and decided in
   float64; its micro-tiles are screened_search.cc's (bf16_tile.h).
+- screened_counting.cc (screened_counting.py; library
+  "screened_counting"): the counting of the exact retrieval metrics for a
+  set that is its own gallery (evaluation/counting.py, from 16,384 items on
+  CPUs with AVX-512 BF16), screened in bfloat16, each pair near a
+  threshold decided in float64; bf16_tile.h's micro-tiles.
 - proxy_sums.cc (proxy_sums.py; library "proxy_sums"): Proxy-NCA's sums
   over the proxies and both gradients (losses/proxy_blocks.py, the blocked
   form used above 65,536 proxies a device, on CPUs with AVX-512); XLA's

@@ -23,16 +23,13 @@ k-means with the kernel is checked in tests/evaluation/clustering_test.py.
 make test installs g++, so the kernel must build here.
 """
 
-from unittest import mock
-
 import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax import native
-from proxy_nca_jax.native import library, nearest_centroid
+from proxy_nca_jax.native import nearest_centroid
 from tests.testing import native_kernels
 
 _FAST = "NearestCentroid"  # AVX-512 BF16 where the CPU has it.
@@ -119,26 +116,13 @@ class MarginTest(parameterized.TestCase):
     ).max(axis=1)
     self.assertLess(np.median(bound / worst), 0.6)
 
-  def test_refuses_what_could_overflow(self):
-    points = np.ones((4, 3), np.float32)
-    self.assertTrue(nearest_centroid.screenable(points))
-    for bad in (np.nan, np.inf, 1e19):
-      points[2, 1] = bad
-      self.assertFalse(nearest_centroid.screenable(points), bad)
-
 
 class NearestTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
     native_kernels.require("nearest_centroid")
-    portable = library.Kernels(
-      ("nearest_centroid.cc",),
-      (_PORTABLE,),
-      flags=("-DPROXY_NCA_JAX_PORTABLE",),
-    )
-    with mock.patch.dict(library.KERNELS, {"nearest_portable": portable}):
-      assert native.available("nearest_portable"), "no portable build"
+    native_kernels.require_portable("nearest_centroid")
 
   @parameterized.named_parameters(
     # Remainders in every split: 16 lanes, panels of 48, pairs, 8 points.

@@ -29,8 +29,7 @@ import ml_dtypes
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from proxy_nca_jax import native
-from proxy_nca_jax.native import library, screening
+from proxy_nca_jax.native import screening
 from tests.testing import native_kernels
 
 
@@ -95,6 +94,8 @@ class PackTest(parameterized.TestCase):
       np.testing.assert_array_equal(
         screening.screenable_rows(vectors[32:35]), [True, False, True]
       )
+      self.assertFalse(screening.screenable(vectors), bad)
+    self.assertTrue(screening.screenable(np.ones((4, 3), np.float32)))
 
 
 class MarginTest(absltest.TestCase):
@@ -128,11 +129,7 @@ class ScreenTest(parameterized.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     native_kernels.require("screening")
-    portable = library.Kernels(
-      ("screened_search.cc",), (_PORTABLE,), flags=("-DPROXY_NCA_JAX_PORTABLE",)
-    )
-    with mock.patch.dict(library.KERNELS, {"screening_portable": portable}):
-      assert native.available("screening_portable"), "no portable build"
+    native_kernels.require_portable("screening")
 
   @parameterized.named_parameters(
     ("remainders", 997, 33, 5, 37, _FAST),

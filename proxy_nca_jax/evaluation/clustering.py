@@ -30,6 +30,7 @@ import numpy as np
 
 from proxy_nca_jax import errors, native
 from proxy_nca_jax.native import nearest_centroid
+from proxy_nca_jax.native import screening as bfloat16_screening
 
 # Upper bound on the (points x centroids) distance tile in k-means, in
 # elements (16 MiB of float32), so memory is O(tile * k), not O(N * k).
@@ -326,7 +327,7 @@ def _screened(x: np.ndarray, k: int, screening: bool | None) -> bool:
     return False  # Before the checks below: they scan x, build the kernel.
   runs = (
     jax.default_backend() == "cpu"
-    and nearest_centroid.screenable(x)
+    and bfloat16_screening.screenable(x)
     and native.available("nearest_centroid")
   )
   if screening is None:

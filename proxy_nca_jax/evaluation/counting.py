@@ -39,6 +39,7 @@ import numpy as np
 from proxy_nca_jax import errors, native
 from proxy_nca_jax.evaluation import counting_tiles
 from proxy_nca_jax.native import screened_counting
+from proxy_nca_jax.native import screening as bfloat16_screening
 
 # Tiles one device computes per call of the counting algorithm.
 _TILES_PER_DEVICE = 4
@@ -279,7 +280,7 @@ def screens(q: np.ndarray, symmetric: bool, screening: bool | None) -> bool:
   runs = (
     symmetric
     and jax.default_backend() == "cpu"
-    and screened_counting.screenable(q)
+    and bfloat16_screening.screenable(q)
     and native.available("screened_counting")
   )
   if screening is None:

@@ -36,28 +36,15 @@ g = D u / (1 - D u):
 These norms are computed in float32, so the margin is enlarged by 1 %,
 far more than their own rounding, and the kernel lowers each threshold by
 one more float32 step. Points and centroids must be finite with norms at
-most 1e18 (`screenable`), so that no product or sum overflows.
+most 1e18 (`screening.screenable`), so that no product or sum overflows.
 """
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 # Items per panel and panels per micro-tile (bf16_tile.h's kLanes, kPanels).
 _LANES = 16
 _PANELS = 3
-# Largest norm screened: products stay below float32's range.
-_LARGEST_NORM = 1e18
-
-
-def screenable(points: np.ndarray) -> bool:
-  """Whether k-means on ``points`` (N, D) may be screened: finite values,
-  norms at most 1e18 (the centroids, their means, then are too)."""
-  points = np.asarray(points, np.float32)
-  return bool(
-    np.isfinite(points).all()
-    and np.linalg.norm(points, axis=1).max(initial=0.0) <= _LARGEST_NORM
-  )
 
 
 def _bfloat16_bits(values: jax.Array) -> jax.Array:
@@ -107,7 +94,7 @@ def margins(points: jax.Array, centroids: jax.Array) -> jax.Array:
   """(N,) float32 margins, 2 E of the module docstring, 1 % enlarged.
 
   Args:
-    points: (N, D) float32, `screenable`.
+    points: (N, D) float32, `screening.screenable`.
     centroids: (K, D) float32.
   """
   dim = 2 * -(-points.shape[1] // 2)
@@ -138,7 +125,7 @@ def nearest(
   equals); CPU only, once `library.available("nearest_centroid")`.
 
   Args:
-    points: (N, D) float32, `screenable`.
+    points: (N, D) float32, `screening.screenable`.
     centroids: (K, D) float32, K >= 1.
     target: the FFI handler (the tests also call the portable build's,
       ``NearestCentroidPortable``).

@@ -38,7 +38,7 @@ The norms are float32 sums of squares taken up by their largest error (D u,
 relative), the bound is summed in float64, enlarged by 0.01 % and rounded up
 to float32, and the kernel moves each comparison one more float32 step
 outwards. Rows
-must be finite with norms at most 1e18 (`screening.screenable_rows`).
+must be finite with norms at most 1e18 (`screening.screenable`).
 """
 
 import jax
@@ -46,12 +46,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from proxy_nca_jax.native import screening
-
-
-def screenable(items: np.ndarray) -> bool:
-  """Whether every row of ``items`` can be screened: finite, norms at most
-  1e18 (`screening.screenable_rows`)."""
-  return bool(screening.screenable_rows(items).all())
 
 
 def margins(items: np.ndarray) -> np.ndarray:
@@ -134,7 +128,7 @@ def counts(
   """
   packed = screening.pack_gallery(items)
   if packed is None:
-    raise ValueError("rows that cannot be screened (screenable_rows)")
+    raise ValueError("rows that cannot be screened (screening.screenable)")
   shapes = (
     jax.ShapeDtypeStruct(thresholds.shape, jnp.int32),
     jax.ShapeDtypeStruct((items.shape[0],), jnp.int32),

@@ -69,6 +69,12 @@ def screenable_rows(vectors: np.ndarray) -> np.ndarray:
   return np.isfinite(vectors).all(axis=1) & (norms <= _LARGEST_NORM)
 
 
+def screenable(vectors: np.ndarray) -> bool:
+  """Whether every row of ``vectors`` may be screened (`screenable_rows`);
+  k-means' and the counting's screenings need them all."""
+  return bool(screenable_rows(vectors).all())
+
+
 def bfloat16_bits(values: np.ndarray) -> np.ndarray:
   """uint16 bits of float32 ``values`` rounded to nearest-even bfloat16."""
   bits = np.ascontiguousarray(values, np.float32).view(np.uint32)

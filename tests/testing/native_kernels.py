@@ -13,6 +13,8 @@
 # limitations under the License.
 """The native kernels' tests need them built (proxy_nca_jax/native)."""
 
+from unittest import mock
+
 from proxy_nca_jax import native
 from proxy_nca_jax.native import library
 
@@ -30,3 +32,24 @@ def require(name: str) -> None:
       f"the native kernels {name!r} did not build here: install "
       f"{library.KERNELS[name].needs} (make test does)"
     )
+
+
+def require_portable(name: str) -> None:
+  """Builds and registers library `name` of `library.KERNELS` with
+  -DPROXY_NCA_JAX_PORTABLE (the loops that CPUs without AVX-512 BF16 run),
+  its FFI targets named with ``Portable`` at the end.
+
+  Raises:
+    AssertionError: it did not build.
+  """
+  kernels = library.KERNELS[name]
+  portable = library.Kernels(
+    kernels.sources,
+    tuple(f"{target}Portable" for target in kernels.targets),
+    flags=(*kernels.flags, "-DPROXY_NCA_JAX_PORTABLE"),
+    link=kernels.link,
+    needs=kernels.needs,
+  )
+  with mock.patch.dict(library.KERNELS, {f"{name}_portable": portable}):
+    if not native.available(f"{name}_portable"):
+      raise AssertionError(f"the portable build of {name!r} did not build")

@@ -68,14 +68,17 @@ def _reference_counts(x, labels):
   return thresholds, index, counts, r
 
 
-def _clustered(num, dim, classes, seed):
-  """Unit vectors around class centres, with exact copies (other classes
-  too) and near copies apart below bfloat16's resolution."""
+def _clustered(num, dim, classes, seed, scaled=False):
+  """Unit vectors around class centres (``scaled``: of norms from 0.01 to
+  100), with exact copies (other classes too) and near copies apart below
+  bfloat16's resolution."""
   rng = np.random.default_rng(seed)
   labels = rng.integers(0, classes, num)
   centres = rng.normal(size=(classes, dim))
   x = centres[labels] + 1.5 * rng.normal(size=(num, dim))
   x = embedding_cases.unit(x)
+  if scaled:
+    x *= (10.0 ** rng.uniform(-2, 2, (num, 1))).astype(np.float32)
   x[num // 2 : num // 2 + 5] = x[3]  # Copies: only the tie rule decides.
   x[10:14] = x[20] + 1e-5 * rng.normal(size=(4, dim)).astype(np.float32)
   return x, labels
@@ -126,12 +129,15 @@ class KernelTest(parameterized.TestCase):
     ("chunks_and_blocks", 2500, 64, 400, _FAST, 0.1),
     # R up to 32 in 16 dimensions: more pairs lie near a threshold.
     ("r_up_to_32", 600, 16, 25, _FAST, 0.25),
+    # Norms from 0.01 to 100: a small row's margin is set by the largest
+    # rows' rounding errors.
+    ("norms_from_0.01_to_100", 800, 48, 120, _FAST, 0.1, True),
     ("remainders_portable", 997, 33, 150, _PORTABLE, 0.1),
   )
   def test_counts_every_positives_rank(
-    self, num, dim, classes, targets, most_scored
+    self, num, dim, classes, targets, most_scored, scaled=False
   ):
-    x, labels = _clustered(num, dim, classes, seed=num + dim)
+    x, labels = _clustered(num, dim, classes, seed=num + dim, scaled=scaled)
     # Ordered by class, as counting.py hands them over.
     order = np.argsort(labels, kind="stable")
     x, labels = x[order], labels[order]

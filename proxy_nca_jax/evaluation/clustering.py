@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proxy_nca_jax import errors, native
+from proxy_nca_jax import errors
 from proxy_nca_jax.native import nearest_centroid
 from proxy_nca_jax.native import screening as bfloat16_screening
 
@@ -319,26 +319,13 @@ def _kmeans_single(
 
 def _screened(x: np.ndarray, k: int, screening: bool | None) -> bool:
   """Whether `kmeans` (``screening``: its argument) screens; see there."""
-  if screening is False:
-    return False
-  if screening is None and (
-    k < _SCREENED_CLUSTERS or "avx512_bf16" not in native.library.cpu_flags()
-  ):
-    return False  # Before the checks below: they scan x, build the kernel.
-  runs = (
-    jax.default_backend() == "cpu"
-    and bfloat16_screening.screenable(x)
-    and native.available("nearest_centroid")
+  return bfloat16_screening.chosen(
+    screening,
+    pays=k >= _SCREENED_CLUSTERS,
+    vectors=x,
+    kernels="nearest_centroid",
+    caller="kmeans",
   )
-  if screening is None:
-    return runs
-  if not runs:
-    raise errors.InvalidInputError(
-      "kmeans(screening=True) needs the CPU backend, finite points of "
-      "norms at most 1e18 and the native kernel (g++; PROXY_NCA_JAX_NATIVE "
-      "not 0). Pass screening=None to screen only where it can."
-    )
-  return True
 
 
 def kmeans(

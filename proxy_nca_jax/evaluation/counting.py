@@ -36,7 +36,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from proxy_nca_jax import errors, native
 from proxy_nca_jax.evaluation import counting_tiles
 from proxy_nca_jax.native import screened_counting
 from proxy_nca_jax.native import screening as bfloat16_screening
@@ -271,28 +270,14 @@ def screens(q: np.ndarray, symmetric: bool, screening: bool | None) -> bool:
   Raises:
     InvalidInputError: ``screening`` is True and it cannot run.
   """
-  if screening is False:
-    return False
-  if screening is None and (
-    len(q) < SCREENED_ITEMS or "avx512_bf16" not in native.library.cpu_flags()
-  ):
-    return False  # Before the checks below: they scan q, build the kernel.
-  runs = (
-    symmetric
-    and jax.default_backend() == "cpu"
-    and bfloat16_screening.screenable(q)
-    and native.available("screened_counting")
+  return bfloat16_screening.chosen(
+    screening,
+    pays=len(q) >= SCREENED_ITEMS,
+    vectors=q,
+    kernels="screened_counting",
+    caller="retrieval_metrics",
+    also_needs=("the set as its own gallery", symmetric),
   )
-  if screening is None:
-    return runs
-  if not runs:
-    raise errors.InvalidInputError(
-      "screening=True needs the set as its own gallery, the CPU backend, "
-      "finite embeddings of norms at most 1e18 and the native kernel (g++; "
-      "PROXY_NCA_JAX_NATIVE not 0). Pass screening=None to screen only "
-      "where it can."
-    )
-  return True
 
 
 def _screened_scores(

@@ -49,6 +49,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from proxy_nca_jax import errors
+from proxy_nca_jax.native import library
+
 # Items per panel of the packed gallery, and panels per micro-tile
 # (screened_search.cc's kLanes and kPanels).
 _LANES = 16
@@ -67,6 +70,54 @@ def screenable_rows(vectors: np.ndarray) -> np.ndarray:
   with np.errstate(over="ignore", invalid="ignore"):  # inf: refused.
     norms = np.linalg.norm(vectors, axis=1)
   return np.isfinite(vectors).all(axis=1) & (norms <= _LARGEST_NORM)
+
+
+def chosen(
+  screening: bool | None,
+  *,
+  pays: bool,
+  vectors: np.ndarray,
+  kernels: str,
+  caller: str,
+  also_needs: tuple[str, bool] | None = None,
+) -> bool:
+  """Whether a caller's bfloat16 screening runs, by its ``screening``
+  argument: None where it pays and can run, True always, False never.
+
+  Args:
+    screening: the caller's argument.
+    pays: the caller's size rule holds (it also needs AVX-512 BF16).
+    vectors: what is screened: finite rows of norms at most 1e18.
+    kernels: the native library that screens (`library.KERNELS`).
+    caller: the call named in the error, e.g. ``"kmeans"``.
+    also_needs: another condition to run, (what it is, whether it holds).
+
+  Raises:
+    InvalidInputError: ``screening`` is True and it cannot run.
+  """
+  if screening is False:
+    return False
+  if screening is None and (
+    not pays or "avx512_bf16" not in library.cpu_flags()
+  ):
+    return False  # Before the checks below: they scan, build the kernel.
+  runs = (
+    (also_needs is None or also_needs[1])
+    and jax.default_backend() == "cpu"
+    and screenable(vectors)
+    and library.available(kernels)
+  )
+  if screening is None:
+    return runs
+  if not runs:
+    other = f"{also_needs[0]}, " if also_needs else ""
+    raise errors.InvalidInputError(
+      f"{caller}(screening=True) needs {other}the CPU backend, finite "
+      "values of norms at most 1e18 and the native kernel (g++; "
+      "PROXY_NCA_JAX_NATIVE not 0). Pass screening=None to screen only "
+      "where it can."
+    )
+  return True
 
 
 def screenable(vectors: np.ndarray) -> bool:

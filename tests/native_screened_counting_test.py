@@ -113,6 +113,14 @@ class MarginTest(parameterized.TestCase):
       worst = (2 * 2**-8 + 2**-16) * norms * norms.max()
       self.assertLess(np.median(margins / worst), 0.6)
 
+  def test_slices_of_rows_give_the_same_margins(self):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((300, 70)).astype(np.float32)
+    x *= rng.uniform(0.1, 3, (300, 1)).astype(np.float32)
+    whole = screened_counting.margins(x)
+    with mock.patch.object(screened_counting, "_SLICE_ROWS", 7):
+      np.testing.assert_array_equal(screened_counting.margins(x), whole)
+
 
 class KernelTest(parameterized.TestCase):
   @classmethod

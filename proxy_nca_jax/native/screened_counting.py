@@ -47,31 +47,42 @@ import numpy as np
 
 from proxy_nca_jax.native import screening
 
+# Rows whose norms `margins` computes at a time: its temporaries are a
+# few arrays of this many rows (32 MB each at 512 features).
+_SLICE_ROWS = 16384
+
+
+def _row_norms(items: np.ndarray) -> tuple[np.ndarray, ...]:
+  """(N,) float64 |x|, |x - x~| and |x~| of each row, x~ = bfloat16(x),
+  each at least the exact value: float32 sums of squares (einsum, no BLAS)
+  taken up by their largest error, D u relative; by slices of rows, so
+  that the temporaries stay small."""
+  dim = 2 * -(-items.shape[1] // 2)
+  unit = 2.0**-24
+  rows = []
+  for start in range(0, items.shape[0], _SLICE_ROWS):
+    x = np.asarray(items[start : start + _SLICE_ROWS], np.float32)
+    bits = screening.bfloat16_bits(x).astype(np.uint32) << np.uint32(16)
+    rounded = bits.view(np.float32)
+    error = x - rounded  # Exact: the low half of each float32.
+    rows.append([np.einsum("nd,nd->n", v, v) for v in (x, error, rounded)])
+  squares = np.concatenate(rows, axis=1).astype(np.float64)
+  return tuple(np.sqrt(squares * (1 + dim * unit) / (1 - dim * unit)))
+
 
 def margins(items: np.ndarray) -> np.ndarray:
   """(N,) float32 E of the module docstring for each row of ``items``."""
-  x = np.asarray(items, np.float32)
-  rounded = (
-    screening.bfloat16_bits(x).astype(np.uint32) << np.uint32(16)
-  ).view(np.float32)
-  error = x - rounded  # Exact: the low half of each float32.
-  dim = 2 * -(-x.shape[1] // 2)
+  dim = 2 * -(-items.shape[1] // 2)
   unit = 2.0**-24
-
-  def norms(rows: np.ndarray) -> np.ndarray:
-    # float32 sums of squares (einsum: no BLAS) within D u of the exact.
-    squares = np.einsum("nd,nd->n", rows, rows).astype(np.float64)
-    return np.sqrt(squares * (1 + dim * unit) / (1 - dim * unit))
-
-  x_norms, errors, rounded_norms = norms(x), norms(error), norms(rounded)
+  norms, errors, rounded_norms = _row_norms(items)
   largest_error, largest_rounded = errors.max(), rounded_norms.max()
   sums = dim * unit / (1 - dim * unit)
   bound = (
-    x_norms * largest_error
+    norms * largest_error
     + errors * largest_rounded
     + sums * rounded_norms * largest_rounded
-    + dim * 2.0**-124 * (1 + x_norms + largest_rounded)
-    + 2.0**-22 * x_norms * x_norms.max()
+    + dim * 2.0**-124 * (1 + norms + largest_rounded)
+    + 2.0**-22 * norms * norms.max()
   )
   return np.nextafter((1.0001 * bound).astype(np.float32), np.float32(np.inf))
 

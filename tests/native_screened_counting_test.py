@@ -89,15 +89,23 @@ def _bf16(values):
 
 
 class MarginTest(parameterized.TestCase):
-  @parameterized.named_parameters(("random", False), ("halfway", True))
-  def test_covers_every_pairs_error(self, halfway):
+  @parameterized.named_parameters(
+    ("random", "random"), ("halfway", "halfway"), ("tiny", "tiny")
+  )
+  def test_covers_every_pairs_error(self, case):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((80, 96)).astype(np.float32)
     x[40:] *= 5
-    if halfway:
+    halfway = np.nextafter(np.float32(1 + 2**-8), np.float32(0))
+    if case == "halfway":
       # Entries just below a bfloat16 halfway point, one sign: the rounding
       # errors add up instead of cancelling.
-      x[:5] = np.nextafter(np.float32(1 + 2**-8), np.float32(0))
+      x[:5] = halfway
+    if case == "tiny":
+      # Rows of 1e-21 beside one of 1e16: their rounding errors' squares
+      # would vanish in float32, not their products with the large row.
+      x[:5] = 1e-21 * halfway
+      x[5] = 1e16 * halfway
     v = np.einsum("nd,md->nm", _bf16(x), _bf16(x))  # Exact here.
     s = np.einsum("nd,md->nm", x.astype(np.float64), x.astype(np.float64))
     error = np.abs(v - s).max(axis=1)
@@ -106,7 +114,7 @@ class MarginTest(parameterized.TestCase):
     # The margin holds the bound and two float32 steps of the largest |s|.
     steps = 2.0**-22 * np.abs(s).max(axis=1)
     self.assertTrue((error + steps <= margins).all())
-    if not halfway:
+    if case == "random":
       # Measured rounding errors: well below bfloat16's worst case,
       # (2 b + b**2) |x| |y|, b = 2**-8.
       norms = np.linalg.norm(x.astype(np.float64), axis=1)

@@ -79,17 +79,24 @@ class PackTest(parameterized.TestCase):
 
 
 class MarginTest(parameterized.TestCase):
-  @parameterized.named_parameters(("random", False), ("halfway", True))
-  def test_covers_every_pairs_error(self, halfway):
+  @parameterized.named_parameters(
+    ("random", "random"), ("halfway", "halfway"), ("tiny", "tiny")
+  )
+  def test_covers_every_pairs_error(self, case):
     rng = np.random.default_rng(7)
     points = rng.standard_normal((60, 96)).astype(np.float32)
     centroids = 3 * rng.standard_normal((40, 96)).astype(np.float32)
-    if halfway:
+    below = np.nextafter(np.float32(1 + 2**-8), np.float32(0))
+    if case == "halfway":
       # Entries just below a bfloat16 halfway point, one sign: the rounding
       # errors add up instead of cancelling.
-      below = np.nextafter(np.float32(1 + 2**-8), np.float32(0))
       points[:5] = below
       centroids[:5] = 2 * below
+    if case == "tiny":
+      # Points of 1e-21 beside a centroid of 1e16: the squares of their
+      # rounding errors underflow in float32, not their products with it.
+      points[:5] = 1e-21 * below
+      centroids[0] = 1e16 * below
     # a = bf16 products summed (exactly, here) less h in float32; s exact.
     a = np.einsum("nd,kd->nk", _bf16(points), _bf16(centroids)) - (
       0.5 * np.sum(centroids.astype(np.float32) ** 2, axis=1)
@@ -109,12 +116,13 @@ class MarginTest(parameterized.TestCase):
     np.testing.assert_allclose(margins[1], margins[0], rtol=1e-5)
     bound = margins[1] / (2 * 1.01)
     self.assertTrue((error <= bound).all(), (error / bound).max())
-    # Measured rounding errors make it about half the worst case's bound,
-    # (2 b + b**2) |x| |c|, b = 2**-8, that the search's screening uses.
-    worst = (2 * 2**-8 + 2**-16) * np.outer(
-      np.linalg.norm(points, axis=1), np.linalg.norm(centroids, axis=1)
-    ).max(axis=1)
-    self.assertLess(np.median(bound / worst), 0.6)
+    if case != "tiny":
+      # Measured rounding errors make it about half the worst case's bound,
+      # (2 b + b**2) |x| |c|, b = 2**-8, that the search's screening uses.
+      worst = (2 * 2**-8 + 2**-16) * np.outer(
+        np.linalg.norm(points, axis=1), np.linalg.norm(centroids, axis=1)
+      ).max(axis=1)
+      self.assertLess(np.median(bound / worst), 0.6)
 
 
 class NearestTest(parameterized.TestCase):

@@ -202,18 +202,20 @@ void ForEachShare(xla::ffi::ThreadPool& pool, const float* rows, int64_t num,
   });
 }
 
-// Every micro-tile of `padded` rows (`words`) against every one of the
-// `num_panels` packed panels, in chunks of rows and blocks of panels that
-// both stay in L2 (kChunkBytes, kBlockBytes), so the panels are read from
-// memory once per chunk. For each micro-tile where a row reaches its
-// threshold, `threshold(row)` taken as the tile starts, calls
-// visit(first row, first panel, hits, tile) with MicroTile's results;
-// `bias`, if given, holds one float per item of the panels. Each row meets
-// the items in index order.
-template <typename Threshold, typename Visit>
+// Every micro-tile of `padded` rows (`words`) against the `num_panels`
+// packed panels from first_panel(first row of the micro-tile) on (a
+// multiple of kPanels, never decreasing with the row), in chunks of rows
+// and blocks of panels that both stay in L2 (kChunkBytes, kBlockBytes), so
+// the panels are read from memory once per chunk. Calls
+// visit(first row, first panel, hits, tile) with MicroTile's results for
+// every micro-tile, `hits` marking the rows that reach `threshold(row)`,
+// taken as the tile starts; `bias`, if given, holds one float per item of
+// the panels. Each row meets the items in index order.
+template <typename FirstPanel, typename Threshold, typename Visit>
 void ScanTiles(const uint32_t* words, int64_t padded, const uint32_t* panels,
                int64_t num_panels, int64_t pairs, const float* bias,
-               const Threshold& threshold, const Visit& visit) {
+               const FirstPanel& first_panel, const Threshold& threshold,
+               const Visit& visit) {
   const int64_t stride = pairs * kLanes;  // Words per panel.
   alignas(64) float tile[kQueries * kPanels * kLanes];
   float thresholds[kQueries];
@@ -223,10 +225,12 @@ void ScanTiles(const uint32_t* words, int64_t padded, const uint32_t* panels,
       kQueries, kChunkBytes / (pairs * 4) / kQueries * kQueries);
   for (int64_t chunk = 0; chunk < padded; chunk += chunk_rows) {
     const int64_t chunk_end = std::min(padded, chunk + chunk_rows);
-    for (int64_t block = 0; block < num_panels; block += block_panels) {
+    for (int64_t block = first_panel(chunk); block < num_panels;
+         block += block_panels) {
       const int64_t block_end = std::min(num_panels, block + block_panels);
       for (int64_t group = chunk; group < chunk_end; group += kQueries) {
-        for (int64_t panel = block; panel < block_end; panel += kPanels) {
+        const int64_t from = std::max(block, first_panel(group));
+        for (int64_t panel = from; panel < block_end; panel += kPanels) {
           for (int64_t m = 0; m < kQueries; ++m) {
             thresholds[m] = threshold(group + m);
           }
@@ -234,7 +238,7 @@ void ScanTiles(const uint32_t* words, int64_t padded, const uint32_t* panels,
               words + group * pairs, panels + panel * stride, pairs, stride,
               bias == nullptr ? nullptr : bias + panel * kLanes, thresholds,
               tile);
-          if (hits) visit(group, panel, hits, tile);
+          visit(group, panel, hits, tile);
         }
       }
     }

@@ -93,8 +93,10 @@ ffi::Error NearestCentroidImpl(
     }
     ScanTiles(
         words.data(), padded, words_in, panels, pairs, half_norms.typed_data(),
+        /*first_panel=*/[](int64_t) { return int64_t{0}; },
         [&](int64_t row) { return searches[row].threshold; },
         [&](int64_t group, int64_t panel, uint32_t hits, const float* tile) {
+          if (!hits) return;
           const int64_t items =
               std::min<int64_t>(kPanels * kLanes, size - panel * kLanes);
           for (int64_t m = 0; m < kQueries && items > 0; ++m) {

@@ -43,12 +43,10 @@ namespace ffi = xla::ffi;
 using proxy_nca_jax::ParallelFor;
 using proxy_nca_jax::bf16::Bf16Rows;
 using proxy_nca_jax::bf16::Dot;
-using proxy_nca_jax::bf16::kBlockBytes;
-using proxy_nca_jax::bf16::kChunkBytes;
 using proxy_nca_jax::bf16::kLanes;
 using proxy_nca_jax::bf16::kPanels;
 using proxy_nca_jax::bf16::kQueries;
-using proxy_nca_jax::bf16::MicroTile;
+using proxy_nca_jax::bf16::ScanTiles;
 
 namespace {
 
@@ -294,11 +292,6 @@ ffi::Error ScreenedCountsImpl(
       if (done >= total * task / tasks) bounds[task++] = g + 1;
     }
   }
-  const int64_t stride = pairs * kLanes;  // Words per panel.
-  const int64_t block_panels = std::max<int64_t>(
-      kPanels, kBlockBytes / (stride * 4) / kPanels * kPanels);
-  const int64_t chunk_rows = std::max<int64_t>(
-      kQueries, kChunkBytes / (pairs * 4) / kQueries * kQueries);
   ParallelFor(pool, tasks, [&](int64_t task) {
     const int64_t first = bounds[task] * kQueries;
     const int64_t last = std::min(num, bounds[task + 1] * kQueries);
@@ -306,31 +299,14 @@ ffi::Error ScreenedCountsImpl(
     const int64_t padded = (last - first + kQueries - 1) / kQueries * kQueries;
     const std::vector<uint32_t> words =
         Bf16Rows(x + first * dim, last - first, padded, dim, pairs);
-    alignas(64) float tile[kQueries * kItems];
-    float floor[kQueries];
-    for (int64_t chunk = 0; chunk < padded; chunk += chunk_rows) {
-      const int64_t chunk_end = std::min(padded, chunk + chunk_rows);
-      // The first micro-tile of panels holding an item after the chunk's
-      // first row.
-      const int64_t from = (first + chunk) / kItems * kPanels;
-      for (int64_t block = from; block < panels; block += block_panels) {
-        const int64_t block_end = std::min(panels, block + block_panels);
-        for (int64_t group = chunk; group < chunk_end; group += kQueries) {
-          const int64_t row = first + group;
-          for (int64_t m = 0; m < kQueries; ++m) {
-            floor[m] = Load(counter.floor() + row + m);
-          }
-          for (int64_t panel = block; panel < block_end; panel += kPanels) {
-            if ((panel + kPanels) * kLanes <= row + 1) continue;
-            const uint32_t hits =
-                MicroTile(words.data() + group * pairs,
-                          words_in + panel * stride, pairs, stride, nullptr,
-                          floor, tile);
-            CountTile(counter, row, panel, num, hits, tile);
-          }
-        }
-      }
-    }
+    ScanTiles(
+        words.data(), padded, words_in, panels, pairs, /*bias=*/nullptr,
+        // The first micro-tile of panels holding an item after the row.
+        [&](int64_t row) { return (first + row + 1) / kItems * kPanels; },
+        [&](int64_t row) { return Load(counter.floor() + first + row); },
+        [&](int64_t group, int64_t panel, uint32_t hits, const float* tile) {
+          CountTile(counter, first + group, panel, num, hits, tile);
+        });
   });
   counter.Write(counts->typed_data(), scored->typed_data());
   return ffi::Error::Success();

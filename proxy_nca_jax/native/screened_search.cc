@@ -126,8 +126,10 @@ ffi::Error ScreenCandidatesImpl(ffi::ThreadPool pool,
     const int32_t* excluded = exclude.typed_data() + first;
     ScanTiles(
         words.data(), padded, packed, panels, pairs, /*bias=*/nullptr,
+        /*first_panel=*/[](int64_t) { return int64_t{0}; },
         [&](int64_t row) { return screens[row].threshold; },
         [&](int64_t group, int64_t panel, uint32_t hits, const float* tile) {
+          if (!hits) return;
           for (int64_t m = 0; m < kQueries; ++m) {
             if (!(hits >> m & 1u)) continue;
             const float* row = tile + m * kPanels * kLanes;
